@@ -1,0 +1,46 @@
+"""kinema: local text/image to video with synchronized audio.
+
+Importing kinema is cheap: torch and diffusers load when the first clip is generated.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("kinema")
+except PackageNotFoundError:  # running from a source tree without an install
+    __version__ = "0.0.0+source"
+
+from .clip import Clip
+from .engine import generate, get_backend, get_backends, plan
+from .errors import (
+    GenerationCancelled,
+    InvalidRequestError,
+    KinemaError,
+    MissingWeightsError,
+    OutputError,
+    UnknownBackendError,
+)
+from .hookspecs import hookimpl
+from .home import kinema_home
+from .progress import CancelToken, Progress
+from .request import GenerationRequest
+
+__all__ = [
+    "CancelToken",
+    "Clip",
+    "GenerationCancelled",
+    "GenerationRequest",
+    "InvalidRequestError",
+    "KinemaError",
+    "MissingWeightsError",
+    "OutputError",
+    "Progress",
+    "UnknownBackendError",
+    "__version__",
+    "generate",
+    "get_backend",
+    "get_backends",
+    "hookimpl",
+    "kinema_home",
+    "plan",
+]

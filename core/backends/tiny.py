@@ -1,0 +1,82 @@
+"""The embedded demo: tiny, randomly initialised LTX-2 and Wan built offline on first use.
+
+Real architectures at toy sizes, so every path (CLI, server, hosts, tests)
+runs end to end in seconds on any CPU with no download. Their output is
+coloured noise with noise for sound.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from ..hookspecs import hookimpl
+from ..home import models_dir
+from .base import BackendStatus, Defaults
+from .ltx2 import LTX2Backend
+from .wan import WanBackend
+
+_build_lock = threading.Lock()
+
+
+def tiny_model_path(kind: str) -> Path:
+    """The folder of tiny model ``kind`` ('ltx2', 'wan', 'stable-audio'), built on first use."""
+    path = models_dir() / f"kinema--tiny-{kind}"
+    if not (path / "model_index.json").is_file():
+        with _build_lock:
+            if not (path / "model_index.json").is_file():
+                from ..loading import quiet_libraries
+                from ..tiny import build_tiny
+
+                quiet_libraries()
+                build_tiny(kind, path)  # atomic: a half-built folder never appears
+    return path
+
+
+class _Tiny:
+    is_demo = True
+
+    def for_model(self, model: str):
+        from ..errors import InvalidRequestError
+
+        raise InvalidRequestError(f"backend {self.name!r} runs only its built-in demo model; drop --model")
+
+    def status(self) -> BackendStatus:
+        from ..device import pick_device
+
+        return BackendStatus(True, "embedded demo model (random weights), built offline on first use", pick_device())
+
+
+class TinyBackend(_Tiny, LTX2Backend):
+    name = "tiny"
+    description = "embedded tiny LTX-2 (demo, random weights): video and audio in one pass, anywhere"
+    default_model = "kinema/tiny-ltx2"
+    defaults = Defaults(width=64, height=64, fps=24, seconds=1.0, steps=8, guidance=3.0)
+    # The toy transformer has two blocks: no spatio-temporal or modality guidance passes.
+    pipeline_kwargs = {
+        "stg_scale": 0.0,
+        "audio_stg_scale": 0.0,
+        "modality_scale": 1.0,
+        "audio_modality_scale": 1.0,
+        "spatio_temporal_guidance_blocks": None,
+    }
+
+    def _model_path(self) -> Path:
+        return tiny_model_path("ltx2")
+
+
+class TinyWanBackend(_Tiny, WanBackend):
+    name = "tiny-wan"
+    description = "embedded tiny Wan 2.2 + Stable Audio (demo, random weights)"
+    default_model = "kinema/tiny-wan"
+    default_audio_model = "kinema/tiny-stable-audio"
+    defaults = Defaults(width=64, height=64, fps=24, seconds=1.0, steps=8, guidance=5.0)
+
+    def _model_path(self, model: str) -> Path:
+        return tiny_model_path(model.removeprefix("kinema/tiny-"))
+
+
+@hookimpl
+def register_backends(register):
+    register(TinyBackend(), aliases=("tiny-ltx2", "demo"))
+    register(TinyWanBackend())

@@ -1,0 +1,504 @@
+"""A client for ``kinema serve``, in one file, using only the Python standard library.
+
+Blender and OBS add-ons ship a copy of this file and never import torch: the
+server does the work. Keep it importing nothing outside the standard library
+(a test checks), and working on Python 3.9+.
+
+    from kinema.client import Client, ensure_server
+
+    client = ensure_server(python="/path/to/kinema-venv/bin/python")  # starts `kinema serve` if needed
+    job = client.submit("rain on a tin roof", seconds=2, size="768x512")
+    job = client.wait(job["id"], progress=lambda p: print(f"{p.percent}%"))
+    client.download(job["id"], "rain.mp4")
+
+Errors: ``ServerUnavailable`` (nothing listening), ``AuthenticationError``
+(missing or wrong ``KINEMA_API_KEY``), ``APIError`` (a request the server
+refused, e.g. a bad size), ``JobFailed`` / ``JobCancelled`` (from ``wait``),
+``ServerStartError`` (``ensure_server`` could not start one). All derive from
+``ClientError``.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import http.client
+import json
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple, Union
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "Client",
+    "ClientError",
+    "JobCancelled",
+    "JobFailed",
+    "NotFoundError",
+    "Progress",
+    "ServerStartError",
+    "ServerUnavailable",
+    "WaitTimeout",
+    "ensure_server",
+]
+
+DEFAULT_URL = "http://127.0.0.1:8765"
+FINAL_EVENTS = ("completed", "failed", "cancelled", "deleted")
+_READY_LINE = re.compile(r"serving .* on (http://\S+?)/v1\b")
+
+
+class ClientError(Exception):
+    """Base of every error this module raises; ``str(error)`` is one line a user can act on."""
+
+
+class ServerUnavailable(ClientError):
+    """No kinema server answered at the URL (connection refused, reset or timed out)."""
+
+
+class AuthenticationError(ClientError):
+    """The server wants an API key, or a different one (HTTP 401)."""
+
+
+class APIError(ClientError):
+    """The server refused a request; ``status``, ``code`` and ``param`` say why."""
+
+    def __init__(self, message: str, *, status: int, code: Optional[str] = None, param: Optional[str] = None):
+        super().__init__(message)
+        self.status, self.code, self.param = status, code, param
+
+
+class NotFoundError(APIError):
+    """No such job (HTTP 404)."""
+
+
+class JobFailed(ClientError):
+    """The job ended without a clip; ``job`` is its final state, ``code`` the server's reason code."""
+
+    def __init__(self, message: str, job: dict):
+        super().__init__(message)
+        self.job = job
+        self.code = (job.get("error") or {}).get("code")
+
+
+class JobCancelled(JobFailed):
+    """The job was cancelled."""
+
+
+class WaitTimeout(ClientError, TimeoutError):
+    """``wait`` gave up before the job finished; the job goes on."""
+
+
+class ServerStartError(ClientError):
+    """``ensure_server`` could not start a healthy server; the message ends with its log."""
+
+
+Progress = collections.namedtuple("Progress", "job_id step total stage percent preview_jpeg")
+Progress.__doc__ = """One progress report: step of total in stage, percent 0..100, preview_jpeg bytes or None."""
+
+
+class Client:
+    """Talks to one kinema server. Thread-safe: every call opens its own connection."""
+
+    def __init__(self, base_url: Optional[str] = None, *, api_key: Optional[str] = None, timeout: float = 30.0):
+        url = (base_url or os.environ.get("KINEMA_URL") or DEFAULT_URL).rstrip("/")
+        if url.endswith("/v1"):
+            url = url[:-3]
+        self.base_url = url
+        self.api_key = api_key if api_key is not None else os.environ.get("KINEMA_API_KEY") or None
+        self.timeout = timeout
+        self.process: Optional[subprocess.Popen] = None  # set by ensure_server when it started the server
+        # A local server needs no proxy; a proxy from the environment would only get in the way.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def __repr__(self) -> str:
+        return f"Client({self.base_url!r})"
+
+    # -- plumbing
+
+    def _open(self, method: str, path: str, *, body: Optional[dict] = None, timeout: Optional[float] = None,
+              accept: str = "application/json") -> http.client.HTTPResponse:
+        headers = {"Accept": accept, "User-Agent": "kinema-client"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        request = urllib.request.Request(self.base_url + path, data=data, headers=headers, method=method)
+        try:
+            return self._opener.open(request, timeout=timeout if timeout is not None else self.timeout)
+        except urllib.error.HTTPError as error:
+            raise _http_error(error) from None
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+            reason = getattr(error, "reason", error)
+            raise ServerUnavailable(
+                f"no kinema server answered at {self.base_url} ({reason}); start one with `kinema serve`"
+                " or call ensure_server()"
+            ) from None
+
+    def _json(self, method: str, path: str, body: Optional[dict] = None) -> Any:
+        with self._open(method, path, body=body) as response:
+            raw = response.read()
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise ClientError(f"{self.base_url}{path} did not answer with JSON: is this a kinema server?") from None
+
+    # -- the API
+
+    def health(self) -> dict:
+        """{"status": "ok", "version": ..., "auth": bool}; raises ServerUnavailable if nobody answers."""
+        return self._json("GET", "/health")
+
+    def models(self) -> list:
+        """Backends and pulled models the server can run."""
+        return self._json("GET", "/v1/models")["data"]
+
+    def submit(
+        self,
+        prompt: str,
+        *,
+        seconds: Optional[float] = None,
+        size: Union[str, Tuple[int, int], None] = None,
+        model: Optional[str] = None,
+        image: Union[str, "os.PathLike[str]", bytes, None] = None,
+        negative_prompt: Optional[str] = None,
+        seed: Optional[int] = None,
+        steps: Optional[int] = None,
+        guidance: Optional[float] = None,
+        fps: Optional[float] = None,
+        style: Optional[str] = None,
+        backend: Optional[str] = None,
+        audio: Optional[bool] = None,
+    ) -> dict:
+        """Queue a job and return it (``job["id"]``, ``job["size"]``, ``job["seconds"]`` as will be made).
+
+        ``image`` (a path or PNG/JPEG/WebP bytes) is the first frame. Raises APIError for a bad request.
+        """
+        body: Dict[str, Any] = {"prompt": prompt}
+        if isinstance(size, (tuple, list)):
+            size = f"{int(size[0])}x{int(size[1])}"
+        optional = {"seconds": None if seconds is None else f"{seconds:g}" if isinstance(seconds, (int, float)) else seconds,
+                    "size": size, "model": model, "negative_prompt": negative_prompt, "seed": seed, "steps": steps,
+                    "guidance": guidance, "fps": fps, "style": style, "backend": backend, "audio": audio}
+        body.update({k: v for k, v in optional.items() if v is not None})
+        if image is not None:
+            data = image if isinstance(image, bytes) else _read_file(image)
+            body["input_reference"] = {"image_url": f"data:{_image_type(data)};base64,{base64.b64encode(data).decode('ascii')}"}
+        return self._json("POST", "/v1/videos", body)
+
+    def get(self, job_id: str) -> dict:
+        return self._json("GET", f"/v1/videos/{_quote(job_id)}")
+
+    def list(self, *, limit: int = 20, after: Optional[str] = None, order: str = "desc") -> dict:
+        """One page: {"data": [...], "has_more": bool, "last_id": ...}; pass ``after=page["last_id"]`` for the next."""
+        query = {"limit": limit, "order": order, **({"after": after} if after else {})}
+        return self._json("GET", "/v1/videos?" + urllib.parse.urlencode(query))
+
+    def cancel(self, job_id: str) -> dict:
+        """Cancel a queued job, or stop a running one within one step; ``wait`` then raises JobCancelled."""
+        return self._json("POST", f"/v1/videos/{_quote(job_id)}/cancel")
+
+    def delete(self, job_id: str) -> dict:
+        """Delete the job and its files (a running job is cancelled first)."""
+        return self._json("DELETE", f"/v1/videos/{_quote(job_id)}")
+
+    def events(self, job_id: str, *, timeout: float = 60.0) -> Iterator[Tuple[str, dict]]:
+        """Yield ``(event, data)`` from the job's server-sent events until its final event.
+
+        First comes ``("video", job)`` as it is now, then ``progress`` events, then
+        ``completed``/``failed``/``cancelled`` with the job (or ``deleted``).
+        ``timeout`` bounds the silence between events (the server pings every 15 s).
+        """
+        response = self._open("GET", f"/v1/videos/{_quote(job_id)}/events", timeout=timeout, accept="text/event-stream")
+        with response:
+            name, data_lines = "message", []
+            while True:
+                try:
+                    raw = response.readline()
+                except (OSError, http.client.HTTPException) as error:
+                    raise ServerUnavailable(f"lost the event stream from {self.base_url}: {error}") from None
+                if not raw:
+                    return  # the server closed the stream (e.g. it is shutting down)
+                line = raw.decode("utf-8").rstrip("\r\n")
+                if not line:
+                    if data_lines:
+                        yield name, json.loads("\n".join(data_lines))
+                        if name in FINAL_EVENTS:
+                            return
+                    name, data_lines = "message", []
+                elif line.startswith(":"):
+                    continue
+                else:
+                    key, _, value = line.partition(":")
+                    value = value[1:] if value.startswith(" ") else value
+                    if key == "event":
+                        name = value
+                    elif key == "data":
+                        data_lines.append(value)
+
+    def wait(self, job_id: str, *, progress: Optional[Callable[[Progress], None]] = None,
+             timeout: Optional[float] = None, poll_interval: float = 0.5, reconnect_for: float = 30.0) -> dict:
+        """Block until the job finishes; return it if completed, else raise JobFailed or JobCancelled.
+
+        ``progress`` gets a Progress for every step (from server-sent events;
+        polling, with percent only, if the stream is unavailable). A server that
+        restarts meanwhile is waited for up to ``reconnect_for`` seconds.
+        Raises WaitTimeout after ``timeout`` seconds (the job goes on).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            job = self._wait_events(job_id, progress, deadline)
+        except (ServerUnavailable, _StreamUnavailable):
+            job = None
+        if job is None:
+            job = self._wait_polling(job_id, progress, deadline, poll_interval, reconnect_for)
+        return _settle(job)
+
+    def _wait_events(self, job_id: str, progress: Optional[Callable], deadline: Optional[float]) -> Optional[dict]:
+        silence = 60.0 if deadline is None else max(0.1, min(60.0, deadline - time.monotonic()))
+        try:
+            stream = self.events(job_id, timeout=silence)
+            for name, data in stream:
+                if name == "progress" and progress is not None:
+                    preview = data.get("preview_jpeg_base64")
+                    progress(Progress(job_id, data["step"], data["total"], data.get("stage", ""),
+                                      data.get("progress", 0), base64.b64decode(preview) if preview else None))
+                elif name in ("completed", "failed", "cancelled"):
+                    return data
+                elif name == "deleted":
+                    raise JobFailed(f"job {job_id} was deleted", {"id": job_id, "status": "failed",
+                                                                  "error": {"code": "deleted", "message": "deleted"}})
+                if deadline is not None and time.monotonic() > deadline:
+                    raise WaitTimeout(f"job {job_id} did not finish within the timeout; it goes on")
+        except NotFoundError:
+            raise
+        except APIError as error:
+            if error.status in (404, 405):  # no events endpoint: an OpenAI server, not kinema
+                raise _StreamUnavailable() from None
+            raise
+        except ServerUnavailable as error:
+            if "timed out" in str(error) and deadline is not None and time.monotonic() > deadline:
+                raise WaitTimeout(f"job {job_id} did not finish within the timeout; it goes on") from None
+            raise
+        return None  # stream ended early: fall back to polling
+
+    def _wait_polling(self, job_id: str, progress: Optional[Callable], deadline: Optional[float],
+                      interval: float, reconnect_for: float) -> dict:
+        last_seen, unreachable_since = None, None
+        while True:
+            try:
+                job = self.get(job_id)
+                unreachable_since = None
+            except ServerUnavailable:
+                unreachable_since = unreachable_since or time.monotonic()
+                if time.monotonic() - unreachable_since > reconnect_for:
+                    raise
+                job = None
+            if job is not None:
+                if job["status"] in ("completed", "failed"):
+                    return job
+                info = job.get("kinema") or {}
+                seen = (job.get("progress"), info.get("step"))
+                if progress is not None and job["status"] == "in_progress" and seen != last_seen:
+                    last_seen = seen
+                    progress(Progress(job_id, info.get("step", 0), info.get("total", 0), info.get("stage", ""),
+                                      job.get("progress", 0), None))
+            if deadline is not None and time.monotonic() > deadline:
+                raise WaitTimeout(f"job {job_id} did not finish within the timeout; it goes on")
+            time.sleep(interval)
+
+    def download(self, job_id: str, path: Union[str, "os.PathLike[str]"], *, variant: str = "video") -> str:
+        """Save the clip (or ``variant="thumbnail"``, a PNG) to ``path`` atomically; return the path.
+
+        The file appears complete or not at all: it is written to a hidden temp
+        file beside ``path`` and renamed, so a player or OBS never sees half a clip.
+        """
+        path = os.fspath(path)
+        directory = os.path.dirname(os.path.abspath(path))
+        temp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(4)}.part")
+        query = urllib.parse.urlencode({"variant": variant})
+        response = self._open("GET", f"/v1/videos/{_quote(job_id)}/content?{query}", accept="*/*")
+        try:
+            with response, open(temp, "wb") as handle:
+                while True:
+                    chunk = response.read(1 << 20)
+                    if not chunk:
+                        break
+                    handle.write(chunk)
+                handle.flush()
+                os.fsync(handle.fileno())
+                expected = response.headers.get("Content-Length")
+                if expected is not None and handle.tell() != int(expected):
+                    raise ServerUnavailable(f"download of {job_id} was cut short ({handle.tell()} of {expected} bytes)")
+            os.replace(temp, path)
+        except BaseException as error:
+            try:
+                os.unlink(temp)
+            except OSError:
+                pass
+            if isinstance(error, (OSError, http.client.HTTPException)) and not isinstance(error, ClientError):
+                raise ServerUnavailable(f"download of {job_id} failed: {error}") from None
+            raise
+        return path
+
+    def generate(self, prompt: str, path: Union[str, "os.PathLike[str]"], *,
+                 progress: Optional[Callable[[Progress], None]] = None, timeout: Optional[float] = None,
+                 **fields: Any) -> str:
+        """Submit, wait and download in one call; ``fields`` are ``submit``'s keyword arguments."""
+        job = self.submit(prompt, **fields)
+        self.wait(job["id"], progress=progress, timeout=timeout)
+        return self.download(job["id"], path)
+
+
+class _StreamUnavailable(Exception):
+    pass
+
+
+def _settle(job: dict) -> dict:
+    if job.get("status") == "completed":
+        return job
+    error = job.get("error") or {}
+    message = error.get("message") or "the job failed"
+    if error.get("code") == "cancelled":
+        raise JobCancelled(f"job {job.get('id')} was cancelled", job)
+    raise JobFailed(f"job {job.get('id')} failed: {message}", job)
+
+
+def _http_error(error: urllib.error.HTTPError) -> ClientError:
+    try:
+        detail = json.loads(error.read() or b"{}").get("error") or {}
+    except (ValueError, AttributeError, OSError):
+        detail = {}
+    message = detail.get("message") or f"HTTP {error.code} {error.reason}"
+    if error.code == 401:
+        return AuthenticationError(f"{message} (set KINEMA_API_KEY, or pass api_key=, to the server's key)")
+    cls = NotFoundError if error.code == 404 else APIError
+    return cls(message, status=error.code, code=detail.get("code"), param=detail.get("param"))
+
+
+def _quote(job_id: str) -> str:
+    return urllib.parse.quote(str(job_id), safe="")
+
+
+def _read_file(path: Union[str, "os.PathLike[str]"]) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def _image_type(data: bytes) -> str:
+    if data.startswith(b"\x89PNG"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8"):
+        return "image/jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return "application/octet-stream"  # the server says what is wrong with it
+
+
+# --------------------------------------------------------------------------- starting a server
+
+
+def ensure_server(
+    python: Optional[str] = None,
+    *,
+    url: Optional[str] = None,
+    api_key: Optional[str] = None,
+    timeout: float = 120.0,
+    log_path: Optional[str] = None,
+    env: Optional[Dict[str, str]] = None,
+    extra_args: Tuple[str, ...] = (),
+) -> Client:
+    """Return a Client for a healthy server at ``url``, starting ``kinema serve`` if none answers.
+
+    ``python`` is the interpreter kinema is installed in (default: ``KINEMA_PYTHON``);
+    the server keeps running after this process exits (``client.process`` is its
+    Popen). With port 0 in ``url`` the server picks a free port. Its output goes
+    to ``log_path`` (default: a file in the temp directory).
+    """
+    client = Client(url, api_key=api_key)
+    parsed = urllib.parse.urlsplit(client.base_url)
+    host, port = parsed.hostname or "127.0.0.1", parsed.port if parsed.port is not None else 8765
+    if port != 0:
+        try:
+            _check_health(client)
+            return client
+        except ServerUnavailable:
+            pass
+    python = python or os.environ.get("KINEMA_PYTHON")
+    if not python:
+        raise ServerStartError(
+            f"no kinema server at {client.base_url}, and no Python to start one with: pass python= or set"
+            " KINEMA_PYTHON to the interpreter kinema is installed in"
+        )
+    if log_path is None:
+        log_path = os.path.join(tempfile.gettempdir(), f"kinema-serve-{port or secrets.token_hex(4)}.log")
+    command = [python, "-m", "kinema.cli", "serve", "--host", host, "--port", str(port), *extra_args]
+    server_env = dict(os.environ if env is None else env)
+    if api_key:
+        server_env["KINEMA_API_KEY"] = api_key
+    options: Dict[str, Any] = {}
+    if os.name == "nt":
+        options["creationflags"] = (getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
+                                    | getattr(subprocess, "CREATE_NO_WINDOW", 0))
+    else:
+        options["start_new_session"] = True  # outlives the host app; Ctrl-C in a terminal does not reach it
+    with open(log_path, "wb") as log:
+        try:
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                       env=server_env, close_fds=True, **options)
+        except OSError as error:
+            raise ServerStartError(f"cannot run {python}: {error}") from None
+    deadline = time.monotonic() + timeout
+    while True:
+        code = process.poll()
+        if code is not None:
+            raise ServerStartError(f"kinema serve exited with code {code}:\n{_tail(log_path)}")
+        if port == 0:
+            match = _READY_LINE.search(_tail(log_path, 64 * 1024))
+            if match:
+                client.base_url = match[1]
+        if port != 0 or match:
+            try:
+                _check_health(client)
+                client.process = process
+                return client
+            except ServerUnavailable:
+                pass
+        if time.monotonic() > deadline:
+            process.kill()
+            raise ServerStartError(f"kinema serve was not healthy after {timeout:g} s:\n{_tail(log_path)}")
+        time.sleep(0.2)
+
+
+def _check_health(client: Client) -> None:
+    try:
+        health = client.health()
+    except APIError as error:
+        raise ClientError(f"{client.base_url} answers, but it is not a kinema server ({error})") from None
+    if not isinstance(health, dict) or health.get("status") != "ok":
+        raise ClientError(f"{client.base_url} answers, but it is not a healthy kinema server: {health!r}")
+
+
+def _tail(path: str, size: int = 4000) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - size))
+            return handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+if sys.version_info < (3, 9):  # pragma: no cover
+    raise ImportError("kinema's client needs Python 3.9 or newer")

@@ -1,0 +1,732 @@
+"""The job queue behind ``kinema serve``: jobs in SQLite, one worker thread per device.
+
+Durable state (what was asked, status, attempts, errors) lives in
+``KINEMA_HOME/jobs/jobs.db``; each job's files live in ``KINEMA_HOME/jobs/<id>/``.
+Live progress (step, total, previews) is kept in memory only: a job that was
+interrupted starts over anyway.
+
+Crash safety, in order of what can go wrong:
+
+* Every status change is one SQLite transaction (WAL, ``synchronous=FULL``)
+  guarded by the status it expects, so a job completes exactly once even when a
+  cancel races the last step.
+* Files are written atomically (temp file + rename) *before* the row says
+  ``completed``: a completed job always has its clip.
+* On start, jobs found ``in_progress`` were interrupted by a crash or kill: each
+  goes back to the queue once (``attempts``), then fails with "server stopped
+  while generating" so a job that crashes the server cannot crash it forever.
+* One server per data directory (a lock file), so recovery never steals a job
+  another live server is running.
+
+This module knows nothing about HTTP; ``kinema.server`` turns records into
+OpenAI-shaped objects.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import itertools
+import json
+import os
+import re
+import secrets
+import shutil
+import sqlite3
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+from .errors import (
+    GenerationCancelled,
+    InvalidRequestError,
+    KinemaError,
+    MissingWeightsError,
+    OutputError,
+    UnknownBackendError,
+)
+from .progress import CancelToken, Progress
+
+ID_PATTERN = re.compile(r"video_[0-9a-f]{32}")
+STATUSES = ("queued", "in_progress", "completed", "failed", "cancelled")
+TERMINAL = frozenset({"completed", "failed", "cancelled"})
+MAX_ATTEMPTS = 2  # an interrupted job is re-run once, then failed
+VIDEO_FILE = "video.mp4"
+THUMBNAIL_FILE = "thumbnail.png"
+INPUT_FILE = "input.png"
+PREVIEW_JPEG_QUALITY = 70
+
+# Fields of GenerationRequest stored as JSON (the image is stored as INPUT_FILE).
+REQUEST_FIELDS = ("prompt", "negative_prompt", "seconds", "fps", "width", "height", "seed", "steps",
+                  "guidance", "style", "audio", "backend", "model")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,     -- submission order
+    id TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL CHECK (status IN ('queued', 'in_progress', 'completed', 'failed', 'cancelled')),
+    device TEXT NOT NULL,
+    model TEXT NOT NULL,                       -- as shown to clients
+    backend TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    request TEXT NOT NULL,                     -- JSON: GenerationRequest fields, seed fixed at submit
+    plan TEXT NOT NULL,                        -- JSON: what will be made (size, frames, fps, steps...)
+    has_image INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    started_at INTEGER,
+    completed_at INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    error_code TEXT,
+    error_message TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (device, status, seq);
+"""
+
+
+def new_id() -> str:
+    return "video_" + secrets.token_hex(16)
+
+
+def is_valid_id(value: Any) -> bool:
+    """Only ids kinema makes: they double as folder names, so nothing else may reach the file system."""
+    return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None
+
+
+class JobsBusyError(KinemaError):
+    """Another kinema server already owns this data directory."""
+
+
+# --------------------------------------------------------------------------- the store
+
+
+class JobStore:
+    """SQLite job rows. One connection behind a lock; every transition is one guarded transaction."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # an acknowledged submit survives a power cut too
+        with self._transaction() as db:
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                db.execute(statement)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _one(self, sql: str, args: tuple = ()) -> Optional[dict]:
+        with self._lock:
+            row = self._db.execute(sql, args).fetchone()
+        return _record(row) if row is not None else None
+
+    def _change(self, sql: str, args: tuple) -> bool:
+        with self._transaction() as db:
+            return db.execute(sql, args).rowcount > 0
+
+    def insert(self, record: dict) -> None:
+        columns = ("id", "status", "device", "model", "backend", "prompt", "request", "plan", "has_image", "created_at")
+        values = tuple(
+            json.dumps(record[c]) if c in ("request", "plan") else record[c] for c in columns
+        )
+        with self._transaction() as db:
+            db.execute(f"INSERT INTO jobs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", values)
+
+    def get(self, job_id: str) -> Optional[dict]:
+        return self._one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+
+    def list(self, *, limit: int = 20, after: Optional[str] = None, order: str = "desc") -> tuple[list[dict], bool]:
+        """A page of jobs in submission order; ``after`` is the last id of the previous page."""
+        descending = order == "desc"
+        where, args = "", []
+        if after is not None:
+            anchor = self._one("SELECT seq FROM jobs WHERE id = ?", (after,))
+            if anchor is None:
+                raise KeyError(after)
+            where, args = ("WHERE seq < ?" if descending else "WHERE seq > ?"), [anchor["seq"]]
+        sql = f"SELECT * FROM jobs {where} ORDER BY seq {'DESC' if descending else 'ASC'} LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(sql, (*args, limit + 1)).fetchall()
+        return [_record(r) for r in rows[:limit]], len(rows) > limit
+
+    def claim(self, device: str) -> Optional[dict]:
+        """Move the oldest queued job of ``device`` to in_progress and return it."""
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT id FROM jobs WHERE device = ? AND status = 'queued' ORDER BY seq LIMIT 1", (device,)
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE jobs SET status = 'in_progress', started_at = ?, attempts = attempts + 1 WHERE id = ?",
+                (int(time.time()), row["id"]),
+            )
+            return _record(db.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone())
+
+    def finish(self, job_id: str, status: str, *, code: Optional[str] = None, message: Optional[str] = None,
+               unless_cancel_requested: bool = False) -> bool:
+        """in_progress -> a final status, exactly once. With ``unless_cancel_requested`` it refuses if a cancel came in."""
+        guard = " AND cancel_requested = 0" if unless_cancel_requested else ""
+        return self._change(
+            "UPDATE jobs SET status = ?, completed_at = ?, error_code = ?, error_message = ?"
+            f" WHERE id = ? AND status = 'in_progress'{guard}",
+            (status, int(time.time()), code, message, job_id),
+        )
+
+    def cancel_queued(self, job_id: str) -> bool:
+        return self._change(
+            "UPDATE jobs SET status = 'cancelled', completed_at = ?, error_code = 'cancelled',"
+            " error_message = 'cancelled before it started' WHERE id = ? AND status = 'queued'",
+            (int(time.time()), job_id),
+        )
+
+    def request_cancel(self, job_id: str) -> bool:
+        return self._change("UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND status = 'in_progress'", (job_id,))
+
+    def requeue(self, job_id: str) -> bool:
+        """Put a job the server stopped on purpose back in the queue; that attempt does not count."""
+        return self._change(
+            "UPDATE jobs SET status = 'queued', started_at = NULL, attempts = MAX(attempts - 1, 0)"
+            " WHERE id = ? AND status = 'in_progress' AND cancel_requested = 0",
+            (job_id,),
+        )
+
+    def delete(self, job_id: str) -> bool:
+        """Delete a job that is not running (the caller cancels a running one first)."""
+        return self._change("DELETE FROM jobs WHERE id = ? AND status != 'in_progress'", (job_id,))
+
+    def recover(self) -> dict[str, list[str]]:
+        """Settle jobs a previous server left in_progress: re-queue once, else fail with a reason."""
+        now = int(time.time())
+        with self._transaction() as db:
+            rows = db.execute("SELECT id, attempts, cancel_requested FROM jobs WHERE status = 'in_progress'").fetchall()
+            outcome: dict[str, list[str]] = {"requeued": [], "failed": [], "cancelled": []}
+            for row in rows:
+                if row["cancel_requested"]:
+                    db.execute("UPDATE jobs SET status = 'cancelled', completed_at = ?, error_code = 'cancelled',"
+                               " error_message = 'cancelled' WHERE id = ?", (now, row["id"]))
+                    outcome["cancelled"].append(row["id"])
+                elif row["attempts"] < MAX_ATTEMPTS:
+                    db.execute("UPDATE jobs SET status = 'queued', started_at = NULL WHERE id = ?", (row["id"],))
+                    outcome["requeued"].append(row["id"])
+                else:
+                    db.execute(
+                        "UPDATE jobs SET status = 'failed', completed_at = ?, error_code = 'server_stopped',"
+                        " error_message = ? WHERE id = ?",
+                        (now, f"server stopped while generating ({row['attempts']} attempts); not retrying", row["id"]),
+                    )
+                    outcome["failed"].append(row["id"])
+        return outcome
+
+    def ids(self) -> set[str]:
+        with self._lock:
+            return {r["id"] for r in self._db.execute("SELECT id FROM jobs")}
+
+    def queued_devices(self) -> set[str]:
+        with self._lock:
+            return {r["device"] for r in self._db.execute("SELECT DISTINCT device FROM jobs WHERE status = 'queued'")}
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status").fetchall()
+        return {status: 0 for status in STATUSES} | {r["status"]: r["n"] for r in rows}
+
+
+def _record(row: sqlite3.Row) -> dict:
+    record = dict(row)
+    record["request"] = json.loads(record["request"])
+    record["plan"] = json.loads(record["plan"])
+    record["has_image"] = bool(record["has_image"])
+    record["cancel_requested"] = bool(record["cancel_requested"])
+    return record
+
+
+# --------------------------------------------------------------------------- live state and events
+
+
+@dataclass(frozen=True)
+class Event:
+    """One server-sent event: ``name`` is video, progress, completed, failed or cancelled."""
+
+    seq: int
+    name: str
+    data: dict
+
+
+@dataclass
+class _Live:
+    """What only memory knows about a job: progress of the current attempt and who is listening."""
+
+    token: Optional[CancelToken] = None
+    step: int = 0
+    total: int = 0
+    stage: str = ""
+    history: list[Event] = field(default_factory=list)  # progress events of this attempt, previews stripped
+    preview: Optional[str] = None  # latest preview, base64 JPEG
+    subscribers: list[Callable[[Event], None]] = field(default_factory=list)
+
+
+def percent(step: int, total: int) -> int:
+    """Progress 0..99 while running: 100 means the clip is written."""
+    return min(99, int(100 * step / total)) if total else 0
+
+
+# --------------------------------------------------------------------------- the manager
+
+
+class JobManager:
+    """Owns the data directory: submits, runs, cancels and deletes jobs, and streams their events."""
+
+    def __init__(self, home: Optional[Path] = None, *, start_workers: bool = True):
+        from .home import kinema_home
+
+        self.directory = Path(home or kinema_home()) / "jobs"
+        self.start_workers = start_workers
+        self.store: Optional[JobStore] = None
+        self._lock = threading.RLock()
+        self._live: dict[str, _Live] = {}
+        self._seq = itertools.count(1)
+        self._workers: dict[str, _Worker] = {}
+        self._stopping = threading.Event()
+        self._lock_file: Any = None
+        self.recovered: dict[str, list[str]] = {}
+
+    # -- lifecycle
+
+    def start(self) -> "JobManager":
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock_file = _lock_directory(self.directory)
+        try:
+            self.store = JobStore(self.directory / "jobs.db")
+            self.recovered = self.store.recover()
+            self._clean_files()
+        except BaseException:
+            self._release_lock()
+            raise
+        if self.start_workers:
+            for device in self.store.queued_devices():
+                self._ensure_worker(device)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop workers; a running job goes back to the queue (its attempt does not count)."""
+        self._stopping.set()
+        with self._lock:
+            workers = list(self._workers.values())
+            for live in self._live.values():
+                if live.token is not None:
+                    live.token.cancel()
+        deadline = time.monotonic() + timeout
+        for worker in workers:
+            worker.wake.set()
+            worker.join(max(0.0, deadline - time.monotonic()))
+        if self.store is not None and not any(w.is_alive() for w in workers):
+            self.store.close()
+        self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing drops the lock
+            self._lock_file = None
+
+    def _clean_files(self) -> None:
+        """Remove folders of jobs that no longer exist and temp files of interrupted writes."""
+        ids = self.store.ids()
+        for entry in self.directory.iterdir():
+            if not entry.is_dir() or not is_valid_id(entry.name):
+                continue
+            if entry.name not in ids:
+                shutil.rmtree(entry, ignore_errors=True)
+                continue
+            for leftover in entry.glob(".*"):
+                with contextlib.suppress(OSError):
+                    leftover.unlink() if leftover.is_file() else shutil.rmtree(leftover)
+
+    def job_dir(self, job_id: str) -> Path:
+        if not is_valid_id(job_id):
+            raise ValueError(f"not a job id: {job_id!r}")
+        return self.directory / job_id
+
+    # -- submitting
+
+    def submit(self, fields: dict, *, image: Any = None, display_model: Optional[str] = None) -> dict:
+        """Validate and plan now (bad requests fail here, not as failed jobs), then queue.
+
+        ``fields`` are GenerationRequest keyword arguments; ``image`` a uint8 [H, W, 3] array.
+        Raises InvalidRequestError, UnknownBackendError or MissingWeightsError.
+        """
+        from . import engine
+        from .request import GenerationRequest
+        from .styles import apply_style
+
+        if self._stopping.is_set():
+            raise KinemaError("the server is shutting down; submit again once it is back")
+        unknown = set(fields) - set(REQUEST_FIELDS)
+        if unknown:
+            raise InvalidRequestError(f"unknown request fields: {sorted(unknown)}")
+        request = GenerationRequest(**fields, image=image)
+        backend = engine.resolve_backend(request)
+        plan = backend.plan(apply_style(request))
+        status = backend.status()
+        if not status.ready:
+            raise MissingWeightsError(f"backend {backend.name!r} cannot run yet: {status.detail}")
+        stored = {name: getattr(request, name) for name in REQUEST_FIELDS}
+        stored["seed"] = plan.seed  # fixed now: a re-run after a crash makes the same clip
+        job_id = new_id()
+        record = {
+            "id": job_id,
+            "status": "queued",
+            "device": status.device,
+            "model": display_model or backend.name,
+            "backend": backend.name,
+            "prompt": request.prompt,
+            "request": stored,
+            "plan": {
+                "width": plan.width, "height": plan.height, "num_frames": plan.num_frames,
+                "fps": str(plan.fps), "seconds": plan.seconds, "steps": plan.steps,
+                "guidance": plan.guidance, "seed": plan.seed, "notes": list(plan.notes),
+                "audio": bool(request.audio and backend.makes_audio),
+            },
+            "has_image": request.image is not None,
+            "created_at": int(time.time()),
+        }
+        folder = self.job_dir(job_id)
+        folder.mkdir(parents=True)
+        try:
+            if request.image is not None:
+                from .media import encode_png
+
+                atomic_write(folder / INPUT_FILE, encode_png(request.image))
+            self.store.insert(record)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        if self.start_workers:
+            self._ensure_worker(status.device).wake.set()
+        return self.get(job_id)
+
+    # -- reading
+
+    def get(self, job_id: str) -> Optional[dict]:
+        """The job's record plus live progress, or None."""
+        if not is_valid_id(job_id):
+            return None
+        record = self.store.get(job_id)
+        return self._with_live(record) if record is not None else None
+
+    def list(self, **kwargs: Any) -> tuple[list[dict], bool]:
+        records, has_more = self.store.list(**kwargs)
+        return [self._with_live(r) for r in records], has_more
+
+    def _with_live(self, record: dict) -> dict:
+        with self._lock:
+            live = self._live.get(record["id"])
+            step, total, stage = (live.step, live.total, live.stage) if live else (0, 0, "")
+        if record["status"] == "completed":
+            progress = 100
+        elif record["status"] == "in_progress":
+            progress = percent(step, total)
+        else:
+            progress = 0
+        return {**record, "step": step, "total": total, "stage": stage, "progress": progress}
+
+    def artifact(self, job_id: str, name: str) -> Optional[Path]:
+        if not is_valid_id(job_id) or name not in (VIDEO_FILE, THUMBNAIL_FILE):
+            return None
+        path = self.directory / job_id / name
+        return path if path.is_file() else None
+
+    def counts(self) -> dict[str, int]:
+        return self.store.counts()
+
+    # -- cancelling and deleting
+
+    def cancel(self, job_id: str) -> Optional[dict]:
+        """Cancel a queued job at once, or ask a running one to stop within one step. Returns the job."""
+        record = self.get(job_id)
+        if record is None:
+            return None
+        if record["status"] == "queued" and self.store.cancel_queued(job_id):
+            self._publish_final(job_id)
+        elif record["status"] in ("queued", "in_progress") and self.store.request_cancel(job_id):
+            with self._lock:
+                live = self._live.get(job_id)
+                if live is not None and live.token is not None:
+                    live.token.cancel()
+        return self.get(job_id)
+
+    def delete(self, job_id: str) -> str:
+        """'deleted', 'missing' or 'running' (cancel it and wait for it to stop, then delete again)."""
+        if not is_valid_id(job_id):
+            return "missing"
+        if self.store.delete(job_id):
+            shutil.rmtree(self.directory / job_id, ignore_errors=True)
+            self._publish(job_id, "deleted", {"id": job_id}, final=True)
+            return "deleted"
+        return "running" if self.store.get(job_id) is not None else "missing"
+
+    # -- events
+
+    def subscribe(self, job_id: str, deliver: Callable[[Event], None]) -> Optional[tuple[list[Event], Callable[[], None]]]:
+        """Register ``deliver`` for the job's future events; return (snapshot, unsubscribe) or None if no such job.
+
+        The snapshot is the job itself, then this attempt's progress so far (the
+        latest with its preview); every later event reaches ``deliver`` exactly
+        once. ``deliver`` is called from worker threads and must not block.
+        """
+        if not is_valid_id(job_id):
+            return None
+        with self._lock:
+            record = self.store.get(job_id)
+            if record is None:
+                return None
+            live = self._live.setdefault(job_id, _Live())
+            live.subscribers.append(deliver)
+            snapshot = [Event(0, "video", self._with_live(record))]
+            if record["status"] in TERMINAL:
+                snapshot.append(Event(0, record["status"], snapshot[0].data))
+            elif record["status"] == "in_progress":
+                snapshot.extend(live.history)
+                if live.preview and snapshot[-1].name == "progress":
+                    last = snapshot[-1]
+                    snapshot[-1] = Event(last.seq, last.name, {**last.data, "preview_jpeg_base64": live.preview})
+
+        def unsubscribe() -> None:
+            with self._lock:
+                current = self._live.get(job_id)
+                if current is not None:
+                    with contextlib.suppress(ValueError):
+                        current.subscribers.remove(deliver)
+                    self._forget_if_idle(job_id, current)
+
+        return snapshot, unsubscribe
+
+    def _forget_if_idle(self, job_id: str, live: _Live) -> None:
+        if not live.subscribers and live.token is None:
+            self._live.pop(job_id, None)
+
+    def _publish(self, job_id: str, name: str, data: dict, *, final: bool = False) -> None:
+        with self._lock:
+            live = self._live.get(job_id)
+            if live is None:
+                return
+            event = Event(next(self._seq), name, data)
+            for deliver in list(live.subscribers):
+                try:
+                    deliver(event)
+                except Exception:  # a listener whose event loop has gone: drop it
+                    live.subscribers.remove(deliver)
+            if final:
+                live.subscribers.clear()
+                self._forget_if_idle(job_id, live)
+
+    def _publish_final(self, job_id: str) -> None:
+        record = self.get(job_id)
+        if record is not None:
+            self._publish(job_id, record["status"], record, final=True)
+
+    def _on_progress(self, job_id: str, event: Progress) -> None:
+        data = {"id": job_id, "step": event.step, "total": event.total, "stage": event.stage,
+                "progress": percent(event.step, event.total)}
+        with self._lock:
+            live = self._live[job_id]
+            live.step, live.total, live.stage = event.step, event.total, event.stage
+            listening = bool(live.subscribers)
+        preview = None
+        if event.preview is not None and listening:  # encode only for someone who watches
+            from .media import encode_jpeg
+
+            with contextlib.suppress(Exception):
+                preview = base64.b64encode(encode_jpeg(event.preview, PREVIEW_JPEG_QUALITY)).decode("ascii")
+        with self._lock:
+            progress_event = Event(next(self._seq), "progress", data)
+            live.history.append(progress_event)
+            if preview is not None:
+                live.preview = preview
+                progress_event = Event(progress_event.seq, "progress", {**data, "preview_jpeg_base64": preview})
+            for deliver in list(live.subscribers):
+                try:
+                    deliver(progress_event)
+                except Exception:
+                    live.subscribers.remove(deliver)
+
+    # -- running (called by workers)
+
+    def _ensure_worker(self, device: str) -> "_Worker":
+        with self._lock:
+            worker = self._workers.get(device)
+            if worker is None or not worker.is_alive():
+                worker = self._workers[device] = _Worker(self, device)
+                worker.start()
+            return worker
+
+    def _run(self, record: dict, worker: "_Worker") -> None:
+        from . import engine
+        from .request import GenerationRequest
+
+        job_id = record["id"]
+        token = CancelToken()
+        with self._lock:
+            live = self._live.setdefault(job_id, _Live())
+            live.token, live.step, live.total, live.stage = token, 0, record["plan"]["steps"], ""
+            live.history, live.preview = [], None
+        self._publish(job_id, "video", self._with_live(record))
+        folder = self.directory / job_id
+        try:
+            request = GenerationRequest(**record["request"], image=folder / INPUT_FILE if record["has_image"] else None)
+            backend = worker.backend_for(request)
+            token.raise_if_cancelled()
+            clip = engine.generate(request, progress=lambda p: self._on_progress(job_id, p), cancel=token,
+                                   backend=backend)
+            token.raise_if_cancelled()
+            from .media import encode_png
+
+            clip.save(folder / VIDEO_FILE)
+            atomic_write(folder / THUMBNAIL_FILE, encode_png(clip.frames[clip.frame_count // 2]))
+            if not self.store.finish(job_id, "completed", unless_cancel_requested=True):
+                raise GenerationCancelled("cancelled")
+        except GenerationCancelled:
+            current = self.store.get(job_id)
+            if self._stopping.is_set() and current is not None and not current["cancel_requested"]:
+                self.store.requeue(job_id)
+            else:
+                self.store.finish(job_id, "cancelled", code="cancelled", message="cancelled by request")
+        except Exception as error:
+            code, message = _describe_failure(error)
+            if code == "internal_error":
+                print(f"kinema: job {job_id} failed:", file=sys.stderr)
+                traceback.print_exc()
+            self.store.finish(job_id, "failed", code=code, message=message)
+        finally:
+            with self._lock:
+                live.token = None
+                live.history, live.preview = [], None
+        self._publish_final(job_id)
+
+
+def _describe_failure(error: Exception) -> tuple[str, str]:
+    codes = [(MissingWeightsError, "missing_weights"), (InvalidRequestError, "invalid_request"),
+             (UnknownBackendError, "model_not_found"), (OutputError, "output_error"), (KinemaError, "generation_failed")]
+    for cls, code in codes:
+        if isinstance(error, cls):
+            return code, str(error)
+    return "internal_error", f"{type(error).__name__}: {error}"
+
+
+class _Worker(threading.Thread):
+    """Runs one device's jobs one at a time, oldest first, keeping the last backend (and its weights) loaded."""
+
+    def __init__(self, manager: JobManager, device: str):
+        super().__init__(name=f"kinema-worker-{device}", daemon=True)
+        self.manager = manager
+        self.device = device
+        self.wake = threading.Event()
+        self._backend_key: Optional[tuple] = None
+        self._backend: Any = None
+
+    def backend_for(self, request: Any) -> Any:
+        from . import engine
+
+        key = (request.backend, request.model)
+        if key != self._backend_key:
+            if self._backend is not None:
+                with contextlib.suppress(Exception):
+                    self._backend.unload()
+            self._backend, self._backend_key = None, None
+            self._backend = engine.resolve_backend(request)
+            self._backend_key = key
+        return self._backend
+
+    def run(self) -> None:
+        manager = self.manager
+        while not manager._stopping.is_set():
+            self.wake.clear()
+            try:
+                record = manager.store.claim(self.device)
+            except Exception:
+                traceback.print_exc()
+                self.wake.wait(1.0)
+                continue
+            if record is None:
+                self.wake.wait(30.0)
+                continue
+            try:
+                manager._run(record, self)
+            except Exception:  # a bug in bookkeeping must not kill the device's queue
+                traceback.print_exc()
+                with contextlib.suppress(Exception):
+                    manager.store.finish(record["id"], "failed", code="internal_error",
+                                         message="internal error in the job server; see its log")
+                    manager._publish_final(record["id"])
+
+
+# --------------------------------------------------------------------------- files
+
+
+def atomic_write(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a hidden temp file, fsync and rename: all or nothing."""
+    path = Path(path)
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(temp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+    if hasattr(os, "O_DIRECTORY"):
+        with contextlib.suppress(OSError):
+            fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    return path
+
+
+def _lock_directory(directory: Path) -> Any:
+    """Hold ``server.lock`` for the life of the process (the OS drops it on exit, even on kill -9)."""
+    handle = open(directory / "server.lock", "a+")
+    try:
+        if os.name == "nt":
+            import msvcrt
+
+            handle.seek(0)
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        owner = handle.read().strip() or "unknown"
+        handle.close()
+        raise JobsBusyError(
+            f"another kinema server (pid {owner}) is using {directory}; stop it, or give this one its own KINEMA_HOME"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
