@@ -441,6 +441,7 @@ class JobManager:
             live = self._live.get(record["id"])
             step, total, stage = (live.step, live.total, live.stage) if live else (0, 0, "")
         if record["status"] == "completed":
+            step = total = record["plan"]["steps"]
             progress = 100
         elif record["status"] == "in_progress":
             progress = percent(step, total)

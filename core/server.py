@@ -200,10 +200,17 @@ class BodyTooLarge(Exception):
     pass
 
 
+class _ASCIIJSONResponse(JSONResponse):
+    """Errors may quote client input; ASCII escapes keep even unpaired surrogates renderable."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
 def _error_response(status: int, message: str, *, type: str = "invalid_request_error", param: Optional[str] = None,
                     code: Optional[str] = None, headers: Optional[dict] = None) -> JSONResponse:
     body = {"error": {"message": message, "type": type, "param": param, "code": code}}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return _ASCIIJSONResponse(body, status_code=status, headers=headers)
 
 
 def _kinema_error(error: KinemaError) -> APIError:
@@ -432,6 +439,10 @@ def create_app(
             params = VideoCreateParams.model_validate(fields)
         except ValidationError as error:
             return _validation_response(error.errors(), prefix=())
+        for name, value in params:
+            if isinstance(value, str) and not _is_utf8(value):
+                raise APIError(400, f"{name} is not valid text (it has unpaired surrogates)", param=name,
+                               code="invalid_value")
         image = await _read_image(upload, params.input_reference)
         backend, model, display = await run_in_threadpool(_resolve_model, params.model, params.backend, default_backend)
         width, height = _parse_size(params.size)
@@ -606,6 +617,14 @@ def _validation_response(errors: list, prefix: tuple = ("body", "query", "path")
     elif param:
         message = f"{'.'.join(loc)}: {message}"
     return _error_response(400, message, param=param, code="invalid_value")
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _public_status(record: dict) -> str:
