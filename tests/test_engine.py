@@ -107,3 +107,47 @@ def test_progress_hook_sees_every_step():
     finally:
         pm.unregister(name="test-recorder")
     assert recorder.steps == [1, 2] and len(recorder.clips) == 1
+
+
+def test_ltx2_backend_loads_a_local_model_folder(tmp_path):
+    """The real loading path (from_pretrained, safetensors only) on a folder holding the tiny LTX-2."""
+    from kinema.backends.ltx2 import LTX2Backend
+    from kinema.tiny import build_tiny, tiny_ltx2_components
+
+    folder = build_tiny("ltx2", tmp_path / "my-ltx2")
+    request = GenerationRequest("a kite", backend="ltx2", model=str(folder), seed=2, **SMALL)
+    clip = kinema.generate(request)
+    in_memory = LTX2Backend(components=tiny_ltx2_components(), device="cpu")
+    reference = kinema.generate(request.with_(model=None), backend=in_memory)
+    assert clip.metadata["model"] == str(folder) and clip.metadata["backend"] == "ltx2"
+    assert np.array_equal(clip.frames, reference.frames)
+
+
+def test_backends_take_components_a_host_already_loaded():
+    from kinema.backends.ltx2 import LTX2Backend
+    from kinema.backends.tiny import TinyBackend
+    from kinema.backends.wan import WanBackend
+    from kinema.tiny import tiny_ltx2_components, tiny_stable_audio_components, tiny_wan_components
+
+    class InMemory(LTX2Backend):
+        pipeline_kwargs = TinyBackend.pipeline_kwargs
+
+    ltx2 = InMemory(components=tiny_ltx2_components(), device="cpu")
+    assert ltx2.status().ready
+    clip = kinema.generate(GenerationRequest("owls", seed=1, **SMALL), backend=ltx2)
+    assert clip.frames.shape == (9, 32, 32, 3) and clip.audio.shape[0] == 2
+
+    wan = WanBackend(components=tiny_wan_components(), audio_components=tiny_stable_audio_components(), device="cpu")
+    clip = kinema.generate(GenerationRequest("owls", seed=1, **SMALL), backend=wan)
+    assert clip.frames.shape == (9, 32, 32, 3) and clip.sample_rate == 44100
+
+
+def test_wan_without_its_sound_model_says_how_to_get_it_or_skip_it():
+    from kinema.backends.wan import WanBackend
+    from kinema.tiny import tiny_wan_components
+
+    wan = WanBackend(components=tiny_wan_components(), device="cpu")
+    with pytest.raises(kinema.MissingWeightsError, match="stable-audio-open-1.0.*--no-audio"):
+        kinema.generate(GenerationRequest("owls", seed=1, **SMALL), backend=wan)
+    silent = kinema.generate(GenerationRequest("owls", seed=1, audio=False, **SMALL), backend=wan)
+    assert silent.audio is None
