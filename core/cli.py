@@ -76,7 +76,16 @@ def _check_output(path: Path) -> Path:
 @click.option("--no-audio", is_flag=True, help="Picture only.")
 @click.option("--backend", default="tiny", show_default=True, help="Backend (see `kinema backends`).")
 @click.option("--model", help="A model id or folder for the backend.")
-def generate(prompt, output, seconds, fps, size, seed, steps, guidance, negative, style, image, no_audio, backend, model):
+@click.option("--cameo", "cameo_names", multiple=True,
+              help="Put this person in the clip (repeatable; see `kinema cameo list`; backends ltx2, wan-vace).")
+@click.option("--speech", help="A recorded line the clip follows (ltx2): an audio file, or a --cameo name for its voice.")
+@click.option("--tier", type=click.Choice(["draft", "standard", "final"]), default="standard", show_default=True,
+              help="draft: fast preview (fewer steps, step caching); final: more steps, no caching.")
+@click.option("--no-provenance", is_flag=True,
+              help="Write no signed C2PA manifest and no invisible watermark (the file's metadata says so).")
+@click.option("--visible-mark", metavar="TEXT", help="Also draw TEXT in the bottom-right corner, e.g. 'AI-generated'.")
+def generate(prompt, output, seconds, fps, size, seed, steps, guidance, negative, style, image, no_audio, backend, model,
+             cameo_names, speech, tier, no_provenance, visible_mark):
     """Generate a clip with sound from PROMPT.
 
     Example: kinema generate "waves at dawn, gulls crying" --seconds 2 -o waves.mp4
@@ -91,8 +100,15 @@ def generate(prompt, output, seconds, fps, size, seed, steps, guidance, negative
     request = GenerationRequest(
         prompt=prompt, negative_prompt=negative, seconds=seconds, fps=fps, width=width, height=height,
         seed=seed, steps=steps, guidance=guidance, style=style, image=image, audio=not no_audio,
-        backend=backend, model=model,
+        backend=backend, model=model, tier=tier,
     )
+    if cameo_names or speech:
+        from .cameos import local_user
+
+        request = request.with_(cameos=tuple(cameo_names), speech=speech, user=local_user())
+        from .cameos import authorize_request
+
+        authorize_request(request)  # before any model loads
     chosen = engine.resolve_backend(request)
     if chosen.is_demo:
         click.echo(
@@ -114,10 +130,179 @@ def generate(prompt, output, seconds, fps, size, seed, steps, guidance, negative
         clip = engine.generate(request.with_(seed=plan.seed), progress=on_progress, backend=chosen)
     finally:
         bar.close()
-    written = clip.save(output)
+    for note in clip.metadata.get("notes", [])[len(plan.notes):]:  # what happened while generating (a memory retry)
+        click.echo(f"Note: {note}", err=True)
+    written = clip.save(output, provenance=not no_provenance, visible_mark=visible_mark)
     audio = f", {clip.sample_rate} Hz audio" if clip.audio is not None else ", no audio"
     click.echo(f"{written} ({clip.width}x{clip.height}, {clip.frame_count} frames at {float(clip.fps):g} fps"
                f" = {clip.duration:.2f} s{audio}, seed {plan.seed})")
+    for name, match in clip.metadata.get("cameo_identity", {}).items():
+        shown = f"{match['score']:.2f}" if match.get("score") is not None else f"not scored ({match.get('note')})"
+        click.echo(f"cameo {name}: identity match {shown}")
+
+
+# --------------------------------------------------------------------------- storyboard, extend, remix
+
+
+def _progress_bar():
+    """A tqdm bar on stderr and the progress callback that drives it."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=None, unit="step", desc="generating", file=sys.stderr, dynamic_ncols=True)
+
+    def on_progress(event):
+        bar.total = event.total
+        bar.set_description_str(event.stage, refresh=False)
+        bar.update(event.step - bar.n)
+
+    return bar, on_progress
+
+
+def _describe(path, clip) -> str:
+    audio = f", {clip.sample_rate} Hz audio" if clip.audio is not None else ", no audio"
+    return (f"{path} ({clip.width}x{clip.height}, {clip.frame_count} frames at {float(clip.fps):g} fps"
+            f" = {clip.duration:.2f} s{audio})")
+
+
+@cli.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Where to write the film (default: FILE's name with .mp4, here).")
+@click.option("--backend", help="Backend (default: the storyboard's, else tiny).")
+@click.option("--model", help="A model id or folder for the backend.")
+@click.option("--seed", type=int, help="Shot N uses seed + N - 1 (default: the storyboard's, else 0).")
+@click.option("--size", callback=_parse_size, help="WIDTHxHEIGHT for every shot.")
+@click.option("--fps", type=float, help="Frames per second.")
+@click.option("--steps", type=int, help="Denoising steps per shot.")
+@click.option("--guidance", type=float, help="Guidance scale.")
+@click.option("--style", help="Style for the whole film, instead of the storyboard's (see `kinema styles`).")
+@click.option("--no-audio", is_flag=True, help="Picture only.")
+@click.option("--no-cache", is_flag=True, help="Regenerate every shot instead of reusing unchanged ones.")
+@click.option("--plan", "plan_only", is_flag=True, help="Print each shot's frames, seed and prompt; generate nothing.")
+def storyboard(file, output, backend, model, seed, size, fps, steps, guidance, style, no_audio, no_cache, plan_only):
+    """Make one film with sound from a storyboard FILE: YAML, JSON, or one shot per line.
+
+    \b
+    Shot 1 (2s): a fox trots through snow at dawn
+    Shot 2 (3s, continue): the fox stops and looks up
+      Camera: slow push in
+    Shot 3 (2s): an owl takes off from a branch
+
+    A 'continue' shot starts from the previous shot's last frame; others cut.
+    Unchanged shots come from a cache, so editing shot 2 remakes shot 2 and the
+    'continue' shots after it. The film lasts exactly the sum of the shots.
+
+    Example: kinema storyboard night-market.txt -o film.mp4
+    """
+    import dataclasses
+
+    from .storyboard import load_storyboard, plan_storyboard, run_storyboard
+    from .styles import get_style
+
+    board = load_storyboard(file)
+    width, height = size or (None, None)
+    board = board.with_(backend=backend, model=model, seed=seed, width=width, height=height, fps=fps, steps=steps,
+                        guidance=guidance, audio=False if no_audio else None)
+    if style:
+        get_style(style)
+        board = board.with_(world=dataclasses.replace(board.world, style=style))
+    from . import engine
+    from .request import GenerationRequest
+
+    chosen = engine.resolve_backend(GenerationRequest("storyboard", backend=board.backend, model=board.model))
+    plans = plan_storyboard(board, chosen)
+    if plan_only:
+        click.echo(f"{'shot':>4} {'line':>4} {'cut':<8} {'start':>7} {'seconds':>7} {'frames':>6} {'made':>5} {'seed':>6}  prompt")
+        for p in plans:
+            click.echo(f"{p.index + 1:>4} {p.shot.line or '':>4} {p.shot.cut:<8} {p.start:>7.3f} {p.seconds:>7.3f}"
+                       f" {p.frames:>6} {p.generated:>5} {p.seed:>6}  {p.prompt}")
+        total = sum(p.frames for p in plans)
+        click.echo(f"{len(plans)} shots, {total} frames = {float(total / plans[0].fps):.3f} s at {float(plans[0].fps):g} fps"
+                   f" on {chosen.name}")
+        return
+    output = _check_output(output or Path(f"{Path(file).stem}.mp4"))
+    if chosen.is_demo:
+        click.echo(f"Note: '{chosen.name}' is kinema's tiny demo model (random weights: expect coloured noise).", err=True)
+    bar, on_progress = _progress_bar()
+
+    def on_shot(result):
+        where = "from the cache" if result.cached else "made"
+        bar.write(f"shot {result.plan.index + 1}/{len(plans)}: {result.plan.seconds:.2f} s {where}", file=sys.stderr)
+
+    try:
+        result = run_storyboard(board, progress=on_progress, cache=not no_cache, backend=chosen, on_shot=on_shot)
+    finally:
+        bar.close()
+    written = result.film.save(output)
+    remade = ", ".join(map(str, result.regenerated)) or "none"
+    click.echo(f"{_describe(written, result.film)}: {len(plans)} shots, made {remade}")
+
+
+def _clip_options(function):
+    for decorator in reversed([
+        click.option("--seed", type=int, help="Same seed, same result."),
+        click.option("--steps", type=int, help="Denoising steps."),
+        click.option("--guidance", type=float, help="Guidance scale."),
+        click.option("--negative", default=None, help="What the new frames should not show."),
+        click.option("--style", help="A style preset (see `kinema styles`)."),
+        click.option("--backend", help="Backend (default: the one that made the clip, else tiny)."),
+        click.option("--model", help="A model id or folder for the backend."),
+    ]):
+        function = decorator(function)
+    return function
+
+
+@cli.command()
+@click.argument("clip", type=click.Path(path_type=Path))
+@click.option("--seconds", type=float, default=2.0, show_default=True, help="How much to add.")
+@click.option("--prompt", help="What happens next (default: the clip's own prompt).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Where to write the longer clip (default: CLIP-extended.mp4 beside it).")
+@_clip_options
+def extend(clip, seconds, prompt, output, seed, steps, guidance, negative, style, backend, model):
+    """Make CLIP longer: new frames continue from its last ones, sound crossfaded.
+
+    Example: kinema extend fox.mp4 --seconds 3 --prompt "the fox jumps into the snow" -o fox-longer.mp4
+    """
+    from .extend import extend as extend_clip
+
+    output = _check_output(output or clip.with_name(f"{clip.stem}-extended.mp4"))
+    bar, on_progress = _progress_bar()
+    try:
+        longer = extend_clip(clip, seconds, prompt=prompt, negative_prompt=negative, style=style, seed=seed,
+                             steps=steps, guidance=guidance, backend=backend, model=model, progress=on_progress)
+    finally:
+        bar.close()
+    written = longer.save(output)
+    click.echo(f"{_describe(written, longer)}, {longer.metadata['extended_seconds']:.2f} s added, seed {longer.metadata['seed']}")
+
+
+@cli.command()
+@click.argument("clip", type=click.Path(path_type=Path))
+@click.argument("prompt")
+@click.option("--strength", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.6, show_default=True,
+              help="How far to move from CLIP: near 0 keeps it, 1 keeps only its length.")
+@click.option("--keep-audio", is_flag=True, help="Keep CLIP's sound instead of making new sound for PROMPT.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Where to write the remix (default: CLIP-remix.mp4 beside it).")
+@_clip_options
+def remix(clip, prompt, strength, keep_audio, output, seed, steps, guidance, negative, style, backend, model):
+    """Redo CLIP following PROMPT, keeping its layout and motion as much as --strength says.
+
+    Example: kinema remix fox.mp4 "the same fox, as a paper cut-out animation" --strength 0.5
+    """
+    from .remix import remix as remix_clip
+
+    output = _check_output(output or clip.with_name(f"{clip.stem}-remix.mp4"))
+    bar, on_progress = _progress_bar()
+    try:
+        made = remix_clip(clip, prompt, strength=strength, negative_prompt=negative or "", style=style, seed=seed,
+                          steps=steps, guidance=guidance, keep_audio=keep_audio, backend=backend, model=model,
+                          progress=on_progress)
+    finally:
+        bar.close()
+    written = made.save(output)
+    click.echo(f"{_describe(written, made)}, strength {strength:g}, seed {made.metadata['seed']}")
 
 
 @cli.group(invoke_without_command=True)
@@ -181,8 +366,12 @@ def models_list():
 def models_pull(model_id, revision):
     """Download a model's safetensors weights. Example: kinema models pull Lightricks/LTX-2"""
     from . import models as model_store
+    from .face import KNOWN_FACE_MODELS, pull_face_model
 
-    path = model_store.pull(model_id, revision=revision)
+    if model_id in KNOWN_FACE_MODELS:  # ONNX face models for cameos, not diffusers pipelines
+        path = pull_face_model(model_id, revision=revision)
+    else:
+        path = model_store.pull(model_id, revision=revision)
     click.echo(f"{model_id} is in {path}")
 
 
@@ -194,7 +383,10 @@ def styles():
 
     for style in list_styles().values():
         click.echo(f"{style.name}: {style.description} [{style.source}]")
-    click.echo(f"Add your own as JSON files in {kinema_home() / 'styles'}")
+        for lora in style.loras:
+            only = f", {'/'.join(lora.backends)} only" if lora.backends else ""
+            click.echo(f"  + LoRA {lora.path} (weight {lora.weight:g}{only})")
+    click.echo(f"Add your own as JSON or YAML files in {kinema_home() / 'styles'}")
 
 
 @cli.command()
@@ -243,6 +435,15 @@ def doctor():
         line(f"codec {codec}", "available" if codec in codecs else "missing", ok=codec in codecs)
     line("data dir", kinema_home())
     line("model dir", models_dir())
+    try:
+        from .device import pick_device, pick_dtype
+        from .memory import policy_report
+
+        device = pick_device()
+        for model, policy in policy_report(device, pick_dtype(device)):
+            line(f"memory policy {model}", policy)
+    except ImportError as error:
+        line("memory policy", f"unknown without torch: {error}", ok=False)
     seen = set()
     for backend in get_backends().values():
         if id(backend) in seen:
@@ -253,6 +454,58 @@ def doctor():
     hosts = []
     load_plugins().hook.register_hosts(register=hosts.append)
     line("hosts", ", ".join(h.name for h in hosts) or "none registered")
+
+
+# --------------------------------------------------------------------------- install (register_hosts)
+
+
+def _registered_hosts() -> dict:
+    from .plugins import load_plugins
+
+    hosts: list = []
+    load_plugins().hook.register_hosts(register=hosts.append)
+    return {host.name: host for host in hosts}
+
+
+def _install_params(host) -> list:
+    """A host's ``install_params`` (click parameters), else one ``--option`` per keyword of its ``install``."""
+    import inspect
+
+    if getattr(host, "install_params", None) is not None:
+        return list(host.install_params)
+    params = []
+    for name, parameter in inspect.signature(host.install).parameters.items():
+        if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY):
+            default = None if parameter.default is inspect.Parameter.empty else parameter.default
+            params.append(click.Option([f"--{name.replace('_', '-')}", name], default=default,
+                                       required=parameter.default is inspect.Parameter.empty))
+    return params
+
+
+class _HostsGroup(click.Group):
+    """One subcommand per registered host adapter, so hosts added by plugins get ``kinema install NAME`` too."""
+
+    def list_commands(self, ctx):
+        return sorted(_registered_hosts())
+
+    def get_command(self, ctx, name):
+        host = _registered_hosts().get(name)
+        if host is None:
+            return None
+
+        def run(**options):
+            result = host.install(**options)
+            instructions = getattr(host, "instructions", None)
+            click.echo(instructions(result) if callable(instructions) else str(result))
+
+        doc = (host.install.__doc__ or "").strip() or f"Install kinema into {name}."
+        return click.Command(name, callback=run, params=_install_params(host), help=doc,
+                             short_help=getattr(host, "description", None))
+
+
+@cli.group(cls=_HostsGroup)
+def install():
+    """Install kinema into a host program. Example: kinema install comfyui --comfy-dir ~/ComfyUI"""
 
 
 # --------------------------------------------------------------------------- serve (kinema.server)
@@ -277,8 +530,9 @@ def serve(host, port, default_backend, log_level):
     this machine can use your GPU and read your clips; to listen on another
     address, set KINEMA_API_KEY and send it as a bearer token.
 
-    Example: kinema serve --port 8765, then
-    OpenAI(base_url="http://127.0.0.1:8765/v1", api_key="-").videos.create(prompt="rain on a tin roof")
+    \b
+    Example: kinema serve --port 8765, then from any program:
+      OpenAI(base_url="http://127.0.0.1:8765/v1", api_key="-").videos.create(prompt="rain")
     """
     from .server import serve as run_server
 
@@ -288,6 +542,155 @@ def serve(host, port, default_backend, log_level):
 
     run_server(host, port, api_key=os.environ.get("KINEMA_API_KEY") or None, default_backend=default_backend,
                log_level=log_level, on_ready=ready)
+
+
+# --------------------------------------------------------------------------- obs (kinema.obs_remote)
+
+
+def _obs_options(function):
+    options = [
+        click.option("--scene", help="Scene to show the clip in (default: the one on air)."),
+        click.option("--input", "input_name", default="Kinema Clip", show_default=True,
+                     help="The media source kinema plays clips through (created if missing)."),
+        click.option("--host", default="127.0.0.1", show_default=True, envvar="OBS_WEBSOCKET_HOST",
+                     help="Where OBS runs. OBS opens the clip itself, so it must see the same path."),
+        click.option("--port", type=click.IntRange(1, 65535), default=4455, show_default=True,
+                     envvar="OBS_WEBSOCKET_PORT", help="obs-websocket port."),
+        click.option("--password", envvar="OBS_WEBSOCKET_PASSWORD",
+                     help="obs-websocket password (OBS: Tools → WebSocket Server Settings → Show Connect Info);"
+                          " or set OBS_WEBSOCKET_PASSWORD."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _obs_play(clip, scene, input_name, host, port, password):
+    from .obs_remote import play
+
+    result = play(clip, scene=scene, input_name=input_name, host=host, port=port, password=password)
+    made = ", created now" if result.created else ""
+    if result.on_air:
+        after = f"; playing after {result.started_after:.2f} s" if result.started_after is not None else ""
+        click.echo(f"On air: {result.path} in scene {result.scene!r} ({result.input_name!r}{made}){after}")
+    else:
+        click.echo(f"Loaded {result.path} into {result.input_name!r} in scene {result.scene!r}{made}; that scene"
+                   " is not on air, so the clip plays when you switch to it")
+
+
+@cli.group()
+def obs():
+    """Put clips on air in a running OBS Studio 28+ (over obs-websocket 5).
+
+    Inside OBS, the kinema script (`kinema install obs`) does the same from a prompt box.
+    """
+
+
+@obs.command("play")
+@click.argument("clip", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_obs_options
+def obs_play(clip, scene, input_name, host, port, password):
+    """Play CLIP now, picture and sound, through OBS's "Kinema Clip" media source.
+
+    Example: OBS_WEBSOCKET_PASSWORD=... kinema obs play fox.mp4 --scene Live
+    """
+    _obs_play(clip, scene, input_name, host, port, password)
+
+
+@obs.command("generate")
+@click.argument("prompt")
+@click.option("--play", "play_now", is_flag=True, help="Put the clip on air in OBS when it is ready.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Where to write the MP4 (default: kinema-<time>.mp4 here).")
+@click.option("--seconds", type=float, help="Clip length in seconds.")
+@click.option("--size", callback=_parse_size, help="WIDTHxHEIGHT, snapped to what the model accepts.")
+@click.option("--seed", type=int, help="Same seed, same clip.")
+@click.option("--steps", type=int, help="Denoising steps.")
+@click.option("--style", help="A style preset (see `kinema styles`).")
+@click.option("--backend", help="Backend (default: the server's, or tiny here).")
+@click.option("--server", "server_url", envvar="KINEMA_URL",
+              help="A kinema server to generate on [default: http://127.0.0.1:8765 if one answers, else here].")
+@_obs_options
+@click.pass_context
+def obs_generate(ctx, prompt, play_now, output, seconds, size, seed, steps, style, backend, server_url, scene,
+                 input_name, host, port, password):
+    """Generate a clip from PROMPT on a kinema server (or here), then with --play put it on air.
+
+    Example: kinema obs generate "fireworks over a lake" --seconds 4 --play
+    """
+    from . import client as kinema_client
+
+    if play_now:  # a wrong password should fail now, not after minutes of generating
+        import asyncio
+
+        from .obs_remote import connect
+
+        async def check():
+            await (await connect(host, port, password)).close()
+
+        asyncio.run(check())
+    output = _check_output(output or Path(time.strftime("kinema-%Y%m%d-%H%M%S.mp4"))).resolve()
+    remote = kinema_client.Client(server_url)
+    try:
+        remote.health()
+    except kinema_client.ServerUnavailable:
+        if server_url:
+            raise click.ClickException(f"no kinema server answers at {remote.base_url}; start one with"
+                                       " `kinema serve`, or leave out --server to generate here") from None
+        remote = None
+    except kinema_client.ClientError as error:
+        raise click.ClickException(str(error)) from None
+    if remote is None:
+        ctx.invoke(generate, prompt=prompt, output=output, seconds=seconds, size=size, seed=seed, steps=steps,
+                   style=style, backend=backend or "tiny")
+    else:
+        from tqdm import tqdm
+
+        bar = tqdm(total=None, unit="step", desc=f"generating on {remote.base_url}", file=sys.stderr,
+                   dynamic_ncols=True)
+
+        def on_progress(report):
+            bar.total = report.total or bar.total
+            bar.update(report.step - bar.n)
+
+        try:
+            remote.generate(prompt, output, progress=on_progress, seconds=seconds, size=size, seed=seed,
+                            steps=steps, style=style, backend=backend)
+        except kinema_client.ClientError as error:
+            raise click.ClickException(str(error)) from None
+        finally:
+            bar.close()
+        click.echo(str(output))
+    if play_now:
+        _obs_play(output, scene, input_name, host, port, password)
+    else:
+        click.echo(f"Put it on air with: kinema obs play {output}")
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def verify(file, as_json):
+    """Check FILE's provenance: C2PA manifest, signer, generator, cameos and watermark.
+
+    Exit status: 0 valid manifest, 1 invalid (the file was edited or badly signed),
+    3 no manifest (saved with provenance off, or stripped by re-encoding; the
+    watermark may still name the clip). Works offline.
+
+    Example: kinema verify fox.mp4
+    """
+    from .provenance import verify as check
+
+    report = check(file)
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else "\n".join(report.lines()))
+    sys.exit(report.exit_code)
+
+
+from .cameo_cli import cameo  # noqa: E402  (own modules: cameo and key commands are many)
+from .keys_cli import keys  # noqa: E402
+
+cli.add_command(cameo)
+cli.add_command(keys)
 
 
 def main() -> None:

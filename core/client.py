@@ -27,7 +27,6 @@ import json
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 __all__ = [
     "APIError",
@@ -164,6 +163,10 @@ class Client:
         """Backends and pulled models the server can run."""
         return self._json("GET", "/v1/models")["data"]
 
+    def cameos(self) -> list:
+        """Cameos this key's user owns or may use now (``name``, ``owner``, ``has_voice``, ``usable``...)."""
+        return self._json("GET", "/v1/cameos")["data"]
+
     def submit(
         self,
         prompt: str,
@@ -180,22 +183,46 @@ class Client:
         style: Optional[str] = None,
         backend: Optional[str] = None,
         audio: Optional[bool] = None,
+        cameos: Optional[List[str]] = None,
+        speech: Optional[str] = None,
     ) -> dict:
         """Queue a job and return it (``job["id"]``, ``job["size"]``, ``job["seconds"]`` as will be made).
 
-        ``image`` (a path or PNG/JPEG/WebP bytes) is the first frame. Raises APIError for a bad request.
+        ``image`` (a path or PNG/JPEG/WebP bytes) is the first frame; ``cameos`` names people to put in
+        the clip (see ``cameos()``), ``speech`` one of them whose voice drives it. Raises APIError for a
+        bad request (403 for a cameo this key's user may not use).
         """
         body: Dict[str, Any] = {"prompt": prompt}
         if isinstance(size, (tuple, list)):
             size = f"{int(size[0])}x{int(size[1])}"
         optional = {"seconds": None if seconds is None else f"{seconds:g}" if isinstance(seconds, (int, float)) else seconds,
                     "size": size, "model": model, "negative_prompt": negative_prompt, "seed": seed, "steps": steps,
-                    "guidance": guidance, "fps": fps, "style": style, "backend": backend, "audio": audio}
+                    "guidance": guidance, "fps": fps, "style": style, "backend": backend, "audio": audio,
+                    "cameos": list(cameos) if cameos else None, "speech": speech}
         body.update({k: v for k, v in optional.items() if v is not None})
         if image is not None:
             data = image if isinstance(image, bytes) else _read_file(image)
             body["input_reference"] = {"image_url": f"data:{_image_type(data)};base64,{base64.b64encode(data).decode('ascii')}"}
         return self._json("POST", "/v1/videos", body)
+
+    def submit_storyboard(self, storyboard: Union[str, Dict[str, Any]], **settings: Any) -> dict:
+        """Queue a storyboard ('Shot 1 (2s): …' lines, YAML/JSON text, or a dict with 'shots'): one film.
+
+        ``settings``: size, fps, model, backend, seed, steps, guidance, style, audio, negative_prompt, format.
+        A bad storyboard raises APIError naming the lines at fault.
+        """
+        return self._json("POST", "/v1/storyboards", {"storyboard": storyboard, **_settings(settings)})
+
+    def remix(self, job_id: str, prompt: str, *, strength: Optional[float] = None, keep_audio: Optional[bool] = None,
+              **settings: Any) -> dict:
+        """Queue a remix of a completed video: the same shot for ``prompt``; ``strength`` in (0, 1] says how far."""
+        body = {"prompt": prompt, **_settings({"strength": strength, "keep_audio": keep_audio, **settings})}
+        return self._json("POST", f"/v1/videos/{_quote(job_id)}/remix", body)
+
+    def extend(self, job_id: str, seconds: float, *, prompt: Optional[str] = None, **settings: Any) -> dict:
+        """Queue a longer copy of a completed video: ``seconds`` more, continued from its last frames."""
+        body = {"seconds": seconds, **_settings({"prompt": prompt, **settings})}
+        return self._json("POST", f"/v1/videos/{_quote(job_id)}/extend", body)
 
     def get(self, job_id: str) -> dict:
         return self._json("GET", f"/v1/videos/{_quote(job_id)}")
@@ -281,10 +308,10 @@ class Client:
                                                                   "error": {"code": "deleted", "message": "deleted"}})
                 if deadline is not None and time.monotonic() > deadline:
                     raise WaitTimeout(f"job {job_id} did not finish within the timeout; it goes on")
-        except NotFoundError:
-            raise
         except APIError as error:
-            if error.status in (404, 405):  # no events endpoint: an OpenAI server, not kinema
+            # No events endpoint (an OpenAI-compatible server that is not kinema), or no such job:
+            # polling tells the two apart.
+            if error.status in (404, 405):
                 raise _StreamUnavailable() from None
             raise
         except ServerUnavailable as error:
@@ -385,6 +412,13 @@ def _http_error(error: urllib.error.HTTPError) -> ClientError:
         return AuthenticationError(f"{message} (set KINEMA_API_KEY, or pass api_key=, to the server's key)")
     cls = NotFoundError if error.code == 404 else APIError
     return cls(message, status=error.code, code=detail.get("code"), param=detail.get("param"))
+
+
+def _settings(settings: Dict[str, Any]) -> Dict[str, Any]:
+    size = settings.get("size")
+    if isinstance(size, (tuple, list)):
+        settings = {**settings, "size": f"{int(size[0])}x{int(size[1])}"}
+    return {key: value for key, value in settings.items() if value is not None}
 
 
 def _quote(job_id: str) -> str:

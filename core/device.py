@@ -19,6 +19,18 @@ def pick_device() -> str:
     return "cpu"
 
 
+# Names hosts and users give precisions; values build the torch dtype lazily (torch is imported on use).
+PRECISIONS = {
+    "bf16": lambda: __import__("torch").bfloat16,
+    "fp16": lambda: __import__("torch").float16,
+    "fp32": lambda: __import__("torch").float32,
+}
+# auto: the fastest memory policy that fits (kinema.memory); gpu (= full): all on the accelerator;
+# offload (= model-offload): each component moves to the accelerator only while it runs; or a policy by name.
+PLACEMENT_POLICIES = ("auto", "gpu", "offload", "full", "vae-tiling", "model-offload", "group-offload",
+                      "group-offload-fp8", "fp8", "disk-offload")
+
+
 def pick_dtype(device: str) -> Any:
     import torch
 
@@ -48,21 +60,11 @@ def model_bytes(pipe: Any) -> int:
     return total
 
 
-def place(pipe: Any, device: str) -> str:
-    """Put ``pipe`` on ``device`` the lightest way that fits; return the policy used.
+def place(pipe: Any, device: str, policy: str = "auto") -> str:
+    """Put ``pipe`` on ``device`` under a memory policy (see kinema.memory); return the policy used."""
+    from .memory import place as place_with_policy
 
-    Offloading needs an accelerator (diffusers raises on CPU), so only CUDA
-    branches; activations get ~30% headroom on top of the weights.
-    """
-    if device.startswith("cuda"):
-        free = free_memory_bytes(device) or 0
-        if hasattr(pipe, "vae") and hasattr(pipe.vae, "enable_tiling"):
-            pipe.vae.enable_tiling()
-        if model_bytes(pipe) * 1.3 > free:
-            pipe.enable_model_cpu_offload(device=device)
-            return "model-offload"
-    pipe.to(device)
-    return "full"
+    return place_with_policy(pipe, device, policy)
 
 
 def release(device: str | None = None) -> None:

@@ -41,6 +41,20 @@ def resolve_backend(request: GenerationRequest) -> Backend:
         if for_model is None:
             raise InvalidRequestError(f"backend {backend.name!r} runs only its built-in model; drop --model")
         backend = for_model(request.model)
+    elif not request.model and not getattr(backend, "is_demo", False):
+        backend = _distilled_for_tier(backend, request.tier)
+    return backend
+
+
+def _distilled_for_tier(backend: Backend, tier: str) -> Backend:
+    """The tier's distilled checkpoint for this family when it is already on this machine (never downloaded)."""
+    from . import models
+    from .tiers import distilled_model
+
+    distilled = distilled_model(tier, getattr(backend, "family", ""))
+    for_model = getattr(backend, "for_model", None)
+    if distilled and for_model is not None and models.is_present(distilled["model"]):
+        return for_model(distilled["model"])
     return backend
 
 
@@ -54,19 +68,27 @@ def generate(
     progress: Optional[Callable[[Progress], None]] = None,
     cancel: Optional[CancelToken] = None,
     backend: Optional[Backend] = None,
+    preview: bool = False,
 ) -> Clip:
     """Generate one clip. ``progress`` gets every step; ``cancel`` stops within one step.
 
-    Raises ``GenerationCancelled`` when cancelled; memory is released either way
-    and the next call works.
+    ``preview=True`` asks the backend for a small RGB picture of the current
+    latent with each step (``Progress.preview``); hosts with a live view ask,
+    the CLI and server do not pay for it. Raises ``GenerationCancelled`` when
+    cancelled; memory is released either way and the next call works.
     """
     from . import __version__
     from .device import release
+    from .memory import retry_lighter_on_oom
     from .styles import apply_style
 
     request = apply_style(request)
     backend = backend or resolve_backend(request)
     the_plan = backend.plan(request)
+    # Consent is checked here, when the job actually starts: a cameo revoked while the job was queued stops it.
+    from . import cameos
+
+    conditioning = cameos.prepare(request)
     cancel = cancel or CancelToken()
     hook = load_plugins().hook
 
@@ -76,9 +98,17 @@ def generate(
         hook.generation_progress(request=request, progress=event)
 
     started = time.time()
+    memory_notes: list[str] = []
     try:
         cancel.raise_if_cancelled()
-        clip = backend.generate(request, the_plan, progress=on_progress, cancel=cancel)
+        # Only asked of backends when wanted, so backends written before previews keep working.
+        options = {"preview": True} if preview else {}
+        if conditioning:
+            options["conditioning"] = conditioning
+        # Out of memory: one retry under the next lighter memory policy, noted in the clip.
+        clip = retry_lighter_on_oom(
+            lambda: backend.generate(request, the_plan, progress=on_progress, cancel=cancel, **options),
+            getattr(backend, "lighten_memory", None), memory_notes)
     except GenerationCancelled:
         release()
         raise
@@ -101,8 +131,12 @@ def generate(
             "kinema_version": __version__,
             "created_at": int(started),
             "generation_seconds": round(time.time() - started, 3),
-            "notes": list(the_plan.notes),
+            "notes": [*the_plan.notes, *memory_notes],
+            "tier": the_plan.tier,
         }
     )
+    clip.metadata.setdefault("cache", None)  # backends that cached said how; None: every block ran every step
+    cameos.recheck(request, conditioning)  # a revoke during generation: the clip is not handed over
+    cameos.finish(request, clip, conditioning)
     hook.clip_generated(request=request, clip=clip)
     return clip

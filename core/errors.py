@@ -26,3 +26,7 @@ class GenerationCancelled(KinemaError):
 
 class OutputError(KinemaError, OSError):
     """A clip could not be written; no partial file was left behind."""
+
+
+class OutOfMemoryError(KinemaError, MemoryError):
+    """The device ran out of memory even with the lightest memory policy kinema could step down to."""

@@ -28,7 +28,13 @@ def register_backends(register: Callable[..., None]) -> None:
 
 @hookspec
 def register_hosts(register: Callable[..., None]) -> None:
-    """Call ``register(host)`` for each host adapter (an object with ``name`` and ``install(**options)``)."""
+    """Call ``register(host)`` for each host adapter (an object with ``name`` and ``install(**options)``).
+
+    ``kinema install NAME`` runs ``install``; its options come from the host's
+    optional ``install_params`` (click parameters), else from ``install``'s
+    keyword arguments. It prints ``host.instructions(result)`` if the host has
+    that method, else the result. Raise a ``KinemaError`` saying what to do.
+    """
 
 
 @hookspec

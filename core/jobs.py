@@ -62,7 +62,7 @@ PREVIEW_JPEG_QUALITY = 70
 
 # Fields of GenerationRequest stored as JSON (the image is stored as INPUT_FILE).
 REQUEST_FIELDS = ("prompt", "negative_prompt", "seconds", "fps", "width", "height", "seed", "steps",
-                  "guidance", "style", "audio", "backend", "model")
+                  "guidance", "style", "audio", "backend", "model", "cameos", "speech", "user")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -99,6 +99,10 @@ def is_valid_id(value: Any) -> bool:
 
 class JobsBusyError(KinemaError):
     """Another kinema server already owns this data directory."""
+
+
+class ShuttingDown(KinemaError):
+    """The server is stopping and takes no new jobs."""
 
 
 # --------------------------------------------------------------------------- the store
@@ -158,7 +162,8 @@ class JobStore:
         descending = order == "desc"
         where, args = "", []
         if after is not None:
-            anchor = self._one("SELECT seq FROM jobs WHERE id = ?", (after,))
+            with self._lock:
+                anchor = self._db.execute("SELECT seq FROM jobs WHERE id = ?", (after,)).fetchone()
             if anchor is None:
                 raise KeyError(after)
             where, args = ("WHERE seq < ?" if descending else "WHERE seq > ?"), [anchor["seq"]]
@@ -367,10 +372,12 @@ class JobManager:
 
     # -- submitting
 
-    def submit(self, fields: dict, *, image: Any = None, display_model: Optional[str] = None) -> dict:
+    def submit(self, fields: dict, *, image: Any = None, display_model: Optional[str] = None,
+               task: Optional[dict] = None) -> dict:
         """Validate and plan now (bad requests fail here, not as failed jobs), then queue.
 
-        ``fields`` are GenerationRequest keyword arguments; ``image`` a uint8 [H, W, 3] array.
+        ``fields`` are GenerationRequest keyword arguments; ``image`` a uint8 [H, W, 3] array;
+        ``task`` a remix, extend or storyboard (``kinema.tasks``) run instead of one generation.
         Raises InvalidRequestError, UnknownBackendError or MissingWeightsError.
         """
         from . import engine
@@ -378,16 +385,25 @@ class JobManager:
         from .styles import apply_style
 
         if self._stopping.is_set():
-            raise KinemaError("the server is shutting down; submit again once it is back")
+            raise ShuttingDown("the server is shutting down; submit again once it is back")
         unknown = set(fields) - set(REQUEST_FIELDS)
         if unknown:
             raise InvalidRequestError(f"unknown request fields: {sorted(unknown)}")
         request = GenerationRequest(**fields, image=image)
         backend = engine.resolve_backend(request)
         plan = backend.plan(apply_style(request))
+        from .cameos import authorize_request
+
+        authorize_request(request)  # refused now; checked again when the job starts (a revoke in between counts)
         status = backend.status()
         if not status.ready:
             raise MissingWeightsError(f"backend {backend.name!r} cannot run yet: {status.detail}")
+        task_plan: dict = {}
+        if task is not None:
+            from .tasks import prepare as prepare_task
+
+            task, task_plan = prepare_task(task, request, backend, lambda parent: self.artifact(parent, VIDEO_FILE))
+            task_plan["task"] = task
         stored = {name: getattr(request, name) for name in REQUEST_FIELDS}
         stored["seed"] = plan.seed  # fixed now: a re-run after a crash makes the same clip
         job_id = new_id()
@@ -404,6 +420,7 @@ class JobManager:
                 "fps": str(plan.fps), "seconds": plan.seconds, "steps": plan.steps,
                 "guidance": plan.guidance, "seed": plan.seed, "notes": list(plan.notes),
                 "audio": bool(request.audio and backend.makes_audio),
+                **task_plan,
             },
             "has_image": request.image is not None,
             "created_at": int(time.time()),
@@ -589,14 +606,24 @@ class JobManager:
             live = self._live.setdefault(job_id, _Live())
             live.token, live.step, live.total, live.stage = token, 0, record["plan"]["steps"], ""
             live.history, live.preview = [], None
+        current = self.store.get(job_id)
+        if self._stopping.is_set() or current is None or current["cancel_requested"]:
+            token.cancel()  # a cancel or stop that came in between the claim and the token
         self._publish(job_id, "video", self._with_live(record))
         folder = self.directory / job_id
         try:
             request = GenerationRequest(**record["request"], image=folder / INPUT_FILE if record["has_image"] else None)
             backend = worker.backend_for(request)
             token.raise_if_cancelled()
-            clip = engine.generate(request, progress=lambda p: self._on_progress(job_id, p), cancel=token,
-                                   backend=backend)
+            task = record["plan"].get("task")
+            if task:
+                from .tasks import run as run_task
+
+                clip = run_task(task, request, backend, parent_video=lambda parent: self.artifact(parent, VIDEO_FILE),
+                                progress=lambda p: self._on_progress(job_id, p), cancel=token)
+            else:
+                clip = engine.generate(request, progress=lambda p: self._on_progress(job_id, p), cancel=token,
+                                       backend=backend)
             token.raise_if_cancelled()
             from .media import encode_png
 
@@ -624,6 +651,12 @@ class JobManager:
 
 
 def _describe_failure(error: Exception) -> tuple[str, str]:
+    from .cameos import CameoNotAllowedError, CameoTamperedError
+
+    if isinstance(error, CameoNotAllowedError):  # e.g. revoked while the job was queued
+        return f"cameo_{error.reason}", str(error)
+    if isinstance(error, CameoTamperedError):
+        return "cameo_tampered", str(error)
     codes = [(MissingWeightsError, "missing_weights"), (InvalidRequestError, "invalid_request"),
              (UnknownBackendError, "model_not_found"), (OutputError, "output_error"), (KinemaError, "generation_failed")]
     for cls, code in codes:

@@ -4,27 +4,70 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from .device import place, release
 
 _lock = threading.Lock()
-_loaded: dict[tuple[str, str, str], tuple[Any, str]] = {}
+_loaded: dict[tuple[str, ...], tuple[Any, str]] = {}
 
 
-def load_pipeline(pipeline_cls: Any, path: Path, device: str, dtype: Any) -> tuple[Any, str]:
-    """Load (once) a diffusers pipeline from a local folder; returns it and the placement policy used."""
-    key = (pipeline_cls.__name__, str(path), device)
+def load_pipeline(pipeline_cls: Any, path: Path, device: str, dtype: Any, policy: str = "auto") -> tuple[Any, str]:
+    """Load (once) a diffusers pipeline from a local folder; returns it and the memory policy it runs under."""
+    from .memory import requested
+
+    policy = requested(policy)  # KINEMA_MEMORY counts as a different placement, so it takes effect at once
+    key = (pipeline_cls.__name__, str(path), device, str(dtype), policy)
     with _lock:
         if key in _loaded:
             return _loaded[key]
-        quiet_libraries()
-        # safetensors only and local files only: nothing is fetched or executed from the folder.
-        pipe = pipeline_cls.from_pretrained(path, dtype=dtype, use_safetensors=True, local_files_only=True)
-        pipe.set_progress_bar_config(disable=True)
-        policy = place(pipe, device)
-        _loaded[key] = (pipe, policy)
-        return pipe, policy
+        pipe = _from_pretrained(pipeline_cls, path, dtype)
+        placement = place(pipe, device, policy)
+        _loaded[key] = (pipe, placement)
+        return pipe, placement
+
+
+def _from_pretrained(pipeline_cls: Any, path: Path, dtype: Any) -> Any:
+    quiet_libraries()
+    # safetensors only and local files only: nothing is fetched or executed from the folder.
+    pipe = pipeline_cls.from_pretrained(path, dtype=dtype, use_safetensors=True, local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    pipe._kinema_source = (pipeline_cls, path, dtype)
+    return pipe
+
+
+def step_down(pipe: Any) -> Optional[str]:
+    """Put ``pipe`` under the next lighter memory policy; return what was done, or None if nothing is lighter.
+
+    A pipeline without offload or fp8 hooks is changed in place; one with hooks
+    (which cannot be taken off cleanly) is loaded again from its folder, and
+    later jobs get the new one from this cache.
+    """
+    from . import memory
+
+    name, device = memory.current(pipe)
+    device = device or str(pipe.device)
+    old = memory.get_policy(name, device)
+    new = memory.lighter(old, device)
+    if new is None:
+        return None
+    with _lock:
+        key = next((key for key, (loaded_pipe, _placement) in _loaded.items() if loaded_pipe is pipe), None)
+        if memory.has_hooks(old.name):
+            source = getattr(pipe, "_kinema_source", None)
+            if key is None or source is None:
+                return None  # hooks we cannot undo on a pipeline we cannot reload
+            del _loaded[key]
+            pipe = None
+            release(device)
+            pipe = _from_pretrained(*source)
+        elif new.offload != "none":
+            pipe.to("cpu")
+            release(device)
+        memory.apply(pipe, new, device)
+        if key is not None:
+            _loaded[key] = (pipe, new.name)
+    return memory.step_down_note(old.name, new)
 
 
 def quiet_libraries() -> None:
@@ -48,4 +91,10 @@ def release_all() -> None:
 
 def loaded() -> list[str]:
     with _lock:
-        return [f"{cls} from {path} on {device}" for cls, path, device in _loaded]
+        return [f"{cls} from {path} on {device}" for cls, path, device, *_options in _loaded]
+
+
+def loaded_pipelines() -> list[tuple[Any, str, str]]:
+    """Every loaded pipeline with its device and placement (hosts account for the memory they hold)."""
+    with _lock:
+        return [(pipe, key[2], placement) for key, (pipe, placement) in _loaded.items()]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import threading
 
 import pluggy
 
@@ -14,6 +15,11 @@ DEFAULT_PLUGINS = (
     "kinema.backends.ltx2",
     "kinema.backends.wan",
     "kinema.backends.tiny",
+    "kinema.backends.wan_vace",
+    "kinema.cameos",  # notes where cameo clips are saved, for their owners' use logs
+    "kinema.hosts_obs",
+    "kinema.hosts_comfyui",
+    "kinema.hosts_blender",
 )
 
 pm = pluggy.PluginManager("kinema")
@@ -21,6 +27,8 @@ pm.add_hookspecs(hookspecs)
 
 _defaults_loaded = False
 _tracing = False
+# Server worker threads and request handlers may call load_plugins() at the same moment.
+_load_lock = threading.RLock()
 
 
 def load_plugins() -> pluggy.PluginManager:
@@ -30,19 +38,20 @@ def load_plugins() -> pluggy.PluginManager:
     ('' loads none); ``KINEMA_TRACE_PLUGINS=1`` prints every hook call.
     """
     global _defaults_loaded
-    if not _defaults_loaded:
-        for name in DEFAULT_PLUGINS:
-            pm.register(importlib.import_module(name), name=name)
-        _defaults_loaded = True
-    allow = os.environ.get("KINEMA_LOAD_PLUGINS")
-    if allow is None:
-        # pluggy skips entry points whose name is already registered.
-        pm.load_setuptools_entrypoints("kinema")
-    else:
-        for name in filter(None, (n.strip() for n in allow.split(","))):
-            if pm.get_plugin(name) is None:
-                pm.load_setuptools_entrypoints("kinema", name=name)
-    _enable_tracing()
+    with _load_lock:
+        if not _defaults_loaded:
+            for name in DEFAULT_PLUGINS:
+                pm.register(importlib.import_module(name), name=name)
+            _defaults_loaded = True
+        allow = os.environ.get("KINEMA_LOAD_PLUGINS")
+        if allow is None:
+            # pluggy skips entry points whose name is already registered.
+            pm.load_setuptools_entrypoints("kinema")
+        else:
+            for name in filter(None, (n.strip() for n in allow.split(","))):
+                if pm.get_plugin(name) is None:
+                    pm.load_setuptools_entrypoints("kinema", name=name)
+        _enable_tracing()
     return pm
 
 

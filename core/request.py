@@ -45,6 +45,19 @@ class GenerationRequest:
     audio: bool = True
     backend: str = "tiny"
     model: Optional[str] = None
+    # Remix (video-to-video): the source frames, and how far to move away from them (0 keeps, 1 ignores).
+    video: Any = field(default=None, repr=False)  # uint8 [T, H, W, 3]
+    strength: Optional[float] = None
+    # Extend: the clip first re-creates these frames (the end of the clip being extended), then continues.
+    start_frames: Any = field(default=None, repr=False)  # uint8 [T, H, W, 3]
+    # LoRA weights for this clip, as ((safetensors path, weight), ...); styles add theirs (kinema.styles).
+    loras: tuple = ()
+    # Cameos: people to put in the clip, used only with their owners' consent for ``user``.
+    cameos: tuple[str, ...] = ()
+    # A recorded line the clip's sound follows: audio file, (mono float32, rate), or one of ``cameos`` (its voice).
+    speech: Any = field(default=None, repr=False)
+    user: Optional[str] = None  # who is asking: the server passes the API key's user; None is the local user
+    tier: str = "standard"  # quality tier: draft, standard or final (kinema.tiers.TIERS)
 
     def __post_init__(self) -> None:
         _check_text("prompt", self.prompt, required=True)
@@ -56,11 +69,26 @@ class GenerationRequest:
             _check_int(name, getattr(self, name), MIN_SIDE, MAX_SIDE)
         _check_int("seed", self.seed, 0, MAX_SEED)
         _check_int("steps", self.steps, 1, MAX_STEPS)
+        from .tiers import check_tier
+
+        check_tier(self.tier)
         _check_range("guidance", self.guidance, 0.0, MAX_GUIDANCE)
         if not isinstance(self.backend, str) or not self.backend.strip():
             raise InvalidRequestError("backend must be a backend name; see `kinema backends`")
         if self.image is not None:
             object.__setattr__(self, "image", _load_image(self.image))
+        for name in ("video", "start_frames"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, _check_frames(name, getattr(self, name)))
+        _check_range("strength", self.strength, 0.0, 1.0, open_low=True)
+        if self.strength is not None and self.video is None:
+            raise InvalidRequestError("strength applies to a remix: give the source video too")
+        object.__setattr__(self, "loras", _check_loras(self.loras))
+        given = [name for name in ("image", "video", "start_frames") if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise InvalidRequestError(f"give only one of image (first frame), video (remix) or start_frames (extend), got {' and '.join(given)}")
+
+        _check_cameo_fields(self)
 
     def with_(self, **changes: Any) -> "GenerationRequest":
         return replace(self, **changes)
@@ -96,6 +124,30 @@ def _check_int(name: str, value: Any, low: int, high: int) -> None:
         raise InvalidRequestError(f"{name} must be between {low} and {high}, got {value}")
 
 
+def _check_loras(loras: Any) -> tuple:
+    if not isinstance(loras, (tuple, list)):
+        raise InvalidRequestError(f"loras must be a list of (path, weight) pairs, got {type(loras).__name__}")
+    checked = []
+    for entry in loras:
+        if not (isinstance(entry, (tuple, list)) and len(entry) == 2 and isinstance(entry[0], (str, os.PathLike))):
+            raise InvalidRequestError(f"each LoRA must be a (path, weight) pair, got {entry!r}")
+        path, weight = os.fspath(entry[0]), entry[1]
+        _check_range("LoRA weight", float("nan") if weight is None else weight, -4.0, 4.0)
+        if not path.endswith(".safetensors"):
+            raise InvalidRequestError(f"LoRA {path!r} must be a .safetensors file (kinema loads no pickled weights)")
+        checked.append((path, float(weight)))
+    return tuple(checked)
+
+
+def _check_frames(name: str, frames: Any) -> np.ndarray:
+    if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        shape = list(frames.shape) if isinstance(frames, np.ndarray) else type(frames).__name__
+        raise InvalidRequestError(f"{name} must be uint8 frames [T, H, W, 3], got {shape}")
+    if frames.shape[0] < 1 or min(frames.shape[1:3]) < MIN_SIDE:
+        raise InvalidRequestError(f"{name} must have at least one frame of at least {MIN_SIDE}x{MIN_SIDE}, got {list(frames.shape)}")
+    return frames
+
+
 def _load_image(image: Any) -> np.ndarray:
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -116,3 +168,33 @@ def _load_image(image: Any) -> np.ndarray:
         except MediaError as error:
             raise InvalidRequestError(f"image {str(path)!r} is not a readable picture (PNG, JPEG or WebP): {error}") from None
     raise InvalidRequestError(f"image must be a file path or a uint8 array, got {type(image).__name__}")
+
+
+def _check_cameo_fields(request: "GenerationRequest") -> None:
+    from .cameos import MAX_CAMEOS_PER_REQUEST, check_name, check_user
+
+    cameos = request.cameos
+    if isinstance(cameos, str):
+        cameos = (cameos,)
+    if not isinstance(cameos, (tuple, list)):
+        raise InvalidRequestError(f"cameos must be a list of cameo names, got {type(cameos).__name__}")
+    cameos = tuple(check_name(name) for name in cameos)
+    if len(set(cameos)) != len(cameos):
+        raise InvalidRequestError(f"cameos lists a name twice: {list(cameos)}")
+    if len(cameos) > MAX_CAMEOS_PER_REQUEST:
+        raise InvalidRequestError(f"at most {MAX_CAMEOS_PER_REQUEST} cameos per clip, got {len(cameos)}")
+    object.__setattr__(request, "cameos", cameos)
+    if request.user is not None:
+        check_user(request.user)
+    speech = request.speech
+    if speech is None or (isinstance(speech, str) and speech in cameos):
+        return
+    if isinstance(speech, tuple) and len(speech) == 2 and isinstance(speech[0], np.ndarray):
+        if speech[0].size == 0 or not isinstance(speech[1], (int, np.integer)) or speech[1] <= 0:
+            raise InvalidRequestError("speech as (audio, sample_rate) needs samples and a positive rate")
+        return
+    if not isinstance(speech, (str, os.PathLike)):
+        raise InvalidRequestError(f"speech must be an audio file or the name of one of the cameos, got {type(speech).__name__}")
+    if not Path(speech).is_file():
+        hint = " (to use a cameo's voice, list the cameo too)" if isinstance(speech, str) and "/" not in speech else ""
+        raise InvalidRequestError(f"speech {str(speech)!r} is not an audio file{hint}")

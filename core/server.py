@@ -27,8 +27,6 @@ import json
 import os
 import re
 import socket
-import sys
-import traceback
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
@@ -42,8 +40,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .cameo_api import cameo_router
+from .cameo_api import MAX_UPLOAD_BYTES as CAMEO_UPLOAD_BYTES
+from .cameo_api import status_of as cameo_status
+from .cameos import CameoError, local_user
 from .errors import InvalidRequestError, KinemaError, MissingWeightsError, UnknownBackendError
-from .jobs import TERMINAL, VIDEO_FILE, THUMBNAIL_FILE, Event, JobManager, JobsBusyError, is_valid_id
+from .jobs import TERMINAL, THUMBNAIL_FILE, VIDEO_FILE, Event, JobManager, JobsBusyError, ShuttingDown, is_valid_id
+from .users import user_for_key
 
 DEFAULT_PORT = 8765
 MAX_IMAGE_BYTES = 10 * 2**20  # an uploaded first frame
@@ -89,6 +92,8 @@ class KinemaVideoInfo(BaseModel):
     cancel_requested: bool
     started_at: Optional[int]
     notes: list[str]
+    kind: Literal["generate", "remix", "extend", "storyboard"] = "generate"
+    parent: Optional[str] = Field(None, description="The video a remix or extend builds on.")
 
 
 class Video(BaseModel):
@@ -183,6 +188,49 @@ class VideoCreateParams(BaseModel):
     style: Optional[str] = None
     backend: Optional[str] = None
     audio: Optional[bool] = Field(None, description="false for picture only (default true).")
+    cameos: Optional[Union[list[str], str]] = Field(
+        None, description="Cameos (people) to put in the clip, used only with their owners' consent for your API"
+                          " key's user; multipart: comma-separated.")
+    speech: Optional[str] = Field(None, description="One of the cameos: its recorded voice drives the clip (ltx2).")
+
+
+class _FollowUpParams(BaseModel):
+    """What remix, extend and storyboard share with create: kinema's generation settings (all optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: Optional[str] = Field(None, description="Backend or pulled model id (default: the one that made the source video).")
+    backend: Optional[str] = None
+    negative_prompt: Optional[str] = None
+    seed: Optional[int] = None
+    steps: Optional[int] = None
+    guidance: Optional[float] = None
+    style: Optional[str] = None
+
+
+class VideoRemixParams(_FollowUpParams):
+    """OpenAI's remix (``prompt``), plus kinema's ``strength`` and ``keep_audio``."""
+
+    prompt: str = Field(description="What the remixed clip shows and sounds like.")
+    strength: float = Field(0.6, gt=0, le=1, description="How far to move from the source: near 0 keeps it, 1 keeps only its length.")
+    keep_audio: bool = Field(False, description="Keep the source's sound instead of making new sound for the prompt.")
+
+
+class VideoExtendParams(_FollowUpParams):
+    """kinema's extend: the same clip, ``seconds`` longer."""
+
+    seconds: Union[str, float] = Field(description="How many seconds to add, e.g. '3'.")
+    prompt: Optional[str] = Field(None, description="What happens next (default: the source video's prompt).")
+
+
+class StoryboardCreateParams(_FollowUpParams):
+    """A storyboard as text ('Shot 1 (2s): …' lines, YAML or JSON) or as an object with 'shots'."""
+
+    storyboard: Union[str, dict[str, Any]] = Field(description="The storyboard (see the README's Storyboards section).")
+    format: Literal["auto", "text", "yaml", "json"] = "auto"
+    size: Optional[str] = Field(None, description="WIDTHxHEIGHT for every shot.")
+    fps: Optional[float] = None
+    audio: Optional[bool] = None
 
 
 # --------------------------------------------------------------------------- errors
@@ -213,11 +261,34 @@ def _error_response(status: int, message: str, *, type: str = "invalid_request_e
     return _ASCIIJSONResponse(body, status_code=status, headers=headers)
 
 
+def _owner() -> str:
+    """Who a request without a user key acts as: the user running the server."""
+    try:
+        return local_user()
+    except InvalidRequestError:  # a login name kinema cannot use as a user name
+        return "local"
+
+
+def _cameo_fields(params: Any, user: str) -> dict:
+    """The cameo part of a create request. Speech may only name a cameo: the server reads no files for clients."""
+    names = params.cameos.split(",") if isinstance(params.cameos, str) else (params.cameos or [])
+    names = tuple(name.strip() for name in names if isinstance(name, str) and name.strip())
+    if params.speech is not None and params.speech not in names:
+        raise APIError(400, "speech must be the name of one of the cameos (its recorded voice drives the clip)",
+                       param="speech", code="invalid_value")
+    return {"cameos": names, "speech": params.speech, "user": user}
+
+
 def _kinema_error(error: KinemaError) -> APIError:
+    if isinstance(error, CameoError):
+        status, code, kind = cameo_status(error)
+        return APIError(status, str(error), type=kind, param="cameos", code=code)
     if isinstance(error, UnknownBackendError):
         return APIError(404, str(error), param="model", code="model_not_found")
     if isinstance(error, MissingWeightsError):
         return APIError(409, str(error), param="model", code="model_not_ready")
+    if isinstance(error, ShuttingDown):
+        return APIError(503, str(error), type="server_error", code="shutting_down")
     if isinstance(error, InvalidRequestError):
         return APIError(400, str(error), param=_guess_param(str(error)), code="invalid_value")
     return APIError(400, str(error), code="kinema_error")
@@ -297,8 +368,10 @@ class _Guard:
                                            type="permission_error", code="forbidden_host")
                 return await response(scope, receive, send)
         length = headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            response = _error_response(413, f"request body too large; the limit is {self.max_body} bytes",
+        # A cameo recording is a video upload: it gets its own, larger limit.
+        limit = max(self.max_body, CAMEO_UPLOAD_BYTES) if scope.get("path") == "/v1/cameos" else self.max_body
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            response = _error_response(413, f"request body too large; the limit is {limit} bytes",
                                        code="request_too_large")
             return await response(scope, receive, send)
         received = 0
@@ -308,7 +381,7 @@ class _Guard:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body:
+                if received > limit:
                     raise BodyTooLarge()
             return message
 
@@ -340,9 +413,15 @@ def create_app(
     expected = api_key.encode("utf-8") if api_key else None
     manager = JobManager(home, start_workers=start_workers)
 
+    def startup() -> None:
+        from .plugins import load_plugins
+
+        load_plugins()  # once, before requests: its first call is not safe from several threads at once
+        manager.start()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        await run_in_threadpool(manager.start)
+        await run_in_threadpool(startup)
         app.state.manager = manager
         try:
             yield
@@ -361,14 +440,19 @@ def create_app(
 
     bearer = HTTPBearer(auto_error=False, description="KINEMA_API_KEY, when the server has one.")
 
-    def authorize(credentials: Optional[HTTPAuthorizationCredentials] = Depends(bearer)) -> None:
-        if expected is None:
-            return
-        given = credentials.credentials.encode("utf-8") if credentials is not None else b""
-        if not hmac.compare_digest(given, expected):
-            raise APIError(401, "missing or wrong API key: send 'Authorization: Bearer <KINEMA_API_KEY>'",
-                           type="authentication_error", code="invalid_api_key",
-                           headers={"WWW-Authenticate": "Bearer"})
+    def authorize(request: Request, credentials: Optional[HTTPAuthorizationCredentials] = Depends(bearer)) -> str:
+        """The kinema user asking: a user's own key (`kinema keys add`), else the server's owner."""
+        user = user_for_key(credentials.credentials if credentials is not None else None)
+        if user is None:
+            if expected is not None:
+                given = credentials.credentials.encode("utf-8") if credentials is not None else b""
+                if not hmac.compare_digest(given, expected):
+                    raise APIError(401, "missing or wrong API key: send 'Authorization: Bearer <KINEMA_API_KEY>'",
+                                   type="authentication_error", code="invalid_api_key",
+                                   headers={"WWW-Authenticate": "Bearer"})
+            user = _owner()
+        request.state.kinema_user = user
+        return user
 
     errors = {400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}, 404: {"model": ErrorResponse}}
 
@@ -399,7 +483,7 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
-        traceback.print_exception(error, file=sys.stderr)
+        # Starlette re-raises after this response is sent, so the server logs the traceback.
         return _error_response(500, f"internal error: {type(error).__name__}; see the server log",
                                type="server_error", code="internal_error")
 
@@ -451,9 +535,73 @@ def create_app(
             "seconds": _parse_seconds(params.seconds), "fps": params.fps, "width": width, "height": height,
             "seed": params.seed, "steps": params.steps, "guidance": params.guidance, "style": params.style,
             "audio": True if params.audio is None else params.audio, "backend": backend, "model": model,
+            **_cameo_fields(params, request.state.kinema_user),
         }
         record = await run_in_threadpool(manager.submit, request_fields, image=image, display_model=display)
         return to_video(record)
+
+    async def follow_up(params: _FollowUpParams, prompt: str, task: dict, parent: Optional[dict] = None,
+                        extra: Optional[dict] = None) -> dict:
+        """Queue a remix, extend or storyboard job: like create, with a task the worker runs instead."""
+        for name, value in params:
+            if isinstance(value, str) and not _is_utf8(value):
+                raise APIError(400, f"{name} is not valid text (it has unpaired surrogates)", param=name,
+                               code="invalid_value")
+        if parent is not None and params.model is None and params.backend is None:
+            backend, model, display = parent["backend"], parent["request"].get("model"), parent["model"]
+        else:
+            backend, model, display = await run_in_threadpool(_resolve_model, params.model, params.backend, default_backend)
+        request_fields = {
+            "prompt": prompt, "negative_prompt": params.negative_prompt or "", "seed": params.seed,
+            "steps": params.steps, "guidance": params.guidance, "style": params.style, "backend": backend,
+            "model": model, **(extra or {}),
+        }
+        record = await run_in_threadpool(manager.submit, request_fields, display_model=display, task=task)
+        return to_video(record)
+
+    def finished(video_id: str) -> dict:
+        record = lookup(video_id)
+        if record["status"] != "completed":
+            raise APIError(409, f"video {video_id!r} is {record['status']}; only a completed video can be remixed"
+                                " or extended", param="video_id", code="video_not_ready")
+        return record
+
+    @v1.post("/videos/{video_id}/remix", response_model=Video, tags=["videos"],
+             responses={**errors, 409: {"model": ErrorResponse}})
+    async def remix_video(video_id: str, params: VideoRemixParams) -> dict:
+        """A new video: the source redone for a new prompt (OpenAI ``videos.remix``); ``strength`` says how far."""
+        parent = finished(video_id)
+        task = {"kind": "remix", "parent": video_id, "strength": params.strength, "keep_audio": params.keep_audio}
+        return await follow_up(params, params.prompt, task, parent)
+
+    @v1.post("/videos/{video_id}/extend", response_model=Video, tags=["videos"],
+             responses={**errors, 409: {"model": ErrorResponse}})
+    async def extend_video(video_id: str, params: VideoExtendParams) -> dict:
+        """A new video: the source plus ``seconds`` more, continued from its last frames (kinema)."""
+        parent = finished(video_id)
+        task = {"kind": "extend", "parent": video_id, "seconds": _parse_seconds(params.seconds),
+                "prompt_given": params.prompt is not None}
+        return await follow_up(params, params.prompt or parent["prompt"], task, parent)
+
+    @v1.post("/storyboards", response_model=Video, tags=["videos"], responses=errors)
+    async def create_storyboard(params: StoryboardCreateParams) -> dict:
+        """A video made from a storyboard's shots, with cuts, continuity and crossfaded sound (kinema)."""
+        from .storyboard import from_dict, parse_storyboard
+
+        width, height = _parse_size(params.size)
+        overrides = {k: v for k, v in {"width": width, "height": height, "fps": params.fps, "steps": params.steps,
+                                       "guidance": params.guidance, "audio": params.audio}.items() if v is not None}
+        if params.style:
+            overrides["world_style"] = params.style
+        task = {"kind": "storyboard", "storyboard": params.storyboard, "format": params.format, "overrides": overrides}
+        if params.seed is not None:
+            task["seed"] = params.seed
+        board = await run_in_threadpool(
+            lambda: parse_storyboard(params.storyboard, format=params.format, source="storyboard")
+            if isinstance(params.storyboard, str) else from_dict(params.storyboard, source="storyboard"))
+        title = board.title or board.shots[0].prompt
+        no_style = params.model_copy(update={"style": None})  # the style is the film's, applied per shot
+        return await follow_up(no_style, title, task, extra={"audio": board.audio if params.audio is None else params.audio})
 
     @v1.get("/videos", response_model=VideoList, tags=["videos"], responses=errors)
     def list_videos(
@@ -584,6 +732,8 @@ def create_app(
         return {"object": "list", "data": _model_list()}
 
     app.include_router(v1)
+    app.include_router(cameo_router(authorize, APIError), prefix="/v1", dependencies=[Depends(authorize)],
+                       responses={401: {"model": ErrorResponse}})
 
     def openapi() -> dict:
         if app.openapi_schema is None:
@@ -634,6 +784,7 @@ def _public_status(record: dict) -> str:
 def to_video(record: dict) -> dict:
     """A job record as OpenAI's Video object (with kinema's detail under ``kinema``)."""
     plan, request = record["plan"], record["request"]
+    task = plan.get("task") or {}
     error = None
     if record["status"] in ("failed", "cancelled"):
         error = {"code": record["error_code"] or "failed", "message": record["error_message"] or "failed"}
@@ -647,7 +798,7 @@ def to_video(record: dict) -> dict:
         "expires_at": None,
         "model": record["model"],
         "prompt": record["prompt"],
-        "remixed_from_video_id": None,
+        "remixed_from_video_id": task.get("parent") if task.get("kind") == "remix" else None,
         "seconds": f"{plan['seconds']:g}",
         "size": f"{plan['width']}x{plan['height']}",
         "error": error,
@@ -659,7 +810,7 @@ def to_video(record: dict) -> dict:
             "negative_prompt": request.get("negative_prompt") or "", "style": request.get("style"),
             "has_image": record["has_image"], "attempts": record["attempts"],
             "cancel_requested": record["cancel_requested"], "started_at": record["started_at"],
-            "notes": plan["notes"],
+            "notes": plan["notes"], "kind": task.get("kind", "generate"), "parent": task.get("parent"),
         },
     }
 
@@ -823,7 +974,8 @@ def _resolve_model(model: Optional[str], backend: Optional[str], default_backend
 
     backends = get_backends()
     if backend is not None and backend not in backends:
-        raise UnknownBackendError(f"unknown backend {backend[:64]!r}; choose one of: {', '.join(sorted(_names(backends)))}")
+        raise APIError(404, f"unknown backend {backend[:64]!r}; choose one of: {', '.join(sorted(_names(backends)))}",
+                       param="backend", code="model_not_found")
     if not model or model.startswith(OPENAI_MODEL_PREFIX):
         chosen = backend or default_backend
         return chosen, None, backends[chosen].name if chosen in backends else chosen

@@ -1,16 +1,24 @@
 """Style presets: data files that add to the prompt and adjust defaults.
 
-Built-ins ship in ``kinema/styles/``; users drop their own ``NAME.json`` into
-``$KINEMA_HOME/styles/`` (a user file wins over a built-in of the same name).
+Built-ins ship in ``kinema/styles/``; users drop their own ``NAME.json`` or
+``NAME.yaml`` into ``$KINEMA_HOME/styles/`` (a user file wins over a built-in of
+the same name). A style may bring LoRA weights::
+
+    {"name": "ink", "prompt": "ink wash painting",
+     "loras": [{"path": "ink-wash.safetensors", "weight": 0.8, "backends": ["ltx2"]}]}
+
+A relative LoRA path starts at the style file's folder, else ``$KINEMA_HOME/loras``;
+``backends`` (optional) limits a LoRA to the model families it was trained for.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from .errors import InvalidRequestError
 from .home import kinema_home
@@ -26,17 +34,84 @@ class Style:
     guidance: Optional[float] = None  # used when the request leaves guidance unset
     steps: Optional[int] = None  # likewise for steps
     source: str = "built-in"
+    loras: tuple["StyleLora", ...] = ()
 
 
-def _parse(text: str, source: str) -> Style:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InvalidRequestError(f"style file {source} is not valid JSON: line {error.lineno}: {error.msg}") from None
-    known = {"name", "description", "prompt", "negative_prompt", "guidance", "steps"}
-    if not isinstance(data, dict) or not isinstance(data.get("name"), str) or set(data) - known:
-        raise InvalidRequestError(f"style file {source} must be an object with 'name' and only {sorted(known)}")
-    return Style(**data, source=source)
+@dataclass(frozen=True)
+class StyleLora:
+    path: str  # absolute, resolved when the style is read; checked when a clip uses it
+    weight: float = 1.0
+    backends: tuple[str, ...] = ()  # backend names or families it fits; empty: any
+
+    def fits(self, names: set[str]) -> bool:
+        return not self.backends or bool(names & set(self.backends))
+
+
+_KNOWN = {"name", "description", "prompt", "negative_prompt", "guidance", "steps", "loras"}
+
+
+def _parse(text: str, source: str, *, kind: str = "json", folder: Optional[Path] = None) -> Style:
+    if kind == "yaml":
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise InvalidRequestError(f"style file {source} is not valid YAML:{where} {getattr(error, 'problem', error)}") from None
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise InvalidRequestError(f"style file {source} is not valid JSON: line {error.lineno}: {error.msg}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str) or set(data) - _KNOWN:
+        raise InvalidRequestError(f"style file {source} must be a mapping with 'name' and only {sorted(_KNOWN)}")
+
+    def bad(message: str) -> InvalidRequestError:
+        return InvalidRequestError(f"style file {source}: {message}")
+
+    for key in ("description", "prompt", "negative_prompt"):
+        if not isinstance(data.get(key, ""), str):
+            raise bad(f"{key} must be text")
+    guidance, steps = data.get("guidance"), data.get("steps")
+    if guidance is not None and (isinstance(guidance, bool) or not isinstance(guidance, (int, float))
+                                 or not math.isfinite(guidance) or not 0 <= guidance <= 50):
+        raise bad(f"guidance must be a number from 0 to 50, got {guidance!r}")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 500):
+        raise bad(f"steps must be a whole number from 1 to 500, got {steps!r}")
+    loras = tuple(_lora(entry, folder, bad) for entry in _as_list(data.get("loras"), bad))
+    return Style(**{**data, "loras": loras}, source=source)
+
+
+def _as_list(value: Any, bad) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise bad("loras must be a list of {path, weight, backends}")
+    return value
+
+
+def _lora(entry: Any, folder: Optional[Path], bad) -> StyleLora:
+    if isinstance(entry, str):
+        entry = {"path": entry}
+    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or set(entry) - {"path", "weight", "backends"}:
+        raise bad(f"each LoRA is a path or {{path, weight, backends}}, got {entry!r}")
+    path = Path(entry["path"]).expanduser()
+    if path.suffix != ".safetensors":
+        raise bad(f"LoRA {entry['path']!r} must be a .safetensors file (kinema loads no pickled weights)")
+    if not path.is_absolute():
+        beside = folder / path if folder is not None else None
+        path = beside if beside is not None and beside.is_file() else kinema_home() / "loras" / path
+    weight = entry.get("weight", 1.0)
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not -4 <= weight <= 4:
+        raise bad(f"LoRA weight must be a number from -4 to 4, got {weight!r}")
+    backends = entry.get("backends", [])
+    if isinstance(backends, str):
+        backends = [backends]
+    if not isinstance(backends, list) or not all(isinstance(b, str) for b in backends):
+        raise bad(f"LoRA backends must be a list of backend names, got {backends!r}")
+    return StyleLora(str(path), float(weight), tuple(backends))
 
 
 def list_styles() -> dict[str, Style]:
@@ -47,8 +122,9 @@ def list_styles() -> dict[str, Style]:
             styles[style.name] = style
     user_dir = kinema_home() / "styles"
     if user_dir.is_dir():
-        for path in sorted(user_dir.glob("*.json")):
-            style = _parse(path.read_text(encoding="utf-8"), str(path))
+        for path in sorted(p for p in user_dir.iterdir() if p.suffix in (".json", ".yaml", ".yml")):
+            kind = "json" if path.suffix == ".json" else "yaml"
+            style = _parse(path.read_text(encoding="utf-8"), str(path), kind=kind, folder=path.parent)
             styles[style.name] = style
     return styles
 
@@ -71,4 +147,16 @@ def apply_style(request: GenerationRequest) -> GenerationRequest:
         guidance=request.guidance if request.guidance is not None else style.guidance,
         steps=request.steps if request.steps is not None else style.steps,
         image=request.image,
+        loras=tuple(request.loras) + tuple((lora.path, lora.weight) for lora in style.loras if lora.fits(_backend_names(request))),
     )
+
+
+def _backend_names(request: GenerationRequest) -> set[str]:
+    """What a LoRA's ``backends`` may name for this request: the backend as asked, its real name and family."""
+    names = {request.backend}
+    from .engine import get_backends
+
+    backend = get_backends().get(request.backend)
+    if backend is not None:
+        names |= {backend.name, getattr(backend, "family", backend.name)}
+    return names

@@ -66,6 +66,8 @@ from diffusers import (
     UniPCMultistepScheduler,
     WanPipeline,
     WanTransformer3DModel,
+    WanVACEPipeline,
+    WanVACETransformer3DModel,
 )
 from diffusers.pipelines.ltx2 import LTX2TextConnectors
 from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder
@@ -82,6 +84,9 @@ __all__ = [
     "tiny_t5_tokenizer",
     "tiny_wan_components",
     "tiny_wan_i2v_components",
+    "small_ltx2_components",
+    "small_wan_components",
+    "tiny_wan_vace_components",
 ]
 
 SEED = 0
@@ -514,6 +519,76 @@ def tiny_wan_i2v_components() -> dict:
     return components
 
 
+@_keeps_rng
+def tiny_wan_vace_components() -> dict:
+    """Components for ``WanVACEPipeline`` in the Wan 2.1 VACE layout (the real VACE checkpoints are Wan 2.1).
+
+    16-channel VAE, x8 spatial / x4 temporal, patch 2 (H, W multiples of 16);
+    VACE context blocks on layer 0 take the 96 channels VACE builds: 16
+    inactive + 16 reactive latent channels and the 8x8 spatial mask folded in.
+    """
+    tokenizer = tiny_t5_tokenizer(model_max_length=512)
+
+    torch.manual_seed(SEED)
+    vae = AutoencoderKLWan(
+        base_dim=3,
+        z_dim=16,
+        dim_mult=[1, 1, 1, 1],
+        num_res_blocks=1,
+        temperal_downsample=[False, True, True],
+    ).eval()
+
+    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
+
+    torch.manual_seed(SEED)
+    text_encoder = UMT5EncoderModel(
+        UMT5Config(
+            vocab_size=len(tokenizer),
+            d_model=32,
+            d_kv=8,
+            d_ff=64,
+            num_layers=2,
+            num_heads=4,
+            relative_attention_num_buckets=8,
+            relative_attention_max_distance=32,
+            dropout_rate=0.0,
+            feed_forward_proj="gated-gelu",
+            tie_word_embeddings=False,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            decoder_start_token_id=tokenizer.pad_token_id,
+        )
+    ).eval()
+
+    torch.manual_seed(SEED)
+    transformer = WanVACETransformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=12,
+        in_channels=16,
+        out_channels=16,
+        text_dim=32,
+        freq_dim=256,
+        ffn_dim=32,
+        num_layers=2,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=32,
+        vace_layers=[0],
+        vace_in_channels=96,
+    ).eval()
+
+    return {
+        "tokenizer": tokenizer,
+        "text_encoder": text_encoder,
+        "vae": vae,
+        "scheduler": scheduler,
+        "transformer": transformer,
+        "transformer_2": None,
+        "boundary_ratio": None,
+    }
+
+
 # --------------------------------------------------------------------------------------
 # Stable Audio Open
 # --------------------------------------------------------------------------------------
@@ -603,15 +678,55 @@ def tiny_stable_audio_components() -> dict:
 
 
 # --------------------------------------------------------------------------------------
+# Small (deeper, wider) variants for benchmarks
+# --------------------------------------------------------------------------------------
+
+
+@_keeps_rng
+def small_ltx2_components(num_layers: int = 8, heads: int = 4) -> dict:
+    """``tiny_ltx2_components()`` with a deeper, wider transformer, so the transformer dominates a run.
+
+    For speed and memory benchmarks; every other component is the tiny one.
+    Heads are 16 wide (the audio stream has half as many).
+    """
+    components = tiny_ltx2_components()
+    torch.manual_seed(SEED)
+    components["transformer"] = LTX2VideoTransformer3DModel(
+        in_channels=8, out_channels=8, patch_size=1, patch_size_t=1,
+        num_attention_heads=heads, attention_head_dim=16, cross_attention_dim=heads * 16,
+        audio_in_channels=4, audio_out_channels=4,
+        audio_num_attention_heads=max(1, heads // 2), audio_attention_head_dim=16,
+        audio_cross_attention_dim=max(1, heads // 2) * 16,
+        num_layers=num_layers, qk_norm="rms_norm_across_heads", caption_channels=_LTX2_TEXT_HIDDEN,
+        rope_double_precision=False, rope_type="split",
+    ).eval()
+    return components
+
+
+@_keeps_rng
+def small_wan_components(num_layers: int = 8, heads: int = 4) -> dict:
+    """``tiny_wan_components()`` with a deeper, wider transformer (24-wide heads; see :func:`small_ltx2_components`)."""
+    components = tiny_wan_components()
+    torch.manual_seed(SEED)
+    components["transformer"] = WanTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=heads, attention_head_dim=24, in_channels=48, out_channels=48,
+        text_dim=32, freq_dim=256, ffn_dim=heads * 48, num_layers=num_layers, cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads", rope_max_seq_len=32,
+    ).eval()
+    return components
+
+
+# --------------------------------------------------------------------------------------
 # Building / saving
 # --------------------------------------------------------------------------------------
 
-KINDS = ("ltx2", "wan", "stable-audio")
+KINDS = ("ltx2", "wan", "stable-audio", "wan-vace")
 
 _BUILDERS = {
     "ltx2": (LTX2Pipeline, tiny_ltx2_components),
     "wan": (WanPipeline, tiny_wan_components),
     "stable-audio": (StableAudioPipeline, tiny_stable_audio_components),
+    "wan-vace": (WanVACEPipeline, tiny_wan_vace_components),
 }
 
 

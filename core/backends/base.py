@@ -28,6 +28,9 @@ class Plan:
     guidance: float
     seed: int
     notes: tuple[str, ...] = ()
+    tier: str = "standard"  # see kinema.tiers
+    # Step-cache settings (kinema.step_cache.CacheConfig fields), None: off. Not hashed, so plans stay hashable.
+    cache: Optional[dict[str, Any]] = field(default=None, hash=False)
 
     @property
     def seconds(self) -> float:
@@ -65,10 +68,47 @@ class Backend:
     frame_multiple: ClassVar[int]  # frame counts are frame_multiple * k + 1
     min_frames: ClassVar[int]
     supports_image: ClassVar[bool] = True
+    supports_remix: ClassVar[bool] = False  # video-to-video from ``request.video`` at ``request.strength``
+    max_start_frames: ClassVar[int] = 1  # how many leading frames an extend can condition on (1: the first frame)
+    # Cameos (people) one clip can carry, and whether a recorded speech line can drive the clip. Backends that
+    # allow either get ``conditioning=`` (kinema.cameos.Conditioning: consented cameos, speech) in ``generate``.
+    max_cameos: ClassVar[int] = 0
+    supports_speech: ClassVar[bool] = False
     makes_audio: ClassVar[bool] = True
     is_demo: ClassVar[bool] = False
+    family: ClassVar[str] = ""  # model family the tier table keys its settings by ("ltx2", "wan")
 
     model_id: str = ""
+    # Load options (hosts set them with ``configure``): None/"auto" let kinema pick per device.
+    precision: Optional[str] = None  # "bf16", "fp16" or "fp32"
+    memory: str = "auto"  # see PLACEMENT_POLICIES in kinema.device
+
+    def configure(self, *, precision: Optional[str] = None, memory: str = "auto", device: Optional[str] = None) -> "Backend":
+        """A copy of this backend that loads its weights in ``precision`` with placement ``memory`` (on ``device``).
+
+        The registered backend is shared by every caller in the process, so it is never changed in place.
+        """
+        import copy
+
+        from ..device import PLACEMENT_POLICIES, PRECISIONS
+        from ..errors import InvalidRequestError
+
+        if precision not in (None, "auto", *PRECISIONS):
+            raise InvalidRequestError(f"precision must be one of auto, {', '.join(PRECISIONS)}; got {precision!r}")
+        if memory not in PLACEMENT_POLICIES:
+            raise InvalidRequestError(f"memory must be one of {', '.join(PLACEMENT_POLICIES)}; got {memory!r}")
+        clone = copy.copy(self)
+        clone.precision = None if precision == "auto" else precision
+        clone.memory = memory
+        if device:
+            clone._device = device  # the host's device (ComfyUI's), rather than kinema's own pick
+        return clone
+
+    def load_dtype(self, device: str) -> Any:
+        """The torch dtype to load weights in on ``device``: the configured precision, else kinema's pick."""
+        from ..device import PRECISIONS, pick_dtype
+
+        return PRECISIONS[self.precision]() if self.precision else pick_dtype(device)
 
     def status(self) -> BackendStatus:
         raise NotImplementedError
@@ -81,6 +121,20 @@ class Backend:
 
         if request.image is not None and not self.supports_image:
             raise InvalidRequestError(f"backend {self.name!r} cannot start from an image; drop --image or pick another backend")
+        if request.video is not None and not self.supports_remix:
+            raise InvalidRequestError(f"backend {self.name!r} cannot remix a video; pick a backend that can (tiny, ltx2, tiny-wan, wan)")
+        if request.start_frames is not None:
+            count = len(request.start_frames)
+            if not self.supports_image or count > self.max_start_frames or (count - 1) % self.frame_multiple:
+                raise InvalidRequestError(
+                    f"backend {self.name!r} continues from {self.frame_multiple}k+1 frames, at most"
+                    f" {self.max_start_frames if self.supports_image else 0}; got {count}")
+        if request.cameos and len(request.cameos) > self.max_cameos:
+            raise InvalidRequestError(
+                f"backend {self.name!r} cannot put {len(request.cameos)} cameo(s) in a clip (at most {self.max_cameos});"
+                " use ltx2 (one cameo) or wan-vace (up to 4)")
+        if request.speech is not None and not self.supports_speech:
+            raise InvalidRequestError(f"backend {self.name!r} cannot follow a speech line; use ltx2 (or tiny)")
         d = self.defaults
         notes: list[str] = []
         width = _snap(request.width or d.width, self.size_multiple, "width", notes)
@@ -96,8 +150,17 @@ class Backend:
                 f" so the clip has {num_frames} ({float(num_frames / fps):.3f} s)"
             )
         seed = request.seed if request.seed is not None else secrets.randbelow(2**32)
-        return Plan(width, height, num_frames, fps, request.steps or d.steps,
-                    d.guidance if request.guidance is None else request.guidance, seed, tuple(notes))
+        from ..tiers import DEFAULT_TIER, settings
+
+        tier = settings(getattr(request, "tier", DEFAULT_TIER), self.family, default_steps=d.steps,
+                        default_guidance=d.guidance, model_id=self.model_id, steps=request.steps,
+                        guidance=request.guidance)
+        return Plan(width, height, num_frames, fps, tier.steps, tier.guidance, seed, (*notes, *tier.notes),
+                    tier=tier.tier, cache=tier.cache)
+
+    def lighten_memory(self) -> Optional[str]:
+        """After an out-of-memory: put the loaded weights under a lighter memory policy and say how, or None."""
+        return None
 
     def generate(
         self,
@@ -108,6 +171,38 @@ class Backend:
         cancel: CancelToken,
     ) -> "Clip":
         raise NotImplementedError
+
+
+DEFAULT_STRENGTH = 0.6  # remix: keeps the source's layout and motion, lets the prompt change the look
+
+
+def fit_frame_count(frames: np.ndarray, count: int) -> np.ndarray:
+    """``frames`` cut or extended (holding the last frame) to exactly ``count`` frames."""
+    if len(frames) >= count:
+        return frames[:count]
+    return np.concatenate([frames, np.repeat(frames[-1:], count - len(frames), axis=0)])
+
+
+def run_cached(pipe: Any, plan: Plan, call: Callable[[], Any], metadata: dict[str, Any], placed: Any = None,
+               steps: Optional[int] = None) -> Any:
+    """``call()`` with the plan's step cache on ``pipe``'s transformer(s).
+
+    Records the cache (and the memory policy ``placed``, the loaded pipeline, runs under) in ``metadata``.
+    """
+    from ..memory import current
+    from ..step_cache import CacheConfig, step_cache, supported
+
+    metadata["memory_policy"] = current(placed if placed is not None else pipe)[0]
+    if not plan.cache:
+        return call()
+    transformers = [t for t in (getattr(pipe, "transformer", None), getattr(pipe, "transformer_2", None)) if t is not None]
+    if not all(supported(t) for t in transformers):
+        metadata["cache"] = None  # e.g. VACE blocks: their extra streams are not described yet, so run uncached
+        return call()
+    with step_cache(transformers, CacheConfig.from_dict(plan.cache), steps=steps or plan.steps) as stats:
+        result = call()
+    metadata["cache"] = {**plan.cache, "blocks_computed": round(stats.fraction, 4)}
+    return result
 
 
 def _snap(value: int, multiple: int, name: str, notes: list[str]) -> int:

@@ -6,8 +6,22 @@ from typing import Any, Callable, ClassVar, Optional
 
 from ..clip import Clip, fit_audio
 from ..hookspecs import hookimpl
+from ..lora import loras_loaded
+from ..previews import ltx2_preview
 from ..progress import CancelToken, Progress
-from .base import Backend, BackendStatus, Defaults, Plan, audio_to_float32, frames_to_uint8, step_callback, torch_generator
+from .base import (
+    DEFAULT_STRENGTH,
+    Backend,
+    BackendStatus,
+    Defaults,
+    Plan,
+    audio_to_float32,
+    fit_frame_count,
+    frames_to_uint8,
+    run_cached,
+    step_callback,
+    torch_generator,
+)
 
 
 class LTX2Backend(Backend):
@@ -18,6 +32,11 @@ class LTX2Backend(Backend):
     size_multiple = 32
     frame_multiple = 8
     min_frames = 9
+    supports_remix = True
+    max_start_frames = 17  # two latent frames of motion to continue from
+    max_cameos = 1  # through the conditioning image (see ltx2_conditioning)
+    supports_speech = True
+    family = "ltx2"
     # Extra pipeline arguments for this checkpoint family (the tiny model turns off the extra guidance passes).
     pipeline_kwargs: ClassVar[dict[str, Any]] = {}
 
@@ -50,7 +69,7 @@ class LTX2Backend(Backend):
             return self._pipe
         from diffusers import LTX2Pipeline
 
-        from ..device import pick_device, pick_dtype
+        from ..device import pick_device
 
         device = self._device or pick_device()
         if self._components is not None:
@@ -60,16 +79,17 @@ class LTX2Backend(Backend):
             return self._pipe
         from ..loading import load_pipeline
 
-        pipe, _policy = load_pipeline(LTX2Pipeline, self._model_path(), device, pick_dtype(device))
+        pipe, _policy = load_pipeline(LTX2Pipeline, self._model_path(), device, self.load_dtype(device), self.memory)
         return pipe
 
     def unload(self) -> None:
         self._pipe = None
 
-    def generate(self, request, plan: Plan, *, progress: Callable[[Progress], None], cancel: CancelToken) -> Clip:
+    def generate(self, request, plan: Plan, *, progress: Callable[[Progress], None], cancel: CancelToken,
+                 preview: bool = False, conditioning: Any = None) -> Clip:
         from PIL import Image
 
-        pipe = self.pipeline()
+        pipe = placed = self.pipeline()
         kwargs: dict[str, Any] = {}
         if request.image is not None:
             from diffusers import LTX2ImageToVideoPipeline
@@ -78,28 +98,56 @@ class LTX2Backend(Backend):
             pipe = LTX2ImageToVideoPipeline(**pipe.components)
             pipe.set_progress_bar_config(disable=True)
             kwargs["image"] = Image.fromarray(request.image)
+        elif request.video is not None or request.start_frames is not None:
+            from diffusers import LTX2ConditionPipeline
+            from diffusers.pipelines.ltx2.pipeline_ltx2_condition import LTX2VideoCondition
+
+            pipe = LTX2ConditionPipeline(**pipe.components)
+            pipe.set_progress_bar_config(disable=True)
+            if request.video is not None:
+                # Remix: the whole source conditions every frame; the weaker the conditioning, the more the prompt wins.
+                strength = DEFAULT_STRENGTH if request.strength is None else request.strength
+                condition = LTX2VideoCondition(frames=fit_frame_count(request.video, plan.num_frames), strength=1.0 - strength)
+            else:
+                # Extend: the first frames are the clip's last ones, kept as they are; the rest continues their motion.
+                condition = LTX2VideoCondition(frames=request.start_frames, strength=1.0)
+            kwargs["conditions"] = [condition]
+        if conditioning:
+            from .ltx2_conditioning import condition as apply_conditioning
+
+            pipe = apply_conditioning(pipe, request, plan, conditioning, kwargs)
         cancel.raise_if_cancelled()
-        output = pipe(
-            prompt=request.prompt,
-            negative_prompt=request.negative_prompt or None,
-            width=plan.width,
-            height=plan.height,
-            num_frames=plan.num_frames,
-            frame_rate=float(plan.fps),
-            num_inference_steps=plan.steps,
-            guidance_scale=plan.guidance,
-            generator=torch_generator(plan.seed),
-            output_type="np",
-            callback_on_step_end=step_callback(plan.steps, "video", progress, cancel),
-            **self.pipeline_kwargs,
-            **kwargs,
-        )
+        metadata: dict[str, Any] = {}
+        with loras_loaded(pipe, request.loras, self.name):
+            output = run_cached(pipe, plan, lambda: pipe(
+                prompt=request.prompt,
+                negative_prompt=request.negative_prompt or None,
+                width=plan.width,
+                height=plan.height,
+                num_frames=plan.num_frames,
+                frame_rate=float(plan.fps),
+                num_inference_steps=plan.steps,
+                guidance_scale=plan.guidance,
+                generator=torch_generator(plan.seed),
+                output_type="np",
+                callback_on_step_end=step_callback(plan.steps, "video", progress, cancel,
+                                                   preview=ltx2_preview(pipe, plan.num_frames, plan.height, plan.width) if preview else None),
+                **self.pipeline_kwargs,
+                **kwargs,
+            ), metadata, placed=placed)
         frames = frames_to_uint8(output.frames)
         audio = sample_rate = None
         if request.audio:
             sample_rate = int(pipe.vocoder.config.output_sampling_rate)
             audio = fit_audio(audio_to_float32(output.audio), sample_rate, frames.shape[0], plan.fps)
-        return Clip(frames, plan.fps, audio, sample_rate)
+        clip = Clip(frames, plan.fps, audio, sample_rate)
+        clip.metadata.update(metadata)
+        return clip
+
+    def lighten_memory(self) -> Optional[str]:
+        from ..loading import step_down
+
+        return step_down(self.pipeline())
 
 
 @hookimpl

@@ -7,8 +7,22 @@ from typing import Any, Callable, ClassVar, Optional
 from ..clip import Clip, fit_audio
 from ..errors import MissingWeightsError
 from ..hookspecs import hookimpl
+from ..lora import loras_loaded
+from ..previews import wan_preview
 from ..progress import CancelToken, Progress
-from .base import Backend, BackendStatus, Defaults, Plan, audio_to_float32, frames_to_uint8, step_callback, torch_generator
+from .base import (
+    DEFAULT_STRENGTH,
+    Backend,
+    BackendStatus,
+    Defaults,
+    Plan,
+    audio_to_float32,
+    fit_frame_count,
+    frames_to_uint8,
+    run_cached,
+    step_callback,
+    torch_generator,
+)
 
 
 class WanBackend(Backend):
@@ -20,6 +34,8 @@ class WanBackend(Backend):
     size_multiple = 32  # TI2V-5B: VAE x16, patch x2
     frame_multiple = 4
     min_frames = 5
+    supports_remix = True
+    family = "wan"
     audio_guidance: ClassVar[float] = 7.0
 
     def __init__(self, model: Optional[str] = None, *, audio_model: Optional[str] = None,
@@ -31,6 +47,7 @@ class WanBackend(Backend):
         self._audio_components = audio_components
         self._device = device
         self._pipes: dict[str, Any] = {}
+        self._in_use: list[Any] = []  # the pipelines of the last generation, for lighten_memory
 
     def for_model(self, model: str) -> "WanBackend":
         return type(self)(model, audio_model=self.audio_model_id, device=self._device)
@@ -55,7 +72,7 @@ class WanBackend(Backend):
             return self._pipes[role]
         from diffusers import StableAudioPipeline, WanPipeline
 
-        from ..device import pick_device, pick_dtype
+        from ..device import pick_device
 
         cls, components, model = {
             "video": (WanPipeline, self._components, self.model_id),
@@ -75,7 +92,7 @@ class WanBackend(Backend):
             raise
         from ..loading import load_pipeline
 
-        pipe, _policy = load_pipeline(cls, path, device, pick_dtype(device))
+        pipe, _policy = load_pipeline(cls, path, device, self.load_dtype(device), self.memory)
         return pipe
 
     def _model_path(self, model: str):
@@ -86,15 +103,46 @@ class WanBackend(Backend):
     def unload(self) -> None:
         self._pipes.clear()
 
-    def generate(self, request, plan: Plan, *, progress: Callable[[Progress], None], cancel: CancelToken) -> Clip:
+    def _remix_pipeline(self, video_pipe: Any, request, plan: Plan) -> tuple[Any, int]:
+        """Wan's video-to-video pipeline on the loaded modules, and how many steps it will run."""
+        from diffusers import WanVideoToVideoPipeline
+
+        from ..errors import InvalidRequestError
+
+        if getattr(video_pipe, "transformer_2", None) is not None:
+            raise InvalidRequestError(f"{self.model_id} has two expert transformers, which Wan's video-to-video"
+                                      " pipeline cannot run; remix with a single-transformer Wan such as TI2V-5B")
+        strength = DEFAULT_STRENGTH if request.strength is None else request.strength
+        steps = min(int(plan.steps * strength), plan.steps)  # the pipeline skips the first (1 - strength) of the steps
+        if steps < 1:
+            raise InvalidRequestError(f"strength {strength:g} with {plan.steps} steps runs no step; raise --strength or --steps")
+        pipe = WanVideoToVideoPipeline(**{name: video_pipe.components[name]
+                                          for name in ("tokenizer", "text_encoder", "transformer", "vae", "scheduler")})
+        # That pipeline assumes the Wan 2.1 VAE (x8); Wan 2.2 TI2V's is x16, which the loaded pipeline knows.
+        pipe.vae_scale_factor_spatial = video_pipe.vae_scale_factor_spatial
+        pipe.video_processor = video_pipe.video_processor
+        pipe.set_progress_bar_config(disable=True)
+        return pipe, steps
+
+    def generate(self, request, plan: Plan, *, progress: Callable[[Progress], None], cancel: CancelToken,
+                 preview: bool = False) -> Clip:
+        from PIL import Image
+
         video_pipe = self._pipeline("video")
         audio_pipe = self._pipeline("audio") if request.audio else None
-        total = plan.steps * (2 if audio_pipe is not None else 1)
+        self._in_use = [pipe for pipe in (video_pipe, audio_pipe) if pipe is not None]
+        video_steps = plan.steps
         kwargs: dict[str, Any] = {}
         pipe = video_pipe
-        if request.image is not None:
+        if request.video is not None:
+            pipe, video_steps = self._remix_pipeline(video_pipe, request, plan)
+            kwargs["video"] = [Image.fromarray(frame) for frame in fit_frame_count(request.video, plan.num_frames)]
+            kwargs["strength"] = DEFAULT_STRENGTH if request.strength is None else request.strength
+        else:
+            kwargs["num_frames"] = plan.num_frames  # video-to-video takes its length from the source
+        total = video_steps + (plan.steps if audio_pipe is not None else 0)
+        if request.image is not None or request.start_frames is not None:
             from diffusers import WanImageToVideoPipeline
-            from PIL import Image
 
             # TI2V checkpoints condition on the first frame's latents; no CLIP image encoder is involved.
             pipe = WanImageToVideoPipeline(
@@ -102,25 +150,29 @@ class WanBackend(Backend):
                 expand_timesteps=video_pipe.config.expand_timesteps,
             )
             pipe.set_progress_bar_config(disable=True)
-            kwargs["image"] = Image.fromarray(request.image)
+            first = request.image if request.image is not None else request.start_frames[-1]
+            kwargs["image"] = Image.fromarray(first)
         cancel.raise_if_cancelled()
-        output = pipe(
-            prompt=request.prompt,
-            negative_prompt=request.negative_prompt or None,
-            width=plan.width,
-            height=plan.height,
-            num_frames=plan.num_frames,
-            num_inference_steps=plan.steps,
-            guidance_scale=plan.guidance,
-            generator=torch_generator(plan.seed),
-            output_type="np",
-            callback_on_step_end=step_callback(total, "video", progress, cancel),
-            **kwargs,
-        )
+        metadata: dict[str, Any] = {}
+        with loras_loaded(pipe, request.loras, self.name):
+            output = run_cached(pipe, plan, lambda: pipe(
+                prompt=request.prompt,
+                negative_prompt=request.negative_prompt or None,
+                width=plan.width,
+                height=plan.height,
+                num_inference_steps=plan.steps,
+                guidance_scale=plan.guidance,
+                generator=torch_generator(plan.seed),
+                output_type="np",
+                callback_on_step_end=step_callback(total, "video", progress, cancel, preview=wan_preview(pipe) if preview else None),
+                **kwargs,
+            ), metadata, placed=video_pipe, steps=video_steps)
         frames = frames_to_uint8(output.frames)
         if audio_pipe is None:
-            return Clip(frames, plan.fps, None, None)
-        on_step = step_callback(total, "audio", progress, cancel, offset=plan.steps)
+            clip = Clip(frames, plan.fps, None, None)
+            clip.metadata.update(metadata)
+            return clip
+        on_step = step_callback(total, "audio", progress, cancel, offset=video_steps)
         sound = audio_pipe(
             prompt=request.prompt,
             negative_prompt=request.negative_prompt or None,
@@ -135,7 +187,16 @@ class WanBackend(Backend):
         )
         sample_rate = int(audio_pipe.vae.sampling_rate)
         audio = fit_audio(audio_to_float32(sound.audios), sample_rate, frames.shape[0], plan.fps)
-        return Clip(frames, plan.fps, audio, sample_rate)
+        clip = Clip(frames, plan.fps, audio, sample_rate)
+        clip.metadata.update(metadata)
+        return clip
+
+    def lighten_memory(self) -> Optional[str]:
+        from ..loading import step_down
+
+        # Both passes step down: either may have been the one that ran out.
+        notes = [note for note in (step_down(pipe) for pipe in self._in_use) if note]
+        return "; ".join(notes) or None
 
 
 @hookimpl

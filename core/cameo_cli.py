@@ -1,0 +1,171 @@
+"""``kinema cameo ...``: capture a consenting person, say who may use them, see every clip made with them."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+
+
+def _store():
+    from .cameos import CameoStore
+
+    return CameoStore()
+
+
+def _me() -> str:
+    from .cameos import local_user
+
+    return local_user()
+
+
+def _when(moment) -> str:
+    return "never" if moment is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(moment))
+
+
+def _who(row: dict) -> str:
+    if row.get("revoked"):
+        return "revoked"
+    return {"only_me": "only the owner", "everyone": "everyone",
+            "listed": "the owner and " + (", ".join(row["allowed_users"]) or "nobody else")}[row["permission"]]
+
+
+@click.group(invoke_without_command=True)
+@click.pass_context
+def cameo(ctx):
+    """People you can put in clips, with their consent.
+
+    Example: kinema cameo create alice --video alice.mp4 --audio alice.wav,
+    then: kinema generate "alice surfing at dawn" --cameo alice --backend ltx2
+    """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(cameo_list)
+
+
+@cameo.command("create")
+@click.argument("name")
+@click.option("--video", type=click.Path(path_type=Path), required=True,
+              help="A few seconds of the person alone, facing the camera (3-10 s works best).")
+@click.option("--audio", type=click.Path(path_type=Path),
+              help="The person talking for at least 3 s (default: the video's own sound, if it has speech).")
+@click.option("--allow", "allowed", multiple=True, help="Also let this kinema user use it (repeatable).")
+@click.option("--everyone", is_flag=True, help="Let every user of this kinema use it.")
+@click.option("--expires", help="Consent ends then: a date (2026-01-31) or a duration (30d, 12h).")
+@click.option("--replace", is_flag=True, help="Replace your existing cameo of that name.")
+def cameo_create(name, video, audio, allowed, everyone, expires, replace):
+    """Capture cameo NAME from a video of yourself. Example: kinema cameo create alice --video me.mp4"""
+    from .cameo_capture import capture
+    from .cameos import check_name
+
+    check_name(name)
+    owner = _me()
+    click.echo(f"Capturing {video.name}" + (f" with the voice from {audio.name}" if audio else "") + "...", err=True)
+    captured = capture(video, audio)
+    permission = "everyone" if everyone else ("listed" if allowed else "only_me")
+    made = _store().create(name, owner, captured, permission=permission, allowed_users=tuple(allowed),
+                           expires=expires, replace=replace)
+    report = captured.report
+    click.echo(f"cameo {made.name}: {len(made.references)} reference pictures (face {report['face_px']} px, seen in"
+               f" {report['frames_with_face']}/{report['frames_sampled']} frames, {report['detector']})")
+    click.echo("  voice: " + (f"{report['voice_seconds']:g} s at {report.get('voice_lufs', 0):g} LUFS"
+                              if made.voice else "none"))
+    click.echo("  identity embedding: " + (made.embedding_model or "none"))
+    click.echo(f"  owner {made.owner}; may use it: {_who(made.public())}; expires {_when(made.expires_at)}")
+    for note in captured.notes:
+        click.echo(f"Note: {note}", err=True)
+
+
+@cameo.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def cameo_list(as_json):
+    """Cameos you own or may use. Example: kinema cameo list"""
+    rows = _store().list(_me())
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("No cameos yet: kinema cameo create NAME --video you.mp4")
+    for row in rows:
+        if "error" in row:
+            click.echo(f"{row['name']}: unusable: {row['error']}")
+            continue
+        state = "" if row["usable"] else f" [{row['status'].replace('_', ' ')}]"
+        voice = ", voice" if row["has_voice"] else ""
+        click.echo(f"{row['name']} (owner {row['owner']}{voice}): {_who(row)}{state}")
+
+
+@cameo.command("show")
+@click.argument("name")
+def cameo_show(name):
+    """Everything about cameo NAME, as JSON. Example: kinema cameo show alice"""
+    item = _store().get(name)
+    usable, reason, message = item.may_use(_me())
+    info = {**item.public(), "usable_by_you": usable, "status": message or reason, "capture": item.capture}
+    click.echo(json.dumps(info, indent=2, default=str))
+
+
+@cameo.command("allow")
+@click.argument("name")
+@click.argument("users", nargs=-1)
+@click.option("--everyone", is_flag=True, help="Every user of this kinema may use it.")
+@click.option("--only-me", is_flag=True, help="Only you may use it (keeps the list for later).")
+@click.option("--expires", help="Consent ends then: a date, a duration (30d) or 'never'.")
+def cameo_allow(name, users, everyone, only_me, expires):
+    """Let USERS (or --everyone) use your cameo NAME; also lifts a revoke.
+
+    Example: kinema cameo allow alice bob carol --expires 30d
+    """
+    if everyone and only_me:
+        raise click.UsageError("choose one of --everyone and --only-me")
+    permission = "everyone" if everyone else ("only_me" if only_me else ("listed" if users else None))
+    options = {} if expires is None else {"expires": None if expires.lower() == "never" else expires}
+    made = _store().allow(name, _me(), permission=permission, add_users=tuple(users), **options)
+    click.echo(f"{made.name}: may use it: {_who(made.public())}; expires {_when(made.expires_at)}")
+
+
+@cameo.command("revoke")
+@click.argument("name")
+@click.argument("users", nargs=-1)
+def cameo_revoke(name, users):
+    """Withdraw consent for NAME: from USERS, or from everyone (yourself included) at once.
+
+    Queued and running jobs using it fail. Example: kinema cameo revoke alice
+    """
+    made = _store().revoke(name, _me(), users=tuple(users))
+    if users:
+        click.echo(f"{made.name}: may use it: {_who(made.public())}")
+    else:
+        click.echo(f"{made.name} is revoked: nobody can use it until you `kinema cameo allow {made.name}` again")
+
+
+@cameo.command("uses")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def cameo_uses(name, as_json):
+    """Every clip made with your cameo NAME. Example: kinema cameo uses alice"""
+    entries = _store().uses(name, _me())
+    if as_json:
+        click.echo(json.dumps(entries, indent=2))
+        return
+    if not entries:
+        click.echo(f"{name} has not been used yet")
+    for entry in entries:
+        score = "" if entry.get("identity") is None else f", identity {entry['identity']:.2f}"
+        saved = f" -> {', '.join(entry['saved_to'])}" if entry.get("saved_to") else ""
+        click.echo(f"{_when(entry.get('at'))} by {entry.get('user')} ({entry.get('backend')}{score}):"
+                   f" {entry.get('prompt')!r}{saved}")
+
+
+@cameo.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask.")
+def cameo_delete(name, yes):
+    """Delete your cameo NAME and every file of it. Example: kinema cameo delete alice --yes"""
+    store = _store()
+    store.get(name, verify_files=False)  # say "no such cameo" before asking
+    if not yes:
+        click.confirm(f"Delete cameo {name} and all its files?", abort=True)
+    store.delete(name, _me())
+    click.echo(f"deleted {name}")

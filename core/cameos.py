@@ -1,0 +1,711 @@
+"""Cameos: a consenting person's captured likeness and voice, with who may use them.
+
+A cameo lives in ``KINEMA_HOME/cameos/<name>/``: reference portraits, aligned
+face crops, an optional voice sample, an append-only use log, and
+``cameo.json`` — the consent record (owner, permission, allowed users, expiry,
+revocation) plus a SHA-256 of every file, signed with HMAC-SHA256 under a
+per-install key. A record edited by hand, or a swapped picture, fails the
+check and the cameo is refused until its owner re-creates it.
+
+Users are kinema identities: the local user for the CLI (``KINEMA_USER``, else
+the login name) and the API key's user on the server. Only the owner may
+change, list the uses of, or delete a cameo. Every generation checks consent
+when it starts and again before it hands the clip over, so a revoke stops
+queued and running jobs too.
+
+The signature makes tampering evident; it cannot stop someone who can already
+read this user's files (and so the key) from forging a record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Optional
+
+import numpy as np
+
+from .errors import InvalidRequestError, KinemaError
+from .hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from .cameo_capture import CaptureResult
+    from .clip import Clip
+    from .request import GenerationRequest
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+USER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}$")
+PERMISSIONS = ("only_me", "listed", "everyone")
+RECORD_FILE = "cameo.json"
+USES_FILE = "uses.jsonl"
+VOICE_FILE = "voice.wav"
+KEY_FILE = "cameo-signing.key"
+FORMAT = 1
+MAX_CAMEOS_PER_REQUEST = 4
+
+
+class CameoError(KinemaError):
+    """Base for cameo problems a user can act on."""
+
+
+class CameoNotFoundError(CameoError):
+    """No cameo by that name here."""
+
+
+class CameoNotAllowedError(CameoError):
+    """The cameo exists but this user may not use (or manage) it right now."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason  # "not_owner", "not_allowed", "revoked", "expired"
+
+
+class CameoTamperedError(CameoError):
+    """The consent record or a file of the cameo changed outside kinema."""
+
+
+def local_user() -> str:
+    """Who the CLI and Python API act as: ``KINEMA_USER``, else the login name."""
+    name = os.environ.get("KINEMA_USER") or _login_name()
+    return check_user(name)
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        return "local"
+
+
+def check_user(user: Any) -> str:
+    if not isinstance(user, str) or not USER_PATTERN.match(user):
+        raise InvalidRequestError(f"user {user!r} is not a valid kinema user name (letters, digits, . _ @ + -)")
+    return user
+
+
+def check_name(name: Any) -> str:
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise InvalidRequestError(
+            f"cameo name {name!r} is not valid: use 1-40 lowercase letters, digits, '-' or '_', e.g. 'alice'"
+        )
+    return name
+
+
+def parse_expiry(value: Any, now: Optional[float] = None) -> Optional[float]:
+    """None, a Unix time, an ISO date/time, or a duration like '30d', '12h', '90m' from now."""
+    if value is None or value == "":
+        return None
+    now = time.time() if now is None else now
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    text = str(value).strip()
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([dhm])", text)
+    if match:
+        unit = {"d": 86400, "h": 3600, "m": 60}[match.group(2)]
+        return now + float(match.group(1)) * unit
+    from datetime import datetime
+
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidRequestError(f"expiry {text!r} is not a date (2026-01-31), a time or a duration (30d, 12h)") from None
+    return moment.timestamp()
+
+
+# --------------------------------------------------------------------------- the record
+
+
+@dataclass(frozen=True)
+class Cameo:
+    """A verified cameo record and where its files are."""
+
+    name: str
+    owner: str
+    permission: str
+    allowed_users: tuple[str, ...]
+    created_at: float
+    expires_at: Optional[float]
+    revoked_at: Optional[float]
+    references: tuple[str, ...]
+    faces: tuple[str, ...]
+    voice: Optional[str]
+    embedding: Optional[tuple[float, ...]]
+    embedding_model: Optional[str]
+    capture: dict = field(default_factory=dict, compare=False)
+    directory: Path = field(default=Path("."), compare=False)
+
+    def may_use(self, user: str, now: Optional[float] = None) -> tuple[bool, str, str]:
+        """(allowed, reason code, sentence) for ``user`` at ``now``."""
+        now = time.time() if now is None else now
+        if self.revoked_at is not None:
+            return False, "revoked", f"cameo {self.name!r} was revoked by its owner"
+        if self.expires_at is not None and now >= self.expires_at:
+            return False, "expired", f"consent for cameo {self.name!r} expired on {_when(self.expires_at)}"
+        if user == self.owner or self.permission == "everyone":
+            return True, "allowed", ""
+        if self.permission == "listed" and user in self.allowed_users:
+            return True, "allowed", ""
+        return False, "not_allowed", f"{user!r} may not use cameo {self.name!r}: ask its owner ({self.owner}) to allow you"
+
+    def reference_images(self) -> list[np.ndarray]:
+        """The reference portraits, best first, as uint8 RGB arrays."""
+        from .media import read_image
+
+        return [read_image(self.directory / name) for name in self.references]
+
+    def face_images(self) -> list[np.ndarray]:
+        from .media import read_image
+
+        return [read_image(self.directory / name) for name in self.faces]
+
+    @property
+    def voice_path(self) -> Optional[Path]:
+        return self.directory / self.voice if self.voice else None
+
+    def public(self) -> dict[str, Any]:
+        """What hosts and the API show: no file paths, no embedding numbers."""
+        return {
+            "name": self.name,
+            "owner": self.owner,
+            "permission": self.permission,
+            "allowed_users": list(self.allowed_users),
+            "created_at": int(self.created_at),
+            "expires_at": None if self.expires_at is None else int(self.expires_at),
+            "revoked": self.revoked_at is not None,
+            "references": len(self.references),
+            "has_voice": self.voice is not None,
+            "voice_seconds": self.capture.get("voice_seconds"),
+            "has_embedding": self.embedding is not None,
+            "embedding_model": self.embedding_model,
+        }
+
+
+def _when(moment: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(moment))
+
+
+def _canonical(record: dict) -> bytes:
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as source:
+        for block in iter(lambda: source.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- file helpers
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Atomically replace ``path`` with ``data``, readable by this OS user only."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _private_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):  # file systems without modes (FAT, some mounts)
+        os.chmod(path, 0o700)
+    return path
+
+
+_thread_lock = threading.RLock()
+
+
+@contextlib.contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    """One writer at a time across threads and processes (CLI next to a running server)."""
+    with _thread_lock:
+        with open(root / ".lock", "a+b") as handle:
+            try:
+                import fcntl
+            except ImportError:  # Windows: msvcrt locks a byte range instead
+                import msvcrt
+
+                handle.seek(0)
+                msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
+                try:
+                    yield
+                finally:
+                    handle.seek(0)
+                    msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+                return
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+# --------------------------------------------------------------------------- the store
+
+
+class CameoStore:
+    """Cameo records under one data directory (``KINEMA_HOME/cameos`` by default)."""
+
+    def __init__(self, root: Optional[Path] = None):
+        if root is None:
+            from .home import kinema_home
+
+            root = kinema_home() / "cameos"
+        self.root = _private_dir(Path(root))
+
+    # -- signing
+
+    def _key(self) -> bytes:
+        path = self.root.parent / KEY_FILE
+        try:
+            key = path.read_bytes()
+        except FileNotFoundError:
+            key = secrets.token_bytes(32)
+            fd, tmp = tempfile.mkstemp(prefix=f".{KEY_FILE}.", dir=path.parent)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    out.write(key)
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.chmod(tmp, 0o600)
+                try:
+                    os.link(tmp, path)  # fails if another process won the race: use its key
+                except FileExistsError:
+                    key = path.read_bytes()
+            finally:
+                os.unlink(tmp)
+        if len(key) < 32:
+            raise CameoTamperedError(f"{path} is damaged; every cameo is refused until it is restored from a backup")
+        return key
+
+    def _sign(self, record: dict) -> str:
+        return hmac.new(self._key(), _canonical(record), hashlib.sha256).hexdigest()
+
+    def _write_record(self, directory: Path, record: dict) -> None:
+        body = {"record": record, "signature": self._sign(record)}
+        _write_private(directory / RECORD_FILE, json.dumps(body, indent=2, sort_keys=True).encode())
+
+    # -- reading
+
+    def path(self, name: str) -> Path:
+        return self.root / check_name(name)
+
+    def exists(self, name: str) -> bool:
+        return (self.path(name) / RECORD_FILE).is_file()
+
+    def get(self, name: str, *, verify_files: bool = True) -> Cameo:
+        """The cameo, after checking its signature (and its files' hashes)."""
+        directory = self.path(name)
+        try:
+            body = json.loads((directory / RECORD_FILE).read_text())
+        except FileNotFoundError:
+            raise CameoNotFoundError(f"no cameo named {name!r}; see `kinema cameo list`") from None
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise CameoTamperedError(f"cameo {name!r} has an unreadable record ({error}); it cannot be used") from None
+        record = body.get("record") if isinstance(body, dict) else None
+        signature = body.get("signature") if isinstance(body, dict) else None
+        if not isinstance(record, dict) or not isinstance(signature, str) or not hmac.compare_digest(
+            signature, self._sign(record)
+        ):
+            raise CameoTamperedError(
+                f"cameo {name!r} was changed outside kinema (its consent record's signature does not match);"
+                " it cannot be used: its owner can delete and re-create it"
+            )
+        if record.get("name") != name:
+            raise CameoTamperedError(f"cameo folder {name!r} holds the record of {record.get('name')!r}; it cannot be used")
+        if verify_files:
+            for file_name, digest in record.get("files", {}).items():
+                path = directory / file_name
+                if not path.is_file() or not hmac.compare_digest(_sha256(path), digest):
+                    raise CameoTamperedError(
+                        f"cameo {name!r}: {file_name} is missing or changed since capture; it cannot be used"
+                    )
+        return _from_record(record, directory)
+
+    def names(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir()
+                      if p.is_dir() and NAME_PATTERN.match(p.name) and (p / RECORD_FILE).is_file())
+
+    def list(self, user: Optional[str] = None) -> list[dict[str, Any]]:
+        """Every cameo ``user`` owns or may use now (all when ``user`` is None), as public dicts.
+
+        A damaged record is listed with its problem rather than hidden, so its
+        owner can find and delete it.
+        """
+        rows = []
+        for name in self.names():
+            try:
+                cameo = self.get(name, verify_files=False)
+            except CameoError as error:
+                rows.append({"name": name, "error": str(error)})
+                continue
+            usable, reason, _ = cameo.may_use(user or cameo.owner)
+            if user is not None and cameo.owner != user and not usable:
+                continue  # others see a cameo only while they may use it
+            rows.append({**cameo.public(), "usable": usable, "status": reason})
+        return rows
+
+    # -- writing
+
+    def create(self, name: str, owner: str, captured: "CaptureResult", *, permission: str = "only_me",
+               allowed_users: tuple[str, ...] = (), expires: Any = None, replace: bool = False) -> Cameo:
+        """Store ``captured`` as cameo ``name`` owned by ``owner``: all files appear at once or not at all."""
+        from .media import encode_png
+        from .speech import write_wav
+
+        check_name(name)
+        check_user(owner)
+        permission = _check_permission(permission)
+        allowed = tuple(sorted({check_user(u) for u in allowed_users}))
+        expires_at = parse_expiry(expires)
+        if not captured.references:
+            raise InvalidRequestError("the capture has no reference pictures")
+        with _locked(self.root):
+            final = self.root / name
+            if final.exists():
+                if not replace:
+                    raise CameoError(f"cameo {name!r} already exists; pick another name, or delete it first")
+                self._require_owner(name, owner, action="replace")
+            staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".new", dir=self.root))
+            try:
+                os.chmod(staging, 0o700)
+                files: dict[str, str] = {}
+                references, faces = [], []
+                for i, image in enumerate(captured.references):
+                    references.append(f"reference-{i}.png")
+                    _write_private(staging / references[-1], encode_png(image))
+                for i, image in enumerate(captured.faces):
+                    faces.append(f"face-{i}.png")
+                    _write_private(staging / faces[-1], encode_png(image))
+                voice = None
+                if captured.voice is not None:
+                    voice = VOICE_FILE
+                    write_wav(staging / voice, captured.voice, captured.voice_rate)
+                    os.chmod(staging / voice, 0o600)
+                for file_name in [*references, *faces, *([voice] if voice else [])]:
+                    files[file_name] = _sha256(staging / file_name)
+                record = {
+                    "format": FORMAT,
+                    "name": name,
+                    "owner": owner,
+                    "permission": permission,
+                    "allowed_users": list(allowed),
+                    "created_at": time.time(),
+                    "expires_at": expires_at,
+                    "revoked_at": None,
+                    "references": references,
+                    "faces": faces,
+                    "voice": voice,
+                    "embedding": None if captured.embedding is None else [round(float(v), 7) for v in captured.embedding],
+                    "embedding_model": captured.embedding_model,
+                    "capture": {**captured.report, "notes": list(captured.notes)},
+                    "files": files,
+                }
+                self._write_record(staging, record)
+                if final.exists():
+                    old = final.with_name(f".{name}.{secrets.token_hex(4)}.old")
+                    os.replace(final, old)
+                    os.replace(staging, final)
+                    shutil.rmtree(old, ignore_errors=True)
+                else:
+                    os.replace(staging, final)
+            finally:
+                if staging.exists():
+                    shutil.rmtree(staging, ignore_errors=True)
+        return self.get(name)
+
+    def _require_owner(self, name: str, user: str, *, action: str) -> Cameo:
+        cameo = self.get(name, verify_files=False)
+        if cameo.owner != user:
+            raise CameoNotAllowedError(f"only {cameo.owner!r} (the owner) may {action} cameo {name!r}", "not_owner")
+        return cameo
+
+    def _update(self, name: str, user: str, action: str, change: dict[str, Any]) -> Cameo:
+        with _locked(self.root):
+            self._require_owner(name, user, action=action)
+            directory = self.path(name)
+            record = json.loads((directory / RECORD_FILE).read_text())["record"]
+            record.update(change)
+            self._write_record(directory, record)
+        return self.get(name, verify_files=False)
+
+    def allow(self, name: str, user: str, *, permission: Optional[str] = None, add_users: tuple[str, ...] = (),
+              remove_users: tuple[str, ...] = (), expires: Any = ..., ) -> Cameo:
+        """Change who may use the cameo (owner only). Allowing again lifts a revocation.
+
+        ``add_users`` implies the 'listed' permission unless ``permission`` says otherwise;
+        ``expires=None`` removes an expiry, leaving it out keeps the current one.
+        """
+        current = self._require_owner(name, user, action="change")
+        users = set(current.allowed_users) | {check_user(u) for u in add_users}
+        users -= set(remove_users)
+        if permission is None:
+            permission = "listed" if add_users and current.permission == "only_me" else current.permission
+        change: dict[str, Any] = {"permission": _check_permission(permission), "allowed_users": sorted(users),
+                                  "revoked_at": None}
+        if expires is not ...:
+            change["expires_at"] = parse_expiry(expires)
+        return self._update(name, user, "change", change)
+
+    def revoke(self, name: str, user: str, *, users: tuple[str, ...] = ()) -> Cameo:
+        """Withdraw consent (owner only): from ``users`` if given, else from everyone, the owner included.
+
+        Takes effect at once: queued and running generations re-check before
+        they start and before they deliver their clip.
+        """
+        current = self._require_owner(name, user, action="revoke")
+        if users:
+            remaining = sorted(set(current.allowed_users) - set(users))
+            return self._update(name, user, "revoke", {"allowed_users": remaining})
+        return self._update(name, user, "revoke", {"revoked_at": time.time()})
+
+    def delete(self, name: str, user: str) -> None:
+        """Remove the cameo and every file of it (owner only)."""
+        with _locked(self.root):
+            directory = self.path(name)
+            # A damaged record cannot prove who owns it, so it is refused here too; the OS user can still
+            # remove the folder by hand.
+            self._require_owner(name, user, action="delete")
+            trash = directory.with_name(f".{name}.{secrets.token_hex(4)}.deleted")
+            os.replace(directory, trash)  # gone from every reader at once, then removed
+            shutil.rmtree(trash, ignore_errors=True)
+
+    # -- consent checks and the use log
+
+    def authorize(self, name: str, user: str, now: Optional[float] = None) -> Cameo:
+        """The cameo if ``user`` may use it now; else ``CameoNotAllowedError`` saying why."""
+        cameo = self.get(check_name(name))
+        allowed, reason, message = cameo.may_use(check_user(user), now)
+        if not allowed:
+            raise CameoNotAllowedError(message, reason)
+        return cameo
+
+    def log_use(self, name: str, entry: dict[str, Any]) -> None:
+        """Append one line to the cameo's use log (O_APPEND: concurrent writers do not interleave lines)."""
+        path = self.path(name) / USES_FILE
+        line = (json.dumps(entry, sort_keys=True, default=str) + "\n").encode()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        except FileNotFoundError:
+            return  # deleted meanwhile: nothing left to log into
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+    def uses(self, name: str, user: str) -> list[dict[str, Any]]:
+        """Every generation that used the cameo, oldest first, with the files it was saved to (owner only)."""
+        self._require_owner(name, user, action="see the uses of")
+        path = self.path(name) / USES_FILE
+        entries: dict[str, dict[str, Any]] = {}
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                try:
+                    item = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a torn last line after a crash
+                use_id = item.get("use")
+                if not use_id:
+                    continue
+                if "saved_to" in item:
+                    if use_id in entries:
+                        entries[use_id].setdefault("saved_to", []).append(item["saved_to"])
+                else:
+                    entries[use_id] = {**item, "saved_to": []}
+        return sorted(entries.values(), key=lambda e: e.get("at", 0))
+
+
+def _check_permission(permission: str) -> str:
+    if permission not in PERMISSIONS:
+        raise InvalidRequestError(f"permission must be one of {', '.join(PERMISSIONS)}, got {permission!r}")
+    return permission
+
+
+def _from_record(record: dict, directory: Path) -> Cameo:
+    embedding = record.get("embedding")
+    return Cameo(
+        name=record["name"],
+        owner=record["owner"],
+        permission=record["permission"],
+        allowed_users=tuple(record.get("allowed_users", ())),
+        created_at=float(record.get("created_at", 0)),
+        expires_at=record.get("expires_at"),
+        revoked_at=record.get("revoked_at"),
+        references=tuple(record.get("references", ())),
+        faces=tuple(record.get("faces", ())),
+        voice=record.get("voice"),
+        embedding=None if embedding is None else tuple(embedding),
+        embedding_model=record.get("embedding_model"),
+        capture=record.get("capture", {}),
+        directory=directory,
+    )
+
+
+# --------------------------------------------------------------------------- generation
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """What a backend gets besides the request: the cameos it may use and a speech line to follow."""
+
+    cameos: tuple[Cameo, ...] = ()
+    speech: Optional[tuple[np.ndarray, int]] = None  # mono float32, sample rate
+    speech_source: Optional[str] = None
+
+    def __bool__(self) -> bool:
+        return bool(self.cameos) or self.speech is not None
+
+
+def requester(request: "GenerationRequest") -> str:
+    return request.user or local_user()
+
+
+def authorize_request(request: "GenerationRequest", store: Optional[CameoStore] = None) -> tuple[Cameo, ...]:
+    """Fail fast (at submit time) when the requester may not use one of the request's cameos."""
+    if not request.cameos:
+        return ()
+    store = store or CameoStore()
+    user = requester(request)
+    return tuple(store.authorize(name, user) for name in request.cameos)
+
+
+def prepare(request: "GenerationRequest", store: Optional[CameoStore] = None) -> Conditioning:
+    """Check consent for every cameo of ``request`` and load what the backend needs; raises if any is refused."""
+    if not request.cameos and request.speech is None:
+        return Conditioning()
+    cameos = authorize_request(request, store)
+    speech = source = None
+    if request.speech is not None:
+        from .speech import AudioReadError, load_speech
+
+        if isinstance(request.speech, str) and request.speech in request.cameos:
+            cameo = next(c for c in cameos if c.name == request.speech)
+            if cameo.voice_path is None:
+                raise InvalidRequestError(f"cameo {cameo.name!r} has no voice sample; re-create it with --audio")
+            speech, source = load_speech(cameo.voice_path), f"cameo:{cameo.name}"
+        else:
+            try:
+                speech = load_speech(request.speech)
+            except AudioReadError as error:
+                raise InvalidRequestError(f"speech: {error}") from None
+            source = Path(request.speech).name if not isinstance(request.speech, tuple) else "audio"
+    return Conditioning(cameos, speech, source)
+
+
+def recheck(request: "GenerationRequest", conditioning: Conditioning, store: Optional[CameoStore] = None) -> None:
+    """Consent again, right before the clip is handed over: a revoke during generation still counts."""
+    if conditioning.cameos:
+        store = store or CameoStore()
+        user = requester(request)
+        for cameo in conditioning.cameos:
+            store.authorize(cameo.name, user)
+
+
+def finish(request: "GenerationRequest", clip: "Clip", conditioning: Conditioning,
+           store: Optional[CameoStore] = None) -> None:
+    """Score identity, note the cameos in the clip's metadata, and log the use with each cameo."""
+    if not conditioning.cameos:
+        if conditioning.speech_source:
+            clip.metadata["speech"] = conditioning.speech_source
+        return
+    store = store or CameoStore()
+    use_id = secrets.token_hex(8)
+    clip.metadata["cameos"] = [c.name for c in conditioning.cameos]
+    clip.metadata["cameo_use"] = use_id
+    if conditioning.speech_source:
+        clip.metadata["speech"] = conditioning.speech_source
+    clip.metadata["cameo_identity"] = identity_scores(clip.frames, conditioning.cameos)
+    user = requester(request)
+    for cameo in conditioning.cameos:
+        store.log_use(cameo.name, {
+            "use": use_id,
+            "at": int(time.time()),
+            "user": user,
+            "prompt": request.prompt,
+            "backend": clip.metadata.get("backend") or request.backend,
+            "seed": clip.metadata.get("seed"),
+            "identity": clip.metadata["cameo_identity"].get(cameo.name, {}).get("score"),
+        })
+
+
+@hookimpl
+def clip_saved(clip: "Clip", path: Any) -> None:
+    note_saved(clip, path)
+
+
+def note_saved(clip: "Clip", path: Any, store: Optional[CameoStore] = None) -> None:
+    """Add where a cameo clip was saved to each cameo's use log (the ``clip_saved`` hook)."""
+    use_id = clip.metadata.get("cameo_use")
+    if not use_id:
+        return
+    store = store or CameoStore()
+    for name in clip.metadata.get("cameos", []):
+        if NAME_PATTERN.match(str(name)) and store.exists(name):
+            store.log_use(name, {"use": use_id, "saved_to": str(Path(path).resolve()), "at": int(time.time())})
+
+
+def identity_scores(frames: np.ndarray, cameos: tuple[Cameo, ...], *, samples: int = 8) -> dict[str, dict[str, Any]]:
+    """How closely faces in ``frames`` match each cameo: cosine similarity of identity embeddings.
+
+    For each sampled frame the best-matching face counts; the score is their
+    mean over frames where a face was found. Without an embedding model
+    installed, no score is guessed.
+    """
+    from . import face as facelib
+
+    try:
+        embedder = facelib.get_embedder()
+    except facelib.FaceModelError as error:
+        return {c.name: {"score": None, "note": str(error)} for c in cameos}
+    if embedder is None:
+        note = "no face embedding model installed (kinema models pull opencv/face_recognition_sface)"
+        return {c.name: {"score": None, "note": note} for c in cameos}
+    targets = {}
+    for cameo in cameos:
+        if cameo.embedding is not None and cameo.embedding_model == embedder.name:
+            targets[cameo.name] = np.asarray(cameo.embedding, np.float32)
+        else:
+            # Captured before this model was installed, or with another one: embed its stored aligned crops now.
+            vectors = embedder.embed(cameo.face_images()) if cameo.faces else None
+            targets[cameo.name] = None if vectors is None else vectors.mean(0)
+    detector = facelib.get_detector()
+    picks = np.unique(np.linspace(0, len(frames) - 1, min(samples, len(frames))).round().astype(int))
+    per_cameo: dict[str, list[float]] = {name: [] for name in targets}
+    for index in picks:
+        faces = detector.detect(frames[index], min_size=16, short_side=480)  # people in scenes are small
+        if not faces:
+            continue
+        vectors = embedder.embed([facelib.aligned_crop(frames[index], f) for f in faces])
+        for name, target in targets.items():
+            if target is not None:
+                per_cameo[name].append(max(facelib.cosine(v, target) for v in vectors))
+    out = {}
+    for name, scores in per_cameo.items():
+        entry: dict[str, Any] = {"model": embedder.name, "frames_checked": int(len(picks)),
+                                 "frames_with_face": len(scores)}
+        entry["score"] = round(float(np.mean(scores)), 4) if scores else None
+        if not scores:
+            entry["note"] = "no face found in the sampled frames"
+        out[name] = entry
+    return out

@@ -1,0 +1,92 @@
+"""Extend a clip by N seconds: new frames that continue from its last ones, with the sound crossfaded."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from typing import Any, Callable, Optional
+
+from .errors import InvalidRequestError
+from .lineage import Source, open_source, pick_backend, resize_frames
+
+
+def extend(
+    source: Source,
+    seconds: float,
+    *,
+    prompt: Optional[str] = None,
+    negative_prompt: Optional[str] = None,
+    style: Optional[str] = None,
+    seed: Optional[int] = None,
+    steps: Optional[int] = None,
+    guidance: Optional[float] = None,
+    backend: Optional[str] = None,
+    model: Optional[str] = None,
+    progress: Optional[Callable[[Any], None]] = None,
+    cancel: Any = None,
+    backend_obj: Any = None,
+    video_id: Optional[str] = None,
+) -> Any:
+    """``source`` (a Clip or an MP4 path) followed by ``seconds`` more, as one new Clip.
+
+    The new part is generated from the clip's last frames: as many as the
+    backend can continue from (LTX-2: 17, so motion carries on; others: the
+    last frame, image-to-video). Those frames are re-created first and dropped,
+    so the picture runs on without a repeated frame. ``prompt`` defaults to the
+    clip's own. The result's metadata names the clip as its ``parent``.
+    """
+    from . import engine
+    from .assemble import Piece, join, resample
+    from .request import GenerationRequest
+
+    clip, parent = open_source(source, video_id=video_id)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+        raise InvalidRequestError(f"extend by a positive number of seconds, got {seconds!r}")
+    prompt = prompt or clip.metadata.get("prompt")
+    if not prompt:
+        raise InvalidRequestError("this clip carries no kinema prompt; say what happens next with --prompt")
+    backend, model = pick_backend(clip, backend, model)
+    chosen = backend_obj or engine.resolve_backend(GenerationRequest(prompt, backend=backend, model=model))
+    if not chosen.supports_image:
+        raise InvalidRequestError(f"backend {chosen.name!r} cannot start from frames, so it cannot extend a clip")
+    fps = clip.fps
+    wanted = round(Fraction(seconds).limit_denominator(10**6) * fps)
+    if wanted < 1:
+        raise InvalidRequestError(f"{seconds:g} s is less than one frame at {float(fps):g} fps")
+    multiple = max(1, int(getattr(chosen, "frame_multiple", 1)))
+    context = min(chosen.max_start_frames, clip.frame_count)
+    context = multiple * ((context - 1) // multiple) + 1
+    need = context + wanted
+    generated = max(int(getattr(chosen, "min_frames", 1)), multiple * math.ceil((need - 1) / multiple) + 1)
+    last = clip.frames[-context:]
+    request = GenerationRequest(
+        prompt=prompt,
+        negative_prompt=clip.metadata.get("negative_prompt", "") if negative_prompt is None else negative_prompt,
+        seconds=float(generated / fps), fps=float(fps), width=clip.width, height=clip.height, seed=seed, steps=steps,
+        guidance=guidance, style=style, image=last[-1] if context == 1 else None,
+        start_frames=last if context > 1 else None, audio=clip.audio is not None,
+        backend=chosen.name, model=model,
+    )
+    more = engine.generate(request, progress=progress, cancel=cancel, backend=chosen)
+    frames = resize_frames(more.frames[context:context + wanted], clip.width, clip.height)
+    audio, rate = more.audio, more.sample_rate
+    if audio is not None and clip.audio is not None and rate != clip.sample_rate:
+        audio, rate = resample(audio, rate, clip.sample_rate), clip.sample_rate
+    sample_rate = clip.sample_rate or rate
+    pieces = [Piece(clip.frames, clip.audio, 0),
+              Piece(frames, audio, round(Fraction(context) * sample_rate / fps) if sample_rate else 0)]
+    joined, joined_audio = join(pieces, fps, sample_rate)
+    metadata = dict(more.metadata)
+    metadata.update({
+        "kind": "extend",
+        "parent": parent,
+        "extended_seconds": round(float(wanted / fps), 6),
+        "continued_from_frames": context,
+        "num_frames": int(joined.shape[0]),
+        "width": clip.width,
+        "height": clip.height,
+        "audio": joined_audio is not None,
+    })
+    from .clip import Clip
+
+    return Clip(joined, fps, joined_audio, sample_rate if joined_audio is not None else None, metadata)

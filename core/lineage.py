@@ -1,0 +1,81 @@
+"""Where a clip came from: the parent of an extend or a remix, recorded in the child's metadata."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from .errors import InvalidRequestError
+
+Source = Union[str, "os.PathLike[str]", Any]  # a path to an MP4, or a kinema.Clip
+
+
+def open_source(source: Source, *, video_id: Optional[str] = None) -> tuple[Any, dict]:
+    """The clip to build on, and the record that names it as the parent."""
+    from .clip import Clip
+    from .media import MediaError
+
+    if isinstance(source, Clip):
+        return source, parent_record(source, video_id=video_id)
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise InvalidRequestError(f"clip {str(path)!r} does not exist or is not a file")
+    try:
+        clip = Clip.load(path)
+    except MediaError as error:
+        raise InvalidRequestError(f"cannot use {str(path)!r} as a clip: {error}") from None
+    return clip, parent_record(clip, path=path, video_id=video_id)
+
+
+def pick_backend(clip: Any, backend: Optional[str], model: Optional[str]) -> tuple[str, Optional[str]]:
+    """The backend (and model) to build on ``clip`` with: the caller's choice, else the one that made it, else tiny."""
+    if backend:
+        return backend, model
+    made_by = clip.metadata.get("backend")
+    if isinstance(made_by, str) and made_by:
+        from .engine import get_backends
+
+        registered = get_backends().get(made_by)
+        if registered is not None:
+            made_with = clip.metadata.get("model")
+            return made_by, model or (made_with if made_with and made_with != registered.model_id else None)
+    return "tiny", model
+
+
+def parent_record(clip: Any, *, path: Optional[Path] = None, video_id: Optional[str] = None) -> dict:
+    record: dict[str, Any] = {}
+    if video_id:
+        record["id"] = video_id
+    if path is not None:
+        record["path"] = str(Path(path).resolve())
+        record["sha256"] = _file_sha256(path)
+    else:
+        digest = hashlib.sha256(clip.frames.tobytes())
+        if clip.audio is not None:
+            digest.update(clip.audio.tobytes())
+        record["content_sha256"] = digest.hexdigest()
+    for key in ("kind", "prompt", "seed", "backend", "model"):
+        if clip.metadata.get(key) is not None:
+            record[key] = clip.metadata[key]
+    record["duration"] = round(clip.duration, 6)
+    return record
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resize_frames(frames: Any, width: int, height: int) -> Any:
+    """Frames resized to ``width`` x ``height`` (a backend snapped the size; the parent's size wins)."""
+    import numpy as np
+    from PIL import Image
+
+    if frames.shape[1:3] == (height, width):
+        return frames
+    return np.stack([np.asarray(Image.fromarray(f).resize((width, height), Image.Resampling.LANCZOS)) for f in frames])

@@ -1,0 +1,77 @@
+"""Remix a clip: the same shot redone with a new prompt, keeping as much of the original as ``strength`` says."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Optional
+
+from .backends.base import DEFAULT_STRENGTH, fit_frame_count
+from .errors import InvalidRequestError
+from .lineage import Source, open_source, pick_backend, resize_frames
+
+
+def remix(
+    source: Source,
+    prompt: str,
+    *,
+    strength: float = DEFAULT_STRENGTH,
+    negative_prompt: str = "",
+    style: Optional[str] = None,
+    seed: Optional[int] = None,
+    steps: Optional[int] = None,
+    guidance: Optional[float] = None,
+    keep_audio: bool = False,
+    backend: Optional[str] = None,
+    model: Optional[str] = None,
+    progress: Optional[Callable[[Any], None]] = None,
+    cancel: Any = None,
+    backend_obj: Any = None,
+    video_id: Optional[str] = None,
+) -> Any:
+    """A new Clip like ``source`` (a Clip or an MP4 path) but following ``prompt``.
+
+    ``strength`` runs from near 0 (almost the original) to 1 (only the prompt
+    counts). Video-to-video runs on backends that can (LTX-2: the source as
+    conditioning frames at ``1 - strength``; Wan: ``WanVideoToVideoPipeline``).
+    The sound is made anew for the new prompt unless ``keep_audio``. Same
+    length, frame rate and size as the source; ``parent`` in the metadata
+    names the source.
+    """
+    from . import engine
+    from .clip import Clip, fit_audio
+    from .request import GenerationRequest
+
+    clip, parent = open_source(source, video_id=video_id)
+    backend, model = pick_backend(clip, backend, model)
+    chosen = backend_obj or engine.resolve_backend(GenerationRequest(prompt, backend=backend, model=model))
+    if not chosen.supports_remix:
+        raise InvalidRequestError(f"backend {chosen.name!r} cannot remix a video; pick one that can (tiny, ltx2, tiny-wan, wan)")
+    multiple = max(1, int(getattr(chosen, "frame_multiple", 1)))
+    count = clip.frame_count
+    generated = max(int(getattr(chosen, "min_frames", 1)), multiple * math.ceil((count - 1) / multiple) + 1)
+    request = GenerationRequest(
+        prompt=prompt, negative_prompt=negative_prompt, seconds=float(generated / clip.fps), fps=float(clip.fps),
+        width=clip.width, height=clip.height, seed=seed, steps=steps, guidance=guidance, style=style,
+        video=fit_frame_count(clip.frames, generated), strength=strength, audio=not keep_audio,
+        backend=chosen.name, model=model,
+    )
+    made = engine.generate(request, progress=progress, cancel=cancel, backend=chosen)
+    frames = resize_frames(made.frames[:count], clip.width, clip.height)
+    if keep_audio:
+        audio, rate = clip.audio, clip.sample_rate
+    elif made.audio is not None:
+        audio, rate = fit_audio(made.audio, made.sample_rate, count, clip.fps), made.sample_rate
+    else:
+        audio, rate = None, None
+    metadata = dict(made.metadata)
+    metadata.update({
+        "kind": "remix",
+        "parent": parent,
+        "strength": strength,
+        "audio_from": "parent" if keep_audio else "remix",
+        "num_frames": count,
+        "width": clip.width,
+        "height": clip.height,
+        "audio": audio is not None,
+    })
+    return Clip(frames, clip.fps, audio, rate if audio is not None else None, metadata)

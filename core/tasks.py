@@ -1,0 +1,111 @@
+"""Jobs that are more than one generation: remix, extend and storyboard, as the job server runs them.
+
+A task is a small JSON-able dict stored with the job (in its plan), checked when
+the job is submitted (so a bad storyboard is a 400 with line numbers, not a
+failed job) and run by the job's worker in place of a single ``generate``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from .errors import InvalidRequestError
+
+KINDS = ("remix", "extend", "storyboard")
+ParentLookup = Callable[[str], Optional[Path]]  # a finished job's id -> its MP4, or None
+
+
+def prepare(task: dict, request: Any, backend: Any, parent_video: ParentLookup) -> tuple[dict, dict]:
+    """Check ``task`` for ``request`` on ``backend``; returns (the task to store, what the job's plan shows)."""
+    from .media import probe
+
+    kind = task.get("kind")
+    if kind not in KINDS:
+        raise InvalidRequestError(f"unknown task {kind!r}; one of {', '.join(KINDS)}")
+    if kind in ("remix", "extend"):
+        parent = task.get("parent")
+        path = parent_video(parent) if isinstance(parent, str) else None
+        if path is None:
+            raise InvalidRequestError(f"video {parent!r} has no finished clip to {kind}")
+        info = probe(path)
+        if kind == "remix":
+            if not backend.supports_remix:
+                raise InvalidRequestError(f"backend {backend.name!r} cannot remix a video; pick one that can (tiny, ltx2, tiny-wan, wan)")
+            strength = task.get("strength", 0.6)
+            if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 < strength <= 1:
+                raise InvalidRequestError(f"strength must be a number in (0, 1], got {strength!r}")
+            stored = {"kind": kind, "parent": parent, "strength": float(strength), "keep_audio": bool(task.get("keep_audio"))}
+            return stored, {"num_frames": info.frame_count, "seconds": info.video_duration, "fps": str(info.fps),
+                            "width": info.width, "height": info.height}
+        seconds = task.get("seconds")
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 60:
+            raise InvalidRequestError(f"seconds to add must be a number in (0, 60], got {seconds!r}")
+        if not backend.supports_image:
+            raise InvalidRequestError(f"backend {backend.name!r} cannot start from frames, so it cannot extend a clip")
+        added = max(1, round(seconds * info.fps))
+        stored = {"kind": kind, "parent": parent, "seconds": float(seconds),
+                  "prompt_given": bool(task.get("prompt_given", True))}
+        return stored, {"num_frames": info.frame_count + added, "seconds": float((info.frame_count + added) / info.fps),
+                        "fps": str(info.fps), "width": info.width, "height": info.height}
+    board = _board(task, request)
+    from .storyboard import plan_storyboard
+
+    plans = plan_storyboard(board, backend)
+    frames = sum(p.frames for p in plans)
+    stored = {"kind": kind, "storyboard": task["storyboard"], "format": task.get("format", "auto"), "seed": board.seed,
+              "overrides": task.get("overrides", {})}
+    return stored, {"num_frames": frames, "seconds": float(frames / plans[0].fps), "fps": str(plans[0].fps),
+                    "shots": len(plans), "seed": board.seed}
+
+
+def _board(task: dict, request: Any) -> Any:
+    from .storyboard import from_dict, parse_storyboard
+
+    text = task.get("storyboard")
+    if isinstance(text, str):
+        board = parse_storyboard(text, format=task.get("format", "auto"), source="storyboard")
+    elif isinstance(text, dict):
+        board = from_dict(text, source="storyboard")
+    else:
+        raise InvalidRequestError("storyboard must be text (shot lines, YAML or JSON) or an object with 'shots'")
+    overrides = dict(task.get("overrides") or {})
+    overrides["backend"], overrides["model"] = request.backend, request.model
+    if "seed" in task:
+        overrides["seed"] = task["seed"]
+    style = overrides.pop("world_style", None)
+    if style:
+        import dataclasses
+
+        from .styles import get_style
+
+        get_style(style)
+        overrides["world"] = dataclasses.replace(board.world, style=style)
+    return board.with_(**overrides)
+
+
+def run(task: dict, request: Any, backend: Any, *, parent_video: ParentLookup,
+        progress: Optional[Callable[[Any], None]] = None, cancel: Any = None) -> Any:
+    """Make the task's clip (a kinema.Clip)."""
+    kind = task["kind"]
+    if kind in ("remix", "extend"):
+        path = parent_video(task["parent"])
+        if path is None:
+            raise InvalidRequestError(f"video {task['parent']!r} was deleted before this {kind} could run")
+        if kind == "remix":
+            from .remix import remix
+
+            return remix(path, request.prompt, strength=task["strength"], keep_audio=task["keep_audio"],
+                         negative_prompt=request.negative_prompt, style=request.style, seed=request.seed,
+                         steps=request.steps, guidance=request.guidance, backend_obj=backend,
+                         video_id=task["parent"], progress=progress, cancel=cancel)
+        from .extend import extend
+
+        return extend(path, task["seconds"], prompt=request.prompt if task.get("prompt_given") else None,
+                      negative_prompt=request.negative_prompt or None, style=request.style, seed=request.seed,
+                      steps=request.steps, guidance=request.guidance, backend_obj=backend,
+                      video_id=task["parent"], progress=progress, cancel=cancel)
+    from .storyboard import run_storyboard
+
+    return run_storyboard(_board(task, request), backend=backend, progress=progress, cancel=cancel,
+                          user=getattr(request, "user", None)).film

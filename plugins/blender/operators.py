@@ -1,0 +1,158 @@
+"""Buttons: Generate, Generate from Camera, Cancel, and a few helpers. None of them waits on the network."""
+
+import bpy
+from bpy.props import EnumProperty, IntProperty, StringProperty
+
+from . import camera, preferences, session, timeline
+
+
+class KINEMA_OT_generate(bpy.types.Operator):
+    """Generate a clip with sound from the prompt; it appears at the playhead when ready"""
+
+    bl_idname = "kinema.generate"
+    bl_label = "Generate"
+    bl_options = {'REGISTER'}
+
+    def execute(self, context):
+        try:
+            job = session.submit(context)
+        except session.UserError as error:
+            self.report({'ERROR'}, str(error))
+            return {'CANCELLED'}
+        self.report({'INFO'}, f"Kinema: generating '{job.prompt}' (Esc in the Sequencer cancels)")
+        return {'FINISHED'}
+
+
+class KINEMA_OT_generate_from_camera(bpy.types.Operator):
+    """Render the active camera's current frame and generate a clip that starts from it"""
+
+    bl_idname = "kinema.generate_from_camera"
+    bl_label = "Generate from Camera"
+    bl_options = {'REGISTER'}
+
+    @classmethod
+    def poll(cls, context):
+        if context.scene is None or context.scene.camera is None:
+            cls.poll_message_set("The scene has no active camera")
+            return False
+        return True
+
+    def execute(self, context):
+        prefs = preferences.get(context)
+        width, height = session.size_for(timeline.target_scene(context))
+        try:
+            # The camera lives in the active scene, which in Blender 5 may differ from the Sequencer's scene.
+            image = camera.render_first_frame(context.scene, width, height, engine=prefs.camera_engine,
+                                              cycles_samples=prefs.cycles_samples)
+            job = session.submit(context, image=image)
+        except (camera.CameraError, session.UserError) as error:
+            self.report({'ERROR'}, str(error))
+            return {'CANCELLED'}
+        self.report({'INFO'}, f"Kinema: generating '{job.prompt}' from camera '{context.scene.camera.name}'")
+        return {'FINISHED'}
+
+
+class KINEMA_OT_generate_from_markers(bpy.types.Operator):
+    """Make one film from the timeline markers: each marker's name is a shot, the gap to the next its length
+    (a name starting with + continues the previous shot); the prompt, if any, is the shared setting"""
+
+    bl_idname = "kinema.generate_from_markers"
+    bl_label = "Generate from Markers"
+    bl_options = {'REGISTER'}
+
+    def execute(self, context):
+        try:
+            job = session.submit(context, from_markers=True)
+        except session.UserError as error:
+            self.report({'ERROR'}, str(error))
+            return {'CANCELLED'}
+        self.report({'INFO'}, f"Kinema: generating {job.prompt}; it appears at frame {job.frame} when ready")
+        return {'FINISHED'}
+
+
+class KINEMA_OT_cancel(bpy.types.Operator):
+    """Stop a running or queued clip (the newest one if none is given)"""
+
+    bl_idname = "kinema.cancel"
+    bl_label = "Cancel"
+    bl_options = {'REGISTER'}
+
+    job: IntProperty(name="Job", default=0, options={'SKIP_SAVE'})
+
+    @classmethod
+    def poll(cls, context):
+        # Esc falls through to Blender (e.g. stopping playback) when there is nothing of ours to stop.
+        screen = context.screen
+        if screen is not None and screen.is_animation_playing:
+            return False
+        return session.latest_active() is not None
+
+    def execute(self, context):
+        job = session.get(self.job) if self.job else session.latest_active()
+        if job is None or not session.cancel(job.id, context):
+            return {'CANCELLED'}
+        self.report({'INFO'}, f"Kinema: cancelling '{job.prompt}'")
+        return {'FINISHED'}
+
+
+class KINEMA_OT_dismiss(bpy.types.Operator):
+    """Remove finished clips from the list (the clips and strips stay)"""
+
+    bl_idname = "kinema.dismiss"
+    bl_label = "Clear"
+    bl_options = {'REGISTER', 'INTERNAL'}
+
+    job: IntProperty(name="Job", default=0, options={'SKIP_SAVE'})
+
+    def execute(self, context):
+        session.dismiss(self.job or None)
+        return {'FINISHED'}
+
+
+class KINEMA_OT_connect(bpy.types.Operator):
+    """Check the kinema server (starting it if the preferences say so) and list its backends"""
+
+    bl_idname = "kinema.connect"
+    bl_label = "Connect"
+    bl_options = {'REGISTER', 'INTERNAL'}
+
+    def execute(self, context):
+        session.connect(context)
+        return {'FINISHED'}
+
+
+class KINEMA_OT_stop_server(bpy.types.Operator):
+    """Stop the kinema server this add-on started"""
+
+    bl_idname = "kinema.stop_server"
+    bl_label = "Stop Started Server"
+    bl_options = {'REGISTER', 'INTERNAL'}
+
+    @classmethod
+    def poll(cls, context):
+        return session.work.connection.started is not None
+
+    def execute(self, context):
+        if session.work.connection.stop_started_server():
+            session.work.connection.forget()
+            session.server.state, session.server.message = "unknown", "Server stopped"
+        return {'FINISHED'}
+
+
+class KINEMA_OT_report(bpy.types.Operator):
+    """Show a message from a finished job in the status bar and the Info log"""
+
+    bl_idname = "kinema.report"
+    bl_label = "Kinema Message"
+    bl_options = {'INTERNAL'}
+
+    level: EnumProperty(items=[(name, name, "") for name in ('INFO', 'WARNING', 'ERROR')], default='INFO')
+    message: StringProperty()
+
+    def execute(self, context):
+        self.report({self.level}, self.message)
+        return {'FINISHED'}
+
+
+classes = (KINEMA_OT_generate, KINEMA_OT_generate_from_camera, KINEMA_OT_generate_from_markers, KINEMA_OT_cancel, KINEMA_OT_dismiss,
+           KINEMA_OT_connect, KINEMA_OT_stop_server, KINEMA_OT_report)

@@ -1,0 +1,346 @@
+"""The add-on's jobs as the panel shows them, and the timer tick that moves them on.
+
+Main thread only. Worker threads (runner.py) never touch these objects: they post
+updates, and ``tick`` applies them, adds finished clips to the Sequencer and
+redraws. Headless Blender never fires timers, so scripts and tests call ``tick()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import random
+import time
+import traceback
+from typing import Optional
+
+import bpy
+
+from . import clipfiles, markers, preferences, runner, settings, timeline
+
+TICK_SECONDS = 0.2
+ACTIVE = ("starting", "connecting", "queued", "running", "downloading", "cancelling")
+FINAL = ("done", "failed", "cancelled")
+STATUS_TEXT = {
+    "starting": "Starting", "connecting": "Connecting", "queued": "Queued", "running": "Generating",
+    "downloading": "Saving", "cancelling": "Cancelling", "done": "Done", "failed": "Failed", "cancelled": "Cancelled",
+}
+
+
+class UserError(Exception):
+    """Something the user can fix before a job starts; shown as an operator report."""
+
+
+@dataclasses.dataclass
+class Job:
+    id: int
+    prompt: str
+    seed: int
+    model: str
+    scene_name: str
+    blend_path: str
+    frame: int
+    has_image: bool
+    fields: dict
+    status: str = "starting"
+    progress: float = 0.0
+    stage: str = ""
+    message: str = ""
+    server_id: str = ""
+    path: str = ""
+    video: dict = dataclasses.field(default_factory=dict)
+    notes: tuple = ()
+    strips: tuple = ()
+    created: float = dataclasses.field(default_factory=time.time)
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    @property
+    def status_text(self) -> str:
+        text = STATUS_TEXT.get(self.status, self.status)
+        if self.status == "running" and self.stage:
+            text = f"{text} ({self.stage})"
+        return text
+
+    @property
+    def summary(self) -> str:
+        """What will be (or was) made, e.g. '768x512, 4.04 s, seed 7'."""
+        if not self.video:
+            return f"seed {self.seed}"
+        return f"{self.video.get('size')}, {float(self.video.get('seconds', 0)):.2f} s, seed {self.seed}"
+
+    def strip_properties(self) -> dict:
+        info = self.video.get("kinema") or {}
+        return {
+            "kinema_prompt": self.prompt,
+            "kinema_negative_prompt": info.get("negative_prompt", self.fields.get("negative_prompt") or ""),
+            "kinema_seed": info.get("seed", self.seed),
+            "kinema_backend": info.get("backend", self.model),
+            "kinema_model": self.video.get("model", self.model),
+            "kinema_style": info.get("style") or "",
+            "kinema_steps": info.get("steps", 0),
+            "kinema_size": self.video.get("size", ""),
+            "kinema_fps": info.get("fps", ""),
+            "kinema_first_frame": self.has_image,
+            "kinema_job": self.server_id,
+        }
+
+
+@dataclasses.dataclass
+class ServerState:
+    state: str = "unknown"  # unknown, starting, connected, error
+    message: str = ""
+    url: str = ""
+    models: list = dataclasses.field(default_factory=list)
+    cameos: list = dataclasses.field(default_factory=list)  # cameo names the server lets this user use
+
+
+jobs: list[Job] = []
+server = ServerState()
+work = runner.Runner()
+stop_server_on_exit = True
+_ids = itertools.count(1)
+
+
+def get(job_id: int) -> Optional[Job]:
+    return next((job for job in jobs if job.id == job_id), None)
+
+
+def latest_active() -> Optional[Job]:
+    return next((job for job in reversed(jobs) if job.active and job.status != "cancelling"), None)
+
+
+def submit(context, *, image: Optional[bytes] = None, from_markers: bool = False) -> Job:
+    """Start a job from the scene's Kinema settings; raises UserError for what the user must fix first.
+
+    ``from_markers``: one film from the timeline markers (kinema storyboard), placed at the first marker;
+    the prompt, if any, is the setting every shot shares.
+    """
+    global stop_server_on_exit
+    scene = timeline.target_scene(context)
+    options = scene.kinema
+    prompt = " ".join(options.prompt.split())
+    board = None
+    if from_markers:
+        try:
+            board = markers.storyboard_from_markers(
+                [(marker.frame, marker.name) for marker in scene.timeline_markers], timeline.scene_fps(scene),
+                scene.frame_end, setting=prompt, frame_start=scene.frame_start)
+        except markers.MarkerError as error:
+            raise UserError(str(error)) from None
+    elif not prompt:
+        raise UserError("Type a prompt first")
+    refusal = preferences.online_refusal(context)
+    if refusal:
+        raise UserError(refusal)
+    prefs = preferences.get(context)
+    stop_server_on_exit = prefs.stop_server_on_quit
+    width, height = size_for(scene)
+    seed = random.SystemRandom().randint(0, settings.MAX_SEED) if options.random_seed else options.seed
+    model = options.backend.strip() or prefs.default_backend.strip()
+    fields = {
+        "seconds": round(options.seconds, 3),
+        "size": (width, height),
+        "fps": round(timeline.scene_fps(scene), 6),  # the clip's frames then match the scene's one to one
+        "seed": seed,
+        "negative_prompt": options.negative_prompt.strip() or None,
+        "style": options.style.strip() or None,
+        "model": model or None,
+        "steps": options.steps or None,
+        "audio": options.audio,
+    }
+    if options.cameo.strip() and board is None:
+        fields["cameos"] = [options.cameo.strip()]
+    frame = scene.frame_current
+    if board is not None:
+        fields.pop("seconds")  # the markers say how long each shot is
+        first = board["shots"][0]["prompt"]
+        prompt, frame = f"{len(board['shots'])} shots: {first}", min(m.frame for m in scene.timeline_markers
+                                                                     if scene.frame_start <= m.frame <= scene.frame_end)
+    folder = preferences.output_dir(context)
+    job = Job(id=next(_ids), prompt=prompt, seed=seed, model=model, scene_name=scene.name,
+              blend_path=bpy.data.filepath, frame=frame, has_image=image is not None, fields=fields)
+    jobs.append(job)
+    spec = runner.JobSpec(prompt=prompt, fields=fields, output_dir=folder,
+                          stem=clipfiles.stem_from_prompt(prompt, seed), image=image, storyboard=board)
+    work.start(job.id, spec, preferences.server_settings(context))
+    ensure_ticking()
+    return job
+
+
+def size_for(scene) -> tuple[int, int]:
+    options = scene.kinema
+    if not options.use_scene_size:
+        return options.width, options.height
+    render = scene.render
+    scale = render.resolution_percentage / 100.0
+    return max(16, round(render.resolution_x * scale)), max(16, round(render.resolution_y * scale))
+
+
+def cancel(job_id: int, context=None) -> bool:
+    job = get(job_id)
+    if job is None or not job.active or job.status == "cancelling":
+        return False
+    work.cancel(job.id, preferences.server_settings(context))
+    if job.status in ("starting", "connecting"):
+        job.status, job.message = "cancelled", "Cancelled"  # never reached the server; its thread gives up
+    else:
+        job.status = "cancelling"
+    ensure_ticking()
+    return True
+
+
+def dismiss(job_id: Optional[int] = None) -> None:
+    """Forget one finished job, or all of them."""
+    jobs[:] = [job for job in jobs if job.active or (job_id is not None and job.id != job_id)]
+
+
+def connect(context=None) -> None:
+    refusal = preferences.online_refusal(context)
+    if refusal:
+        server.state, server.message = "error", refusal
+        return
+    server.state, server.message = "starting", "Connecting…"
+    work.connect(preferences.server_settings(context))
+    ensure_ticking()
+
+
+# --------------------------------------------------------------------------- the timer
+
+
+def tick() -> Optional[float]:
+    """Apply worker news; returns when to run again (None: nothing to wait for, the timer stops)."""
+    updates = work.drain()
+    try:
+        for update in updates:
+            _apply(update)
+    except Exception:  # a timer that raises is dropped by Blender for good; keep the add-on alive
+        traceback.print_exc()
+    if updates:
+        _redraw()
+    waiting = any(job.active for job in jobs) or server.state == "starting"
+    return TICK_SECONDS if waiting else None
+
+
+def ensure_ticking() -> None:
+    if not bpy.app.timers.is_registered(tick):
+        bpy.app.timers.register(tick, first_interval=TICK_SECONDS, persistent=True)
+
+
+def _apply(update: runner.Update) -> None:
+    changes = dict(update.changes)
+    if update.job == 0:
+        for key, value in changes.items():
+            setattr(server, key, value)
+        return
+    job = get(update.job)
+    if job is None or job.status in FINAL:
+        return  # dismissed, or cancelled here before its thread noticed
+    video = changes.pop("video", None)
+    if video:
+        job.video, job.server_id = video, video["id"]
+        job.notes = tuple((video.get("kinema") or {}).get("notes") or ())  # e.g. how the size or length was snapped
+    if job.status == "cancelling" and changes.get("status") in ("queued", "running", "downloading"):
+        changes.pop("status")
+    for key, value in changes.items():
+        setattr(job, key, value)
+    if job.status == "completed":
+        _add_to_sequencer(job)
+    elif job.status == "failed":
+        notify('ERROR', f"Kinema: {job.message}")
+
+
+def _add_to_sequencer(job: Job) -> None:
+    job.status = "done"
+    scene = bpy.data.scenes.get(job.scene_name)
+    if scene is None or bpy.data.filepath != job.blend_path:
+        job.message = f"Saved {job.path}; its scene is not open any more, add it from there"
+        notify('WARNING', f"Kinema: {job.message}")
+        return
+    path = job.path
+    if bpy.data.filepath and bpy.context.preferences.filepaths.use_relative_paths:
+        try:
+            path = bpy.path.relpath(job.path)  # "//kinema/…": the project folder can move
+        except ValueError:  # another drive (Windows)
+            pass
+    try:
+        movie, sound, warning = timeline.insert_clip(
+            scene, path, frame=job.frame, name=timeline.strip_name(job.prompt),
+            properties=job.strip_properties(), sound=(job.video.get("kinema") or {}).get("audio", True))
+    except RuntimeError as error:
+        job.message = f"Saved {job.path}, but could not add it to the Sequencer: {error}"
+        notify('ERROR', f"Kinema: {job.message}")
+        return
+    job.strips = tuple(strip.name for strip in (movie, sound) if strip is not None)
+    job.message = warning or f"Added '{movie.name}' on channel {movie.channel}"
+    _undo_push("Kinema: add clip")
+    notify('WARNING' if warning else 'INFO', f"Kinema: {job.message}")
+
+
+# --------------------------------------------------------------------------- talking to the user
+
+
+def notify(level: str, message: str) -> None:
+    """Show ``message`` in the status bar and the Info log; printed in background mode."""
+    window = _any_window()
+    if bpy.app.background or window is None:
+        print(message)
+        return
+    try:
+        with bpy.context.temp_override(window=window):
+            bpy.ops.kinema.report(level=level, message=message)
+    except (RuntimeError, AttributeError):  # during shutdown or add-on reload
+        print(message)
+
+
+def _undo_push(message: str) -> None:
+    """Strips added from a timer join no undo step by themselves; without one, Ctrl+Z would also undo them."""
+    window = _any_window()
+    if bpy.app.background or window is None:
+        return
+    try:
+        with bpy.context.temp_override(window=window):
+            bpy.ops.ed.undo_push(message=message)
+    except RuntimeError:
+        pass
+
+
+def _any_window():
+    manager = getattr(bpy.context, "window_manager", None)
+    return manager.windows[0] if manager is not None and manager.windows else None
+
+
+def _redraw() -> None:
+    manager = getattr(bpy.context, "window_manager", None)
+    if manager is None or not manager.windows:
+        return
+    for window in manager.windows:
+        for area in window.screen.areas:
+            if area.type == 'SEQUENCE_EDITOR':
+                area.tag_redraw()
+    # The status bar is a global area, outside screen.areas; it redraws when a window's view layer is
+    # said to change (its message-bus subscription), and publishing that changes nothing.
+    bpy.msgbus.publish_rna(key=(bpy.types.Window, "view_layer"))
+
+
+def shutdown() -> None:
+    """Add-on disabled or Blender quitting: stop our jobs on the server, and the server we started.
+
+    At exit Blender may already be half gone, so each part guards itself.
+    """
+    try:
+        server_settings = preferences.server_settings()
+        for job in jobs:
+            if job.active:
+                work.cancel(job.id, server_settings)
+    except Exception:  # preferences or context already torn down
+        pass
+    try:
+        if bpy.app.timers.is_registered(tick):
+            bpy.app.timers.unregister(tick)
+    except Exception:
+        pass
+    if stop_server_on_exit:
+        work.connection.stop_started_server()

@@ -1,0 +1,65 @@
+"""The panel's fields, saved with each scene (``scene.kinema``)."""
+
+import bpy
+from bpy.props import BoolProperty, FloatProperty, IntProperty, StringProperty
+
+from .preferences import install_defaults
+
+# Suggestions only: the style presets of the kinema that built the add-on; any other name may be typed.
+STYLES = tuple(install_defaults().get("styles") or ())
+BACKENDS = ("tiny", "tiny-wan", "ltx2", "wan")
+MAX_SEED = 2**31 - 1  # Blender's integer properties are 32-bit
+
+
+def _suggest(names):
+    def search(self, context, edit_text):
+        return [name for name in names() if edit_text.lower() in name.lower()]
+
+    return search
+
+
+def _backend_names():
+    from . import session
+
+    return sorted(set(BACKENDS) | set(session.server.models))
+
+
+def _cameo_names():
+    from . import session
+
+    return list(session.server.cameos)
+
+
+class KINEMA_PG_settings(bpy.types.PropertyGroup):
+    prompt: StringProperty(name="Prompt", description="What the clip shows and sounds like")
+    negative_prompt: StringProperty(name="Negative", description="What the clip should not show or sound like")
+    seconds: FloatProperty(name="Seconds", description="Clip length; the backend snaps it to its frame grid",
+                           default=4.0, min=0.1, soft_max=20.0, step=50, precision=1, unit='TIME_ABSOLUTE')
+    use_scene_size: BoolProperty(name="Scene Size", default=True,
+                                 description="Use the scene's render resolution (the backend snaps it to its grid)")
+    width: IntProperty(name="Width", default=768, min=16, soft_max=1920, subtype='PIXEL')
+    height: IntProperty(name="Height", default=512, min=16, soft_max=1080, subtype='PIXEL')
+    random_seed: BoolProperty(name="Random Seed", default=True, description="A new seed for every clip")
+    seed: IntProperty(name="Seed", default=0, min=0, max=MAX_SEED, description="Same seed and settings, same clip")
+    style: StringProperty(name="Style", description="A kinema style preset, or empty for none",
+                          search=_suggest(lambda: STYLES), search_options={'SUGGESTION', 'SORT'})
+    backend: StringProperty(name="Backend",
+                            description="Backend or pulled model (tiny, ltx2, wan, or e.g. Lightricks/LTX-2); empty uses"
+                                        " the add-on's default",
+                            search=_suggest(_backend_names), search_options={'SUGGESTION', 'SORT'})
+    cameo: StringProperty(name="Cameo",
+                          description="A person to put in the clip: a kinema cameo whose owner lets you use it"
+                                      " (backends ltx2, wan-vace); empty for nobody",
+                          search=_suggest(_cameo_names), search_options={'SUGGESTION', 'SORT'})
+    steps: IntProperty(name="Steps", default=0, min=0, soft_max=100,
+                       description="Denoising steps; 0 uses the backend's default")
+    audio: BoolProperty(name="Sound", default=True, description="Generate a synchronized soundtrack")
+    show_advanced: BoolProperty(name="More", default=False)
+
+
+def register():
+    bpy.types.Scene.kinema = bpy.props.PointerProperty(type=KINEMA_PG_settings)
+
+
+def unregister():
+    del bpy.types.Scene.kinema

@@ -1,0 +1,310 @@
+"""What the kinema nodes do, as plain functions with no ComfyUI import.
+
+ComfyUI's side (progress bar, interrupt, memory manager, folders) reaches
+these functions through a small ``host`` object; ``NullHost`` stands in
+outside ComfyUI, so CI runs the same code the nodes run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+import kinema
+from kinema.backends.base import Backend
+from kinema.clip import Clip, fit_audio
+from kinema.errors import GenerationCancelled, InvalidRequestError, MissingWeightsError
+from kinema.progress import CancelToken, Progress
+
+from .cameo_logic import request_fields
+from .spec import DEFAULT_MODEL
+
+SILENCE_SAMPLE_RATE = 48000  # the AUDIO output's rate when the clip has no sound
+MODEL_FOLDER = "kinema"  # ComfyUI's models/<name> folder for kinema models
+
+
+class NullHost:
+    """The host outside ComfyUI: no progress bar, never interrupted, no shared memory manager."""
+
+    previews = False
+
+    def progress(self, step: int, total: int, preview: Optional[np.ndarray]) -> None:
+        pass
+
+    def interrupted(self) -> bool:
+        return False
+
+    def raise_interrupt(self) -> None:
+        raise GenerationCancelled("generation cancelled")
+
+    def before_generate(self, backend: Backend) -> None:
+        pass
+
+    def after_generate(self, backend: Backend) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class ModelHandle:
+    """What flows from Kinema Model Loader to Kinema Generate: a configured backend, weights not yet loaded."""
+
+    backend: Backend
+    label: str
+
+    def __repr__(self) -> str:  # ComfyUI shows node outputs in some errors
+        return f"<kinema {self.backend.name}: {self.label}>"
+
+
+# --------------------------------------------------------------------------- models
+
+
+def model_folders() -> list[Path]:
+    """Where model folders are looked for: ComfyUI's models/kinema (and extra_model_paths.yaml), then kinema's own."""
+    from kinema.home import models_dir
+
+    folders: list[Path] = []
+    try:
+        import folder_paths  # ComfyUI's module: only importable inside ComfyUI
+
+        folders += [Path(p) for p in folder_paths.get_folder_paths(MODEL_FOLDER)]
+    except (ImportError, KeyError):
+        pass
+    folders.append(models_dir())
+    return folders
+
+
+def model_choices() -> dict[str, str]:
+    """Model folders by the name shown in the loader: pulled hub ids as ``owner/name``, other folders by name."""
+    from kinema.home import models_dir
+
+    own = models_dir().resolve()
+    choices: dict[str, str] = {}
+    for folder in model_folders():
+        if not folder.is_dir():
+            continue
+        for entry in sorted(folder.iterdir()):
+            if not (entry / "model_index.json").is_file() or entry.name.startswith("kinema--tiny-"):
+                continue  # the tiny demo models belong to the tiny backends
+            if folder.resolve() == own and "--" in entry.name:
+                choices.setdefault(entry.name.replace("--", "/", 1), entry.name.replace("--", "/", 1))
+            else:
+                choices.setdefault(entry.name, str(entry))
+    return choices
+
+
+def load_model(backend: str, model: str = DEFAULT_MODEL, precision: str = "auto", memory: str = "auto",
+               model_id: str = "", device: Optional[str] = None) -> ModelHandle:
+    """Pick and configure a backend; checks the weights are here, loads nothing yet."""
+    chosen_backend = kinema.get_backend(backend)
+    wanted = (model_id or "").strip()
+    if not wanted and model and model != DEFAULT_MODEL:
+        choices = model_choices()
+        if model not in choices:
+            raise MissingWeightsError(f"model {model!r} is no longer in {', '.join(map(str, model_folders()))};"
+                                      " press R in ComfyUI to refresh the list")
+        wanted = choices[model]
+    if wanted and wanted != chosen_backend.model_id:
+        if chosen_backend.is_demo:
+            raise InvalidRequestError(f"backend {chosen_backend.name!r} runs only its built-in demo model: set model to"
+                                      f" {DEFAULT_MODEL!r} and clear model_id, or pick the ltx2 or wan backend")
+        chosen_backend = chosen_backend.for_model(wanted)
+    configured = chosen_backend.configure(precision=precision, memory=memory, device=device)
+    status = configured.status()
+    if not status.ready:
+        raise MissingWeightsError(f"{status.detail}; put diffusers model folders in ComfyUI's models/{MODEL_FOLDER}")
+    return ModelHandle(configured, configured.model_id)
+
+
+# --------------------------------------------------------------------------- ComfyUI types <-> kinema arrays
+
+
+def first_frame(image: Any) -> Optional[np.ndarray]:
+    """ComfyUI IMAGE (float [B, H, W, C] in 0..1) -> uint8 [H, W, 3] of its first image."""
+    if image is None:
+        return None
+    array = image.detach().float().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image, np.float32)
+    if array.ndim == 4:
+        if array.shape[0] < 1:
+            raise InvalidRequestError("image is an empty batch: connect a node that outputs a picture")
+        array = array[0]
+    if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
+        raise InvalidRequestError(f"image must be a ComfyUI IMAGE [batch, height, width, channels], got {list(array.shape)}")
+    if array.shape[-1] == 1:
+        array = np.repeat(array, 3, axis=-1)
+    return (np.clip(array[..., :3], 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+
+def frames_to_image(frames: np.ndarray) -> torch.Tensor:
+    """uint8 [T, H, W, 3] -> ComfyUI IMAGE float32 [T, H, W, 3] in 0..1."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).to(torch.float32).div_(255.0)
+
+
+def image_to_frames(images: Any) -> np.ndarray:
+    """ComfyUI IMAGE float [T, H, W, C] in 0..1 -> uint8 [T, H, W, 3]."""
+    array = images.detach().float().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images, np.float32)
+    if array.ndim != 4 or array.shape[0] < 1 or array.shape[-1] not in (1, 3, 4):
+        raise InvalidRequestError(f"images must be a ComfyUI IMAGE batch [frames, height, width, channels], got {list(array.shape)}")
+    if array.shape[-1] == 1:
+        array = np.repeat(array, 3, axis=-1)
+    return (np.clip(array[..., :3], 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+
+def clip_to_audio(clip: Clip) -> dict:
+    """The clip's sound as ComfyUI AUDIO ``{"waveform": float32 [1, C, N], "sample_rate"}``; silence if it has none."""
+    if clip.audio is None:
+        samples = round(clip.frame_count * SILENCE_SAMPLE_RATE / clip.fps)
+        return {"waveform": torch.zeros(1, 1, samples), "sample_rate": SILENCE_SAMPLE_RATE}
+    return {"waveform": torch.from_numpy(clip.audio.copy())[None], "sample_rate": int(clip.sample_rate)}
+
+
+def audio_to_array(audio: Any) -> tuple[np.ndarray, int]:
+    """ComfyUI AUDIO -> float32 [C, N] in -1..1 (first of a batch) and its sample rate."""
+    if not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio:
+        raise InvalidRequestError("audio must be a ComfyUI AUDIO (a dict with waveform and sample_rate)")
+    wave = audio["waveform"]
+    array = wave.detach().float().cpu().numpy() if isinstance(wave, torch.Tensor) else np.asarray(wave, np.float32)
+    if array.ndim == 3:
+        array = array[0]
+    if array.ndim != 2 or array.shape[0] not in (1, 2) or array.shape[1] < 1:
+        raise InvalidRequestError(f"audio waveform must be [batch, 1 or 2 channels, samples], got {list(np.shape(wave))}")
+    return np.clip(array, -1.0, 1.0).astype(np.float32), int(audio["sample_rate"])
+
+
+# --------------------------------------------------------------------------- nodes
+
+
+def generate(handle: ModelHandle, prompt: str, negative_prompt: str = "", seconds: float = 0.0, width: int = 0,
+             height: int = 0, fps: float = 0.0, steps: int = 0, guidance: float = -1.0, seed: int = 0,
+             style: str = "none", audio: bool = True, image: Any = None, host: Any = None,
+             cameo: Any = None) -> tuple[torch.Tensor, dict, Clip]:
+    """Kinema Generate: (IMAGE frames, AUDIO, the clip). 0 (or -1 for guidance) means the model's default.
+
+    Progress goes to ``host.progress`` every step; when ``host.interrupted()``
+    turns true the run stops at that step and ``host.raise_interrupt()`` raises
+    the host's own exception, which this function never catches.
+    """
+    if not isinstance(handle, ModelHandle):
+        raise InvalidRequestError("model must come from a Kinema Model Loader node")
+    host = host or NullHost()
+    request = kinema.GenerationRequest(
+        prompt=prompt,
+        negative_prompt=negative_prompt or "",
+        seconds=seconds or None,
+        fps=fps or None,
+        width=width or None,
+        height=height or None,
+        seed=int(seed),
+        steps=steps or None,
+        guidance=None if guidance is None or guidance < 0 else guidance,
+        style=None if style in (None, "", "none") else style,
+        image=first_frame(image),
+        audio=bool(audio),
+        backend=handle.backend.name,
+        **request_fields(cameo),
+    )
+    token = CancelToken()
+
+    def on_progress(event: Progress) -> None:
+        if host.interrupted():
+            token.cancel()
+            token.raise_if_cancelled()  # stops here, at the end of this step
+        host.progress(event.step, event.total, event.preview)
+
+    if host.interrupted():
+        host.raise_interrupt()
+    host.before_generate(handle.backend)
+    try:
+        clip = kinema.generate(request, progress=on_progress, cancel=token, backend=handle.backend,
+                               preview=bool(getattr(host, "previews", False)))
+    except GenerationCancelled:
+        if host.interrupted():
+            host.raise_interrupt()
+        raise
+    finally:
+        host.after_generate(handle.backend)
+    return frames_to_image(clip.frames), clip_to_audio(clip), clip
+
+
+def storyboard(handle: ModelHandle, text: str, seed: int = 0, width: int = 0, height: int = 0, fps: float = 0.0,
+               steps: int = 0, style: str = "none", audio: bool = True, image: Any = None,
+               host: Any = None) -> tuple[torch.Tensor, dict, Clip]:
+    """Kinema Storyboard: (IMAGE frames, AUDIO, the film). 0 means the storyboard's value, else the model's default.
+
+    Progress and interrupts work as in ``generate``, across all the shots.
+    """
+    import dataclasses
+
+    from kinema.storyboard import parse_storyboard, run_storyboard
+
+    if not isinstance(handle, ModelHandle):
+        raise InvalidRequestError("model must come from a Kinema Model Loader node")
+    host = host or NullHost()
+    board = parse_storyboard(text or "", source="storyboard").with_(
+        backend=handle.backend.name, seed=int(seed), width=width or None, height=height or None, fps=fps or None,
+        steps=steps or None, audio=bool(audio))
+    if style not in (None, "", "none"):
+        board = board.with_(world=dataclasses.replace(board.world, style=style))
+    token = CancelToken()
+
+    def on_progress(event: Progress) -> None:
+        if host.interrupted():
+            token.cancel()
+            token.raise_if_cancelled()
+        host.progress(event.step, event.total, event.preview)
+
+    if host.interrupted():
+        host.raise_interrupt()
+    host.before_generate(handle.backend)
+    try:
+        film = run_storyboard(board, backend=handle.backend, progress=on_progress, cancel=token,
+                              start_image=first_frame(image)).film
+    except GenerationCancelled:
+        if host.interrupted():
+            host.raise_interrupt()
+        raise
+    finally:
+        host.after_generate(handle.backend)
+    return frames_to_image(film.frames), clip_to_audio(film), film
+
+
+def edited_clip(clip: Clip, images: Any = None, audio: Any = None) -> Clip:
+    """``clip`` with its frames and/or sound replaced by ones edited downstream; provenance says which."""
+    if not isinstance(clip, Clip):
+        raise InvalidRequestError("clip must come from a Kinema Generate node")
+    if images is None and audio is None:
+        return clip
+    frames = clip.frames if images is None else image_to_frames(images)
+    metadata = dict(clip.metadata)
+    replaced = [name for name, value in (("frames", images), ("audio", audio)) if value is not None]
+    metadata["edited_in_comfyui"] = replaced
+    if audio is not None:
+        sound, sample_rate = audio_to_array(audio)
+    else:
+        sound, sample_rate = clip.audio, clip.sample_rate
+    if sound is not None:
+        # The clip keeps its frame rate; sound is trimmed or padded to the picture so the two stay in sync.
+        sound = fit_audio(sound, sample_rate, frames.shape[0], clip.fps)
+    return Clip(frames, Fraction(clip.fps), sound, sample_rate, metadata)
+
+
+def workflow_tags(prompt: Any = None, extra_pnginfo: Any = None) -> dict[str, str]:
+    """ComfyUI's own MP4 keys (``prompt``, ``workflow``), so dropping the clip on ComfyUI reopens its workflow."""
+    tags: dict[str, str] = {}
+    if isinstance(extra_pnginfo, dict):
+        tags.update({str(key): json.dumps(value) for key, value in extra_pnginfo.items()})
+    if prompt is not None:
+        tags["prompt"] = json.dumps(prompt)
+    return tags
+
+
+def save_clip(clip: Clip, path: str | os.PathLike[str], images: Any = None, audio: Any = None,
+              extra_tags: Optional[dict[str, str]] = None) -> Path:
+    """Kinema Save Clip: an MP4 with sound and kinema's metadata, written atomically."""
+    return edited_clip(clip, images, audio).save(path, extra_tags=extra_tags)

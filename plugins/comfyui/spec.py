@@ -1,0 +1,242 @@
+"""What each kinema node takes and gives, as plain data.
+
+ComfyUI's V3 schema (``comfy_api.latest.io.Schema``) is built from these in
+``v3.py``; keeping the description free of ComfyUI imports lets CI, which has
+no ComfyUI, check every node's inputs against the functions that run them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Union
+
+# Widget types and the socket types ComfyUI passes between nodes.
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+SOCKET_TYPES = {"IMAGE", "AUDIO", "VIDEO", "KINEMA_MODEL", "KINEMA_CLIP", "KINEMA_CAMEO"}
+CATEGORY = "kinema"
+MAX_SEED = 2**53 - 1  # the largest integer the browser's JSON numbers hold exactly
+AUTO = "auto"
+DEFAULT_MODEL = "(backend default)"
+
+Options = Union[tuple, Callable[[], list]]
+
+
+@dataclass(frozen=True)
+class Input:
+    id: str
+    type: str
+    tooltip: str
+    default: Any = None
+    min: Optional[float] = None
+    max: Optional[float] = None
+    step: Optional[float] = None
+    options: Options = ()  # COMBO choices, or a function listing them when ComfyUI asks
+    multiline: bool = False
+    optional: bool = False
+    control_after_generate: bool = False  # the seed widget's "randomize / increment" control
+
+    def choices(self) -> list:
+        return list(self.options() if callable(self.options) else self.options)
+
+
+@dataclass(frozen=True)
+class Output:
+    id: str
+    type: str
+    tooltip: str
+
+
+@dataclass(frozen=True)
+class Node:
+    node_id: str
+    display_name: str
+    description: str
+    inputs: tuple[Input, ...]
+    outputs: tuple[Output, ...] = ()
+    output_node: bool = False
+    search_aliases: tuple[str, ...] = field(default=())
+
+
+def _backends() -> list[str]:
+    from kinema.engine import get_backends
+
+    names = sorted({backend.name for backend in get_backends().values()})
+    return ["tiny", *[n for n in names if n != "tiny"]] if "tiny" in names else names
+
+
+def _models() -> list[str]:
+    from .logic import model_choices
+
+    return [DEFAULT_MODEL, *model_choices()]
+
+
+def _memory_policies() -> list[str]:
+    from kinema.device import PLACEMENT_POLICIES
+
+    return list(PLACEMENT_POLICIES)
+
+
+def _styles() -> list[str]:
+    from kinema.styles import list_styles
+
+    return ["none", *sorted(list_styles())]
+
+
+MODEL_LOADER = Node(
+    node_id="KinemaModelLoader",
+    display_name="Kinema Model Loader",
+    description="Picks a kinema backend and model (from models/kinema, kinema's own model folder, or a pulled hub id)"
+                " and how to hold it in memory. Weights load on the first Generate and stay loaded until ComfyUI"
+                " frees memory.",
+    search_aliases=("kinema", "ltx-2 loader", "wan loader", "video with audio"),
+    inputs=(
+        Input("backend", "COMBO", "Model family: tiny is kinema's offline demo (noise); ltx2 makes picture and"
+              " sound in one pass; wan adds a Stable Audio pass.", default="tiny", options=_backends),
+        Input("model", "COMBO", "A model folder (with model_index.json) from models/kinema or kinema's model folder;"
+              " the default is the backend's own model.", default=DEFAULT_MODEL, options=_models),
+        Input("precision", "COMBO", "Weight precision; auto is bf16/fp16 on GPUs and fp32 on CPU.",
+              default=AUTO, options=(AUTO, "bf16", "fp16", "fp32")),
+        Input("memory", "COMBO", "auto: the fastest way that fits this GPU; gpu: always all on the GPU; offload:"
+              " each part moves to the GPU only while it runs (less VRAM, slower); the rest are kinema's named"
+              " memory policies.", default=AUTO, options=_memory_policies),
+        Input("model_id", "STRING", "Optional: a pulled hub id (e.g. Lightricks/LTX-2) or a folder path;"
+              " overrides the model list.", default="", optional=True),
+    ),
+    outputs=(Output("model", "KINEMA_MODEL", "The backend and model, for Kinema Generate."),),
+)
+
+GENERATE = Node(
+    node_id="KinemaGenerate",
+    display_name="Kinema Generate (video + audio)",
+    description="Text or image to a video clip with synchronized sound, in one node. 0 means the model's default"
+                " for seconds, size, fps and steps (-1 for guidance); sizes are snapped to what the model accepts.",
+    search_aliases=("text to video", "image to video", "video with audio", "t2v", "i2v", "kinema"),
+    inputs=(
+        Input("model", "KINEMA_MODEL", "From Kinema Model Loader."),
+        Input("prompt", "STRING", "What happens, and what it sounds like.", default="", multiline=True),
+        Input("negative_prompt", "STRING", "What the clip should not show or sound like.", default="", multiline=True),
+        Input("seconds", "FLOAT", "Clip length (0: the model's default).", default=0.0, min=0.0, max=60.0, step=0.125),
+        Input("width", "INT", "Width in pixels (0: the model's default).", default=0, min=0, max=4096, step=32),
+        Input("height", "INT", "Height in pixels (0: the model's default).", default=0, min=0, max=4096, step=32),
+        Input("fps", "FLOAT", "Frames per second (0: the model's default).", default=0.0, min=0.0, max=120.0, step=1.0),
+        Input("steps", "INT", "Denoising steps (0: the model's default).", default=0, min=0, max=500),
+        Input("guidance", "FLOAT", "Guidance scale (-1: the model's default).", default=-1.0, min=-1.0, max=50.0,
+              step=0.1),
+        Input("seed", "INT", "Same seed and inputs, same clip.", default=0, min=0, max=MAX_SEED,
+              control_after_generate=True),
+        Input("style", "COMBO", "A kinema style preset (see `kinema styles`).", default="none", options=_styles),
+        Input("audio", "BOOLEAN", "Make the sound track too.", default=True),
+        Input("image", "IMAGE", "Optional first frame (the first image of a batch).", optional=True),
+        Input("cameo", "KINEMA_CAMEO", "Optional: a person from Kinema Cameo, used with their consent (ltx2 and tiny:"
+              " their portrait starts the clip; wan-vace and tiny-wan-vace: a reference picture).", optional=True),
+    ),
+    outputs=(
+        Output("frames", "IMAGE", "The clip's frames, [frames, height, width, 3] in 0..1."),
+        Output("audio", "AUDIO", "The sound track (silence when audio is off), as long as the clip."),
+        Output("video", "VIDEO", "Frames, sound and frame rate together, for Save Video."),
+        Output("clip", "KINEMA_CLIP", "The clip with kinema's provenance, for Kinema Save Clip."),
+    ),
+)
+
+SAVE_CLIP = Node(
+    node_id="KinemaSaveClip",
+    display_name="Kinema Save Clip",
+    description="Writes an MP4 (H.264 + AAC) into ComfyUI's output folder with kinema's provenance (prompt, seed,"
+                " model, settings) and the workflow, and shows it. Frames or audio edited downstream can replace"
+                " the clip's own.",
+    search_aliases=("save video", "save mp4", "kinema"),
+    output_node=True,
+    inputs=(
+        Input("clip", "KINEMA_CLIP", "From Kinema Generate."),
+        Input("filename_prefix", "STRING", "File name prefix; may include a subfolder, e.g. kinema/fox.",
+              default="kinema/clip"),
+        Input("images", "IMAGE", "Optional frames to save instead of the clip's (e.g. after an upscale).",
+              optional=True),
+        Input("audio", "AUDIO", "Optional sound to save instead of the clip's.", optional=True),
+    ),
+)
+
+STORYBOARD_EXAMPLE = """Setting: a misty harbour at dawn
+Shot 1 (2s): a fishing boat leaves the pier, gulls crying
+Shot 2 (2s, continue): the boat turns toward the open sea
+Shot 3 (1.5s): a lighthouse on the cliff, waves crashing"""
+
+STORYBOARD = Node(
+    node_id="KinemaStoryboard",
+    display_name="Kinema Storyboard (multi-shot video + audio)",
+    description="One film from several shots: one 'Shot N (2s): …' per line, or YAML/JSON. The setting, characters"
+                " and style reach every shot; a 'continue' shot starts from the previous shot's last frame; sound is"
+                " crossfaded at the cuts and the film lasts exactly the sum of the shots. Unchanged shots come from"
+                " kinema's shot cache, so editing one shot remakes only it (and the continue shots after it).",
+    search_aliases=("storyboard", "multi-shot", "multi shot", "prompt schedule", "long video", "kinema"),
+    inputs=(
+        Input("model", "KINEMA_MODEL", "From Kinema Model Loader."),
+        Input("storyboard", "STRING", "The shots (see kinema's README: Storyboards).", default=STORYBOARD_EXAMPLE,
+              multiline=True),
+        Input("seed", "INT", "Shot N uses seed + N - 1. Fix it while editing shots, so unchanged shots are reused.",
+              default=0, min=0, max=MAX_SEED, control_after_generate=True),
+        Input("width", "INT", "Width in pixels (0: the storyboard's, else the model's default).", default=0, min=0,
+              max=4096, step=32),
+        Input("height", "INT", "Height in pixels (0: the storyboard's, else the model's default).", default=0, min=0,
+              max=4096, step=32),
+        Input("fps", "FLOAT", "Frames per second (0: the storyboard's, else the model's default).", default=0.0,
+              min=0.0, max=120.0, step=1.0),
+        Input("steps", "INT", "Denoising steps per shot (0: the storyboard's, else the model's default).", default=0,
+              min=0, max=500),
+        Input("style", "COMBO", "A style for the whole film (none: the storyboard's own).", default="none",
+              options=_styles),
+        Input("audio", "BOOLEAN", "Make the sound track too.", default=True),
+        Input("image", "IMAGE", "Optional first frame of shot 1.", optional=True),
+    ),
+    outputs=GENERATE.outputs,
+)
+
+def _cameos() -> list[str]:
+    from .cameo_logic import cameo_choices
+
+    return cameo_choices()
+
+
+CAMEO_CAPTURE = Node(
+    node_id="KinemaCameoCapture",
+    display_name="Kinema Cameo Capture",
+    description="Turns a short video of one consenting person (you) into a kinema cameo: reference portraits, an"
+                " identity embedding when a face model is installed, and a clean voice sample. You own it and"
+                " choose who may use it. Refuses videos with no face, several people, a tiny face or no speech.",
+    search_aliases=("cameo", "capture person", "face reference", "kinema"),
+    output_node=True,
+    inputs=(
+        Input("name", "STRING", "The cameo's name: lowercase letters, digits, - or _ (e.g. alice).", default="me"),
+        Input("video", "VIDEO", "A few seconds of the person alone, facing the camera (e.g. from Load Video)."),
+        Input("permission", "COMBO", "Who may use it: only you, you and allowed_users, or everyone.",
+              default="only_me", options=("only_me", "listed", "everyone")),
+        Input("allowed_users", "STRING", "For 'listed': kinema user names, comma-separated.", default=""),
+        Input("replace", "BOOLEAN", "Replace your cameo of the same name.", default=False),
+        Input("audio", "AUDIO", "Optional: the person talking for at least 3 s (default: the video's sound).",
+              optional=True),
+    ),
+    outputs=(
+        Output("cameo", "KINEMA_CAMEO", "The new cameo, for Kinema Generate."),
+        Output("references", "IMAGE", "The reference portraits it keeps."),
+    ),
+)
+
+CAMEO = Node(
+    node_id="KinemaCameo",
+    display_name="Kinema Cameo",
+    description="Picks a cameo you may use (yours, or one its owner allowed you) for Kinema Generate. Consent is"
+                " checked again when the clip is generated: a revoked cameo stops the run.",
+    search_aliases=("cameo", "person", "character reference", "kinema"),
+    inputs=(
+        Input("name", "COMBO", "A cameo you own or may use (see `kinema cameo list`); press R after adding one.",
+              default="(pick a cameo)", options=_cameos),
+        Input("speak", "BOOLEAN", "Let the cameo's recorded voice drive the clip (ltx2 and tiny backends).",
+              default=False),
+    ),
+    outputs=(
+        Output("cameo", "KINEMA_CAMEO", "The cameo, for Kinema Generate."),
+        Output("portrait", "IMAGE", "Its best reference portrait."),
+    ),
+)
+
+NODES = (MODEL_LOADER, GENERATE, STORYBOARD, SAVE_CLIP, CAMEO_CAPTURE, CAMEO)

@@ -1,0 +1,640 @@
+"""Kinema for OBS Studio: type a prompt, press Generate, and the clip plays on air with its sound.
+
+Install with ``kinema install obs`` (it copies this file and kinema's ``client.py``
+into one folder), then in OBS: Tools → Scripts → + → ``kinema_obs.py``.
+
+The clip is made by a kinema server (``kinema serve``), never inside OBS: OBS's
+Python is not kinema's, and generating here would stall OBS's video thread.
+Each Generate runs on its own thread (network only: submit, wait, download);
+a 100 ms timer on OBS's video thread takes finished clips from a queue and
+switches the ``local_file`` of one Media Source, "Kinema Clip", in the target
+scene. The next queued clip starts when the source reports that playback ended.
+
+Only the standard library: OBS runs this with its own Python (the system
+python3 on Linux, the one set in Tools → Scripts → Python Settings elsewhere).
+"""
+
+import collections
+import importlib.util
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+
+import obspython as obs
+
+SOURCE_NAME = "Kinema Clip"
+SOURCE_KIND = "ffmpeg_source"
+TICK_MS = 100
+DEFAULT_URL = "http://127.0.0.1:8765"
+STYLES = ("", "cinematic", "anime", "claymation", "documentary", "realistic")
+BACKENDS = ("", "ltx2", "wan", "tiny", "tiny-wan")
+SIZES = ("", "768x512", "512x768", "1280x704", "704x1280", "512x512")
+HOTKEYS = (
+    ("kinema.generate", "Kinema: Generate a clip from the prompt", "generate"),
+    ("kinema.play_next", "Kinema: Play the next clip", "play_next"),
+    ("kinema.clear_queue", "Kinema: Clear the clip queue", "clear_queue"),
+    ("kinema.cancel", "Kinema: Cancel the generations under way", "cancel"),
+)
+PLAYING_STATES = ("OBS_MEDIA_STATE_PLAYING", "OBS_MEDIA_STATE_OPENING", "OBS_MEDIA_STATE_BUFFERING",
+                  "OBS_MEDIA_STATE_PAUSED")
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _log(message):
+    """Into OBS's log. From other threads it waits for the timer, so OBS can say which script it came from."""
+    if threading.current_thread() is threading.main_thread() or _on_obs_thread.active:
+        print("kinema: " + message)
+    else:
+        state.inbox.append(("log", message))
+
+
+class _ObsThread(threading.local):
+    active = False
+
+
+_on_obs_thread = _ObsThread()
+
+
+def _load_client():
+    """kinema's client.py from beside this file, imported by path: OBS's Python has no kinema installed."""
+    path = os.path.join(HERE, "client.py")
+    if not os.path.isfile(path):
+        raise ImportError(f"{path} is missing: reinstall with `kinema install obs`")
+    spec = importlib.util.spec_from_file_location("kinema_obs_client", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # namedtuples and exceptions look themselves up here
+    spec.loader.exec_module(module)
+    return module
+
+
+def _installed_defaults():
+    """What `kinema install obs` recorded: the Python kinema lives in, so Generate can start a server."""
+    try:
+        with open(os.path.join(HERE, "kinema_obs.json"), encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return {}
+
+
+try:
+    client_module = _load_client()
+    CLIENT_ERROR = None
+except (ImportError, SyntaxError) as error:  # shown in the script's status instead of a traceback
+    client_module = None
+    CLIENT_ERROR = str(error)
+
+
+class _State:
+    """Everything the script keeps. Threads share it through ``lock`` and the ``inbox`` deque."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.inbox = collections.deque()  # (kind, ...) for the timer; deque appends are atomic
+        self.playlist = collections.deque()  # clip paths waiting for air (timer thread only)
+        self.now_playing = None
+        self.source = None  # our strong reference while connected to its media_ended signal
+        self.source_lock = threading.Lock()
+        self.config = {}  # a plain copy of the settings, replaced whole by script_update
+        self.settings = None  # the script's obs_data; touched on the UI thread only
+        self.jobs = collections.OrderedDict()  # key -> dict(prompt, state, percent, ...)
+        self.counter = 0
+        self.message = ""
+        self.server_lock = threading.Lock()
+        self.server_process = None  # the `kinema serve` this script started, stopped on unload
+        self.server_note = ""
+        self.backends = []
+        self.cameos = []  # cameo names this server's user may use, for the Cameo list
+        self.hotkeys = {}
+
+
+state = _State()
+
+
+# --------------------------------------------------------------------------- OBS script API
+
+
+def script_description():
+    text = (f"<b>Kinema</b>: type a prompt and press Generate; the clip plays, with its sound, in the media"
+            f" source “{SOURCE_NAME}”. A kinema server makes it, so OBS keeps its frame rate.")
+    if CLIENT_ERROR:
+        text += f"<br><font color='#e05050'>{CLIENT_ERROR}</font>"
+    return text
+
+
+def script_defaults(settings):
+    installed = _installed_defaults()
+    obs.obs_data_set_default_string(settings, "server_url", installed.get("server_url", DEFAULT_URL))
+    obs.obs_data_set_default_bool(settings, "start_local", bool(installed.get("kinema_python")))
+    obs.obs_data_set_default_string(settings, "kinema_python", installed.get("kinema_python", ""))
+    obs.obs_data_set_default_string(settings, "clips_dir", _default_clips_dir())
+    obs.obs_data_set_default_double(settings, "seconds", 4.0)
+    obs.obs_data_set_default_int(settings, "steps", 0)
+    obs.obs_data_set_default_bool(settings, "auto_play", True)
+
+
+def script_properties():
+    props = obs.obs_properties_create()
+    obs.obs_properties_add_text(props, "prompt", "Prompt", obs.OBS_TEXT_MULTILINE)
+    obs.obs_properties_add_button(props, "generate", "Generate", _button(generate))
+    status = obs.obs_properties_add_text(props, "status", "Status", obs.OBS_TEXT_INFO)
+    obs.obs_property_text_set_info_word_wrap(status, True)
+    obs.obs_properties_add_button(props, "refresh", "Refresh status", _button(lambda: None))
+    obs.obs_properties_add_button(props, "cancel", "Cancel generation", _button(cancel_jobs))
+
+    clip = obs.obs_properties_create()
+    seconds = obs.obs_properties_add_float(clip, "seconds", "Seconds", 0.1, 60.0, 0.5)
+    obs.obs_property_float_set_suffix(seconds, " s")
+    _combo(clip, "style", "Style", STYLES, "Blank: no style preset; kinema serve's presets or your own")
+    _combo(clip, "backend", "Backend", _backend_choices(), "Blank: the server's default backend")
+    _combo(clip, "cameo", "Cameo", ("",) + tuple(state.cameos),
+           "Blank: nobody; else a person (a kinema cameo whose owner lets you use it) to put in the clip"
+           " (backends ltx2 and wan-vace)")
+    _combo(clip, "size", "Size", SIZES, "WIDTHxHEIGHT; blank: the model's default")
+    steps = obs.obs_properties_add_int(clip, "steps", "Steps", 0, 200, 1)
+    obs.obs_property_set_long_description(steps, "Denoising steps; 0 = the model's default")
+    obs.obs_properties_add_group(props, "clip", "Clip", obs.OBS_GROUP_NORMAL, clip)
+
+    air = obs.obs_properties_create()
+    scene = obs.obs_properties_add_list(air, "scene", "Target scene", obs.OBS_COMBO_TYPE_LIST,
+                                        obs.OBS_COMBO_FORMAT_STRING)
+    obs.obs_property_list_add_string(scene, "(current scene)", "")
+    for name in obs.obs_frontend_get_scene_names() or []:
+        obs.obs_property_list_add_string(scene, name, name)
+    obs.obs_properties_add_bool(air, "auto_play", "Play clips as soon as they are ready")
+    obs.obs_properties_add_button(air, "play_next", "Play next", _button(play_next))
+    obs.obs_properties_add_button(air, "clear_queue", "Clear queue", _button(clear_queue))
+    obs.obs_properties_add_group(props, "air", "On air", obs.OBS_GROUP_NORMAL, air)
+
+    server = obs.obs_properties_create()
+    obs.obs_properties_add_text(server, "server_url", "Server URL", obs.OBS_TEXT_DEFAULT)
+    obs.obs_properties_add_bool(server, "start_local", "Start kinema serve if none is running")
+    obs.obs_properties_add_path(server, "kinema_python", "kinema's Python", obs.OBS_PATH_FILE, "", None)
+    obs.obs_properties_add_text(server, "api_key", "API key (remote servers)", obs.OBS_TEXT_PASSWORD)
+    obs.obs_properties_add_path(server, "clips_dir", "Save clips in", obs.OBS_PATH_DIRECTORY, "", None)
+    obs.obs_properties_add_group(props, "server", "Server", obs.OBS_GROUP_NORMAL, server)
+
+    _show_status()
+    return props
+
+
+def script_update(settings):
+    state.config = {
+        "server_url": obs.obs_data_get_string(settings, "server_url").strip() or DEFAULT_URL,
+        "start_local": obs.obs_data_get_bool(settings, "start_local"),
+        "kinema_python": obs.obs_data_get_string(settings, "kinema_python").strip(),
+        "api_key": obs.obs_data_get_string(settings, "api_key").strip(),
+        "clips_dir": obs.obs_data_get_string(settings, "clips_dir").strip() or _default_clips_dir(),
+        "prompt": obs.obs_data_get_string(settings, "prompt").strip(),
+        "seconds": obs.obs_data_get_double(settings, "seconds"),
+        "style": obs.obs_data_get_string(settings, "style").strip(),
+        "backend": obs.obs_data_get_string(settings, "backend").strip(),
+        "cameo": obs.obs_data_get_string(settings, "cameo").strip(),
+        "size": obs.obs_data_get_string(settings, "size").strip().lower().replace(" ", ""),
+        "steps": obs.obs_data_get_int(settings, "steps"),
+        "scene": obs.obs_data_get_string(settings, "scene"),
+        "auto_play": obs.obs_data_get_bool(settings, "auto_play"),
+    }
+
+
+def script_load(settings):
+    state.settings = settings
+    script_update(settings)
+    for name, description, action in HOTKEYS:
+        callback = _hotkey(ACTIONS[action])
+        hotkey_id = obs.obs_hotkey_register_frontend(name, description, callback)
+        saved = obs.obs_data_get_array(settings, name)
+        obs.obs_hotkey_load(hotkey_id, saved)
+        obs.obs_data_array_release(saved)
+        state.hotkeys[name] = hotkey_id
+    obs.obs_frontend_add_event_callback(_on_frontend_event)
+    obs.timer_add(_tick, TICK_MS)
+    if CLIENT_ERROR:
+        _log(f"cannot reach kinema servers: {CLIENT_ERROR}")
+    else:
+        threading.Thread(target=_check_server, args=(dict(state.config),), name="kinema-check", daemon=True).start()
+    _log(f"loaded (Python {sys.version.split()[0]}, server {state.config['server_url']})")
+
+
+def script_save(settings):
+    for name, hotkey_id in state.hotkeys.items():
+        saved = obs.obs_hotkey_save(hotkey_id)
+        obs.obs_data_set_array(settings, name, saved)
+        obs.obs_data_array_release(saved)
+
+
+def script_unload():
+    obs.timer_remove(_tick)
+    obs.obs_frontend_remove_event_callback(_on_frontend_event)
+    state.hotkeys.clear()  # OBS unregisters a script's hotkeys when it unloads it
+    _release_source()
+    _cancel_running(timeout=1.0)
+    process = state.server_process
+    if process is not None and process.poll() is None:
+        _log(f"stopping the kinema server this script started (pid {process.pid})")
+        process.terminate()
+    state.settings = None
+
+
+# --------------------------------------------------------------------------- user actions (UI or hotkey thread)
+
+
+def generate():
+    """Submit the prompt on a new thread; the clip joins the queue when it is downloaded."""
+    if CLIENT_ERROR:
+        _set_message(CLIENT_ERROR)
+        return
+    config = dict(state.config)
+    if not config.get("prompt"):
+        _set_message("Type a prompt first.")
+        return
+    with state.lock:
+        state.counter += 1
+        key = state.counter
+        state.jobs[key] = {"prompt": config["prompt"], "state": "starting", "percent": 0.0, "stage": "",
+                           "job_id": None, "error": None, "path": None}
+        while len(state.jobs) > 8:  # keep the status short: drop the oldest finished jobs
+            oldest = next((k for k, j in state.jobs.items() if j["state"] in ("ready", "failed", "cancelled")), None)
+            if oldest is None:
+                break
+            del state.jobs[oldest]
+    threading.Thread(target=_run_job, args=(key, config), name=f"kinema-job-{key}", daemon=True).start()
+
+
+def play_next():
+    state.inbox.append(("play_next",))
+
+
+def clear_queue():
+    state.inbox.append(("clear",))
+
+
+def cancel_jobs():
+    threading.Thread(target=_cancel_running, name="kinema-cancel", daemon=True).start()
+
+
+ACTIONS = {"generate": generate, "play_next": play_next, "clear_queue": clear_queue, "cancel": cancel_jobs}
+
+
+def _button(action):
+    def pressed(props, prop):
+        action()
+        _show_status()
+        return True  # redraws the properties, so the status text is fresh
+
+    return pressed
+
+
+def _hotkey(action):
+    def pressed(is_pressed):
+        if is_pressed:
+            action()
+
+    return pressed
+
+
+# --------------------------------------------------------------------------- network work (job threads)
+
+
+def _client(config):
+    """A Client for the configured server; starts a local `kinema serve` first if allowed and needed."""
+    api_key = config.get("api_key") or None
+    if not config.get("start_local"):
+        return client_module.Client(config["server_url"], api_key=api_key)
+    with state.server_lock:  # two Generates must not start two servers
+        try:
+            client = client_module.ensure_server(python=config.get("kinema_python") or None,
+                                                 url=config["server_url"], api_key=api_key)
+        except client_module.ServerStartError as error:
+            if not config.get("kinema_python") and "no Python" in str(error):
+                raise client_module.ServerStartError(
+                    f"no kinema server at {config['server_url']}: start `kinema serve`, or set kinema's"
+                    " Python in the Server section (the interpreter kinema is installed in)") from None
+            raise
+        if client.process is not None:
+            state.server_process = client.process
+            state.server_note = f"started kinema serve (pid {client.process.pid})"
+            _log(f"{state.server_note} at {client.base_url}")
+        return client
+
+
+def _run_job(key, config):
+    def update(**fields):
+        with state.lock:
+            state.jobs.get(key, {}).update(fields)
+
+    def progress(report):
+        update(state="generating", percent=float(report.percent or 0), stage=report.stage or "",
+               step=report.step, total=report.total)
+
+    job_id = None
+    try:
+        client = _client(config)
+        size = config.get("size") or None
+        job = client.submit(config["prompt"], seconds=config.get("seconds") or None, size=size,
+                            steps=config.get("steps") or None, style=config.get("style") or None,
+                            backend=config.get("backend") or None,
+                            cameos=[config["cameo"]] if config.get("cameo") else None)
+        job_id = job["id"]
+        update(state="queued", job_id=job_id, client=client)
+        _log(f"job {job_id} queued: {_short(config['prompt'])!r}")
+        with state.lock:
+            cancelled_early = state.jobs.get(key, {}).get("cancel")
+        if cancelled_early:  # Cancel was pressed while this job was being submitted
+            try:
+                client.cancel(job_id)
+            except client_module.APIError:
+                pass  # the Cancel button got there too
+        job = client.wait(job_id, progress=progress)
+        clips_dir = os.path.expanduser(config["clips_dir"])
+        os.makedirs(clips_dir, exist_ok=True)
+        path = os.path.join(clips_dir, f"kinema-{time.strftime('%Y%m%d-%H%M%S')}-{job_id[-8:]}.mp4")
+        update(state="downloading")
+        client.download(job_id, path)  # atomic: OBS never sees half a file
+        update(state="ready", percent=100.0, path=path)
+        _log(f"clip ready: {path}")
+        state.inbox.append(("ready", path, time.monotonic()))
+    except Exception as error:  # noqa: BLE001 - every failure becomes the job's status line
+        expected = client_module is not None and isinstance(error, (client_module.ClientError, OSError))
+        cancelled = client_module is not None and isinstance(error, client_module.JobCancelled)
+        update(state="cancelled" if cancelled else "failed", error=str(error) or type(error).__name__)
+        if cancelled:
+            _log(f"job {job_id} cancelled")
+        elif expected:
+            _log(f"generation failed: {error}")
+        else:
+            _log(f"generation failed unexpectedly: {type(error).__name__}: {error}\n{traceback.format_exc()}")
+    finally:
+        with state.lock:
+            state.jobs.get(key, {}).pop("client", None)
+
+
+def _check_server(config):
+    """At load: is the server there, and which backends does it offer (for the Backend list)?"""
+    client = client_module.Client(config["server_url"], api_key=config.get("api_key") or None, timeout=10)
+    try:
+        client.health()
+        state.backends = [row["id"] for row in client.models() if row.get("id")]
+        try:
+            state.cameos = [row["id"] for row in client.cameos() if row.get("usable")]
+        except client_module.APIError:
+            state.cameos = []  # a server from before cameos
+        state.server_note = f"{client.base_url} is up"
+    except client_module.ServerUnavailable:
+        then = "Generate starts one" if config.get("start_local") else "start one with `kinema serve`"
+        state.server_note = f"none at {client.base_url} yet; {then}"
+    except client_module.ClientError as error:
+        state.server_note = f"{client.base_url}: {error}"
+
+
+def _cancel_running(timeout=None):
+    """Cancel every job under way; one still being submitted cancels itself once it has an id."""
+    with state.lock:
+        running = []
+        for job in state.jobs.values():
+            if job["state"] in ("starting", "queued", "generating"):
+                job["cancel"] = True
+                if job.get("job_id") and job.get("client") is not None:
+                    running.append(dict(job))
+    for job in running:
+        client = job["client"]
+        try:
+            if timeout is not None:
+                client = client_module.Client(client.base_url, api_key=client.api_key, timeout=timeout)
+            client.cancel(job["job_id"])
+        except client_module.ClientError as error:
+            _log(f"could not cancel {job['job_id']}: {error}")
+
+
+# --------------------------------------------------------------------------- on air (OBS's video thread)
+
+
+def _tick():
+    """Apply what the threads produced. Runs every 100 ms on the video thread: keep it short."""
+    if not state.inbox:
+        return
+    _on_obs_thread.active = True
+    try:
+        while state.inbox:
+            item = state.inbox.popleft()
+            kind = item[0]
+            if kind == "log":
+                print("kinema: " + item[1])
+            elif kind == "ready":
+                state.playlist.append(item[1])
+                if state.config.get("auto_play", True) and not _busy():
+                    _play_next()
+            elif kind == "ended":
+                if _busy():
+                    continue  # a late signal from the clip before the current one
+                state.now_playing = None
+                if state.playlist:  # a queue plays through; auto-play only decides when it starts
+                    _play_next()
+            elif kind == "play_next":
+                if state.playlist:
+                    _play_next()
+                else:
+                    _set_message("The queue is empty.")
+            elif kind == "clear":
+                dropped = len(state.playlist)
+                state.playlist.clear()
+                _set_message(f"Cleared {dropped} queued clip{'s' if dropped != 1 else ''}.")
+    except _UserError as error:
+        _set_message(str(error))
+        _log(str(error))
+    except Exception as error:  # noqa: BLE001 - a bug must not kill the timer; report it once
+        _set_message(f"internal error: {type(error).__name__}: {error}")
+        _log(f"internal error on air:\n{traceback.format_exc()}")
+
+
+class _UserError(Exception):
+    """Something the user can fix (a missing scene, a source of the wrong kind)."""
+
+
+def _busy():
+    with state.source_lock:
+        source = state.source
+        if state.now_playing is None or source is None:
+            return False
+        current = obs.obs_source_media_get_state(source)
+    return current in [getattr(obs, name) for name in PLAYING_STATES]
+
+
+def _play_next():
+    path = state.playlist[0]
+    if not os.path.isfile(path):
+        state.playlist.popleft()
+        raise _UserError(f"{path} is gone; skipped it")
+    with state.source_lock:
+        source, created = _ensure_source(path)
+        if not created:
+            settings = obs.obs_data_create()
+            obs.obs_data_set_string(settings, "local_file", path)
+            obs.obs_data_set_bool(settings, "is_local_file", True)
+            obs.obs_data_set_bool(settings, "looping", False)
+            obs.obs_source_update(source, settings)  # reopens the file and plays it if the source is live
+            obs.obs_data_release(settings)
+        _add_to_scene(source, state.config.get("scene", ""))  # a new item starts playing as it goes live
+    state.playlist.popleft()
+    state.now_playing = path
+    _set_message(f"On air: {os.path.basename(path)}")
+
+
+def _ensure_source(path):
+    """(source, created): the one "Kinema Clip" media source, made with ``path`` if missing, its media_ended ours."""
+    created = False
+    source = state.source
+    if source is not None and obs.obs_source_removed(source):
+        _release_source_locked()
+        source = None
+    if source is None:
+        source = obs.obs_get_source_by_name(SOURCE_NAME)
+        if source is None:
+            settings = obs.obs_data_create()
+            obs.obs_data_set_string(settings, "local_file", path)
+            obs.obs_data_set_bool(settings, "is_local_file", True)
+            obs.obs_data_set_bool(settings, "looping", False)
+            obs.obs_data_set_bool(settings, "restart_on_activate", True)
+            obs.obs_data_set_bool(settings, "clear_on_media_end", True)
+            obs.obs_data_set_bool(settings, "close_when_inactive", False)
+            source = obs.obs_source_create(SOURCE_KIND, SOURCE_NAME, settings, None)
+            obs.obs_data_release(settings)
+            created = True
+            _log(f"created the media source {SOURCE_NAME!r}")
+        elif obs.obs_source_get_unversioned_id(source) != SOURCE_KIND:
+            kind = obs.obs_source_get_unversioned_id(source)
+            obs.obs_source_release(source)
+            raise _UserError(f"a source named {SOURCE_NAME!r} exists but is a {kind}, not a Media Source:"
+                             " rename it so kinema can make its own")
+        obs.signal_handler_connect(obs.obs_source_get_signal_handler(source), "media_ended", _on_media_ended)
+        state.source = source
+    return source, created
+
+
+def _add_to_scene(source, scene_name):
+    """Add the source to the target scene once, scaled to fit the canvas; never a second copy."""
+    if scene_name:
+        scene_source = obs.obs_get_source_by_name(scene_name)
+        if scene_source is None:
+            raise _UserError(f"there is no scene {scene_name!r} any more: pick the target scene again")
+    else:
+        scene_source = obs.obs_frontend_get_current_scene()
+        if scene_source is None:
+            raise _UserError("OBS has no current scene")
+    try:
+        scene = obs.obs_scene_from_source(scene_source)
+        if scene is None:
+            raise _UserError(f"{scene_name!r} is not a scene: pick the target scene again")
+        if obs.obs_scene_find_source(scene, SOURCE_NAME) is not None:
+            return
+        item = obs.obs_scene_add(scene, source)
+        video = obs.obs_video_info()
+        if obs.obs_get_video_info(video):
+            bounds = obs.vec2()
+            bounds.x, bounds.y = float(video.base_width), float(video.base_height)
+            obs.obs_sceneitem_set_bounds_type(item, obs.OBS_BOUNDS_SCALE_INNER)
+            obs.obs_sceneitem_set_bounds_alignment(item, 0)  # centred in the canvas
+            obs.obs_sceneitem_set_bounds(item, bounds)
+        _log(f"added {SOURCE_NAME!r} to scene {obs.obs_source_get_name(scene_source)!r}")
+    finally:
+        obs.obs_source_release(scene_source)
+
+
+def _on_media_ended(calldata):
+    state.inbox.append(("ended",))  # called on the media thread: hand over, do nothing else
+
+
+def _release_source():
+    with state.source_lock:
+        _release_source_locked()
+
+
+def _release_source_locked():
+    source, state.source = state.source, None
+    if source is not None:
+        obs.signal_handler_disconnect(obs.obs_source_get_signal_handler(source), "media_ended", _on_media_ended)
+        obs.obs_source_release(source)
+
+
+def _on_frontend_event(event):
+    # Let go of the source before OBS tears the collection down (a held reference would leak it).
+    if event in (obs.OBS_FRONTEND_EVENT_SCENE_COLLECTION_CLEANUP, obs.OBS_FRONTEND_EVENT_EXIT):
+        _release_source()
+        state.now_playing = None
+    elif event == obs.OBS_FRONTEND_EVENT_FINISHED_LOADING:
+        _log("ready")
+
+
+# --------------------------------------------------------------------------- status (UI thread)
+
+
+def _status_text():
+    lines = []
+    with state.lock:
+        jobs = [dict(job) for job in state.jobs.values()]
+    for job in jobs[-4:]:
+        prompt = _short(job["prompt"])
+        if job["state"] == "generating":
+            stage = f" ({job['stage']} step {job.get('step', 0)} of {job.get('total', 0)})" if job.get("stage") else ""
+            lines.append(f"Generating “{prompt}”: {job['percent']:.0f}%{stage}")
+        elif job["state"] == "failed":
+            lines.append(f"Failed “{prompt}”: {job['error']}")
+        elif job["state"] == "ready":
+            lines.append(f"Ready “{prompt}”: {os.path.basename(job['path'])}")
+        else:
+            lines.append(f"{job['state'].capitalize()} “{prompt}”")
+    if state.now_playing:
+        lines.append(f"On air: {os.path.basename(state.now_playing)}")
+    if state.playlist:
+        lines.append(f"Queue: {len(state.playlist)} clip{'s' if len(state.playlist) != 1 else ''}")
+    if not lines:
+        lines.append("Type a prompt and press Generate.")
+    if state.message:
+        lines.append(state.message)
+    if state.server_note:
+        lines.append(f"Server: {state.server_note}")
+    if CLIENT_ERROR:
+        lines.append(CLIENT_ERROR)
+    return "\n".join(lines)
+
+
+def _show_status():
+    if state.settings is not None:
+        obs.obs_data_set_string(state.settings, "status", _status_text())
+
+
+def _set_message(text):
+    state.message = text
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _combo(props, name, label, values, hint):
+    # An editable list stores the text shown, so each item's label is its value ("" = default).
+    prop = obs.obs_properties_add_list(props, name, label, obs.OBS_COMBO_TYPE_EDITABLE, obs.OBS_COMBO_FORMAT_STRING)
+    for value in values:
+        obs.obs_property_list_add_string(prop, value, value)
+    obs.obs_property_set_long_description(prop, hint)
+    return prop
+
+
+def _backend_choices():
+    seen, choices = set(), []
+    for name in ("",) + tuple(state.backends) + BACKENDS:
+        if name not in seen:
+            seen.add(name)
+            choices.append(name)
+    return choices
+
+
+def _default_clips_dir():
+    videos = os.path.join(os.path.expanduser("~"), "Videos")
+    return os.path.join(videos if os.path.isdir(videos) else os.path.expanduser("~"), "kinema")
+
+
+def _short(text, limit=40):
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

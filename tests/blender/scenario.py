@@ -1,0 +1,246 @@
+"""Drives the installed Kinema extension inside Blender (the bpy module), headless.
+
+Run by tests/test_blender.py with the Blender venv's Python:
+
+    python tests/blender/scenario.py NAME '{"url": ..., ...}'
+
+Timers never fire without a UI, so this calls the add-on's tick by hand, as
+Blender's timer would. Prints one line ``RESULT {json}`` for the test to check.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import time
+
+import bpy  # first: it puts Blender's own modules (addon_utils) on the path
+
+import addon_utils  # noqa: E402
+
+MODULE = "bl_ext.user_default.kinema"
+TIMEOUT = 300.0
+
+
+def enable():
+    addon_utils.enable(MODULE, default_set=True, handle_error=_raise)
+    if MODULE not in bpy.context.preferences.addons:
+        raise SystemExit(f"{MODULE} did not enable")
+    return importlib.import_module(MODULE)
+
+
+def _raise(error):
+    raise error
+
+
+def configure(addon, args, *, fps=30, frame=11):
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    prefs.server_url = args["url"]
+    prefs.start_server = bool(args.get("python"))
+    prefs.python_path = args.get("python", "")
+    scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base = fps, 1.0
+    scene.frame_current = frame
+    options = scene.kinema
+    options.prompt = args.get("prompt", "a red fox running through snow, wind howling")
+    options.use_scene_size = False
+    options.width = options.height = 32
+    options.seconds = args.get("seconds", 0.5)
+    options.steps = args.get("steps", 2)
+    options.random_seed = False
+    options.seed = 7
+    return scene
+
+
+def run_until(addon, done, timeout=TIMEOUT):
+    """Tick like Blender's timer until ``done()``; returns the number of ticks."""
+    deadline = time.monotonic() + timeout
+    ticks = 0
+    while not done():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out; jobs: {addon.session.jobs}")
+        addon.session.tick()
+        ticks += 1
+        time.sleep(0.05)
+    addon.session.tick()
+    return ticks
+
+
+def strips_of(editor):
+    """Blender 5 has ``strips`` only; 4.2 and 4.3 have ``sequences`` (for running these under an older Blender)."""
+    return editor.strips if hasattr(editor, "strips") else editor.sequences
+
+
+def strips_info(scene):
+    editor = scene.sequence_editor
+    rows = []
+    for strip in strips_of(editor) if editor else ():
+        rows.append({
+            "name": strip.name, "type": strip.type, "channel": strip.channel, "start": strip.frame_final_start,
+            "duration": strip.frame_final_duration,
+            "path": bpy.path.abspath(strip.filepath) if strip.type == 'MOVIE' else
+            bpy.path.abspath(strip.sound.filepath) if strip.type == 'SOUND' else None,
+            "props": {key: strip[key] for key in strip.keys() if key.startswith("kinema_")},
+        })
+    return rows
+
+
+def job_info(job):
+    return {"id": job.id, "status": job.status, "message": job.message, "path": job.path, "server_id": job.server_id,
+            "video": job.video, "strips": list(job.strips), "progress": job.progress}
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+def generate(args):
+    """Two jobs from the same prompt and seed, queued together, beside a saved .blend with a busy channel 1."""
+    addon = enable()
+    scene = configure(addon, args)
+    bpy.ops.wm.save_as_mainfile(filepath=os.path.join(args["workdir"], "edit.blend"))
+    editor = scene.sequence_editor_create()
+    try:
+        blocker = strips_of(editor).new_effect("blocker", 'COLOR', 1, frame_start=1, length=60)
+    except TypeError:  # Blender before 4.4
+        blocker = strips_of(editor).new_effect("blocker", 'COLOR', 1, frame_start=1, frame_end=61)
+    before = [s.name for s in strips_of(editor)]
+    results = [bpy.ops.kinema.generate('INVOKE_DEFAULT'), bpy.ops.kinema.generate()]
+    states_seen = {job.id: {job.status} for job in addon.session.jobs}
+
+    def done():
+        for job in addon.session.jobs:
+            states_seen[job.id].add(job.status)
+        return all(not job.active for job in addon.session.jobs)
+
+    ticks = run_until(addon, done)
+    return {"operator": [sorted(r) for r in results], "ticks": ticks, "blocker": blocker.name, "before": before,
+            "jobs": [job_info(job) for job in addon.session.jobs], "strips": strips_info(scene),
+            "states": {str(k): sorted(v) for k, v in states_seen.items()}, "scene_fps": scene.render.fps,
+            "blend_dir": os.path.dirname(bpy.data.filepath)}
+
+
+def camera(args):
+    """Generate from Camera: render the camera's view with Workbench and send it as the first frame."""
+    addon = enable()
+    scene = configure(addon, args, fps=24, frame=1)
+    bpy.ops.mesh.primitive_cube_add()
+    camera_data = bpy.data.cameras.new("Shot Camera")
+    camera_object = bpy.data.objects.new("Shot Camera", camera_data)
+    scene.collection.objects.link(camera_object)
+    camera_object.location = (6.0, -6.0, 4.0)
+    camera_object.rotation_euler = (1.1, 0.0, 0.785)
+    scene.camera = camera_object
+    engine_before = scene.render.engine
+    result = bpy.ops.kinema.generate_from_camera()
+    run_until(addon, lambda: all(not job.active for job in addon.session.jobs))
+    return {"operator": sorted(result), "jobs": [job_info(job) for job in addon.session.jobs],
+            "strips": strips_info(scene), "engine_restored": scene.render.engine == engine_before,
+            "resolution": [scene.render.resolution_x, scene.render.resolution_y]}
+
+
+def no_camera(args):
+    enable()
+    scene = bpy.context.scene
+    for obj in list(bpy.data.objects):
+        if obj.type == 'CAMERA':
+            bpy.data.objects.remove(obj)
+    scene.camera = None
+    return {"poll": bpy.ops.kinema.generate_from_camera.poll()}
+
+
+def cancel(args):
+    """Cancel a running job: it stops on the server and nothing reaches the Sequencer."""
+    addon = enable()
+    scene = configure(addon, args)
+    bpy.ops.kinema.generate()
+    job = addon.session.jobs[-1]
+    run_until(addon, lambda: job.status == "running" or not job.active)
+    status_when_cancelled = job.status
+    result = bpy.ops.kinema.cancel()
+    run_until(addon, lambda: not job.active)
+    return {"operator": sorted(result), "status_when_cancelled": status_when_cancelled, "job": job_info(job),
+            "strips": strips_info(scene)}
+
+
+def server_down(args):
+    """Nothing listens at the URL: the job fails with a message that says what to do, and nothing raises."""
+    addon = enable()
+    scene = configure(addon, args)
+    result = bpy.ops.kinema.generate()
+    job = addon.session.jobs[-1]
+    run_until(addon, lambda: not job.active, timeout=60)
+    return {"operator": sorted(result), "job": job_info(job), "server": vars(addon.session.server),
+            "strips": strips_info(scene)}
+
+
+def start_local(args):
+    """The add-on starts `kinema serve` from the configured Python, generates, and stops it when disabled."""
+    addon = enable()
+    scene = configure(addon, args)
+    bpy.ops.kinema.generate()
+    job = addon.session.jobs[-1]
+    run_until(addon, lambda: not job.active)
+    process = addon.session.work.connection.started
+    pid = process.pid if process is not None else None
+    url = addon.session.server.url
+    addon_utils.disable(MODULE, default_set=True)
+    return {"job": job_info(job), "strips": strips_info(scene), "pid": pid, "url": url,
+            "exit_code_after_disable": process.poll() if process is not None else None}
+
+
+def markers(args):
+    """Generate from Markers: named timeline markers make one film, placed at the first marker."""
+    addon = enable()
+    scene = configure(addon, args, fps=24, frame=1)
+    scene.kinema.prompt = "a misty harbour at dawn"
+    scene.frame_start, scene.frame_end = 1, 40
+    for frame, name in ((5, "a boat leaves the pier"), (11, "+ it turns toward the sea"), (20, "gulls over the water"),
+                        (60, "after the end: ignored")):
+        scene.timeline_markers.new(name, frame=frame)
+    result = bpy.ops.kinema.generate_from_markers()
+    run_until(addon, lambda: all(not job.active for job in addon.session.jobs))
+    return {"operator": sorted(result), "jobs": [job_info(job) for job in addon.session.jobs],
+            "strips": strips_info(scene)}
+
+
+def fps_mismatch(args):
+    """A clip whose frame rate is not the scene's: added anyway, with a warning that says how to fix it."""
+    addon = enable()
+    scene = bpy.context.scene
+    scene.render.fps, scene.render.fps_base = 30, 1.0
+    movie, sound, warning = addon.timeline.insert_clip(scene, args["clip"], frame=5, name="mismatch",
+                                                       properties={"kinema_seed": 2**32 - 1})
+    return {"warning": warning, "movie": [movie.channel, movie.frame_final_start, movie.frame_final_duration],
+            "sound": [sound.channel, sound.frame_final_start, sound.frame_final_duration],
+            "seed": movie["kinema_seed"]}
+
+
+def empty_prompt(args):
+    addon = enable()
+    configure(addon, args, )
+    bpy.context.scene.kinema.prompt = "   "
+    try:
+        bpy.ops.kinema.generate()
+        raised = None
+    except RuntimeError as error:  # operators that report ERROR raise in background mode
+        raised = str(error)
+    return {"raised": raised, "jobs": len(addon.session.jobs)}
+
+
+def cameo(args):
+    """A clip with the cameo picked in the panel; the picker lists what the server lets this user use."""
+    addon = enable()
+    scene = configure(addon, args)
+    scene.kinema.cameo = args["cameo"]
+    bpy.ops.kinema.generate()
+    run_until(addon, lambda: all(not job.active for job in addon.session.jobs))
+    return {"jobs": [job_info(job) for job in addon.session.jobs], "listed": list(addon.session.server.cameos)}
+
+
+if __name__ == "__main__":
+    argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:]  # blender -b --python … -- ARGS
+    name, arguments = argv[0], json.loads(argv[1])
+    outcome = globals()[name](arguments)
+    print("RESULT " + json.dumps(outcome, default=str), flush=True)

@@ -1,0 +1,357 @@
+"""The Blender extension against the real bpy 5.0.1 and a real ``kinema serve`` on loopback.
+
+A user's Blender has its own Python, so bpy lives in its own venv (Python 3.11,
+numpy<2; `bash tests/setup.sh` makes it): KINEMA_BLENDER_PYTHON names its
+interpreter, default ``.venv-blender/bin/python`` in the repository. These tests
+run in kinema's venv; each scenario runs in a fresh bpy process
+(tests/blender/scenario.py) with the extension that ``kinema install blender``
+built, validated and installed into a private Blender user folder. Headless
+Blender fires no timers, so the scenarios call the add-on's tick by hand.
+Without the Blender venv these tests skip, except under CI=true, where they fail.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+ADDON = REPO / "plugins" / "blender"
+SCENARIO = Path(__file__).resolve().parent / "blender" / "scenario.py"
+SCENARIO_TIMEOUT = 600  # tiny clips take seconds; this only bounds a hung run on a crowded machine
+
+
+def blender_python() -> str:
+    path = os.environ.get("KINEMA_BLENDER_PYTHON") or str(REPO / ".venv-blender" / "bin" / "python")
+    if not os.path.isfile(path):
+        message = (f"the Blender tests need bpy 5.0.1 in its own venv at {path} (run `bash tests/setup.sh`, or set"
+                   " KINEMA_BLENDER_PYTHON)")
+        if os.environ.get("CI", "").lower() in ("true", "1"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return path
+
+
+def _load(name: str):
+    """A bpy-free module of the add-on, imported by path (the package itself needs bpy)."""
+    spec = importlib.util.spec_from_file_location(f"kinema_addon_{name}", ADDON / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --------------------------------------------------------------------------- without Blender
+
+
+def test_clip_names_never_overwrite(tmp_path):
+    clipfiles = _load("clipfiles")
+    assert clipfiles.stem_from_prompt("A red fox, running!  Über snow", 7) == "a-red-fox-running-uber-snow-7"
+    assert clipfiles.stem_from_prompt("???") == "clip"
+    paths = []
+    for content in (b"first", b"second", b"third"):
+        staged = tmp_path / ".staged"
+        staged.write_bytes(content)
+        paths.append(clipfiles.claim(str(staged), str(tmp_path), "fox-7"))
+        assert not staged.exists()
+    assert [Path(p).name for p in paths] == ["fox-7.mp4", "fox-7-2.mp4", "fox-7-3.mp4"]
+    assert [Path(p).read_bytes() for p in paths] == [b"first", b"second", b"third"]
+
+
+def test_the_addon_ships_no_client_of_its_own():
+    """`kinema install blender` adds core/client.py; the repository keeps one client."""
+    assert not (ADDON / "kinema_client.py").exists()
+    for path in ADDON.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        classes = {node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef)}
+        assert "Client" not in classes, path
+
+
+def test_install_without_blender_builds_a_checked_zip_and_prints_the_command(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from kinema import hosts_blender
+    from kinema.cli import cli
+
+    monkeypatch.setattr(hosts_blender, "find_blender", lambda: None)
+    result = CliRunner().invoke(cli, ["install", "blender", "--output", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    archive = tmp_path / "kinema-0.1.0.zip"
+    assert "blender --command extension install-file --repo user_default --enable" in result.output
+    assert str(archive) in result.output
+    with zipfile.ZipFile(archive) as opened:
+        names = set(opened.namelist())
+        defaults = json.loads(opened.read("kinema_defaults.json"))
+    assert {"__init__.py", "blender_manifest.toml", "kinema_client.py", "runner.py"} <= names
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    assert defaults["python"] == sys.executable
+    from kinema.styles import list_styles
+
+    assert defaults["styles"] == sorted(list_styles())  # the panel's style suggestions
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
+# --------------------------------------------------------------------------- with bpy
+
+
+@pytest.fixture(scope="module")
+def tiny_home(tmp_path_factory, shared_models) -> Path:
+    """A data directory for the test server, linked to the session's tiny models (built here if needed)."""
+    target = shared_models / "kinema--tiny-ltx2"
+    if not (target / "model_index.json").is_file():
+        from kinema.tiny import build_tiny
+
+        build_tiny("ltx2", target)
+    home = tmp_path_factory.mktemp("blender-kinema-home")
+    (home / "models").symlink_to(shared_models, target_is_directory=True)
+    return home
+
+
+def _server_env(home: Path) -> dict:
+    env = dict(os.environ, KINEMA_HOME=str(home), KINEMA_DEVICE="cpu", KINEMA_LOAD_PLUGINS="")
+    env.pop("KINEMA_API_KEY", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def server(tiny_home):
+    """`kinema serve` on a free loopback port; yields its URL."""
+    process = subprocess.Popen([sys.executable, "-m", "kinema.cli", "serve", "--port", "0", "--log-level", "warning"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_server_env(tiny_home))
+    url = None
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if "serving the OpenAI Videos API on " in line:
+            url = line.split(" on ", 1)[1].split("/v1", 1)[0]
+            break
+    if url is None:
+        process.kill()
+        pytest.fail("kinema serve did not start:\n" + "".join(lines))
+    yield url
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture(scope="module")
+def blender(tmp_path_factory):
+    """The extension, built, validated and installed by `kinema install blender` into a private Blender user folder."""
+    python = blender_python()
+    root = tmp_path_factory.mktemp("blender")
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(root / "user"))
+    done = subprocess.run([sys.executable, "-m", "kinema.cli", "install", "blender", "--blender", python,
+                           "--output", str(root / "dist")], capture_output=True, text=True, env=env,
+                          timeout=SCENARIO_TIMEOUT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return {"python": python, "env": env, "root": root, "output": done.stdout}
+
+
+def scenario(blender, name: str, env: dict | None = None, **arguments) -> dict:
+    done = subprocess.run([blender["python"], str(SCENARIO), name, json.dumps(arguments)], capture_output=True,
+                          text=True, env={**blender["env"], **(env or {})}, timeout=SCENARIO_TIMEOUT)
+    results = [line[7:] for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert done.returncode == 0 and results, f"scenario {name} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    outcome = json.loads(results[-1])
+    outcome["log"] = done.stdout + done.stderr
+    return outcome
+
+
+def test_install_validates_with_blender_and_installs(blender):
+    import kinema
+    import kinema.client
+
+    assert "Validated by bpy (Blender as a Python module) 5.0.1" in blender["output"]
+    assert "Installed and enabled in repository 'user_default'" in blender["output"]
+    archive = blender["root"] / "dist" / f"kinema-{kinema.__version__}.zip"
+    installed = blender["root"] / "user" / "extensions" / "user_default" / "kinema"
+    assert (installed / "kinema_client.py").read_bytes() == Path(kinema.client.__file__).read_bytes()
+    with zipfile.ZipFile(archive) as opened:
+        manifest = opened.read("blender_manifest.toml").decode()
+    assert f'version = "{kinema.__version__}"' in manifest
+
+    # Blender's own validator, run again on its own, also rejects a broken manifest.
+    from kinema import hosts_blender
+
+    found = hosts_blender.identify(blender["python"])
+    assert found.kind == "python" and found.version[:2] == (5, 0)
+    broken = blender["root"] / "broken.zip"
+    with zipfile.ZipFile(archive) as source, zipfile.ZipFile(broken, "w") as target:
+        for item in source.namelist():
+            data = source.read(item)
+            if item == "blender_manifest.toml":
+                data = data.replace(b'tagline = "Generate video clips with sound into the Video Sequencer"',
+                                    b'tagline = "Ends with a full stop."')
+            target.writestr(item, data)
+    with pytest.raises(hosts_blender.HostInstallError, match="tagline"):
+        hosts_blender.validate(found, broken)
+
+
+def test_generate_adds_movie_and_sound_strips_at_the_playhead(blender, server, tmp_path):
+    from kinema.media import probe
+
+    outcome = scenario(blender, "generate", url=server, workdir=str(tmp_path))
+    jobs = outcome["jobs"]
+    assert outcome["operator"] == [["FINISHED"], ["FINISHED"]]
+    assert [job["status"] for job in jobs] == ["done", "done"], jobs
+    assert all({"queued", "running"} & set(states) for states in outcome["states"].values()), outcome["states"]
+
+    # Clips beside the .blend, never overwritten: the same prompt and seed twice gives two files.
+    folder = tmp_path / "kinema"
+    names = sorted(p.name for p in folder.iterdir())
+    stem = "a-red-fox-running-through-snow-wind-howling-7"
+    assert names == [f"{stem}-2.mp4", f"{stem}.mp4"], names
+    for path in folder.iterdir():
+        info = probe(path)
+        assert (info.width, info.height, info.fps, info.frame_count) == (32, 32, 30, 17)
+        assert info.has_audio
+
+    strips = {strip["name"]: strip for strip in outcome["strips"]}
+    assert strips["blocker"]["channel"] == 1  # busy under the playhead: the clips must go above it
+    movies = sorted((s for s in outcome["strips"] if s["type"] == "MOVIE"), key=lambda s: s["channel"])
+    sounds = sorted((s for s in outcome["strips"] if s["type"] == "SOUND"), key=lambda s: s["channel"])
+    assert [s["channel"] for s in movies] == [2, 4] and [s["channel"] for s in sounds] == [3, 5]
+    for job in jobs:  # the two jobs may reach the server, and finish, in either order
+        (movie,) = [s for s in movies if s["props"]["kinema_job"] == job["server_id"]]
+        (sound,) = [s for s in sounds if s["props"]["kinema_job"] == job["server_id"]]
+        assert sound["channel"] == movie["channel"] + 1
+        assert movie["name"].startswith("a red fox running through snow, wind howling")
+        assert movie["start"] == sound["start"] == 11  # the playhead when Generate was pressed
+        num_frames = job["video"]["kinema"]["num_frames"]
+        assert movie["duration"] == sound["duration"] == num_frames == 17  # 30 fps clip in a 30 fps scene
+        assert movie["path"] == sound["path"] == job["path"]
+        assert Path(movie["path"]).parent == folder
+        for strip in (movie, sound):
+            props = strip["props"]
+            assert props["kinema_prompt"] == "a red fox running through snow, wind howling"
+            assert props["kinema_seed"] == 7
+            assert props["kinema_backend"] == "tiny"
+            assert props["kinema_job"] == job["server_id"]
+            assert props["kinema_first_frame"] is False
+
+
+def test_generate_from_camera_sends_the_rendered_frame(blender, server):
+    from kinema.client import Client
+
+    outcome = scenario(blender, "camera", url=server)
+    (job,) = outcome["jobs"]
+    assert job["status"] == "done", job
+    assert Client(server).get(job["server_id"])["kinema"]["has_image"] is True
+    movie = next(s for s in outcome["strips"] if s["type"] == "MOVIE")
+    assert movie["props"]["kinema_first_frame"] is True
+    assert movie["duration"] == job["video"]["kinema"]["num_frames"]  # 24 fps scene, 24 fps clip
+    assert outcome["engine_restored"] and outcome["resolution"] == [1920, 1080]
+
+    assert scenario(blender, "no_camera", url=server)["poll"] is False
+
+
+def test_cancel_stops_a_running_job(blender, server):
+    from kinema.client import Client
+
+    outcome = scenario(blender, "cancel", url=server, steps=400)
+    job = outcome["job"]
+    assert outcome["status_when_cancelled"] == "running"
+    assert job["status"] == "cancelled", job
+    assert outcome["strips"] == []
+    on_server = Client(server).get(job["server_id"])
+    assert on_server["kinema"]["status"] == "cancelled"
+    assert on_server["kinema"]["step"] < 400
+
+
+def test_a_stopped_server_gives_a_clear_message(blender):
+    with socket.socket() as probe_socket:
+        probe_socket.bind(("127.0.0.1", 0))
+        port = probe_socket.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    outcome = scenario(blender, "server_down", url=url)
+    job = outcome["job"]
+    assert outcome["operator"] == ["FINISHED"]  # the button returns at once; the failure arrives later
+    assert job["status"] == "failed"
+    assert job["message"] == (f"No kinema server at {url}: run `kinema serve`, or turn on 'Start a local server' in"
+                              " the add-on preferences")
+    assert outcome["server"]["state"] == "error"
+    assert "Traceback" not in outcome["log"]
+
+
+def test_empty_prompt_is_refused(blender, server):
+    outcome = scenario(blender, "empty_prompt", url=server)
+    assert "Type a prompt first" in outcome["raised"] and outcome["jobs"] == 0
+
+
+def test_a_clip_at_another_frame_rate_comes_with_a_warning(blender, tmp_path):
+    """Jobs ask for the scene's rate; a clip at another one (24 fps in a 30 fps scene) is flagged, not hidden."""
+    from fractions import Fraction
+
+    import numpy as np
+
+    from kinema.clip import Clip
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "clip24.mp4"
+    Clip(rng.integers(0, 255, (24, 32, 32, 3), dtype=np.uint8), Fraction(24),
+         (rng.random((2, 48000), dtype=np.float32) - 0.5) * 0.2, 48000).save(path)
+    outcome = scenario(blender, "fps_mismatch", clip=str(path))
+    assert outcome["movie"] == [1, 5, 24]  # 24 picture frames...
+    assert outcome["sound"] == [2, 5, 30]  # ...but one second of sound: 30 scene frames
+    assert outcome["warning"].startswith("The clip is 24 fps but the scene is 30 fps")
+    assert "retime" in outcome["warning"]
+    assert outcome["seed"] == str(2**32 - 1)  # too big for a Blender integer: kept as text, not lost
+
+
+def test_starts_a_local_server_and_stops_it_when_disabled(blender, tmp_path_factory, shared_models):
+    home = tmp_path_factory.mktemp("blender-started-home")
+    (home / "models").symlink_to(shared_models, target_is_directory=True)
+    outcome = scenario(blender, "start_local", env=_server_env(home), url="http://127.0.0.1:0",
+                       python=sys.executable)
+    job = outcome["job"]
+    assert job["status"] == "done", job
+    assert outcome["url"].startswith("http://127.0.0.1:") and not outcome["url"].endswith(":0")
+    assert [s["type"] for s in outcome["strips"]] == ["MOVIE", "SOUND"]
+    assert outcome["pid"] is not None and outcome["exit_code_after_disable"] is not None
+
+
+def test_generate_from_markers_makes_one_film_at_the_first_marker(blender, server):
+    from kinema.client import Client
+
+    outcome = scenario(blender, "markers", url=server)
+    (job,) = outcome["jobs"]
+    assert outcome["operator"] == ["FINISHED"] and job["status"] == "done", job
+    video = Client(server).get(job["server_id"])
+    assert video["kinema"]["kind"] == "storyboard" and video["kinema"]["num_frames"] == 6 + 9 + 21
+    movie = next(s for s in outcome["strips"] if s["type"] == "MOVIE")
+    assert movie["start"] == 5 and movie["duration"] == 36  # markers at 5, 11, 20; the scene ends at 40
+    from kinema.media import probe
+
+    shots = json.loads(probe(movie["path"]).metadata["kinema"])["shots"]
+    assert [s["frames"] for s in shots] == [6, 9, 21] and [s["cut"] for s in shots] == ["hard", "continue", "hard"]
+    assert shots[1]["prompt"] == "it turns toward the sea" and "a misty harbour at dawn" in shots[0]["full_prompt"]
+
+
+def test_the_panel_puts_a_cameo_in_the_clip(blender, server, tiny_home):
+    """The server's owner's cameo, picked in the panel: listed by the picker, used in the clip (tests/test_cameos.py)."""
+    import numpy as np
+
+    from kinema import Clip
+    from kinema.cameo_capture import CaptureResult
+    from kinema.cameos import CameoStore, local_user
+
+    portrait = np.zeros((512, 512, 3), np.uint8)
+    portrait[128:384, 160:352] = 200
+    captured = CaptureResult(references=[portrait], faces=[portrait[:112, :112].copy()])
+    CameoStore(tiny_home / "cameos").create("astro", local_user(), captured, replace=True)
+    outcome = scenario(blender, "cameo", url=server, cameo="astro")
+    (job,) = outcome["jobs"]
+    assert job["status"] == "done", job
+    assert "astro" in outcome["listed"]
+    assert Clip.load(job["path"]).metadata["cameos"] == ["astro"]

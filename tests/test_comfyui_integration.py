@@ -1,0 +1,201 @@
+"""kinema's nodes inside a real ComfyUI, on the CPU, over its HTTP API.
+
+Runs only when KINEMA_COMFYUI_DIR points to a ComfyUI checkout (0.27 is what
+we check with); KINEMA_COMFYUI_PYTHON is the Python to run it with (it needs
+torch, torchvision, torchaudio, ComfyUI's requirements.txt and kinema), by
+default this one. CI has no ComfyUI, so there these tests skip.
+
+ComfyUI runs with a temporary --base-directory, so the checkout is not touched.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import kinema
+from kinema.media import probe
+
+COMFY_DIR = os.environ.get("KINEMA_COMFYUI_DIR")
+pytestmark = pytest.mark.skipif(not COMFY_DIR, reason="set KINEMA_COMFYUI_DIR to a ComfyUI checkout to run these")
+
+NODE_FOLDER = Path(__file__).resolve().parent.parent / "plugins" / "comfyui"
+EXAMPLE = NODE_FOLDER / "example_workflows" / "kinema_text_to_video_api.json"
+STARTUP_SECONDS = 300
+RUN_SECONDS = 600
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Comfy:
+    def __init__(self, url: str, log: Path, base: Path):
+        self.url, self.log, self.base = url, log, base
+
+    def get(self, path: str):
+        with urllib.request.urlopen(self.url + path, timeout=30) as response:
+            return json.loads(response.read() or b"null")
+
+    def post(self, path: str, body: dict):
+        request = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            raise AssertionError(f"POST {path}: {error.code} {error.read().decode()}") from None
+
+    @staticmethod
+    def errors(entry: dict) -> list:
+        return [f"{body.get('node_type')}: {body.get('exception_message')}"
+                for name, body in entry["status"]["messages"] if name == "execution_error"]
+
+    def run(self, workflow: dict) -> dict:
+        prompt_id = self.post("/prompt", {"prompt": workflow, "client_id": "kinema-tests"})["prompt_id"]
+        return self.wait(prompt_id)
+
+    def wait(self, prompt_id: str) -> dict:
+        deadline = time.monotonic() + RUN_SECONDS
+        while time.monotonic() < deadline:
+            entry = self.get(f"/history/{prompt_id}").get(prompt_id)
+            if entry and entry["status"].get("status_str") in ("success", "error"):
+                return entry
+            time.sleep(0.25)
+        raise AssertionError(f"prompt {prompt_id} did not finish in {RUN_SECONDS} s; log: {self.log_text()[-3000:]}")
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def comfy(tmp_path_factory, shared_models):
+    base = tmp_path_factory.mktemp("comfy-base")
+    (base / "custom_nodes").mkdir()
+    (base / "custom_nodes" / "comfyui-kinema").symlink_to(NODE_FOLDER, target_is_directory=True)
+    home = tmp_path_factory.mktemp("kinema-home-comfy")
+    (home / "models").symlink_to(shared_models, target_is_directory=True)
+    port = _free_port()
+    log = base / "comfyui.log"
+    env = {**os.environ, "KINEMA_HOME": str(home), "KINEMA_LOAD_PLUGINS": "", "PYTHONUNBUFFERED": "1"}
+    env.pop("KINEMA_DEVICE", None)  # the nodes must follow ComfyUI's --cpu on their own
+    python = os.environ.get("KINEMA_COMFYUI_PYTHON", sys.executable)
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--base-directory", str(base),
+             "--disable-auto-launch", "--database-url", "sqlite:///:memory:"],
+            cwd=COMFY_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    server = Comfy(f"http://127.0.0.1:{port}", log, base)
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"ComfyUI exited with {process.returncode}: {server.log_text()[-3000:]}")
+            try:
+                server.get("/system_stats")
+                break
+            except (urllib.error.URLError, ConnectionError, OSError):
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"ComfyUI did not start in {STARTUP_SECONDS} s: {server.log_text()[-3000:]}") from None
+                time.sleep(0.5)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def small_workflow(**changes) -> dict:
+    workflow = json.loads(EXAMPLE.read_text())
+    workflow["2"]["inputs"].update({"seconds": 0.375, "width": 32, "height": 32, "steps": 2, **changes})
+    return workflow
+
+
+def test_comfyui_loads_the_nodes_with_their_declared_schema(comfy):
+    from test_comfyui import import_like_comfyui
+
+    spec = import_like_comfyui(NODE_FOLDER).spec
+    assert "IMPORT FAILED" not in comfy.log_text()
+    info = comfy.get("/object_info")
+    for node in spec.NODES:
+        entry = info[node.node_id]  # ComfyUI validated the V3 schema (Schema.validate) when it loaded the node
+        assert entry["display_name"] == node.display_name and entry["category"] == spec.CATEGORY
+        assert entry["output_node"] == node.output_node
+        assert entry["output"] == [o.type for o in node.outputs]
+        for field in node.inputs:
+            kind, options = entry["input"]["optional" if field.optional else "required"][field.id]
+            if field.type == "COMBO":
+                assert kind == "COMBO" and options["options"] == field.choices() and options["default"] == field.default
+            else:
+                assert kind == field.type
+                assert options.get("default") == field.default
+            for key in ("min", "max", "step"):
+                if getattr(field, key) is not None:
+                    assert options[key] == getattr(field, key), (node.node_id, field.id, key)
+    seed = info["KinemaGenerate"]["input"]["required"]["seed"][1]
+    assert seed["control_after_generate"] is True
+
+
+def test_example_workflow_makes_mp4s_with_video_and_audio(comfy):
+    entry = comfy.run(small_workflow(seed=11))
+    assert entry["status"]["status_str"] == "success", comfy.errors(entry)
+    outputs = entry["outputs"]
+    for node_id in ("3", "4"):  # Kinema Save Clip, and ComfyUI's own Save Video fed by Generate's VIDEO
+        saved = outputs[node_id]["images"][0]
+        assert saved["type"] == "output"
+        path = comfy.base / "output" / saved["subfolder"] / saved["filename"]
+        info = probe(path)
+        assert (info.video_codec, info.audio_codec) == ("h264", "aac")
+        assert (info.width, info.height, info.frame_count) == (32, 32, 9)
+        assert abs(info.audio_duration - info.video_duration) <= 1024 / info.sample_rate
+    ours = outputs["3"]["images"][0]
+    clip = kinema.Clip.load(comfy.base / "output" / ours["subfolder"] / ours["filename"])
+    assert clip.metadata["backend"] == "tiny" and clip.metadata["seed"] == 11
+    assert clip.metadata["prompt"].startswith("A red fox")
+
+
+def test_interrupt_stops_generation_and_the_next_run_works(comfy):
+    prompt_id = comfy.post("/prompt", {"prompt": small_workflow(steps=500, seed=12), "client_id": "kinema-tests"})["prompt_id"]
+    deadline = time.monotonic() + RUN_SECONDS
+    while not comfy.get("/queue")["queue_running"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    time.sleep(2)
+    comfy.post("/interrupt", {})
+    entry = comfy.wait(prompt_id)
+    events = [name for name, _ in entry["status"]["messages"]]
+    assert "execution_interrupted" in events and "execution_error" not in events, events
+    again = comfy.run(small_workflow(seed=13))
+    assert again["status"]["status_str"] == "success", comfy.errors(again)
+
+
+def test_freeing_memory_in_comfyui_releases_kinemas_pipelines(comfy):
+    assert comfy.run(small_workflow(seed=14))["status"]["status_str"] == "success"
+    before = comfy.log_text().count("kinema: releasing loaded pipelines")
+    comfy.post("/free", {"unload_models": True})
+    deadline = time.monotonic() + 60
+    while comfy.log_text().count("kinema: releasing loaded pipelines") == before:
+        assert time.monotonic() < deadline, "ComfyUI's Unload Models did not reach kinema"
+        time.sleep(0.25)
+    assert comfy.run(small_workflow(seed=15))["status"]["status_str"] == "success"  # loads again on demand
+
+
+def test_errors_read_like_errors(comfy):
+    entry = comfy.run(small_workflow(prompt="   ", seed=16))
+    error = next(body for name, body in entry["status"]["messages"] if name == "execution_error")
+    assert error["exception_message"].strip() == "kinema: prompt is empty: describe the clip you want"
+    assert error["exception_type"].endswith("KinemaNodeError")
+    assert not any("diffusers" in line for line in error["traceback"])

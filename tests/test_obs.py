@@ -1,0 +1,365 @@
+"""The OBS source against a real OBS Studio 29 (Debian's obs-studio) under Xvfb, offline.
+
+OBS, Xvfb and ``kinema serve`` (tiny backend, 32x32 clips, 2 steps) run in a
+loopback-only network namespace (tests/obs/obs_harness.py); the script is
+loaded from a copy made by ``kinema install obs``, the way users get it. The
+script's Generate / Play next / Clear queue are pressed through the hotkeys it
+registers (obs-websocket's TriggerHotkeyByName), which call the same functions
+as its buttons. Without root, obs or Xvfb these tests skip, except under
+CI=true, where they fail so a broken setup cannot hide.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "obs"))
+import obs_harness  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT = REPO / "plugins" / "obs" / "kinema_obs.py"
+CLIP = "Kinema Clip"
+GENERATION_TIMEOUT = 600.0  # tiny clips take seconds; this only bounds a hung run on a crowded machine
+
+
+def require_obs() -> None:
+    missing = obs_harness.missing_tools()
+    try:
+        import simpleobsws  # noqa: F401
+    except ImportError:
+        missing.append("simpleobsws (pip install -e '.[obs]')")
+    if missing:
+        message = f"the OBS tests need {', '.join(missing)}: run `bash tests/setup.sh` as root"
+        if os.environ.get("CI", "").lower() in ("true", "1"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def tiny_home(tmp_path_factory, shared_models) -> Path:
+    """A data directory for the rig's server, linked to the session's tiny models (built here if needed)."""
+    target = shared_models / "kinema--tiny-ltx2"
+    if not (target / "model_index.json").is_file():
+        from kinema.tiny import build_tiny
+
+        build_tiny("ltx2", target)
+    home = tmp_path_factory.mktemp("obs-kinema-home")
+    (home / "models").symlink_to(shared_models, target_is_directory=True)
+    return home
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory, tiny_home):
+    require_obs()
+    rig = obs_harness.Rig(tmp_path_factory.mktemp("obs-rig"), tiny_home)
+    yield rig
+    rig.close()
+
+
+@pytest.fixture(scope="module")
+def live(rig):
+    """One OBS with the kinema script (auto-play on), and a websocket that records every event and the meters."""
+    instance = rig.start_obs("obs-live")
+    return instance, rig.connect(instance, meters=True)
+
+
+def script_log(instance) -> list[str]:
+    return [line for line in instance.log().splitlines() if "kinema:" in line]
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+def ready_clips(instance) -> list[str]:
+    """Paths of the clips the script downloaded, from its log, in the order they became ready."""
+    return [line.split("clip ready: ", 1)[1].strip() for line in script_log(instance) if "clip ready: " in line]
+
+
+def playing_file(ws) -> str:
+    return ws.call("GetInputSettings", {"inputName": CLIP})["inputSettings"].get("local_file", "")
+
+
+def clip_items(ws, scene: str) -> list[dict]:
+    return [item for item in ws.call("GetSceneItemList", {"sceneName": scene})["sceneItems"]
+            if item["sourceName"] == CLIP]
+
+
+# --------------------------------------------------------------------------- without OBS
+
+
+def test_install_copies_the_script_and_the_one_client(tmp_path):
+    from kinema.cli import cli
+    from click.testing import CliRunner
+
+    import kinema.client
+
+    result = CliRunner().invoke(cli, ["install", "obs", "--dir", str(tmp_path / "scripts")])
+    assert result.exit_code == 0, result.output
+    assert "Tools → Scripts" in result.output
+    installed = tmp_path / "scripts"
+    assert (installed / "kinema_obs.py").read_bytes() == SCRIPT.read_bytes()
+    assert (installed / "client.py").read_bytes() == Path(kinema.client.__file__).read_bytes()
+    assert '"kinema_python"' in (installed / "kinema_obs.json").read_text()
+    assert not [p.name for p in installed.iterdir() if p.name.endswith(".part")]
+
+
+def test_script_uses_only_the_standard_library():
+    """OBS's Python has nothing but the standard library (and obspython) to offer, and may be 3.9."""
+    tree = ast.parse(SCRIPT.read_text(), feature_version=(3, 9))
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            imported.add(node.module.split(".")[0])
+    assert imported - set(sys.stdlib_module_names) == {"obspython"}
+
+
+@pytest.mark.skipif(not Path("/usr/bin/python3").exists(), reason="no system python3")
+def test_script_compiles_with_the_system_python(tmp_path):
+    """The system python3 is the one OBS embeds on Linux."""
+    shutil.copy(SCRIPT, tmp_path / "kinema_obs.py")
+    done = subprocess.run(["/usr/bin/python3", "-m", "py_compile", str(tmp_path / "kinema_obs.py")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_cli_says_obs_is_not_running(tmp_path):
+    from click.testing import CliRunner
+
+    from kinema.cli import cli
+
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"not opened: OBS is not there")
+    port = str(obs_harness.free_port())  # nothing listens here
+    result = CliRunner().invoke(cli, ["obs", "play", str(clip), "--port", port, "--password", "x"])
+    assert result.exit_code == 1
+    assert f"OBS is not running at ws://127.0.0.1:{port}" in result.output and "Enable WebSocket server" in result.output
+
+    result = CliRunner().invoke(cli, ["obs", "play", str(tmp_path / "missing.mp4")])
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_cli_without_simpleobsws_says_what_to_install(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from kinema.cli import cli
+
+    monkeypatch.setitem(sys.modules, "simpleobsws", None)  # as if the `obs` extra were not installed
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"x")
+    result = CliRunner().invoke(cli, ["obs", "play", str(clip)])
+    assert result.exit_code == 1 and "pip install 'kinema[obs]'" in result.output
+
+
+# --------------------------------------------------------------------------- in OBS
+
+
+def test_script_loads_without_a_traceback(live):
+    instance, ws = live
+    log = instance.log()
+    assert "Loaded python script: kinema_obs.py" in log
+    assert any("kinema: loaded (Python 3." in line for line in script_log(instance))
+    assert instance.script_errors() == []
+    names = [hotkey for hotkey in ws.call("GetHotkeyList")["hotkeys"] if hotkey.startswith("kinema.")]
+    assert sorted(names) == ["kinema.cancel", "kinema.clear_queue", "kinema.generate", "kinema.play_next"]
+
+
+def test_generate_puts_the_clip_on_air_with_picture_and_sound(live):
+    instance, ws = live
+    pressed = time.monotonic()
+    ws.call("TriggerHotkeyByName", {"hotkeyName": "kinema.generate"})
+    started, _ = ws.wait_event("MediaInputPlaybackStarted", lambda d: d["inputName"] == CLIP, since=pressed,
+                               timeout=GENERATION_TIMEOUT)
+    path = Path(playing_file(ws))
+    assert path.suffix == ".mp4" and path.parent.name == "clips" and path.is_file()
+
+    status = ws.call("GetMediaInputStatus", {"inputName": CLIP})
+    assert status["mediaState"] in ("OBS_MEDIA_STATE_PLAYING", "OBS_MEDIA_STATE_ENDED"), status
+
+    def picture():  # the scene as broadcast, while the clip plays
+        image = np.asarray(ws.screenshot("Scene"), dtype=np.float32)
+        return image.std() > 8.0
+
+    wait_for(picture, 10, "a non-blank screenshot of the scene while the clip plays", interval=0.02)
+    ended, _ = ws.wait_event("MediaInputPlaybackEnded", lambda d: d["inputName"] == CLIP, since=started, timeout=30)
+
+    levels = [channel[0]
+              for _, event in ws.events_of("InputVolumeMeters", since=started)
+              for source in event["inputs"] if source["inputName"] == CLIP
+              for channel in source["inputLevelsMul"]]
+    assert levels and max(levels) > 0.01, "the clip's audio never moved OBS's meters"
+    assert 1.0 < ended - started < 10.0  # the whole 2 s clip played, then it stopped (no loop)
+    assert any(f"clip ready: {path}" in line for line in script_log(instance))
+    assert clip_items(ws, "Scene") and len(clip_items(ws, "Scene")) == 1
+
+
+def test_a_queue_of_two_plays_in_order(rig):
+    """Auto-play off: two Generates queue two clips; Play next starts the queue, which then plays through."""
+    instance = rig.start_obs("obs-queue", settings=rig.script_settings(auto_play=False, seconds=1.0,
+                                                                      clips_dir=str(rig.workdir / "queue-clips")))
+    ws = rig.connect(instance)
+    for _ in range(2):
+        ws.call("TriggerHotkeyByName", {"hotkeyName": "kinema.generate"})
+    ready = wait_for(lambda: ready_clips(instance) if len(ready_clips(instance)) >= 2 else None,
+                     GENERATION_TIMEOUT, "two clips ready")
+    submitted = [line.split(" queued: ")[0].rsplit(" ", 1)[1] for line in script_log(instance) if " queued: " in line]
+    assert len(submitted) == 2
+    # Clips are named ...-<end of job id>.mp4; they must play in the order they were asked for.
+    expected = sorted(ready, key=lambda path: [job[-8:] for job in submitted].index(path.rsplit("-", 1)[1][:-4]))
+    time.sleep(0.5)
+    assert ws.events_of("MediaInputPlaybackStarted") == [], "auto-play is off: nothing may play before Play next"
+
+    pressed = time.monotonic()
+    ws.call("TriggerHotkeyByName", {"hotkeyName": "kinema.play_next"})
+    first, _ = ws.wait_event("MediaInputPlaybackStarted", since=pressed, timeout=20)
+    played = [playing_file(ws)]
+    end_first, _ = ws.wait_event("MediaInputPlaybackEnded", since=first, timeout=30)
+    second, _ = ws.wait_event("MediaInputPlaybackStarted", since=end_first, timeout=20)
+    played.append(playing_file(ws))
+    end_second, _ = ws.wait_event("MediaInputPlaybackEnded", since=second, timeout=30)
+    assert played == expected
+    time.sleep(1.0)
+    assert len(ws.events_of("MediaInputPlaybackStarted", since=pressed)) == 2, "the queue played something extra"
+
+    # Clear queue: a third clip is dropped, and Play next then has nothing to play.
+    ws.call("TriggerHotkeyByName", {"hotkeyName": "kinema.generate"})
+    wait_for(lambda: len(ready_clips(instance)) >= 3, GENERATION_TIMEOUT, "a third clip")
+    ws.call("TriggerHotkeyByName", {"hotkeyName": "kinema.clear_queue"})
+    time.sleep(0.3)
+    cleared = time.monotonic()
+    ws.call("TriggerHotkeyByName", {"hotkeyName": "kinema.play_next"})
+    time.sleep(1.0)
+    assert ws.events_of("MediaInputPlaybackStarted", since=cleared) == []
+
+    # Cancel, pressed while the job is still being submitted: the server stops it, nothing is queued.
+    ws.call("TriggerHotkeyByName", {"hotkeyName": "kinema.generate"})
+    ws.call("TriggerHotkeyByName", {"hotkeyName": "kinema.cancel"})
+    wait_for(lambda: any(" cancelled" in line and "job " in line for line in script_log(instance)), 120,
+             "the job to be cancelled")
+    time.sleep(0.5)
+    assert len(ready_clips(instance)) == 3
+    assert instance.script_errors() == []
+
+
+def test_generate_starts_a_local_server_and_stops_it_with_obs(rig, tiny_home, tmp_path):
+    """No server running, "Start kinema serve" on (the default after `kinema install obs`): Generate starts one."""
+    home = tmp_path / "started-home"
+    home.mkdir()
+    (home / "models").symlink_to((tiny_home / "models").resolve(), target_is_directory=True)
+    url = f"http://127.0.0.1:{obs_harness.free_port(rig.loop)}"
+    settings = rig.script_settings(server_url=url, start_local=True, kinema_python=sys.executable, seconds=0.4,
+                                   clips_dir=str(tmp_path / "clips"))
+    instance = rig.start_obs("obs-local", settings=settings,
+                             env={"KINEMA_HOME": str(home), "KINEMA_DEVICE": "cpu", "KINEMA_LOAD_PLUGINS": ""})
+    ws = rig.connect(instance)
+    pressed = time.monotonic()
+    ws.call("TriggerHotkeyByName", {"hotkeyName": "kinema.generate"})
+    began, _ = ws.wait_event("MediaInputPlaybackStarted", since=pressed, timeout=GENERATION_TIMEOUT)
+    # OBS 29 itself may crash when it quits within ~50 ms of a media source appearing, script or not.
+    ws.wait_event("MediaInputPlaybackEnded", since=began, timeout=30)
+    started = [line for line in script_log(instance) if "started kinema serve (pid " in line]
+    assert len(started) == 1 and url in started[0]
+    pid = int(started[0].split("(pid ")[1].split(")")[0])
+    assert obs_harness._alive(pid)
+
+    assert instance.stop() == 0
+    wait_for(lambda: not obs_harness._alive(pid), 30, "the started server to stop when OBS quits")
+    assert "stopping the kinema server this script started" in instance.log()
+    assert instance.script_errors() == []
+
+
+def test_cli_play_and_generate_play(rig, live, tmp_path):
+    instance, ws = live
+    env = {"OBS_WEBSOCKET_PASSWORD": instance.password, "OBS_WEBSOCKET_PORT": str(instance.port)}
+    clip = sorted((rig.workdir / "clips").glob("*.mp4"))[0]
+
+    before = time.monotonic()
+    done = rig.kinema("obs", "play", str(clip), env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"On air: {clip} in scene 'Scene'")
+    ws.wait_event("MediaInputPlaybackStarted", lambda d: d["inputName"] == CLIP, since=before, timeout=5)
+    assert playing_file(ws) == str(clip)
+
+    output = tmp_path / "cat.mp4"
+    before = time.monotonic()
+    done = rig.kinema("obs", "generate", "a cat on a windowsill", "--play", "--seconds", "1", "--size", "32x32",
+                      "--steps", "2", "-o", str(output), "--server", rig.server.url, env=env)
+    assert done.returncode == 0, done.stderr
+    assert output.is_file() and f"On air: {output}" in done.stdout
+    ws.wait_event("MediaInputPlaybackStarted", lambda d: d["inputName"] == CLIP, since=before, timeout=5)
+    assert playing_file(ws) == str(output)
+
+    # A source of its own in a scene that is not live: loaded and fitted to the canvas, playing once shown.
+    for _ in range(2):
+        done = rig.kinema("obs", "play", str(clip), "--scene", "Other", "--input", "Kinema Backstage", env=env)
+        assert done.returncode == 0, done.stderr
+        assert "not on air" in done.stdout
+    items = [i for i in ws.call("GetSceneItemList", {"sceneName": "Other"})["sceneItems"]
+             if i["sourceName"] == "Kinema Backstage"]
+    assert len(items) == 1 and items[0]["sceneItemTransform"]["boundsType"] == "OBS_BOUNDS_SCALE_INNER"
+    assert ws.call("GetMediaInputStatus", {"inputName": "Kinema Backstage"})["mediaState"] != "OBS_MEDIA_STATE_PLAYING"
+
+
+def test_cli_errors_say_what_to_do(rig, live):
+    instance, _ = live
+    clip = sorted((rig.workdir / "clips").glob("*.mp4"))[0]
+    port = {"OBS_WEBSOCKET_PORT": str(instance.port)}
+
+    wrong = rig.kinema("obs", "play", str(clip), "--password", "not-the-password", env=port)
+    assert wrong.returncode == 1
+    assert "refused the password" in wrong.stderr and "Show Connect Info" in wrong.stderr
+    assert "Traceback" not in wrong.stderr
+
+    missing = rig.kinema("obs", "play", str(clip), env={**port, "OBS_WEBSOCKET_PASSWORD": None})
+    assert missing.returncode == 1 and "wants a password" in missing.stderr
+
+    scene = rig.kinema("obs", "play", str(clip), "--scene", "Nope",
+                       env={**port, "OBS_WEBSOCKET_PASSWORD": instance.password})
+    assert scene.returncode == 1 and "no scene 'Nope'" in scene.stderr and "'Scene'" in scene.stderr
+
+    nobody = rig.kinema("obs", "play", str(clip), "--port", str(obs_harness.free_port(rig.loop)),
+                        env={"OBS_WEBSOCKET_PASSWORD": instance.password})
+    assert nobody.returncode == 1 and "OBS is not running" in nobody.stderr
+
+    early = rig.kinema("obs", "generate", "never made", "--play", "--password", "wrong", "--server", rig.server.url,
+                       env=port, timeout=60)
+    assert early.returncode == 1 and "refused the password" in early.stderr  # before any generating
+
+
+def test_cli_generate_without_a_server_generates_here(rig, tmp_path):
+    """Nothing at the default server address (inside the namespace): the clip is made in-process."""
+    output = tmp_path / "here.mp4"
+    done = rig.kinema("obs", "generate", "rain on a tin roof", "--seconds", "0.4", "--size", "32x32", "--steps",
+                      "2", "-o", str(output), env={"KINEMA_URL": None})
+    assert done.returncode == 0, done.stderr
+    assert output.is_file() and f"kinema obs play {output}" in done.stdout
+
+
+def test_one_media_source_never_duplicated(live):
+    _, ws = live
+    inputs = [i for i in ws.call("GetInputList")["inputs"] if i["inputName"].startswith(CLIP)]
+    assert [i["inputName"] for i in inputs] == [CLIP] and inputs[0]["inputKind"] == "ffmpeg_source"
+    assert len(clip_items(ws, "Scene")) == 1
+
+
+def test_no_script_errors_in_any_obs_log(rig):
+    for instance in rig.obs:
+        assert instance.script_errors() == [], instance.log()[-3000:]
