@@ -185,6 +185,7 @@ class Client:
         audio: Optional[bool] = None,
         cameos: Optional[List[str]] = None,
         speech: Optional[str] = None,
+        tier: Optional[str] = None,
     ) -> dict:
         """Queue a job and return it (``job["id"]``, ``job["size"]``, ``job["seconds"]`` as will be made).
 
@@ -198,7 +199,7 @@ class Client:
         optional = {"seconds": None if seconds is None else f"{seconds:g}" if isinstance(seconds, (int, float)) else seconds,
                     "size": size, "model": model, "negative_prompt": negative_prompt, "seed": seed, "steps": steps,
                     "guidance": guidance, "fps": fps, "style": style, "backend": backend, "audio": audio,
-                    "cameos": list(cameos) if cameos else None, "speech": speech}
+                    "cameos": list(cameos) if cameos else None, "speech": speech, "tier": tier}
         body.update({k: v for k, v in optional.items() if v is not None})
         if image is not None:
             data = image if isinstance(image, bytes) else _read_file(image)

@@ -62,7 +62,7 @@ PREVIEW_JPEG_QUALITY = 70
 
 # Fields of GenerationRequest stored as JSON (the image is stored as INPUT_FILE).
 REQUEST_FIELDS = ("prompt", "negative_prompt", "seconds", "fps", "width", "height", "seed", "steps",
-                  "guidance", "style", "audio", "backend", "model", "cameos", "speech", "user")
+                  "guidance", "style", "tier", "audio", "backend", "model", "cameos", "speech", "user")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -657,7 +657,9 @@ def _describe_failure(error: Exception) -> tuple[str, str]:
         return f"cameo_{error.reason}", str(error)
     if isinstance(error, CameoTamperedError):
         return "cameo_tampered", str(error)
-    codes = [(MissingWeightsError, "missing_weights"), (InvalidRequestError, "invalid_request"),
+    from .errors import OutOfMemoryError
+
+    codes = [(OutOfMemoryError, "out_of_memory"), (MissingWeightsError, "missing_weights"), (InvalidRequestError, "invalid_request"),
              (UnknownBackendError, "model_not_found"), (OutputError, "output_error"), (KinemaError, "generation_failed")]
     for cls, code in codes:
         if isinstance(error, cls):

@@ -87,6 +87,7 @@ class KinemaVideoInfo(BaseModel):
     audio: bool
     negative_prompt: str
     style: Optional[str]
+    tier: str = "standard"
     has_image: bool
     attempts: int
     cancel_requested: bool
@@ -186,6 +187,7 @@ class VideoCreateParams(BaseModel):
     guidance: Optional[float] = None
     fps: Optional[float] = None
     style: Optional[str] = None
+    tier: Optional[str] = Field(None, description="Quality tier: draft, standard (default) or final.")
     backend: Optional[str] = None
     audio: Optional[bool] = Field(None, description="false for picture only (default true).")
     cameos: Optional[Union[list[str], str]] = Field(
@@ -206,6 +208,7 @@ class _FollowUpParams(BaseModel):
     steps: Optional[int] = None
     guidance: Optional[float] = None
     style: Optional[str] = None
+    tier: Optional[str] = Field(None, description="Quality tier: draft, standard (default) or final.")
 
 
 class VideoRemixParams(_FollowUpParams):
@@ -295,7 +298,7 @@ def _kinema_error(error: KinemaError) -> APIError:
 
 
 _PARAMS = ("negative_prompt", "prompt", "seconds", "fps", "width", "height", "seed", "steps", "guidance",
-           "style", "image", "backend", "model")
+           "style", "tier", "image", "backend", "model")
 
 
 def _guess_param(message: str) -> Optional[str]:
@@ -534,6 +537,7 @@ def create_app(
             "prompt": params.prompt, "negative_prompt": params.negative_prompt or "",
             "seconds": _parse_seconds(params.seconds), "fps": params.fps, "width": width, "height": height,
             "seed": params.seed, "steps": params.steps, "guidance": params.guidance, "style": params.style,
+            "tier": params.tier or "standard",
             "audio": True if params.audio is None else params.audio, "backend": backend, "model": model,
             **_cameo_fields(params, request.state.kinema_user),
         }
@@ -554,7 +558,7 @@ def create_app(
         request_fields = {
             "prompt": prompt, "negative_prompt": params.negative_prompt or "", "seed": params.seed,
             "steps": params.steps, "guidance": params.guidance, "style": params.style, "backend": backend,
-            "model": model, **(extra or {}),
+            "tier": params.tier or "standard", "model": model, **(extra or {}),
         }
         record = await run_in_threadpool(manager.submit, request_fields, display_model=display, task=task)
         return to_video(record)
@@ -808,7 +812,7 @@ def to_video(record: dict) -> dict:
             "width": plan["width"], "height": plan["height"], "num_frames": plan["num_frames"], "fps": plan["fps"],
             "steps": plan["steps"], "guidance": plan["guidance"], "seed": plan["seed"], "audio": plan["audio"],
             "negative_prompt": request.get("negative_prompt") or "", "style": request.get("style"),
-            "has_image": record["has_image"], "attempts": record["attempts"],
+            "tier": request.get("tier") or "standard", "has_image": record["has_image"], "attempts": record["attempts"],
             "cancel_requested": record["cancel_requested"], "started_at": record["started_at"],
             "notes": plan["notes"], "kind": task.get("kind", "generate"), "parent": task.get("parent"),
         },

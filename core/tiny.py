@@ -283,6 +283,29 @@ def _tiny_gemma3(vocab_size: int, specials: dict[str, int]) -> Gemma3ForConditio
 
 
 @_keeps_rng
+def _tiny_umt5(tokenizer: T5Tokenizer) -> UMT5EncoderModel:
+    """Wan's text encoder (UMT5) at toy size; Wan and Wan VACE share it."""
+    torch.manual_seed(SEED)
+    return UMT5EncoderModel(
+        UMT5Config(
+            vocab_size=len(tokenizer),
+            d_model=32,
+            d_kv=8,
+            d_ff=64,
+            num_layers=2,
+            num_heads=4,
+            relative_attention_num_buckets=8,
+            relative_attention_max_distance=32,
+            dropout_rate=0.0,
+            feed_forward_proj="gated-gelu",
+            tie_word_embeddings=False,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            decoder_start_token_id=tokenizer.pad_token_id,
+        )
+    ).eval()
+
+
 def tiny_ltx2_components() -> dict:
     """Components for ``LTX2Pipeline`` / ``LTX2ImageToVideoPipeline`` (LTX-2.0 layout)."""
     tokenizer = tiny_gemma_tokenizer()
@@ -463,25 +486,7 @@ def tiny_wan_components() -> dict:
         prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0
     )
 
-    torch.manual_seed(SEED)
-    text_encoder = UMT5EncoderModel(
-        UMT5Config(
-            vocab_size=len(tokenizer),
-            d_model=32,
-            d_kv=8,
-            d_ff=64,
-            num_layers=2,
-            num_heads=4,
-            relative_attention_num_buckets=8,
-            relative_attention_max_distance=32,
-            dropout_rate=0.0,
-            feed_forward_proj="gated-gelu",
-            tie_word_embeddings=False,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            decoder_start_token_id=tokenizer.pad_token_id,
-        )
-    ).eval()
+    text_encoder = _tiny_umt5(tokenizer)
 
     torch.manual_seed(SEED)
     transformer = WanTransformer3DModel(
@@ -540,25 +545,7 @@ def tiny_wan_vace_components() -> dict:
 
     scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
 
-    torch.manual_seed(SEED)
-    text_encoder = UMT5EncoderModel(
-        UMT5Config(
-            vocab_size=len(tokenizer),
-            d_model=32,
-            d_kv=8,
-            d_ff=64,
-            num_layers=2,
-            num_heads=4,
-            relative_attention_num_buckets=8,
-            relative_attention_max_distance=32,
-            dropout_rate=0.0,
-            feed_forward_proj="gated-gelu",
-            tie_word_embeddings=False,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            decoder_start_token_id=tokenizer.pad_token_id,
-        )
-    ).eval()
+    text_encoder = _tiny_umt5(tokenizer)
 
     torch.manual_seed(SEED)
     transformer = WanVACETransformer3DModel(

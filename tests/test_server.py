@@ -442,6 +442,7 @@ def test_create_json_validates_early(app_client):
         ({"prompt": "x", "backend": "nope"}, 404, "backend"),
         ({"prompt": "x", "model": "tiny", "backend": "wan"}, 400, "backend"),
         ({"prompt": "x", "style": "no-such-style"}, 400, "style"),
+        ({"prompt": "x", "tier": "ultra"}, 400, "tier"),
         ({"prompt": "x", "input_reference": {"image_url": "https://example.com/a.png"}}, 400, "input_reference"),
         ({"prompt": "x", "input_reference": {"file_id": "file_1"}}, 400, "input_reference"),
         ({"prompt": "x", "input_reference": {"image_url": "data:image/png;base64,bm90IGFuIGltYWdl"}}, 400,
@@ -458,6 +459,14 @@ def test_create_json_validates_early(app_client):
     assert app_client.post("/v1/videos", content=b"x", headers={"Content-Type": "text/plain"}).status_code == 415
     # Nothing was queued by the failures.
     assert len(app_client.get("/v1/videos").json()["data"]) == 1
+
+
+def test_quality_tier_reaches_the_job(app_client):
+    response = app_client.post("/v1/videos", json={"prompt": "x", "tier": "draft", "size": "32x32"})
+    assert response.status_code == 200, response.text
+    video = response.json()
+    assert video["kinema"]["tier"] == "draft"
+    assert app_client.get(f"/v1/videos/{video['id']}").json()["kinema"]["tier"] == "draft"
 
 
 def test_create_with_image_data_url_and_multipart(app_client, kinema_env):

@@ -173,6 +173,12 @@ class WanBackend(Backend):
             clip.metadata.update(metadata)
             return clip
         on_step = step_callback(total, "audio", progress, cancel, offset=video_steps)
+        clip = self._add_sound(audio_pipe, request, plan, frames, on_step)
+        clip.metadata.update(metadata)
+        return clip
+
+    def _add_sound(self, audio_pipe: Any, request, plan: Plan, frames: Any, on_step: Callable[..., dict]) -> Clip:
+        """The Stable Audio pass, trimmed or padded to exactly the picture's length."""
         sound = audio_pipe(
             prompt=request.prompt,
             negative_prompt=request.negative_prompt or None,
@@ -187,9 +193,7 @@ class WanBackend(Backend):
         )
         sample_rate = int(audio_pipe.vae.sampling_rate)
         audio = fit_audio(audio_to_float32(sound.audios), sample_rate, frames.shape[0], plan.fps)
-        clip = Clip(frames, plan.fps, audio, sample_rate)
-        clip.metadata.update(metadata)
-        return clip
+        return Clip(frames, plan.fps, audio, sample_rate)
 
     def lighten_memory(self) -> Optional[str]:
         from ..loading import step_down

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..clip import Clip, fit_audio
+from ..clip import Clip
 from ..hookspecs import hookimpl
 from ..progress import CancelToken, Progress
-from .base import Defaults, Plan, audio_to_float32, frames_to_uint8, step_callback, torch_generator
+from .base import Defaults, Plan, frames_to_uint8, step_callback, torch_generator
 from .wan import WanBackend
 
 GRAY = 127  # VACE's "nothing here" pixel: zero after its [-1, 1] scaling
@@ -105,22 +105,8 @@ class WanVACEBackend(WanBackend):
         frames = frames_to_uint8(output.frames)
         if audio_pipe is None:
             return Clip(frames, plan.fps, None, None)
-        # Copied from WanBackend.generate: the sound pass, matched to the clip's length.
         on_step = step_callback(total, "audio", progress, cancel, offset=plan.steps)
-        sound = audio_pipe(
-            prompt=request.prompt,
-            negative_prompt=request.negative_prompt or None,
-            audio_end_in_s=plan.seconds,
-            num_inference_steps=plan.steps,
-            guidance_scale=self.audio_guidance,
-            generator=torch_generator(plan.seed),
-            output_type="pt",
-            callback=lambda step, timestep, latents: on_step(audio_pipe, step, timestep, {}),
-            callback_steps=1,
-        )
-        sample_rate = int(audio_pipe.vae.sampling_rate)
-        audio = fit_audio(audio_to_float32(sound.audios), sample_rate, frames.shape[0], plan.fps)
-        return Clip(frames, plan.fps, audio, sample_rate)
+        return self._add_sound(audio_pipe, request, plan, frames, on_step)
 
 
 class TinyWanVACEBackend(WanVACEBackend):
