@@ -657,6 +657,23 @@ def create_app(
             raise APIError(404, f"video {video_id} has no {variant} file any more", code="not_found")
         return FileResponse(path, media_type=media_type, filename=f"{video_id}.{suffix}")
 
+    @v1.get("/videos/{video_id}/provenance", tags=["kinema"], responses={**errors, 409: {"model": ErrorResponse}})
+    def video_provenance(video_id: str) -> dict:
+        """``kinema verify`` for a finished video: C2PA manifest and why it is (in)valid, signer, generator,
+        cameos, parents, and the invisible watermark's payload."""
+        from .provenance import verify
+
+        record = lookup(video_id)
+        if record["status"] != "completed":
+            raise APIError(409, f"video {video_id} is {_public_status(record)}, not completed; nothing to check yet",
+                           code="not_ready")
+        path = manager.artifact(video_id, VIDEO_FILE)
+        if path is None:
+            raise APIError(404, f"video {video_id} has no video file any more", code="not_found")
+        report = verify(path).to_dict()
+        report.pop("path", None)  # server paths stay private
+        return {"id": video_id, **report}
+
     @v1.delete("/videos/{video_id}", response_model=VideoDeleted, tags=["videos"],
                responses={**errors, 409: {"model": ErrorResponse}})
     async def delete_video(video_id: str) -> dict:

@@ -461,6 +461,17 @@ def test_create_json_validates_early(app_client):
     assert len(app_client.get("/v1/videos").json()["data"]) == 1
 
 
+def test_provenance_check_of_a_finished_video(app_client):
+    video = app_client.post("/v1/videos", json={"prompt": "a lighthouse", "size": "32x32", "seconds": "0.375",
+                                                "steps": 2, "seed": 5}).json()
+    assert app_client.get(f"/v1/videos/{video['id']}/provenance").status_code in (200, 409)
+    assert wait_final(app_client, video["id"])["status"] == "completed"
+    report = app_client.get(f"/v1/videos/{video['id']}/provenance").json()
+    assert report["id"] == video["id"] and report["ok"] and report["manifest"] == "valid"
+    assert report["generation"]["seed"] == 5 and "path" not in report
+    assert app_client.get("/v1/videos/video_" + "0" * 32 + "/provenance").status_code == 404
+
+
 def test_quality_tier_reaches_the_job(app_client):
     response = app_client.post("/v1/videos", json={"prompt": "x", "tier": "draft", "size": "32x32"})
     assert response.status_code == 200, response.text
