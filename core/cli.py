@@ -175,11 +175,13 @@ def _describe(path, clip) -> str:
 @click.option("--fps", type=float, help="Frames per second.")
 @click.option("--steps", type=int, help="Denoising steps per shot.")
 @click.option("--guidance", type=float, help="Guidance scale.")
+@click.option("--tier", type=click.Choice(["draft", "standard", "final"]), default=None,
+              help="Quality tier for every shot (default: the storyboard's, else standard).")
 @click.option("--style", help="Style for the whole film, instead of the storyboard's (see `kinema styles`).")
 @click.option("--no-audio", is_flag=True, help="Picture only.")
 @click.option("--no-cache", is_flag=True, help="Regenerate every shot instead of reusing unchanged ones.")
 @click.option("--plan", "plan_only", is_flag=True, help="Print each shot's frames, seed and prompt; generate nothing.")
-def storyboard(file, output, backend, model, seed, size, fps, steps, guidance, style, no_audio, no_cache, plan_only):
+def storyboard(file, output, backend, model, seed, size, fps, steps, guidance, tier, style, no_audio, no_cache, plan_only):
     """Make one film with sound from a storyboard FILE: YAML, JSON, or one shot per line.
 
     \b
@@ -202,7 +204,7 @@ def storyboard(file, output, backend, model, seed, size, fps, steps, guidance, s
     board = load_storyboard(file)
     width, height = size or (None, None)
     board = board.with_(backend=backend, model=model, seed=seed, width=width, height=height, fps=fps, steps=steps,
-                        guidance=guidance, audio=False if no_audio else None)
+                        guidance=guidance, tier=tier, audio=False if no_audio else None)
     if style:
         get_style(style)
         board = board.with_(world=dataclasses.replace(board.world, style=style))

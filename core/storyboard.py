@@ -118,6 +118,7 @@ class Storyboard:
     fps: Optional[float] = None
     steps: Optional[int] = None
     guidance: Optional[float] = None
+    tier: str = "standard"  # quality tier of every shot (kinema.tiers.TIERS)
     audio: bool = True
     source: str = "<storyboard>"
 
@@ -248,7 +249,7 @@ _SHOT = re.compile(r"^\s*shot\b\s*(?P<number>\d+)?\s*(?:\((?P<options>[^)]*)\))?
 _KEY = re.compile(r"^\s*(?P<key>[A-Za-z][\w \-]{0,30}?)\s*:\s*(?P<value>.*)$")
 _SECONDS = re.compile(r"^(?P<value>[-+]?\d+(?:\.\d*)?|[-+]?\.\d+)\s*(?:s|sec|secs|second|seconds)?$", re.IGNORECASE)
 _HEADER_KEYS = {"title", "setting", "character", "characters", "style", "seed", "seconds", "negative", "negative prompt",
-                "negative_prompt", "backend", "model", "size", "fps", "steps", "guidance", "audio"}
+                "negative_prompt", "backend", "model", "size", "fps", "steps", "guidance", "tier", "audio"}
 _SHOT_KEYS = {"camera", "cut", "cameo", "cameos", "seed", "style", "negative", "negative prompt", "negative_prompt",
               "image", "dialogue", "say", "seconds"}
 
@@ -379,7 +380,7 @@ def _suggest(word: str, choices) -> str:
 # ---- the dict (from any format) to a Storyboard, with every problem found at once
 
 _TOP_KEYS = {"title", "world", "setting", "characters", "style", "seed", "seconds", "negative_prompt", "negative",
-             "backend", "model", "size", "width", "height", "fps", "steps", "guidance", "audio", "shots"}
+             "backend", "model", "size", "width", "height", "fps", "steps", "guidance", "tier", "audio", "shots"}
 _WORLD_KEYS = {"setting", "characters", "style"}
 _SHOT_FIELDS = {"prompt", "seconds", "camera", "dialogue", "cameos", "cameo", "cut", "seed", "style",
                 "negative_prompt", "negative", "image"}
@@ -440,6 +441,14 @@ def from_dict(data: Any, *, source: str = "<storyboard>", base_dir: Optional[Pat
     fields["fps"] = _number(check, data.get("fps"), top_line("fps"), "fps", 1.0, 120.0)
     fields["steps"] = _integer(check, data, "steps", top_line("steps"), 1, MAX_STEPS)
     fields["guidance"] = _number(check, data.get("guidance"), top_line("guidance"), "guidance", 0.0, 50.0)
+    tier = _text(check, data, "tier", top_line("tier"))
+    if tier:
+        from .tiers import TIERS
+
+        if tier in TIERS:
+            fields["tier"] = tier
+        else:
+            check.add(top_line("tier"), f"tier must be one of {', '.join(TIERS)}, got {tier!r}")
     fields["width"], fields["height"] = _size(check, data, top_line)
     if "audio" in data:
         audio = data["audio"]
@@ -880,6 +889,7 @@ def shot_request(board: Storyboard, plan: ShotPlan, image: Optional[np.ndarray],
         return GenerationRequest(
             prompt=plan.prompt, negative_prompt=negative, seconds=float(plan.generated / plan.fps), fps=float(plan.fps),
             width=board.width, height=board.height, seed=plan.seed, steps=board.steps, guidance=board.guidance,
+            tier=board.tier,
             style=plan.style, image=image if image is not None else shot.image, audio=board.audio,
             backend=board.backend, model=board.model, **fields,
         )

@@ -102,6 +102,16 @@ def test_editing_shot_2_remakes_it_and_the_continue_shot_after_it_only(tmp_path,
     assert not np.array_equal(edited.film.frames[6:12], first.film.frames[6:12])
 
 
+def test_the_storyboards_tier_reaches_every_shot(pipeline_calls):
+    run_storyboard(parse_storyboard("Size: 32x32\nTier: draft\nShot 1 (0.25s): boats\nShot 2 (0.25s): gulls\n"))
+    from kinema.tiers import TIERS
+
+    assert TIERS["draft"] != TIERS["standard"]
+    draft_steps = kinema.get_backend("tiny").plan(kinema.GenerationRequest("x", tier="draft")).steps
+    assert [call["num_inference_steps"] for call in pipeline_calls] == [draft_steps, draft_steps]
+    assert draft_steps < kinema.get_backend("tiny").defaults.steps
+
+
 def test_a_style_changes_the_prompt_and_parameters_that_reach_the_pipeline(tmp_path, pipeline_calls, kinema_env):
     styles = kinema_env / "styles"
     styles.mkdir()
@@ -204,6 +214,7 @@ BAD = [
     ("text", "a fox runs\n", 1, "expected 'Shot 1 (2s): what happens'"),
     ("yaml", "shots:\n  - prompt: a\n    cut: sideways\n", 3, "cut must be 'hard' or 'continue'"),
     ("yaml", "shots:\n  - seconds: 2\n", 2, "has no prompt"),
+    ("yaml", "tier: ultra\nshots:\n  - prompt: a\n", 1, "tier must be one of draft, standard, final"),
 ]
 
 
