@@ -90,8 +90,6 @@ def generate(prompt, output, seconds, fps, size, seed, steps, guidance, negative
 
     Example: kinema generate "waves at dawn, gulls crying" --seconds 2 -o waves.mp4
     """
-    from tqdm import tqdm
-
     from . import engine
     from .request import GenerationRequest
 
@@ -119,13 +117,7 @@ def generate(prompt, output, seconds, fps, size, seed, steps, guidance, negative
     plan = chosen.plan(request)
     for note in plan.notes:
         click.echo(f"Note: {note}", err=True)
-    bar = tqdm(total=None, unit="step", desc="generating", file=sys.stderr, dynamic_ncols=True)
-
-    def on_progress(event):
-        bar.total = event.total
-        bar.set_description_str(event.stage, refresh=False)
-        bar.update(event.step - bar.n)
-
+    bar, on_progress = _progress_bar()
     try:
         clip = engine.generate(request.with_(seed=plan.seed), progress=on_progress, backend=chosen)
     finally:
@@ -148,10 +140,12 @@ def _progress_bar():
     """A tqdm bar on stderr and the progress callback that drives it."""
     from tqdm import tqdm
 
-    bar = tqdm(total=None, unit="step", desc="generating", file=sys.stderr, dynamic_ncols=True)
+    # Weights load before the first step: say so, then time the steps alone.
+    bar = tqdm(total=None, unit="step", desc="loading model", file=sys.stderr, dynamic_ncols=True)
 
     def on_progress(event):
-        bar.total = event.total
+        if bar.total != event.total:
+            bar.reset(total=event.total)
         bar.set_description_str(event.stage, refresh=False)
         bar.update(event.step - bar.n)
 
