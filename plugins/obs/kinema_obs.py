@@ -94,6 +94,7 @@ class _State:
         self.lock = threading.Lock()
         self.inbox = collections.deque()  # (kind, ...) for the timer; deque appends are atomic
         self.playlist = collections.deque()  # clip paths waiting for air (timer thread only)
+        self.playlist_keys = {}  # clip path -> its Generate press number, which orders the playlist
         self.now_playing = None
         self.source = None  # our strong reference while connected to its media_ended signal
         self.source_lock = threading.Lock()
@@ -339,7 +340,7 @@ def _run_job(key, config):
                             cameos=[config["cameo"]] if config.get("cameo") else None)
         job_id = job["id"]
         update(state="queued", job_id=job_id, client=client)
-        _log(f"job {job_id} queued: {_short(config['prompt'])!r}")
+        _log(f"job {job_id} queued: {_short(config['prompt'])!r} (Generate #{key})")
         with state.lock:
             cancelled_early = state.jobs.get(key, {}).get("cancel")
         if cancelled_early:  # Cancel was pressed while this job was being submitted
@@ -355,7 +356,7 @@ def _run_job(key, config):
         client.download(job_id, path)  # atomic: OBS never sees half a file
         update(state="ready", percent=100.0, path=path)
         _log(f"clip ready: {path}")
-        state.inbox.append(("ready", path, time.monotonic()))
+        state.inbox.append(("ready", path, key))
     except Exception as error:  # noqa: BLE001 - every failure becomes the job's status line
         expected = client_module is not None and isinstance(error, (client_module.ClientError, OSError))
         cancelled = client_module is not None and isinstance(error, client_module.JobCancelled)
@@ -423,7 +424,7 @@ def _tick():
             if kind == "log":
                 print("kinema: " + item[1])
             elif kind == "ready":
-                state.playlist.append(item[1])
+                _enqueue(item[1], item[2])
                 if state.config.get("auto_play", True) and not _busy():
                     _play_next()
             elif kind == "ended":
@@ -440,6 +441,7 @@ def _tick():
             elif kind == "clear":
                 dropped = len(state.playlist)
                 state.playlist.clear()
+                state.playlist_keys.clear()
                 _set_message(f"Cleared {dropped} queued clip{'s' if dropped != 1 else ''}.")
     except _UserError as error:
         _set_message(str(error))
@@ -447,6 +449,13 @@ def _tick():
     except Exception as error:  # noqa: BLE001 - a bug must not kill the timer; report it once
         _set_message(f"internal error: {type(error).__name__}: {error}")
         _log(f"internal error on air:\n{traceback.format_exc()}")
+
+
+def _enqueue(path, key):
+    """Queue a clip in the order Generate was pressed: jobs submit and download on racing threads."""
+    state.playlist_keys[path] = key
+    later = [i for i, queued in enumerate(state.playlist) if state.playlist_keys.get(queued, 0) > key]
+    state.playlist.insert(later[0] if later else len(state.playlist), path)
 
 
 class _UserError(Exception):
@@ -465,7 +474,7 @@ def _busy():
 def _play_next():
     path = state.playlist[0]
     if not os.path.isfile(path):
-        state.playlist.popleft()
+        state.playlist_keys.pop(state.playlist.popleft(), None)
         raise _UserError(f"{path} is gone; skipped it")
     with state.source_lock:
         source, created = _ensure_source(path)
@@ -477,7 +486,7 @@ def _play_next():
             obs.obs_source_update(source, settings)  # reopens the file and plays it if the source is live
             obs.obs_data_release(settings)
         _add_to_scene(source, state.config.get("scene", ""))  # a new item starts playing as it goes live
-    state.playlist.popleft()
+    state.playlist_keys.pop(state.playlist.popleft(), None)
     state.now_playing = path
     _set_message(f"On air: {os.path.basename(path)}")
 
