@@ -282,7 +282,21 @@ def _tiny_gemma3(vocab_size: int, specials: dict[str, int]) -> Gemma3ForConditio
     return Gemma3ForConditionalGeneration(config).eval()
 
 
-@_keeps_rng
+# The toy Wan transformer both Wan 2.2 (48 latent channels) and Wan VACE (16) are built around.
+_TINY_WAN_BLOCKS = dict(
+    patch_size=(1, 2, 2),
+    num_attention_heads=2,
+    attention_head_dim=12,
+    text_dim=32,
+    freq_dim=256,
+    ffn_dim=32,
+    num_layers=2,
+    cross_attn_norm=True,
+    qk_norm="rms_norm_across_heads",
+    rope_max_seq_len=32,
+)
+
+
 def _tiny_umt5(tokenizer: T5Tokenizer) -> UMT5EncoderModel:
     """Wan's text encoder (UMT5) at toy size; Wan and Wan VACE share it."""
     torch.manual_seed(SEED)
@@ -306,6 +320,7 @@ def _tiny_umt5(tokenizer: T5Tokenizer) -> UMT5EncoderModel:
     ).eval()
 
 
+@_keeps_rng
 def tiny_ltx2_components() -> dict:
     """Components for ``LTX2Pipeline`` / ``LTX2ImageToVideoPipeline`` (LTX-2.0 layout)."""
     tokenizer = tiny_gemma_tokenizer()
@@ -489,20 +504,7 @@ def tiny_wan_components() -> dict:
     text_encoder = _tiny_umt5(tokenizer)
 
     torch.manual_seed(SEED)
-    transformer = WanTransformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=12,
-        in_channels=48,
-        out_channels=48,
-        text_dim=32,
-        freq_dim=256,
-        ffn_dim=32,
-        num_layers=2,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        rope_max_seq_len=32,
-    ).eval()
+    transformer = WanTransformer3DModel(in_channels=48, out_channels=48, **_TINY_WAN_BLOCKS).eval()
 
     return {
         "tokenizer": tokenizer,
@@ -549,20 +551,7 @@ def tiny_wan_vace_components() -> dict:
 
     torch.manual_seed(SEED)
     transformer = WanVACETransformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=12,
-        in_channels=16,
-        out_channels=16,
-        text_dim=32,
-        freq_dim=256,
-        ffn_dim=32,
-        num_layers=2,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        rope_max_seq_len=32,
-        vace_layers=[0],
-        vace_in_channels=96,
+        in_channels=16, out_channels=16, vace_layers=[0], vace_in_channels=96, **_TINY_WAN_BLOCKS
     ).eval()
 
     return {
