@@ -517,7 +517,11 @@ def install():
               help="Backend for requests that name no model (or an OpenAI sora-* model).")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               default="info", show_default=True, help="Server log detail (on stderr).")
-def serve(host, port, default_backend, log_level):
+@click.option("--stop-with-stdin", is_flag=True,
+              help="Also stop when standard input closes. Programs that start a server for themselves (the"
+                   " Blender add-on, the OBS script) hold it open, so the server ends when they do, crashes"
+                   " included.")
+def serve(host, port, default_backend, log_level, stop_with_stdin):
     """Serve the OpenAI Videos API (and kinema's extensions) for other programs.
 
     Blender, OBS and scripts written for OpenAI's Sora 2 API send jobs here;
@@ -537,7 +541,7 @@ def serve(host, port, default_backend, log_level):
         sys.stdout.flush()
 
     run_server(host, port, api_key=os.environ.get("KINEMA_API_KEY") or None, default_backend=default_backend,
-               log_level=log_level, on_ready=ready)
+               log_level=log_level, on_ready=ready, stop_with_stdin=stop_with_stdin)
 
 
 # --------------------------------------------------------------------------- obs (kinema.obs_remote)

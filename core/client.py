@@ -453,13 +453,17 @@ def ensure_server(
     log_path: Optional[str] = None,
     env: Optional[Dict[str, str]] = None,
     extra_args: Tuple[str, ...] = (),
+    stop_with_caller: bool = False,
 ) -> Client:
     """Return a Client for a healthy server at ``url``, starting ``kinema serve`` if none answers.
 
     ``python`` is the interpreter kinema is installed in (default: ``KINEMA_PYTHON``);
-    the server keeps running after this process exits (``client.process`` is its
-    Popen). With port 0 in ``url`` the server picks a free port. Its output goes
-    to ``log_path`` (default: a file in the temp directory).
+    ``client.process`` is the Popen of a server this call started. That server keeps
+    running after this process exits, unless ``stop_with_caller``: then it stops when
+    this process ends, cleanly or not, because it watches a pipe only this process
+    holds open (keep ``client.process`` referenced: dropping it closes the pipe).
+    With port 0 in ``url`` the server picks a free port. Its output goes to
+    ``log_path`` (default: a file in the temp directory).
     """
     client = Client(url, api_key=api_key)
     parsed = urllib.parse.urlsplit(client.base_url)
@@ -479,6 +483,8 @@ def ensure_server(
     if log_path is None:
         log_path = os.path.join(tempfile.gettempdir(), f"kinema-serve-{port or secrets.token_hex(4)}.log")
     command = [python, "-m", "kinema.cli", "serve", "--host", host, "--port", str(port), *extra_args]
+    if stop_with_caller:
+        command.append("--stop-with-stdin")
     server_env = dict(os.environ if env is None else env)
     if api_key:
         server_env["KINEMA_API_KEY"] = api_key
@@ -487,10 +493,11 @@ def ensure_server(
         options["creationflags"] = (getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
                                     | getattr(subprocess, "CREATE_NO_WINDOW", 0))
     else:
-        options["start_new_session"] = True  # outlives the host app; Ctrl-C in a terminal does not reach it
+        options["start_new_session"] = True  # Ctrl-C in the host's terminal is for the host, not the server
     with open(log_path, "wb") as log:
         try:
-            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            process = subprocess.Popen(command, stdin=subprocess.PIPE if stop_with_caller else subprocess.DEVNULL,
+                                       stdout=log, stderr=subprocess.STDOUT,
                                        env=server_env, close_fds=True, **options)
         except OSError as error:
             raise ServerStartError(f"cannot run {python}: {error}") from None

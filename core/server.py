@@ -24,9 +24,11 @@ import hmac
 import io
 import ipaddress
 import json
+import logging
 import os
 import re
 import socket
+import threading
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
@@ -1056,8 +1058,14 @@ def _model_list() -> list[dict]:
 
 
 def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, *, api_key: Optional[str] = None,
-          default_backend: str = "tiny", log_level: str = "info", on_ready: Any = None) -> None:
-    """Bind, then serve until interrupted. ``port=0`` picks a free port; ``on_ready(url)`` runs once serving."""
+          default_backend: str = "tiny", log_level: str = "info", on_ready: Any = None,
+          stop_with_stdin: bool = False) -> None:
+    """Bind, then serve until interrupted. ``port=0`` picks a free port; ``on_ready(url)`` runs once serving.
+
+    ``stop_with_stdin``: also stop, as on Ctrl-C, when standard input reaches end of file. A host that
+    starts the server keeps the other end of that pipe; the OS closes it when the host exits, however it
+    exits (a crash or a kill included), so the server never outlives the program that owns it.
+    """
     import uvicorn
 
     check_bind(host, api_key)
@@ -1085,8 +1093,19 @@ def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, *, api_key: Optiona
     class _Server(uvicorn.Server):
         async def startup(self, sockets: Any = None) -> None:
             await super().startup(sockets=sockets)
+            if self.started and stop_with_stdin:
+                threading.Thread(target=self._stop_at_end_of_stdin, name="kinema-stdin-watch", daemon=True).start()
             if self.started and on_ready is not None:
                 on_ready(url)
+
+        def _stop_at_end_of_stdin(self) -> None:
+            try:
+                while os.read(0, 4096):
+                    pass
+            except OSError:
+                pass  # an unreadable stdin also means nobody is holding it for us
+            logging.getLogger("uvicorn.error").info("standard input closed (the program that started this server quit); stopping")
+            self.should_exit = True
 
     server = _Server(config)
     try:

@@ -332,3 +332,43 @@ def test_ensure_server_starts_kinema_serve(tmp_path, shared_home):
     finally:
         client.process.terminate()
         client.process.wait(20)
+
+
+HOST_PROGRAM = """
+import sys, time
+from kinema.client import ensure_server
+client = ensure_server(sys.executable, url="http://127.0.0.1:0", log_path=sys.argv[1], timeout=240,
+                       stop_with_caller=True)
+print(client.process.pid, client.base_url, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_server_started_for_a_host_stops_when_the_host_is_killed(tmp_path):
+    """A host that crashes runs no clean-up: the server notices its stdin pipe close and stops itself."""
+    env = {**os.environ, "KINEMA_HOME": str(tmp_path), "KINEMA_LOAD_PLUGINS": "", "OMP_NUM_THREADS": "1"}
+    log = tmp_path / "serve.log"
+    host = subprocess.Popen([sys.executable, "-c", HOST_PROGRAM, str(log)], stdout=subprocess.PIPE, text=True,
+                            env=env)
+    try:
+        pid, url = host.stdout.readline().split()
+        server = int(pid)
+        assert Client(url).health()["status"] == "ok"
+    finally:
+        host.kill()
+        host.wait(10)
+    deadline = time.monotonic() + 60
+    while _alive(server):
+        assert time.monotonic() < deadline, f"the server outlived its host:\n{log.read_text()}"
+        time.sleep(0.1)
+    assert "standard input closed" in log.read_text()
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie (dead, not yet reaped by init) counts as gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+

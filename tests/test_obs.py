@@ -284,13 +284,13 @@ def test_generate_starts_a_local_server_and_stops_it_with_obs(rig, tiny_home, tm
     pid = int(started[0].split("(pid ")[1].split(")")[0])
     assert obs_harness._alive(pid)
 
-    code = instance.stop()
+    code = instance.stop(timeout=60)
     wait_for(lambda: not obs_harness._alive(pid), 30, "the started server to stop when OBS quits")
-    log = instance.log()
-    assert "stopping the kinema server this script started" in log
-    # OBS 29 sometimes segfaults in its own teardown, after scripts have unloaded (seen once in our CI runs):
-    # what this test owns, the script's clean-up, has happened by then.
-    assert code in (0, -signal.SIGSEGV), code
+    # OBS 29 sometimes segfaults in its own teardown (seen in our CI runs), at times before scripts unload.
+    # The server stops either way: through the script's clean-up, or because the pipe OBS held has closed.
+    assert code in (0, -signal.SIGSEGV), f"OBS exited with {code}:\n{instance.output()[-4000:]}"
+    if code == 0:
+        assert "stopping the kinema server this script started" in instance.log()
     assert instance.script_errors() == []
 
 

@@ -114,7 +114,8 @@ class Connection:
                         " kinema is installed, e.g. ~/kinema/.venv/bin/python)"
                     )
                 post(Update(0, {"state": "starting", "message": f"Starting a kinema server at {settings.shown_url}…"}))
-                client = api.ensure_server(python=settings.python, url=settings.url or None, api_key=key)
+                client = api.ensure_server(python=settings.python, url=settings.url or None, api_key=key,
+                                           stop_with_caller=True)
                 if client.process is not None:
                     self.started = client.process
             else:

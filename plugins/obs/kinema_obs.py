@@ -307,7 +307,8 @@ def _client(config):
     with state.server_lock:  # two Generates must not start two servers
         try:
             client = client_module.ensure_server(python=config.get("kinema_python") or None,
-                                                 url=config["server_url"], api_key=api_key)
+                                                 url=config["server_url"], api_key=api_key,
+                                                 stop_with_caller=True)
         except client_module.ServerStartError as error:
             if not config.get("kinema_python") and "no Python" in str(error):
                 raise client_module.ServerStartError(
