@@ -27,7 +27,10 @@ import pytest
 
 SMALL = {"size": "32x32", "seconds": "0.4", "steps": 2}  # 9 frames: the smallest clip tiny makes
 KEY = "kinema-test-key-0123456789abcdef"
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the openai SDK marks videos.* deprecated
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),  # the openai SDK marks videos.* deprecated
+    pytest.mark.usefixtures("one_torch_thread"),
+]
 
 
 # --------------------------------------------------------------------------- fixtures and helpers
@@ -55,18 +58,6 @@ def link_models(home: Path, models: Path) -> Path:
 @pytest.fixture(autouse=True)
 def _models_in_home(kinema_env, tiny_models):
     link_models(kinema_env, tiny_models)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Toy-sized models gain nothing from threads, and on a busy CI machine OpenMP's spinning threads
-    made each tiny job ~15x slower (0.5 s -> 9 s at load 14 on 2 cores)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class ServerProcess:
@@ -147,17 +138,6 @@ def png_bytes(width: int = 32, height: int = 32) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.full((height, width, 3), (200, 40, 40), np.uint8)).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-@pytest.fixture
-def app_client(kinema_env):
-    """The app in-process (httpx via TestClient), workers running, no API key."""
-    from fastapi.testclient import TestClient
-
-    from kinema.server import create_app
-
-    with TestClient(create_app(api_key=None), base_url="http://127.0.0.1") as client:
-        yield client
 
 
 def wait_final(client, video_id: str, timeout: float = 180.0) -> dict:

@@ -8,27 +8,10 @@ import pytest
 from kinema.media import probe
 
 SMALL = {"size": "32x32", "seconds": "0.4", "steps": 2}
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the openai SDK marks videos.* deprecated
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # toy models gain nothing from threads on a busy machine
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
-def client(kinema_env):
-    from fastapi.testclient import TestClient
-
-    from kinema.server import create_app
-
-    with TestClient(create_app(api_key=None), base_url="http://127.0.0.1") as client:
-        yield client
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),  # the openai SDK marks videos.* deprecated
+    pytest.mark.usefixtures("one_torch_thread"),
+]
 
 
 def wait_final(client, video_id: str, timeout: float = 300.0) -> dict:
@@ -47,54 +30,54 @@ def download(client, video_id, tmp_path):
     return path
 
 
-def test_openai_sdk_remix_and_kinema_extend_record_their_parent(client, tmp_path):
+def test_openai_sdk_remix_and_kinema_extend_record_their_parent(app_client, tmp_path):
     import openai
 
-    sdk = openai.OpenAI(base_url="http://127.0.0.1/v1", api_key="-", http_client=client, max_retries=0)
+    sdk = openai.OpenAI(base_url="http://127.0.0.1/v1", api_key="-", http_client=app_client, max_retries=0)
     source = sdk.videos.create(prompt="a kite over a beach", model="tiny", size="32x32", seconds="0.4",
                                extra_body={"steps": 2, "seed": 5})
-    assert wait_final(client, source.id)["status"] == "completed"
+    assert wait_final(app_client, source.id)["status"] == "completed"
 
     remixed = sdk.videos.remix(source.id, prompt="a paper kite over a beach", extra_body={"strength": 0.5, "steps": 4})
     assert remixed.remixed_from_video_id == source.id and remixed.model == "tiny"
-    done = wait_final(client, remixed.id)
+    done = wait_final(app_client, remixed.id)
     assert done["status"] == "completed", done["error"]
     assert done["kinema"]["kind"] == "remix" and done["kinema"]["parent"] == source.id
-    info = probe(download(client, remixed.id, tmp_path))
+    info = probe(download(app_client, remixed.id, tmp_path))
     assert info.frame_count == 9 and info.has_audio
     metadata = json.loads(info.metadata["kinema"])
     assert metadata["parent"]["id"] == source.id and metadata["strength"] == 0.5
 
-    longer = client.post(f"/v1/videos/{source.id}/extend", json={"seconds": "0.25", "steps": 2}).json()
+    longer = app_client.post(f"/v1/videos/{source.id}/extend", json={"seconds": "0.25", "steps": 2}).json()
     assert longer["seconds"] == "0.625" and longer["remixed_from_video_id"] is None
-    done = wait_final(client, longer["id"])
+    done = wait_final(app_client, longer["id"])
     assert done["status"] == "completed", done["error"]
-    info = probe(download(client, longer["id"], tmp_path))
+    info = probe(download(app_client, longer["id"], tmp_path))
     assert info.frame_count == 15 and abs(info.audio_duration - info.video_duration) < 1e-3
     metadata = json.loads(info.metadata["kinema"])
     assert metadata["parent"]["id"] == source.id and metadata["prompt"] == "a kite over a beach"
 
 
-def test_a_storyboard_job_makes_one_film(client, tmp_path):
+def test_a_storyboard_job_makes_one_film(app_client, tmp_path):
     text = "Shot 1 (0.25s): a door\nShot 2 (0.25s, continue): it opens\nShot 3 (0.25s): a hallway\n"
-    video = client.post("/v1/storyboards", json={"storyboard": text, "size": "32x32", "steps": 2, "seed": 4}).json()
+    video = app_client.post("/v1/storyboards", json={"storyboard": text, "size": "32x32", "steps": 2, "seed": 4}).json()
     assert video["seconds"] == "0.75" and video["prompt"] == "a door"
-    done = wait_final(client, video["id"])
+    done = wait_final(app_client, video["id"])
     assert done["status"] == "completed", done["error"]
     assert done["kinema"]["kind"] == "storyboard" and done["kinema"]["seed"] == 4
-    info = probe(download(client, video["id"], tmp_path))
+    info = probe(download(app_client, video["id"], tmp_path))
     assert info.frame_count == 18 and abs(info.audio_duration - info.video_duration) < 1e-3
     shots = json.loads(info.metadata["kinema"])["shots"]
     assert [s["seed"] for s in shots] == [4, 5, 6] and [s["cut"] for s in shots] == ["hard", "continue", "hard"]
 
 
-def test_bad_follow_ups_are_refused_up_front(client):
-    response = client.post("/v1/storyboards", json={"storyboard": "Shot 1 (2s): a\nShot 2 (-1s): b\n"})
+def test_bad_follow_ups_are_refused_up_front(app_client):
+    response = app_client.post("/v1/storyboards", json={"storyboard": "Shot 1 (2s): a\nShot 2 (-1s): b\n"})
     assert response.status_code == 400
     assert "line 2: shot 2: seconds must be more than 0" in response.json()["error"]["message"]
 
-    response = client.post("/v1/storyboards", json={"storyboard": {"shots": []}})
+    response = app_client.post("/v1/storyboards", json={"storyboard": {"shots": []}})
     assert response.status_code == 400 and "no shots" in response.json()["error"]["message"]
 
-    assert client.post("/v1/videos/video_missing/remix", json={"prompt": "x"}).status_code == 404
-    assert client.post("/v1/videos/video_missing/extend", json={"seconds": 1}).status_code == 404
+    assert app_client.post("/v1/videos/video_missing/remix", json={"prompt": "x"}).status_code == 404
+    assert app_client.post("/v1/videos/video_missing/extend", json={"seconds": 1}).status_code == 404

@@ -1,0 +1,43 @@
+"""The server's storyboard endpoint (``POST /v1/storyboards``): one film from a storyboard's shots.
+
+The storyboard is parsed here so a bad one fails with 400 at once; the job's
+worker runs it with ``kinema.storyboard``, like a remix or extend.
+"""
+
+from __future__ import annotations
+
+from typing import Awaitable, Callable
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+
+from .server_errors import error_responses
+from .server_schemas import StoryboardCreateParams, Video
+from .video_requests import parse_size
+
+
+def storyboard_router(submit: Callable[..., Awaitable[dict]]) -> APIRouter:
+    """The route, given the video routes' ``submit(params, prompt, task, extra=...)`` for follow-up jobs."""
+    router = APIRouter()
+
+    @router.post("/storyboards", response_model=Video, tags=["videos"], responses=error_responses())
+    async def create_storyboard(params: StoryboardCreateParams) -> dict:
+        """A video made from a storyboard's shots, with cuts, continuity and crossfaded sound (kinema)."""
+        from .storyboard import from_dict, parse_storyboard
+
+        width, height = parse_size(params.size)
+        overrides = {k: v for k, v in {"width": width, "height": height, "fps": params.fps, "steps": params.steps,
+                                       "guidance": params.guidance, "audio": params.audio}.items() if v is not None}
+        if params.style:
+            overrides["world_style"] = params.style
+        task = {"kind": "storyboard", "storyboard": params.storyboard, "format": params.format, "overrides": overrides}
+        if params.seed is not None:
+            task["seed"] = params.seed
+        board = await run_in_threadpool(
+            lambda: parse_storyboard(params.storyboard, format=params.format, source="storyboard")
+            if isinstance(params.storyboard, str) else from_dict(params.storyboard, source="storyboard"))
+        title = board.title or board.shots[0].prompt
+        no_style = params.model_copy(update={"style": None})  # the style is the film's, applied per shot
+        return await submit(no_style, title, task, extra={"audio": board.audio if params.audio is None else params.audio})
+
+    return router

@@ -1,0 +1,210 @@
+"""Reading the job server's requests: the create body (JSON or multipart), the first frame, sizes, seconds, models.
+
+Each helper raises ``APIError`` with the field it is about, so a bad request
+fails at once with 400 instead of becoming a failed job.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import re
+from typing import Any, Optional, Union
+
+from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
+from starlette.datastructures import UploadFile
+
+from .errors import UnknownBackendError
+from .server_errors import APIError, BodyTooLarge
+from .server_schemas import ImageReference
+
+MAX_IMAGE_BYTES = 10 * 2**20  # an uploaded first frame
+MAX_IMAGE_SIDE = 4096
+IMAGE_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+# Model names clients written for OpenAI send by default; they run the server's default backend.
+OPENAI_MODEL_PREFIX = "sora-"
+
+
+async def read_create_body(request: Request) -> tuple[dict, Optional[UploadFile]]:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        try:
+            form = await request.form(max_files=1, max_fields=64, max_part_size=1024 * 1024)
+        except BodyTooLarge:
+            raise
+        except Exception as error:  # malformed multipart
+            raise APIError(400, f"could not read the form: {error}", code="invalid_body") from None
+        fields: dict[str, Any] = {}
+        upload = None
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                if key != "input_reference":
+                    raise APIError(400, f"unexpected file field {key[:64]!r}; send the image as input_reference",
+                                   param=key[:64], code="invalid_value")
+                upload = value
+            elif key in ("input_reference[image_url]", "input_reference[file_id]"):
+                fields.setdefault("input_reference", {})[key[16:-1]] = value
+            elif value != "":  # the SDK sends None as ''
+                fields[key] = value
+        return fields, upload
+    if content_type not in ("application/json", ""):
+        raise APIError(415, f"send JSON or multipart/form-data, not {content_type[:64]!r}", code="unsupported_media_type")
+    body = await request.body()
+    try:
+        fields = json.loads(body) if body else {}
+    except (ValueError, UnicodeDecodeError):
+        raise APIError(400, "the body is not valid JSON", code="invalid_json") from None
+    if not isinstance(fields, dict):
+        raise APIError(400, "the body must be a JSON object", code="invalid_json")
+    return fields, None
+
+
+_DATA_URL = re.compile(r"data:(image/[a-z0-9.+-]+)?(;[a-z0-9=.+-]+)*;base64,(?P<data>.*)", re.IGNORECASE | re.DOTALL)
+
+
+async def read_image(upload: Optional[UploadFile], reference: Optional[ImageReference]) -> Any:
+    """An uploaded first frame as uint8 [H, W, 3], or None. Only PNG, JPEG, WebP up to the size limits."""
+    if upload is not None:
+        data = await upload.read(MAX_IMAGE_BYTES + 1)
+    elif reference is not None:
+        if reference.file_id:
+            raise APIError(400, "kinema has no files API: send input_reference as a file upload or a data URL",
+                           param="input_reference", code="unsupported_value")
+        match = _DATA_URL.fullmatch(reference.image_url or "")
+        if match is None:
+            raise APIError(400, "input_reference.image_url must be a base64 data URL (data:image/png;base64,...);"
+                                " kinema does not fetch remote URLs", param="input_reference", code="invalid_value")
+        try:
+            data = base64.b64decode(match["data"], validate=True)
+        except (binascii.Error, ValueError):
+            raise APIError(400, "input_reference.image_url is not valid base64", param="input_reference",
+                           code="invalid_value") from None
+    else:
+        return None
+    if len(data) > MAX_IMAGE_BYTES:
+        raise APIError(413, f"input_reference is larger than {MAX_IMAGE_BYTES // 2**20} MiB", param="input_reference",
+                       code="image_too_large")
+    return await run_in_threadpool(decode_image, data)
+
+
+def decode_image(data: bytes) -> Any:
+    """Validate and decode image bytes: format allow-list and size checked before any pixel is decoded."""
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    def bad(reason: str) -> APIError:
+        return APIError(400, f"input_reference {reason}", param="input_reference", code="invalid_image")
+
+    try:
+        with Image.open(io.BytesIO(data), formats=list(IMAGE_FORMATS)) as image:
+            width, height = image.size
+            if max(width, height) > MAX_IMAGE_SIDE:
+                raise bad(f"is {width}x{height}; keep each side at most {MAX_IMAGE_SIDE} px")
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            has_alpha = "A" in image.getbands() or "transparency" in image.info
+            pixels = np.asarray(image.convert("RGBA" if has_alpha else "RGB"))
+    except APIError:
+        raise
+    except Exception as error:  # Pillow raises many kinds for hostile files
+        raise bad(f"is not a readable PNG, JPEG or WebP image ({type(error).__name__})") from None
+    if pixels.shape[-1] == 4:  # flatten transparency onto white
+        rgb, alpha = pixels[..., :3].astype(np.uint16), pixels[..., 3:].astype(np.uint16)
+        pixels = ((rgb * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
+    return np.ascontiguousarray(pixels, dtype=np.uint8)
+
+
+_SIZE = re.compile(r"\s*(\d{1,5})\s*[x×]\s*(\d{1,5})\s*", re.IGNORECASE)
+
+
+def parse_size(size: Optional[str]) -> tuple[Optional[int], Optional[int]]:
+    if size is None:
+        return None, None
+    match = _SIZE.fullmatch(size)
+    if match is None:
+        raise APIError(400, f"size must be WIDTHxHEIGHT like '768x512', got {size[:32]!r}", param="size",
+                       code="invalid_value")
+    return int(match[1]), int(match[2])
+
+
+def parse_seconds(seconds: Union[str, float, None]) -> Optional[float]:
+    if seconds is None:
+        return None
+    try:
+        value = float(seconds)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise APIError(400, f"seconds must be a number like '4', got {str(seconds)[:32]!r}", param="seconds",
+                       code="invalid_value")
+    return value
+
+
+def resolve_model(model: Optional[str], backend: Optional[str], default_backend: str) -> tuple[str, Optional[str], str]:
+    """(backend, model id or None, name shown to clients) from OpenAI's ``model`` and kinema's ``backend``.
+
+    ``model`` may name a backend or alias, a model pulled with ``kinema models pull``,
+    or ``sora-*`` (the server's default backend). Never a path: requests cannot
+    make the server read arbitrary folders.
+    """
+    from . import models as model_store
+    from .engine import get_backends
+
+    backends = get_backends()
+    if backend is not None and backend not in backends:
+        raise APIError(404, f"unknown backend {backend[:64]!r}; choose one of: {', '.join(sorted(_names(backends)))}",
+                       param="backend", code="model_not_found")
+    if not model or model.startswith(OPENAI_MODEL_PREFIX):
+        chosen = backend or default_backend
+        return chosen, None, backends[chosen].name if chosen in backends else chosen
+    if model in backends:
+        if backend is not None and backends[backend] is not backends[model]:
+            raise APIError(400, f"model {model!r} and backend {backend!r} disagree; send one of them", param="backend",
+                           code="invalid_value")
+        return model, None, backends[model].name
+    if model_store.is_hub_id(model) and model in model_store.pulled():
+        if backend is None:
+            lowered = model.lower()
+            backend = "ltx2" if "ltx" in lowered else "wan" if "wan" in lowered else None
+            if backend is None or backend not in backends:
+                raise APIError(400, f"say which backend runs {model!r} with the 'backend' field", param="backend",
+                               code="invalid_value")
+        return backend, model, model
+    raise UnknownBackendError(
+        f"unknown model {model[:64]!r}; use a backend ({', '.join(sorted(_names(backends)))}) or a model pulled"
+        " with `kinema models pull` (see GET /v1/models)"
+    )
+
+
+def _names(backends: dict) -> set[str]:
+    return {b.name for b in backends.values()}
+
+
+def check_text(params: BaseModel) -> None:
+    """Refuse string fields that are not valid text (JSON lets unpaired surrogates through)."""
+    for name, value in params:
+        if isinstance(value, str) and not _is_utf8(value):
+            raise APIError(400, f"{name} is not valid text (it has unpaired surrogates)", param=name,
+                           code="invalid_value")
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def cameo_fields(params: Any, user: str) -> dict:
+    """The cameo part of a create request. Speech may only name a cameo: the server reads no files for clients."""
+    names = params.cameos.split(",") if isinstance(params.cameos, str) else (params.cameos or [])
+    names = tuple(name.strip() for name in names if isinstance(name, str) and name.strip())
+    if params.speech is not None and params.speech not in names:
+        raise APIError(400, "speech must be the name of one of the cameos (its recorded voice drives the clip)",
+                       param="speech", code="invalid_value")
+    return {"cameos": names, "speech": params.speech, "user": user}
