@@ -1,0 +1,101 @@
+"""The shot cache: finished shots kept by a hash of everything that changes how they look and sound."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+
+def cache_key(request: Any, backend: Any) -> str:
+    """A hash of everything that changes what a shot looks and sounds like."""
+    from . import __version__
+    from .styles import apply_style
+
+    effective = apply_style(request)
+    fields = {f.name: _fingerprint(getattr(effective, f.name)) for f in dataclasses.fields(effective)}
+    if effective.cameos:  # a cameo re-recorded under the same name must not bring back the old likeness
+        from .cameos import RECORD_FILE, CameoStore
+
+        store = CameoStore()
+        fields["cameo_records"] = [_fingerprint(store.path(name) / RECORD_FILE) for name in effective.cameos]
+    identity = {"request": fields, "backend": backend.name, "backend_class": type(backend).__qualname__,
+                "model": backend.model_id, "kinema": __version__}
+    blob = json.dumps(identity, sort_keys=True, default=repr).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _fingerprint(value: Any) -> Any:
+    """A JSON-able stand-in for ``value`` that changes whenever its content does (arrays and files by hash)."""
+    if isinstance(value, np.ndarray):
+        return {"shape": list(value.shape), "dtype": str(value.dtype),
+                "sha256": hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()}
+    if isinstance(value, Path) or (isinstance(value, str) and os.sep in value and os.path.isfile(value)):
+        path = Path(value)
+        if path.is_file():
+            return {"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        return str(path)
+    if isinstance(value, (list, tuple)):
+        return [_fingerprint(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _fingerprint(v) for k, v in value.items()}
+    return value
+
+
+class ShotCache:
+    """Finished shots as ``.npz`` (raw frames and samples: exact, so a continue shot sees the very same last frame)."""
+
+    def __init__(self, folder: Optional[Path] = None):
+        from .home import kinema_home
+
+        self.folder = folder or kinema_home() / "cache" / "shots"
+
+    def path(self, key: str) -> Path:
+        return self.folder / f"{key}.npz"
+
+    def get(self, key: str) -> Any:
+        from .clip import Clip
+
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                audio = data["audio"] if data["audio"].size else None
+                rate = int(data["sample_rate"]) or None
+                fps = Fraction(int(data["fps"][0]), int(data["fps"][1]))
+                clip = Clip(data["frames"], fps, audio, rate if audio is not None else None,
+                            json.loads(str(data["metadata"])))
+        except (OSError, ValueError, KeyError):  # a damaged entry is just a miss; it gets rewritten
+            return None
+        os.utime(path)  # recently used: what a size-based cleanup would keep
+        return clip
+
+    def put(self, key: str, clip: Any) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.path(key)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.part")
+        try:
+            with open(tmp, "wb") as handle:
+                np.savez(
+                    handle,
+                    frames=clip.frames,
+                    audio=clip.audio if clip.audio is not None else np.zeros((0, 0), np.float32),
+                    sample_rate=np.int64(clip.sample_rate or 0),
+                    fps=np.array([clip.fps.numerator, clip.fps.denominator], np.int64),
+                    metadata=np.array(json.dumps(clip.metadata, sort_keys=True, default=str)),
+                )
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return path

@@ -1,0 +1,101 @@
+"""Frame-exact plans of a storyboard's shots: what each keeps, what is generated, with which seed and prompt."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Optional
+
+from .request import MAX_SEED
+from .storyboard import Shot, Storyboard, StoryboardError
+
+
+@dataclass(frozen=True)
+class ShotPlan:
+    """How one shot is made: the frames it keeps and the slightly longer generation they are cut from."""
+
+    index: int  # 0-based
+    shot: Shot
+    prompt: str  # with the world folded in (the style is added by the engine)
+    style: Optional[str]
+    seed: int
+    start_frame: int  # in the film
+    frames: int  # kept in the film
+    head: int  # generated frames dropped before the kept ones
+    generated: int  # frames the backend makes
+    fps: Fraction
+
+    @property
+    def seconds(self) -> float:
+        return float(self.frames / self.fps)
+
+    @property
+    def start(self) -> float:
+        return float(self.start_frame / self.fps)
+
+
+_PRONOUNS = re.compile(r"\b(he|she|they|him|her|his|hers|them|their|theirs|we|us|our)\b", re.IGNORECASE)
+
+
+def compose_prompt(board: Storyboard, shot: Shot) -> str:
+    """The shot's prompt with the world folded in: its characters, the setting, the camera, the lines spoken.
+
+    A character is described in every shot that names it; a shot that names
+    nobody but says "she" or "they" gets every character (it means them).
+    Nameless characters are in every shot.
+    """
+    parts = [shot.prompt.strip().rstrip(".")]
+    mentioned_text = " ".join([shot.prompt, shot.camera, *(line.speaker for line in shot.dialogue), *shot.cameos])
+    named = [(n, d) for n, d in board.world.characters if n]
+    mentioned = [(n, d) for n, d in named if re.search(rf"\b{re.escape(n)}\b", mentioned_text, re.IGNORECASE)]
+    if not mentioned and _PRONOUNS.search(shot.prompt):
+        mentioned = named
+    chosen = mentioned + [(n, d) for n, d in board.world.characters if not n]
+    for name, description in chosen:
+        parts.append(f"{name}: {description}".rstrip(".") if name else description.rstrip("."))
+    if board.world.setting:
+        parts.append(f"Setting: {board.world.setting.rstrip('.')}")
+    if shot.camera:
+        parts.append(f"Camera: {shot.camera.rstrip('.')}")
+    for line in shot.dialogue:
+        who = f"{line.speaker} says" if line.speaker else "A voice says"
+        parts.append(f'{who}: "{line.text}"')
+    return ". ".join(parts)
+
+
+def plan_storyboard(board: Storyboard, backend: Any = None) -> list[ShotPlan]:
+    """Frame-exact plan of every shot: what it keeps, what is generated, with which seed and prompt."""
+    from .engine import get_backend
+
+    backend = backend or get_backend(board.backend)
+    fps = Fraction(board.fps or backend.defaults.fps).limit_denominator(1001)
+    multiple = max(1, int(getattr(backend, "frame_multiple", 1)))
+    minimum = max(1, int(getattr(backend, "min_frames", 1)))
+    plans: list[ShotPlan] = []
+    elapsed = Fraction(0)
+    problems: list[tuple[Optional[int], str]] = []
+    last = len(board.shots) - 1
+    for index, shot in enumerate(board.shots):
+        if (shot.cut == "continue" or shot.image) and not backend.supports_image:
+            problems.append((shot.line, f"shot {index + 1}: backend {backend.name!r} cannot start a shot from a frame;"
+                                        " make it a hard cut without an image, or pick another backend"))
+        seconds = Fraction(shot.seconds or board.seconds or backend.defaults.seconds).limit_denominator(10**6)
+        # Cumulative rounding: the film's frame count is the total length rounded once, never N roundings.
+        start, end = round(elapsed * fps), round((elapsed + seconds) * fps)
+        elapsed += seconds
+        frames = end - start
+        if frames < 1:
+            problems.append((shot.line, f"shot {index + 1}: {float(seconds):g} s is less than one frame at {float(fps):g} fps"))
+            continue
+        head = 0 if index == 0 else 1  # sound from before the cut, to crossfade with; and no repeated frame after a continue
+        tail = 0 if index == last else 1  # sound from after the cut
+        need = head + frames + tail
+        generated = max(minimum, multiple * math.ceil((need - 1) / multiple) + 1)
+        seed = shot.seed if shot.seed is not None else (board.seed + index) % (MAX_SEED + 1)
+        plans.append(ShotPlan(index, shot, compose_prompt(board, shot), shot.style or board.world.style, seed,
+                              start, frames, head, generated, fps))
+    if problems:
+        raise StoryboardError(board.source, problems)
+    return plans

@@ -1,0 +1,196 @@
+"""Making the film: every shot generated (or taken from the cache), trimmed to its plan and joined with crossfaded sound."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from .errors import InvalidRequestError
+from .storyboard import Storyboard, StoryboardError
+from .storyboard_cache import ShotCache, cache_key
+from .storyboard_plan import ShotPlan, plan_storyboard
+
+
+@dataclass
+class ShotResult:
+    plan: ShotPlan
+    clip: Any  # kinema.Clip: the kept frames and their sound
+    generated: Any  # kinema.Clip: everything the backend made (the spare sound feeds the crossfades)
+    cached: bool
+    request: Any  # the GenerationRequest that made it
+    conditioning: Optional[np.ndarray] = None  # the first frame it was given (continue shots: the previous last frame)
+
+
+@dataclass
+class StoryboardResult:
+    film: Any  # kinema.Clip
+    shots: list[ShotResult] = field(default_factory=list)
+
+    @property
+    def regenerated(self) -> list[int]:
+        """1-based numbers of the shots that were generated (not taken from the cache)."""
+        return [r.plan.index + 1 for r in self.shots if not r.cached]
+
+
+def shot_request(board: Storyboard, plan: ShotPlan, image: Optional[np.ndarray], user: Optional[str] = None):
+    from .request import GenerationRequest
+
+    shot = plan.shot
+    negative = ", ".join(p for p in (board.negative_prompt, shot.negative_prompt) if p)
+    fields: dict[str, Any] = {"cameos": tuple(shot.cameos)} if shot.cameos else {}
+    if user is not None:
+        fields["user"] = user
+    try:
+        return GenerationRequest(
+            prompt=plan.prompt, negative_prompt=negative, seconds=float(plan.generated / plan.fps), fps=float(plan.fps),
+            width=board.width, height=board.height, seed=plan.seed, steps=board.steps, guidance=board.guidance,
+            tier=board.tier,
+            style=plan.style, image=image if image is not None else shot.image, audio=board.audio,
+            backend=board.backend, model=board.model, **fields,
+        )
+    except InvalidRequestError as error:
+        raise StoryboardError(board.source, [(shot.line, f"shot {plan.index + 1}: {error}")]) from None
+
+
+def run_storyboard(
+    board: Storyboard,
+    *,
+    progress: Optional[Callable[[Any], None]] = None,
+    cancel: Any = None,
+    cache: bool = True,
+    backend: Any = None,
+    on_shot: Optional[Callable[[ShotResult], None]] = None,
+    user: Optional[str] = None,
+    start_image: Optional[np.ndarray] = None,
+) -> StoryboardResult:
+    """Make every shot (or take it from the cache) and assemble the film.
+
+    ``progress`` gets ``Progress`` events whose stage names the shot
+    ("shot 2/3 video"); ``cancel`` stops within one step; ``on_shot`` is called
+    as each shot is ready. ``user`` is who asks (for cameo consent; None is the
+    local user). ``start_image`` (uint8 [H, W, 3]) is the first shot's first
+    frame, unless that shot names an image of its own.
+    """
+    from . import __version__, engine
+    from .assemble import Piece, join
+    from .clip import Clip
+    from .progress import CancelToken, Progress
+    from .request import GenerationRequest
+
+    backend = backend or engine.resolve_backend(GenerationRequest("storyboard", backend=board.backend, model=board.model))
+    plans = plan_storyboard(board, backend)
+    cancel = cancel or CancelToken()
+    store = ShotCache() if cache else None
+    started = time.time()
+    results: list[ShotResult] = []
+    previous_last: Optional[np.ndarray] = None
+    done_steps = 0
+    per_shot = board.steps or backend.defaults.steps  # a first guess at each shot's steps, corrected by its events
+    for plan in plans:
+        cancel.raise_if_cancelled()
+        conditioning = previous_last if plan.shot.cut == "continue" else None
+        if plan.index == 0 and start_image is not None and plan.shot.image is None:
+            conditioning = start_image
+        request = shot_request(board, plan, conditioning, user)
+        key = cache_key(request, backend)
+        clip = store.get(key) if store else None
+        if clip is not None and request.cameos:
+            from .cameos import authorize_request
+
+            authorize_request(request)  # consent is asked again: a cached likeness is still a likeness
+        cached = clip is not None
+        if clip is None:
+            remaining = len(plans) - plan.index - 1
+            seen = {"total": per_shot}
+
+            def on_progress(event, _plan=plan, _remaining=remaining, _seen=seen):
+                _seen["total"] = event.total
+                if progress is not None:
+                    progress(Progress(step=done_steps + event.step, total=done_steps + event.total * (1 + _remaining),
+                                      stage=f"shot {_plan.index + 1}/{len(plans)} {event.stage}", preview=event.preview))
+
+            try:
+                clip = engine.generate(request, progress=on_progress, cancel=cancel, backend=backend)
+            except InvalidRequestError as error:
+                raise StoryboardError(board.source, [(plan.shot.line, f"shot {plan.index + 1}: {error}")]) from None
+            done_steps += seen["total"]
+            per_shot = seen["total"]
+            if store:
+                store.put(key, clip)
+        if clip.frame_count < plan.head + plan.frames:
+            raise InvalidRequestError(f"shot {plan.index + 1}: backend {backend.name!r} made {clip.frame_count} frames"
+                                      f" where {plan.generated} were planned")
+        result = ShotResult(plan, _kept_clip(clip, plan), clip, cached, request, conditioning)
+        results.append(result)
+        previous_last = result.clip.frames[-1]
+        if on_shot is not None:
+            on_shot(result)
+
+    sample_rate = next((r.generated.sample_rate for r in results if r.generated.sample_rate), None)
+    pieces = [Piece(r.clip.frames, r.generated.audio, round(Fraction(r.plan.head) * (sample_rate or 0) / r.plan.fps))
+              for r in results]
+    frames, audio = join(pieces, plans[0].fps, sample_rate)
+    metadata = {
+        "kind": "storyboard",
+        "title": board.title,
+        "prompt": board.title or " / ".join(p.shot.prompt for p in plans)[:1000],
+        "world": dataclasses.asdict(board.world),
+        "seed": board.seed,
+        "backend": backend.name,
+        "model": backend.model_id,
+        "width": int(frames.shape[2]),
+        "height": int(frames.shape[1]),
+        "num_frames": int(frames.shape[0]),
+        "fps": str(plans[0].fps),
+        "audio": audio is not None,
+        "kinema_version": __version__,
+        "created_at": int(started),
+        "generation_seconds": round(time.time() - started, 3),
+        "shots": [_shot_metadata(r) for r in results],
+    }
+    film = Clip(frames, plans[0].fps, audio, sample_rate if audio is not None else None, metadata)
+    return StoryboardResult(film, results)
+
+
+def _kept_clip(clip: Any, plan: ShotPlan) -> Any:
+    """The frames the shot keeps, with exactly their sound."""
+    from .clip import Clip, fit_audio
+
+    frames = clip.frames[plan.head:plan.head + plan.frames]
+    audio = None
+    if clip.audio is not None:
+        start = round(Fraction(plan.head) * clip.sample_rate / plan.fps)
+        audio = fit_audio(clip.audio[:, start:], clip.sample_rate, plan.frames, plan.fps)
+    kept = Clip(frames, plan.fps, audio, clip.sample_rate if audio is not None else None, dict(clip.metadata))
+    kept.metadata.update({"num_frames": plan.frames, "generated_frames": clip.frame_count})
+    return kept
+
+
+def _shot_metadata(result: ShotResult) -> dict:
+    plan = result.plan
+    notes = []
+    if plan.generated != plan.frames:
+        notes.append(f"generated {plan.generated} frames, kept {plan.frames} ({plan.seconds:.3f} s) from frame {plan.head}")
+    return {
+        "shot": plan.index + 1,
+        "line": plan.shot.line,
+        "prompt": plan.shot.prompt,
+        "full_prompt": result.clip.metadata.get("prompt", plan.prompt),
+        "cut": plan.shot.cut,
+        "camera": plan.shot.camera,
+        "dialogue": [dataclasses.asdict(line) for line in plan.shot.dialogue],
+        "cameos": list(plan.shot.cameos),
+        "style": plan.style,
+        "seed": plan.seed,
+        "start": round(plan.start, 6),
+        "seconds": round(plan.seconds, 6),
+        "frames": plan.frames,
+        "generated_frames": plan.generated,
+        "cached": result.cached,
+        "notes": notes + list(result.clip.metadata.get("notes", [])),
+    }
