@@ -283,6 +283,9 @@ def _tiny_gemma3(vocab_size: int, specials: dict[str, int]) -> Gemma3ForConditio
 
 
 # The toy Wan transformer both Wan 2.2 (48 latent channels) and Wan VACE (16) are built around.
+# The toy Wan VAE's blocks, for the Wan 2.2 (48-channel, x16) and Wan 2.1 VACE (16-channel, x8) layouts alike.
+_TINY_WAN_VAE_BLOCKS = dict(base_dim=3, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True])
+
 _TINY_WAN_BLOCKS = dict(
     patch_size=(1, 2, 2),
     num_attention_heads=2,
@@ -297,26 +300,29 @@ _TINY_WAN_BLOCKS = dict(
 )
 
 
+def _toy_t5_config(tokenizer: T5Tokenizer) -> dict:
+    """The toy T5 size both T5 encoders use: Wan's UMT5 and Stable Audio's T5."""
+    return dict(
+        vocab_size=len(tokenizer),
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        relative_attention_max_distance=32,
+        dropout_rate=0.0,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
+
+
 def _tiny_umt5(tokenizer: T5Tokenizer) -> UMT5EncoderModel:
     """Wan's text encoder (UMT5) at toy size; Wan and Wan VACE share it."""
     torch.manual_seed(SEED)
     return UMT5EncoderModel(
-        UMT5Config(
-            vocab_size=len(tokenizer),
-            d_model=32,
-            d_kv=8,
-            d_ff=64,
-            num_layers=2,
-            num_heads=4,
-            relative_attention_num_buckets=8,
-            relative_attention_max_distance=32,
-            dropout_rate=0.0,
-            feed_forward_proj="gated-gelu",
-            tie_word_embeddings=False,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            decoder_start_token_id=tokenizer.pad_token_id,
-        )
+        UMT5Config(feed_forward_proj="gated-gelu", tie_word_embeddings=False, **_toy_t5_config(tokenizer))
     ).eval()
 
 
@@ -482,7 +488,6 @@ def tiny_wan_components() -> dict:
 
     torch.manual_seed(SEED)
     vae = AutoencoderKLWan(
-        base_dim=3,
         z_dim=48,
         in_channels=12,
         out_channels=12,
@@ -490,11 +495,9 @@ def tiny_wan_components() -> dict:
         patch_size=2,
         latents_mean=[0.0] * 48,
         latents_std=[1.0] * 48,
-        dim_mult=[1, 1, 1, 1],
-        num_res_blocks=1,
         scale_factor_spatial=16,
         scale_factor_temporal=4,
-        temperal_downsample=[False, True, True],
+        **_TINY_WAN_VAE_BLOCKS,
     ).eval()
 
     scheduler = UniPCMultistepScheduler(
@@ -537,13 +540,7 @@ def tiny_wan_vace_components() -> dict:
     tokenizer = tiny_t5_tokenizer(model_max_length=512)
 
     torch.manual_seed(SEED)
-    vae = AutoencoderKLWan(
-        base_dim=3,
-        z_dim=16,
-        dim_mult=[1, 1, 1, 1],
-        num_res_blocks=1,
-        temperal_downsample=[False, True, True],
-    ).eval()
+    vae = AutoencoderKLWan(z_dim=16, **_TINY_WAN_VAE_BLOCKS).eval()
 
     scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
 
@@ -617,23 +614,7 @@ def tiny_stable_audio_components() -> dict:
     ).eval()
 
     torch.manual_seed(SEED)
-    text_encoder = T5EncoderModel(
-        T5Config(
-            vocab_size=len(tokenizer),
-            d_model=32,
-            d_kv=8,
-            d_ff=64,
-            num_layers=2,
-            num_heads=4,
-            relative_attention_num_buckets=8,
-            relative_attention_max_distance=32,
-            dropout_rate=0.0,
-            feed_forward_proj="relu",
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            decoder_start_token_id=tokenizer.pad_token_id,
-        )
-    ).eval()
+    text_encoder = T5EncoderModel(T5Config(feed_forward_proj="relu", **_toy_t5_config(tokenizer))).eval()
 
     torch.manual_seed(SEED)
     projection_model = StableAudioProjectionModel(
