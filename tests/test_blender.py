@@ -20,10 +20,12 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
+from processes import alive, wait_until_gone
 
 REPO = Path(__file__).resolve().parent.parent
 ADDON = REPO / "plugins" / "blender"
@@ -319,6 +321,27 @@ def test_starts_a_local_server_and_stops_it_when_disabled(blender, tmp_path_fact
     assert outcome["url"].startswith("http://127.0.0.1:") and not outcome["url"].endswith(":0")
     assert [s["type"] for s in outcome["strips"]] == ["MOVIE", "SOUND"]
     assert outcome["pid"] is not None and outcome["exit_code_after_disable"] is not None
+
+
+@pytest.mark.parametrize("stop_on_quit", [True, False], ids=["stop-on-quit", "keep-running"])
+def test_a_started_server_ends_with_a_crashed_blender_unless_kept(blender, tmp_path_factory, shared_models,
+                                                                  stop_on_quit):
+    """"Stop the server when Blender quits" holds even when Blender dies without running the add-on's clean-up."""
+    home = tmp_path_factory.mktemp("blender-crash-home")
+    (home / "models").symlink_to(shared_models, target_is_directory=True)
+    outcome = scenario(blender, "connect_then_crash", env=_server_env(home), url="http://127.0.0.1:0",
+                       python=sys.executable, stop_on_quit=stop_on_quit)
+    assert outcome["server"]["state"] == "connected", outcome["server"]
+    pid = outcome["pid"]
+    try:
+        if stop_on_quit:
+            wait_until_gone(pid, 60, "the server the crashed Blender started")
+        else:
+            time.sleep(2)  # ample time for a server that was going to stop to notice
+            assert alive(pid), "the preference said to keep the server running"
+    finally:
+        if alive(pid):
+            os.kill(pid, signal.SIGTERM)
 
 
 def test_generate_from_markers_makes_one_film_at_the_first_marker(blender, server):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from processes import wait_until_gone
 
 import kinema.client as client_module
 from kinema.client import (
@@ -31,6 +32,7 @@ from kinema.client import (
 )
 
 SMALL = {"size": "32x32", "seconds": 0.4, "steps": 2}
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -49,17 +51,6 @@ def shared_home(tmp_path_factory) -> Path:
 @pytest.fixture(autouse=True)
 def _shared_home(kinema_env, shared_home, monkeypatch):
     monkeypatch.setenv("KINEMA_HOME", str(shared_home))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Toy models need no threads; OpenMP spinning on a busy machine made tiny jobs ~15x slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class ThreadServer:
@@ -357,18 +348,6 @@ def test_a_server_started_for_a_host_stops_when_the_host_is_killed(tmp_path):
     finally:
         host.kill()
         host.wait(10)
-    deadline = time.monotonic() + 60
-    while _alive(server):
-        assert time.monotonic() < deadline, f"the server outlived its host:\n{log.read_text()}"
-        time.sleep(0.1)
+    wait_until_gone(server, 60, "the server the killed host started")
     assert "standard input closed" in log.read_text()
-
-
-def _alive(pid: int) -> bool:
-    """True while ``pid`` runs; a zombie (dead, not yet reaped by init) counts as gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 

@@ -78,7 +78,8 @@ class KINEMA_AP_preferences(bpy.types.AddonPreferences):
     )
     stop_server_on_quit: BoolProperty(
         name="Stop the server when Blender quits",
-        description="Stop a server this add-on started when Blender quits (keeping it saves loading the model again)",
+        description="Stop a server this add-on started when Blender quits, or crashes (keeping it saves loading the"
+                    " model again)",
         default=True,
     )
 
@@ -115,7 +116,8 @@ def server_settings(context=None) -> runner.ServerSettings:
     prefs = get(context)
     python = bpy.path.abspath(prefs.python_path) if prefs.python_path else ""
     return runner.ServerSettings(url=prefs.server_url.strip(), start_local=prefs.start_server,
-                                 python=os.path.expanduser(python), api_key=prefs.api_key)
+                                 python=os.path.expanduser(python), api_key=prefs.api_key,
+                                 stop_with_blender=prefs.stop_server_on_quit)
 
 
 def online_refusal(context=None) -> str | None:

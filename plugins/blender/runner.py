@@ -38,6 +38,7 @@ class ServerSettings:
     start_local: bool = False
     python: str = ""
     api_key: str = ""
+    stop_with_blender: bool = True  # a server this add-on starts ends with Blender, even if Blender crashes
 
     @property
     def shown_url(self) -> str:
@@ -115,7 +116,7 @@ class Connection:
                     )
                 post(Update(0, {"state": "starting", "message": f"Starting a kinema server at {settings.shown_url}…"}))
                 client = api.ensure_server(python=settings.python, url=settings.url or None, api_key=key,
-                                           stop_with_caller=True)
+                                           stop_with_caller=settings.stop_with_blender)
                 if client.process is not None:
                     self.started = client.process
             else:

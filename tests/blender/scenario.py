@@ -190,6 +190,18 @@ def start_local(args):
             "exit_code_after_disable": process.poll() if process is not None else None}
 
 
+def connect_then_crash(args):
+    """Connect (which starts a server), then die as a crashing Blender would: no add-on clean-up runs."""
+    addon = enable()
+    configure(addon, args)
+    bpy.context.preferences.addons[MODULE].preferences.stop_server_on_quit = args["stop_on_quit"]
+    bpy.ops.kinema.connect()
+    run_until(addon, lambda: addon.session.server.state != "starting")
+    process = addon.session.work.connection.started
+    print("RESULT " + json.dumps({"server": vars(addon.session.server), "pid": process and process.pid}), flush=True)
+    os._exit(0)
+
+
 def markers(args):
     """Generate from Markers: named timeline markers make one film, placed at the first marker."""
     addon = enable()
