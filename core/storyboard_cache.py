@@ -49,13 +49,36 @@ def _fingerprint(value: Any) -> Any:
     return value
 
 
-class ShotCache:
-    """Finished shots as ``.npz`` (raw frames and samples: exact, so a continue shot sees the very same last frame)."""
+DEFAULT_LIMIT_GB = 20.0  # a 5 s 720p shot is ~330 MB raw: room for a few storyboards' worth of shots
+STALE_PART_SECONDS = 3600  # a .part this old belongs to a run that died mid-write
 
-    def __init__(self, folder: Optional[Path] = None):
+
+def limit_from_environment() -> int:
+    """The cache's size limit in bytes: ``KINEMA_SHOT_CACHE_GB`` (0 keeps nothing), else 20 GB."""
+    from .errors import InvalidRequestError
+
+    raw = os.environ.get("KINEMA_SHOT_CACHE_GB", "").strip()
+    try:
+        gigabytes = float(raw) if raw else DEFAULT_LIMIT_GB
+    except ValueError:
+        gigabytes = -1.0
+    if not gigabytes >= 0:  # also refuses nan
+        raise InvalidRequestError(f"KINEMA_SHOT_CACHE_GB must be a number of gigabytes, 0 or more; got {raw!r}")
+    return int(gigabytes * 1e9)
+
+
+class ShotCache:
+    """Finished shots as ``.npz`` (raw frames and samples: exact, so a continue shot sees the very same last frame).
+
+    Raw frames are large, so the folder is kept under ``limit_bytes`` (default: ``KINEMA_SHOT_CACHE_GB``):
+    after each write the least recently used shots go first, never the one just written.
+    """
+
+    def __init__(self, folder: Optional[Path] = None, limit_bytes: Optional[int] = None):
         from .home import kinema_home
 
         self.folder = folder or kinema_home() / "cache" / "shots"
+        self.limit_bytes = limit_from_environment() if limit_bytes is None else limit_bytes
 
     def path(self, key: str) -> Path:
         return self.folder / f"{key}.npz"
@@ -75,7 +98,7 @@ class ShotCache:
                             json.loads(str(data["metadata"])))
         except (OSError, ValueError, KeyError):  # a damaged entry is just a miss; it gets rewritten
             return None
-        os.utime(path)  # recently used: what a size-based cleanup would keep
+        os.utime(path)  # recently used: the size limit evicts it last
         return clip
 
     def put(self, key: str, clip: Any) -> Path:
@@ -98,4 +121,30 @@ class ShotCache:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+        self.trim(keep=path)
         return path
+
+    def trim(self, keep: Optional[Path] = None) -> list[Path]:
+        """Delete least recently used shots until the folder fits the limit; returns what went."""
+        entries = []
+        now = time.time()
+        for entry in self.folder.glob("*"):
+            try:
+                stat = entry.stat()
+            except FileNotFoundError:  # another run removed it meanwhile
+                continue
+            if entry.suffix == ".npz":
+                entries.append((stat.st_mtime, stat.st_size, entry))
+            elif entry.name.endswith(".part") and now - stat.st_mtime > STALE_PART_SECONDS:
+                entry.unlink(missing_ok=True)
+        total = sum(size for _, size, _ in entries)
+        removed = []
+        for _, size, entry in sorted(entries, key=lambda item: item[0]):
+            if total <= self.limit_bytes:
+                break
+            if entry == keep:
+                continue
+            entry.unlink(missing_ok=True)
+            total -= size
+            removed.append(entry)
+        return removed

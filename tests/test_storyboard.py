@@ -296,3 +296,44 @@ def test_crossfades_hide_the_cut_and_keep_the_length():
     assert audio.shape == (1, 12000)
     assert np.abs(np.diff(audio[0])).max() < 0.01  # a hard cut would jump by 1.0
     assert np.abs(audio[0, :5000]).min() > 0.3 and np.abs(audio[0, 7000:]).min() > 0.3  # no gap, no dip
+
+
+def _small_clip(value: int):
+    from fractions import Fraction
+
+    frames = np.full((3, 16, 16, 3), value, np.uint8)
+    return kinema.Clip(frames, Fraction(24), np.zeros((2, 100), np.float32), 16000, {"value": value})
+
+
+def test_shot_cache_keeps_to_its_size_limit_dropping_the_least_recently_used(tmp_path):
+    import os
+    import time
+
+    from kinema.storyboard import ShotCache
+
+    one = ShotCache(tmp_path, limit_bytes=10**9).put("a", _small_clip(1)).stat().st_size
+    cache = ShotCache(tmp_path, limit_bytes=2 * one)
+    stale = tmp_path / ".x.npz.1.2.part"  # left by a run that died mid-write
+    stale.write_bytes(b"half")
+    os.utime(stale, (time.time() - 7200,) * 2)
+    past = time.time() - 100
+    cache.put("b", _small_clip(2))
+    os.utime(cache.path("a"), (past, past))
+    os.utime(cache.path("b"), (past + 1, past + 1))
+    assert cache.get("a").metadata["value"] == 1  # used just now: "b" is now the least recently used
+    cache.put("c", _small_clip(3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "c.npz"]
+    assert ShotCache(tmp_path, limit_bytes=0).put("d", _small_clip(4)).exists()  # the shot just made stays
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npz"]
+
+
+@pytest.mark.parametrize("value", ["lots", "-1", "nan"])
+def test_shot_cache_limit_from_the_environment_is_checked(monkeypatch, value):
+    from kinema.errors import InvalidRequestError
+    from kinema.storyboard import ShotCache
+
+    monkeypatch.setenv("KINEMA_SHOT_CACHE_GB", value)
+    with pytest.raises(InvalidRequestError, match="KINEMA_SHOT_CACHE_GB must be a number of gigabytes"):
+        ShotCache()
+    monkeypatch.setenv("KINEMA_SHOT_CACHE_GB", "0.5")
+    assert ShotCache().limit_bytes == 500_000_000
