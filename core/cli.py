@@ -239,6 +239,8 @@ def _clip_options(function):
         click.option("--seed", type=int, help="Same seed, same result."),
         click.option("--steps", type=int, help="Denoising steps."),
         click.option("--guidance", type=float, help="Guidance scale."),
+        click.option("--tier", type=click.Choice(["draft", "standard", "final"]), default=None,
+                     help="Quality tier (default: the one CLIP was made at, else standard)."),
         click.option("--negative", default=None, help="What the new frames should not show."),
         click.option("--style", help="A style preset (see `kinema styles`)."),
         click.option("--backend", help="Backend (default: the one that made the clip, else tiny)."),
@@ -255,7 +257,7 @@ def _clip_options(function):
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Where to write the longer clip (default: CLIP-extended.mp4 beside it).")
 @_clip_options
-def extend(clip, seconds, prompt, output, seed, steps, guidance, negative, style, backend, model):
+def extend(clip, seconds, prompt, output, seed, steps, guidance, tier, negative, style, backend, model):
     """Make CLIP longer: new frames continue from its last ones, sound crossfaded.
 
     Example: kinema extend fox.mp4 --seconds 3 --prompt "the fox jumps into the snow" -o fox-longer.mp4
@@ -266,7 +268,8 @@ def extend(clip, seconds, prompt, output, seed, steps, guidance, negative, style
     bar, on_progress = _progress_bar()
     try:
         longer = extend_clip(clip, seconds, prompt=prompt, negative_prompt=negative, style=style, seed=seed,
-                             steps=steps, guidance=guidance, backend=backend, model=model, progress=on_progress)
+                             steps=steps, guidance=guidance, tier=tier, backend=backend, model=model,
+                             progress=on_progress)
     finally:
         bar.close()
     written = longer.save(output)
@@ -282,7 +285,7 @@ def extend(clip, seconds, prompt, output, seed, steps, guidance, negative, style
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Where to write the remix (default: CLIP-remix.mp4 beside it).")
 @_clip_options
-def remix(clip, prompt, strength, keep_audio, output, seed, steps, guidance, negative, style, backend, model):
+def remix(clip, prompt, strength, keep_audio, output, seed, steps, guidance, tier, negative, style, backend, model):
     """Redo CLIP following PROMPT, keeping its layout and motion as much as --strength says.
 
     Example: kinema remix fox.mp4 "the same fox, as a paper cut-out animation" --strength 0.5
@@ -293,8 +296,8 @@ def remix(clip, prompt, strength, keep_audio, output, seed, steps, guidance, neg
     bar, on_progress = _progress_bar()
     try:
         made = remix_clip(clip, prompt, strength=strength, negative_prompt=negative or "", style=style, seed=seed,
-                          steps=steps, guidance=guidance, keep_audio=keep_audio, backend=backend, model=model,
-                          progress=on_progress)
+                          steps=steps, guidance=guidance, tier=tier, keep_audio=keep_audio, backend=backend,
+                          model=model, progress=on_progress)
     finally:
         bar.close()
     written = made.save(output)

@@ -7,7 +7,7 @@ from fractions import Fraction
 from typing import Any, Callable, Optional
 
 from .errors import InvalidRequestError
-from .lineage import Source, open_source, pick_backend, resize_frames
+from .lineage import Source, open_source, pick_backend, pick_tier, resize_frames
 
 
 def extend(
@@ -20,6 +20,7 @@ def extend(
     seed: Optional[int] = None,
     steps: Optional[int] = None,
     guidance: Optional[float] = None,
+    tier: Optional[str] = None,
     backend: Optional[str] = None,
     model: Optional[str] = None,
     progress: Optional[Callable[[Any], None]] = None,
@@ -33,7 +34,8 @@ def extend(
     backend can continue from (LTX-2: 17, so motion carries on; others: the
     last frame, image-to-video). Those frames are re-created first and dropped,
     so the picture runs on without a repeated frame. ``prompt`` defaults to the
-    clip's own. The result's metadata names the clip as its ``parent``.
+    clip's own; ``backend`` and ``tier`` default to the ones that made the clip.
+    The result's metadata names the clip as its ``parent``.
     """
     from . import engine
     from .assemble import Piece, join, resample
@@ -46,7 +48,8 @@ def extend(
     if not prompt:
         raise InvalidRequestError("this clip carries no kinema prompt; say what happens next with --prompt")
     backend, model = pick_backend(clip, backend, model)
-    chosen = backend_obj or engine.resolve_backend(GenerationRequest(prompt, backend=backend, model=model))
+    tier = pick_tier(clip, tier)
+    chosen = backend_obj or engine.resolve_backend(GenerationRequest(prompt, backend=backend, model=model, tier=tier))
     if not chosen.supports_image:
         raise InvalidRequestError(f"backend {chosen.name!r} cannot start from frames, so it cannot extend a clip")
     fps = clip.fps
@@ -65,7 +68,7 @@ def extend(
         seconds=float(generated / fps), fps=float(fps), width=clip.width, height=clip.height, seed=seed, steps=steps,
         guidance=guidance, style=style, image=last[-1] if context == 1 else None,
         start_frames=last if context > 1 else None, audio=clip.audio is not None,
-        backend=chosen.name, model=model,
+        backend=chosen.name, model=model, tier=tier,
     )
     more = engine.generate(request, progress=progress, cancel=cancel, backend=chosen)
     frames = resize_frames(more.frames[context:context + wanted], clip.width, clip.height)

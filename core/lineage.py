@@ -44,6 +44,16 @@ def pick_backend(clip: Any, backend: Optional[str], model: Optional[str]) -> tup
     return "tiny", model
 
 
+def pick_tier(clip: Any, tier: Optional[str]) -> str:
+    """The caller's tier, else the one ``clip`` was made at (a draft extends as a draft), else standard."""
+    from .tiers import DEFAULT_TIER, TIERS, check_tier
+
+    if tier is not None:
+        return check_tier(tier)
+    made_at = clip.metadata.get("tier")
+    return made_at if isinstance(made_at, str) and made_at in TIERS else DEFAULT_TIER
+
+
 def parent_record(clip: Any, *, path: Optional[Path] = None, video_id: Optional[str] = None) -> dict:
     record: dict[str, Any] = {}
     if video_id:

@@ -7,7 +7,7 @@ from typing import Any, Callable, Optional
 
 from .backends.base import DEFAULT_STRENGTH, fit_frame_count
 from .errors import InvalidRequestError
-from .lineage import Source, open_source, pick_backend, resize_frames
+from .lineage import Source, open_source, pick_backend, pick_tier, resize_frames
 
 
 def remix(
@@ -20,6 +20,7 @@ def remix(
     seed: Optional[int] = None,
     steps: Optional[int] = None,
     guidance: Optional[float] = None,
+    tier: Optional[str] = None,
     keep_audio: bool = False,
     backend: Optional[str] = None,
     model: Optional[str] = None,
@@ -34,8 +35,8 @@ def remix(
     counts). Video-to-video runs on backends that can (LTX-2: the source as
     conditioning frames at ``1 - strength``; Wan: ``WanVideoToVideoPipeline``).
     The sound is made anew for the new prompt unless ``keep_audio``. Same
-    length, frame rate and size as the source; ``parent`` in the metadata
-    names the source.
+    length, frame rate and size as the source; ``backend`` and ``tier``
+    default to the ones that made it; ``parent`` in the metadata names the source.
     """
     from . import engine
     from .clip import Clip, fit_audio
@@ -43,7 +44,8 @@ def remix(
 
     clip, parent = open_source(source, video_id=video_id)
     backend, model = pick_backend(clip, backend, model)
-    chosen = backend_obj or engine.resolve_backend(GenerationRequest(prompt, backend=backend, model=model))
+    tier = pick_tier(clip, tier)
+    chosen = backend_obj or engine.resolve_backend(GenerationRequest(prompt, backend=backend, model=model, tier=tier))
     if not chosen.supports_remix:
         raise InvalidRequestError(f"backend {chosen.name!r} cannot remix a video; pick one that can (tiny, ltx2, tiny-wan, wan)")
     multiple = max(1, int(getattr(chosen, "frame_multiple", 1)))
@@ -53,7 +55,7 @@ def remix(
         prompt=prompt, negative_prompt=negative_prompt, seconds=float(generated / clip.fps), fps=float(clip.fps),
         width=clip.width, height=clip.height, seed=seed, steps=steps, guidance=guidance, style=style,
         video=fit_frame_count(clip.frames, generated), strength=strength, audio=not keep_audio,
-        backend=chosen.name, model=model,
+        backend=chosen.name, model=model, tier=tier,
     )
     made = engine.generate(request, progress=progress, cancel=cancel, backend=chosen)
     frames = resize_frames(made.frames[:count], clip.width, clip.height)

@@ -30,6 +30,8 @@ def storyboard_router(submit: Callable[..., Awaitable[dict]]) -> APIRouter:
                                        "guidance": params.guidance, "audio": params.audio}.items() if v is not None}
         if params.style:
             overrides["world_style"] = params.style
+        if params.tier is not None:
+            overrides["tier"] = params.tier
         task = {"kind": "storyboard", "storyboard": params.storyboard, "format": params.format, "overrides": overrides}
         if params.seed is not None:
             task["seed"] = params.seed
@@ -37,7 +39,8 @@ def storyboard_router(submit: Callable[..., Awaitable[dict]]) -> APIRouter:
             lambda: parse_storyboard(params.storyboard, format=params.format, source="storyboard")
             if isinstance(params.storyboard, str) else from_dict(params.storyboard, source="storyboard"))
         title = board.title or board.shots[0].prompt
-        no_style = params.model_copy(update={"style": None})  # the style is the film's, applied per shot
-        return await submit(no_style, title, task, extra={"audio": board.audio if params.audio is None else params.audio})
+        # The style is the film's, applied per shot; the tier is the request's, else the storyboard's own.
+        shared = params.model_copy(update={"style": None, "tier": params.tier or board.tier})
+        return await submit(shared, title, task, extra={"audio": board.audio if params.audio is None else params.audio})
 
     return router

@@ -141,6 +141,7 @@ def run_storyboard(
         "prompt": board.title or " / ".join(p.shot.prompt for p in plans)[:1000],
         "world": dataclasses.asdict(board.world),
         "seed": board.seed,
+        "tier": board.tier,
         "backend": backend.name,
         "model": backend.model_id,
         "width": int(frames.shape[2]),

@@ -97,13 +97,13 @@ def run(task: dict, request: Any, backend: Any, *, parent_video: ParentLookup,
 
             return remix(path, request.prompt, strength=task["strength"], keep_audio=task["keep_audio"],
                          negative_prompt=request.negative_prompt, style=request.style, seed=request.seed,
-                         steps=request.steps, guidance=request.guidance, backend_obj=backend,
+                         steps=request.steps, guidance=request.guidance, tier=request.tier, backend_obj=backend,
                          video_id=task["parent"], progress=progress, cancel=cancel)
         from .extend import extend
 
         return extend(path, task["seconds"], prompt=request.prompt if task.get("prompt_given") else None,
                       negative_prompt=request.negative_prompt or None, style=request.style, seed=request.seed,
-                      steps=request.steps, guidance=request.guidance, backend_obj=backend,
+                      steps=request.steps, guidance=request.guidance, tier=request.tier, backend_obj=backend,
                       video_id=task["parent"], progress=progress, cancel=cancel)
     from .storyboard import run_storyboard
 

@@ -83,7 +83,8 @@ def video_router(manager: JobManager, default_backend: str) -> APIRouter:
         request_fields = {
             "prompt": prompt, "negative_prompt": params.negative_prompt or "", "seed": params.seed,
             "steps": params.steps, "guidance": params.guidance, "style": params.style, "backend": backend,
-            "tier": params.tier or "standard", "model": model, **(extra or {}),
+            "tier": params.tier or (parent["request"].get("tier") if parent is not None else None) or "standard",
+            "model": model, **(extra or {}),
         }
         record = await run_in_threadpool(manager.submit, request_fields, display_model=display, task=task)
         return to_video(record)

@@ -15,23 +15,18 @@ from kinema.storyboard import StoryboardError, load_storyboard, parse_storyboard
 HEADER = "Size: 32x32\nSteps: 2\nFps: 24\n"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # toy models gain nothing from threads, and lose a lot on a busy machine
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture
 def pipeline_calls(monkeypatch):
-    """Every call that reaches a real LTX-2 diffusers pipeline, with the arguments it got."""
-    from diffusers import LTX2ConditionPipeline, LTX2ImageToVideoPipeline, LTX2Pipeline
+    """Every call that reaches a real LTX-2 or Wan diffusers pipeline, with the arguments it got."""
+    from diffusers import (LTX2ConditionPipeline, LTX2ImageToVideoPipeline, LTX2Pipeline, WanImageToVideoPipeline,
+                           WanPipeline, WanVideoToVideoPipeline)
 
     calls = []
-    for cls in (LTX2Pipeline, LTX2ImageToVideoPipeline, LTX2ConditionPipeline):
+    for cls in (LTX2Pipeline, LTX2ImageToVideoPipeline, LTX2ConditionPipeline, WanPipeline, WanImageToVideoPipeline,
+                WanVideoToVideoPipeline):
         original = cls.__call__
 
         def spy(self, *args, _original=original, _cls=cls, **kwargs):
@@ -131,7 +126,8 @@ def test_a_style_changes_the_prompt_and_parameters_that_reach_the_pipeline(tmp_p
 
 
 def test_extend_continues_from_the_last_frames_and_records_the_parent(tmp_path, pipeline_calls):
-    parent = kinema.generate(kinema.GenerationRequest("a kite", width=32, height=32, seconds=0.75, fps=24, steps=2, seed=1))
+    parent = kinema.generate(kinema.GenerationRequest("a kite", width=32, height=32, seconds=0.75, fps=24, steps=2, seed=1,
+                                                      tier="draft"))
     path = parent.save(tmp_path / "kite.mp4")
     stored = kinema.Clip.load(path)
     out = tmp_path / "longer.mp4"
@@ -147,6 +143,7 @@ def test_extend_continues_from_the_last_frames_and_records_the_parent(tmp_path, 
     assert info.frame_count == 17 + 6 and abs(info.audio_duration - info.video_duration) < 1e-3
     longer = kinema.Clip.load(out)
     assert longer.metadata["kind"] == "extend" and longer.metadata["prompt"] == "a kite"
+    assert longer.metadata["tier"] == "draft"  # the parent's, as no --tier was given
     assert longer.metadata["parent"]["path"] == str(path.resolve())
     assert len(longer.metadata["parent"]["sha256"]) == 64
     mse = np.mean((longer.frames[:17].astype(float) - stored.frames.astype(float)) ** 2)
@@ -170,7 +167,7 @@ def test_remix_keeps_length_and_records_the_parent(tmp_path, backend, pipeline_c
                                                       seconds=0.375, fps=24, steps=2, seed=1, audio=backend == "tiny"))
     path = parent.save(tmp_path / "kite.mp4")
     out = tmp_path / "remix.mp4"
-    args = ["remix", str(path), "a paper kite", "--strength", "0.5", "--steps", "4", "-o", str(out)]
+    args = ["remix", str(path), "a paper kite", "--strength", "0.5", "--steps", "4", "--tier", "final", "-o", str(out)]
     result = CliRunner().invoke(cli, args + (["--keep-audio"] if backend == "tiny-wan" else []), catch_exceptions=False)
     assert result.exit_code == 0, result.output
 
@@ -178,12 +175,17 @@ def test_remix_keeps_length_and_records_the_parent(tmp_path, backend, pipeline_c
     assert remixed.frame_count == parent.frame_count and remixed.metadata["strength"] == 0.5
     assert remixed.metadata["kind"] == "remix" and remixed.metadata["parent"]["prompt"] == "a kite"
     assert remixed.metadata["backend"] == backend and remixed.metadata["prompt"] == "a paper kite"
+    assert remixed.metadata["tier"] == "final"
     if backend == "tiny":
         (condition,) = pipeline_calls[-1]["conditions"]
         assert condition.strength == pytest.approx(0.5) and len(condition.frames) == 9
         assert remixed.audio is not None and remixed.metadata["audio_from"] == "remix"
     else:
         assert remixed.audio is None and remixed.metadata["audio_from"] == "parent"
+        call = pipeline_calls[-1]  # Wan's own video-to-video, given the parent's frames
+        assert call["pipeline"] == "WanVideoToVideoPipeline" and call["strength"] == pytest.approx(0.5)
+        stored = kinema.Clip.load(path).frames
+        assert np.array_equal(np.stack([np.asarray(frame) for frame in call["video"]]), stored)
 
 
 def test_remix_refuses_a_backend_that_cannot(tmp_path):

@@ -35,7 +35,7 @@ def test_openai_sdk_remix_and_kinema_extend_record_their_parent(app_client, tmp_
 
     sdk = openai.OpenAI(base_url="http://127.0.0.1/v1", api_key="-", http_client=app_client, max_retries=0)
     source = sdk.videos.create(prompt="a kite over a beach", model="tiny", size="32x32", seconds="0.4",
-                               extra_body={"steps": 2, "seed": 5})
+                               extra_body={"steps": 2, "seed": 5, "tier": "draft"})
     assert wait_final(app_client, source.id)["status"] == "completed"
 
     remixed = sdk.videos.remix(source.id, prompt="a paper kite over a beach", extra_body={"strength": 0.5, "steps": 4})
@@ -47,8 +47,10 @@ def test_openai_sdk_remix_and_kinema_extend_record_their_parent(app_client, tmp_
     assert info.frame_count == 9 and info.has_audio
     metadata = json.loads(info.metadata["kinema"])
     assert metadata["parent"]["id"] == source.id and metadata["strength"] == 0.5
+    assert done["kinema"]["tier"] == metadata["tier"] == "draft"  # a draft's remix stays a draft unless asked
 
-    longer = app_client.post(f"/v1/videos/{source.id}/extend", json={"seconds": "0.25", "steps": 2}).json()
+    longer = app_client.post(f"/v1/videos/{source.id}/extend",
+                             json={"seconds": "0.25", "steps": 2, "tier": "final"}).json()
     assert longer["seconds"] == "0.625" and longer["remixed_from_video_id"] is None
     done = wait_final(app_client, longer["id"])
     assert done["status"] == "completed", done["error"]
@@ -56,12 +58,14 @@ def test_openai_sdk_remix_and_kinema_extend_record_their_parent(app_client, tmp_
     assert info.frame_count == 15 and abs(info.audio_duration - info.video_duration) < 1e-3
     metadata = json.loads(info.metadata["kinema"])
     assert metadata["parent"]["id"] == source.id and metadata["prompt"] == "a kite over a beach"
+    assert metadata["tier"] == "final"
 
 
 def test_a_storyboard_job_makes_one_film(app_client, tmp_path):
     text = "Shot 1 (0.25s): a door\nShot 2 (0.25s, continue): it opens\nShot 3 (0.25s): a hallway\n"
-    video = app_client.post("/v1/storyboards", json={"storyboard": text, "size": "32x32", "steps": 2, "seed": 4}).json()
-    assert video["seconds"] == "0.75" and video["prompt"] == "a door"
+    video = app_client.post("/v1/storyboards", json={"storyboard": text, "size": "32x32", "steps": 2, "seed": 4,
+                                                     "tier": "draft"}).json()
+    assert video["seconds"] == "0.75" and video["prompt"] == "a door" and video["kinema"]["tier"] == "draft"
     done = wait_final(app_client, video["id"])
     assert done["status"] == "completed", done["error"]
     assert done["kinema"]["kind"] == "storyboard" and done["kinema"]["seed"] == 4
@@ -69,6 +73,14 @@ def test_a_storyboard_job_makes_one_film(app_client, tmp_path):
     assert info.frame_count == 18 and abs(info.audio_duration - info.video_duration) < 1e-3
     shots = json.loads(info.metadata["kinema"])["shots"]
     assert [s["seed"] for s in shots] == [4, 5, 6] and [s["cut"] for s in shots] == ["hard", "continue", "hard"]
+    assert json.loads(info.metadata["kinema"])["tier"] == "draft"
+
+
+def test_a_storyboard_job_keeps_the_storyboards_own_tier(app_client):
+    text = "Tier: final\nShot 1 (0.25s): a door\n"
+    video = app_client.post("/v1/storyboards", json={"storyboard": text, "size": "32x32", "steps": 2}).json()
+    assert video["kinema"]["tier"] == "final"
+    assert wait_final(app_client, video["id"])["status"] == "completed"
 
 
 def test_bad_follow_ups_are_refused_up_front(app_client):

@@ -14,14 +14,7 @@ from kinema.styles import get_style, list_styles
 SMALL = dict(width=32, height=32, seconds=0.375, fps=24, steps=2, seed=1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # toy models gain nothing from threads, and lose a lot on a busy machine
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_lora(path, rank=4, scale=0.5):
