@@ -33,6 +33,7 @@ import io
 import numbers
 import os
 import pathlib
+import re
 import secrets
 from dataclasses import dataclass
 from fractions import Fraction
@@ -596,6 +597,57 @@ def _read_failure_message(path: PathLike, exc: BaseException, advice: str = "is 
 
 
 # --------------------------------------------------------------------------- images
+
+
+UPLOAD_IMAGE_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+MAX_UPLOAD_IMAGE_BYTES = 10 * 2**20
+MAX_UPLOAD_IMAGE_SIDE = 4096
+DATA_URL = re.compile(r"data:(image/[a-z0-9.+-]+)?(;[a-z0-9=.+-]+)*;base64,(?P<data>.*)", re.IGNORECASE | re.DOTALL)
+
+
+def decode_image_bytes(data: bytes, *, what: str = "the image") -> np.ndarray:
+    """Image bytes from someone else (an upload) as ``uint8 [H, W, 3]`` RGB.
+
+    Only PNG, JPEG and WebP; size and side length are checked before any pixel
+    is decoded. Raises :class:`MediaReadError` whose message starts with ``what``.
+    """
+    from PIL import Image, ImageOps
+
+    if len(data) > MAX_UPLOAD_IMAGE_BYTES:
+        raise MediaReadError(f"{what} is larger than {MAX_UPLOAD_IMAGE_BYTES // 2**20} MiB")
+    try:
+        with Image.open(io.BytesIO(data), formats=list(UPLOAD_IMAGE_FORMATS)) as image:
+            width, height = image.size
+            if max(width, height) > MAX_UPLOAD_IMAGE_SIDE:
+                raise MediaReadError(f"{what} is {width}x{height}; keep each side at most {MAX_UPLOAD_IMAGE_SIDE} px")
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            has_alpha = "A" in image.getbands() or "transparency" in image.info
+            pixels = np.asarray(image.convert("RGBA" if has_alpha else "RGB"))
+    except MediaReadError:
+        raise
+    except Exception as error:  # Pillow raises many kinds for hostile files
+        raise MediaReadError(f"{what} is not a readable PNG, JPEG or WebP image ({type(error).__name__})") from None
+    return np.ascontiguousarray(_flatten_alpha(pixels), dtype=np.uint8)
+
+
+def is_data_url(text: str) -> bool:
+    return text[:5].lower() == "data:"
+
+
+def decode_data_url(url: str, *, what: str = "the image") -> np.ndarray:
+    """A ``data:image/…;base64,…`` URL's picture, checked like :func:`decode_image_bytes`."""
+    import base64
+    import binascii
+
+    match = DATA_URL.fullmatch(url)
+    if match is None:
+        raise MediaReadError(f"{what} must be a base64 data URL (data:image/png;base64,...)")
+    try:
+        data = base64.b64decode(match["data"], validate=True)
+    except (binascii.Error, ValueError):
+        raise MediaReadError(f"{what} is not valid base64") from None
+    return decode_image_bytes(data, what=what)
 
 
 def read_image(path: PathLike) -> np.ndarray:

@@ -88,7 +88,7 @@ class Shot:
     seed: Optional[int] = None  # None: storyboard seed + shot index
     style: Optional[str] = None  # overrides the world's style
     negative_prompt: str = ""
-    image: Optional[str] = None  # a first frame for this shot (path), instead of a hard start
+    image: Any = None  # a first frame for this shot (a path, or uint8 [H, W, 3] from a data URL), not a hard start
     line: Optional[int] = None  # where the shot is written, for messages
 
 
@@ -144,7 +144,7 @@ def load_storyboard(path: Union[str, "os.PathLike[str]"]) -> Storyboard:
 
 
 def parse_storyboard(text: str, *, format: str = "auto", source: str = "<storyboard>",
-                     base_dir: Optional[Path] = None) -> Storyboard:
+                     base_dir: Optional[Path] = None, files: bool = True) -> Storyboard:
     """Parse storyboard ``text``; ``format`` is "yaml", "json", "text" or "auto" (sniffed)."""
     from . import storyboard_check, storyboard_parse
 
@@ -157,7 +157,7 @@ def parse_storyboard(text: str, *, format: str = "auto", source: str = "<storybo
         lines = None
     else:
         raise ValueError(f"unknown storyboard format {format!r}")
-    return storyboard_check.from_dict(data, source=source, base_dir=base_dir, _lines=lines)
+    return storyboard_check.from_dict(data, source=source, base_dir=base_dir, files=files, _lines=lines)
 
 
 # --------------------------------------------------------------------------- the rest, from the modules beside this one

@@ -36,8 +36,8 @@ def storyboard_router(submit: Callable[..., Awaitable[dict]]) -> APIRouter:
         if params.seed is not None:
             task["seed"] = params.seed
         board = await run_in_threadpool(
-            lambda: parse_storyboard(params.storyboard, format=params.format, source="storyboard")
-            if isinstance(params.storyboard, str) else from_dict(params.storyboard, source="storyboard"))
+            lambda: parse_storyboard(params.storyboard, format=params.format, source="storyboard", files=False)
+            if isinstance(params.storyboard, str) else from_dict(params.storyboard, source="storyboard", files=False))
         title = board.title or board.shots[0].prompt
         # The style is the film's, applied per shot; the tier is the request's, else the storyboard's own.
         shared = params.model_copy(update={"style": None, "tier": params.tier or board.tier})

@@ -21,8 +21,9 @@ _SHOT_FIELDS = {"prompt", "seconds", "camera", "dialogue", "cameos", "cameo", "c
 class _Checker:
     """Collects problems with the line they are on, so one run reports them all."""
 
-    def __init__(self, source: str):
+    def __init__(self, source: str, files: bool = True):
         self.source = source
+        self.files = files  # may shots name pictures on this machine's disk?
         self.problems: list[tuple[Optional[int], str]] = []
 
     def add(self, line: Optional[int], message: str) -> None:
@@ -34,10 +35,15 @@ class _Checker:
             raise StoryboardError(self.source, self.problems)
 
 
-def from_dict(data: Any, *, source: str = "<storyboard>", base_dir: Optional[Path] = None,
+def from_dict(data: Any, *, source: str = "<storyboard>", base_dir: Optional[Path] = None, files: bool = True,
               _lines: Optional[dict] = None) -> Storyboard:
-    """Build and validate a Storyboard from parsed data (e.g. a JSON request body)."""
-    check = _Checker(source)
+    """Build and validate a Storyboard from parsed data (e.g. a JSON request body).
+
+    A shot's ``image`` is a picture file (relative to ``base_dir``) or a ``data:image/…;base64,…`` URL.
+    ``files=False`` accepts only the URLs: a storyboard from someone else (a server request) must not
+    read, or even probe, files on this machine.
+    """
+    check = _Checker(source, files)
     header_lines = (_lines or {}).get("header", {})
     shot_lines = (_lines or {}).get("shots", [])
 
@@ -151,7 +157,7 @@ def _shot(check: _Checker, item: Any, index: int, line: Optional[int], where: Op
     cameos = _cameos(check, item, at, label)
     dialogue = _dialogue(check, item.get("dialogue"), at("dialogue"), label, where)
     image = _image(check, item.get("image"), at("image"), label, base_dir)
-    if image and cut == "continue":
+    if image is not None and cut == "continue":
         check.add(at("image"), f"{label}: a 'continue' shot starts from the previous shot's last frame;"
                                " drop its image or make it a hard cut")
     if len(check.problems) > before:
@@ -340,11 +346,24 @@ def _dialogue(check: _Checker, value: Any, line: Optional[int], label: str, wher
     return tuple(lines)
 
 
-def _image(check: _Checker, value: Any, line: Optional[int], label: str, base_dir: Optional[Path]) -> Optional[str]:
+def _image(check: _Checker, value: Any, line: Optional[int], label: str, base_dir: Optional[Path]) -> Any:
+    """The shot's first frame: a path (read when the shot runs) or, from a data URL, the pixels themselves."""
+    from .media import MediaReadError, decode_data_url, is_data_url
+
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip():
-        check.add(line, f"{label}: image must be a path to a picture, got {value!r}")
+        check.add(line, f"{label}: image must be a path to a picture or a data:image/... URL, got {value!r}")
+        return None
+    if is_data_url(value):
+        try:
+            return decode_data_url(value.strip(), what=f"{label}: image")
+        except MediaReadError as error:
+            check.add(line, str(error))
+            return None
+    if not check.files:
+        check.add(line, f"{label}: image {value[:60]!r}: a storyboard sent to a server cannot name files on its disk;"
+                        " send the picture as a data URL (data:image/png;base64,...)")
         return None
     path = Path(value).expanduser()
     if not path.is_absolute() and base_dir is not None:

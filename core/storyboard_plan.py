@@ -78,7 +78,7 @@ def plan_storyboard(board: Storyboard, backend: Any = None) -> list[ShotPlan]:
     problems: list[tuple[Optional[int], str]] = []
     last = len(board.shots) - 1
     for index, shot in enumerate(board.shots):
-        if (shot.cut == "continue" or shot.image) and not backend.supports_image:
+        if (shot.cut == "continue" or shot.image is not None) and not backend.supports_image:
             problems.append((shot.line, f"shot {index + 1}: backend {backend.name!r} cannot start a shot from a frame;"
                                         " make it a hard cut without an image, or pick another backend"))
         seconds = Fraction(shot.seconds or board.seconds or backend.defaults.seconds).limit_denominator(10**6)

@@ -64,9 +64,9 @@ def _board(task: dict, request: Any) -> Any:
 
     text = task.get("storyboard")
     if isinstance(text, str):
-        board = parse_storyboard(text, format=task.get("format", "auto"), source="storyboard")
+        board = parse_storyboard(text, format=task.get("format", "auto"), source="storyboard", files=False)
     elif isinstance(text, dict):
-        board = from_dict(text, source="storyboard")
+        board = from_dict(text, source="storyboard", files=False)
     else:
         raise InvalidRequestError("storyboard must be text (shot lines, YAML or JSON) or an object with 'shots'")
     overrides = dict(task.get("overrides") or {})

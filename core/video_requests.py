@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import json
 import re
 from typing import Any, Optional, Union
@@ -19,12 +18,12 @@ from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
 from .errors import UnknownBackendError
+from .media import DATA_URL
+from .media import MAX_UPLOAD_IMAGE_BYTES as MAX_IMAGE_BYTES  # an uploaded first frame
+from .media import MAX_UPLOAD_IMAGE_SIDE as MAX_IMAGE_SIDE  # noqa: F401 (the server re-exports it)
 from .server_errors import APIError, BodyTooLarge
 from .server_schemas import ImageReference
 
-MAX_IMAGE_BYTES = 10 * 2**20  # an uploaded first frame
-MAX_IMAGE_SIDE = 4096
-IMAGE_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 # Model names clients written for OpenAI send by default; they run the server's default backend.
 OPENAI_MODEL_PREFIX = "sora-"
 
@@ -63,9 +62,6 @@ async def read_create_body(request: Request) -> tuple[dict, Optional[UploadFile]
     return fields, None
 
 
-_DATA_URL = re.compile(r"data:(image/[a-z0-9.+-]+)?(;[a-z0-9=.+-]+)*;base64,(?P<data>.*)", re.IGNORECASE | re.DOTALL)
-
-
 async def read_image(upload: Optional[UploadFile], reference: Optional[ImageReference]) -> Any:
     """An uploaded first frame as uint8 [H, W, 3], or None. Only PNG, JPEG, WebP up to the size limits."""
     if upload is not None:
@@ -74,7 +70,7 @@ async def read_image(upload: Optional[UploadFile], reference: Optional[ImageRefe
         if reference.file_id:
             raise APIError(400, "kinema has no files API: send input_reference as a file upload or a data URL",
                            param="input_reference", code="unsupported_value")
-        match = _DATA_URL.fullmatch(reference.image_url or "")
+        match = DATA_URL.fullmatch(reference.image_url or "")
         if match is None:
             raise APIError(400, "input_reference.image_url must be a base64 data URL (data:image/png;base64,...);"
                                 " kinema does not fetch remote URLs", param="input_reference", code="invalid_value")
@@ -93,29 +89,12 @@ async def read_image(upload: Optional[UploadFile], reference: Optional[ImageRefe
 
 def decode_image(data: bytes) -> Any:
     """Validate and decode image bytes: format allow-list and size checked before any pixel is decoded."""
-    import numpy as np
-    from PIL import Image, ImageOps
-
-    def bad(reason: str) -> APIError:
-        return APIError(400, f"input_reference {reason}", param="input_reference", code="invalid_image")
+    from .media import MediaReadError, decode_image_bytes
 
     try:
-        with Image.open(io.BytesIO(data), formats=list(IMAGE_FORMATS)) as image:
-            width, height = image.size
-            if max(width, height) > MAX_IMAGE_SIDE:
-                raise bad(f"is {width}x{height}; keep each side at most {MAX_IMAGE_SIDE} px")
-            image.load()
-            image = ImageOps.exif_transpose(image)
-            has_alpha = "A" in image.getbands() or "transparency" in image.info
-            pixels = np.asarray(image.convert("RGBA" if has_alpha else "RGB"))
-    except APIError:
-        raise
-    except Exception as error:  # Pillow raises many kinds for hostile files
-        raise bad(f"is not a readable PNG, JPEG or WebP image ({type(error).__name__})") from None
-    if pixels.shape[-1] == 4:  # flatten transparency onto white
-        rgb, alpha = pixels[..., :3].astype(np.uint16), pixels[..., 3:].astype(np.uint16)
-        pixels = ((rgb * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
-    return np.ascontiguousarray(pixels, dtype=np.uint8)
+        return decode_image_bytes(data, what="input_reference")
+    except MediaReadError as error:
+        raise APIError(400, str(error), param="input_reference", code="invalid_image") from None
 
 
 _SIZE = re.compile(r"\s*(\d{1,5})\s*[x×]\s*(\d{1,5})\s*", re.IGNORECASE)

@@ -3,6 +3,7 @@
 import json
 import time
 
+import numpy as np
 import pytest
 
 from kinema.media import probe
@@ -93,3 +94,28 @@ def test_bad_follow_ups_are_refused_up_front(app_client):
 
     assert app_client.post("/v1/videos/video_missing/remix", json={"prompt": "x"}).status_code == 404
     assert app_client.post("/v1/videos/video_missing/extend", json={"seconds": 1}).status_code == 404
+
+
+def test_a_storyboard_sent_to_the_server_cannot_read_its_files_but_can_carry_pictures(app_client, tmp_path):
+    import base64
+
+    from kinema.media import encode_png
+
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(encode_png(np.zeros((32, 32, 3), np.uint8)))
+    for path in (str(secret), "/no/such/file.png"):  # same answer either way: no probing the server's disk
+        board = {"shots": [{"prompt": "a door", "seconds": 0.25, "image": path}]}
+        response = app_client.post("/v1/storyboards", json={"storyboard": board, "size": "32x32", "steps": 2})
+        assert response.status_code == 400
+        assert "cannot name files on its disk" in response.json()["error"]["message"]
+
+    picture = np.zeros((32, 32, 3), np.uint8)
+    picture[:, :16] = 255
+    url = "data:image/png;base64," + base64.b64encode(encode_png(picture)).decode()
+    board = {"shots": [{"prompt": "a door", "seconds": 0.25, "image": url}]}
+    video = app_client.post("/v1/storyboards", json={"storyboard": board, "size": "32x32", "steps": 2}).json()
+    assert wait_final(app_client, video["id"])["status"] == "completed"
+
+    board = {"shots": [{"prompt": "a door", "seconds": 0.25, "image": "data:image/png;base64,bm90IGFuIGltYWdl"}]}
+    response = app_client.post("/v1/storyboards", json={"storyboard": board})
+    assert response.status_code == 400 and "not a readable PNG, JPEG or WebP" in response.json()["error"]["message"]
