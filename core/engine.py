@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import time
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from .backends.base import Backend, Plan
 from .clip import Clip
@@ -101,8 +102,9 @@ def generate(
     memory_notes: list[str] = []
     try:
         cancel.raise_if_cancelled()
-        # Only asked of backends when wanted, so backends written before previews keep working.
-        options = {"preview": True} if preview else {}
+        # Asked only of backends that take it: a preview is a nicety, and backends written before previews
+        # (or that cannot make them) keep working when a host asks for one.
+        options = {"preview": True} if preview and _accepts(backend.generate, "preview") else {}
         if conditioning:
             options["conditioning"] = conditioning
         # Out of memory: one retry under the next lighter memory policy, noted in the clip.
@@ -140,3 +142,8 @@ def generate(
     cameos.finish(request, clip, conditioning)
     hook.clip_generated(request=request, clip=clip)
     return clip
+
+
+def _accepts(function: Callable[..., Any], keyword: str) -> bool:
+    parameters = inspect.signature(function).parameters
+    return keyword in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())

@@ -622,8 +622,9 @@ class JobManager:
                 clip = run_task(task, request, backend, parent_video=lambda parent: self.artifact(parent, VIDEO_FILE),
                                 progress=lambda p: self._on_progress(job_id, p), cancel=token)
             else:
+                # Previews are a cheap latent projection; they are JPEG-encoded only for someone watching.
                 clip = engine.generate(request, progress=lambda p: self._on_progress(job_id, p), cancel=token,
-                                       backend=backend)
+                                       backend=backend, preview=True)
             token.raise_if_cancelled()
             from .media import encode_png
 

@@ -49,14 +49,15 @@ def prepare(task: dict, request: Any, backend: Any, parent_video: ParentLookup) 
         return stored, {"num_frames": info.frame_count + added, "seconds": float((info.frame_count + added) / info.fps),
                         "fps": str(info.fps), "width": info.width, "height": info.height}
     board = _board(task, request)
-    from .storyboard import plan_storyboard
+    from .storyboard import plan_storyboard, shot_request
 
     plans = plan_storyboard(board, backend)
     frames = sum(p.frames for p in plans)
+    first = backend.plan(shot_request(board, plans[0], None))  # every shot has the film's size
     stored = {"kind": kind, "storyboard": task["storyboard"], "format": task.get("format", "auto"), "seed": board.seed,
               "overrides": task.get("overrides", {})}
     return stored, {"num_frames": frames, "seconds": float(frames / plans[0].fps), "fps": str(plans[0].fps),
-                    "shots": len(plans), "seed": board.seed}
+                    "width": first.width, "height": first.height, "shots": len(plans), "seed": board.seed}
 
 
 def _board(task: dict, request: Any) -> Any:

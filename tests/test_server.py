@@ -744,6 +744,33 @@ def test_graceful_stop_puts_the_running_job_back(kinema_env):
         manager.stop()
 
 
+def test_jobs_ask_the_real_backend_for_previews(app_client):
+    """The tiny LTX-2 job's steps carry preview pictures (what the events stream sends to watchers)."""
+    from kinema import hookimpl
+    from kinema.plugins import pm
+
+    seen = []
+
+    class Watcher:
+        __name__ = "test-preview-watcher"
+
+        @hookimpl
+        def generation_progress(self, progress):
+            seen.append(None if progress.preview is None else progress.preview.shape)
+
+    pm.register(Watcher(), name="test-preview-watcher")
+    try:
+        job = app_client.post("/v1/videos", json={"prompt": "p", "size": "32x32", "seconds": 0.4, "steps": 2}).json()
+        deadline = time.monotonic() + 180
+        while app_client.get(f"/v1/videos/{job['id']}").json()["status"] not in ("completed", "failed"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        pm.unregister(name="test-preview-watcher")
+    video_steps = [shape for shape in seen if shape is not None]
+    assert video_steps and all(len(shape) == 3 and shape[2] == 3 for shape in video_steps), seen
+
+
 def test_sse_carries_previews_and_replays_for_late_listeners(kinema_env):
     """A backend that sends previews: listeners get them as base64 JPEG; a late listener gets the steps so far."""
     from fastapi.testclient import TestClient

@@ -67,6 +67,7 @@ def test_a_storyboard_job_makes_one_film(app_client, tmp_path):
     video = app_client.post("/v1/storyboards", json={"storyboard": text, "size": "32x32", "steps": 2, "seed": 4,
                                                      "tier": "draft"}).json()
     assert video["seconds"] == "0.75" and video["prompt"] == "a door" and video["kinema"]["tier"] == "draft"
+    assert video["size"] == "32x32"
     done = wait_final(app_client, video["id"])
     assert done["status"] == "completed", done["error"]
     assert done["kinema"]["kind"] == "storyboard" and done["kinema"]["seed"] == 4
