@@ -76,8 +76,11 @@ def build(output_dir: Path, *, python: Optional[str] = None) -> Path:
     if not stamped:
         raise HostInstallError(f"{source / MANIFEST_FILE} has no version line")
     from .styles import list_styles
+    from .tiers import TIERS
 
-    defaults = {"python": python or sys.executable, "kinema_version": version, "styles": sorted(list_styles())}
+    # The panel's tier menu and its tooltips come from the kinema that built the add-on (Blender cannot import it).
+    defaults = {"python": python or sys.executable, "kinema_version": version, "styles": sorted(list_styles()),
+                "tiers": {name: entry["description"] for name, entry in TIERS.items()}}
     extra = {
         MANIFEST_FILE: manifest.encode("utf-8"),
         CLIENT_FILE: Path(client.__file__).read_bytes(),

@@ -99,6 +99,9 @@ def test_install_without_blender_builds_a_checked_zip_and_prints_the_command(tmp
     from kinema.styles import list_styles
 
     assert defaults["styles"] == sorted(list_styles())  # the panel's style suggestions
+    from kinema.tiers import TIERS
+
+    assert list(defaults["tiers"]) == list(TIERS)  # the panel's tier menu, with each tier's description
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
 
 
@@ -241,17 +244,19 @@ def test_generate_adds_movie_and_sound_strips_at_the_playhead(blender, server, t
             assert props["kinema_backend"] == "tiny"
             assert props["kinema_job"] == job["server_id"]
             assert props["kinema_first_frame"] is False
+            assert props["kinema_tier"] == "standard"  # the panel's default
 
 
 def test_generate_from_camera_sends_the_rendered_frame(blender, server):
     from kinema.client import Client
 
-    outcome = scenario(blender, "camera", url=server)
+    outcome = scenario(blender, "camera", url=server, tier="draft")
     (job,) = outcome["jobs"]
     assert job["status"] == "done", job
-    assert Client(server).get(job["server_id"])["kinema"]["has_image"] is True
+    on_server = Client(server).get(job["server_id"])["kinema"]
+    assert on_server["has_image"] is True and on_server["tier"] == "draft"  # the panel's Tier reached the job
     movie = next(s for s in outcome["strips"] if s["type"] == "MOVIE")
-    assert movie["props"]["kinema_first_frame"] is True
+    assert movie["props"]["kinema_first_frame"] is True and movie["props"]["kinema_tier"] == "draft"
     assert movie["duration"] == job["video"]["kinema"]["num_frames"]  # 24 fps scene, 24 fps clip
     assert outcome["engine_restored"] and outcome["resolution"] == [1920, 1080]
 
@@ -347,16 +352,19 @@ def test_a_started_server_ends_with_a_crashed_blender_unless_kept(blender, tmp_p
 def test_generate_from_markers_makes_one_film_at_the_first_marker(blender, server):
     from kinema.client import Client
 
-    outcome = scenario(blender, "markers", url=server)
+    outcome = scenario(blender, "markers", url=server, tier="final")
     (job,) = outcome["jobs"]
     assert outcome["operator"] == ["FINISHED"] and job["status"] == "done", job
     video = Client(server).get(job["server_id"])
     assert video["kinema"]["kind"] == "storyboard" and video["kinema"]["num_frames"] == 6 + 9 + 21
+    assert video["kinema"]["tier"] == "final"
     movie = next(s for s in outcome["strips"] if s["type"] == "MOVIE")
     assert movie["start"] == 5 and movie["duration"] == 36  # markers at 5, 11, 20; the scene ends at 40
     from kinema.media import probe
 
-    shots = json.loads(probe(movie["path"]).metadata["kinema"])["shots"]
+    film = json.loads(probe(movie["path"]).metadata["kinema"])
+    assert film["tier"] == "final"  # every shot was made at the panel's tier
+    shots = film["shots"]
     assert [s["frames"] for s in shots] == [6, 9, 21] and [s["cut"] for s in shots] == ["hard", "continue", "hard"]
     assert shots[1]["prompt"] == "it turns toward the sea" and "a misty harbour at dawn" in shots[0]["full_prompt"]
 

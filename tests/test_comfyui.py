@@ -102,6 +102,14 @@ def test_every_node_schema_is_valid(nodes):
     generate = {f.id: f for f in spec.GENERATE.inputs}
     assert generate["seed"].control_after_generate  # a new seed per run keeps ComfyUI's cache from replaying a clip
     assert [o.type for o in spec.GENERATE.outputs] == ["IMAGE", "AUDIO", "VIDEO", "KINEMA_CLIP"]
+    from kinema.tiers import TIERS
+
+    # Optional, so API prompts saved before tiers still validate; every tier's trade-off is in the tooltip.
+    assert generate["tier"].choices() == list(TIERS) and generate["tier"].default == "standard"
+    board_tier = {f.id: f for f in spec.STORYBOARD.inputs}["tier"]
+    assert board_tier.choices() == [spec.STORYBOARD_TIER, *TIERS] and board_tier.default == spec.STORYBOARD_TIER
+    for field in (generate["tier"], board_tier):
+        assert field.optional and all(entry["description"] in field.tooltip for entry in TIERS.values())
 
 
 def test_v3_nodes_take_exactly_the_inputs_their_schema_declares(nodes):
@@ -140,6 +148,31 @@ def test_registry_metadata_and_example_workflows(nodes):
             assert required <= set(entry["inputs"]) <= declared, entry["class_type"]
     assert {n["type"] for n in ui["nodes"]} == used
     assert all(link[1] in {n["id"] for n in ui["nodes"]} for link in ui["links"])
+    for node in ui["nodes"]:
+        if node["type"] in specs:
+            widgets = ui_widgets(specs[node["type"]])
+            assert len(node["widgets_values"]) == len(widgets), node["type"]
+            for field, value in zip(widgets, node["widgets_values"]):
+                assert value_fits(field, value), (node["type"], field and field.id, value)
+
+
+def ui_widgets(node) -> list:
+    """A UI-format workflow's widgets_values order: required widgets, then optional ones; None for a seed's control."""
+    widgets = []
+    for optional in (False, True):
+        for field in node.inputs:
+            if field.optional == optional and field.type in ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"):
+                widgets += [field, None] if field.control_after_generate else [field]
+    return widgets
+
+
+def value_fits(field, value) -> bool:
+    if field is None:
+        return value in ("fixed", "increment", "decrement", "randomize")
+    if field.type == "COMBO":
+        return value in field.choices()
+    kinds = {"INT": int, "FLOAT": (int, float), "STRING": str, "BOOLEAN": bool}[field.type]
+    return isinstance(value, kinds) and (field.type == "BOOLEAN" or not isinstance(value, bool))
 
 
 # --------------------------------------------------------------------------- Model Loader
@@ -192,7 +225,20 @@ def test_generate_returns_comfyui_image_and_audio_with_progress_per_step(nodes):
     assert [(step, total) for step, total, _ in host.events] == [(1, 2), (2, 2)]
     assert all(preview is None for _, _, preview in host.events)  # previews only when the host asks
     assert host.calls == [("before", "tiny"), ("after", "tiny")]
-    assert clip.metadata["seed"] == 1 and clip.metadata["backend"] == "tiny"
+    assert clip.metadata["seed"] == 1 and clip.metadata["backend"] == "tiny" and clip.metadata["tier"] == "standard"
+
+
+def test_the_tier_input_reaches_the_plan(nodes):
+    handle = nodes.logic.load_model("tiny")
+    host = RecordingHost()
+    model_steps = {k: v for k, v in SMALL.items() if k != "steps"}  # explicit steps would win over the tier
+    _frames, _audio, clip = nodes.logic.generate(handle, "waves at dawn", host=host, tier="draft", **model_steps)
+    draft_steps = kinema.get_backend("tiny").plan(kinema.GenerationRequest("x", tier="draft")).steps
+    assert draft_steps < kinema.get_backend("tiny").defaults.steps
+    assert clip.metadata["tier"] == "draft" and clip.metadata["steps"] == draft_steps
+    assert host.events[-1][:2] == (draft_steps, draft_steps)
+    with pytest.raises(InvalidRequestError, match="tier must be one of draft, standard, final; got 'ultra'"):
+        nodes.logic.generate(handle, "waves at dawn", tier="ultra", **SMALL)
 
 
 def test_generate_sends_preview_frames_when_the_host_shows_them(nodes):

@@ -150,7 +150,7 @@ def test_comfyui_loads_the_nodes_with_their_declared_schema(comfy):
 
 
 def test_example_workflow_makes_mp4s_with_video_and_audio(comfy):
-    entry = comfy.run(small_workflow(seed=11))
+    entry = comfy.run(small_workflow(seed=11, tier="draft"))
     assert entry["status"]["status_str"] == "success", comfy.errors(entry)
     outputs = entry["outputs"]
     for node_id in ("3", "4"):  # Kinema Save Clip, and ComfyUI's own Save Video fed by Generate's VIDEO
@@ -163,7 +163,7 @@ def test_example_workflow_makes_mp4s_with_video_and_audio(comfy):
         assert abs(info.audio_duration - info.video_duration) <= 1024 / info.sample_rate
     ours = outputs["3"]["images"][0]
     clip = kinema.Clip.load(comfy.base / "output" / ours["subfolder"] / ours["filename"])
-    assert clip.metadata["backend"] == "tiny" and clip.metadata["seed"] == 11
+    assert clip.metadata["backend"] == "tiny" and clip.metadata["seed"] == 11 and clip.metadata["tier"] == "draft"
     assert clip.metadata["prompt"].startswith("A red fox")
 
 

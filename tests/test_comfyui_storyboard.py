@@ -60,8 +60,18 @@ def test_storyboard_node_gives_one_film_as_comfyui_types(nodes):
     assert tuple(frames.shape) == (12, 32, 32, 3) and frames.dtype == torch.float32
     assert audio["waveform"].shape[-1] == round(12 * audio["sample_rate"] / 24)
     assert [s["seed"] for s in film.metadata["shots"]] == [3, 4]
+    assert film.metadata["tier"] == "standard"  # the node's default keeps the storyboard's own
     assert [step for step, _ in host.events] == sorted(step for step, _ in host.events)
     assert host.events[-1][0] == host.events[-1][1] == 4  # two shots of two steps, one bar
+
+
+def test_storyboard_node_tier_overrides_the_storyboards_own(nodes):
+    handle = nodes.logic.load_model("tiny")
+    board = BOARD.replace("Steps: 2\n", "Steps: 2\nTier: final\n")
+    assert nodes.logic.storyboard(handle, board, seed=5)[2].metadata["tier"] == "final"
+    assert nodes.logic.storyboard(handle, board, seed=5, tier="draft")[2].metadata["tier"] == "draft"
+    with pytest.raises(nodes.logic.InvalidRequestError, match="tier must be one of"):
+        nodes.logic.storyboard(handle, board, tier="ultra")
 
 
 def test_storyboard_node_stops_on_the_hosts_interrupt_and_explains_bad_text(nodes):

@@ -81,6 +81,7 @@ class Job:
             "kinema_model": self.video.get("model", self.model),
             "kinema_style": info.get("style") or "",
             "kinema_steps": info.get("steps", 0),
+            "kinema_tier": info.get("tier") or self.fields.get("tier") or "",
             "kinema_size": self.video.get("size", ""),
             "kinema_fps": info.get("fps", ""),
             "kinema_first_frame": self.has_image,
@@ -149,6 +150,7 @@ def submit(context, *, image: Optional[bytes] = None, from_markers: bool = False
         "style": options.style.strip() or None,
         "model": model or None,
         "steps": options.steps or None,
+        "tier": options.tier,  # for markers too: the film's tier, over the storyboard's own
         "audio": options.audio,
     }
     if options.cameo.strip() and board is None:

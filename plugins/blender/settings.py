@@ -1,13 +1,18 @@
 """The panel's fields, saved with each scene (``scene.kinema``)."""
 
 import bpy
-from bpy.props import BoolProperty, FloatProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from .preferences import install_defaults
 
 # Suggestions only: the style presets of the kinema that built the add-on; any other name may be typed.
 STYLES = tuple(install_defaults().get("styles") or ())
 BACKENDS = ("tiny", "tiny-wan", "ltx2", "wan")
+# Quality tiers and what each trades, from the kinema that built the add-on; the names are the server's `tier` values.
+TIERS = dict(install_defaults().get("tiers") or {"draft": "Fast preview", "standard": "The model's default steps",
+                                                  "final": "The shot you keep"})
+DEFAULT_TIER = "standard"
+_TIER_NUMBERS = {"draft": 0, "standard": 1, "final": 2}  # a .blend saves the choice by number: never renumber
 MAX_SEED = 2**31 - 1  # Blender's integer properties are 32-bit
 
 
@@ -51,8 +56,13 @@ class KINEMA_PG_settings(bpy.types.PropertyGroup):
                           description="A person to put in the clip: a kinema cameo whose owner lets you use it"
                                       " (backends ltx2, wan-vace); empty for nobody",
                           search=_suggest(_cameo_names), search_options={'SUGGESTION', 'SORT'})
+    tier: EnumProperty(name="Tier", default=DEFAULT_TIER,
+                       description="Quality tier: speed against quality (Generate from Markers: every shot's)",
+                       items=[(name, name.title(), description[:1].upper() + description[1:],
+                               _TIER_NUMBERS.get(name, 100 + index))
+                              for index, (name, description) in enumerate(TIERS.items())])
     steps: IntProperty(name="Steps", default=0, min=0, soft_max=100,
-                       description="Denoising steps; 0 uses the backend's default")
+                       description="Denoising steps; 0 uses the tier's for the backend (its default, for standard)")
     audio: BoolProperty(name="Sound", default=True, description="Generate a synchronized soundtrack")
     show_advanced: BoolProperty(name="More", default=False)
 

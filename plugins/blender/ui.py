@@ -69,6 +69,7 @@ class KINEMA_PT_generate(bpy.types.Panel):
         sub.prop(options, "seed")
         column.prop(options, "style")
         _prop(column, options, "backend", placeholder=preferences.get(context).default_backend or "server default")
+        column.row().prop(options, "tier", expand=True)  # Draft | Standard | Final, one click apart
         _prop(column, options, "cameo", placeholder="nobody")
         column.prop(options, "show_advanced", text="More Options", toggle=False)
         if options.show_advanced:

@@ -22,9 +22,10 @@ from kinema.backends.base import Backend
 from kinema.clip import Clip, fit_audio
 from kinema.errors import GenerationCancelled, InvalidRequestError, MissingWeightsError
 from kinema.progress import CancelToken, Progress
+from kinema.tiers import DEFAULT_TIER, check_tier
 
 from .cameo_logic import request_fields
-from .spec import DEFAULT_MODEL
+from .spec import DEFAULT_MODEL, STORYBOARD_TIER
 
 SILENCE_SAMPLE_RATE = 48000  # the AUDIO output's rate when the clip has no sound
 MODEL_FOLDER = "kinema"  # ComfyUI's models/<name> folder for kinema models
@@ -183,8 +184,11 @@ def audio_to_array(audio: Any) -> tuple[np.ndarray, int]:
 def generate(handle: ModelHandle, prompt: str, negative_prompt: str = "", seconds: float = 0.0, width: int = 0,
              height: int = 0, fps: float = 0.0, steps: int = 0, guidance: float = -1.0, seed: int = 0,
              style: str = "none", audio: bool = True, image: Any = None, host: Any = None,
-             cameo: Any = None) -> tuple[torch.Tensor, dict, Clip]:
+             cameo: Any = None, tier: str = DEFAULT_TIER) -> tuple[torch.Tensor, dict, Clip]:
     """Kinema Generate: (IMAGE frames, AUDIO, the clip). 0 (or -1 for guidance) means the model's default.
+
+    ``tier`` (draft, standard or final; ``kinema.tiers``) picks the steps and
+    step caching for the model; explicit ``steps`` and ``guidance`` win.
 
     Progress goes to ``host.progress`` every step; when ``host.interrupted()``
     turns true the run stops at that step and ``host.raise_interrupt()`` raises
@@ -207,6 +211,7 @@ def generate(handle: ModelHandle, prompt: str, negative_prompt: str = "", second
         image=first_frame(image),
         audio=bool(audio),
         backend=handle.backend.name,
+        tier=tier or DEFAULT_TIER,
         **request_fields(cameo),
     )
     token = CancelToken()
@@ -234,8 +239,10 @@ def generate(handle: ModelHandle, prompt: str, negative_prompt: str = "", second
 
 def storyboard(handle: ModelHandle, text: str, seed: int = 0, width: int = 0, height: int = 0, fps: float = 0.0,
                steps: int = 0, style: str = "none", audio: bool = True, image: Any = None,
-               host: Any = None) -> tuple[torch.Tensor, dict, Clip]:
+               host: Any = None, tier: str = STORYBOARD_TIER) -> tuple[torch.Tensor, dict, Clip]:
     """Kinema Storyboard: (IMAGE frames, AUDIO, the film). 0 means the storyboard's value, else the model's default.
+
+    ``tier`` sets every shot's quality tier; ``STORYBOARD_TIER`` (or empty) keeps the storyboard's own.
 
     Progress and interrupts work as in ``generate``, across all the shots.
     """
@@ -246,9 +253,10 @@ def storyboard(handle: ModelHandle, text: str, seed: int = 0, width: int = 0, he
     if not isinstance(handle, ModelHandle):
         raise InvalidRequestError("model must come from a Kinema Model Loader node")
     host = host or NullHost()
+    chosen_tier = None if tier in (None, "", STORYBOARD_TIER) else check_tier(tier)
     board = parse_storyboard(text or "", source="storyboard").with_(
         backend=handle.backend.name, seed=int(seed), width=width or None, height=height or None, fps=fps or None,
-        steps=steps or None, audio=bool(audio))
+        steps=steps or None, audio=bool(audio), tier=chosen_tier)
     if style not in (None, "", "none"):
         board = board.with_(world=dataclasses.replace(board.world, style=style))
     token = CancelToken()

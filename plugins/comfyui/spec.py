@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Union
 
+from kinema.tiers import DEFAULT_TIER, TIERS
+
 # Widget types and the socket types ComfyUI passes between nodes.
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 SOCKET_TYPES = {"IMAGE", "AUDIO", "VIDEO", "KINEMA_MODEL", "KINEMA_CLIP", "KINEMA_CAMEO"}
@@ -17,6 +19,7 @@ CATEGORY = "kinema"
 MAX_SEED = 2**53 - 1  # the largest integer the browser's JSON numbers hold exactly
 AUTO = "auto"
 DEFAULT_MODEL = "(backend default)"
+STORYBOARD_TIER = "(storyboard's own)"  # the Storyboard node's tier: what the text says, else standard
 
 Options = Union[tuple, Callable[[], list]]
 
@@ -82,6 +85,11 @@ def _styles() -> list[str]:
     return ["none", *sorted(list_styles())]
 
 
+# Built from kinema's tier table, so the tooltip says what each tier trades in this kinema version.
+TIER_TOOLTIP = "Speed against quality. " + "; ".join(f"{name} — {entry['description']}"
+                                                    for name, entry in TIERS.items())
+
+
 MODEL_LOADER = Node(
     node_id="KinemaModelLoader",
     display_name="Kinema Model Loader",
@@ -126,6 +134,9 @@ GENERATE = Node(
               control_after_generate=True),
         Input("style", "COMBO", "A kinema style preset (see `kinema styles`).", default="none", options=_styles),
         Input("audio", "BOOLEAN", "Make the sound track too.", default=True),
+        # Optional, so API-format workflows saved before tiers still validate; the widget shows either way.
+        Input("tier", "COMBO", f"{TIER_TOOLTIP}. Steps or guidance set here win over the tier's.",
+              default=DEFAULT_TIER, options=tuple(TIERS), optional=True),
         Input("image", "IMAGE", "Optional first frame (the first image of a batch).", optional=True),
         Input("cameo", "KINEMA_CAMEO", "Optional: a person from Kinema Cameo, used with their consent (ltx2 and tiny:"
               " their portrait starts the clip; wan-vace and tiny-wan-vace: a reference picture).", optional=True),
@@ -186,6 +197,9 @@ STORYBOARD = Node(
         Input("style", "COMBO", "A style for the whole film (none: the storyboard's own).", default="none",
               options=_styles),
         Input("audio", "BOOLEAN", "Make the sound track too.", default=True),
+        Input("tier", "COMBO", f"Every shot's quality tier; {STORYBOARD_TIER} — the storyboard's 'Tier:' line, else"
+              f" {DEFAULT_TIER}. {TIER_TOOLTIP}. Steps set here win over the tier's.", default=STORYBOARD_TIER,
+              options=(STORYBOARD_TIER, *TIERS), optional=True),
         Input("image", "IMAGE", "Optional first frame of shot 1.", optional=True),
     ),
     outputs=GENERATE.outputs,

@@ -78,11 +78,11 @@ class KinemaGenerate(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, prompt: str, negative_prompt: str, seconds: float, width: int, height: int, fps: float,
-                steps: int, guidance: float, seed: int, style: str, audio: bool, image=None,
-                cameo=None) -> io.NodeOutput:
+                steps: int, guidance: float, seed: int, style: str, audio: bool, tier: str = spec.DEFAULT_TIER,
+                image=None, cameo=None) -> io.NodeOutput:
         frames, sound, clip = _run(
             logic.generate, model, prompt, negative_prompt, seconds, width, height, fps, steps, guidance, seed,
-            style, audio, image, host=comfy_host.ComfyHost(), cameo=cameo,
+            style, audio, image, host=comfy_host.ComfyHost(), cameo=cameo, tier=tier,
         )
         video = InputImpl.VideoFromComponents(Types.VideoComponents(
             images=frames, frame_rate=clip.fps, audio=sound if clip.audio is not None else None,
@@ -97,9 +97,9 @@ class KinemaStoryboard(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, storyboard: str, seed: int, width: int, height: int, fps: float, steps: int, style: str,
-                audio: bool, image=None) -> io.NodeOutput:
+                audio: bool, tier: str = spec.STORYBOARD_TIER, image=None) -> io.NodeOutput:
         frames, sound, clip = _run(logic.storyboard, model, storyboard, seed, width, height, fps, steps, style, audio,
-                                   image, host=comfy_host.ComfyHost())
+                                   image, host=comfy_host.ComfyHost(), tier=tier)
         video = InputImpl.VideoFromComponents(Types.VideoComponents(
             images=frames, frame_rate=clip.fps, audio=sound if clip.audio is not None else None,
         ))

@@ -51,6 +51,8 @@ def configure(addon, args, *, fps=30, frame=11):
     options.steps = args.get("steps", 2)
     options.random_seed = False
     options.seed = 7
+    if "tier" in args:
+        options.tier = args["tier"]
     return scene
 
 
