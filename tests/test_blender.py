@@ -281,7 +281,7 @@ def test_a_stopped_server_gives_a_clear_message(blender):
         probe_socket.bind(("127.0.0.1", 0))
         port = probe_socket.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
-    outcome = scenario(blender, "server_down", url=url)
+    outcome = scenario(blender, "fails", url=url)
     job = outcome["job"]
     assert outcome["operator"] == ["FINISHED"]  # the button returns at once; the failure arrives later
     assert job["status"] == "failed"
@@ -289,6 +289,15 @@ def test_a_stopped_server_gives_a_clear_message(blender):
                               " the add-on preferences")
     assert outcome["server"]["state"] == "error"
     assert "Traceback" not in outcome["log"]
+
+
+def test_a_job_the_server_cannot_run_fails_with_its_reason(blender, server):
+    """LTX-2 without downloaded weights: the server's own message reaches the panel, not a traceback."""
+    outcome = scenario(blender, "fails", url=server, backend="ltx2")
+    job = outcome["job"]
+    assert job["status"] == "failed", job
+    assert "kinema models pull Lightricks/LTX-2" in job["message"], job["message"]
+    assert outcome["strips"] == [] and "Traceback" not in outcome["log"]
 
 
 def test_empty_prompt_is_refused(blender, server):

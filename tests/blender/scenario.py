@@ -53,6 +53,7 @@ def configure(addon, args, *, fps=30, frame=11):
     options.seed = 7
     if "tier" in args:
         options.tier = args["tier"]
+    options.backend = args.get("backend", "")
     return scene
 
 
@@ -166,8 +167,8 @@ def cancel(args):
             "strips": strips_info(scene)}
 
 
-def server_down(args):
-    """Nothing listens at the URL: the job fails with a message that says what to do, and nothing raises."""
+def fails(args):
+    """A job that fails (no server there, or one that cannot run it): a message that says what to do, no raise."""
     addon = enable()
     scene = configure(addon, args)
     result = bpy.ops.kinema.generate()
