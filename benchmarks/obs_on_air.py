@@ -41,7 +41,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "obs"))
 import obs_harness  # noqa: E402
 
-CLIP = "Kinema Clip"
+CLIP = "Kinema Clip (Scene)"  # the media source the script plays through in the scene "Scene"
 STATS = ("renderTotalFrames", "renderSkippedFrames", "outputTotalFrames", "outputSkippedFrames")
 HOG_SCRIPT = """
 import threading, time

@@ -553,8 +553,9 @@ def serve(host, port, default_backend, log_level, stop_with_stdin):
 def _obs_options(function):
     options = [
         click.option("--scene", help="Scene to show the clip in (default: the one on air)."),
-        click.option("--input", "input_name", default="Kinema Clip", show_default=True,
-                     help="The media source kinema plays clips through (created if missing)."),
+        click.option("--input", "input_name",
+                     help="The media source to play clips through, created if missing [default: one per scene,"
+                          " 'Kinema Clip (SCENE)', shared with the OBS script]."),
         click.option("--host", default="127.0.0.1", show_default=True, envvar="OBS_WEBSOCKET_HOST",
                      help="Where OBS runs. OBS opens the clip itself, so it must see the same path."),
         click.option("--port", type=click.IntRange(1, 65535), default=4455, show_default=True,
@@ -593,7 +594,9 @@ def obs():
 @click.argument("clip", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @_obs_options
 def obs_play(clip, scene, input_name, host, port, password):
-    """Play CLIP now, picture and sound, through OBS's "Kinema Clip" media source.
+    """Play CLIP now, picture and sound, through the scene's kinema media source.
+
+    That is "Kinema Clip (SCENE)", one per scene, created if missing; the OBS script plays through the same.
 
     Example: OBS_WEBSOCKET_PASSWORD=... kinema obs play fox.mp4 --scene Live
     """
@@ -611,12 +614,17 @@ def obs_play(clip, scene, input_name, host, port, password):
 @click.option("--steps", type=int, help="Denoising steps.")
 @click.option("--style", help="A style preset (see `kinema styles`).")
 @click.option("--backend", help="Backend (default: the server's, or tiny here).")
+@click.option("--tier", type=click.Choice(["draft", "standard", "final"]), default=None,
+              help="draft: fast preview (fewer steps, step caching); final: more steps, no caching"
+                   " [default: standard].")
+@click.option("--image", type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path),
+              help="Start from this picture (PNG, JPEG or WebP; the first frame).")
 @click.option("--server", "server_url", envvar="KINEMA_URL",
               help="A kinema server to generate on [default: http://127.0.0.1:8765 if one answers, else here].")
 @_obs_options
 @click.pass_context
-def obs_generate(ctx, prompt, play_now, output, seconds, size, seed, steps, style, backend, server_url, scene,
-                 input_name, host, port, password):
+def obs_generate(ctx, prompt, play_now, output, seconds, size, seed, steps, style, backend, tier, image, server_url,
+                 scene, input_name, host, port, password):
     """Generate a clip from PROMPT on a kinema server (or here), then with --play put it on air.
 
     Example: kinema obs generate "fireworks over a lake" --seconds 4 --play
@@ -645,7 +653,7 @@ def obs_generate(ctx, prompt, play_now, output, seconds, size, seed, steps, styl
         raise click.ClickException(str(error)) from None
     if remote is None:
         ctx.invoke(generate, prompt=prompt, output=output, seconds=seconds, size=size, seed=seed, steps=steps,
-                   style=style, backend=backend or "tiny")
+                   style=style, backend=backend or "tiny", tier=tier or "standard", image=image)
     else:
         from tqdm import tqdm
 
@@ -658,7 +666,7 @@ def obs_generate(ctx, prompt, play_now, output, seconds, size, seed, steps, styl
 
         try:
             remote.generate(prompt, output, progress=on_progress, seconds=seconds, size=size, seed=seed,
-                            steps=steps, style=style, backend=backend)
+                            steps=steps, style=style, backend=backend, tier=tier, image=image)
         except kinema_client.ClientError as error:
             raise click.ClickException(str(error)) from None
         finally:

@@ -1,9 +1,12 @@
 """Put a clip on air in a running OBS over obs-websocket 5 (``kinema obs play`` / ``kinema obs generate --play``).
 
-One Media Source ("Kinema Clip") per OBS, added once to the target scene and
-fitted to the canvas; playing a clip switches its file, which OBS shows about
-0.15 s later. The client is ``simpleobsws`` (MIT), an optional dependency:
-``pip install 'kinema[obs]'``.
+One Media Source per target scene, "Kinema Clip (<scene>)", created in that
+scene if missing and fitted to the canvas; playing a clip switches its file,
+which OBS shows about 0.15 s later. A source of its own per scene means a clip
+sent to one scene never shows in another, and each scene keeps where the
+streamer put it; the OBS script (plugins/obs/kinema_obs.py) names and finds
+its sources the same way, so the two share them. The client is ``simpleobsws``
+(MIT), an optional dependency: ``pip install 'kinema[obs]'``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from .errors import KinemaError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4455
-INPUT_NAME = "Kinema Clip"
+INPUT_NAME = "Kinema Clip"  # the per-scene sources are "Kinema Clip (<scene>)": see input_for_scene
 INPUT_KIND = "ffmpeg_source"
 SUBSCRIBE_MEDIA_INPUTS = 1 << 8  # obs-websocket EventSubscription.MediaInputs
 CLOSE_AUTHENTICATION_FAILED = 4009
@@ -53,10 +56,16 @@ class PlayResult:
     started_after: Optional[float]  # seconds from switching the file to OBS's "playback started"
 
 
-def play(path: Union[str, os.PathLike], *, scene: Optional[str] = None, input_name: str = INPUT_NAME,
+def input_for_scene(scene: str) -> str:
+    """The name of the media source kinema plays clips through in ``scene`` (the OBS script uses the same)."""
+    return f"{INPUT_NAME} ({scene})"
+
+
+def play(path: Union[str, os.PathLike], *, scene: Optional[str] = None, input_name: Optional[str] = None,
          host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, password: Optional[str] = None,
          wait: bool = True, timeout: float = 10.0) -> PlayResult:
-    """Show ``path`` in OBS: create or reuse the media source in ``scene`` (default: the live scene) and play it.
+    """Show ``path`` in OBS: create or reuse the scene's media source (default: ``input_for_scene(scene)``)
+    in ``scene`` (default: the live scene) and play it.
 
     With ``wait``, returns once OBS reports playback started (if the scene is live).
     Raises ObsNotRunning, ObsAuthError, ObsSceneMissing or ObsError.
@@ -140,8 +149,8 @@ async def _drop(client: Any) -> None:
         pass
 
 
-async def _play(path: str, scene: Optional[str], input_name: str, host: str, port: int, password: Optional[str],
-                wait: bool, timeout: float) -> PlayResult:
+async def _play(path: str, scene: Optional[str], input_name: Optional[str], host: str, port: int,
+                password: Optional[str], wait: bool, timeout: float) -> PlayResult:
     session = await connect(host, port, password, subscriptions=SUBSCRIBE_MEDIA_INPUTS)
     started = asyncio.Event()
 
@@ -152,6 +161,9 @@ async def _play(path: str, scene: Optional[str], input_name: str, host: str, por
     session.client.register_event_callback(on_started, "MediaInputPlaybackStarted")
     try:
         scene = await _target_scene(session, scene)
+        if input_name is None:
+            input_name = input_for_scene(scene)
+            await _adopt_renamed(session, scene, input_name)
         existing = await session.call("GetInputSettings", {"inputName": input_name}, allow_missing=True)
         if existing is not None and existing.get("inputKind") != INPUT_KIND:
             raise ObsError(f"OBS has an input named {input_name!r} that is a {existing.get('inputKind')}, not a"
@@ -187,6 +199,18 @@ async def _play(path: str, scene: Optional[str], input_name: str, host: str, por
         return PlayResult(path, scene, input_name, existing is None, bool(active), started_after)
     finally:
         await session.close()
+
+
+async def _adopt_renamed(session: _Session, scene: str, input_name: str) -> None:
+    """After a scene was renamed, its "Kinema Clip (<old name>)" takes the new name instead of gaining a twin."""
+    if await session.call("GetInputSettings", {"inputName": input_name}, allow_missing=True) is not None:
+        return
+    items = (await session.call("GetSceneItemList", {"sceneName": scene})).get("sceneItems", [])
+    for item in items:
+        name = item.get("sourceName", "")
+        if item.get("inputKind") == INPUT_KIND and name.startswith(f"{INPUT_NAME} (") and name.endswith(")"):
+            await session.call("SetInputName", {"inputName": name, "newInputName": input_name})
+            return
 
 
 async def _target_scene(session: _Session, scene: Optional[str]) -> str:

@@ -5,13 +5,17 @@ loopback-only network namespace (tests/obs/obs_harness.py); the script is
 loaded from a copy made by ``kinema install obs``, the way users get it. The
 script's Generate / Play next / Clear queue are pressed through the hotkeys it
 registers (obs-websocket's TriggerHotkeyByName), which call the same functions
-as its buttons. Without root, obs or Xvfb these tests skip, except under
-CI=true, where they fail so a broken setup cannot hide.
+as its buttons; a second, test-only script (tests/obs/kinema_probe.py) reads
+the script's properties and edits its settings the way the Scripts dialog
+does. Without root, obs or Xvfb these tests skip, except under CI=true, where
+they fail so a broken setup cannot hide.
 """
 
 from __future__ import annotations
 
 import ast
+import itertools
+import json
 import os
 import shutil
 import subprocess
@@ -23,12 +27,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import kinema
+
 sys.path.insert(0, str(Path(__file__).parent / "obs"))
 import obs_harness  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "plugins" / "obs" / "kinema_obs.py"
-CLIP = "Kinema Clip"
+PROBE = Path(__file__).parent / "obs" / "kinema_probe.py"
+CLIP = "Kinema Clip (Scene)"  # one media source per scene: the scene on air at start is "Scene"
+OTHER_CLIP = "Kinema Clip (Other)"
+CAMEO = "astro"
 GENERATION_TIMEOUT = 600.0  # tiny clips take seconds; this only bounds a hung run on a crowded machine
 
 
@@ -67,10 +76,58 @@ def rig(tmp_path_factory, tiny_home):
 
 
 @pytest.fixture(scope="module")
-def live(rig):
-    """One OBS with the kinema script (auto-play on), and a websocket that records every event and the meters."""
-    instance = rig.start_obs("obs-live")
+def live(rig, tiny_home):
+    """One OBS with the kinema script (auto-play on), and a websocket that records every event and the meters.
+
+    A cameo the server's user may use exists before OBS starts, so the script's Cameo list can offer it.
+    """
+    import numpy as np
+
+    from kinema.cameo_capture import CaptureResult
+    from kinema.cameos import CameoStore, local_user
+
+    portrait = np.zeros((512, 512, 3), np.uint8)
+    portrait[128:384, 160:352] = 200
+    captured = CaptureResult(references=[portrait], faces=[portrait[:112, :112].copy()])
+    CameoStore(tiny_home / "cameos").create(CAMEO, local_user(), captured, replace=True)
+    (rig.workdir / "probe-live").mkdir(exist_ok=True)
+    instance = rig.start_obs("obs-live", extra_scripts=[PROBE], env={"KINEMA_PROBE_DIR": str(rig.workdir / "probe-live")})
     return instance, rig.connect(instance, meters=True)
+
+
+class Probe:
+    """tests/obs/kinema_probe.py in the live OBS: the kinema script's properties, and settings edits."""
+
+    def __init__(self, ws, folder: Path) -> None:
+        self.ws, self.folder, self.ids = ws, folder, itertools.count(1)
+
+    def run(self, do: str, **arguments):
+        command = {"id": next(self.ids), "do": do, **arguments}
+        (self.folder / "command.json").write_text(json.dumps(command))
+        self.ws.call("TriggerHotkeyByName", {"hotkeyName": "kinema_probe.run"})
+
+        def answered():
+            try:
+                answer = json.loads((self.folder / "result.json").read_text())
+            except (OSError, ValueError):
+                return None
+            return answer if answer["id"] == command["id"] else None
+
+        answer = wait_for(answered, 30, f"the probe to run {do}")
+        assert "error" not in answer, answer["error"]
+        return answer["result"]
+
+    def properties(self, *names: str) -> dict:
+        return self.run("properties", names=list(names))
+
+    def set(self, **settings):
+        """As if the user edited these properties in Tools → Scripts."""
+        return self.run("set", settings=settings)
+
+
+@pytest.fixture(scope="module")
+def probe(rig, live):
+    return Probe(live[1], rig.workdir / "probe-live")
 
 
 def script_log(instance) -> list[str]:
@@ -93,13 +150,52 @@ def ready_clips(instance) -> list[str]:
     return [line.split("clip ready: ", 1)[1].strip() for line in script_log(instance) if "clip ready: " in line]
 
 
-def playing_file(ws) -> str:
-    return ws.call("GetInputSettings", {"inputName": CLIP})["inputSettings"].get("local_file", "")
+def playing_file(ws, source: str = CLIP) -> str:
+    return ws.call("GetInputSettings", {"inputName": source})["inputSettings"].get("local_file", "")
 
 
 def clip_items(ws, scene: str) -> list[dict]:
     return [item for item in ws.call("GetSceneItemList", {"sceneName": scene})["sceneItems"]
             if item["sourceName"] == CLIP]
+
+
+def kinema_items(ws, scene: str) -> list[str]:
+    """Names of the scene's items that are kinema's per-scene media sources."""
+    return [item["sourceName"] for item in ws.call("GetSceneItemList", {"sceneName": scene})["sceneItems"]
+            if item["sourceName"].startswith("Kinema Clip")]
+
+
+def server_job(rig, job_id: str) -> dict:
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def get() -> dict:
+        with opener.open(f"{rig.server.url}/v1/videos/{job_id}", timeout=10) as response:
+            return json.load(response)
+
+    return rig.loop.call(get)
+
+
+def queued_jobs(instance) -> list[str]:
+    """Ids of the jobs the script submitted, from its log."""
+    return [line.split(" queued: ")[0].rsplit(" ", 1)[1] for line in script_log(instance) if " queued: " in line]
+
+
+def start_picture(folder: Path) -> Path:
+    from PIL import Image
+
+    path = folder / "start.png"
+    Image.new("RGB", (48, 32), (200, 40, 40)).save(path)
+    return path
+
+
+def generate_one(ws, instance) -> str:
+    """Press Generate and wait for the clip to be downloaded; returns its path."""
+    before = len(ready_clips(instance))
+    ws.call("TriggerHotkeyByName", {"hotkeyName": "kinema.generate"})
+    wait_for(lambda: len(ready_clips(instance)) > before, GENERATION_TIMEOUT, "the clip to be ready")
+    return ready_clips(instance)[-1]
 
 
 # --------------------------------------------------------------------------- without OBS
@@ -212,6 +308,103 @@ def test_generate_puts_the_clip_on_air_with_picture_and_sound(live):
     assert clip_items(ws, "Scene") and len(clip_items(ws, "Scene")) == 1
 
 
+def test_quality_picture_and_cameo_pickers(rig, live, probe, tmp_path):
+    """The Clip group's Quality, Start from picture and Cameo reach the server; a missing picture says so."""
+    instance, ws = live
+    shown = probe.properties("tier", "image", "cameo")
+    tier = shown["tier"]
+    assert [value for _, value in tier["items"]] == ["draft", "standard", "final"] and not tier["editable"]
+    assert tier["label"] == "Quality" and tier["value"] == "standard"
+    assert "fast preview" in tier["long_description"] and "no caching" in tier["long_description"]
+    image = shown["image"]
+    assert image["type"] == "path" and image["file"] and image["label"] == "Start from picture"
+    assert all(f"*.{ext}" in image["filter"] for ext in ("png", "jpg", "jpeg", "webp")) and image["value"] == ""
+    # The server's cameos this user may use, as listed at load (cameos API, "usable").
+    assert CAMEO in [value for _, value in shown["cameo"]["items"]]
+
+    picture = start_picture(tmp_path)
+    probe.set(tier="final", image=str(picture), seconds=0.4)
+    try:
+        pressed = time.monotonic()
+        generate_one(ws, instance)
+        job = server_job(rig, queued_jobs(instance)[-1])
+        assert job["status"] == "completed" and job["kinema"]["tier"] == "final" and job["kinema"]["has_image"]
+        started, _ = ws.wait_event("MediaInputPlaybackStarted", lambda d: d["inputName"] == CLIP, since=pressed,
+                                   timeout=30)
+        ws.wait_event("MediaInputPlaybackEnded", lambda d: d["inputName"] == CLIP, since=started, timeout=30)
+
+        # The picture is gone by the next Generate: the job fails before submitting, with a line saying what to do.
+        picture.unlink()
+        submitted = len(queued_jobs(instance))
+        earlier = len([line for line in script_log(instance) if "generation failed" in line])
+        ws.call("TriggerHotkeyByName", {"hotkeyName": "kinema.generate"})
+        failed = wait_for(lambda: [line for line in script_log(instance) if "generation failed" in line][earlier:], 30,
+                          "the missing picture to be reported")
+        assert f"the start picture {picture} does not exist" in failed[-1] and "Start from picture" in failed[-1]
+        assert "unexpectedly" not in failed[-1] and len(queued_jobs(instance)) == submitted
+    finally:
+        probe.set(tier="standard", image="", seconds=2.0)
+    assert instance.script_errors() == []
+
+
+def test_each_scene_has_its_own_clip_source(live, probe):
+    """Issue 6: a clip goes to the target scene's own media source, and never shows in another scene.
+
+    With the default target (the scene on air) and with a named target, switched mid-show; a finished
+    clip does not replay when its scene is shown again; a renamed scene keeps its one source.
+    """
+    instance, ws = live
+    probe.set(seconds=1.0)
+    try:
+        # Target "the scene on air", and the streamer cuts to Other: the clip plays in Other's own source.
+        ws.call("SetCurrentProgramScene", {"sceneName": "Other"})
+        pressed = time.monotonic()
+        path = generate_one(ws, instance)
+        started, _ = ws.wait_event("MediaInputPlaybackStarted", lambda d: d["inputName"] == OTHER_CLIP,
+                                   since=pressed, timeout=30)
+        assert playing_file(ws, OTHER_CLIP) == path
+        ws.wait_event("MediaInputPlaybackEnded", lambda d: d["inputName"] == OTHER_CLIP, since=started, timeout=30)
+        assert kinema_items(ws, "Other") == [OTHER_CLIP] and kinema_items(ws, "Scene") == [CLIP]
+        assert not ws.events_of("MediaInputPlaybackStarted", since=pressed)[1:], "a clip played twice, or elsewhere"
+
+        # Target switched to Scene while Other is on air: the clip waits in Scene's source, off air.
+        probe.set(scene="Scene")
+        pressed = time.monotonic()
+        path = generate_one(ws, instance)
+        wait_for(lambda: playing_file(ws, CLIP) == path, 10, "the clip to be loaded into Scene's source")
+        time.sleep(0.5)
+        assert ws.events_of("MediaInputPlaybackStarted", since=pressed) == [], "Scene is not on air"
+        assert playing_file(ws, OTHER_CLIP) == "", "Other's finished clip must not stay loaded"
+        shown = time.monotonic()
+        ws.call("SetCurrentProgramScene", {"sceneName": "Scene"})
+        started, _ = ws.wait_event("MediaInputPlaybackStarted", since=shown, timeout=10)
+        assert [d["inputName"] for _, d in ws.events_of("MediaInputPlaybackStarted", since=shown)] == [CLIP]
+        ws.wait_event("MediaInputPlaybackEnded", lambda d: d["inputName"] == CLIP, since=started, timeout=30)
+
+        # Back to Other: its old clip ended, so nothing replays there.
+        back = time.monotonic()
+        ws.call("SetCurrentProgramScene", {"sceneName": "Other"})
+        time.sleep(1.0)
+        assert ws.events_of("MediaInputPlaybackStarted", since=back) == []
+
+        # The streamer renames the scene on air: its source follows the new name; still one per scene.
+        probe.set(scene="")
+        ws.call("SetSceneName", {"sceneName": "Other", "newSceneName": "Backstage"})
+        try:
+            pressed = time.monotonic()
+            path = generate_one(ws, instance)
+            ws.wait_event("MediaInputPlaybackStarted", lambda d: d["inputName"] == "Kinema Clip (Backstage)",
+                          since=pressed, timeout=30)
+            assert kinema_items(ws, "Backstage") == ["Kinema Clip (Backstage)"]
+        finally:
+            ws.call("SetSceneName", {"sceneName": "Backstage", "newSceneName": "Other"})
+        assert kinema_items(ws, "Scene") == [CLIP]
+    finally:
+        ws.call("SetCurrentProgramScene", {"sceneName": "Scene"})
+        probe.set(scene="", seconds=2.0)
+    assert instance.script_errors() == []
+
+
 def test_a_queue_of_two_plays_in_order(rig):
     """Auto-play off: two Generates queue two clips; Play next starts the queue, which then plays through."""
     instance = rig.start_obs("obs-queue", settings=rig.script_settings(auto_play=False, seconds=1.0,
@@ -307,15 +500,32 @@ def test_cli_play_and_generate_play(rig, live, tmp_path):
     assert playing_file(ws) == str(clip)
 
     output = tmp_path / "cat.mp4"
+    picture = start_picture(tmp_path)
     before = time.monotonic()
     done = rig.kinema("obs", "generate", "a cat on a windowsill", "--play", "--seconds", "1", "--size", "32x32",
-                      "--steps", "2", "-o", str(output), "--server", rig.server.url, env=env)
+                      "--steps", "2", "--tier", "final", "--image", str(picture), "-o", str(output),
+                      "--server", rig.server.url, env=env)
     assert done.returncode == 0, done.stderr
     assert output.is_file() and f"On air: {output}" in done.stdout
+    made = kinema.Clip.load(output).metadata
+    assert made["tier"] == "final" and made["first_frame_image"]
     ws.wait_event("MediaInputPlaybackStarted", lambda d: d["inputName"] == CLIP, since=before, timeout=5)
     assert playing_file(ws) == str(output)
 
-    # A source of its own in a scene that is not live: loaded and fitted to the canvas, playing once shown.
+    # Another scene, not on air: its own source (the one the script uses there, or a new one), Scene's untouched.
+    # After test_each_scene_has_its_own_clip_source, Other holds "Kinema Clip (Backstage)" (the scene was renamed
+    # back): the CLI must rename it, not add a second source.
+    before = time.monotonic()
+    done = rig.kinema("obs", "play", str(clip), "--scene", "Other", env=env)
+    assert done.returncode == 0, done.stderr
+    assert f"into {OTHER_CLIP!r} in scene 'Other'" in done.stdout and "not on air" in done.stdout
+    assert kinema_items(ws, "Other") == [OTHER_CLIP] and kinema_items(ws, "Scene") == [CLIP]
+    assert playing_file(ws, OTHER_CLIP) == str(clip)
+    assert playing_file(ws) in (str(output), "")  # the script empties a source whose clip has ended
+    time.sleep(0.5)
+    assert ws.events_of("MediaInputPlaybackStarted", since=before) == []
+
+    # --input: a source of that name, in a scene that is not live: loaded and fitted to the canvas.
     for _ in range(2):
         done = rig.kinema("obs", "play", str(clip), "--scene", "Other", "--input", "Kinema Backstage", env=env)
         assert done.returncode == 0, done.stderr
@@ -356,16 +566,23 @@ def test_cli_generate_without_a_server_generates_here(rig, tmp_path):
     """Nothing at the default server address (inside the namespace): the clip is made in-process."""
     output = tmp_path / "here.mp4"
     done = rig.kinema("obs", "generate", "rain on a tin roof", "--seconds", "0.4", "--size", "32x32", "--steps",
-                      "2", "-o", str(output), env={"KINEMA_URL": None})
+                      "2", "--tier", "draft", "--image", str(start_picture(tmp_path)), "-o", str(output),
+                      env={"KINEMA_URL": None})
     assert done.returncode == 0, done.stderr
     assert output.is_file() and f"kinema obs play {output}" in done.stdout
+    made = kinema.Clip.load(output).metadata
+    assert made["tier"] == "draft" and made["first_frame_image"]
+
+    missing = rig.kinema("obs", "generate", "rain", "--image", str(tmp_path / "gone.png"), env={"KINEMA_URL": None})
+    assert missing.returncode == 2 and "gone.png" in missing.stderr and "does not exist" in missing.stderr
 
 
-def test_one_media_source_never_duplicated(live):
+def test_one_media_source_per_scene_never_duplicated(live):
     _, ws = live
-    inputs = [i for i in ws.call("GetInputList")["inputs"] if i["inputName"].startswith(CLIP)]
-    assert [i["inputName"] for i in inputs] == [CLIP] and inputs[0]["inputKind"] == "ffmpeg_source"
-    assert len(clip_items(ws, "Scene")) == 1
+    inputs = [i for i in ws.call("GetInputList")["inputs"] if i["inputName"].startswith("Kinema Clip")]
+    assert sorted(i["inputName"] for i in inputs) == [OTHER_CLIP, CLIP]
+    assert {i["inputKind"] for i in inputs} == {"ffmpeg_source"}
+    assert kinema_items(ws, "Scene") == [CLIP] and kinema_items(ws, "Other") == [OTHER_CLIP]
 
 
 def test_no_script_errors_in_any_obs_log(rig):

@@ -7,8 +7,12 @@ The clip is made by a kinema server (``kinema serve``), never inside OBS: OBS's
 Python is not kinema's, and generating here would stall OBS's video thread.
 Each Generate runs on its own thread (network only: submit, wait, download);
 a 100 ms timer on OBS's video thread takes finished clips from a queue and
-switches the ``local_file`` of one Media Source, "Kinema Clip", in the target
-scene. The next queued clip starts when the source reports that playback ended.
+switches the ``local_file`` of the target scene's Media Source, "Kinema Clip
+(<scene>)". Each scene has its own, so changing the target (or, with the
+default target, the scene on air) never shows a clip in the scene left behind,
+and each scene keeps where the streamer placed its clip; ``kinema obs play``
+uses the same sources. The next queued clip starts when the source playing
+reports that playback ended.
 
 Only the standard library: OBS runs this with its own Python (the system
 python3 on Linux, the one set in Tools → Scripts → Python Settings elsewhere).
@@ -25,10 +29,12 @@ import traceback
 
 import obspython as obs
 
-SOURCE_NAME = "Kinema Clip"
+SOURCE_PREFIX = "Kinema Clip"  # a scene's source is "Kinema Clip (<scene>)", as in kinema.obs_remote
 SOURCE_KIND = "ffmpeg_source"
 TICK_MS = 100
 DEFAULT_URL = "http://127.0.0.1:8765"
+TIERS = (("Draft: fast preview", "draft"), ("Standard", "standard"), ("Final: more steps, no caching", "final"))
+PICTURE_FILTER = "Pictures (*.png *.jpg *.jpeg *.webp);;All files (*.*)"
 STYLES = ("", "cinematic", "anime", "claymation", "documentary", "realistic")
 BACKENDS = ("", "ltx2", "wan", "tiny", "tiny-wan")
 SIZES = ("", "768x512", "512x768", "1280x704", "704x1280", "512x512")
@@ -96,7 +102,8 @@ class _State:
         self.playlist = collections.deque()  # clip paths waiting for air (timer thread only)
         self.playlist_keys = {}  # clip path -> its Generate press number, which orders the playlist
         self.now_playing = None
-        self.source = None  # our strong reference while connected to its media_ended signal
+        self.playing_source = None  # name of the source now_playing went to
+        self.sources = {}  # source name -> our strong reference while connected to its media_ended signal
         self.source_lock = threading.Lock()
         self.config = {}  # a plain copy of the settings, replaced whole by script_update
         self.settings = None  # the script's obs_data; touched on the UI thread only
@@ -118,8 +125,9 @@ state = _State()
 
 
 def script_description():
-    text = (f"<b>Kinema</b>: type a prompt and press Generate; the clip plays, with its sound, in the media"
-            f" source “{SOURCE_NAME}”. A kinema server makes it, so OBS keeps its frame rate.")
+    text = (f"<b>Kinema</b>: type a prompt and press Generate; the clip plays, with its sound, in the target"
+            f" scene's media source “{SOURCE_PREFIX} (<i>scene</i>)”. A kinema server makes it, so OBS keeps its"
+            f" frame rate.")
     if CLIENT_ERROR:
         text += f"<br><font color='#e05050'>{CLIENT_ERROR}</font>"
     return text
@@ -133,6 +141,7 @@ def script_defaults(settings):
     obs.obs_data_set_default_string(settings, "clips_dir", _default_clips_dir())
     obs.obs_data_set_default_double(settings, "seconds", 4.0)
     obs.obs_data_set_default_int(settings, "steps", 0)
+    obs.obs_data_set_default_string(settings, "tier", "standard")
     obs.obs_data_set_default_bool(settings, "auto_play", True)
 
 
@@ -154,6 +163,16 @@ def script_properties():
            "Blank: nobody; else a person (a kinema cameo whose owner lets you use it) to put in the clip"
            " (backends ltx2 and wan-vace)")
     _combo(clip, "size", "Size", SIZES, "WIDTHxHEIGHT; blank: the model's default")
+    tier = obs.obs_properties_add_list(clip, "tier", "Quality", obs.OBS_COMBO_TYPE_LIST, obs.OBS_COMBO_FORMAT_STRING)
+    for label, value in TIERS:
+        obs.obs_property_list_add_string(tier, label, value)
+    obs.obs_property_set_long_description(
+        tier, "Draft: a fast preview (half the steps, step caching). Standard: the model's default steps."
+              " Final: the shot you keep (1.5x the steps, no caching). Steps set below win over this.")
+    picture = obs.obs_properties_add_path(clip, "image", "Start from picture", obs.OBS_PATH_FILE, PICTURE_FILTER,
+                                          None)
+    obs.obs_property_set_long_description(
+        picture, "A PNG, JPEG or WebP picture the clip starts from (its first frame); blank: from the prompt alone")
     steps = obs.obs_properties_add_int(clip, "steps", "Steps", 0, 200, 1)
     obs.obs_property_set_long_description(steps, "Denoising steps; 0 = the model's default")
     obs.obs_properties_add_group(props, "clip", "Clip", obs.OBS_GROUP_NORMAL, clip)
@@ -195,6 +214,8 @@ def script_update(settings):
         "cameo": obs.obs_data_get_string(settings, "cameo").strip(),
         "size": obs.obs_data_get_string(settings, "size").strip().lower().replace(" ", ""),
         "steps": obs.obs_data_get_int(settings, "steps"),
+        "tier": obs.obs_data_get_string(settings, "tier").strip() or "standard",
+        "image": obs.obs_data_get_string(settings, "image").strip(),
         "scene": obs.obs_data_get_string(settings, "scene"),
         "auto_play": obs.obs_data_get_bool(settings, "auto_play"),
     }
@@ -230,7 +251,7 @@ def script_unload():
     obs.timer_remove(_tick)
     obs.obs_frontend_remove_event_callback(_on_frontend_event)
     state.hotkeys.clear()  # OBS unregisters a script's hotkeys when it unloads it
-    _release_source()
+    _release_sources()
     _cancel_running(timeout=1.0)
     process = state.server_process
     if process is not None and process.poll() is None:
@@ -333,12 +354,13 @@ def _run_job(key, config):
 
     job_id = None
     try:
+        picture = _read_picture(config.get("image"))  # before any server starts: a wrong path fails at once
         client = _client(config)
         size = config.get("size") or None
         job = client.submit(config["prompt"], seconds=config.get("seconds") or None, size=size,
                             steps=config.get("steps") or None, style=config.get("style") or None,
-                            backend=config.get("backend") or None,
-                            cameos=[config["cameo"]] if config.get("cameo") else None)
+                            backend=config.get("backend") or None, tier=config.get("tier") or None,
+                            image=picture, cameos=[config["cameo"]] if config.get("cameo") else None)
         job_id = job["id"]
         update(state="queued", job_id=job_id, client=client)
         _log(f"job {job_id} queued: {_short(config['prompt'])!r} (Generate #{key})")
@@ -359,7 +381,8 @@ def _run_job(key, config):
         _log(f"clip ready: {path}")
         state.inbox.append(("ready", path, key))
     except Exception as error:  # noqa: BLE001 - every failure becomes the job's status line
-        expected = client_module is not None and isinstance(error, (client_module.ClientError, OSError))
+        expected = isinstance(error, (_JobError, OSError)) or (
+            client_module is not None and isinstance(error, client_module.ClientError))
         cancelled = client_module is not None and isinstance(error, client_module.JobCancelled)
         update(state="cancelled" if cancelled else "failed", error=str(error) or type(error).__name__)
         if cancelled:
@@ -371,6 +394,30 @@ def _run_job(key, config):
     finally:
         with state.lock:
             state.jobs.get(key, {}).pop("client", None)
+
+
+class _JobError(Exception):
+    """A job that cannot start for a reason the user can fix; the message says how."""
+
+
+def _read_picture(path):
+    """The start picture's bytes (None without one), or a _JobError that says what to fix."""
+    if not path:
+        return None
+    path = os.path.expanduser(path)
+    fix = "pick another in Clip → Start from picture, or clear it to start from the prompt alone"
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise _JobError(f"the start picture {path} does not exist: {fix}") from None
+    except IsADirectoryError:
+        raise _JobError(f"the start picture {path} is a folder, not a picture: {fix}") from None
+    except OSError as error:
+        raise _JobError(f"cannot read the start picture {path} ({error.strerror or error}): {fix}") from None
+    if not data:
+        raise _JobError(f"the start picture {path} is empty: {fix}")
+    return data
 
 
 def _check_server(config):
@@ -429,11 +476,7 @@ def _tick():
                 if state.config.get("auto_play", True) and not _busy():
                     _play_next()
             elif kind == "ended":
-                if _busy():
-                    continue  # a late signal from the clip before the current one
-                state.now_playing = None
-                if state.playlist:  # a queue plays through; auto-play only decides when it starts
-                    _play_next()
+                _media_ended(item[1])
             elif kind == "play_next":
                 if state.playlist:
                     _play_next()
@@ -465,7 +508,7 @@ class _UserError(Exception):
 
 def _busy():
     with state.source_lock:
-        source = state.source
+        source = state.sources.get(state.playing_source)
         if state.now_playing is None or source is None:
             return False
         current = obs.obs_source_media_get_state(source)
@@ -477,54 +520,29 @@ def _play_next():
     if not os.path.isfile(path):
         state.playlist_keys.pop(state.playlist.popleft(), None)
         raise _UserError(f"{path} is gone; skipped it")
-    with state.source_lock:
-        source, created = _ensure_source(path)
-        if not created:
-            settings = obs.obs_data_create()
-            obs.obs_data_set_string(settings, "local_file", path)
-            obs.obs_data_set_bool(settings, "is_local_file", True)
-            obs.obs_data_set_bool(settings, "looping", False)
-            obs.obs_source_update(source, settings)  # reopens the file and plays it if the source is live
-            obs.obs_data_release(settings)
-        _add_to_scene(source, state.config.get("scene", ""))  # a new item starts playing as it goes live
+    scene_source = _target_scene(state.config.get("scene", ""))
+    try:
+        scene_name = obs.obs_source_get_name(scene_source)
+        scene = obs.obs_scene_from_source(scene_source)
+        with state.source_lock:
+            name, source, created = _ensure_source(scene, scene_name, path)
+            if not created:
+                _set_file(source, path)  # reopens the file, and plays it if the source is live
+            _add_to_scene(scene, scene_name, source)  # a new item starts playing as it goes live
+        live = obs.obs_source_active(scene_source)
+    finally:
+        obs.obs_source_release(scene_source)
     state.playlist_keys.pop(state.playlist.popleft(), None)
     state.now_playing = path
-    _set_message(f"On air: {os.path.basename(path)}")
+    state.playing_source = name
+    if live:
+        _set_message(f"On air: {os.path.basename(path)} in scene {scene_name!r}")
+    else:
+        _set_message(f"Loaded {os.path.basename(path)} into scene {scene_name!r}: it plays when that scene is shown")
 
 
-def _ensure_source(path):
-    """(source, created): the one "Kinema Clip" media source, made with ``path`` if missing, its media_ended ours."""
-    created = False
-    source = state.source
-    if source is not None and obs.obs_source_removed(source):
-        _release_source_locked()
-        source = None
-    if source is None:
-        source = obs.obs_get_source_by_name(SOURCE_NAME)
-        if source is None:
-            settings = obs.obs_data_create()
-            obs.obs_data_set_string(settings, "local_file", path)
-            obs.obs_data_set_bool(settings, "is_local_file", True)
-            obs.obs_data_set_bool(settings, "looping", False)
-            obs.obs_data_set_bool(settings, "restart_on_activate", True)
-            obs.obs_data_set_bool(settings, "clear_on_media_end", True)
-            obs.obs_data_set_bool(settings, "close_when_inactive", False)
-            source = obs.obs_source_create(SOURCE_KIND, SOURCE_NAME, settings, None)
-            obs.obs_data_release(settings)
-            created = True
-            _log(f"created the media source {SOURCE_NAME!r}")
-        elif obs.obs_source_get_unversioned_id(source) != SOURCE_KIND:
-            kind = obs.obs_source_get_unversioned_id(source)
-            obs.obs_source_release(source)
-            raise _UserError(f"a source named {SOURCE_NAME!r} exists but is a {kind}, not a Media Source:"
-                             " rename it so kinema can make its own")
-        obs.signal_handler_connect(obs.obs_source_get_signal_handler(source), "media_ended", _on_media_ended)
-        state.source = source
-    return source, created
-
-
-def _add_to_scene(source, scene_name):
-    """Add the source to the target scene once, scaled to fit the canvas; never a second copy."""
+def _target_scene(scene_name):
+    """A new reference to the target scene's source (the one on air if ``scene_name`` is blank)."""
     if scene_name:
         scene_source = obs.obs_get_source_by_name(scene_name)
         if scene_source is None:
@@ -533,46 +551,145 @@ def _add_to_scene(source, scene_name):
         scene_source = obs.obs_frontend_get_current_scene()
         if scene_source is None:
             raise _UserError("OBS has no current scene")
-    try:
-        scene = obs.obs_scene_from_source(scene_source)
-        if scene is None:
-            raise _UserError(f"{scene_name!r} is not a scene: pick the target scene again")
-        if obs.obs_scene_find_source(scene, SOURCE_NAME) is not None:
-            return
-        item = obs.obs_scene_add(scene, source)
-        video = obs.obs_video_info()
-        if obs.obs_get_video_info(video):
-            bounds = obs.vec2()
-            bounds.x, bounds.y = float(video.base_width), float(video.base_height)
-            obs.obs_sceneitem_set_bounds_type(item, obs.OBS_BOUNDS_SCALE_INNER)
-            obs.obs_sceneitem_set_bounds_alignment(item, 0)  # centred in the canvas
-            obs.obs_sceneitem_set_bounds(item, bounds)
-        _log(f"added {SOURCE_NAME!r} to scene {obs.obs_source_get_name(scene_source)!r}")
-    finally:
+    if obs.obs_scene_from_source(scene_source) is None:
         obs.obs_source_release(scene_source)
+        raise _UserError(f"{scene_name!r} is not a scene: pick the target scene again")
+    return scene_source
+
+
+def _source_name(scene_name):
+    return f"{SOURCE_PREFIX} ({scene_name})"
+
+
+def _ensure_source(scene, scene_name, path):
+    """(name, source, created): the scene's media source, made with ``path`` if missing, its media_ended ours."""
+    for held_name, held in list(state.sources.items()):  # deleted or renamed since: look it up afresh
+        if obs.obs_source_removed(held) or obs.obs_source_get_name(held) != held_name:
+            _forget_source_locked(held_name)
+    name = _source_name(scene_name)
+    source = state.sources.get(name)
+    if source is not None:
+        return name, source, False
+    created = False
+    source = obs.obs_get_source_by_name(name) or _adopt_renamed(scene, name)
+    if source is None:
+        settings = obs.obs_data_create()
+        obs.obs_data_set_string(settings, "local_file", path)
+        obs.obs_data_set_bool(settings, "is_local_file", True)
+        obs.obs_data_set_bool(settings, "looping", False)
+        obs.obs_data_set_bool(settings, "restart_on_activate", True)
+        obs.obs_data_set_bool(settings, "clear_on_media_end", True)
+        obs.obs_data_set_bool(settings, "close_when_inactive", False)
+        source = obs.obs_source_create(SOURCE_KIND, name, settings, None)
+        obs.obs_data_release(settings)
+        created = True
+        _log(f"created the media source {name!r}")
+    elif obs.obs_source_get_unversioned_id(source) != SOURCE_KIND:
+        kind = obs.obs_source_get_unversioned_id(source)
+        obs.obs_source_release(source)
+        raise _UserError(f"a source named {name!r} exists but is a {kind}, not a Media Source:"
+                         " rename it so kinema can make its own")
+    obs.signal_handler_connect(obs.obs_source_get_signal_handler(source), "media_ended", _on_media_ended)
+    state.sources[name] = source
+    return name, source, created
+
+
+def _adopt_renamed(scene, name):
+    """After a scene was renamed, its "Kinema Clip (<old name>)" takes the new name instead of gaining a twin."""
+    items = obs.obs_scene_enum_items(scene) or []
+    try:
+        for item in items:
+            source = obs.obs_sceneitem_get_source(item)
+            old = obs.obs_source_get_name(source) or ""
+            if (obs.obs_source_get_unversioned_id(source) == SOURCE_KIND and old.startswith(SOURCE_PREFIX + " (")
+                    and old.endswith(")")):
+                _forget_source_locked(old)
+                obs.obs_source_set_name(source, name)
+                _log(f"renamed the media source {old!r} to {name!r}, after its scene")
+                return obs.obs_get_source_by_name(name)
+    finally:
+        obs.sceneitem_list_release(items)
+    return None
+
+
+def _add_to_scene(scene, scene_name, source):
+    """Add the source to the scene once, scaled to fit the canvas; never a second copy."""
+    if obs.obs_scene_find_source(scene, obs.obs_source_get_name(source)) is not None:
+        return
+    item = obs.obs_scene_add(scene, source)
+    video = obs.obs_video_info()
+    if obs.obs_get_video_info(video):
+        bounds = obs.vec2()
+        bounds.x, bounds.y = float(video.base_width), float(video.base_height)
+        obs.obs_sceneitem_set_bounds_type(item, obs.OBS_BOUNDS_SCALE_INNER)
+        obs.obs_sceneitem_set_bounds_alignment(item, 0)  # centred in the canvas
+        obs.obs_sceneitem_set_bounds(item, bounds)
+    _log(f"added {obs.obs_source_get_name(source)!r} to scene {scene_name!r}")
+
+
+def _set_file(source, path):
+    settings = obs.obs_data_create()
+    obs.obs_data_set_string(settings, "local_file", path)
+    obs.obs_data_set_bool(settings, "is_local_file", True)
+    obs.obs_data_set_bool(settings, "looping", False)
+    obs.obs_source_update(source, settings)
+    obs.obs_data_release(settings)
+
+
+def _media_ended(name):
+    """A source of ours finished its clip: play the next one, and let the finished clip go."""
+    if name is not None and name != state.playing_source:
+        _let_go(name)  # e.g. the scene left behind when the target changed
+        return
+    if _busy():
+        return  # a late signal from the clip before the current one
+    state.now_playing = None
+    if state.playlist:  # a queue plays through; auto-play only decides when it starts
+        _play_next()
+    if name is not None and (state.now_playing is None or state.playing_source != name):
+        _let_go(name)
+
+
+def _let_go(name):
+    """Empty a source whose clip has ended: it restarts when its scene is shown, so the old clip would replay."""
+    with state.source_lock:
+        source = state.sources.get(name)
+        if source is None or obs.obs_source_removed(source):
+            return
+        if obs.obs_source_media_get_state(source) != obs.OBS_MEDIA_STATE_ENDED:
+            return  # switched to another clip since (e.g. by `kinema obs play`): that one is not over
+        settings = obs.obs_source_get_settings(source)
+        current = obs.obs_data_get_string(settings, "local_file")
+        obs.obs_data_release(settings)
+        if current:
+            _set_file(source, "")
 
 
 def _on_media_ended(calldata):
-    state.inbox.append(("ended",))  # called on the media thread: hand over, do nothing else
+    # Called on the media thread: hand over, do nothing else.
+    source = obs.calldata_source(calldata, "source")
+    state.inbox.append(("ended", obs.obs_source_get_name(source) if source is not None else None))
 
 
-def _release_source():
+def _release_sources():
     with state.source_lock:
-        _release_source_locked()
+        for name in list(state.sources):
+            _forget_source_locked(name)
 
 
-def _release_source_locked():
-    source, state.source = state.source, None
+def _forget_source_locked(name):
+    source = state.sources.pop(name, None)
     if source is not None:
         obs.signal_handler_disconnect(obs.obs_source_get_signal_handler(source), "media_ended", _on_media_ended)
         obs.obs_source_release(source)
 
 
 def _on_frontend_event(event):
-    # Let go of the source before OBS tears the collection down (a held reference would leak it).
+    # Let go of the sources before OBS tears the collection down (a held reference would leak them).
     if event in (obs.OBS_FRONTEND_EVENT_SCENE_COLLECTION_CLEANUP, obs.OBS_FRONTEND_EVENT_EXIT):
-        _release_source()
+        _release_sources()
         state.now_playing = None
+        state.playing_source = None
     elif event == obs.OBS_FRONTEND_EVENT_FINISHED_LOADING:
         _log("ready")
 
@@ -596,7 +713,7 @@ def _status_text():
         else:
             lines.append(f"{job['state'].capitalize()} “{prompt}”")
     if state.now_playing:
-        lines.append(f"On air: {os.path.basename(state.now_playing)}")
+        lines.append(f"On air: {os.path.basename(state.now_playing)} ({state.playing_source})")
     if state.playlist:
         lines.append(f"Queue: {len(state.playlist)} clip{'s' if len(state.playlist) != 1 else ''}")
     if not lines:
