@@ -33,8 +33,10 @@ class Hub:
 
 
 @pytest.fixture
-def hub(monkeypatch):
+def hub(monkeypatch, tmp_path):
     import huggingface_hub
+
+    monkeypatch.setenv("KINEMA_HOME", str(tmp_path))  # its own models folder, not the run's shared tiny models
 
     stand_in = Hub()
     monkeypatch.setattr(huggingface_hub, "snapshot_download", stand_in.snapshot_download)
