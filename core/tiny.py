@@ -33,6 +33,7 @@ random state is untouched.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import pathlib
 import shutil
@@ -701,6 +702,34 @@ def pipeline_class(kind: str):
         raise ValueError(f"unknown tiny model kind {kind!r}; expected one of {KINDS}") from None
 
 
+RECIPE_FILE = "kinema_tiny.json"
+
+
+def recipe(kind: str) -> str:
+    """A fingerprint of how ``kind`` is built here: this file and the libraries that define the architectures.
+
+    A folder built from another recipe (an older kinema, another diffusers) may not load into today's
+    classes, so it is rebuilt rather than trusted.
+    """
+    import hashlib
+    from importlib.metadata import version
+
+    digest = hashlib.sha256(pathlib.Path(__file__).read_bytes())
+    for part in (kind, version("diffusers"), version("transformers")):
+        digest.update(b"\0" + part.encode())
+    return digest.hexdigest()[:16]
+
+
+def is_built(kind: str, directory: pathlib.Path) -> bool:
+    """True when ``directory`` holds ``kind`` built by today's recipe."""
+    try:
+        stamp = json.loads((pathlib.Path(directory) / RECIPE_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(stamp, dict) and stamp.get("recipe") == recipe(kind) and \
+        (pathlib.Path(directory) / "model_index.json").is_file()
+
+
 def build_tiny(kind: str, directory: pathlib.Path) -> pathlib.Path:
     """Build the tiny ``kind`` pipeline and ``save_pretrained`` it (safetensors) to ``directory``.
 
@@ -718,6 +747,7 @@ def build_tiny(kind: str, directory: pathlib.Path) -> pathlib.Path:
     os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; the final folder should be readable
     try:
         pipe.save_pretrained(tmp, safe_serialization=True)
+        (tmp / RECIPE_FILE).write_text(json.dumps({"kind": kind, "recipe": recipe(kind)}))
         if directory.exists():
             old = pathlib.Path(
                 tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".old", dir=directory.parent)

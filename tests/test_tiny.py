@@ -238,3 +238,18 @@ def test_unknown_kind(tmp_path):
     with pytest.raises(ValueError, match="unknown tiny model kind"):
         tiny.build_tiny("sora", tmp_path / "x")
     assert not (tmp_path / "x").exists()
+
+
+def test_a_tiny_model_built_by_another_recipe_is_rebuilt_not_trusted(monkeypatch, tmp_path):
+    """A kinema upgrade may change the toy architectures: a folder from before must not be loaded as is."""
+    from kinema.backends.tiny import tiny_model_path
+    from kinema.tiny import RECIPE_FILE, is_built
+
+    monkeypatch.setenv("KINEMA_HOME", str(tmp_path))
+    stale = tmp_path / "models" / "kinema--tiny-stable-audio"
+    stale.mkdir(parents=True)
+    (stale / "model_index.json").write_text('{"_class_name": "StableAudioPipeline"}')  # what an old build left
+    (stale / RECIPE_FILE).write_text('{"recipe": "from-an-older-kinema"}')
+    assert not is_built("stable-audio", stale)
+    assert tiny_model_path("stable-audio") == stale
+    assert is_built("stable-audio", stale) and (stale / "vae").is_dir()

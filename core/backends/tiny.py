@@ -21,12 +21,13 @@ _build_lock = threading.Lock()
 
 def tiny_model_path(kind: str) -> Path:
     """The folder of tiny model ``kind`` ('ltx2', 'wan', 'stable-audio'), built on first use."""
+    from ..tiny import build_tiny, is_built
+
     path = models_dir() / f"kinema--tiny-{kind}"
-    if not (path / "model_index.json").is_file():
+    if not is_built(kind, path):  # missing, or built by another kinema or diffusers: rebuilt, not trusted
         with _build_lock:
-            if not (path / "model_index.json").is_file():
+            if not is_built(kind, path):
                 from ..loading import quiet_libraries
-                from ..tiny import build_tiny
 
                 quiet_libraries()
                 build_tiny(kind, path)  # atomic: a half-built folder never appears
