@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from polling import wait_final
 
 SMALL = {"size": "32x32", "seconds": "0.4", "steps": 2}  # 9 frames: the smallest clip tiny makes
 KEY = "kinema-test-key-0123456789abcdef"
@@ -138,16 +139,6 @@ def png_bytes(width: int = 32, height: int = 32) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.full((height, width, 3), (200, 40, 40), np.uint8)).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def wait_final(client, video_id: str, timeout: float = 180.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        video = client.get(f"/v1/videos/{video_id}").json()
-        if video["status"] in ("completed", "failed"):
-            return video
-        time.sleep(0.05)
-    raise AssertionError(f"{video_id} did not finish: {video}")
 
 
 # --------------------------------------------------------------------------- the checks, against a real process
@@ -761,10 +752,7 @@ def test_jobs_ask_the_real_backend_for_previews(app_client):
     pm.register(Watcher(), name="test-preview-watcher")
     try:
         job = app_client.post("/v1/videos", json={"prompt": "p", "size": "32x32", "seconds": 0.4, "steps": 2}).json()
-        deadline = time.monotonic() + 180
-        while app_client.get(f"/v1/videos/{job['id']}").json()["status"] not in ("completed", "failed"):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        assert wait_final(app_client, job["id"])["status"] == "completed"
     finally:
         pm.unregister(name="test-preview-watcher")
     video_steps = [shape for shape in seen if shape is not None]

@@ -1,28 +1,20 @@
 """Remix, extend and storyboards through the job server (in-process, real tiny backend, real OpenAI SDK)."""
 
+import functools
 import json
-import time
 
 import numpy as np
 import pytest
+import polling
 
 from kinema.media import probe
 
 SMALL = {"size": "32x32", "seconds": "0.4", "steps": 2}
+wait_final = functools.partial(polling.wait_final, timeout=300.0)  # storyboards make several shots
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),  # the openai SDK marks videos.* deprecated
     pytest.mark.usefixtures("one_torch_thread"),
 ]
-
-
-def wait_final(client, video_id: str, timeout: float = 300.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        video = client.get(f"/v1/videos/{video_id}").json()
-        if video["status"] in ("completed", "failed"):
-            return video
-        time.sleep(0.05)
-    raise AssertionError(f"{video_id} did not finish: {video}")
 
 
 def download(client, video_id, tmp_path):
