@@ -95,7 +95,10 @@ def from_dict(data: Any, *, source: str = "<storyboard>", base_dir: Optional[Pat
     if shots_data is None or (isinstance(shots_data, list) and not shots_data):
         hint = "add lines like 'Shot 1 (2s): a fox runs through snow'" if _lines is not None else \
             "add a 'shots' list, e.g. shots: [{prompt: a fox runs through snow, seconds: 2}]"
-        check.add(top_line("shots") if shots_data is not None else None, f"the storyboard has no shots: {hint}")
+        where = top_line("shots") if shots_data is not None else None
+        if where is None:  # nothing says "shots": point where they would go (after a text's last line)
+            where = (_lines or {}).get("end") or getattr(data, "line", None)
+        check.add(where, f"the storyboard has no shots: {hint}")
     elif not isinstance(shots_data, list):
         check.add(top_line("shots"), f"'shots' must be a list of shots, got {type(shots_data).__name__}")
     elif len(shots_data) > MAX_SHOTS:

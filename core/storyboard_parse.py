@@ -176,7 +176,8 @@ def parse_text(text: str, source: str) -> tuple[dict, dict]:
     if world:
         data["world"] = world
     data["shots"] = shots
-    lines = {"header": header_lines, "shots": shot_lines}
+    # Where the first shot line would go: the line after the last one, so "no shots" can point there.
+    lines = {"header": header_lines, "shots": shot_lines, "end": len(text.splitlines()) + 1}
     return data, lines
 
 

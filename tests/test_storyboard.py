@@ -201,7 +201,8 @@ def test_remix_refuses_a_backend_that_cannot(tmp_path):
 
 
 BAD = [
-    ("text", "Title: nothing here\n", None, "no shots"),
+    ("text", "Title: nothing here\n", 2, "no shots"),
+    ("yaml", "title: x\n", 1, "no shots"),
     ("yaml", "title: x\nshots: []\n", 2, "no shots"),
     ("text", "Shot 1 (2s): a\nShot 2 (-1s): b\n", 2, "must be more than 0"),
     ("yaml", "shots:\n  - prompt: a\n    seconds: 2\n  - prompt: b\n    seconds: -3\n", 5, "must be more than 0"),
