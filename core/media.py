@@ -602,7 +602,7 @@ def _read_failure_message(path: PathLike, exc: BaseException, advice: str = "is 
 UPLOAD_IMAGE_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 MAX_UPLOAD_IMAGE_BYTES = 10 * 2**20
 MAX_UPLOAD_IMAGE_SIDE = 4096
-DATA_URL = re.compile(r"data:(image/[a-z0-9.+-]+)?(;[a-z0-9=.+-]+)*;base64,(?P<data>.*)", re.IGNORECASE | re.DOTALL)
+_DATA_URL = re.compile(r"data:(image/[a-z0-9.+-]+)?(;[a-z0-9=.+-]+)*;base64,(?P<data>.*)", re.IGNORECASE | re.DOTALL)
 
 
 def decode_image_bytes(data: bytes, *, what: str = "the image") -> np.ndarray:
@@ -635,19 +635,24 @@ def is_data_url(text: str) -> bool:
     return text[:5].lower() == "data:"
 
 
-def decode_data_url(url: str, *, what: str = "the image") -> np.ndarray:
-    """A ``data:image/…;base64,…`` URL's picture, checked like :func:`decode_image_bytes`."""
+def data_url_bytes(url: str, *, what: str = "the image") -> bytes:
+    """The bytes a ``data:image/…;base64,…`` URL carries; :class:`MediaReadError` says what is wrong with it."""
     import base64
     import binascii
 
-    match = DATA_URL.fullmatch(url)
+    match = _DATA_URL.fullmatch(url)
     if match is None:
-        raise MediaReadError(f"{what} must be a base64 data URL (data:image/png;base64,...)")
+        raise MediaReadError(f"{what} must be a base64 data URL (data:image/png;base64,...);"
+                             " kinema does not fetch remote URLs")
     try:
-        data = base64.b64decode(match["data"], validate=True)
+        return base64.b64decode(match["data"], validate=True)
     except (binascii.Error, ValueError):
         raise MediaReadError(f"{what} is not valid base64") from None
-    return decode_image_bytes(data, what=what)
+
+
+def decode_data_url(url: str, *, what: str = "the image") -> np.ndarray:
+    """A data URL's picture, checked like :func:`decode_image_bytes`."""
+    return decode_image_bytes(data_url_bytes(url, what=what), what=what)
 
 
 def read_image(path: PathLike) -> np.ndarray:

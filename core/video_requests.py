@@ -6,8 +6,6 @@ fails at once with 400 instead of becoming a failed job.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 from typing import Any, Optional, Union
@@ -18,7 +16,7 @@ from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
 from .errors import UnknownBackendError
-from .media import DATA_URL
+from .media import MediaReadError, data_url_bytes, decode_image_bytes
 from .media import MAX_UPLOAD_IMAGE_BYTES as MAX_IMAGE_BYTES  # an uploaded first frame
 from .media import MAX_UPLOAD_IMAGE_SIDE as MAX_IMAGE_SIDE  # noqa: F401 (the server re-exports it)
 from .server_errors import APIError, BodyTooLarge
@@ -70,15 +68,10 @@ async def read_image(upload: Optional[UploadFile], reference: Optional[ImageRefe
         if reference.file_id:
             raise APIError(400, "kinema has no files API: send input_reference as a file upload or a data URL",
                            param="input_reference", code="unsupported_value")
-        match = DATA_URL.fullmatch(reference.image_url or "")
-        if match is None:
-            raise APIError(400, "input_reference.image_url must be a base64 data URL (data:image/png;base64,...);"
-                                " kinema does not fetch remote URLs", param="input_reference", code="invalid_value")
         try:
-            data = base64.b64decode(match["data"], validate=True)
-        except (binascii.Error, ValueError):
-            raise APIError(400, "input_reference.image_url is not valid base64", param="input_reference",
-                           code="invalid_value") from None
+            data = data_url_bytes(reference.image_url or "", what="input_reference.image_url")
+        except MediaReadError as error:
+            raise APIError(400, str(error), param="input_reference", code="invalid_value") from None
     else:
         return None
     if len(data) > MAX_IMAGE_BYTES:
@@ -89,8 +82,6 @@ async def read_image(upload: Optional[UploadFile], reference: Optional[ImageRefe
 
 def decode_image(data: bytes) -> Any:
     """Validate and decode image bytes: format allow-list and size checked before any pixel is decoded."""
-    from .media import MediaReadError, decode_image_bytes
-
     try:
         return decode_image_bytes(data, what="input_reference")
     except MediaReadError as error:
