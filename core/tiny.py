@@ -180,10 +180,10 @@ def _train_bpe_merges(words: list[str]) -> list[tuple[str, str]]:
             seqs[k] = out
 
 
-def _gemma_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
+def _gemma_vocab_and_merges(words: tuple[str, ...] = ()) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """A Gemma-style BPE vocabulary: specials, 256 byte-fallback tokens, characters,
-    and BPE merges that make every word of ``_WORDS`` (with and without the
-    leading "\u2581") a single token."""
+    and BPE merges that make every word of ``_WORDS`` and ``words`` (with and without
+    the leading "\u2581") a single token."""
     vocab: dict[str, int] = {}
 
     def add(tok: str) -> None:
@@ -197,15 +197,15 @@ def _gemma_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
     add("\u2581")
     for ch in _CHARS:
         add(ch)
-    merges = _train_bpe_merges(sorted({p for w in _WORDS for p in ("\u2581" + w, w)}))
+    merges = _train_bpe_merges(sorted({p for w in (*_WORDS, *words) for p in ("\u2581" + w, w)}))
     for a, b in merges:
         add(a + b)
     return vocab, merges
 
 
-def tiny_gemma_tokenizer() -> GemmaTokenizer:
-    """Offline Gemma(3) tokenizer: BPE with byte fallback, ``<bos>`` prepended."""
-    vocab, merges = _gemma_vocab_and_merges()
+def tiny_gemma_tokenizer(words: tuple[str, ...] = ()) -> GemmaTokenizer:
+    """Offline Gemma(3) tokenizer: BPE with byte fallback, ``<bos>`` prepended; ``words`` become single tokens too."""
+    vocab, merges = _gemma_vocab_and_merges(tuple(words))
     tok = GemmaTokenizer(vocab=vocab, merges=merges, add_bos_token=True, add_eos_token=False)
     tok.padding_side = "left"
     return tok
