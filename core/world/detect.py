@@ -136,6 +136,7 @@ class Measurement:
     floor_y_px: float | None = None  # the ball centre's row at contact, as measured
     gravity_px_frame: float | None = None  # curvature used to time contacts, px/frame^2
     extrapolated: list = field(default_factory=list)  # contact frames predicted past the last frame
+    resting_from: int | None = None  # first frame of the final rest (index into track), if any
     details: dict = field(default_factory=dict, repr=False)  # distances to prototypes etc.
 
     @property
@@ -181,13 +182,14 @@ def _find_ball(alpha: np.ndarray, r_big: float, r_small: float):
     cx, cy = cx + 0.5, cy + 0.5
     yy, xx = np.mgrid[0:h, 0:w] + 0.5
     reach = 1.6 * r_big + 2.0
-    for _ in range(3):
+    for _ in range(4):
         near = (xx - cx) ** 2 + (yy - cy) ** 2 <= reach * reach
-        wgt = np.where(near & (alpha > 0.15), np.clip(alpha, 0, 1), 0.0)
+        wgt = np.where(near & (alpha > 0.25), np.clip(alpha, 0, 1), 0.0)
         area = float(wgt.sum())
         if area < 0.25 * math.pi * r_small * r_small:
             return None
         cx, cy = float((wgt * xx).sum() / area), float((wgt * yy).sum() / area)
+        reach = max(1.4 * math.sqrt(area / math.pi) + 1.5, r_small + 1.0)  # shrink the window to the ball
     return cx, cy, area, wgt
 
 
@@ -230,7 +232,7 @@ def detect_clip(frames, audio, fps: float, sample_rate: int) -> Measurement:
     unit = bg / np.maximum(np.linalg.norm(bg, axis=-1, keepdims=True), 1.0)
     direction = ball_rgb[None, None] - (ball_rgb[None, None] * unit).sum(-1, keepdims=True) * unit
     norm2 = np.maximum((direction ** 2).sum(-1), 1.0)
-    track, radii, frame_colours = [], [], []
+    track, radii, frame_colours, core_rgb = [], [], [], []
     for t in range(t_count):
         alpha = ((rgb[t] - bg) * direction).sum(-1) / norm2
         found = _find_ball(alpha, r_big, r_small)
@@ -240,19 +242,25 @@ def detect_clip(frames, audio, fps: float, sample_rate: int) -> Measurement:
         cx, cy, area, wgt = found
         track.append((cx, cy))
         radii.append(math.sqrt(area / math.pi))
-        core = wgt > 0.6
-        frame_colours.append(classify_ball_colour(srgb_to_lab(rgb[t][core].mean(axis=0)))[0] if core.any() else None)
+        core = wgt >= 0.85 * wgt.max()  # the purest ball pixels: blur mixes the edges with the room
+        core_rgb.append(rgb[t][core])
+        frame_colours.append(classify_ball_colour(srgb_to_lab(rgb[t][core].mean(axis=0)))[0])
+    if core_rgb:  # the clip's colour again, from the purest pixels of every frame the ball was found in
+        ball_rgb = np.concatenate(core_rgb).mean(axis=0)
+        colour, colour_d = classify_ball_colour(srgb_to_lab(ball_rgb))
+        details["colour_distances"] = colour_d
+        details["ball_rgb"] = ball_rgb
     found_r = [r for r in radii if r is not None]
     radius_px = float(np.median(found_r)) if found_r else None
     size = None if radius_px is None else ("small" if radius_px / scale < SIZE_THRESHOLD_REF else "large")
 
     ys = np.array([c[1] if c is not None else np.nan for c in track])
-    contacts, extrapolated, y_floor, g_frame = contacts_from_track(ys, scale)
+    tc = contacts_from_track(ys, scale)
     return Measurement(colour=colour, size=size, wall=wall, floor=floor, track=track, radii=radii,
-                       frame_colours=frame_colours, radius_px=radius_px, contacts=contacts,
+                       frame_colours=frame_colours, radius_px=radius_px, contacts=tc.contacts,
                        onsets=detect_onsets(audio, sample_rate), fps=fps, sample_rate=sample_rate,
-                       width=width, height=height, floor_y_px=y_floor, gravity_px_frame=g_frame,
-                       extrapolated=extrapolated, details=details)
+                       width=width, height=height, floor_y_px=tc.floor_y, gravity_px_frame=tc.curvature,
+                       extrapolated=tc.extrapolated, resting_from=tc.resting_from, details=details)
 
 
 # --- contacts from the track -----------------------------------------------------------------------------
@@ -272,59 +280,77 @@ def _roots(a: float, b: float, c: float, level: float):
     return sorted(((-b - s) / (2 * a), (-b + s) / (2 * a)))
 
 
-def contacts_from_track(ys: np.ndarray, px_per_ref: float = 1.0):
-    """Contact frame floats from the ball's image row per frame (NaN = not found; y grows downwards).
+@dataclass
+class TrackContacts:
+    contacts: list  # frame floats, in order (extrapolated ones included, last)
+    extrapolated: list  # those predicted after the last frame (heard, not yet seen)
+    floor_y: float | None  # the ball centre's row on the floor
+    curvature: float | None  # gravity in px/frame^2 used for the timing
+    resting_from: int | None  # first frame of the final rest, if the ball comes to rest
+
+
+def contacts_from_track(ys: np.ndarray, px_per_ref: float = 1.0) -> TrackContacts:
+    """Contacts (frame floats) from the ball's image row per frame (NaN = not found; y grows downwards).
 
     A contact is where the track turns from falling to rising (a bounce) or stops on its lowest row (comes
     to rest). Its time is where the parabolas of the flights on either side meet (both with the track's
-    own curvature); or, where one side has too few frames, where the other reaches the floor row.
-    Returns (contacts, extrapolated, floor_row, curvature px/frame^2)."""
+    own curvature); where one side has too few frames, or at rest, where the falling side reaches the
+    floor row. A ball still falling at the last frame gets the contact its parabola predicts, if that is
+    within one frame (the clip's sound runs that long)."""
+    none = TrackContacts([], [], None, None, None)
     idx = np.flatnonzero(np.isfinite(ys))
     if len(idx) < 3:
-        return [], [], None, None
+        return none
     t_all = idx.astype(np.float64)
     y_all = ys[idx]
     span = float(y_all.max() - y_all.min())
     if span < 1.5 * px_per_ref:
-        return [], [], None, None
-    eps = 0.25 * px_per_ref
+        return none
     n = len(idx)
-    # rest: a run of (nearly) still frames at the end, at the lowest rows of the track
+    # Still / not still: the world's smallest bounce rises 3 reference px, so a tenth of a pixel of
+    # tracking noise is nothing and half a pixel is the most that can be ignored.
+    eps = 0.5 * px_per_ref
+    y_max = float(y_all.max())
+    # rest: the longest run of frames at the end that stays within eps of its median, at the lowest rows
     rest_from = None
-    j = n - 1
-    while j > 0 and abs(y_all[j] - y_all[j - 1]) < eps and idx[j] - idx[j - 1] <= 2:
-        j -= 1
-    if j < n - 1 and y_all[j:].mean() > y_all.max() - 1.0 * px_per_ref:
-        rest_from = j
-    # bounces: falling, then rising (a local maximum of y with some prominence)
+    for j in range(n - 2, -1, -1):
+        tail = y_all[j:]
+        if np.abs(tail - np.median(tail)).max() >= eps or idx[j + 1] - idx[j] > 2:
+            break
+        if np.median(tail) > y_max - 2 * eps:
+            rest_from = j
+    # bounces: falling, then rising (a local maximum of y, near the floor, with some prominence)
     stop = rest_from if rest_from is not None else n
-    turns = []
-    for k in range(1, min(stop, n - 1)):
-        if y_all[k] >= y_all[k - 1] and y_all[k] > y_all[k + 1] and y_all[k] - min(y_all[k - 1], y_all[k + 1]) > eps:
-            turns.append(k)
+    turns = [k for k in range(1, min(stop, n - 1))
+             if y_all[k] >= y_all[k - 1] and y_all[k] > y_all[k + 1] and y_all[k] > y_max - 0.5 * span
+             and y_all[k] - min(y_all[k - 1], y_all[k + 1]) > eps]
+    bounds = [-1] + turns + [stop]
     # the curvature: free parabola fits of flights of >= 4 frames between the turns
-    bounds = [-1] + turns + [stop if rest_from is not None else n]
     curv = []
     for lo, hi in zip(bounds[:-1], bounds[1:]):
-        seg = slice(lo + 1, hi)
         if hi - lo - 1 >= 4:
-            a = np.polyfit(t_all[seg], y_all[seg], 2)[0]
-            if a > 0:
-                curv.append(a)
-    a = float(np.median(curv)) if curv else 0.5 * GRAVITY * px_per_ref / 144.0  # fallback: the world's, at 12 fps
-    g_frame = 2.0 * a
+            c2 = np.polyfit(t_all[lo + 1: hi], y_all[lo + 1: hi], 2)[0]
+            if c2 > 0:
+                curv.append(c2)
+    a = float(np.median(curv)) if curv else 0.5 * GRAVITY * px_per_ref / 144.0  # fallback: the world's, 12 fps
 
-    def side(lo, hi):  # frames lo..hi-1 of the valid track, or None if fewer than two
+    def side(lo, hi):  # valid-track entries lo..hi-1, or None if fewer than two
         return (t_all[lo:hi], y_all[lo:hi]) if hi - lo >= 2 else None
 
-    found = []  # (frame, floor row or None)
+    def root(part, level, which):
+        if part is None:
+            return None
+        b, c, _ = _fit_fixed(*part, a)
+        r = _roots(a, b, c, level)
+        return None if r is None else r[which]
+
+    met = []  # per turn: (time, row) where the flights on either side meet, or None
     for i, k in enumerate(turns):
-        lo = bounds[i] + 1
-        hi = bounds[i + 2]
+        lo, hi = bounds[i] + 1, bounds[i + 2]
         best = None
-        for k_in_pre in (True, False):
+        for k_in_pre in (True, False):  # the turn's own frame belongs to one of the two flights
             pre = side(lo, k + 1 if k_in_pre else k)
-            post = side(k if not k_in_pre else k + 1, hi)
+            post = side(k + 1 if k_in_pre else k, hi)
             if pre is None or post is None:
                 continue
             b1, c1, r1 = _fit_fixed(*pre, a)
@@ -334,53 +360,46 @@ def contacts_from_track(ys: np.ndarray, px_per_ref: float = 1.0):
             ts = (c2 - c1) / (b1 - b2)
             consistent = (ts >= t_all[k] - 1e-6) if k_in_pre else (ts <= t_all[k] + 1e-6)
             score = r1 + r2 + (0.0 if consistent else 1e3)
-            if t_all[k] - 1.0 <= ts <= t_all[k] + 1.0 and (best is None or score < best[0]):
+            if abs(ts - t_all[k]) <= 1.0 and (best is None or score < best[0]):
                 best = (score, ts, a * ts * ts + b1 * ts + c1)
-        found.append((k, None if best is None else best[1], None if best is None else best[2]))
-    levels = [lv for _, ts, lv in found if lv is not None]
+        met.append(None if best is None else best[1:])
+    levels = [m[1] for m in met if m is not None]
     if rest_from is not None:
         levels.append(float(np.median(y_all[rest_from:])))
-    y_floor = float(np.median(levels)) if levels else float(y_all.max())
+    y_floor = float(np.median(levels)) if levels else y_max
 
     contacts = []
-    for i, (k, ts, _) in enumerate(found):
-        if ts is None:  # one side too short: where the longer side reaches the floor row
-            lo, hi = bounds[i] + 1, bounds[i + 2]
-            pre, post = side(lo, k), side(k + 1, hi)
-            ts = float(t_all[k])
-            if pre is not None and (post is None or len(pre[0]) >= len(post[0])):
-                rts = _roots(a, *_fit_fixed(*pre, a)[:2], y_floor)
-                if rts is not None and abs(rts[1] - t_all[k]) <= 1.0:
-                    ts = rts[1]
-            elif post is not None:
-                rts = _roots(a, *_fit_fixed(*post, a)[:2], y_floor)
-                if rts is not None and abs(rts[0] - t_all[k]) <= 1.0:
-                    ts = rts[0]
-        contacts.append(float(ts))
-    if rest_from is not None:  # arrival on the floor: where the last flight reaches the resting row
-        lo = bounds[-2] + 1
-        pre = side(lo, rest_from)
-        ts = float(t_all[rest_from])
-        if pre is not None:
-            rts = _roots(a, *_fit_fixed(*pre, a)[:2], y_floor)
-            if rts is not None and t_all[rest_from] - 1.0 - 1e-6 <= rts[1] <= t_all[rest_from] + 1e-6:
-                ts = rts[1]
-        contacts.append(ts)
+    for i, k in enumerate(turns):
+        if met[i] is not None:
+            contacts.append(float(met[i][0]))
+            continue
+        lo, hi = bounds[i] + 1, bounds[i + 2]  # one side too short: where the longer one reaches the floor
+        pre, post = side(lo, k), side(k + 1, hi)
+        ts = float(t_all[k])
+        if pre is not None and (post is None or len(pre[0]) >= len(post[0])):
+            r = root(pre, y_floor, 1)
+        else:
+            r = root(post, y_floor, 0)
+        contacts.append(float(r) if r is not None and abs(r - ts) <= 1.0 else ts)
+
+    # the last flight: it ends on the floor (the ball comes to rest or has just landed), or is still falling
+    lo = bounds[-2] + 1
+    hi = n
+    while hi - 1 > lo and y_all[hi - 1] >= y_floor - eps:
+        hi -= 1  # frames already down on the floor row
     extrapolated = []
-    if rest_from is None:
-        # the last flight: frames already down on the floor row end it (the ball just landed); otherwise,
-        # if it is still falling at the last frame, a contact before the clip's end (one frame on) is heard
-        lo = bounds[-2] + 1
-        hi = n
-        while hi - 1 > lo and y_all[hi - 1] >= y_floor - eps:
-            hi -= 1
-        pre = side(lo, hi)
-        if pre is not None and y_all[hi - 1] > y_all[hi - 2]:
-            rts = _roots(a, *_fit_fixed(*pre, a)[:2], y_floor)
-            last = t_all[hi - 1]
-            if rts is not None and last < rts[1] <= len(ys):
-                (contacts if rts[1] <= t_all[-1] else extrapolated).append(float(rts[1]))
-    return contacts + extrapolated, extrapolated, y_floor, g_frame
+    falling = hi - lo >= 2 and y_all[hi - 1] > y_all[hi - 2]
+    if falling:
+        r = root(side(lo, hi), y_floor, 1)
+        last_off = t_all[hi - 1]
+        if hi < n:  # landed between the last frame off the floor and the first one on it
+            first_on = t_all[hi]
+            contacts.append(float(r) if r is not None and last_off < r <= first_on + 0.5 else 0.5 * (last_off + first_on))
+        elif r is not None and last_off < r <= len(ys):
+            extrapolated.append(float(r))
+    elif rest_from is not None and hi < n:
+        contacts.append(float(t_all[hi]))
+    return TrackContacts(contacts + extrapolated, extrapolated, y_floor, 2.0 * a, rest_from)
 
 
 # --- audio onsets --------------------------------------------------------------------------------------
@@ -428,9 +447,10 @@ def _flights(m: Measurement):
     out = []
     for lo, hi in zip(edges[:-1], edges[1:]):
         fr = [i for i in range(len(ys)) if lo < i < hi and np.isfinite(ys[i])]
+        if m.resting_from is not None:
+            fr = [i for i in fr if i < m.resting_from]  # a resting ball is not in flight
         if m.contacts and hi == math.inf and m.floor_y_px is not None:
-            # after the last contact: only frames off the floor (a resting ball is not in flight)
-            fr = [i for i in fr if ys[i] < m.floor_y_px - 0.25 * m.px_per_ref]
+            fr = [i for i in fr if ys[i] < m.floor_y_px - 0.5 * m.px_per_ref]
         out.append(fr)
     return out
 

@@ -33,8 +33,8 @@ BALL_RGB = {
 WALL_RGB = {
     "white": (236, 236, 230),
     "grey": (150, 150, 155),
-    "pink": (240, 185, 200),
-    "mint": (180, 230, 205),
+    "pink": (245, 168, 190),
+    "mint": (162, 226, 196),
 }
 FLOOR_RGB = {  # (main colour, line colour): planks and the gaps between them; tiles and grout
     "wood": ((150, 98, 58), (100, 62, 34)),
