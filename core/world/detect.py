@@ -255,7 +255,7 @@ def detect_clip(frames, audio, fps: float, sample_rate: int) -> Measurement:
     size = None if radius_px is None else ("small" if radius_px / scale < SIZE_THRESHOLD_REF else "large")
 
     ys = np.array([c[1] if c is not None else np.nan for c in track])
-    tc = contacts_from_track(ys, scale)
+    tc = contacts_from_track(ys, scale, fps)
     return Measurement(colour=colour, size=size, wall=wall, floor=floor, track=track, radii=radii,
                        frame_colours=frame_colours, radius_px=radius_px, contacts=tc.contacts,
                        onsets=detect_onsets(audio, sample_rate), fps=fps, sample_rate=sample_rate,
@@ -289,7 +289,7 @@ class TrackContacts:
     resting_from: int | None  # first frame of the final rest, if the ball comes to rest
 
 
-def contacts_from_track(ys: np.ndarray, px_per_ref: float = 1.0) -> TrackContacts:
+def contacts_from_track(ys: np.ndarray, px_per_ref: float = 1.0, fps: float = 12.0) -> TrackContacts:
     """Contacts (frame floats) from the ball's image row per frame (NaN = not found; y grows downwards).
 
     A contact is where the track turns from falling to rising (a bounce) or stops on its lowest row (comes
@@ -332,7 +332,7 @@ def contacts_from_track(ys: np.ndarray, px_per_ref: float = 1.0) -> TrackContact
             c2 = np.polyfit(t_all[lo + 1: hi], y_all[lo + 1: hi], 2)[0]
             if c2 > 0:
                 curv.append(c2)
-    a = float(np.median(curv)) if curv else 0.5 * GRAVITY * px_per_ref / 144.0  # fallback: the world's, 12 fps
+    a = float(np.median(curv)) if curv else 0.5 * GRAVITY * px_per_ref / (fps * fps)  # fallback: the world's
 
     def side(lo, hi):  # valid-track entries lo..hi-1, or None if fewer than two
         return (t_all[lo:hi], y_all[lo:hi]) if hi - lo >= 2 else None

@@ -242,9 +242,10 @@ def impact_sound(speed: float, size: str, floor: str, seed: int, index: int, n: 
     rng = np.random.default_rng([int(seed) & 0x7FFFFFFF, int(index), 1])
     noise = rng.standard_normal(n)
     if floor == "wood":  # warm: a damped low body thump and two damped partials, a soft burst
-        modes = ((0.30 * f0, 0.9, 0.045), (f0, 1.0, 0.030), (1.55 * f0, 0.45, 0.020))
-        k = max(int(sample_rate / 3000), 1)
-        burst = np.convolve(noise, np.ones(k) / k, mode="same") * np.exp(-t / 0.004) * 0.5
+        modes = ((0.30 * f0, 0.9, 0.032), (f0, 1.0, 0.024), (1.55 * f0, 0.45, 0.016))
+        k = max(int(sample_rate / 2000), 1)
+        tri = np.convolve(np.ones(k), np.ones(k))  # a triangular low-pass: a soft, dull knock
+        burst = np.convolve(noise, tri / tri.sum(), mode="full")[:n] * np.exp(-t / 0.004) * 0.8
     else:  # tiles: bright ringing partials and a sharp click
         f = 1.6 * f0
         modes = ((f, 1.0, 0.10), (2.76 * f, 0.6, 0.07), (5.40 * f, 0.4, 0.045), (8.93 * f, 0.25, 0.03))
