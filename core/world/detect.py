@@ -303,13 +303,13 @@ def contacts_from_track(ys: np.ndarray, px_per_ref: float = 1.0, fps: float = 12
         return none
     t_all = idx.astype(np.float64)
     y_all = ys[idx]
-    span = float(y_all.max() - y_all.min())
-    if span < 1.5 * px_per_ref:
-        return none
     n = len(idx)
     # Still / not still: the world's smallest bounce rises 3 reference px, so a tenth of a pixel of
     # tracking noise is nothing and half a pixel is the most that can be ignored.
     eps = 0.5 * px_per_ref
+    span = float(y_all.max() - y_all.min())
+    if span < 2 * eps:
+        return none
     y_max = float(y_all.max())
     # rest: the longest run of frames at the end that stays within eps of its median, at the lowest rows
     rest_from = None
@@ -382,6 +382,14 @@ def contacts_from_track(ys: np.ndarray, px_per_ref: float = 1.0, fps: float = 12
             r = root(post, y_floor, 0)
         contacts.append(float(r) if r is not None and abs(r - ts) <= 1.0 else ts)
 
+    # the first flight: if it starts rising, the clip may have begun just before a bounce (frame 0 still
+    # falling): where the rising frames' parabola leaves the floor, if that is after frame 0
+    first_hi = bounds[1] if len(bounds) > 1 else n
+    if first_hi >= 3 and y_all[2] < y_all[1]:
+        r = root(side(1, first_hi), y_floor, 0)
+        if r is not None and t_all[0] - 0.1 <= r <= t_all[1] and y_all[0] > y_floor - 2.0 * span / 3.0:
+            contacts.insert(0, max(float(r), float(t_all[0])))
+
     # the last flight: it ends on the floor (the ball comes to rest or has just landed), or is still falling
     lo = bounds[-2] + 1
     hi = n
@@ -397,8 +405,9 @@ def contacts_from_track(ys: np.ndarray, px_per_ref: float = 1.0, fps: float = 12
             contacts.append(float(r) if r is not None and last_off < r <= first_on + 0.5 else 0.5 * (last_off + first_on))
         elif r is not None and last_off < r <= len(ys):
             extrapolated.append(float(r))
-    elif rest_from is not None and hi < n:
-        contacts.append(float(t_all[hi]))
+    elif rest_from is not None and hi < n:  # too few frames to fit: halfway between off and on the floor
+        contacts.append(float(0.5 * (t_all[hi - 1] + t_all[hi])) if hi - 1 >= lo and y_all[hi - 1] < y_floor - eps
+                        else float(t_all[hi]))
     return TrackContacts(contacts + extrapolated, extrapolated, y_floor, 2.0 * a, rest_from)
 
 
