@@ -7,9 +7,11 @@ revocation) plus a SHA-256 of every file, signed with HMAC-SHA256 under a
 per-install key. A record edited by hand, or a swapped picture, fails the
 check and the cameo is refused until its owner re-creates it.
 
-Users are kinema identities: the local user for the CLI (``KINEMA_USER``, else
-the login name) and the API key's user on the server. Only the owner may
-change, list the uses of, or delete a cameo. Every generation checks consent
+Users are kinema identities: a user key's name on the server (``kinema keys
+add``), ``KINEMA_USER`` for the CLI when set, and otherwise ``SERVER_OWNER``:
+whoever owns this data directory (the CLI and hosts on this machine, and the
+server's master key). Only the owner may change, list the uses of, or delete
+a cameo. Every generation checks consent
 when it starts and again before it hands the clip over, so a revoke stops
 queued and running jobs too.
 
@@ -52,7 +54,11 @@ RECORD_FILE = "cameo.json"
 USES_FILE = "uses.jsonl"
 VOICE_FILE = "voice.wav"
 KEY_FILE = "cameo-signing.key"
-FORMAT = 1
+# Format 2 records their owner as SERVER_OWNER; format 1 wrote the login name there (see _upgrade).
+FORMAT = 2
+# Who acts without a user key. User names start with a letter or digit, so no `kinema keys add` name, and
+# so no user key, can ever be this identity (a key named after the login user is just another user).
+SERVER_OWNER = "@owner"
 MAX_CAMEOS_PER_REQUEST = 4
 
 
@@ -77,9 +83,9 @@ class CameoTamperedError(CameoError):
 
 
 def local_user() -> str:
-    """Who the CLI and Python API act as: ``KINEMA_USER``, else the login name."""
-    name = os.environ.get("KINEMA_USER") or _login_name()
-    return check_user(name)
+    """Who the CLI and Python API act as: ``KINEMA_USER`` (a named user) if set, else ``SERVER_OWNER``."""
+    name = os.environ.get("KINEMA_USER")
+    return check_user(name) if name else SERVER_OWNER
 
 
 def _login_name() -> str:
@@ -90,9 +96,16 @@ def _login_name() -> str:
 
 
 def check_user(user: Any) -> str:
+    """A name a user key may have (``kinema keys add``); never ``SERVER_OWNER``."""
     if not isinstance(user, str) or not USER_PATTERN.match(user):
-        raise InvalidRequestError(f"user {user!r} is not a valid kinema user name (letters, digits, . _ @ + -)")
+        raise InvalidRequestError(f"user {user!r} is not a valid kinema user name: start with a letter or digit,"
+                                  " then letters, digits, . _ @ + -")
     return user
+
+
+def check_identity(user: Any) -> str:
+    """Someone who can own or use a cameo: a user name, or ``SERVER_OWNER``."""
+    return user if user == SERVER_OWNER else check_user(user)
 
 
 def check_name(name: Any) -> str:
@@ -375,9 +388,9 @@ class CameoStore:
         from .speech import write_wav
 
         check_name(name)
-        check_user(owner)
+        check_identity(owner)
         permission = _check_permission(permission)
-        allowed = tuple(sorted({check_user(u) for u in allowed_users}))
+        allowed = tuple(sorted({check_identity(u) for u in allowed_users}))
         expires_at = parse_expiry(expires)
         if not captured.references:
             raise InvalidRequestError("the capture has no reference pictures")
@@ -445,7 +458,7 @@ class CameoStore:
         with _locked(self.root):
             self._require_owner(name, user, action=action)
             directory = self.path(name)
-            record = json.loads((directory / RECORD_FILE).read_text())["record"]
+            record = _upgrade(json.loads((directory / RECORD_FILE).read_text())["record"])
             record.update(change)
             self._write_record(directory, record)
         return self.get(name, verify_files=False)
@@ -458,7 +471,7 @@ class CameoStore:
         ``expires=None`` removes an expiry, leaving it out keeps the current one.
         """
         current = self._require_owner(name, user, action="change")
-        users = set(current.allowed_users) | {check_user(u) for u in add_users}
+        users = set(current.allowed_users) | {check_identity(u) for u in add_users}
         users -= set(remove_users)
         if permission is None:
             permission = "listed" if add_users and current.permission == "only_me" else current.permission
@@ -496,7 +509,7 @@ class CameoStore:
     def authorize(self, name: str, user: str, now: Optional[float] = None) -> Cameo:
         """The cameo if ``user`` may use it now; else ``CameoNotAllowedError`` saying why."""
         cameo = self.get(check_name(name))
-        allowed, reason, message = cameo.may_use(check_user(user), now)
+        allowed, reason, message = cameo.may_use(check_identity(user), now)
         if not allowed:
             raise CameoNotAllowedError(message, reason)
         return cameo
@@ -542,7 +555,26 @@ def _check_permission(permission: str) -> str:
     return permission
 
 
+def _upgrade(record: dict) -> dict:
+    """A format 1 record as format 2: the login name it wrote for the server's owner becomes SERVER_OWNER.
+
+    Before user keys had their own identity, the owner (CLI, master key) acted as
+    the login name; such cameos stay the owner's, and a user key of that name
+    does not inherit them.
+    """
+    if record.get("format", 1) >= FORMAT:
+        return record
+    login = _login_name()
+
+    def owner_of(user: str) -> str:
+        return SERVER_OWNER if user == login else user
+
+    return {**record, "format": FORMAT, "owner": owner_of(record["owner"]),
+            "allowed_users": sorted({owner_of(u) for u in record.get("allowed_users", ())})}
+
+
 def _from_record(record: dict, directory: Path) -> Cameo:
+    record = _upgrade(record)
     embedding = record.get("embedding")
     return Cameo(
         name=record["name"],

@@ -108,13 +108,13 @@ def generate(prompt, output, seconds, fps, size, seed, steps, guidance, negative
 
         authorize_request(request)  # before any model loads
     chosen = engine.resolve_backend(request)
+    plan = chosen.plan(request)  # a request beyond the backend's limits (kinema.limits) stops here
     if chosen.is_demo:
         click.echo(
             f"Note: '{chosen.name}' is kinema's tiny demo model (random weights: expect coloured noise and"
             " noise for sound). For real clips: `kinema models pull Lightricks/LTX-2`, then add --backend ltx2.",
             err=True,
         )
-    plan = chosen.plan(request)
     for note in plan.notes:
         click.echo(f"Note: {note}", err=True)
     bar, on_progress = _progress_bar()
@@ -140,8 +140,9 @@ def _progress_bar():
     """A tqdm bar on stderr and the progress callback that drives it."""
     from tqdm import tqdm
 
-    # Weights load before the first step: say so, then time the steps alone.
-    bar = tqdm(total=None, unit="step", desc="loading model", file=sys.stderr, dynamic_ncols=True)
+    # Weights load before the first step: say so, then time the steps alone. The delay keeps a command that
+    # fails at once (a limit, an unreadable clip) to its one line of error.
+    bar = tqdm(total=None, unit="step", desc="loading model", file=sys.stderr, dynamic_ncols=True, delay=0.5)
 
     def on_progress(event):
         if bar.total != event.total:
@@ -403,6 +404,7 @@ def doctor():
 
     import av
 
+    from . import limits
     from .engine import get_backends
     from .home import kinema_home, models_dir
     from .plugins import load_plugins
@@ -450,6 +452,7 @@ def doctor():
         seen.add(id(backend))
         status = backend.status()
         line(f"backend {backend.name}", status.detail, ok=status.ready)
+        line(f"limits {backend.name}", limits.describe(backend))
     hosts = []
     load_plugins().hook.register_hosts(register=hosts.append)
     line("hosts", ", ".join(h.name for h in hosts) or "none registered")

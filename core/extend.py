@@ -53,14 +53,7 @@ def extend(
     if not chosen.supports_image:
         raise InvalidRequestError(f"backend {chosen.name!r} cannot start from frames, so it cannot extend a clip")
     fps = clip.fps
-    wanted = round(Fraction(seconds).limit_denominator(10**6) * fps)
-    if wanted < 1:
-        raise InvalidRequestError(f"{seconds:g} s is less than one frame at {float(fps):g} fps")
-    multiple = max(1, int(getattr(chosen, "frame_multiple", 1)))
-    context = min(chosen.max_start_frames, clip.frame_count)
-    context = multiple * ((context - 1) // multiple) + 1
-    need = context + wanted
-    generated = max(int(getattr(chosen, "min_frames", 1)), multiple * math.ceil((need - 1) / multiple) + 1)
+    context, wanted, generated = plan_extension(clip.frame_count, fps, clip.width, clip.height, seconds, chosen)
     last = clip.frames[-context:]
     request = GenerationRequest(
         prompt=prompt,
@@ -93,3 +86,25 @@ def extend(
     from .clip import Clip
 
     return Clip(joined, fps, joined_audio, sample_rate if joined_audio is not None else None, metadata)
+
+
+def plan_extension(frame_count: int, fps: Fraction, width: int, height: int, seconds: float,
+                   backend: Any) -> tuple[int, int, int]:
+    """(context, added, generated) for extending a clip of ``frame_count`` frames by ``seconds`` on ``backend``:
+    the last frames it continues from, the frames it gains, and the frames the backend makes.
+
+    Raises if that is less than a frame, or if the longer clip would not fit in memory (kinema.limits);
+    the generation itself is checked where it is planned.
+    """
+    from .limits import check_frames_fit
+
+    wanted = round(Fraction(seconds).limit_denominator(10**6) * fps)
+    if wanted < 1:
+        raise InvalidRequestError(f"{seconds:g} s is less than one frame at {float(fps):g} fps")
+    multiple = max(1, int(getattr(backend, "frame_multiple", 1)))
+    context = min(backend.max_start_frames, frame_count)
+    context = multiple * ((context - 1) // multiple) + 1
+    need = context + wanted
+    generated = max(int(getattr(backend, "min_frames", 1)), multiple * math.ceil((need - 1) / multiple) + 1)
+    check_frames_fit(frame_count + wanted, width, height, backend, what="the extended clip")
+    return context, wanted, generated

@@ -18,6 +18,10 @@ Crash safety, in order of what can go wrong:
 * One server per data directory (a lock file), so recovery never steals a job
   another live server is running.
 
+Every job records its owner, the identity that submitted it (a user key's
+name, or ``SERVER_OWNER``). ``find`` and ``list`` take the caller and answer
+only with jobs the caller may see: their own, or every job for the owner.
+
 This module knows nothing about HTTP; ``kinema.server`` turns records into
 OpenAI-shaped objects.
 """
@@ -41,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
+from .cameos import SERVER_OWNER
 from .errors import (
     GenerationCancelled,
     InvalidRequestError,
@@ -64,10 +69,11 @@ PREVIEW_JPEG_QUALITY = 70
 REQUEST_FIELDS = ("prompt", "negative_prompt", "seconds", "fps", "width", "height", "seed", "steps",
                   "guidance", "style", "tier", "audio", "backend", "model", "cameos", "speech", "user")
 
-_SCHEMA = """
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS jobs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,     -- submission order
     id TEXT NOT NULL UNIQUE,
+    owner TEXT NOT NULL DEFAULT '{SERVER_OWNER}',  -- who submitted it (see _migrate)
     status TEXT NOT NULL CHECK (status IN ('queued', 'in_progress', 'completed', 'failed', 'cancelled')),
     device TEXT NOT NULL,
     model TEXT NOT NULL,                       -- as shown to clients
@@ -121,6 +127,7 @@ class JobStore:
         with self._transaction() as db:
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 db.execute(statement)
+            _migrate(db)
 
     def close(self) -> None:
         with self._lock:
@@ -147,7 +154,8 @@ class JobStore:
             return db.execute(sql, args).rowcount > 0
 
     def insert(self, record: dict) -> None:
-        columns = ("id", "status", "device", "model", "backend", "prompt", "request", "plan", "has_image", "created_at")
+        columns = ("id", "owner", "status", "device", "model", "backend", "prompt", "request", "plan", "has_image", "created_at")
+        record = {"owner": SERVER_OWNER, **record}  # as for rows from before owners were recorded
         values = tuple(
             json.dumps(record[c]) if c in ("request", "plan") else record[c] for c in columns
         )
@@ -157,16 +165,21 @@ class JobStore:
     def get(self, job_id: str) -> Optional[dict]:
         return self._one("SELECT * FROM jobs WHERE id = ?", (job_id,))
 
-    def list(self, *, limit: int = 20, after: Optional[str] = None, order: str = "desc") -> tuple[list[dict], bool]:
-        """A page of jobs in submission order; ``after`` is the last id of the previous page."""
+    def list(self, *, limit: int = 20, after: Optional[str] = None, order: str = "desc",
+             owner: Optional[str] = None) -> tuple[list[dict], bool]:
+        """A page of jobs in submission order, only ``owner``'s unless None; ``after`` is the last id of the
+        previous page (KeyError if it is not one of those jobs)."""
         descending = order == "desc"
-        where, args = "", []
+        conditions, args = (["owner = ?"], [owner]) if owner is not None else ([], [])
         if after is not None:
             with self._lock:
-                anchor = self._db.execute("SELECT seq FROM jobs WHERE id = ?", (after,)).fetchone()
+                anchor = self._db.execute(f"SELECT seq FROM jobs WHERE {' AND '.join(['id = ?', *conditions])}",
+                                          (after, *args)).fetchone()
             if anchor is None:
                 raise KeyError(after)
-            where, args = ("WHERE seq < ?" if descending else "WHERE seq > ?"), [anchor["seq"]]
+            conditions.append("seq < ?" if descending else "seq > ?")
+            args.append(anchor["seq"])
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         sql = f"SELECT * FROM jobs {where} ORDER BY seq {'DESC' if descending else 'ASC'} LIMIT ?"
         with self._lock:
             rows = self._db.execute(sql, (*args, limit + 1)).fetchall()
@@ -253,6 +266,19 @@ class JobStore:
         with self._lock:
             rows = self._db.execute("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status").fetchall()
         return {status: 0 for status in STATUSES} | {r["status"]: r["n"] for r in rows}
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a jobs.db from an older kinema up to this schema."""
+    columns = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+    if "owner" not in columns:
+        # Which key submitted an older job is not known for sure, so it goes to the one who sees all jobs anyway.
+        db.execute(f"ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '{SERVER_OWNER}'")
+
+
+def may_see(record: dict, caller: str) -> bool:
+    """Whether ``caller`` may see (and so act on) the job: the owner sees every job, users their own."""
+    return caller == SERVER_OWNER or record["owner"] == caller
 
 
 def _record(row: sqlite3.Row) -> dict:
@@ -373,12 +399,14 @@ class JobManager:
     # -- submitting
 
     def submit(self, fields: dict, *, image: Any = None, display_model: Optional[str] = None,
-               task: Optional[dict] = None) -> dict:
+               task: Optional[dict] = None, owner: str = SERVER_OWNER) -> dict:
         """Validate and plan now (bad requests fail here, not as failed jobs), then queue.
 
         ``fields`` are GenerationRequest keyword arguments; ``image`` a uint8 [H, W, 3] array;
         ``task`` a remix, extend or storyboard (``kinema.tasks``) run instead of one generation.
-        Raises InvalidRequestError, UnknownBackendError or MissingWeightsError.
+        ``owner`` is who asks: the job is theirs, and its cameos are checked for them.
+        Raises InvalidRequestError (a size limit included: kinema.limits), UnknownBackendError or
+        MissingWeightsError.
         """
         from . import engine
         from .request import GenerationRequest
@@ -389,7 +417,7 @@ class JobManager:
         unknown = set(fields) - set(REQUEST_FIELDS)
         if unknown:
             raise InvalidRequestError(f"unknown request fields: {sorted(unknown)}")
-        request = GenerationRequest(**fields, image=image)
+        request = GenerationRequest(**{**fields, "user": owner}, image=image)
         backend = engine.resolve_backend(request)
         plan = backend.plan(apply_style(request))
         from .cameos import authorize_request
@@ -409,6 +437,7 @@ class JobManager:
         job_id = new_id()
         record = {
             "id": job_id,
+            "owner": owner,
             "status": "queued",
             "device": status.device,
             "model": display_model or backend.name,
@@ -449,8 +478,15 @@ class JobManager:
         record = self.store.get(job_id)
         return self._with_live(record) if record is not None else None
 
-    def list(self, **kwargs: Any) -> tuple[list[dict], bool]:
-        records, has_more = self.store.list(**kwargs)
+    def find(self, job_id: str, caller: str) -> Optional[dict]:
+        """The job if ``caller`` may see it (``may_see``), else None: to them, another user's job does not exist."""
+        record = self.get(job_id)
+        return record if record is not None and may_see(record, caller) else None
+
+    def list(self, *, caller: str, **kwargs: Any) -> tuple[list[dict], bool]:
+        """A page of the jobs ``caller`` may see (``JobStore.list`` arguments)."""
+        owner = None if caller == SERVER_OWNER else caller
+        records, has_more = self.store.list(owner=owner, **kwargs)
         return [self._with_live(r) for r in records], has_more
 
     def _with_live(self, record: dict) -> dict:

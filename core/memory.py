@@ -165,6 +165,35 @@ def free_memory_bytes(device: str) -> Optional[int]:
     return None
 
 
+def total_memory_bytes(device: str) -> Optional[int]:
+    """All the memory where ``device`` keeps its tensors (what job size limits are measured against); None if unknown."""
+    if device.startswith("cuda"):
+        import torch
+
+        _free, total = torch.cuda.mem_get_info(torch.device(device))
+        return int(total)
+    if device == "mps":
+        import torch
+
+        return int(torch.mps.recommended_max_memory())
+    if device.startswith("cpu"):
+        return total_ram_bytes()
+    return None
+
+
+def total_ram_bytes() -> Optional[int]:
+    """This machine's RAM, or the container's memory limit when that is smaller (cgroup v2)."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        return total
+    return min(total, int(limit)) if limit.isdigit() else total
+
+
 def available_ram_bytes() -> Optional[int]:
     try:
         with open("/proc/meminfo") as meminfo:

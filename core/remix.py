@@ -48,9 +48,8 @@ def remix(
     chosen = backend_obj or engine.resolve_backend(GenerationRequest(prompt, backend=backend, model=model, tier=tier))
     if not chosen.supports_remix:
         raise InvalidRequestError(f"backend {chosen.name!r} cannot remix a video; pick one that can (tiny, ltx2, tiny-wan, wan)")
-    multiple = max(1, int(getattr(chosen, "frame_multiple", 1)))
     count = clip.frame_count
-    generated = max(int(getattr(chosen, "min_frames", 1)), multiple * math.ceil((count - 1) / multiple) + 1)
+    generated = remix_frames(count, chosen)
     request = GenerationRequest(
         prompt=prompt, negative_prompt=negative_prompt, seconds=float(generated / clip.fps), fps=float(clip.fps),
         width=clip.width, height=clip.height, seed=seed, steps=steps, guidance=guidance, style=style,
@@ -77,3 +76,9 @@ def remix(
         "audio": audio is not None,
     })
     return Clip(frames, clip.fps, audio, rate if audio is not None else None, metadata)
+
+
+def remix_frames(count: int, backend: Any) -> int:
+    """How many frames ``backend`` makes to remix a clip of ``count`` frames: its frame grid, rounded up."""
+    multiple = max(1, int(getattr(backend, "frame_multiple", 1)))
+    return max(int(getattr(backend, "min_frames", 1)), multiple * math.ceil((count - 1) / multiple) + 1)

@@ -56,7 +56,7 @@ class GenerationRequest:
     cameos: tuple[str, ...] = ()
     # A recorded line the clip's sound follows: audio file, (mono float32, rate), or one of ``cameos`` (its voice).
     speech: Any = field(default=None, repr=False)
-    user: Optional[str] = None  # who is asking: the server passes the API key's user; None is the local user
+    user: Optional[str] = None  # who is asking: the server passes the key's identity; None is kinema.cameos.local_user()
     tier: str = "standard"  # quality tier: draft, standard or final (kinema.tiers.TIERS)
 
     def __post_init__(self) -> None:
@@ -171,7 +171,7 @@ def _load_image(image: Any) -> np.ndarray:
 
 
 def _check_cameo_fields(request: "GenerationRequest") -> None:
-    from .cameos import MAX_CAMEOS_PER_REQUEST, check_name, check_user
+    from .cameos import MAX_CAMEOS_PER_REQUEST, check_identity, check_name
 
     cameos = request.cameos
     if isinstance(cameos, str):
@@ -185,7 +185,7 @@ def _check_cameo_fields(request: "GenerationRequest") -> None:
         raise InvalidRequestError(f"at most {MAX_CAMEOS_PER_REQUEST} cameos per clip, got {len(cameos)}")
     object.__setattr__(request, "cameos", cameos)
     if request.user is not None:
-        check_user(request.user)
+        check_identity(request.user)
     speech = request.speech
     if speech is None or (isinstance(speech, str) and speech in cameos):
         return

@@ -39,7 +39,7 @@ from .jobs import JobManager, JobsBusyError
 from .models_api import models_router
 from .server_errors import APIError, add_error_handlers
 from .server_schemas import ErrorResponse, Health, add_create_video_schemas, to_video
-from .server_security import Guard, api_key_auth, check_bind, is_loopback
+from .server_security import Guard, api_key_auth, check_bind, is_loopback, owned_jobs_only
 from .video_api import video_router
 from .video_requests import MAX_IMAGE_BYTES, MAX_IMAGE_SIDE, decode_image  # noqa: F401 (re-exported)
 
@@ -101,7 +101,9 @@ def create_app(
         """Liveness: answers as soon as the server accepts jobs."""
         return {"status": "ok", "version": __version__, "auth": expected is not None}
 
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorize)], responses={401: {"model": ErrorResponse}})
+    # Every /v1 route: who is asking, and a job named in the path must be theirs (or the owner asks).
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorize), Depends(owned_jobs_only(manager, authorize))],
+                   responses={401: {"model": ErrorResponse}})
     v1.include_router(video_router(manager, default_backend))
     v1.include_router(models_router())
     app.include_router(v1)

@@ -19,6 +19,7 @@ from .cameo_api import status_of as cameo_status
 from .cameos import CameoError
 from .errors import InvalidRequestError, KinemaError, MissingWeightsError, UnknownBackendError
 from .jobs import ShuttingDown
+from .limits import LimitError
 from .server_schemas import ErrorResponse
 
 
@@ -32,6 +33,11 @@ class APIError(Exception):
 
 class BodyTooLarge(Exception):
     pass
+
+
+def video_not_found(video_id: str) -> APIError:
+    """The one answer for a job id that is unknown, malformed, or another user's: nothing tells them apart."""
+    return APIError(404, f"no video with id {video_id[:64]!r}", param="video_id", code="not_found")
 
 
 def error_responses(*more: int) -> dict:
@@ -74,6 +80,8 @@ def kinema_error(error: KinemaError) -> APIError:
         return APIError(409, str(error), param="model", code="model_not_ready")
     if isinstance(error, ShuttingDown):
         return APIError(503, str(error), type="server_error", code="shutting_down")
+    if isinstance(error, LimitError):
+        return APIError(400, str(error), param=error.param, code="limit_exceeded")
     if isinstance(error, InvalidRequestError):
         return APIError(400, str(error), param=_guess_param(str(error)), code="invalid_value")
     return APIError(400, str(error), code="kinema_error")

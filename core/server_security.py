@@ -3,6 +3,10 @@
 Without ``KINEMA_API_KEY`` the server listens on loopback only and answers only
 requests addressed to this machine; with one, every /v1 call must carry it or a
 user's own key (``kinema keys add``).
+
+Who is asking decides what a request sees: a user key acts as its user and
+sees only that user's jobs; the master key, or no key on loopback, acts as
+``SERVER_OWNER`` and sees every job (``owned_jobs_only``).
 """
 
 from __future__ import annotations
@@ -16,9 +20,9 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .cameo_api import MAX_UPLOAD_BYTES as CAMEO_UPLOAD_BYTES
-from .cameos import local_user
-from .errors import InvalidRequestError, KinemaError
-from .server_errors import APIError, BodyTooLarge, error_response
+from .cameos import SERVER_OWNER
+from .errors import KinemaError
+from .server_errors import APIError, BodyTooLarge, error_response, video_not_found
 from .users import user_for_key
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -103,20 +107,12 @@ class Guard:
         await self.app(scope, limited_receive, send)
 
 
-def _owner() -> str:
-    """Who a request without a user key acts as: the user running the server."""
-    try:
-        return local_user()
-    except InvalidRequestError:  # a login name kinema cannot use as a user name
-        return "local"
-
-
 def api_key_auth(expected: Optional[bytes]) -> Callable[..., str]:
     """The /v1 dependency: the kinema user asking; 401 when the server has a key and the request lacks it."""
     bearer = HTTPBearer(auto_error=False, description="KINEMA_API_KEY, when the server has one.")
 
     def authorize(request: Request, credentials: Optional[HTTPAuthorizationCredentials] = Depends(bearer)) -> str:
-        """The kinema user asking: a user's own key (`kinema keys add`), else the server's owner."""
+        """The kinema user asking: a user's own key (`kinema keys add`), else SERVER_OWNER."""
         user = user_for_key(credentials.credentials if credentials is not None else None)
         if user is None:
             if expected is not None:
@@ -125,8 +121,23 @@ def api_key_auth(expected: Optional[bytes]) -> Callable[..., str]:
                     raise APIError(401, "missing or wrong API key: send 'Authorization: Bearer <KINEMA_API_KEY>'",
                                    type="authentication_error", code="invalid_api_key",
                                    headers={"WWW-Authenticate": "Bearer"})
-            user = _owner()
+            user = SERVER_OWNER
         request.state.kinema_user = user
         return user
 
     return authorize
+
+
+def owned_jobs_only(manager: Any, current_user: Callable[..., str]) -> Callable[..., None]:
+    """A /v1 dependency: a route whose path names a job (``{video_id}``) answers 404 unless the caller may see it.
+
+    Every such route, present and future, passes through this one check, so none can forget it. The answer
+    is the unknown id's (404, not 403), so another user's job does not even seem to exist.
+    """
+
+    def guard(request: Request, user: str = Depends(current_user)) -> None:
+        video_id = request.path_params.get("video_id")
+        if video_id is not None and manager.find(video_id, user) is None:
+            raise video_not_found(video_id)
+
+    return guard

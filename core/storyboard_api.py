@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Awaitable, Callable
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
 from .server_errors import error_responses
@@ -17,11 +17,11 @@ from .video_requests import parse_size
 
 
 def storyboard_router(submit: Callable[..., Awaitable[dict]]) -> APIRouter:
-    """The route, given the video routes' ``submit(params, prompt, task, extra=...)`` for follow-up jobs."""
+    """The route, given the video routes' ``submit(params, prompt, task, extra=..., owner=...)`` for follow-up jobs."""
     router = APIRouter()
 
     @router.post("/storyboards", response_model=Video, tags=["videos"], responses=error_responses())
-    async def create_storyboard(params: StoryboardCreateParams) -> dict:
+    async def create_storyboard(params: StoryboardCreateParams, request: Request) -> dict:
         """A video made from a storyboard's shots, with cuts, continuity and crossfaded sound (kinema)."""
         from .storyboard import from_dict, parse_storyboard
 
@@ -41,6 +41,7 @@ def storyboard_router(submit: Callable[..., Awaitable[dict]]) -> APIRouter:
         title = board.title or board.shots[0].prompt
         # The style is the film's, applied per shot; the tier is the request's, else the storyboard's own.
         shared = params.model_copy(update={"style": None, "tier": params.tier or board.tier})
-        return await submit(shared, title, task, extra={"audio": board.audio if params.audio is None else params.audio})
+        return await submit(shared, title, task, extra={"audio": board.audio if params.audio is None else params.audio},
+                            owner=request.state.kinema_user)
 
     return router

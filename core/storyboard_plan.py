@@ -66,7 +66,11 @@ def compose_prompt(board: Storyboard, shot: Shot) -> str:
 
 
 def plan_storyboard(board: Storyboard, backend: Any = None) -> list[ShotPlan]:
-    """Frame-exact plan of every shot: what it keeps, what is generated, with which seed and prompt."""
+    """Frame-exact plan of every shot: what it keeps, what is generated, with which seed and prompt.
+
+    Every shot is checked against the backend's limits, and the film against memory (kinema.limits),
+    so a storyboard that cannot be made fails here, before its first shot.
+    """
     from .engine import get_backend
 
     backend = backend or get_backend(board.backend)
@@ -98,4 +102,33 @@ def plan_storyboard(board: Storyboard, backend: Any = None) -> list[ShotPlan]:
                               start, frames, head, generated, fps))
     if problems:
         raise StoryboardError(board.source, problems)
+    _check_limits(board, plans, backend)
     return plans
+
+
+def _check_limits(board: Storyboard, plans: list[ShotPlan], backend: Any) -> None:
+    """Plan every shot's generation as the engine will (which checks it), then the whole film's memory."""
+    from .errors import InvalidRequestError
+    from .limits import check_frames_fit
+    from .storyboard_run import shot_request
+    from .styles import apply_style
+
+    problems: list[tuple[Optional[int], str]] = []
+    size = None
+    for plan in plans:
+        try:
+            planned = backend.plan(apply_style(shot_request(board, plan, None)))
+        except StoryboardError as error:
+            problems.extend(error.problems)
+            continue
+        except InvalidRequestError as error:
+            problems.append((plan.shot.line, f"shot {plan.index + 1}: {error}"))
+            continue
+        size = size or (planned.width, planned.height)  # every shot has the film's size
+    if size is not None and not problems:
+        try:
+            check_frames_fit(sum(p.frames for p in plans), *size, backend, what="the film")
+        except InvalidRequestError as error:
+            problems.append((None, str(error)))
+    if problems:
+        raise StoryboardError(board.source, problems)

@@ -17,7 +17,11 @@ ParentLookup = Callable[[str], Optional[Path]]  # a finished job's id -> its MP4
 
 
 def prepare(task: dict, request: Any, backend: Any, parent_video: ParentLookup) -> tuple[dict, dict]:
-    """Check ``task`` for ``request`` on ``backend``; returns (the task to store, what the job's plan shows)."""
+    """Check ``task`` for ``request`` on ``backend``; returns (the task to store, what the job's plan shows).
+
+    Every generation the task will run is planned here, so one beyond the backend's limits (kinema.limits)
+    is refused now, not as a failed job.
+    """
     from .media import probe
 
     kind = task.get("kind")
@@ -35,6 +39,9 @@ def prepare(task: dict, request: Any, backend: Any, parent_video: ParentLookup) 
             strength = task.get("strength", 0.6)
             if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 < strength <= 1:
                 raise InvalidRequestError(f"strength must be a number in (0, 1], got {strength!r}")
+            from .remix import remix_frames
+
+            _plan_generation(request, backend, remix_frames(info.frame_count, backend), info)
             stored = {"kind": kind, "parent": parent, "strength": float(strength), "keep_audio": bool(task.get("keep_audio"))}
             return stored, {"num_frames": info.frame_count, "seconds": info.video_duration, "fps": str(info.fps),
                             "width": info.width, "height": info.height}
@@ -43,7 +50,11 @@ def prepare(task: dict, request: Any, backend: Any, parent_video: ParentLookup) 
             raise InvalidRequestError(f"seconds to add must be a number in (0, 60], got {seconds!r}")
         if not backend.supports_image:
             raise InvalidRequestError(f"backend {backend.name!r} cannot start from frames, so it cannot extend a clip")
-        added = max(1, round(seconds * info.fps))
+        from .extend import plan_extension
+
+        _context, added, generated = plan_extension(info.frame_count, info.fps, info.width, info.height, seconds,
+                                                    backend)
+        _plan_generation(request, backend, generated, info)
         stored = {"kind": kind, "parent": parent, "seconds": float(seconds),
                   "prompt_given": bool(task.get("prompt_given", True))}
         return stored, {"num_frames": info.frame_count + added, "seconds": float((info.frame_count + added) / info.fps),
@@ -58,6 +69,12 @@ def prepare(task: dict, request: Any, backend: Any, parent_video: ParentLookup) 
               "overrides": task.get("overrides", {})}
     return stored, {"num_frames": frames, "seconds": float(frames / plans[0].fps), "fps": str(plans[0].fps),
                     "width": first.width, "height": first.height, "shots": len(plans), "seed": board.seed}
+
+
+def _plan_generation(request: Any, backend: Any, frames: int, info: Any) -> None:
+    """Plan (and so check) the generation a remix or extend of the clip ``info`` describes runs."""
+    backend.plan(request.with_(seconds=float(frames / info.fps), fps=float(info.fps), width=info.width,
+                               height=info.height))
 
 
 def _board(task: dict, request: Any) -> Any:

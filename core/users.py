@@ -2,8 +2,9 @@
 
 ``KINEMA_HOME/api-keys.json`` (mode 0600) maps user names to the SHA-256 of
 their key; the key itself is shown once, by ``kinema keys add USER``. The
-server resolves a bearer token to its user; a request with no user key acts
-as the server's owner (the local user), exactly as before users existed.
+server resolves a bearer token to its user; a request with no user key (the
+master key, or none on loopback) acts as ``kinema.cameos.SERVER_OWNER``, an
+identity no user name can spell.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from .cameos import _locked, _write_private, check_user
+from .cameos import USER_PATTERN, _locked, _write_private, check_user
 from .errors import KinemaError
 
 KEYS_FILE = "api-keys.json"
@@ -41,7 +42,9 @@ def _load(path: Path) -> dict[str, dict]:
     except (OSError, json.JSONDecodeError) as error:
         raise KinemaError(f"{path} is unreadable ({error}); fix or delete it and add the keys again") from None
     users = data.get("users", {}) if isinstance(data, dict) else {}
-    return {name: entry for name, entry in users.items() if isinstance(entry, dict) and "sha256" in entry}
+    # A hand-edited name that `kinema keys add` would refuse (such as the owner's) is no user.
+    return {name: entry for name, entry in users.items()
+            if isinstance(entry, dict) and "sha256" in entry and isinstance(name, str) and USER_PATTERN.match(name)}
 
 
 def add_key(user: str) -> str:

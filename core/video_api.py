@@ -2,7 +2,9 @@
 extend, cancel, provenance and server-sent events.
 
 Routes check a request completely before queueing it, so a bad one fails with
-400 at once; the queued job runs in ``kinema.jobs``.
+400 at once; the queued job runs in ``kinema.jobs``. Jobs are the caller's: the
+server's ``owned_jobs_only`` answers 404 before any route here sees another
+user's ``{video_id}``, and lists show only the caller's jobs.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
 from .jobs import TERMINAL, THUMBNAIL_FILE, VIDEO_FILE, Event, JobManager, is_valid_id
-from .server_errors import APIError, error_responses, validation_response
+from .server_errors import APIError, error_responses, validation_response, video_not_found
 from .server_schemas import (FollowUpParams, Video, VideoCreateParams, VideoDeleted, VideoExtendParams, VideoList,
                              VideoRemixParams, public_status, to_video)
 from .storyboard_api import storyboard_router
@@ -35,9 +37,10 @@ def video_router(manager: JobManager, default_backend: str) -> APIRouter:
     router = APIRouter()
 
     def lookup(video_id: str) -> dict:
+        """The job (the caller's: ``owned_jobs_only`` checked it), unless it went meanwhile."""
         record = manager.get(video_id)
         if record is None:
-            raise APIError(404, f"no video with id {video_id[:64]!r}", param="video_id", code="not_found")
+            raise video_not_found(video_id)
         return record
 
     @router.post(
@@ -67,14 +70,15 @@ def video_router(manager: JobManager, default_backend: str) -> APIRouter:
             "seed": params.seed, "steps": params.steps, "guidance": params.guidance, "style": params.style,
             "tier": params.tier or "standard",
             "audio": True if params.audio is None else params.audio, "backend": backend, "model": model,
-            **cameo_fields(params, request.state.kinema_user),
+            **cameo_fields(params),
         }
-        record = await run_in_threadpool(manager.submit, request_fields, image=image, display_model=display)
+        record = await run_in_threadpool(manager.submit, request_fields, image=image, display_model=display,
+                                         owner=request.state.kinema_user)
         return to_video(record)
 
     async def follow_up(params: FollowUpParams, prompt: str, task: dict, parent: Optional[dict] = None,
-                        extra: Optional[dict] = None) -> dict:
-        """Queue a remix, extend or storyboard job: like create, with a task the worker runs instead."""
+                        extra: Optional[dict] = None, *, owner: str) -> dict:
+        """Queue a remix, extend or storyboard job for ``owner``: like create, with a task the worker runs instead."""
         check_text(params)
         if parent is not None and params.model is None and params.backend is None:
             backend, model, display = parent["backend"], parent["request"].get("model"), parent["model"]
@@ -86,7 +90,8 @@ def video_router(manager: JobManager, default_backend: str) -> APIRouter:
             "tier": params.tier or (parent["request"].get("tier") if parent is not None else None) or "standard",
             "model": model, **(extra or {}),
         }
-        record = await run_in_threadpool(manager.submit, request_fields, display_model=display, task=task)
+        record = await run_in_threadpool(manager.submit, request_fields, display_model=display, task=task,
+                                         owner=owner)
         return to_video(record)
 
     def finished(video_id: str) -> dict:
@@ -97,32 +102,33 @@ def video_router(manager: JobManager, default_backend: str) -> APIRouter:
         return record
 
     @router.post("/videos/{video_id}/remix", response_model=Video, tags=["videos"], responses=error_responses(409))
-    async def remix_video(video_id: str, params: VideoRemixParams) -> dict:
+    async def remix_video(video_id: str, params: VideoRemixParams, request: Request) -> dict:
         """A new video: the source redone for a new prompt (OpenAI ``videos.remix``); ``strength`` says how far."""
         parent = finished(video_id)
         task = {"kind": "remix", "parent": video_id, "strength": params.strength, "keep_audio": params.keep_audio}
-        return await follow_up(params, params.prompt, task, parent)
+        return await follow_up(params, params.prompt, task, parent, owner=request.state.kinema_user)
 
     @router.post("/videos/{video_id}/extend", response_model=Video, tags=["videos"], responses=error_responses(409))
-    async def extend_video(video_id: str, params: VideoExtendParams) -> dict:
+    async def extend_video(video_id: str, params: VideoExtendParams, request: Request) -> dict:
         """A new video: the source plus ``seconds`` more, continued from its last frames (kinema)."""
         parent = finished(video_id)
         task = {"kind": "extend", "parent": video_id, "seconds": parse_seconds(params.seconds),
                 "prompt_given": params.prompt is not None}
-        return await follow_up(params, params.prompt or parent["prompt"], task, parent)
+        return await follow_up(params, params.prompt or parent["prompt"], task, parent, owner=request.state.kinema_user)
 
     # Here, not after the other routes, so /v1/storyboards keeps its place in the published API.
     router.include_router(storyboard_router(follow_up))
 
     @router.get("/videos", response_model=VideoList, tags=["videos"], responses=error_responses())
     def list_videos(
+        request: Request,
         after: Optional[str] = Query(None, description="Last id of the previous page."),
         limit: int = Query(20, ge=1, le=100),
         order: Literal["asc", "desc"] = Query("desc", description="By submission time."),
     ) -> dict:
-        """Jobs, newest first by default (OpenAI ``videos.list``)."""
+        """Your jobs (all of them for the server's owner), newest first by default (OpenAI ``videos.list``)."""
         try:
-            records, has_more = manager.list(limit=limit, after=after, order=order)
+            records, has_more = manager.list(caller=request.state.kinema_user, limit=limit, after=after, order=order)
         except KeyError:
             raise APIError(400, f"after: no video with id {str(after)[:64]!r}", param="after", code="not_found")
         data = [to_video(r) for r in records]
@@ -189,7 +195,7 @@ def video_router(manager: JobManager, default_backend: str) -> APIRouter:
             if outcome == "deleted":
                 return {"id": video_id, "object": "video.deleted", "deleted": True}
             if outcome == "missing":
-                raise APIError(404, f"no video with id {video_id[:64]!r}", param="video_id", code="not_found")
+                raise video_not_found(video_id)
             await run_in_threadpool(manager.cancel, video_id)
             await _wait_until_final(manager, video_id, timeout=60.0)
         raise APIError(409, f"video {video_id} is still stopping; try again", code="busy")
@@ -228,7 +234,7 @@ def video_router(manager: JobManager, default_backend: str) -> APIRouter:
 
         subscription = await run_in_threadpool(manager.subscribe, video_id, deliver) if is_valid_id(video_id) else None
         if subscription is None:
-            raise APIError(404, f"no video with id {video_id[:64]!r}", param="video_id", code="not_found")
+            raise video_not_found(video_id)
         snapshot, unsubscribe = subscription
 
         async def stream():

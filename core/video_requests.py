@@ -170,11 +170,12 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
-def cameo_fields(params: Any, user: str) -> dict:
-    """The cameo part of a create request. Speech may only name a cameo: the server reads no files for clients."""
+def cameo_fields(params: Any) -> dict:
+    """The cameo part of a create request (the job's owner is who asks for them).
+    Speech may only name a cameo: the server reads no files for clients."""
     names = params.cameos.split(",") if isinstance(params.cameos, str) else (params.cameos or [])
     names = tuple(name.strip() for name in names if isinstance(name, str) and name.strip())
     if params.speech is not None and params.speech not in names:
         raise APIError(400, "speech must be the name of one of the cameos (its recorded voice drives the clip)",
                        param="speech", code="invalid_value")
-    return {"cameos": names, "speech": params.speech, "user": user}
+    return {"cameos": names, "speech": params.speech}

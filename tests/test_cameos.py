@@ -557,6 +557,43 @@ def test_a_server_job_with_a_cameo_completes_and_is_logged(store, astro, keys):
     assert uses[0]["saved_to"]  # the job's clip file
 
 
+def test_a_key_named_after_the_login_user_is_not_the_owner(store, captured, monkeypatch):
+    """`kinema keys add root` on a server run by root used to give that key the owner's cameos."""
+    from click.testing import CliRunner
+    from fastapi.testclient import TestClient
+
+    from kinema.cli import cli
+    from kinema.server import create_app
+    from kinema.users import add_key
+
+    monkeypatch.delenv("KINEMA_USER", raising=False)
+    login = cameo_lib._login_name()
+    assert store.create("owners", cameo_lib.local_user(), captured).owner == cameo_lib.SERVER_OWNER  # the CLI
+    # As kinema wrote it before keys had identities: format 1, the owner under the login name.
+    legacy = store.create("legacy", login, captured)
+    record = json.loads((legacy.directory / cameo_lib.RECORD_FILE).read_text())["record"]
+    store._write_record(legacy.directory, {**record, "format": 1})
+    # What a key of the login name makes now is that user's, not the owner's.
+    store.create("theirs", login, captured)
+    login_key = {"Authorization": f"Bearer {add_key(login)}"}
+    master = {"Authorization": "Bearer master-secret"}
+    everyone = {"permission": "everyone"}
+    with TestClient(create_app(api_key="master-secret", start_workers=False), base_url="http://kinema.example") as client:
+        for name in ("owners", "legacy"):
+            assert client.get(f"/v1/cameos/{name}", headers=login_key).status_code == 404
+            refused = client.post(f"/v1/cameos/{name}/permissions", headers=login_key, json=everyone)
+            assert refused.json()["error"]["code"] == "cameo_not_owner"
+            assert client.delete(f"/v1/cameos/{name}", headers=login_key).status_code == 403
+            assert client.get(f"/v1/cameos/{name}", headers=master).json()["owner"] == cameo_lib.SERVER_OWNER
+            assert client.post(f"/v1/cameos/{name}/permissions", headers=master, json=everyone).status_code == 200
+        assert client.post("/v1/cameos/theirs/permissions", headers=master, json=everyone).status_code == 403
+        assert client.post("/v1/cameos/theirs/permissions", headers=login_key, json=everyone).status_code == 200
+    # The owner's CLI manages the old cameo too, and its record now says who the owner is.
+    assert CliRunner().invoke(cli, ["cameo", "allow", "legacy", "bob"]).exit_code == 0
+    record = json.loads((legacy.directory / cameo_lib.RECORD_FILE).read_text())["record"]
+    assert (record["format"], record["owner"]) == (cameo_lib.FORMAT, cameo_lib.SERVER_OWNER)
+
+
 # ---------------------------------------------------------------------------------- ComfyUI node pair (logic)
 
 

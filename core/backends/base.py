@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional
 
 import numpy as np
 
+from ..limits import Limits, check_plan
 from ..progress import CancelToken, Progress
 
 if TYPE_CHECKING:
@@ -77,6 +78,9 @@ class Backend:
     makes_audio: ClassVar[bool] = True
     is_demo: ClassVar[bool] = False
     family: ClassVar[str] = ""  # model family the tier table keys its settings by ("ltx2", "wan")
+    # The largest single generation (kinema.limits): frames, pixels a frame, steps, seconds, and why.
+    # ``plan`` refuses a request beyond them, or beyond what memory holds, before anything runs.
+    limits: ClassVar[Limits] = Limits()
 
     model_id: str = ""
     # Load options (hosts set them with ``configure``): None/"auto" let kinema pick per device.
@@ -155,8 +159,10 @@ class Backend:
         tier = settings(getattr(request, "tier", DEFAULT_TIER), self.family, default_steps=d.steps,
                         default_guidance=d.guidance, model_id=self.model_id, steps=request.steps,
                         guidance=request.guidance)
-        return Plan(width, height, num_frames, fps, tier.steps, tier.guidance, seed, (*notes, *tier.notes),
+        plan = Plan(width, height, num_frames, fps, tier.steps, tier.guidance, seed, (*notes, *tier.notes),
                     tier=tier.tier, cache=tier.cache)
+        check_plan(plan, self)
+        return plan
 
     def lighten_memory(self) -> Optional[str]:
         """After an out-of-memory: put the loaded weights under a lighter memory policy and say how, or None."""

@@ -6,6 +6,7 @@ from typing import Any, Callable, ClassVar, Optional
 
 from ..clip import Clip, fit_audio
 from ..hookspecs import hookimpl
+from ..limits import Limits
 from ..lora import loras_loaded
 from ..previews import ltx2_preview
 from ..progress import CancelToken, Progress
@@ -37,6 +38,9 @@ class LTX2Backend(Backend):
     max_cameos = 1  # through the conditioning image (see ltx2_conditioning)
     supports_speech = True
     family = "ltx2"
+    limits = Limits(frames=497, pixels=3840 * 2176, steps=100, seconds=20.0,
+                    why="LTX-2 as Lightricks serves it: up to 4K, 20 s and 500 frames (20 s at 25 fps, 10 s at"
+                        " 50 fps) a clip; 497 is the last 8k+1 frame count in that")
     # Extra pipeline arguments for this checkpoint family (the tiny model turns off the extra guidance passes).
     pipeline_kwargs: ClassVar[dict[str, Any]] = {}
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from ..hookspecs import hookimpl
 from ..home import models_dir
+from ..limits import Limits
+from ..request import MAX_STEPS
 from .base import BackendStatus, Defaults
 from .ltx2 import LTX2Backend
 from .wan import WanBackend
@@ -36,6 +38,10 @@ def tiny_model_path(kind: str) -> Path:
 
 class _Tiny:
     is_demo = True
+    # Small frames, so the demo stays a demo on any machine. Steps are left at every request's own limit: a
+    # tiny step takes milliseconds, and hosts' tests use long step runs as jobs to cancel.
+    limits = Limits(frames=481, pixels=1024 * 1024, steps=MAX_STEPS, seconds=20.0,
+                    why="the embedded demo: 20 s at 24 fps, 1024x1024 at most")
 
     def for_model(self, model: str):
         from ..errors import InvalidRequestError

@@ -7,6 +7,7 @@ from typing import Any, Callable, ClassVar, Optional
 from ..clip import Clip, fit_audio
 from ..errors import MissingWeightsError
 from ..hookspecs import hookimpl
+from ..limits import Limits
 from ..lora import loras_loaded
 from ..previews import wan_preview
 from ..progress import CancelToken, Progress
@@ -34,6 +35,9 @@ class WanBackend(Backend):
     size_multiple = 32  # TI2V-5B: VAE x16, patch x2
     frame_multiple = 4
     min_frames = 5
+    limits = Limits(frames=121, pixels=1280 * 704, steps=100, seconds=47.0,
+                    why="Wan 2.2 TI2V-5B makes 121-frame (5 s at 24 fps) 720p clips; its sound pass, Stable"
+                        " Audio Open, makes at most 47 s")
     supports_remix = True
     family = "wan"
     audio_guidance: ClassVar[float] = 7.0

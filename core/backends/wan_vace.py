@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from ..clip import Clip
 from ..hookspecs import hookimpl
+from ..limits import Limits
 from ..progress import CancelToken, Progress
 from .base import Defaults, Plan, frames_to_uint8, step_callback, torch_generator
 from .wan import WanBackend
@@ -31,6 +32,9 @@ class WanVACEBackend(WanBackend):
     supports_remix = False
     max_start_frames = 17
     max_cameos = 4
+    limits = Limits(frames=81, pixels=1280 * 720, steps=100, seconds=47.0,
+                    why="Wan 2.1 VACE makes 81-frame (5 s at 16 fps) clips, at 720p at most (the 14B; the"
+                        " 1.3B default was trained at 480p); Stable Audio Open makes at most 47 s of sound")
 
     def _pipeline(self, role: str) -> Any:
         if role != "video":
