@@ -189,9 +189,22 @@ def save_checkpoint(stage_dir: Path, step: int, trainee: Trainee, log: list[dict
         old.unlink()
 
 
+# The finished, frozen parts kept in the package (a pipeline folder's subfolders): a training folder that was
+# lost starts again from them instead of retraining the autoencoders.
+SHIPPED = Path(__file__).parent / "weights"
+SHIPPED_PARTS = {"video_vae": "vae", "audio_vae": "audio_vae", "vocoder": "vocoder"}
+
+
+def shipped_part(stage: str) -> Path | None:
+    folder = SHIPPED / SHIPPED_PARTS.get(stage, "-")
+    return folder if (folder / "diffusion_pytorch_model.safetensors").is_file() else None
+
+
 def final_weights(train_dir: Path, stage: str, module: str, *, ema: bool = False) -> dict[str, torch.Tensor]:
-    """One module's weights from a stage's latest checkpoint (its EMA copy if asked and kept)."""
+    """One module's weights from a stage's latest checkpoint (its EMA copy if asked and kept), else the shipped part."""
     step, path = latest(train_dir / stage)
+    if path is None and shipped_part(stage) is not None:
+        return load_file(str(shipped_part(stage) / "diffusion_pytorch_model.safetensors"))
     if path is None:
         raise FileNotFoundError(f"stage {stage!r} has no checkpoint in {train_dir}; train it first")
     tensors = load_file(str(path))
@@ -512,6 +525,9 @@ def run(stage: str, train_dir: Path, steps: int | None, seed: int, say=print, ba
     todo = STAGES if stage == "all" else (stage,)
     for name in todo:
         n = steps if (steps is not None and stage != "all") else DEFAULT_STEPS[name]
+        if stage == "all" and name in SHIPPED_PARTS and shipped_part(name) and latest(train_dir / name)[1] is None:
+            say(f"{name}: using the shipped, frozen part in {shipped_part(name)}")
+            continue
         if name == "latents":
             build_latents(train_dir, n, seed, say=say, chunk=batch or 32)
             continue
