@@ -16,6 +16,7 @@ DEFAULT_PLUGINS = (
     "kinema.backends.wan",
     "kinema.backends.tiny",
     "kinema.backends.wan_vace",
+    "kinema.backends.world",
     "kinema.cameos",  # notes where cameo clips are saved, for their owners' use logs
     "kinema.hosts_obs",
     "kinema.hosts_comfyui",
