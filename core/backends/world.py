@@ -32,9 +32,11 @@ def model_folder() -> Path:
     override = os.environ.get("KINEMA_WORLD_MODEL")
     if override:
         return Path(override)
-    from ..world.train import SHIPPED
+    # kinema.world itself is numpy only; its train module imports torch and diffusers, which a status
+    # check (answered in a server thread while a worker loads diffusers) must never do.
+    from .. import world
 
-    return SHIPPED
+    return Path(world.__file__).parent / "weights"
 
 
 def is_complete(folder: Path) -> bool:
