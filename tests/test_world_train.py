@@ -33,6 +33,14 @@ def trained(tmp_path_factory):
         torch.set_num_threads(threads)
 
 
+def _sharing_autoencoders(trained, directory):
+    """A training folder that links to ``trained``'s autoencoders and latents: only the transformer is its own."""
+    directory.mkdir()
+    for stage in ("video_vae", "audio_vae", "vocoder", "latents"):
+        (directory / stage).symlink_to(trained / stage)
+    return directory
+
+
 def _weights(directory, stage):
     _, path = train.latest(directory / stage)
     return load_file(str(path))
@@ -42,19 +50,15 @@ def test_resumed_transformer_matches_an_uninterrupted_run(trained, tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        # Same autoencoders and latents; the transformer trained 4 steps straight vs 2 (already done) + 2 resumed.
-        for stage in ("video_vae", "audio_vae", "vocoder", "latents"):
-            (tmp_path / stage).symlink_to(trained / stage)
-        _run("transformer", tmp_path, 4)
-        resumed = tmp_path / "resumed"
-        resumed.mkdir()
-        for stage in ("video_vae", "audio_vae", "vocoder", "latents"):
-            (resumed / stage).symlink_to(trained / stage)
+        # Same autoencoders and latents; the transformer trained 4 steps straight vs 2 + 2 resumed.
+        straight_dir, resumed = _sharing_autoencoders(trained, tmp_path / "straight"), \
+            _sharing_autoencoders(trained, tmp_path / "resumed")
+        _run("transformer", straight_dir, 4)
         _run("transformer", resumed, 2)
         _run("transformer", resumed, 4)
     finally:
         torch.set_num_threads(threads)
-    straight, stopped = _weights(tmp_path, "transformer"), _weights(resumed, "transformer")
+    straight, stopped = _weights(straight_dir, "transformer"), _weights(resumed, "transformer")
     assert straight.keys() == stopped.keys()
     assert any(k.startswith("ema.") for k in straight) and any(k.startswith("opt.") for k in straight)
     different = [k for k in straight if not torch.equal(straight[k], stopped[k])]

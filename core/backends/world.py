@@ -21,6 +21,7 @@ from ..hookspecs import hookimpl
 from ..limits import Limits
 from .base import BackendStatus, Defaults, Plan
 from .ltx2 import LTX2Backend
+from .tiny import TinyBackend, _Tiny
 
 WIDTH = HEIGHT = 64
 FPS = 12
@@ -34,9 +35,9 @@ def model_folder() -> Path:
         return Path(override)
     # kinema.world itself is numpy only; its train module imports torch and diffusers, which a status
     # check (answered in a server thread while a worker loads diffusers) must never do.
-    from .. import world
+    from ..world.paths import WEIGHTS
 
-    return Path(world.__file__).parent / "weights"
+    return WEIGHTS
 
 
 def is_complete(folder: Path) -> bool:
@@ -55,14 +56,9 @@ class WorldBackend(LTX2Backend):
     is_demo = True
     limits = Limits(frames=241, pixels=WIDTH * HEIGHT, steps=500, seconds=20.0,
                     why="the demo world: 64x64 at 12 fps, as trained")
-    # Six blocks: no spatio-temporal or modality guidance passes (as the tiny model).
-    pipeline_kwargs = {"stg_scale": 0.0, "audio_stg_scale": 0.0, "modality_scale": 1.0,
-                       "audio_modality_scale": 1.0, "spatio_temporal_guidance_blocks": None}
-
-    def for_model(self, model: str):
-        from ..errors import InvalidRequestError
-
-        raise InvalidRequestError(f"backend {self.name!r} runs only the demo world's model; drop --model")
+    # Six blocks: no spatio-temporal or modality guidance passes, as for the tiny demo.
+    pipeline_kwargs = TinyBackend.pipeline_kwargs
+    for_model = _Tiny.for_model  # the embedded model only: --model is refused
 
     def status(self) -> BackendStatus:
         from ..device import pick_device

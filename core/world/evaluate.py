@@ -27,6 +27,7 @@ torch) only inside the kinema sources.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -147,8 +148,7 @@ class KinemaSource:
         text = (f"Shot 1 ({CLIP_SECONDS:.3f}s): {case.prompt}\n"
                 f"Shot 2 ({CLIP_SECONDS:.3f}s, continue): {case.prompt}\n")
         board = parse_storyboard(text)
-        board = board.__class__(**{**board.__dict__, "seed": case.seed, "steps": self.steps,
-                                   "backend": self.backend.name})
+        board = dataclasses.replace(board, seed=case.seed, steps=self.steps, backend=self.backend.name)
         result = run_storyboard(board, cache=False, backend=self.backend)
         first, second = (r.clip for r in result.shots)
         return _made(first, time.perf_counter()), _made(second, time.perf_counter())

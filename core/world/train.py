@@ -37,8 +37,10 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from .paths import WEIGHTS
 from . import model as M
 from .captions import VOCABULARY, caption
 from .render import render
@@ -191,12 +193,11 @@ def save_checkpoint(stage_dir: Path, step: int, trainee: Trainee, log: list[dict
 
 # The finished, frozen parts kept in the package (a pipeline folder's subfolders): a training folder that was
 # lost starts again from them instead of retraining the autoencoders.
-SHIPPED = Path(__file__).parent / "weights"
 SHIPPED_PARTS = {"video_vae": "vae", "audio_vae": "audio_vae", "vocoder": "vocoder"}
 
 
 def shipped_part(stage: str) -> Path | None:
-    folder = SHIPPED / SHIPPED_PARTS.get(stage, "-")
+    folder = WEIGHTS / SHIPPED_PARTS.get(stage, "-")
     return folder if (folder / "diffusion_pytorch_model.safetensors").is_file() else None
 
 
@@ -426,12 +427,9 @@ class LatentSet:
         stats = load_file(str(out / "stats.safetensors"))
         videos, audios, self.scenes = [], [], []
         for path in sorted(out.glob("shard-*.safetensors")):
-            t = load_file(str(path))
-            videos.append(t["video"])
-            audios.append(t["audio"])
-            from safetensors import safe_open
-
-            with safe_open(str(path), "pt") as handle:
+            with safe_open(str(path), "pt") as handle:  # tensors and the scenes' metadata in one read
+                videos.append(handle.get_tensor("video"))
+                audios.append(handle.get_tensor("audio"))
                 self.scenes += [Scene(**d) for d in json.loads(handle.metadata()["scenes"])]
         if not videos:
             raise FileNotFoundError(f"no cached latents in {out}; run the latents stage first")
