@@ -27,7 +27,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 
-MEASURE = r'''
+MEASURE = r"""
 import json, os, statistics, sys, tempfile, time
 import bpy
 import addon_utils
@@ -67,7 +67,7 @@ for run in range(args["runs"] + 1):  # the first is a warm-up
         rows["generate"].append(pressed); rows["tick"].extend(ticks)
         rows["blocking"].append(blocking); rows["wall"].append(wall)
 print("RESULT " + json.dumps(rows))
-'''
+"""
 
 
 def main() -> None:
@@ -80,12 +80,26 @@ def main() -> None:
         sys.exit(f"no Blender Python at {python}: run `bash tests/setup.sh` or set KINEMA_BLENDER_PYTHON")
 
     work = Path(tempfile.mkdtemp(prefix="kinema-blender-bench-"))
-    env = dict(os.environ, KINEMA_HOME=str(work / "home"), BLENDER_USER_RESOURCES=str(work / "blender"),
-               KINEMA_LOAD_PLUGINS="", KINEMA_DEVICE="cpu")
-    subprocess.run([sys.executable, "-m", "kinema.cli", "install", "blender", "--blender", python, "--output",
-                    str(work / "dist")], env=env, check=True, capture_output=True)
-    server = subprocess.Popen([sys.executable, "-m", "kinema.cli", "serve", "--port", "0", "--log-level", "warning"],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = dict(
+        os.environ,
+        KINEMA_HOME=str(work / "home"),
+        BLENDER_USER_RESOURCES=str(work / "blender"),
+        KINEMA_LOAD_PLUGINS="",
+        KINEMA_DEVICE="cpu",
+    )
+    subprocess.run(
+        [sys.executable, "-m", "kinema.cli", "install", "blender", "--blender", python, "--output", str(work / "dist")],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "kinema.cli", "serve", "--port", "0", "--log-level", "warning"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         url = None
         for line in server.stdout:
@@ -95,8 +109,12 @@ def main() -> None:
                 break
         if url is None:
             sys.exit("kinema serve did not start")
-        done = subprocess.run([python, "-c", MEASURE, json.dumps({"url": url, "runs": args.runs, "steps": args.steps})],
-                              env=env, capture_output=True, text=True)
+        done = subprocess.run(
+            [python, "-c", MEASURE, json.dumps({"url": url, "runs": args.runs, "steps": args.steps})],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         result = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
         if not result:
             sys.exit(done.stdout[-3000:] + done.stderr[-3000:])
@@ -112,14 +130,19 @@ def main() -> None:
     print(f"Main-thread time per call, {args.runs} clips (32x32, {args.steps} steps, tiny), bpy 5.0.1:\n")
     print(f"| {'call':<46} | {'calls':>5} | {'median ms':>9} | {'max ms':>9} |")
     print(f"|{'-' * 48}|{'-' * 7}|{'-' * 11}|{'-' * 11}|")
-    for name, key in (("Generate button (bpy.ops.kinema.generate)", "generate"), ("timer tick (incl. adding strips)", "tick"),
-                      ("baseline: submit+wait+download on main thread", "blocking")):
+    for name, key in (
+        ("Generate button (bpy.ops.kinema.generate)", "generate"),
+        ("timer tick (incl. adding strips)", "tick"),
+        ("baseline: submit+wait+download on main thread", "blocking"),
+    ):
         values = rows[key]
         print(f"| {name:<46} | {len(values):>5} | {ms(values, 0.5):>9.2f} | {ms(values, 1.0):>9.2f} |")
     longest = max(rows["generate"] + rows["tick"])
-    print(f"\nLongest main-thread hold with the add-on: {1000 * longest:.1f} ms; the baseline holds it"
-          f" {min(rows['blocking']) / longest:.0f}x longer (median clip: {statistics.median(rows['wall']):.2f} s"
-          " from Generate to strips).")
+    print(
+        f"\nLongest main-thread hold with the add-on: {1000 * longest:.1f} ms; the baseline holds it"
+        f" {min(rows['blocking']) / longest:.0f}x longer (median clip: {statistics.median(rows['wall']):.2f} s"
+        " from Generate to strips)."
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Step caching on small random LTX-2 and Wan: how much block compute runs, how much faster, how close.
 
 Small = the tiny offline models with an 8-layer, wider transformer
-(``kinema.tiny.small_*_components``), 20 steps, so the transformer dominates
+(``kinema.backends.tiny_parts.small_*_components``), 20 steps, so the transformer dominates
 a run. Per configuration it prints the fraction of transformer-block forwards
 that really ran, the wall-time ratio vs uncached (median of ``--runs`` runs,
 configurations interleaved so machine load hits all alike), frame PSNR and
@@ -23,15 +23,20 @@ import time
 import numpy as np
 import torch
 
-from kinema.step_cache import CacheConfig, calibrate_mag, step_cache
+from kinema.backends.step_cache import CacheConfig, calibrate_mag, step_cache
+from kinema.backends.tiny_parts import small_ltx2_components, small_wan_components
 from kinema.tiers import TIERS
-from kinema.tiny import small_ltx2_components, small_wan_components
 
 PROMPT = "a red fox running through snow, wind howling"
 SEED = 11
 # LTX-2's extra guidance passes need its 48-block checkpoint; one CFG pass, as kinema's tiny backend runs.
-LTX2_ONE_PASS = dict(stg_scale=0.0, audio_stg_scale=0.0, modality_scale=1.0, audio_modality_scale=1.0,
-                     spatio_temporal_guidance_blocks=None)
+LTX2_ONE_PASS = dict(
+    stg_scale=0.0,
+    audio_stg_scale=0.0,
+    modality_scale=1.0,
+    audio_modality_scale=1.0,
+    spatio_temporal_guidance_blocks=None,
+)
 GOALS = {"ltx2": dict(reduction=2.5, psnr=35.0, snr=60.0), "wan": dict(reduction=2.0, psnr=35.0, snr=None)}
 
 
@@ -40,8 +45,15 @@ def build(family: str):
 
     if family == "ltx2":
         pipe = LTX2Pipeline(**small_ltx2_components())
-        kwargs = dict(width=64, height=64, num_frames=9, frame_rate=24.0, guidance_scale=3.0,
-                      max_sequence_length=128, **LTX2_ONE_PASS)
+        kwargs = dict(
+            width=64,
+            height=64,
+            num_frames=9,
+            frame_rate=24.0,
+            guidance_scale=3.0,
+            max_sequence_length=128,
+            **LTX2_ONE_PASS,
+        )
     else:
         pipe = WanPipeline(**small_wan_components())
         kwargs = dict(width=64, height=64, num_frames=9, guidance_scale=5.0, max_sequence_length=64)
@@ -50,8 +62,13 @@ def build(family: str):
 
 
 def run(pipe, kwargs: dict, steps: int):
-    out = pipe(prompt=PROMPT, num_inference_steps=steps, generator=torch.Generator().manual_seed(SEED),
-               output_type="np", **kwargs)
+    out = pipe(
+        prompt=PROMPT,
+        num_inference_steps=steps,
+        generator=torch.Generator().manual_seed(SEED),
+        output_type="np",
+        **kwargs,
+    )
     frames = (np.clip(np.asarray(out.frames[0]), 0.0, 1.0) * 255.0).round().astype(np.uint8)
     audio = out.audio[0].float().numpy() if getattr(out, "audio", None) is not None else None
     return frames, audio
@@ -73,8 +90,10 @@ def configurations(family: str, mag_ratios) -> list[tuple[str, CacheConfig | Non
         ("uncached (standard, final)", None),
         (f"draft: first-block {draft['threshold']:g}", CacheConfig.from_dict(draft)),
         ("first-block 0.1", CacheConfig("first-block", threshold=0.1)),
-        ("mag 0.1 (calibrated)", CacheConfig("mag", threshold=0.1, max_skip_steps=3, retention_ratio=0.2,
-                                             mag_ratios=mag_ratios)),
+        (
+            "mag 0.1 (calibrated)",
+            CacheConfig("mag", threshold=0.1, max_skip_steps=3, retention_ratio=0.2, mag_ratios=mag_ratios),
+        ),
         ("taylorseer every 5th", CacheConfig("taylorseer", cache_interval=5, warmup_steps=3)),
     ]
 
@@ -101,13 +120,18 @@ def measure(family: str, runs: int, steps: int) -> list[dict]:
     rows = []
     for name, config in configs:
         result = results[name]
-        rows.append(dict(
-            family=family, config=name, draft=name.startswith("draft"), fraction=result["fraction"],
-            ratio=base / statistics.median(times[name]),
-            cpu_ratio=base_cpu / statistics.median(cpu[name]),
-            psnr=psnr(reference["frames"], result["frames"]),
-            snr=snr(reference["audio"], result["audio"]) if result["audio"] is not None else None,
-        ))
+        rows.append(
+            dict(
+                family=family,
+                config=name,
+                draft=name.startswith("draft"),
+                fraction=result["fraction"],
+                ratio=base / statistics.median(times[name]),
+                cpu_ratio=base_cpu / statistics.median(cpu[name]),
+                psnr=psnr(reference["frames"], result["frames"]),
+                snr=snr(reference["audio"], result["audio"]) if result["audio"] is not None else None,
+            )
+        )
     return rows
 
 
@@ -130,14 +154,20 @@ def main() -> None:
     args = parser.parse_args()
     families = [args.only] if args.only else ["ltx2", "wan"]
     rows = [row for family in families for row in measure(family, args.runs, args.steps)]
-    print(f"step caching: small random models (8 layers), 64x64, 9 frames, {args.steps} steps, median of"
-          f" {args.runs} runs, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"{'model':<6} {'configuration':<28} {'blocks run':>10} {'less compute':>12} {'wall ratio':>10}"
-          f" {'CPU ratio':>9} {'frame PSNR':>10} {'audio SNR':>10}")
+    print(
+        f"step caching: small random models (8 layers), 64x64, 9 frames, {args.steps} steps, median of"
+        f" {args.runs} runs, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
+    print(
+        f"{'model':<6} {'configuration':<28} {'blocks run':>10} {'less compute':>12} {'wall ratio':>10}"
+        f" {'CPU ratio':>9} {'frame PSNR':>10} {'audio SNR':>10}"
+    )
     for row in rows:
         shown_snr = "-" if row["snr"] is None else f"{row['snr']:.1f} dB"
-        print(f"{row['family']:<6} {row['config']:<28} {row['fraction']:>10.1%} {1 / row['fraction']:>11.2f}x"
-              f" {row['ratio']:>9.2f}x {row['cpu_ratio']:>8.2f}x {row['psnr']:>7.1f} dB {shown_snr:>10}")
+        print(
+            f"{row['family']:<6} {row['config']:<28} {row['fraction']:>10.1%} {1 / row['fraction']:>11.2f}x"
+            f" {row['ratio']:>9.2f}x {row['cpu_ratio']:>8.2f}x {row['psnr']:>7.1f} dB {shown_snr:>10}"
+        )
     for row in rows:
         if row["draft"]:
             print(f"goal {row['family']} draft: {verdict(row)}")

@@ -47,13 +47,14 @@ def main() -> None:
 
     import cv2
     from skimage import data
+    from test_cameos import synth_voice
 
     import kinema
-    from kinema import GenerationRequest, cameos
-    from kinema.cameo_capture import SAMPLED_FRAMES, _sample_frames, capture
-    from kinema.face import HaarDetector
-    from kinema.media import write_mp4
-    from test_cameos import synth_voice
+    from kinema import GenerationRequest
+    from kinema.cameo import store as cameos
+    from kinema.cameo.capture import SAMPLED_FRAMES, _sample_frames, capture
+    from kinema.cameo.face import HaarDetector
+    from kinema.media.files import write_mp4
 
     photo = data.astronaut()
     frames = []
@@ -61,7 +62,7 @@ def main() -> None:
         u = i / 95
         side = int(300 + 80 * u)
         x0, y0 = int(70 + 40 * u), int(10 + 20 * u)
-        crop = photo[y0:y0 + side, x0:x0 + side]
+        crop = photo[y0 : y0 + side, x0 : x0 + side]
         frames.append(cv2.resize(crop, (480, 480), interpolation=cv2.INTER_AREA))
     canvas = np.stack([np.pad(f, ((0, 0), (80, 80), (0, 0)), mode="edge") for f in frames])
     video = write_mp4(Path(home) / "person.mp4", canvas, Fraction(24), synth_voice(4.0)[None], 24000)
@@ -73,8 +74,7 @@ def main() -> None:
     whole = median_time(lambda: capture(video, embedder=None, detector=detector), args.runs)
     print(f"capture of a 4 s 640x480 recording ({len(sampled)} frames sampled), median of {args.runs}")
     print(f"{'stage':<28}{'seconds':>10}{'x decode':>10}")
-    for name, seconds in (("decode sampled frames", decode), ("detect faces (Haar)", detect),
-                          ("whole capture", whole)):
+    for name, seconds in (("decode sampled frames", decode), ("detect faces (Haar)", detect), ("whole capture", whole)):
         print(f"{name:<28}{seconds:>10.3f}{seconds / decode:>10.1f}")
 
     store = cameos.CameoStore()

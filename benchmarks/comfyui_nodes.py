@@ -79,16 +79,29 @@ def main() -> None:
             for name, way in ways.items():
                 times[name].append(timed(way))
         base = statistics.median(times["engine"])
-        rows.append((backend, base, statistics.median(times["previews"]), statistics.median(times["node"]),
-                     max(calibration, 0.0)))
+        rows.append(
+            (
+                backend,
+                base,
+                statistics.median(times["previews"]),
+                statistics.median(times["node"]),
+                max(calibration, 0.0),
+            )
+        )
 
     steps = REQUEST["steps"]
-    print(f"tiny models, {REQUEST['width']}x{REQUEST['height']}, {REQUEST['seconds']:g} s, {steps} steps,"
-          f" median of {args.runs} runs (CPU)")
-    print(f"{'backend':<10}{'engine s':>10}{'previews s':>12}{'ratio':>8}{'node s':>9}{'ratio':>8}{'calibration s':>15}")
+    print(
+        f"tiny models, {REQUEST['width']}x{REQUEST['height']}, {REQUEST['seconds']:g} s, {steps} steps,"
+        f" median of {args.runs} runs (CPU)"
+    )
+    print(
+        f"{'backend':<10}{'engine s':>10}{'previews s':>12}{'ratio':>8}{'node s':>9}{'ratio':>8}{'calibration s':>15}"
+    )
     for backend, base, previews, node, calibration in rows:
-        print(f"{backend:<10}{base:>10.3f}{previews:>12.3f}{previews / base:>8.2f}{node:>9.3f}{node / base:>8.2f}"
-              f"{calibration:>15.3f}")
+        print(
+            f"{backend:<10}{base:>10.3f}{previews:>12.3f}{previews / base:>8.2f}{node:>9.3f}{node / base:>8.2f}"
+            f"{calibration:>15.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ import time
 import torch
 
 import kinema
-from kinema import GenerationRequest, loading
+from kinema import GenerationRequest
+from kinema.backends import loading
 
 PROMPT = "waves breaking on a rocky shore at dawn, gulls crying, wind"
 
@@ -71,8 +72,14 @@ def time_diffusers(backend, plan, metadata: dict, device: str) -> float:
     cache = metadata.get("cache")
     if cache and family == "wan" and cache.get("method") == "first-block":
         pipe.transformer.enable_cache(FirstBlockCacheConfig(threshold=cache["threshold"]))
-    kwargs = dict(prompt=PROMPT, width=plan.width, height=plan.height, num_frames=plan.num_frames,
-                  guidance_scale=plan.guidance, output_type="np")
+    kwargs = dict(
+        prompt=PROMPT,
+        width=plan.width,
+        height=plan.height,
+        num_frames=plan.num_frames,
+        guidance_scale=plan.guidance,
+        output_type="np",
+    )
     if family == "ltx2":
         kwargs.update(frame_rate=float(plan.fps), **backend.pipeline_kwargs)
 
@@ -80,16 +87,22 @@ def time_diffusers(backend, plan, metadata: dict, device: str) -> float:
     if family == "wan":  # kinema's Wan clips get their sound from a Stable Audio pass: time it here too
         from diffusers import StableAudioPipeline
 
-        sound = StableAudioPipeline.from_pretrained(backend._model_path(backend.audio_model_id), dtype=dtype,
-                                                    use_safetensors=True, local_files_only=True)
+        sound = StableAudioPipeline.from_pretrained(
+            backend._model_path(backend.audio_model_id), dtype=dtype, use_safetensors=True, local_files_only=True
+        )
         sound.set_progress_bar_config(disable=True)
         sound.to(device) if policy in ("full", "vae-tiling") else sound.enable_model_cpu_offload(device=device)
 
     def run(steps: int) -> None:
         pipe(num_inference_steps=steps, generator=torch.Generator("cpu").manual_seed(plan.seed), **kwargs)
         if sound is not None:
-            sound(prompt=PROMPT, audio_end_in_s=plan.seconds, num_inference_steps=steps,
-                  guidance_scale=backend.audio_guidance, generator=torch.Generator("cpu").manual_seed(plan.seed))
+            sound(
+                prompt=PROMPT,
+                audio_end_in_s=plan.seconds,
+                num_inference_steps=steps,
+                guidance_scale=backend.audio_guidance,
+                generator=torch.Generator("cpu").manual_seed(plan.seed),
+            )
 
     run(2)
     sync()
@@ -101,15 +114,19 @@ def time_diffusers(backend, plan, metadata: dict, device: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="ltx2", choices=["ltx2", "wan", "tiny", "tiny-wan"],
-                        help="tiny/tiny-wan: a dry run of this script on the embedded demo models")
+    parser.add_argument(
+        "--backend",
+        default="ltx2",
+        choices=["ltx2", "wan", "tiny", "tiny-wan"],
+        help="tiny/tiny-wan: a dry run of this script on the embedded demo models",
+    )
     parser.add_argument("--model", help="model id or folder (default: the backend's)")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--size", default="768x512")
     parser.add_argument("--tiers", nargs="+", default=["draft", "standard", "final"])
     args = parser.parse_args()
 
-    from kinema.device import pick_device
+    from kinema.backends.device import pick_device
 
     device = pick_device()
     backend = kinema.get_backend(args.backend)
@@ -121,24 +138,49 @@ def main() -> None:
     rows = []
     for tier in args.tiers:
         width, height = (int(v) for v in args.size.split("x"))
-        request = GenerationRequest(PROMPT, width=width, height=height, seconds=args.seconds, seed=7, tier=tier,
-                                    backend=args.backend, model=args.model)
+        request = GenerationRequest(
+            PROMPT,
+            width=width,
+            height=height,
+            seconds=args.seconds,
+            seed=7,
+            tier=tier,
+            backend=args.backend,
+            model=args.model,
+        )
         plan = backend.plan(request)
         ours, metadata = time_kinema(request, backend)
         free()
         theirs = time_diffusers(backend, plan, metadata, device)
         free()
-        rows.append(dict(tier=tier, steps=plan.steps, video=plan.seconds, ours=ours, theirs=theirs,
-                         cache=metadata.get("cache"), memory=metadata.get("memory_policy")))
+        rows.append(
+            dict(
+                tier=tier,
+                steps=plan.steps,
+                video=plan.seconds,
+                ours=ours,
+                theirs=theirs,
+                cache=metadata.get("cache"),
+                memory=metadata.get("memory_policy"),
+            )
+        )
     name = torch.cuda.get_device_name() if device.startswith("cuda") else device
     print(f"{backend.model_id} on {name}: {args.size}, {args.seconds:g} s requested, torch {torch.__version__}")
-    print(f"{'tier':<9} {'steps':>5} {'video s':>7} {'kinema s/s':>10} {'diffusers s/s':>13} {'speed-up':>8}"
-          f"  memory / cache")
+    print(
+        f"{'tier':<9} {'steps':>5} {'video s':>7} {'kinema s/s':>10} {'diffusers s/s':>13} {'speed-up':>8}"
+        f"  memory / cache"
+    )
     for row in rows:
         cache = row["cache"] or {}
-        shown = f"{cache.get('method')} {cache.get('threshold', '')}, {cache.get('blocks_computed', 1):.0%} of blocks" if cache else "no cache"
-        print(f"{row['tier']:<9} {row['steps']:>5} {row['video']:>7.2f} {row['ours'] / row['video']:>10.1f}"
-              f" {row['theirs'] / row['video']:>13.1f} {row['theirs'] / row['ours']:>7.2f}x  {row['memory']} / {shown}")
+        shown = (
+            f"{cache.get('method')} {cache.get('threshold', '')}, {cache.get('blocks_computed', 1):.0%} of blocks"
+            if cache
+            else "no cache"
+        )
+        print(
+            f"{row['tier']:<9} {row['steps']:>5} {row['video']:>7.2f} {row['ours'] / row['video']:>10.1f}"
+            f" {row['theirs'] / row['video']:>13.1f} {row['theirs'] / row['ours']:>7.2f}x  {row['memory']} / {shown}"
+        )
 
 
 if __name__ == "__main__":

@@ -29,8 +29,13 @@ PROMPT = "a red fox running through snow, wind howling"
 SEED = 3
 # Weight-bound: a wide transformer at a small size; decode-bound: a narrow one at a size the VAE tiles.
 SCENARIOS = ("32x256x256", "4x1024x1024")
-LTX2_ONE_PASS = dict(stg_scale=0.0, audio_stg_scale=0.0, modality_scale=1.0, audio_modality_scale=1.0,
-                     spatio_temporal_guidance_blocks=None)
+LTX2_ONE_PASS = dict(
+    stg_scale=0.0,
+    audio_stg_scale=0.0,
+    modality_scale=1.0,
+    audio_modality_scale=1.0,
+    spatio_temporal_guidance_blocks=None,
+)
 
 
 def _status_kib(field: str) -> int:
@@ -54,8 +59,8 @@ def child(policy: str, folder: str, out: str, size: str, steps: int) -> None:
     import torch
     from diffusers import LTX2Pipeline
 
-    from kinema import memory
-    from kinema.device import pick_device
+    from kinema.backends import memory
+    from kinema.backends.device import pick_device
 
     device = pick_device()
     width, height = (int(v) for v in size.split("x"))
@@ -67,18 +72,36 @@ def child(policy: str, folder: str, out: str, size: str, steps: int) -> None:
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    result = pipe(prompt=PROMPT, width=width, height=height, num_frames=9, frame_rate=24.0, num_inference_steps=steps,
-                  guidance_scale=3.0, generator=torch.Generator().manual_seed(SEED), output_type="np",
-                  max_sequence_length=128, **LTX2_ONE_PASS)
+    result = pipe(
+        prompt=PROMPT,
+        width=width,
+        height=height,
+        num_frames=9,
+        frame_rate=24.0,
+        num_inference_steps=steps,
+        guidance_scale=3.0,
+        generator=torch.Generator().manual_seed(SEED),
+        output_type="np",
+        max_sequence_length=128,
+        **LTX2_ONE_PASS,
+    )
     seconds = time.perf_counter() - start
     peak_rss = _status_kib("VmHWM")
     frames = (np.clip(np.asarray(result.frames[0]), 0.0, 1.0) * 255.0).round().astype(np.uint8)
     np.savez(out, frames=frames, audio=result.audio[0].float().cpu().numpy())
-    print(json.dumps({
-        "policy": policy, "load_rss": load_rss * 1024, "peak_rss": peak_rss * 1024, "peak_reset": reset,
-        "peak_gpu": torch.cuda.max_memory_allocated() if device.startswith("cuda") else None,
-        "seconds": seconds, "device": device,
-    }))
+    print(
+        json.dumps(
+            {
+                "policy": policy,
+                "load_rss": load_rss * 1024,
+                "peak_rss": peak_rss * 1024,
+                "peak_reset": reset,
+                "peak_gpu": torch.cuda.max_memory_allocated() if device.startswith("cuda") else None,
+                "seconds": seconds,
+                "device": device,
+            }
+        )
+    )
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -93,9 +116,12 @@ def snr(reference: np.ndarray, other: np.ndarray) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenario", action="append", metavar="HEADSxWIDTHxHEIGHT",
-                        help="transformer width in 16-wide heads and clip size; repeatable"
-                             f" (default: {' and '.join(SCENARIOS)})")
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        metavar="HEADSxWIDTHxHEIGHT",
+        help=f"transformer width in 16-wide heads and clip size; repeatable (default: {' and '.join(SCENARIOS)})",
+    )
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--size", default="256x256", help=argparse.SUPPRESS)  # the child's clip size
     parser.add_argument("--child", nargs=3, metavar=("POLICY", "FOLDER", "OUT"), help=argparse.SUPPRESS)
@@ -104,7 +130,7 @@ def main() -> None:
         child(*args.child, size=args.size, steps=args.steps)
         return
 
-    from kinema.device import pick_device
+    from kinema.backends.device import pick_device
 
     device = pick_device()
     for scenario in args.scenario or SCENARIOS:
@@ -115,8 +141,8 @@ def main() -> None:
 def report(device: str, heads: int, size: str, steps: int) -> None:
     from diffusers import LTX2Pipeline
 
-    from kinema import memory
-    from kinema.tiny import small_ltx2_components
+    from kinema.backends import memory
+    from kinema.backends.tiny_parts import small_ltx2_components
 
     with tempfile.TemporaryDirectory() as work:
         folder = Path(work) / "small-ltx2"
@@ -128,8 +154,21 @@ def report(device: str, heads: int, size: str, steps: int) -> None:
         for policy in memory.policies_for(device):
             out = Path(work) / f"{policy.name}.npz"
             done = subprocess.run(
-                [sys.executable, __file__, "--child", policy.name, str(folder), str(out), "--size", size,
-                 "--steps", str(steps)], capture_output=True, text=True)
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    policy.name,
+                    str(folder),
+                    str(out),
+                    "--size",
+                    size,
+                    "--steps",
+                    str(steps),
+                ],
+                capture_output=True,
+                text=True,
+            )
             if done.returncode != 0:
                 print(f"{policy.name}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
                 continue
@@ -141,17 +180,24 @@ def report(device: str, heads: int, size: str, steps: int) -> None:
         sys.exit("no policy ran")
     reference = rows[0]
     mib = 2**20
-    print(f"\nmemory policies on {device}: small LTX-2 ({weights.transformer / mib:.0f} MiB transformer,"
-          f" {weights.total / mib:.0f} MiB in all), {size}, 9 frames, {steps} steps, a fresh process per policy")
+    print(
+        f"\nmemory policies on {device}: small LTX-2 ({weights.transformer / mib:.0f} MiB transformer,"
+        f" {weights.total / mib:.0f} MiB in all), {size}, 9 frames, {steps} steps, a fresh process per policy"
+    )
     gpu = device.startswith("cuda")
-    print(f"{'policy':<18} {'peak RSS':>9} {'vs full':>8}" + (f" {'peak GPU':>9}" if gpu else "")
-          + f" {'seconds':>8} {'frame PSNR':>10} {'audio SNR':>10}")
+    print(
+        f"{'policy':<18} {'peak RSS':>9} {'vs full':>8}"
+        + (f" {'peak GPU':>9}" if gpu else "")
+        + f" {'seconds':>8} {'frame PSNR':>10} {'audio SNR':>10}"
+    )
     for row in rows:
         ratio = row["peak_rss"] / reference["peak_rss"]
-        line = (f"{row['policy']:<18} {row['peak_rss'] / mib:>7.0f}Mi {ratio:>7.2f}x"
-                + (f" {row['peak_gpu'] / mib:>7.0f}Mi" if gpu else "")
-                + f" {row['seconds']:>8.1f} {psnr(reference['frames'], row['frames']):>7.1f} dB"
-                f" {snr(reference['audio'], row['audio']):>7.1f} dB")
+        line = (
+            f"{row['policy']:<18} {row['peak_rss'] / mib:>7.0f}Mi {ratio:>7.2f}x"
+            + (f" {row['peak_gpu'] / mib:>7.0f}Mi" if gpu else "")
+            + f" {row['seconds']:>8.1f} {psnr(reference['frames'], row['frames']):>7.1f} dB"
+            f" {snr(reference['audio'], row['audio']):>7.1f} dB"
+        )
         print(line)
     if not reference["peak_reset"]:
         print("(peak RSS could not be reset after loading on this OS: peaks include loading)")

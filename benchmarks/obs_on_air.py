@@ -79,7 +79,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="kinema-obs-bench-") as temp:
         work = Path(temp)
         home = work / "kinema-home"
-        from kinema.tiny import build_tiny
+        from kinema.backends.tiny_parts import build_tiny
 
         build_tiny("ltx2", home / "models" / "kinema--tiny-ltx2")
         rig = obs_harness.Rig(work, home)
@@ -90,13 +90,15 @@ def main() -> None:
 
 
 def run(rig: obs_harness.Rig, args) -> None:
-    job = {"prompt": "fireworks over a lake at night", "size": args.size, "seconds": args.seconds,
-           "steps": args.steps}
+    job = {"prompt": "fireworks over a lake at night", "size": args.size, "seconds": args.seconds, "steps": args.steps}
     hog_seconds = 5.0
     hog = rig.workdir / "bench_hog.py"
     hog.write_text(HOG_SCRIPT.replace("SECONDS", repr(hog_seconds)))
-    instance = rig.start_obs("obs", settings=rig.script_settings(
-        prompt=job["prompt"], size=args.size, seconds=args.seconds, steps=args.steps), extra_scripts=[hog])
+    instance = rig.start_obs(
+        "obs",
+        settings=rig.script_settings(prompt=job["prompt"], size=args.size, seconds=args.seconds, steps=args.steps),
+        extra_scripts=[hog],
+    )
     ws = rig.connect(instance)
     if not args.no_record:
         ws.call("StartRecord")
@@ -105,8 +107,12 @@ def run(rig: obs_harness.Rig, args) -> None:
 
     def server(path: str, body: dict | None = None) -> dict:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(rig.server.url + path, data=data, method="POST" if data else "GET",
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            rig.server.url + path,
+            data=data,
+            method="POST" if data else "GET",
+            headers={"Content-Type": "application/json"},
+        )
 
         def call() -> dict:
             with opener.open(request, timeout=30) as response:
@@ -139,8 +145,12 @@ def run(rig: obs_harness.Rig, args) -> None:
             raise RuntimeError(f"generation failed: {done.get('error')}")
         return done
 
-    phases: dict[str, list[dict]] = {"idle": [], "server generating": [], "through the OBS script": [],
-                                     "control: GIL held": []}
+    phases: dict[str, list[dict]] = {
+        "idle": [],
+        "server generating": [],
+        "through the OBS script": [],
+        "control: GIL held": [],
+    }
     latency_event, latency_frame = [], []
     durations = []
     # Warm-up: loads the model in the server and opens the media source once.
@@ -208,10 +218,14 @@ def run(rig: obs_harness.Rig, args) -> None:
     for line in instance.log().splitlines():
         if "OBS " in line and "(linux)" in line and version == "?":
             version = line.split("OBS ", 1)[1].split(" ")[0]
-    print(f"obs on air: OBS {version}, {instance.canvas[0]}x{instance.canvas[1]} at {instance.fps} fps,"
-          f" {'recording x264' if not args.no_record else 'not recording'}; tiny {args.size}, {args.seconds:g} s,"
-          f" {args.steps} steps; {args.rounds} rounds, {os.cpu_count()} CPUs")
-    print(f"{'phase':<24} {'seconds':>8} {'frames':>7} {'lagged':>7} {'/1000':>7} {'enc frames':>10} {'skipped':>8} {'/1000':>7}")
+    print(
+        f"obs on air: OBS {version}, {instance.canvas[0]}x{instance.canvas[1]} at {instance.fps} fps,"
+        f" {'recording x264' if not args.no_record else 'not recording'}; tiny {args.size}, {args.seconds:g} s,"
+        f" {args.steps} steps; {args.rounds} rounds, {os.cpu_count()} CPUs"
+    )
+    print(
+        f"{'phase':<24} {'seconds':>8} {'frames':>7} {'lagged':>7} {'/1000':>7} {'enc frames':>10} {'skipped':>8} {'/1000':>7}"
+    )
     totals = {}
     for name, rows in phases.items():
         total = {key: sum(row[key] for row in rows) for key in ("seconds", *STATS)}
@@ -219,16 +233,22 @@ def run(rig: obs_harness.Rig, args) -> None:
         lagged = 1000 * total["renderSkippedFrames"] / max(1, total["renderTotalFrames"])
         skipped = 1000 * total["outputSkippedFrames"] / max(1, total["outputTotalFrames"])
         total["lagged_rate"], total["skipped_rate"] = lagged, skipped
-        print(f"{name:<24} {total['seconds']:>8.1f} {total['renderTotalFrames']:>7} {total['renderSkippedFrames']:>7}"
-              f" {lagged:>7.2f} {total['outputTotalFrames']:>10} {total['outputSkippedFrames']:>8} {skipped:>7.2f}")
+        print(
+            f"{name:<24} {total['seconds']:>8.1f} {total['renderTotalFrames']:>7} {total['renderSkippedFrames']:>7}"
+            f" {lagged:>7.2f} {total['outputTotalFrames']:>10} {total['outputSkippedFrames']:>8} {skipped:>7.2f}"
+        )
     script, direct = totals["through the OBS script"], totals["server generating"]
-    print(f"script vs server alone: lagged {script['renderSkippedFrames']} vs {direct['renderSkippedFrames']},"
-          f" skipped {script['outputSkippedFrames']} vs {direct['outputSkippedFrames']}")
+    print(
+        f"script vs server alone: lagged {script['renderSkippedFrames']} vs {direct['renderSkippedFrames']},"
+        f" skipped {script['outputSkippedFrames']} vs {direct['outputSkippedFrames']}"
+    )
 
     def show(name: str, values: list[float]) -> None:
         if values:
-            print(f"{name:<52} median {statistics.median(values):.3f} s  (min {min(values):.3f}, max {max(values):.3f},"
-                  f" n={len(values)})")
+            print(
+                f"{name:<52} median {statistics.median(values):.3f} s  (min {min(values):.3f}, max {max(values):.3f},"
+                f" n={len(values)})"
+            )
         else:
             print(f"{name:<52} not measured")
 

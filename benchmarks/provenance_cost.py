@@ -24,8 +24,8 @@ import av
 import numpy as np
 
 import kinema
-from kinema import watermark
-from kinema.media import write_mp4
+from kinema.media import watermark
+from kinema.media.files import write_mp4
 
 
 def timed(fn, *args, **kwargs):
@@ -47,8 +47,10 @@ def natural(frames: int, height: int, width: int, pan: float, seed: int) -> np.n
         plane = np.real(np.fft.ifft2(spectrum))
         planes.append((plane - plane.mean()) / plane.std() * std + mean)
     picture = np.stack(planes, -1) @ watermark._YCC_TO_RGB.T
-    picture[height // 3:height // 2, width // 4:width // 2] = (200, 40, 30)
-    return np.clip(np.stack([picture[:, int(t * pan):int(t * pan) + width] for t in range(frames)]), 0, 255).astype(np.uint8)
+    picture[height // 3 : height // 2, width // 4 : width // 2] = (200, 40, 30)
+    return np.clip(np.stack([picture[:, int(t * pan) : int(t * pan) + width] for t in range(frames)]), 0, 255).astype(
+        np.uint8
+    )
 
 
 def reencode(frames: np.ndarray, *, crf: int, scale: float = 1.0) -> np.ndarray:
@@ -60,7 +62,9 @@ def reencode(frames: np.ndarray, *, crf: int, scale: float = 1.0) -> np.ndarray:
         stream = container.add_stream("libx264", rate=24, options={"crf": str(crf)})
         stream.width, stream.height, stream.pix_fmt = w2, h2, "yuv420p"
         for frame in frames:
-            image = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(width=w2, height=h2, interpolation="BILINEAR")
+            image = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(
+                width=w2, height=h2, interpolation="BILINEAR"
+            )
             container.mux(stream.encode(image))
         container.mux(stream.encode(None))
     buffer.seek(0)
@@ -78,8 +82,9 @@ def bit_errors(frames: np.ndarray, clip_id: str) -> int:
 
 
 def tiny_cost(runs: int, size: int) -> None:
-    request = kinema.GenerationRequest("a red fox running through snow", width=size, height=size, seconds=1.0,
-                                       steps=8, seed=11)
+    request = kinema.GenerationRequest(
+        "a red fox running through snow", width=size, height=size, seconds=1.0, steps=8, seed=11
+    )
     kinema.generate(request)  # build and warm the model
     generate_s, plain_s, signed_s, plain_b, signed_b = [], [], [], [], []
     with tempfile.TemporaryDirectory() as folder:
@@ -87,7 +92,7 @@ def tiny_cost(runs: int, size: int) -> None:
             seconds, clip = timed(kinema.generate, request)
             generate_s.append(seconds)
             order = [(False, plain_s, plain_b), (True, signed_s, signed_b)]
-            for provenance, times, sizes in (order if run % 2 == 0 else order[::-1]):  # interleave against drift
+            for provenance, times, sizes in order if run % 2 == 0 else order[::-1]:  # interleave against drift
                 path = Path(folder) / f"{provenance}.mp4"
                 seconds, _ = timed(clip.save, path, provenance=provenance)
                 times.append(seconds)
@@ -100,14 +105,16 @@ def tiny_cost(runs: int, size: int) -> None:
     print(f"{'save, provenance off':<28}{plain:>9.3f}{statistics.median(plain_b):>9.0f}")
     print(f"{'save, provenance on':<28}{signed:>9.3f}{statistics.median(signed_b):>9.0f}")
     added, added_bytes = signed - plain, statistics.median(signed_b) - statistics.median(plain_b)
-    print(f"added: {added:.3f} s = {added / (gen + plain):.1%} of generate + encode;"
-          f" {added_bytes:.0f} bytes = {added_bytes / statistics.median(plain_b):.1%} of the file")
+    print(
+        f"added: {added:.3f} s = {added / (gen + plain):.1%} of generate + encode;"
+        f" {added_bytes:.0f} bytes = {added_bytes / statistics.median(plain_b):.1%} of the file"
+    )
 
 
 def hd_cost(runs: int, frames: int = 24) -> None:
     import c2pa
 
-    from kinema import provenance
+    from kinema.media import provenance
 
     clip_frames = natural(frames, 720, 1280, 4, 7)
     embed_s, read_s, encode_s, sign_s = [], [], [], []
@@ -121,11 +128,13 @@ def hd_cost(runs: int, frames: int = 24) -> None:
             encode_s.append(timed(write_mp4, unsigned, marked, 24)[0] / frames)
 
             def sign():
-                signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(identity.alg, identity.chain_pem, identity.key_pem, None))
-                manifest = provenance._manifest({"prompt": "p", "backend": "tiny"},
-                                                {"clip_id": "0123456789", "watermark": {"status": "embedded"}})
-                with c2pa.Builder(manifest) as builder, \
-                        open(unsigned, "rb") as source, open(signed, "w+b") as target:
+                signer = c2pa.Signer.from_info(
+                    c2pa.C2paSignerInfo(identity.alg, identity.chain_pem, identity.key_pem, None)
+                )
+                manifest = provenance._manifest(
+                    {"prompt": "p", "backend": "tiny"}, {"clip_id": "0123456789", "watermark": {"status": "embedded"}}
+                )
+                with c2pa.Builder(manifest) as builder, open(unsigned, "rb") as source, open(signed, "w+b") as target:
                     builder.sign(signer, "video/mp4", source, target)
 
             sign_s.append(timed(sign)[0])
@@ -138,13 +147,16 @@ def hd_cost(runs: int, frames: int = 24) -> None:
     print(f"{'watermark embed':<34}{embed:>8.1f}{embed / encode:>10.2f}")
     print(f"{'watermark read':<34}{read:>8.1f}{read / encode:>10.2f}")
     sign = statistics.median(sign_s) * 1000
-    print(f"C2PA signing of the {size / 1e6:.1f} MB clip: {sign:.0f} ms ({sign / frames:.1f} ms per frame),"
-          f" +{added} bytes ({added / size:.2%})")
+    print(
+        f"C2PA signing of the {size / 1e6:.1f} MB clip: {sign:.0f} ms ({sign / frames:.1f} ms per frame),"
+        f" +{added} bytes ({added / size:.2%})"
+    )
 
 
 def robustness() -> None:
-    clip = kinema.generate(kinema.GenerationRequest("a red fox running through snow", width=256, height=256,
-                                                    seconds=0.4, steps=2, seed=5))
+    clip = kinema.generate(
+        kinema.GenerationRequest("a red fox running through snow", width=256, height=256, seconds=0.4, steps=2, seed=5)
+    )
     cases = [
         ("tiny model 256x256", clip.frames),
         ("natural static 256x256", natural(9, 256, 256, 0, 1)),
@@ -152,8 +164,12 @@ def robustness() -> None:
         ("natural static 1280x720", natural(9, 720, 1280, 0, 3)),
         ("natural pan 1280x720", natural(9, 720, 1280, 6, 4)),
     ]
-    attacks = [("crf 23", dict(crf=23)), ("crf 30", dict(crf=30)), ("0.75x crf 23", dict(crf=23, scale=0.75)),
-               ("0.5x crf 23", dict(crf=23, scale=0.5))]
+    attacks = [
+        ("crf 23", dict(crf=23)),
+        ("crf 30", dict(crf=30)),
+        ("0.75x crf 23", dict(crf=23, scale=0.75)),
+        ("0.5x crf 23", dict(crf=23, scale=0.5)),
+    ]
     print("\n## robustness, 9 frames each: bit errors of 64 / detected (a clip id with a matching CRC-24)")
     print(f"{'content':<26}{'PSNR dB':>8}" + "".join(f"{name:>15}" for name, _ in attacks) + f"{'unmarked':>10}")
     for name, frames in cases:

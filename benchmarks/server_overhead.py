@@ -38,8 +38,14 @@ def main() -> None:
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="kinema-bench-"))
-    os.environ.update({"KINEMA_HOME": str(home), "KINEMA_LOAD_PLUGINS": "", "KINEMA_DEVICE": "cpu",
-                       "OMP_NUM_THREADS": str(args.threads)})
+    os.environ.update(
+        {
+            "KINEMA_HOME": str(home),
+            "KINEMA_LOAD_PLUGINS": "",
+            "KINEMA_DEVICE": "cpu",
+            "OMP_NUM_THREADS": str(args.threads),
+        }
+    )
     os.environ.pop("KINEMA_API_KEY", None)
     try:
         direct, served = bench(args.runs, args.steps, home)
@@ -89,8 +95,11 @@ def bench(runs: int, steps: int, home: Path) -> tuple[dict, dict]:
 
     run_direct(record=False)  # builds and loads the tiny model
     log = open(home / "server.log", "wb")
-    server = subprocess.Popen([sys.executable, "-m", "kinema.cli", "serve", "--port", "0", "--log-level", "warning"],
-                              stdout=subprocess.PIPE, stderr=log)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "kinema.cli", "serve", "--port", "0", "--log-level", "warning"],
+        stdout=subprocess.PIPE,
+        stderr=log,
+    )
     try:
         line = server.stdout.readline().decode()
         match = re.search(r"(http://127\.0\.0\.1:\d+)", line)
@@ -110,11 +119,15 @@ def bench(runs: int, steps: int, home: Path) -> tuple[dict, dict]:
 
 def report(direct: dict, served: dict, args: argparse.Namespace) -> None:
     ms = lambda values: statistics.median(values) * 1000  # noqa: E731
-    print(f"kinema server overhead: tiny backend, {SIZE[0]}x{SIZE[1]}, 9 frames, {args.steps} steps, audio on,"
-          f" CPU, {args.threads} torch thread(s); median of {args.runs} alternating jobs after a warm-up")
+    print(
+        f"kinema server overhead: tiny backend, {SIZE[0]}x{SIZE[1]}, 9 frames, {args.steps} steps, audio on,"
+        f" CPU, {args.threads} torch thread(s); median of {args.runs} alternating jobs after a warm-up"
+    )
     print(f"{'':34}{'direct':>10}{'server':>10}{'overhead':>10}")
-    rows = [("submit -> first progress event", ms(direct["first"]), ms(served["first"])),
-            ("submit -> completed (clip saved)", ms(direct["total"]), ms(served["total"]))]
+    rows = [
+        ("submit -> first progress event", ms(direct["first"]), ms(served["first"])),
+        ("submit -> completed (clip saved)", ms(direct["total"]), ms(served["total"])),
+    ]
     for label, a, b in rows:
         print(f"{label:34}{a:>8.0f}ms{b:>8.0f}ms{b - a:>+8.0f}ms")
     print(f"{'download the MP4 (client)':34}{'':>10}{ms(served['download']):>8.0f}ms")

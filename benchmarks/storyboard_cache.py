@@ -32,29 +32,38 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     runs = parser.parse_args().runs
 
-    from kinema.assemble import Piece, join
+    from kinema.media.assemble import Piece, join
     from kinema.storyboard import parse_storyboard, run_storyboard
 
     os.environ.setdefault("KINEMA_LOAD_PLUGINS", "")
     original = os.environ.get("KINEMA_HOME")
     models = os.path.join(original or tempfile.gettempdir(), "models")
-    times: dict[str, list[float]] = {"from scratch": [], "unchanged (all cached)": [], "shot 2 edited": [], "join only": []}
+    times: dict[str, list[float]] = {
+        "from scratch": [],
+        "unchanged (all cached)": [],
+        "shot 2 edited": [],
+        "join only": [],
+    }
     remade: dict[str, list[int]] = {}
     for run in range(runs + 1):  # run 0 warms up (builds the tiny model, loads the pipeline)
         with tempfile.TemporaryDirectory() as home:
             os.makedirs(models, exist_ok=True)
             os.symlink(models, os.path.join(home, "models"))
             os.environ["KINEMA_HOME"] = home
-            for case, text in (("from scratch", BOARD.format(boat="boat")),
-                               ("unchanged (all cached)", BOARD.format(boat="boat")),
-                               ("shot 2 edited", BOARD.format(boat="red boat"))):
+            for case, text in (
+                ("from scratch", BOARD.format(boat="boat")),
+                ("unchanged (all cached)", BOARD.format(boat="boat")),
+                ("shot 2 edited", BOARD.format(boat="red boat")),
+            ):
                 started = time.perf_counter()
                 result = run_storyboard(parse_storyboard(text))
                 if run:
                     times[case].append(time.perf_counter() - started)
                     remade[case] = result.regenerated
-            pieces = [Piece(r.clip.frames, r.generated.audio, round(r.plan.head * r.generated.sample_rate / r.plan.fps))
-                      for r in result.shots]
+            pieces = [
+                Piece(r.clip.frames, r.generated.audio, round(r.plan.head * r.generated.sample_rate / r.plan.fps))
+                for r in result.shots
+            ]
             started = time.perf_counter()
             join(pieces, result.film.fps, result.film.sample_rate)
             if run:

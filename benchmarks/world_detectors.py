@@ -41,8 +41,8 @@ def _blur(frames: np.ndarray, sigma: float) -> np.ndarray:
     k /= k.sum()
     f = frames.astype(np.float64)
     pad = np.pad(f, ((0, 0), (r, r), (r, r), (0, 0)), mode="edge")
-    rows = sum(k[i] * pad[:, i: i + f.shape[1], :, :] for i in range(len(k)))
-    return sum(k[i] * rows[:, :, i: i + f.shape[2], :] for i in range(len(k)))
+    rows = sum(k[i] * pad[:, i : i + f.shape[1], :, :] for i in range(len(k)))
+    return sum(k[i] * rows[:, :, i : i + f.shape[2], :] for i in range(len(k)))
 
 
 def degrade(frames: np.ndarray, audio: np.ndarray, rng: np.random.Generator):
@@ -82,8 +82,11 @@ class Tally:
             return f"{100 * k / n:5.1f} [{100 * lo:4.1f}-{100 * hi:5.1f}]" if n else "n/a"
 
         out = [share(self.right[k], self.clips) for k in self.KEYS]
-        out += [share(self.with_onset, self.contacts), share(self.lonely, self.onsets),
-                f"{np.median(self.offsets):.2f}" if self.offsets else "n/a"]
+        out += [
+            share(self.with_onset, self.contacts),
+            share(self.lonely, self.onsets),
+            f"{np.median(self.offsets):.2f}" if self.offsets else "n/a",
+        ]
         return out
 
 
@@ -109,12 +112,13 @@ def main() -> None:
             rows["degraded"].add(scene, clip, *degrade(clip.frames, clip.audio, noise))
     elapsed = time.perf_counter() - start
 
-    heads = ["", "colour", "size", "wall", "floor", "physics", "contact+onset", "onset, no contact",
-             "median |off| ms"]
+    heads = ["", "colour", "size", "wall", "floor", "physics", "contact+onset", "onset, no contact", "median |off| ms"]
     table = [[name] + t.cells() for name, t in rows.items()]
     widths = [max(len(r[i]) for r in [heads] + table) for i in range(len(heads))]
-    print(f"{args.n} scenes (split {args.split}, seed {args.seed}), 64x64, 12 fps, 25 frames, 16 kHz;"
-          f" % with 95 % Wilson intervals; {elapsed:.1f} s")
+    print(
+        f"{args.n} scenes (split {args.split}, seed {args.seed}), 64x64, 12 fps, 25 frames, 16 kHz;"
+        f" % with 95 % Wilson intervals; {elapsed:.1f} s"
+    )
     for r in [heads] + table:
         print(" | ".join(c.ljust(w) for c, w in zip(r, widths)))
     t = rows["renders"]

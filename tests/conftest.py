@@ -40,7 +40,7 @@ def app_client(kinema_env):
     """The job server in-process (httpx via TestClient), workers running, no API key."""
     from fastapi.testclient import TestClient
 
-    from kinema.server import create_app
+    from kinema.server.app import create_app
 
     with TestClient(create_app(api_key=None), base_url="http://127.0.0.1") as client:
         yield client

@@ -36,8 +36,10 @@ SCENARIO_TIMEOUT = 600  # tiny clips take seconds; this only bounds a hung run o
 def blender_python() -> str:
     path = os.environ.get("KINEMA_BLENDER_PYTHON") or str(REPO / ".venv-blender" / "bin" / "python")
     if not os.path.isfile(path):
-        message = (f"the Blender tests need bpy 5.0.1 in its own venv at {path} (run `bash tests/setup.sh`, or set"
-                   " KINEMA_BLENDER_PYTHON)")
+        message = (
+            f"the Blender tests need bpy 5.0.1 in its own venv at {path} (run `bash tests/setup.sh`, or set"
+            " KINEMA_BLENDER_PYTHON)"
+        )
         if os.environ.get("CI", "").lower() in ("true", "1"):
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
@@ -70,7 +72,7 @@ def test_clip_names_never_overwrite(tmp_path):
 
 
 def test_the_addon_ships_no_client_of_its_own():
-    """`kinema install blender` adds core/client.py; the repository keeps one client."""
+    """`kinema install blender` adds core/kinema/client.py; the repository keeps one client."""
     assert not (ADDON / "kinema_client.py").exists()
     for path in ADDON.glob("*.py"):
         tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -81,8 +83,8 @@ def test_the_addon_ships_no_client_of_its_own():
 def test_install_without_blender_builds_a_checked_zip_and_prints_the_command(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    from kinema import hosts_blender
     from kinema.cli import cli
+    from kinema.hosts import blender as hosts_blender
 
     monkeypatch.setattr(hosts_blender, "find_blender", lambda: None)
     result = CliRunner().invoke(cli, ["install", "blender", "--output", str(tmp_path)])
@@ -113,7 +115,7 @@ def tiny_home(tmp_path_factory, shared_models) -> Path:
     """A data directory for the test server, linked to the session's tiny models (built here if needed)."""
     target = shared_models / "kinema--tiny-ltx2"
     if not (target / "model_index.json").is_file():
-        from kinema.tiny import build_tiny
+        from kinema.backends.tiny_parts import build_tiny
 
         build_tiny("ltx2", target)
     home = tmp_path_factory.mktemp("blender-kinema-home")
@@ -130,8 +132,13 @@ def _server_env(home: Path) -> dict:
 @pytest.fixture(scope="module")
 def server(tiny_home):
     """`kinema serve` on a free loopback port; yields its URL."""
-    process = subprocess.Popen([sys.executable, "-m", "kinema.cli", "serve", "--port", "0", "--log-level", "warning"],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_server_env(tiny_home))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kinema.cli", "serve", "--port", "0", "--log-level", "warning"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_server_env(tiny_home),
+    )
     url = None
     lines = []
     for line in process.stdout:
@@ -156,16 +163,25 @@ def blender(tmp_path_factory):
     python = blender_python()
     root = tmp_path_factory.mktemp("blender")
     env = dict(os.environ, BLENDER_USER_RESOURCES=str(root / "user"))
-    done = subprocess.run([sys.executable, "-m", "kinema.cli", "install", "blender", "--blender", python,
-                           "--output", str(root / "dist")], capture_output=True, text=True, env=env,
-                          timeout=SCENARIO_TIMEOUT)
+    done = subprocess.run(
+        [sys.executable, "-m", "kinema.cli", "install", "blender", "--blender", python, "--output", str(root / "dist")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=SCENARIO_TIMEOUT,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return {"python": python, "env": env, "root": root, "output": done.stdout}
 
 
 def scenario(blender, name: str, env: dict | None = None, **arguments) -> dict:
-    done = subprocess.run([blender["python"], str(SCENARIO), name, json.dumps(arguments)], capture_output=True,
-                          text=True, env={**blender["env"], **(env or {})}, timeout=SCENARIO_TIMEOUT)
+    done = subprocess.run(
+        [blender["python"], str(SCENARIO), name, json.dumps(arguments)],
+        capture_output=True,
+        text=True,
+        env={**blender["env"], **(env or {})},
+        timeout=SCENARIO_TIMEOUT,
+    )
     results = [line[7:] for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     assert done.returncode == 0 and results, f"scenario {name} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
     outcome = json.loads(results[-1])
@@ -187,7 +203,7 @@ def test_install_validates_with_blender_and_installs(blender):
     assert f'version = "{kinema.__version__}"' in manifest
 
     # Blender's own validator, run again on its own, also rejects a broken manifest.
-    from kinema import hosts_blender
+    from kinema.hosts import blender as hosts_blender
 
     found = hosts_blender.identify(blender["python"])
     assert found.kind == "python" and found.version[:2] == (5, 0)
@@ -196,15 +212,17 @@ def test_install_validates_with_blender_and_installs(blender):
         for item in source.namelist():
             data = source.read(item)
             if item == "blender_manifest.toml":
-                data = data.replace(b'tagline = "Generate video clips with sound into the Video Sequencer"',
-                                    b'tagline = "Ends with a full stop."')
+                data = data.replace(
+                    b'tagline = "Generate video clips with sound into the Video Sequencer"',
+                    b'tagline = "Ends with a full stop."',
+                )
             target.writestr(item, data)
     with pytest.raises(hosts_blender.HostInstallError, match="tagline"):
         hosts_blender.validate(found, broken)
 
 
 def test_generate_adds_movie_and_sound_strips_at_the_playhead(blender, server, tmp_path):
-    from kinema.media import probe
+    from kinema.media.files import probe
 
     outcome = scenario(blender, "generate", url=server, workdir=str(tmp_path))
     jobs = outcome["jobs"]
@@ -285,8 +303,9 @@ def test_a_stopped_server_gives_a_clear_message(blender):
     job = outcome["job"]
     assert outcome["operator"] == ["FINISHED"]  # the button returns at once; the failure arrives later
     assert job["status"] == "failed"
-    assert job["message"] == (f"No kinema server at {url}: run `kinema serve`, or turn on 'Start a local server' in"
-                              " the add-on preferences")
+    assert job["message"] == (
+        f"No kinema server at {url}: run `kinema serve`, or turn on 'Start a local server' in the add-on preferences"
+    )
     assert outcome["server"]["state"] == "error"
     assert "Traceback" not in outcome["log"]
 
@@ -315,8 +334,12 @@ def test_a_clip_at_another_frame_rate_comes_with_a_warning(blender, tmp_path):
 
     rng = np.random.default_rng(0)
     path = tmp_path / "clip24.mp4"
-    Clip(rng.integers(0, 255, (24, 32, 32, 3), dtype=np.uint8), Fraction(24),
-         (rng.random((2, 48000), dtype=np.float32) - 0.5) * 0.2, 48000).save(path)
+    Clip(
+        rng.integers(0, 255, (24, 32, 32, 3), dtype=np.uint8),
+        Fraction(24),
+        (rng.random((2, 48000), dtype=np.float32) - 0.5) * 0.2,
+        48000,
+    ).save(path)
     outcome = scenario(blender, "fps_mismatch", clip=str(path))
     assert outcome["movie"] == [1, 5, 24]  # 24 picture frames...
     assert outcome["sound"] == [2, 5, 30]  # ...but one second of sound: 30 scene frames
@@ -328,8 +351,7 @@ def test_a_clip_at_another_frame_rate_comes_with_a_warning(blender, tmp_path):
 def test_starts_a_local_server_and_stops_it_when_disabled(blender, tmp_path_factory, shared_models):
     home = tmp_path_factory.mktemp("blender-started-home")
     (home / "models").symlink_to(shared_models, target_is_directory=True)
-    outcome = scenario(blender, "start_local", env=_server_env(home), url="http://127.0.0.1:0",
-                       python=sys.executable)
+    outcome = scenario(blender, "start_local", env=_server_env(home), url="http://127.0.0.1:0", python=sys.executable)
     job = outcome["job"]
     assert job["status"] == "done", job
     assert outcome["url"].startswith("http://127.0.0.1:") and not outcome["url"].endswith(":0")
@@ -338,13 +360,20 @@ def test_starts_a_local_server_and_stops_it_when_disabled(blender, tmp_path_fact
 
 
 @pytest.mark.parametrize("stop_on_quit", [True, False], ids=["stop-on-quit", "keep-running"])
-def test_a_started_server_ends_with_a_crashed_blender_unless_kept(blender, tmp_path_factory, shared_models,
-                                                                  stop_on_quit):
-    """"Stop the server when Blender quits" holds even when Blender dies without running the add-on's clean-up."""
+def test_a_started_server_ends_with_a_crashed_blender_unless_kept(
+    blender, tmp_path_factory, shared_models, stop_on_quit
+):
+    """ "Stop the server when Blender quits" holds even when Blender dies without running the add-on's clean-up."""
     home = tmp_path_factory.mktemp("blender-crash-home")
     (home / "models").symlink_to(shared_models, target_is_directory=True)
-    outcome = scenario(blender, "connect_then_crash", env=_server_env(home), url="http://127.0.0.1:0",
-                       python=sys.executable, stop_on_quit=stop_on_quit)
+    outcome = scenario(
+        blender,
+        "connect_then_crash",
+        env=_server_env(home),
+        url="http://127.0.0.1:0",
+        python=sys.executable,
+        stop_on_quit=stop_on_quit,
+    )
     assert outcome["server"]["state"] == "connected", outcome["server"]
     pid = outcome["pid"]
     try:
@@ -369,7 +398,7 @@ def test_generate_from_markers_makes_one_film_at_the_first_marker(blender, serve
     assert video["kinema"]["tier"] == "final"
     movie = next(s for s in outcome["strips"] if s["type"] == "MOVIE")
     assert movie["start"] == 5 and movie["duration"] == 36  # markers at 5, 11, 20; the scene ends at 40
-    from kinema.media import probe
+    from kinema.media.files import probe
 
     film = json.loads(probe(movie["path"]).metadata["kinema"])
     assert film["tier"] == "final"  # every shot was made at the panel's tier
@@ -383,8 +412,8 @@ def test_the_panel_puts_a_cameo_in_the_clip(blender, server, tiny_home):
     import numpy as np
 
     from kinema import Clip
-    from kinema.cameo_capture import CaptureResult
-    from kinema.cameos import CameoStore, local_user
+    from kinema.cameo.capture import CaptureResult
+    from kinema.cameo.store import CameoStore, local_user
 
     portrait = np.zeros((512, 512, 3), np.uint8)
     portrait[128:384, 160:352] = 200

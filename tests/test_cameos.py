@@ -22,11 +22,11 @@ skimage_data = pytest.importorskip("skimage.data")
 
 import kinema  # noqa: E402
 from kinema import GenerationRequest, InvalidRequestError  # noqa: E402
-from kinema import cameos as cameo_lib  # noqa: E402
-from kinema import speech  # noqa: E402
-from kinema.cameo_capture import CaptureError, capture  # noqa: E402
-from kinema.cameos import CameoNotAllowedError, CameoStore, CameoTamperedError  # noqa: E402
-from kinema.media import write_mp4  # noqa: E402
+from kinema.cameo import store as cameo_lib  # noqa: E402
+from kinema.cameo.capture import CaptureError, capture  # noqa: E402
+from kinema.cameo.store import CameoNotAllowedError, CameoStore, CameoTamperedError  # noqa: E402
+from kinema.media import speech  # noqa: E402
+from kinema.media.files import write_mp4  # noqa: E402
 
 if os.environ.get("KINEMA_COMFYUI_DIR"):
     from test_comfyui_integration import comfy  # noqa: E402,F401  (the real-ComfyUI fixture)
@@ -57,7 +57,7 @@ def moving_crop(image: np.ndarray, frames: int = 20, out: int = 256, center=(224
         cx, cy = center[0] + 20 * np.sin(2 * np.pi * u), center[1] + 10 * np.cos(2 * np.pi * u)
         x0 = int(np.clip(cx - side / 2, 0, image.shape[1] - side))
         y0 = int(np.clip(cy - side / 2, 0, image.shape[0] - side))
-        shots.append(cv2.resize(image[y0:y0 + side, x0:x0 + side], (out, out), interpolation=cv2.INTER_AREA))
+        shots.append(cv2.resize(image[y0 : y0 + side, x0 : x0 + side], (out, out), interpolation=cv2.INTER_AREA))
     return np.stack(shots)
 
 
@@ -68,8 +68,11 @@ def media(tmp_path_factory):
     fps = Fraction(10)
     files = {
         "person": write_mp4(root / "person.mp4", moving_crop(astronaut), fps, synth_voice(2.0)[None], RATE),
-        "two": write_mp4(root / "two.mp4", np.concatenate(
-            [moving_crop(astronaut), moving_crop(astronaut[:, ::-1].copy(), center=(288, 150))], axis=2), fps),
+        "two": write_mp4(
+            root / "two.mp4",
+            np.concatenate([moving_crop(astronaut), moving_crop(astronaut[:, ::-1].copy(), center=(288, 150))], axis=2),
+            fps,
+        ),
         "noface": write_mp4(root / "noface.mp4", moving_crop(skimage_data.coffee(), center=(300, 200)), fps),
         "short": write_mp4(root / "short.mp4", moving_crop(astronaut)[:5], fps),
         "voice": speech.write_wav(root / "voice.wav", synth_voice(4.0, seed=1), RATE),
@@ -82,7 +85,7 @@ def media(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def captured(media):
-    from kinema.face import HaarDetector
+    from kinema.cameo.face import HaarDetector
 
     # Module-scoped, so it runs before the per-test KINEMA_HOME exists: name the detector rather than look one up.
     return capture(media["person"], media["voice"], detector=HaarDetector(), embedder=None)
@@ -111,7 +114,7 @@ def test_capture_finds_the_face_and_keeps_the_voice(captured):
     # Different moments, not four copies of the best frame.
     assert len(set(report["reference_times"])) == 4
     # The portrait is centred on the face at a useful size.
-    from kinema.face import HaarDetector
+    from kinema.cameo.face import HaarDetector
 
     faces = HaarDetector().detect(captured.references[0])
     assert len(faces) == 1
@@ -130,13 +133,16 @@ def test_the_videos_own_speech_is_used_when_no_voice_file_is_given(media):
     assert any("at least 3 s" in note for note in result.notes)
 
 
-@pytest.mark.parametrize("video, audio, reason", [
-    ("noface", None, "no_face"),
-    ("two", None, "several_people"),
-    ("person", "silent", "no_speech"),
-    ("short", None, "too_short"),
-    ("broken", None, "unreadable"),
-])
+@pytest.mark.parametrize(
+    "video, audio, reason",
+    [
+        ("noface", None, "no_face"),
+        ("two", None, "several_people"),
+        ("person", "silent", "no_speech"),
+        ("short", None, "too_short"),
+        ("broken", None, "unreadable"),
+    ],
+)
 def test_capture_refuses_with_the_reason(media, video, audio, reason):
     with pytest.raises(CaptureError) as refused:
         capture(media[video], media[audio] if audio else None, embedder=None)
@@ -168,11 +174,21 @@ STATES = {
     "expired": dict(permission="everyone", expires=time.time() - 1),
 }
 ALLOWED = {  # (state, user) -> may use
-    ("only_me", "alice"): True, ("only_me", "bob"): False, ("only_me", "eve"): False,
-    ("listed", "alice"): True, ("listed", "bob"): True, ("listed", "eve"): False,
-    ("everyone", "alice"): True, ("everyone", "bob"): True, ("everyone", "eve"): True,
-    ("revoked", "alice"): False, ("revoked", "bob"): False, ("revoked", "eve"): False,
-    ("expired", "alice"): False, ("expired", "bob"): False, ("expired", "eve"): False,
+    ("only_me", "alice"): True,
+    ("only_me", "bob"): False,
+    ("only_me", "eve"): False,
+    ("listed", "alice"): True,
+    ("listed", "bob"): True,
+    ("listed", "eve"): False,
+    ("everyone", "alice"): True,
+    ("everyone", "bob"): True,
+    ("everyone", "eve"): True,
+    ("revoked", "alice"): False,
+    ("revoked", "bob"): False,
+    ("revoked", "eve"): False,
+    ("expired", "alice"): False,
+    ("expired", "bob"): False,
+    ("expired", "eve"): False,
 }
 
 
@@ -203,10 +219,12 @@ def test_the_engine_refuses_before_any_step_and_runs_when_allowed(store, astro):
 
 
 def test_only_the_owner_manages_a_cameo(store, astro):
-    for action in (lambda: store.allow("astro", "bob", permission="everyone"),
-                   lambda: store.revoke("astro", "bob"),
-                   lambda: store.uses("astro", "bob"),
-                   lambda: store.delete("astro", "bob")):
+    for action in (
+        lambda: store.allow("astro", "bob", permission="everyone"),
+        lambda: store.revoke("astro", "bob"),
+        lambda: store.uses("astro", "bob"),
+        lambda: store.delete("astro", "bob"),
+    ):
         with pytest.raises(CameoNotAllowedError) as refused:
             action()
         assert refused.value.reason == "not_owner"
@@ -288,8 +306,9 @@ def test_wan_vace_receives_the_reference_pictures(astro, monkeypatch):
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(WanVACEPipeline, "__call__", spy)
-    clip = kinema.generate(GenerationRequest("astro surfing", backend="tiny-wan-vace", cameos=("astro",),
-                                             user="alice", **SMALL))
+    clip = kinema.generate(
+        GenerationRequest("astro surfing", backend="tiny-wan-vace", cameos=("astro",), user="alice", **SMALL)
+    )
     references = seen["reference_images"]
     assert len(references) == 1
     assert np.array_equal(np.asarray(references[0]), astro.reference_images()[0])
@@ -311,15 +330,20 @@ def test_ltx2_receives_the_portrait_and_follows_the_speech(astro, monkeypatch):
     transformer = kinema.get_backend("tiny").pipeline().transformer
     heard = []
     handle = transformer.register_forward_hook(
-        lambda module, args, kwargs, out: heard.append((kwargs["audio_hidden_states"].clone(),
-                                                        kwargs["audio_timestep"].clone())), with_kwargs=True)
+        lambda module, args, kwargs, out: heard.append(
+            (kwargs["audio_hidden_states"].clone(), kwargs["audio_timestep"].clone())
+        ),
+        with_kwargs=True,
+    )
     try:
-        clip = kinema.generate(GenerationRequest("astro says hello", cameos=("astro",), speech="astro",
-                                                 user="alice", **SMALL))
+        clip = kinema.generate(
+            GenerationRequest("astro says hello", cameos=("astro",), speech="astro", user="alice", **SMALL)
+        )
         plain = []
         handle.remove()
         handle = transformer.register_forward_hook(
-            lambda module, args, kwargs, out: plain.append(kwargs["audio_hidden_states"].clone()), with_kwargs=True)
+            lambda module, args, kwargs, out: plain.append(kwargs["audio_hidden_states"].clone()), with_kwargs=True
+        )
         kinema.generate(GenerationRequest("astro says hello", **SMALL))
     finally:
         handle.remove()
@@ -344,11 +368,14 @@ def test_a_speech_file_drives_the_clip(media):
     assert np.abs(clip.audio).max() > 0.05
 
 
-@pytest.mark.parametrize("backend, fields, message", [
-    ("tiny-wan", dict(cameos=("astro",)), "cannot put 1 cameo"),
-    ("tiny", dict(cameos=("astro", "other")), "at most 1"),
-    ("tiny-wan-vace", dict(speech="astro", cameos=("astro",)), "cannot follow a speech line"),
-])
+@pytest.mark.parametrize(
+    "backend, fields, message",
+    [
+        ("tiny-wan", dict(cameos=("astro",)), "cannot put 1 cameo"),
+        ("tiny", dict(cameos=("astro", "other")), "at most 1"),
+        ("tiny-wan-vace", dict(speech="astro", cameos=("astro",)), "cannot follow a speech line"),
+    ],
+)
 def test_backends_that_cannot_use_a_cameo_say_so(astro, backend, fields, message):
     with pytest.raises(InvalidRequestError, match=message):
         kinema.generate(GenerationRequest("x", backend=backend, user="alice", **fields, **SMALL))
@@ -387,16 +414,23 @@ def embedder_model(tmp_path, monkeypatch):
     path = tmp_path / "toy-arcface.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(Embedder().eval(), torch.zeros(1, 3, 112, 112), str(path), input_names=["input"],
-                          output_names=["embedding"], dynamic_axes={"input": {0: "batch"}}, dynamo=False)
+        torch.onnx.export(
+            Embedder().eval(),
+            torch.zeros(1, 3, 112, 112),
+            str(path),
+            input_names=["input"],
+            output_names=["embedding"],
+            dynamic_axes={"input": {0: "batch"}},
+            dynamo=False,
+        )
     path.with_suffix(".json").write_text(json.dumps({"mean": 127.5, "std": 127.5}))
     monkeypatch.setenv("KINEMA_FACE_EMBEDDER", str(path))
     return path
 
 
 def test_identity_embedding_and_score(media, embedder_model, store):
-    from kinema.face import get_embedder
-    from kinema.media import read_mp4
+    from kinema.cameo.face import get_embedder
+    from kinema.media.files import read_mp4
 
     embedder = get_embedder()
     assert embedder.name == "toy-arcface.onnx" and "CPUExecutionProvider" in embedder.providers
@@ -428,8 +462,9 @@ def test_cli_cameo_commands(media, monkeypatch, tmp_path):
 
     runner = CliRunner()
     monkeypatch.setenv("KINEMA_USER", "alice")
-    made = runner.invoke(cli, ["cameo", "create", "astro", "--video", str(media["person"]),
-                               "--audio", str(media["voice"])])
+    made = runner.invoke(
+        cli, ["cameo", "create", "astro", "--video", str(media["person"]), "--audio", str(media["voice"])]
+    )
     assert made.exit_code == 0, made.output
     assert "4 reference pictures" in made.output and "voice: " in made.output
     assert "astro (owner alice, voice): only the owner" in runner.invoke(cli, ["cameo", "list"]).output
@@ -442,8 +477,23 @@ def test_cli_cameo_commands(media, monkeypatch, tmp_path):
 
     monkeypatch.setenv("KINEMA_USER", "bob")
     out = tmp_path / "b.mp4"
-    made = runner.invoke(cli, ["generate", "astro dancing", "--cameo", "astro", "--size", "32x32", "--steps", "2",
-                               "--seconds", "0.375", "-o", str(out)])
+    made = runner.invoke(
+        cli,
+        [
+            "generate",
+            "astro dancing",
+            "--cameo",
+            "astro",
+            "--size",
+            "32x32",
+            "--steps",
+            "2",
+            "--seconds",
+            "0.375",
+            "-o",
+            str(out),
+        ],
+    )
     assert made.exit_code == 0, made.output
     assert "cameo astro: identity match not scored" in made.output
 
@@ -461,7 +511,7 @@ def test_cli_cameo_commands(media, monkeypatch, tmp_path):
 
 @pytest.fixture
 def keys(kinema_env):
-    from kinema.users import add_key
+    from kinema.server.users import add_key
 
     return {user: {"Authorization": f"Bearer {add_key(user)}"} for user in ("alice", "bob", "eve")}
 
@@ -469,7 +519,7 @@ def keys(kinema_env):
 def api(start_workers=False):
     from fastapi.testclient import TestClient
 
-    from kinema.server import create_app
+    from kinema.server.app import create_app
 
     return TestClient(create_app(api_key=None, start_workers=start_workers), base_url="http://127.0.0.1")
 
@@ -486,22 +536,28 @@ def test_server_creates_cameos_from_uploads_and_enforces_consent(media, keys):
         made = upload(client, keys["alice"], media)
         assert made.status_code == 201, made.text
         assert made.json()["owner"] == "alice" and made.json()["has_voice"] and made.json()["references"] == 4
-        for video, audio, code, param in (("noface", None, "cameo_no_face", "video"),
-                                          ("person", "silent", "cameo_no_speech", "audio")):
+        for video, audio, code, param in (
+            ("noface", None, "cameo_no_face", "video"),
+            ("person", "silent", "cameo_no_speech", "audio"),
+        ):
             refused = upload(client, keys["alice"], media, name="nope", video=video, audio=audio)
             assert refused.status_code == 400 and refused.json()["error"]["code"] == code
             assert refused.json()["error"]["param"] == param
         assert client.get("/v1/cameos/astro/reference", headers=keys["alice"]).headers["content-type"] == "image/png"
 
         for state, change in STATES.items():
-            body = {"permission": change["permission"], "add_users": list(change.get("add_users", ())),
-                    "expires": change.get("expires")}
+            body = {
+                "permission": change["permission"],
+                "add_users": list(change.get("add_users", ())),
+                "expires": change.get("expires"),
+            }
             assert client.post("/v1/cameos/astro/permissions", headers=keys["alice"], json=body).status_code == 200
             if state == "revoked":
                 assert client.post("/v1/cameos/astro/revoke", headers=keys["alice"]).json()["revoked"]
             for user in ("alice", "bob", "eve"):
-                job = client.post("/v1/videos", headers=keys[user],
-                                  json={"prompt": "astro surfing", "cameos": ["astro"], **API_SMALL})
+                job = client.post(
+                    "/v1/videos", headers=keys[user], json={"prompt": "astro surfing", "cameos": ["astro"], **API_SMALL}
+                )
                 if ALLOWED[(state, user)]:
                     assert job.status_code == 200, (state, user, job.text)
                     assert job.json()["status"] == "queued"
@@ -513,12 +569,17 @@ def test_server_creates_cameos_from_uploads_and_enforces_consent(media, keys):
             assert listed == ({"astro"} if ALLOWED[(state, "eve")] else set())
 
         # Only the owner manages it; the others do not even learn it exists unless they may use it.
-        client.post("/v1/cameos/astro/permissions", headers=keys["alice"], json={"permission": "only_me", "expires": None})
+        client.post(
+            "/v1/cameos/astro/permissions", headers=keys["alice"], json={"permission": "only_me", "expires": None}
+        )
         assert client.get("/v1/cameos/astro", headers=keys["eve"]).status_code == 404
         assert client.get("/v1/cameos/astro/uses", headers=keys["bob"]).json()["error"]["code"] == "cameo_not_owner"
         assert client.delete("/v1/cameos/astro", headers=keys["bob"]).status_code == 403
-        speech_path = client.post("/v1/videos", headers=keys["alice"],
-                                  json={"prompt": "x", "cameos": ["astro"], "speech": "/etc/passwd", **API_SMALL})
+        speech_path = client.post(
+            "/v1/videos",
+            headers=keys["alice"],
+            json={"prompt": "x", "cameos": ["astro"], "speech": "/etc/passwd", **API_SMALL},
+        )
         assert speech_path.status_code == 400 and speech_path.json()["error"]["param"] == "speech"
         assert client.delete("/v1/cameos/astro", headers=keys["alice"]).json()["deleted"]
         assert client.get("/v1/cameos/astro", headers=keys["alice"]).status_code == 404
@@ -526,14 +587,16 @@ def test_server_creates_cameos_from_uploads_and_enforces_consent(media, keys):
 
 def test_a_queued_job_whose_cameo_is_revoked_fails_with_that_reason(store, astro, keys):
     with api(start_workers=False) as client:  # the job waits in the queue
-        job = client.post("/v1/videos", headers=keys["alice"],
-                          json={"prompt": "astro waves", "cameos": ["astro"], **API_SMALL}).json()
+        job = client.post(
+            "/v1/videos", headers=keys["alice"], json={"prompt": "astro waves", "cameos": ["astro"], **API_SMALL}
+        ).json()
         assert job["status"] == "queued"
         assert client.post("/v1/cameos/astro/revoke", headers=keys["alice"]).status_code == 200
     with api(start_workers=True) as client:  # the server comes back and runs the queue
         deadline = time.monotonic() + 300
-        while (video := client.get(f"/v1/videos/{job['id']}", headers=keys["alice"]).json())["status"] == "queued" \
-                or video["status"] == "in_progress":
+        while (video := client.get(f"/v1/videos/{job['id']}", headers=keys["alice"]).json())[
+            "status"
+        ] == "queued" or video["status"] == "in_progress":
             assert time.monotonic() < deadline
             time.sleep(0.05)
     assert video["status"] == "failed"
@@ -544,11 +607,14 @@ def test_a_queued_job_whose_cameo_is_revoked_fails_with_that_reason(store, astro
 def test_a_server_job_with_a_cameo_completes_and_is_logged(store, astro, keys):
     store.allow("astro", "alice", add_users=("bob",))
     with api(start_workers=True) as client:
-        job = client.post("/v1/videos", headers=keys["bob"],
-                          json={"prompt": "astro dances", "cameos": "astro", **API_SMALL}).json()
+        job = client.post(
+            "/v1/videos", headers=keys["bob"], json={"prompt": "astro dances", "cameos": "astro", **API_SMALL}
+        ).json()
         deadline = time.monotonic() + 300
         while (video := client.get(f"/v1/videos/{job['id']}", headers=keys["bob"]).json())["status"] not in (
-                "completed", "failed"):
+            "completed",
+            "failed",
+        ):
             assert time.monotonic() < deadline
             time.sleep(0.05)
         assert video["status"] == "completed", video
@@ -563,8 +629,8 @@ def test_a_key_named_after_the_login_user_is_not_the_owner(store, captured, monk
     from fastapi.testclient import TestClient
 
     from kinema.cli import cli
-    from kinema.server import create_app
-    from kinema.users import add_key
+    from kinema.server.app import create_app
+    from kinema.server.users import add_key
 
     monkeypatch.delenv("KINEMA_USER", raising=False)
     login = cameo_lib._login_name()
@@ -578,7 +644,9 @@ def test_a_key_named_after_the_login_user_is_not_the_owner(store, captured, monk
     login_key = {"Authorization": f"Bearer {add_key(login)}"}
     master = {"Authorization": "Bearer master-secret"}
     everyone = {"permission": "everyone"}
-    with TestClient(create_app(api_key="master-secret", start_workers=False), base_url="http://kinema.example") as client:
+    with TestClient(
+        create_app(api_key="master-secret", start_workers=False), base_url="http://kinema.example"
+    ) as client:
         for name in ("owners", "legacy"):
             assert client.get(f"/v1/cameos/{name}", headers=login_key).status_code == 404
             refused = client.post(f"/v1/cameos/{name}/permissions", headers=login_key, json=everyone)
@@ -599,8 +667,9 @@ def test_a_key_named_after_the_login_user_is_not_the_owner(store, captured, monk
 
 def test_comfyui_cameo_nodes_capture_pick_and_generate(media, monkeypatch):
     """The node pair's logic as ComfyUI runs it (tests/test_comfyui.py imports the folder the same way)."""
-    from kinema.media import read_mp4
     from test_comfyui import NODE_FOLDER, import_like_comfyui
+
+    from kinema.media.files import read_mp4
 
     nodes = import_like_comfyui(NODE_FOLDER)
     cameo_logic = importlib.import_module(f"{nodes.__name__}.cameo_logic")
@@ -615,8 +684,9 @@ def test_comfyui_cameo_nodes_capture_pick_and_generate(media, monkeypatch):
     picked, portrait = cameo_logic.use_cameo("astro", speak=True)
     assert tuple(portrait.shape) == (1, 512, 512, 3)
     model = nodes.logic.load_model("tiny")
-    images, sound, clip = nodes.logic.generate(model, "astro waves", seed=1, seconds=0.375, width=32, height=32,
-                                               fps=24, steps=2, cameo=picked)
+    images, sound, clip = nodes.logic.generate(
+        model, "astro waves", seed=1, seconds=0.375, width=32, height=32, fps=24, steps=2, cameo=picked
+    )
     assert clip.metadata["cameos"] == ["astro"] and clip.metadata["speech"] == "cameo:astro"
 
     CameoStore().revoke("astro", "alice")
@@ -624,8 +694,9 @@ def test_comfyui_cameo_nodes_capture_pick_and_generate(media, monkeypatch):
     with pytest.raises(CameoNotAllowedError):
         cameo_logic.use_cameo("astro")
     with pytest.raises(CameoNotAllowedError):
-        nodes.logic.generate(model, "astro waves", seed=1, seconds=0.375, width=32, height=32, fps=24, steps=2,
-                             cameo=picked)
+        nodes.logic.generate(
+            model, "astro waves", seed=1, seconds=0.375, width=32, height=32, fps=24, steps=2, cameo=picked
+        )
 
 
 @pytest.mark.skipif(not os.environ.get("KINEMA_COMFYUI_DIR"), reason="set KINEMA_COMFYUI_DIR to run inside ComfyUI")
@@ -635,15 +706,38 @@ def test_cameo_nodes_inside_comfyui(media, comfy):
     shutil.copy(media["person"], comfy.base / "input" / "person.mp4")
     workflow = {
         "1": {"class_type": "LoadVideo", "inputs": {"file": "person.mp4"}},
-        "2": {"class_type": "KinemaCameoCapture", "inputs": {"name": "astro", "video": ["1", 0],
-                                                            "permission": "only_me", "allowed_users": "",
-                                                            "replace": True}},
-        "3": {"class_type": "KinemaModelLoader", "inputs": {"backend": "tiny", "model": "(backend default)",
-                                                           "precision": "auto", "memory": "auto"}},
-        "4": {"class_type": "KinemaGenerate", "inputs": {
-            "model": ["3", 0], "prompt": "astro waves", "negative_prompt": "", "seconds": 0.375, "width": 32,
-            "height": 32, "fps": 24.0, "steps": 2, "guidance": -1.0, "seed": 1, "style": "none", "audio": True,
-            "cameo": ["2", 0]}},
+        "2": {
+            "class_type": "KinemaCameoCapture",
+            "inputs": {
+                "name": "astro",
+                "video": ["1", 0],
+                "permission": "only_me",
+                "allowed_users": "",
+                "replace": True,
+            },
+        },
+        "3": {
+            "class_type": "KinemaModelLoader",
+            "inputs": {"backend": "tiny", "model": "(backend default)", "precision": "auto", "memory": "auto"},
+        },
+        "4": {
+            "class_type": "KinemaGenerate",
+            "inputs": {
+                "model": ["3", 0],
+                "prompt": "astro waves",
+                "negative_prompt": "",
+                "seconds": 0.375,
+                "width": 32,
+                "height": 32,
+                "fps": 24.0,
+                "steps": 2,
+                "guidance": -1.0,
+                "seed": 1,
+                "style": "none",
+                "audio": True,
+                "cameo": ["2", 0],
+            },
+        },
         "5": {"class_type": "KinemaSaveClip", "inputs": {"clip": ["4", 3], "filename_prefix": "kinema/cameo"}},
     }
     entry = comfy.run(workflow)

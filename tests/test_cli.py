@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from kinema.cli import cli
-from kinema.media import probe
+from kinema.media.files import probe
 
 FAST = ["--size", "32x32", "--seconds", "0.375", "--steps", "2"]
 
@@ -97,7 +97,11 @@ def test_disk_full_leaves_no_file(tmp_path):
 
     done = subprocess.run(
         [sys.executable, "-m", "kinema.cli", "generate", "noise", "-o", str(out / "clip.mp4"), *FAST],
-        preexec_fn=limit, capture_output=True, text=True, env=os.environ, timeout=300,
+        preexec_fn=limit,
+        capture_output=True,
+        text=True,
+        env=os.environ,
+        timeout=300,
     )
     assert done.returncode == 1, done.stderr
     assert "Error: could not write" in done.stderr

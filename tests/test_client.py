@@ -41,7 +41,7 @@ def shared_home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("client-home")
     root = tmp_path_factory.getbasetemp() / "shared-tiny-models"
     if not (root / "kinema--tiny-ltx2" / "model_index.json").is_file():
-        from kinema.tiny import build_tiny
+        from kinema.backends.tiny_parts import build_tiny
 
         build_tiny("ltx2", root / "kinema--tiny-ltx2")
     (home / "models").symlink_to(root, target_is_directory=True)
@@ -77,7 +77,7 @@ class ThreadServer:
 
 @pytest.fixture(scope="module")
 def live(shared_home):
-    from kinema.server import create_app
+    from kinema.server.app import create_app
 
     os.environ["KINEMA_HOME"] = str(shared_home)  # module scope runs before the autouse fixture
     server = ThreadServer(create_app(api_key=None, home=shared_home))
@@ -126,7 +126,9 @@ def test_client_imports_only_the_standard_library():
         " m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m);"
         " assert 'numpy' not in sys.modules and 'torch' not in sys.modules; print(m.Client('http://127.0.0.1:1'))"
     )
-    result = subprocess.run([sys.executable, "-I", "-S", "-c", code, str(path)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code, str(path)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert "Client('http://127.0.0.1:1')" in result.stdout
 
@@ -156,7 +158,7 @@ def test_bad_requests_and_missing_jobs(client):
 
 
 def test_auth_failure(shared_home):
-    from kinema.server import create_app
+    from kinema.server.app import create_app
 
     server = ThreadServer(create_app(api_key="right-key", home=shared_home / "keyed"))
     try:
@@ -173,7 +175,7 @@ def test_auth_failure(shared_home):
 
 
 def test_submit_wait_with_progress_and_download(client, tmp_path):
-    from kinema.media import probe
+    from kinema.media.files import probe
 
     seen = []
     job = client.submit("a paper boat", **{**SMALL, "steps": 4}, seed=3, negative_prompt="blur")
@@ -308,12 +310,23 @@ def test_ensure_server_explains_what_is_missing(monkeypatch, tmp_path):
 
 
 def test_ensure_server_starts_kinema_serve(tmp_path, shared_home):
-    env = {**os.environ, "KINEMA_HOME": str(tmp_path), "KINEMA_LOAD_PLUGINS": "", "KINEMA_DEVICE": "cpu",
-           "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "KINEMA_HOME": str(tmp_path),
+        "KINEMA_LOAD_PLUGINS": "",
+        "KINEMA_DEVICE": "cpu",
+        "OMP_NUM_THREADS": "1",
+    }
     env.pop("KINEMA_API_KEY", None)
     (tmp_path / "models").symlink_to((shared_home / "models").resolve(), target_is_directory=True)
-    client = ensure_server(sys.executable, url="http://127.0.0.1:0", env=env, api_key="started-key",
-                           log_path=str(tmp_path / "serve.log"), timeout=240)
+    client = ensure_server(
+        sys.executable,
+        url="http://127.0.0.1:0",
+        env=env,
+        api_key="started-key",
+        log_path=str(tmp_path / "serve.log"),
+        timeout=240,
+    )
     try:
         assert client.process is not None and client.health()["auth"] is True
         path = client.generate("started on demand", tmp_path / "out.mp4", **SMALL)
@@ -339,8 +352,7 @@ def test_a_server_started_for_a_host_stops_when_the_host_is_killed(tmp_path):
     """A host that crashes runs no clean-up: the server notices its stdin pipe close and stops itself."""
     env = {**os.environ, "KINEMA_HOME": str(tmp_path), "KINEMA_LOAD_PLUGINS": "", "OMP_NUM_THREADS": "1"}
     log = tmp_path / "serve.log"
-    host = subprocess.Popen([sys.executable, "-c", HOST_PROGRAM, str(log)], stdout=subprocess.PIPE, text=True,
-                            env=env)
+    host = subprocess.Popen([sys.executable, "-c", HOST_PROGRAM, str(log)], stdout=subprocess.PIPE, text=True, env=env)
     try:
         pid, url = host.stdout.readline().split()
         server = int(pid)
@@ -350,4 +362,3 @@ def test_a_server_started_for_a_host_stops_when_the_host_is_killed(tmp_path):
         host.wait(10)
     wait_until_gone(server, 60, "the server the killed host started")
     assert "standard input closed" in log.read_text()
-

@@ -17,7 +17,7 @@ import torch
 
 import kinema
 from kinema.errors import InvalidRequestError, MissingWeightsError, UnknownBackendError
-from kinema.media import probe
+from kinema.media.files import probe
 
 NODE_FOLDER = Path(__file__).resolve().parent.parent / "plugins" / "comfyui"
 SMALL = dict(seconds=0.375, width=32, height=32, fps=24, steps=2, seed=1)
@@ -74,8 +74,14 @@ def test_folder_imports_the_way_comfyui_imports_it_without_comfyui(nodes):
     assert "comfy" not in sys.modules and "comfy_api" not in sys.modules
     assert inspect.iscoroutinefunction(nodes.comfy_entrypoint)
     assert not hasattr(nodes, "NODE_CLASS_MAPPINGS")  # V1 mappings would make ComfyUI ignore comfy_entrypoint
-    assert {n.node_id for n in nodes.spec.NODES} == {"KinemaModelLoader", "KinemaGenerate", "KinemaStoryboard",
-                                                      "KinemaSaveClip", "KinemaCameoCapture", "KinemaCameo"}
+    assert {n.node_id for n in nodes.spec.NODES} == {
+        "KinemaModelLoader",
+        "KinemaGenerate",
+        "KinemaStoryboard",
+        "KinemaSaveClip",
+        "KinemaCameoCapture",
+        "KinemaCameo",
+    }
 
 
 def test_every_node_schema_is_valid(nodes):
@@ -120,7 +126,7 @@ def test_v3_nodes_take_exactly_the_inputs_their_schema_declares(nodes):
     for cls in (n for n in tree.body if isinstance(n, ast.ClassDef) and n.name in specs):
         execute = next(f for f in cls.body if isinstance(f, ast.FunctionDef) and f.name == "execute")
         arguments = [a.arg for a in execute.args.args][1:]  # after cls
-        defaults = dict(zip(arguments[len(arguments) - len(execute.args.defaults):], execute.args.defaults))
+        defaults = dict(zip(arguments[len(arguments) - len(execute.args.defaults) :], execute.args.defaults))
         node = specs[cls.name]
         assert arguments == [f.id for f in node.inputs], cls.name
         for field in node.inputs:
@@ -216,7 +222,7 @@ def test_generate_returns_comfyui_image_and_audio_with_progress_per_step(nodes):
     frames, audio, clip = nodes.logic.generate(handle, "waves at dawn", host=host, **SMALL)
 
     assert frames.dtype == torch.float32 and tuple(frames.shape) == (9, 32, 32, 3)
-    assert 0.0 <= float(frames.min()) and float(frames.max()) <= 1.0
+    assert float(frames.min()) >= 0.0 and float(frames.max()) <= 1.0
     assert np.array_equal((frames.numpy() * 255).round().astype(np.uint8), clip.frames)
     wave, rate = audio["waveform"], audio["sample_rate"]
     assert wave.dtype == torch.float32 and wave.ndim == 3 and wave.shape[:2] == (1, 2)
@@ -252,8 +258,9 @@ def test_generate_sends_preview_frames_when_the_host_shows_them(nodes):
 def test_generate_with_audio_off_gives_silence_of_the_clips_length_and_a_first_frame(nodes):
     image = torch.zeros(2, 48, 48, 4)  # a batch of RGBA: the first image is used, alpha dropped
     image[0, :, 24:, :3] = 1.0
-    frames, audio, clip = nodes.logic.generate(nodes.logic.load_model("tiny"), "a door opens", audio=False,
-                                               image=image, **SMALL)
+    frames, audio, clip = nodes.logic.generate(
+        nodes.logic.load_model("tiny"), "a door opens", audio=False, image=image, **SMALL
+    )
     assert clip.audio is None and clip.metadata["first_frame_image"] is True
     assert float(audio["waveform"].abs().max()) == 0.0
     assert audio["waveform"].shape[-1] == round(9 / 24 * audio["sample_rate"])
@@ -286,14 +293,17 @@ def test_the_hosts_own_interrupt_passes_through_untouched(nodes):
     assert nodes.logic.generate(handle, "a bell", **SMALL)[0].shape[0] == 9
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(prompt="  "), "prompt is empty"),
-    (dict(width=8), "width must be between 16 and 4096, got 8"),
-    (dict(seconds=61.0), "seconds must be in"),
-    (dict(style="vaporwave"), "unknown style 'vaporwave'"),
-    (dict(image=torch.zeros(1, 32, 32, 2)), "image must be a ComfyUI IMAGE"),
-    (dict(image=torch.zeros(1, 8, 8, 3)), "at least 16 px"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(prompt="  "), "prompt is empty"),
+        (dict(width=8), "width must be between 16 and 4096, got 8"),
+        (dict(seconds=61.0), "seconds must be in"),
+        (dict(style="vaporwave"), "unknown style 'vaporwave'"),
+        (dict(image=torch.zeros(1, 32, 32, 2)), "image must be a ComfyUI IMAGE"),
+        (dict(image=torch.zeros(1, 8, 8, 3)), "at least 16 px"),
+    ],
+)
 def test_bad_inputs_get_clear_messages(nodes, change, message):
     arguments = {"prompt": "a kite", **SMALL, **change}
     with pytest.raises(InvalidRequestError, match=message):

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import kinema
-from kinema.media import probe
+from kinema.media.files import probe
 
 COMFY_DIR = os.environ.get("KINEMA_COMFYUI_DIR")
 pytestmark = pytest.mark.skipif(not COMFY_DIR, reason="set KINEMA_COMFYUI_DIR to a ComfyUI checkout to run these")
@@ -47,8 +47,9 @@ class Comfy:
             return json.loads(response.read() or b"null")
 
     def post(self, path: str, body: dict):
-        request = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            self.url + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return json.loads(response.read() or b"null")
@@ -57,8 +58,11 @@ class Comfy:
 
     @staticmethod
     def errors(entry: dict) -> list:
-        return [f"{body.get('node_type')}: {body.get('exception_message')}"
-                for name, body in entry["status"]["messages"] if name == "execution_error"]
+        return [
+            f"{body.get('node_type')}: {body.get('exception_message')}"
+            for name, body in entry["status"]["messages"]
+            if name == "execution_error"
+        ]
 
     def run(self, workflow: dict) -> dict:
         prompt_id = self.post("/prompt", {"prompt": workflow, "client_id": "kinema-tests"})["prompt_id"]
@@ -91,9 +95,24 @@ def comfy(tmp_path_factory, shared_models):
     python = os.environ.get("KINEMA_COMFYUI_PYTHON", sys.executable)
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--base-directory", str(base),
-             "--disable-auto-launch", "--database-url", "sqlite:///:memory:"],
-            cwd=COMFY_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
+            [
+                python,
+                "main.py",
+                "--cpu",
+                "--listen",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--base-directory",
+                str(base),
+                "--disable-auto-launch",
+                "--database-url",
+                "sqlite:///:memory:",
+            ],
+            cwd=COMFY_DIR,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     server = Comfy(f"http://127.0.0.1:{port}", log, base)
     try:
@@ -106,7 +125,9 @@ def comfy(tmp_path_factory, shared_models):
                 break
             except (urllib.error.URLError, ConnectionError, OSError):
                 if time.monotonic() > deadline:
-                    raise AssertionError(f"ComfyUI did not start in {STARTUP_SECONDS} s: {server.log_text()[-3000:]}") from None
+                    raise AssertionError(
+                        f"ComfyUI did not start in {STARTUP_SECONDS} s: {server.log_text()[-3000:]}"
+                    ) from None
                 time.sleep(0.5)
         yield server
     finally:
@@ -168,7 +189,9 @@ def test_example_workflow_makes_mp4s_with_video_and_audio(comfy):
 
 
 def test_interrupt_stops_generation_and_the_next_run_works(comfy):
-    prompt_id = comfy.post("/prompt", {"prompt": small_workflow(steps=500, seed=12), "client_id": "kinema-tests"})["prompt_id"]
+    prompt_id = comfy.post("/prompt", {"prompt": small_workflow(steps=500, seed=12), "client_id": "kinema-tests"})[
+        "prompt_id"
+    ]
     deadline = time.monotonic() + RUN_SECONDS
     while not comfy.get("/queue")["queue_running"]:
         assert time.monotonic() < deadline

@@ -20,8 +20,11 @@ def test_cli_reference_is_up_to_date(capsys):
 
 
 def _hookspecs():
-    return [(name, function) for name, function in inspect.getmembers(hookspecs, inspect.isfunction)
-            if hasattr(function, "kinema_spec")]
+    return [
+        (name, function)
+        for name, function in inspect.getmembers(hookspecs, inspect.isfunction)
+        if hasattr(function, "kinema_spec")
+    ]
 
 
 @pytest.mark.parametrize("name, function", _hookspecs(), ids=[name for name, _ in _hookspecs()])

@@ -5,7 +5,7 @@ import pytest
 
 import kinema
 from kinema import CancelToken, GenerationCancelled, GenerationRequest
-from kinema.media import probe
+from kinema.media.files import probe
 
 SMALL = dict(width=32, height=32, seconds=0.375, fps=24, steps=2)
 
@@ -112,7 +112,7 @@ def test_progress_hook_sees_every_step():
 def test_ltx2_backend_loads_a_local_model_folder(tmp_path):
     """The real loading path (from_pretrained, safetensors only) on a folder holding the tiny LTX-2."""
     from kinema.backends.ltx2 import LTX2Backend
-    from kinema.tiny import build_tiny, tiny_ltx2_components
+    from kinema.backends.tiny_parts import build_tiny, tiny_ltx2_components
 
     folder = build_tiny("ltx2", tmp_path / "my-ltx2")
     request = GenerationRequest("a kite", backend="ltx2", model=str(folder), seed=2, **SMALL)
@@ -126,8 +126,8 @@ def test_ltx2_backend_loads_a_local_model_folder(tmp_path):
 def test_backends_take_components_a_host_already_loaded():
     from kinema.backends.ltx2 import LTX2Backend
     from kinema.backends.tiny import TinyBackend
+    from kinema.backends.tiny_parts import tiny_ltx2_components, tiny_stable_audio_components, tiny_wan_components
     from kinema.backends.wan import WanBackend
-    from kinema.tiny import tiny_ltx2_components, tiny_stable_audio_components, tiny_wan_components
 
     class InMemory(LTX2Backend):
         pipeline_kwargs = TinyBackend.pipeline_kwargs
@@ -143,8 +143,8 @@ def test_backends_take_components_a_host_already_loaded():
 
 
 def test_wan_without_its_sound_model_says_how_to_get_it_or_skip_it():
+    from kinema.backends.tiny_parts import tiny_wan_components
     from kinema.backends.wan import WanBackend
-    from kinema.tiny import tiny_wan_components
 
     wan = WanBackend(components=tiny_wan_components(), device="cpu")
     with pytest.raises(kinema.MissingWeightsError, match="stable-audio-open-1.0.*--no-audio"):

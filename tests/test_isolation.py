@@ -8,8 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 from polling import wait_final
 
-from kinema.cameos import SERVER_OWNER
-from kinema.server import create_app
+from kinema.cameo.store import SERVER_OWNER
+from kinema.server.app import create_app
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -17,14 +17,24 @@ MASTER = "master-secret"
 SMALL = {"size": "32x32", "seconds": "0.375", "steps": 2, "seed": 1}
 UNKNOWN = "video_" + "0" * 32
 # A body each POST route accepts, so that what bob gets can only come from whose job it is.
-OLD_PLAN = {"width": 32, "height": 32, "num_frames": 9, "fps": "24", "seconds": 0.375, "steps": 2, "guidance": 3.0,
-            "seed": 1, "notes": [], "audio": False}
+OLD_PLAN = {
+    "width": 32,
+    "height": 32,
+    "num_frames": 9,
+    "fps": "24",
+    "seconds": 0.375,
+    "steps": 2,
+    "guidance": 3.0,
+    "seed": 1,
+    "notes": [],
+    "audio": False,
+}
 BODIES = {"remix": {"prompt": "the same, in paper"}, "extend": {"seconds": "0.25"}}
 
 
 @pytest.fixture
 def server(kinema_env):
-    from kinema.users import add_key
+    from kinema.server.users import add_key
 
     keys = {user: {"Authorization": f"Bearer {add_key(user)}"} for user in ("alice", "bob")}
     keys["master"] = {"Authorization": f"Bearer {MASTER}"}
@@ -35,8 +45,9 @@ def server(kinema_env):
 def job_routes(client):
     """Every (method, path) of the published API that names a job: the test covers routes added later too."""
     paths = client.get("/openapi.json").json()["paths"]
-    routes = {(method.upper(), path) for path, operations in paths.items() if "{video_id}" in path
-              for method in operations}
+    routes = {
+        (method.upper(), path) for path, operations in paths.items() if "{video_id}" in path for method in operations
+    }
     return sorted(routes, key=lambda route: (route[0] == "DELETE", route))  # delete last, had it got through
 
 
@@ -57,10 +68,18 @@ def test_every_route_naming_a_job_hides_other_users_jobs(server):
     assert alice["status"] == "completed"
     routes = job_routes(client)
     assert {path.rsplit("/", 1)[-1] for _, path in routes} >= {
-        "{video_id}", "content", "provenance", "events", "remix", "extend", "cancel"}
+        "{video_id}",
+        "content",
+        "provenance",
+        "events",
+        "remix",
+        "extend",
+        "cancel",
+    }
     for method, path in routes:
-        for variant in (["?variant=video", "?variant=thumbnail", "?variant=spritesheet"]
-                        if path.endswith("content") else [""]):
+        for variant in (
+            ["?variant=video", "?variant=thumbnail", "?variant=spritesheet"] if path.endswith("content") else [""]
+        ):
             theirs = call(client, keys["bob"], method, path + variant, alice["id"])
             missing = call(client, keys["bob"], method, path + variant, UNKNOWN)
             # Not 403: bob learns nothing, not even that the id exists.
@@ -82,8 +101,11 @@ def test_follow_up_jobs_and_storyboards_belong_to_who_asked(server):
     made = {
         "remix": client.post(f"/v1/videos/{alice['id']}/remix", headers=keys["alice"], json={"prompt": "paper"}),
         "extend": client.post(f"/v1/videos/{alice['id']}/extend", headers=keys["alice"], json={"seconds": "0.25"}),
-        "storyboard": client.post("/v1/storyboards", headers=keys["alice"],
-                                  json={"storyboard": "Shot 1 (0.4s): a fox", "size": "32x32", "steps": 2}),
+        "storyboard": client.post(
+            "/v1/storyboards",
+            headers=keys["alice"],
+            json={"storyboard": "Shot 1 (0.4s): a fox", "size": "32x32", "steps": 2},
+        ),
     }
     bobs = client.post("/v1/videos", headers=keys["bob"], json={"prompt": "bob's owl", **SMALL}).json()
     masters = client.post("/v1/videos", headers=keys["master"], json={"prompt": "the owner's", **SMALL}).json()
@@ -111,7 +133,7 @@ def test_follow_up_jobs_and_storyboards_belong_to_who_asked(server):
 
 
 def test_bob_cannot_cancel_or_delete_alices_queued_job(kinema_env):
-    from kinema.users import add_key
+    from kinema.server.users import add_key
 
     keys = {user: {"Authorization": f"Bearer {add_key(user)}"} for user in ("alice", "bob")}
     with TestClient(create_app(api_key=MASTER, start_workers=False), base_url="http://kinema.example") as client:
@@ -119,8 +141,10 @@ def test_bob_cannot_cancel_or_delete_alices_queued_job(kinema_env):
         assert client.post(f"/v1/videos/{queued['id']}/cancel", headers=keys["bob"]).status_code == 404
         assert client.delete(f"/v1/videos/{queued['id']}", headers=keys["bob"]).status_code == 404
         assert client.get(f"/v1/videos/{queued['id']}", headers=keys["alice"]).json()["status"] == "queued"
-        assert client.post(f"/v1/videos/{queued['id']}/cancel", headers=keys["alice"]).json()["kinema"]["status"] \
+        assert (
+            client.post(f"/v1/videos/{queued['id']}/cancel", headers=keys["alice"]).json()["kinema"]["status"]
             == "cancelled"
+        )
         assert client.delete(f"/v1/videos/{queued['id']}", headers=keys["alice"]).json()["deleted"] is True
 
 
@@ -132,8 +156,8 @@ def test_without_keys_one_user_sees_everything_as_before(app_client):
 
 def test_jobs_from_before_owners_are_the_owners(kinema_env):
     """A jobs.db written before the owner column: its jobs go to the server's owner, not to any user."""
-    from kinema.jobs import JobManager, new_id
-    from kinema.users import add_key
+    from kinema.server.jobs import JobManager, new_id
+    from kinema.server.users import add_key
 
     directory = kinema_env / "jobs"
     directory.mkdir()
@@ -144,9 +168,11 @@ def test_jobs_from_before_owners_are_the_owners(kinema_env):
         started_at INTEGER, completed_at INTEGER, attempts INTEGER NOT NULL DEFAULT 0,
         cancel_requested INTEGER NOT NULL DEFAULT 0, error_code TEXT, error_message TEXT)""")
     job_id = new_id()
-    old.execute("INSERT INTO jobs (id, status, device, model, backend, prompt, request, plan, created_at)"
-                " VALUES (?, 'failed', 'cpu', 'tiny', 'tiny', 'old', ?, ?, 1)",
-                (job_id, json.dumps({"prompt": "old", "user": "alice"}), json.dumps(OLD_PLAN)))
+    old.execute(
+        "INSERT INTO jobs (id, status, device, model, backend, prompt, request, plan, created_at)"
+        " VALUES (?, 'failed', 'cpu', 'tiny', 'tiny', 'old', ?, ?, 1)",
+        (job_id, json.dumps({"prompt": "old", "user": "alice"}), json.dumps(OLD_PLAN)),
+    )
     old.commit()
     old.close()
     manager = JobManager(kinema_env, start_workers=False).start()
@@ -167,7 +193,7 @@ def test_no_key_can_be_the_owner(kinema_env):
     from click.testing import CliRunner
 
     from kinema.cli import cli
-    from kinema.users import add_key
+    from kinema.server.users import add_key
 
     refused = CliRunner().invoke(cli, ["keys", "add", SERVER_OWNER])
     assert refused.exit_code != 0 and "not a valid kinema user name" in refused.output
@@ -176,10 +202,9 @@ def test_no_key_can_be_the_owner(kinema_env):
     data = json.loads(path.read_text())
     data["users"][SERVER_OWNER] = {"sha256": hashlib.sha256(b"kinema-forged").hexdigest()}
     path.write_text(json.dumps(data))
-    from kinema.users import list_users, user_for_key
+    from kinema.server.users import list_users, user_for_key
 
     assert list_users() == ["alice"] and user_for_key(alice) == "alice" and user_for_key("kinema-forged") is None
     forged = {"Authorization": "Bearer kinema-forged"}
     with TestClient(create_app(api_key=MASTER, start_workers=False), base_url="http://kinema.example") as client:
         assert client.get("/v1/videos", headers=forged).status_code == 401
-

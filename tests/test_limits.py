@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from kinema import limits
+from kinema.backends import limits
 from kinema.cli import cli
-from kinema.server import create_app
+from kinema.server.app import create_app
 
 # (backend, a request just inside, the change that takes it just outside, which limit, words the refusal
 # must contain). Inside values sit on the frame grid, where generate and a storyboard shot make the same
@@ -75,14 +75,16 @@ def test_cli_limit_table(tmp_path, backend, inside, change, limit, words):
     one_shot.write_text(f"Shot 1 ({inside['seconds']}s): a fox\n")  # the shot says how long
     args = cli_args(backend, inside)
     at = args.index("--seconds")
-    board = args[:at] + args[at + 2:]
+    board = args[:at] + args[at + 2 :]
     planned = CliRunner().invoke(cli, ["storyboard", str(one_shot), "--plan", *board])
     assert planned.exit_code == 0, planned.output
     out = tmp_path / "clip.mp4"
-    refused = CliRunner().invoke(cli, ["generate", "a fox", "-o", str(out), "--no-audio",
-                                       *cli_args(backend, outside(inside, change))])
-    assert refused.exit_code == 1 and refused.output.startswith("Error: ") and refused.output.count("\n") == 1, \
+    refused = CliRunner().invoke(
+        cli, ["generate", "a fox", "-o", str(out), "--no-audio", *cli_args(backend, outside(inside, change))]
+    )
+    assert refused.exit_code == 1 and refused.output.startswith("Error: ") and refused.output.count("\n") == 1, (
         refused.output
+    )
     assert all(w in refused.output for w in [*words, backend]), refused.output
     assert not out.exists()
 
@@ -90,8 +92,9 @@ def test_cli_limit_table(tmp_path, backend, inside, change, limit, words):
 def test_cli_generate_just_inside_makes_the_clip(tmp_path):
     """One generation at a limit, small everywhere else: 481 frames of 32x32 (tiny's frame limit)."""
     out = tmp_path / "long.mp4"
-    made = CliRunner().invoke(cli, ["generate", "a fox", "-o", str(out), "--size", "32x32", "--seconds", "20",
-                                    "--steps", "2", "--no-audio"])
+    made = CliRunner().invoke(
+        cli, ["generate", "a fox", "-o", str(out), "--size", "32x32", "--seconds", "20", "--steps", "2", "--no-audio"]
+    )
     assert made.exit_code == 0, made.output
     assert "481 frames" in made.output and out.exists()
 
@@ -100,8 +103,12 @@ def test_extend_remix_and_storyboard_are_checked_before_they_start(tmp_path, kin
     """The generations inside an extend, a remix and a storyboard meet the same limits, in the CLI and the server."""
     runner = CliRunner()
     clip = tmp_path / "fox.mp4"
-    assert runner.invoke(cli, ["generate", "a fox", "-o", str(clip), "--size", "32x32", "--seconds", "0.375",
-                               "--steps", "2"]).exit_code == 0
+    assert (
+        runner.invoke(
+            cli, ["generate", "a fox", "-o", str(clip), "--size", "32x32", "--seconds", "0.375", "--steps", "2"]
+        ).exit_code
+        == 0
+    )
     board = tmp_path / "film.txt"
     board.write_text("Shot 1 (2s): a fox\nShot 2 (21s): the fox sleeps\n")
     for args, words in [
@@ -121,7 +128,11 @@ def test_extend_remix_and_storyboard_are_checked_before_they_start(tmp_path, kin
         before = client.get("/v1/videos").json()["data"]
         for path, body, words in [
             (f"/v1/videos/{parent.json()['id']}/extend", {"seconds": "20.5"}, "505 frames"),
-            (f"/v1/videos/{parent.json()['id']}/remix", {"prompt": "paper", "model": "ltx2", "steps": 101}, "steps 101"),
+            (
+                f"/v1/videos/{parent.json()['id']}/remix",
+                {"prompt": "paper", "model": "ltx2", "steps": 101},
+                "steps 101",
+            ),
             ("/v1/storyboards", {"storyboard": board.read_text()}, "line 2: shot 2: frames"),
         ]:
             refused = client.post(path, json=body)

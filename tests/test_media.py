@@ -12,8 +12,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from kinema import media
-from kinema.media import MediaReadError, MediaWriteError
+from kinema.media import files as media
+from kinema.media.files import MediaReadError, MediaWriteError
 
 AAC_FRAME = 1024
 
@@ -100,8 +100,16 @@ def test_ntsc_fps_is_exact(tmp_path):
     assert media.read_mp4(out)[1] == fps
 
 
-@pytest.mark.parametrize(("given", "stored"), [(29.97, Fraction(30000, 1001)), (23.976, Fraction(24000, 1001)),
-                                               (25.0, Fraction(25)), (12.5, Fraction(25, 2)), (np.int64(8), Fraction(8))])
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        (29.97, Fraction(30000, 1001)),
+        (23.976, Fraction(24000, 1001)),
+        (25.0, Fraction(25)),
+        (12.5, Fraction(25, 2)),
+        (np.int64(8), Fraction(8)),
+    ],
+)
 def test_fps_numbers_are_stored_exactly(tmp_path, given, stored):
     out = media.write_mp4(tmp_path / "f.mp4", gradient_clip(3, 16, 16), given)
     assert media.probe(out).fps == stored

@@ -57,7 +57,9 @@ def test_an_interrupted_pull_leaves_no_model_and_the_next_pull_finishes_it(hub):
     assert models.resolve(HUB_ID) == folder and models.pulled() == [HUB_ID]
     assert sorted(p.name for p in folder.iterdir()) == ["model_index.json", "weights.safetensors"]
     assert not folder.with_name(folder.name + ".partial").exists()
-    assert "*.safetensors" in hub.calls[-1]["patterns"] and not any("bin" in p or "pt" in p for p in hub.calls[-1]["patterns"])
+    assert "*.safetensors" in hub.calls[-1]["patterns"] and not any(
+        "bin" in p or "pt" in p for p in hub.calls[-1]["patterns"]
+    )
 
 
 def test_updating_a_pulled_model_starts_from_its_files(hub):

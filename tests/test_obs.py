@@ -18,8 +18,8 @@ import itertools
 import json
 import os
 import shutil
-import subprocess
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -59,7 +59,7 @@ def tiny_home(tmp_path_factory, shared_models) -> Path:
     """A data directory for the rig's server, linked to the session's tiny models (built here if needed)."""
     target = shared_models / "kinema--tiny-ltx2"
     if not (target / "model_index.json").is_file():
-        from kinema.tiny import build_tiny
+        from kinema.backends.tiny_parts import build_tiny
 
         build_tiny("ltx2", target)
     home = tmp_path_factory.mktemp("obs-kinema-home")
@@ -83,15 +83,17 @@ def live(rig, tiny_home):
     """
     import numpy as np
 
-    from kinema.cameo_capture import CaptureResult
-    from kinema.cameos import CameoStore, local_user
+    from kinema.cameo.capture import CaptureResult
+    from kinema.cameo.store import CameoStore, local_user
 
     portrait = np.zeros((512, 512, 3), np.uint8)
     portrait[128:384, 160:352] = 200
     captured = CaptureResult(references=[portrait], faces=[portrait[:112, :112].copy()])
     CameoStore(tiny_home / "cameos").create(CAMEO, local_user(), captured, replace=True)
     (rig.workdir / "probe-live").mkdir(exist_ok=True)
-    instance = rig.start_obs("obs-live", extra_scripts=[PROBE], env={"KINEMA_PROBE_DIR": str(rig.workdir / "probe-live")})
+    instance = rig.start_obs(
+        "obs-live", extra_scripts=[PROBE], env={"KINEMA_PROBE_DIR": str(rig.workdir / "probe-live")}
+    )
     return instance, rig.connect(instance, meters=True)
 
 
@@ -155,14 +157,18 @@ def playing_file(ws, source: str = CLIP) -> str:
 
 
 def clip_items(ws, scene: str) -> list[dict]:
-    return [item for item in ws.call("GetSceneItemList", {"sceneName": scene})["sceneItems"]
-            if item["sourceName"] == CLIP]
+    return [
+        item for item in ws.call("GetSceneItemList", {"sceneName": scene})["sceneItems"] if item["sourceName"] == CLIP
+    ]
 
 
 def kinema_items(ws, scene: str) -> list[str]:
     """Names of the scene's items that are kinema's per-scene media sources."""
-    return [item["sourceName"] for item in ws.call("GetSceneItemList", {"sceneName": scene})["sceneItems"]
-            if item["sourceName"].startswith("Kinema Clip")]
+    return [
+        item["sourceName"]
+        for item in ws.call("GetSceneItemList", {"sceneName": scene})["sceneItems"]
+        if item["sourceName"].startswith("Kinema Clip")
+    ]
 
 
 def server_job(rig, job_id: str) -> dict:
@@ -202,10 +208,10 @@ def generate_one(ws, instance) -> str:
 
 
 def test_install_copies_the_script_and_the_one_client(tmp_path):
-    from kinema.cli import cli
     from click.testing import CliRunner
 
     import kinema.client
+    from kinema.cli import cli
 
     result = CliRunner().invoke(cli, ["install", "obs", "--dir", str(tmp_path / "scripts")])
     assert result.exit_code == 0, result.output
@@ -233,8 +239,9 @@ def test_script_uses_only_the_standard_library():
 def test_script_compiles_with_the_system_python(tmp_path):
     """The system python3 is the one OBS embeds on Linux."""
     shutil.copy(SCRIPT, tmp_path / "kinema_obs.py")
-    done = subprocess.run(["/usr/bin/python3", "-m", "py_compile", str(tmp_path / "kinema_obs.py")],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["/usr/bin/python3", "-m", "py_compile", str(tmp_path / "kinema_obs.py")], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -248,7 +255,9 @@ def test_cli_says_obs_is_not_running(tmp_path):
     port = str(obs_harness.free_port())  # nothing listens here
     result = CliRunner().invoke(cli, ["obs", "play", str(clip), "--port", port, "--password", "x"])
     assert result.exit_code == 1
-    assert f"OBS is not running at ws://127.0.0.1:{port}" in result.output and "Enable WebSocket server" in result.output
+    assert (
+        f"OBS is not running at ws://127.0.0.1:{port}" in result.output and "Enable WebSocket server" in result.output
+    )
 
     result = CliRunner().invoke(cli, ["obs", "play", str(tmp_path / "missing.mp4")])
     assert result.exit_code == 2 and "does not exist" in result.output
@@ -283,8 +292,9 @@ def test_generate_puts_the_clip_on_air_with_picture_and_sound(live):
     instance, ws = live
     pressed = time.monotonic()
     ws.call("TriggerHotkeyByName", {"hotkeyName": "kinema.generate"})
-    started, _ = ws.wait_event("MediaInputPlaybackStarted", lambda d: d["inputName"] == CLIP, since=pressed,
-                               timeout=GENERATION_TIMEOUT)
+    started, _ = ws.wait_event(
+        "MediaInputPlaybackStarted", lambda d: d["inputName"] == CLIP, since=pressed, timeout=GENERATION_TIMEOUT
+    )
     path = Path(playing_file(ws))
     assert path.suffix == ".mp4" and path.parent.name == "clips" and path.is_file()
 
@@ -298,10 +308,13 @@ def test_generate_puts_the_clip_on_air_with_picture_and_sound(live):
     wait_for(picture, 10, "a non-blank screenshot of the scene while the clip plays", interval=0.02)
     ended, _ = ws.wait_event("MediaInputPlaybackEnded", lambda d: d["inputName"] == CLIP, since=started, timeout=30)
 
-    levels = [channel[0]
-              for _, event in ws.events_of("InputVolumeMeters", since=started)
-              for source in event["inputs"] if source["inputName"] == CLIP
-              for channel in source["inputLevelsMul"]]
+    levels = [
+        channel[0]
+        for _, event in ws.events_of("InputVolumeMeters", since=started)
+        for source in event["inputs"]
+        if source["inputName"] == CLIP
+        for channel in source["inputLevelsMul"]
+    ]
     assert levels and max(levels) > 0.01, "the clip's audio never moved OBS's meters"
     assert 1.0 < ended - started < 10.0  # the whole 2 s clip played, then it stopped (no loop)
     assert any(f"clip ready: {path}" in line for line in script_log(instance))
@@ -329,8 +342,9 @@ def test_quality_picture_and_cameo_pickers(rig, live, probe, tmp_path):
         generate_one(ws, instance)
         job = server_job(rig, queued_jobs(instance)[-1])
         assert job["status"] == "completed" and job["kinema"]["tier"] == "final" and job["kinema"]["has_image"]
-        started, _ = ws.wait_event("MediaInputPlaybackStarted", lambda d: d["inputName"] == CLIP, since=pressed,
-                                   timeout=30)
+        started, _ = ws.wait_event(
+            "MediaInputPlaybackStarted", lambda d: d["inputName"] == CLIP, since=pressed, timeout=30
+        )
         ws.wait_event("MediaInputPlaybackEnded", lambda d: d["inputName"] == CLIP, since=started, timeout=30)
 
         # The picture is gone by the next Generate: the job fails before submitting, with a line saying what to do.
@@ -338,8 +352,11 @@ def test_quality_picture_and_cameo_pickers(rig, live, probe, tmp_path):
         submitted = len(queued_jobs(instance))
         earlier = len([line for line in script_log(instance) if "generation failed" in line])
         ws.call("TriggerHotkeyByName", {"hotkeyName": "kinema.generate"})
-        failed = wait_for(lambda: [line for line in script_log(instance) if "generation failed" in line][earlier:], 30,
-                          "the missing picture to be reported")
+        failed = wait_for(
+            lambda: [line for line in script_log(instance) if "generation failed" in line][earlier:],
+            30,
+            "the missing picture to be reported",
+        )
         assert f"the start picture {picture} does not exist" in failed[-1] and "Start from picture" in failed[-1]
         assert "unexpectedly" not in failed[-1] and len(queued_jobs(instance)) == submitted
     finally:
@@ -360,8 +377,9 @@ def test_each_scene_has_its_own_clip_source(live, probe):
         ws.call("SetCurrentProgramScene", {"sceneName": "Other"})
         pressed = time.monotonic()
         path = generate_one(ws, instance)
-        started, _ = ws.wait_event("MediaInputPlaybackStarted", lambda d: d["inputName"] == OTHER_CLIP,
-                                   since=pressed, timeout=30)
+        started, _ = ws.wait_event(
+            "MediaInputPlaybackStarted", lambda d: d["inputName"] == OTHER_CLIP, since=pressed, timeout=30
+        )
         assert playing_file(ws, OTHER_CLIP) == path
         ws.wait_event("MediaInputPlaybackEnded", lambda d: d["inputName"] == OTHER_CLIP, since=started, timeout=30)
         assert kinema_items(ws, "Other") == [OTHER_CLIP] and kinema_items(ws, "Scene") == [CLIP]
@@ -393,8 +411,12 @@ def test_each_scene_has_its_own_clip_source(live, probe):
         try:
             pressed = time.monotonic()
             path = generate_one(ws, instance)
-            ws.wait_event("MediaInputPlaybackStarted", lambda d: d["inputName"] == "Kinema Clip (Backstage)",
-                          since=pressed, timeout=30)
+            ws.wait_event(
+                "MediaInputPlaybackStarted",
+                lambda d: d["inputName"] == "Kinema Clip (Backstage)",
+                since=pressed,
+                timeout=30,
+            )
             assert kinema_items(ws, "Backstage") == ["Kinema Clip (Backstage)"]
         finally:
             ws.call("SetSceneName", {"sceneName": "Backstage", "newSceneName": "Other"})
@@ -407,13 +429,18 @@ def test_each_scene_has_its_own_clip_source(live, probe):
 
 def test_a_queue_of_two_plays_in_order(rig):
     """Auto-play off: two Generates queue two clips; Play next starts the queue, which then plays through."""
-    instance = rig.start_obs("obs-queue", settings=rig.script_settings(auto_play=False, seconds=1.0,
-                                                                      clips_dir=str(rig.workdir / "queue-clips")))
+    instance = rig.start_obs(
+        "obs-queue",
+        settings=rig.script_settings(auto_play=False, seconds=1.0, clips_dir=str(rig.workdir / "queue-clips")),
+    )
     ws = rig.connect(instance)
     for _ in range(2):
         ws.call("TriggerHotkeyByName", {"hotkeyName": "kinema.generate"})
-    ready = wait_for(lambda: ready_clips(instance) if len(ready_clips(instance)) >= 2 else None,
-                     GENERATION_TIMEOUT, "two clips ready")
+    ready = wait_for(
+        lambda: ready_clips(instance) if len(ready_clips(instance)) >= 2 else None,
+        GENERATION_TIMEOUT,
+        "two clips ready",
+    )
     queued = [line for line in script_log(instance) if " queued: " in line]
     assert len(queued) == 2
     # The two jobs submit on racing threads; "(Generate #N)" says which press each was.
@@ -449,8 +476,11 @@ def test_a_queue_of_two_plays_in_order(rig):
     # Cancel, pressed while the job is still being submitted: the server stops it, nothing is queued.
     ws.call("TriggerHotkeyByName", {"hotkeyName": "kinema.generate"})
     ws.call("TriggerHotkeyByName", {"hotkeyName": "kinema.cancel"})
-    wait_for(lambda: any(" cancelled" in line and "job " in line for line in script_log(instance)), 120,
-             "the job to be cancelled")
+    wait_for(
+        lambda: any(" cancelled" in line and "job " in line for line in script_log(instance)),
+        120,
+        "the job to be cancelled",
+    )
     time.sleep(0.5)
     assert len(ready_clips(instance)) == 3
     assert instance.script_errors() == []
@@ -462,10 +492,14 @@ def test_generate_starts_a_local_server_and_stops_it_with_obs(rig, tiny_home, tm
     home.mkdir()
     (home / "models").symlink_to((tiny_home / "models").resolve(), target_is_directory=True)
     url = f"http://127.0.0.1:{obs_harness.free_port(rig.loop)}"
-    settings = rig.script_settings(server_url=url, start_local=True, kinema_python=sys.executable, seconds=0.4,
-                                   clips_dir=str(tmp_path / "clips"))
-    instance = rig.start_obs("obs-local", settings=settings,
-                             env={"KINEMA_HOME": str(home), "KINEMA_DEVICE": "cpu", "KINEMA_LOAD_PLUGINS": ""})
+    settings = rig.script_settings(
+        server_url=url, start_local=True, kinema_python=sys.executable, seconds=0.4, clips_dir=str(tmp_path / "clips")
+    )
+    instance = rig.start_obs(
+        "obs-local",
+        settings=settings,
+        env={"KINEMA_HOME": str(home), "KINEMA_DEVICE": "cpu", "KINEMA_LOAD_PLUGINS": ""},
+    )
     ws = rig.connect(instance)
     pressed = time.monotonic()
     ws.call("TriggerHotkeyByName", {"hotkeyName": "kinema.generate"})
@@ -502,9 +536,27 @@ def test_cli_play_and_generate_play(rig, live, tmp_path):
     output = tmp_path / "cat.mp4"
     picture = start_picture(tmp_path)
     before = time.monotonic()
-    done = rig.kinema("obs", "generate", "a cat on a windowsill", "--play", "--seconds", "1", "--size", "32x32",
-                      "--steps", "2", "--tier", "final", "--image", str(picture), "-o", str(output),
-                      "--server", rig.server.url, env=env)
+    done = rig.kinema(
+        "obs",
+        "generate",
+        "a cat on a windowsill",
+        "--play",
+        "--seconds",
+        "1",
+        "--size",
+        "32x32",
+        "--steps",
+        "2",
+        "--tier",
+        "final",
+        "--image",
+        str(picture),
+        "-o",
+        str(output),
+        "--server",
+        rig.server.url,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     assert output.is_file() and f"On air: {output}" in done.stdout
     made = kinema.Clip.load(output).metadata
@@ -530,8 +582,11 @@ def test_cli_play_and_generate_play(rig, live, tmp_path):
         done = rig.kinema("obs", "play", str(clip), "--scene", "Other", "--input", "Kinema Backstage", env=env)
         assert done.returncode == 0, done.stderr
         assert "not on air" in done.stdout
-    items = [i for i in ws.call("GetSceneItemList", {"sceneName": "Other"})["sceneItems"]
-             if i["sourceName"] == "Kinema Backstage"]
+    items = [
+        i
+        for i in ws.call("GetSceneItemList", {"sceneName": "Other"})["sceneItems"]
+        if i["sourceName"] == "Kinema Backstage"
+    ]
     assert len(items) == 1 and items[0]["sceneItemTransform"]["boundsType"] == "OBS_BOUNDS_SCALE_INNER"
     assert ws.call("GetMediaInputStatus", {"inputName": "Kinema Backstage"})["mediaState"] != "OBS_MEDIA_STATE_PLAYING"
 
@@ -549,25 +604,57 @@ def test_cli_errors_say_what_to_do(rig, live):
     missing = rig.kinema("obs", "play", str(clip), env={**port, "OBS_WEBSOCKET_PASSWORD": None})
     assert missing.returncode == 1 and "wants a password" in missing.stderr
 
-    scene = rig.kinema("obs", "play", str(clip), "--scene", "Nope",
-                       env={**port, "OBS_WEBSOCKET_PASSWORD": instance.password})
+    scene = rig.kinema(
+        "obs", "play", str(clip), "--scene", "Nope", env={**port, "OBS_WEBSOCKET_PASSWORD": instance.password}
+    )
     assert scene.returncode == 1 and "no scene 'Nope'" in scene.stderr and "'Scene'" in scene.stderr
 
-    nobody = rig.kinema("obs", "play", str(clip), "--port", str(obs_harness.free_port(rig.loop)),
-                        env={"OBS_WEBSOCKET_PASSWORD": instance.password})
+    nobody = rig.kinema(
+        "obs",
+        "play",
+        str(clip),
+        "--port",
+        str(obs_harness.free_port(rig.loop)),
+        env={"OBS_WEBSOCKET_PASSWORD": instance.password},
+    )
     assert nobody.returncode == 1 and "OBS is not running" in nobody.stderr
 
-    early = rig.kinema("obs", "generate", "never made", "--play", "--password", "wrong", "--server", rig.server.url,
-                       env=port, timeout=60)
+    early = rig.kinema(
+        "obs",
+        "generate",
+        "never made",
+        "--play",
+        "--password",
+        "wrong",
+        "--server",
+        rig.server.url,
+        env=port,
+        timeout=60,
+    )
     assert early.returncode == 1 and "refused the password" in early.stderr  # before any generating
 
 
 def test_cli_generate_without_a_server_generates_here(rig, tmp_path):
     """Nothing at the default server address (inside the namespace): the clip is made in-process."""
     output = tmp_path / "here.mp4"
-    done = rig.kinema("obs", "generate", "rain on a tin roof", "--seconds", "0.4", "--size", "32x32", "--steps",
-                      "2", "--tier", "draft", "--image", str(start_picture(tmp_path)), "-o", str(output),
-                      env={"KINEMA_URL": None})
+    done = rig.kinema(
+        "obs",
+        "generate",
+        "rain on a tin roof",
+        "--seconds",
+        "0.4",
+        "--size",
+        "32x32",
+        "--steps",
+        "2",
+        "--tier",
+        "draft",
+        "--image",
+        str(start_picture(tmp_path)),
+        "-o",
+        str(output),
+        env={"KINEMA_URL": None},
+    )
     assert done.returncode == 0, done.stderr
     assert output.is_file() and f"kinema obs play {output}" in done.stdout
     made = kinema.Clip.load(output).metadata

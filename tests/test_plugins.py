@@ -10,7 +10,7 @@ import kinema
 from kinema.errors import UnknownBackendError
 from kinema.plugins import pm
 
-PLUGIN = '''
+PLUGIN = """
 import numpy as np
 from kinema import Clip, Progress, hookimpl
 from kinema.backends.base import Backend, BackendStatus, Defaults
@@ -38,7 +38,7 @@ class Solid(Backend):
 @hookimpl
 def register_backends(register):
     register(Solid(), aliases=("one-colour",))
-'''
+"""
 
 
 @pytest.fixture
@@ -48,10 +48,12 @@ def installed_plugin(tmp_path, monkeypatch):
     dist = tmp_path / "kinema_solid-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: kinema-solid\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(textwrap.dedent("""\
+    (dist / "entry_points.txt").write_text(
+        textwrap.dedent("""\
         [kinema]
         solid = kinema_solid
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     importlib.invalidate_caches()
     yield

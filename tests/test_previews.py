@@ -6,7 +6,7 @@ import torch
 
 import kinema
 from kinema import GenerationRequest
-from kinema.previews import fit_rgb_map, project
+from kinema.backends.previews import fit_rgb_map, project
 
 SMALL = dict(width=32, height=32, seconds=0.375, fps=24, steps=2, seed=4)
 

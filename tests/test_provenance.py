@@ -1,10 +1,8 @@
 """Provenance on every saved clip: signed C2PA manifest, invisible watermark, `kinema verify`."""
 
-import io
 import json
 import os
 import stat
-from pathlib import Path
 
 import av
 import c2pa
@@ -13,14 +11,17 @@ import pytest
 from click.testing import CliRunner
 
 import kinema
-from kinema import provenance, watermark
 from kinema.cli import cli
 from kinema.errors import OutputError
+from kinema.media import files, provenance, watermark
 
 
 def tiny_clip(size=32, seconds=0.4):
-    return kinema.generate(kinema.GenerationRequest("a red fox in snow", seconds=seconds, width=size, height=size,
-                                                    seed=3, steps=2, backend="tiny"))
+    return kinema.generate(
+        kinema.GenerationRequest(
+            "a red fox in snow", seconds=seconds, width=size, height=size, seed=3, steps=2, backend="tiny"
+        )
+    )
 
 
 def reencode(path, out, *, crf=None, scale=1.0):
@@ -100,7 +101,7 @@ def test_watermark_survives_reencoding_and_resizing(tmp_path):
     lower = reencode(marked, tmp_path / "lower.mp4", crf=30)  # kinema writes crf 18
     smaller = reencode(marked, tmp_path / "smaller.mp4", scale=0.75)
     assert video_bit_rate(lower) < video_bit_rate(marked) / 2
-    assert kinema.media.probe(smaller).width == 192
+    assert files.probe(smaller).width == 192
     for copy in (lower, smaller):
         reading = watermark.read_file(copy)
         assert reading.detected and reading.clip_id == clip_id, (copy.name, reading)
@@ -155,20 +156,49 @@ def test_kinema_verify_exit_codes(tmp_path):
 def test_generate_cli_can_turn_provenance_off_and_add_a_visible_mark(tmp_path):
     runner = CliRunner()
     out = tmp_path / "marked.mp4"
-    result = runner.invoke(cli, ["generate", "a lighthouse", "--size", "64x64", "--seconds", "0.4", "--steps", "2",
-                                 "--visible-mark", "AI", "-o", str(out)])
+    result = runner.invoke(
+        cli,
+        [
+            "generate",
+            "a lighthouse",
+            "--size",
+            "64x64",
+            "--seconds",
+            "0.4",
+            "--steps",
+            "2",
+            "--visible-mark",
+            "AI",
+            "-o",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert provenance.verify(out).ok and kinema.Clip.load(out).metadata["visible_mark"] == "AI"
     off = tmp_path / "off.mp4"
-    result = runner.invoke(cli, ["generate", "a lighthouse", "--size", "64x64", "--seconds", "0.4", "--steps", "2",
-                                 "--no-provenance", "-o", str(off)])
+    result = runner.invoke(
+        cli,
+        [
+            "generate",
+            "a lighthouse",
+            "--size",
+            "64x64",
+            "--seconds",
+            "0.4",
+            "--steps",
+            "2",
+            "--no-provenance",
+            "-o",
+            str(off),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert provenance.verify(off).manifest == "missing"
 
 
 def test_visible_mark_changes_only_the_corner():
     frames = np.full((2, 128, 128, 3), 40, np.uint8)
-    from kinema.visible_mark import draw
+    from kinema.media.visible_mark import draw
 
     drawn = draw(frames, "AI-generated")
     changed = np.argwhere(np.any(drawn != frames, axis=(0, 3)))

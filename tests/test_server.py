@@ -43,7 +43,7 @@ def tiny_models(tmp_path_factory) -> Path:
     root = tmp_path_factory.getbasetemp() / "shared-tiny-models"
     target = root / "kinema--tiny-ltx2"
     if not (target / "model_index.json").is_file():
-        from kinema.tiny import build_tiny
+        from kinema.backends.tiny_parts import build_tiny
 
         build_tiny("ltx2", target)
     return root
@@ -66,15 +66,25 @@ class ServerProcess:
 
     def __init__(self, home: Path, *, key: str | None = None, args: tuple[str, ...] = ()):
         self.home = home
-        env = {**os.environ, "KINEMA_HOME": str(home), "KINEMA_LOAD_PLUGINS": "", "KINEMA_DEVICE": "cpu",
-               "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}  # see one_torch_thread
+        env = {
+            **os.environ,
+            "KINEMA_HOME": str(home),
+            "KINEMA_LOAD_PLUGINS": "",
+            "KINEMA_DEVICE": "cpu",
+            "PYTHONUNBUFFERED": "1",
+            "OMP_NUM_THREADS": "1",
+        }  # see one_torch_thread
         env.pop("KINEMA_API_KEY", None)
         if key:
             env["KINEMA_API_KEY"] = key
         self.log_path = home / "server.log"
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "kinema.cli", "serve", "--port", "0", *args],
-                                     stdout=subprocess.PIPE, stderr=self.log, env=env)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "kinema.cli", "serve", "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            env=env,
+        )
         lines: queue.Queue = queue.Queue()
         threading.Thread(target=lambda: [lines.put(line) for line in self.proc.stdout], daemon=True).start()
         try:
@@ -147,13 +157,25 @@ def png_bytes(width: int = 32, height: int = 32) -> bytes:
 def test_openai_sdk_creates_polls_and_downloads(server, tmp_path):
     import openai
 
-    from kinema.media import probe
+    from kinema.media.files import probe
 
     client = openai.OpenAI(base_url=server.url + "/v1", api_key=KEY, max_retries=0)
-    video = client.videos.create_and_poll(prompt="waves at dawn, gulls crying", model="tiny", poll_interval_ms=100,
-                                          size="32x32", seconds="0.4", extra_body={"steps": 2, "seed": 7})
+    video = client.videos.create_and_poll(
+        prompt="waves at dawn, gulls crying",
+        model="tiny",
+        poll_interval_ms=100,
+        size="32x32",
+        seconds="0.4",
+        extra_body={"steps": 2, "seed": 7},
+    )
     assert video.status == "completed", video.error
-    assert (video.object, video.progress, video.size, video.seconds, video.model) == ("video", 100, "32x32", "0.375", "tiny")
+    assert (video.object, video.progress, video.size, video.seconds, video.model) == (
+        "video",
+        100,
+        "32x32",
+        "0.375",
+        "tiny",
+    )
     assert video.completed_at >= video.created_at and video.error is None
     path = tmp_path / "clip.mp4"
     client.videos.download_content(video.id).write_to_file(path)
@@ -174,8 +196,13 @@ def test_openai_sdk_multipart_image_and_errors(server):
     import openai
 
     client = openai.OpenAI(base_url=server.url + "/v1", api_key=KEY, max_retries=0)
-    video = client.videos.create(prompt="a red card", input_reference=("card.png", png_bytes(), "image/png"),
-                                 size="32x32", seconds="0.4", extra_body={"steps": 2, "audio": False})
+    video = client.videos.create(
+        prompt="a red card",
+        input_reference=("card.png", png_bytes(), "image/png"),
+        size="32x32",
+        seconds="0.4",
+        extra_body={"steps": 2, "audio": False},
+    )
     assert video.kinema["has_image"] is True and video.kinema["audio"] is False
     with pytest.raises(openai.BadRequestError) as caught:
         client.videos.create(prompt="x", size="huge")
@@ -279,7 +306,7 @@ def test_wrong_api_key_gets_401(server):
 
 def test_kill_9_with_jobs_queued_and_running_loses_nothing(tmp_path, tiny_models):
     from kinema.client import Client
-    from kinema.media import probe
+    from kinema.media.files import probe
 
     home = link_models(tmp_path / "home", tiny_models)
     first = ServerProcess(home)
@@ -316,8 +343,13 @@ def test_kill_9_with_jobs_queued_and_running_loses_nothing(tmp_path, tiny_models
 def test_refuses_non_loopback_bind_without_key(tmp_path):
     env = {**os.environ, "KINEMA_HOME": str(tmp_path)}
     env.pop("KINEMA_API_KEY", None)
-    result = subprocess.run([sys.executable, "-m", "kinema.cli", "serve", "--host", "0.0.0.0", "--port", "0"],
-                            env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "kinema.cli", "serve", "--host", "0.0.0.0", "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0
     assert "KINEMA_API_KEY" in result.stderr and "0.0.0.0" in result.stderr
     assert "serving" not in result.stdout
@@ -328,7 +360,7 @@ def test_bind_check_and_help():
 
     from kinema.cli import cli
     from kinema.errors import KinemaError
-    from kinema.server import check_bind, is_loopback
+    from kinema.server.app import check_bind, is_loopback
 
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1") and is_loopback("[::1]")
     assert not is_loopback("0.0.0.0") and not is_loopback("::") and not is_loopback("192.168.1.10")
@@ -350,22 +382,37 @@ def test_schema_fuzz_finds_no_server_errors(tmp_path, tiny_models):
     from schemathesis.checks import not_a_server_error
     from schemathesis.generation.modes import GenerationMode
 
-    from kinema.server import create_app
+    from kinema.server.app import create_app
 
-    app = create_app(api_key=None, home=link_models(tmp_path / "fuzz-home", tiny_models), start_workers=False,
-                     allowed_hosts=("testserver",))
+    app = create_app(
+        api_key=None,
+        home=link_models(tmp_path / "fuzz-home", tiny_models),
+        start_workers=False,
+        allowed_hosts=("testserver",),
+    )
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = {f"{op.method.upper()} {op.path}": op for op in (r.ok() for r in schema.get_all_operations())}
     assert set(operations) >= {
-        "POST /v1/videos", "GET /v1/videos", "GET /v1/videos/{video_id}", "GET /v1/videos/{video_id}/content",
-        "DELETE /v1/videos/{video_id}", "POST /v1/videos/{video_id}/cancel", "GET /v1/videos/{video_id}/events",
-        "GET /v1/models", "GET /health",
+        "POST /v1/videos",
+        "GET /v1/videos",
+        "GET /v1/videos/{video_id}",
+        "GET /v1/videos/{video_id}/content",
+        "DELETE /v1/videos/{video_id}",
+        "POST /v1/videos/{video_id}/cancel",
+        "GET /v1/videos/{video_id}/events",
+        "GET /v1/models",
+        "GET /health",
     }
     seen: list[int] = []
 
     def fuzz(operation, mode, examples, timeout=10.0, **fixed):
-        @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=examples,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        )
         @given(case=operation.as_strategy(mode, **fixed))
         def run(case):
             response = case.call(timeout=timeout)
@@ -383,11 +430,20 @@ def test_schema_fuzz_finds_no_server_errors(tmp_path, tiny_models):
 
         with asgi.get_client(app) as client:  # the lifespan schemathesis started
             real = client.post("/v1/videos", json={"prompt": "target", **SMALL}).json()["id"]
-        for name in ("GET /v1/videos/{video_id}", "GET /v1/videos/{video_id}/content",
-                     "POST /v1/videos/{video_id}/cancel", "DELETE /v1/videos/{video_id}"):
+        for name in (
+            "GET /v1/videos/{video_id}",
+            "GET /v1/videos/{video_id}/content",
+            "POST /v1/videos/{video_id}/cancel",
+            "DELETE /v1/videos/{video_id}",
+        ):
             fuzz(operations[name], GenerationMode.POSITIVE, 10, path_parameters={"video_id": real})
-        fuzz(operations["GET /v1/videos/{video_id}/events"], GenerationMode.POSITIVE, 2, timeout=1.0,
-             path_parameters={"video_id": real})
+        fuzz(
+            operations["GET /v1/videos/{video_id}/events"],
+            GenerationMode.POSITIVE,
+            2,
+            timeout=1.0,
+            path_parameters={"video_id": real},
+        )
     finally:
         from schemathesis.python import asgi
 
@@ -416,8 +472,11 @@ def test_create_json_validates_early(app_client):
         ({"prompt": "x", "tier": "ultra"}, 400, "tier"),
         ({"prompt": "x", "input_reference": {"image_url": "https://example.com/a.png"}}, 400, "input_reference"),
         ({"prompt": "x", "input_reference": {"file_id": "file_1"}}, 400, "input_reference"),
-        ({"prompt": "x", "input_reference": {"image_url": "data:image/png;base64,bm90IGFuIGltYWdl"}}, 400,
-         "input_reference"),
+        (
+            {"prompt": "x", "input_reference": {"image_url": "data:image/png;base64,bm90IGFuIGltYWdl"}},
+            400,
+            "input_reference",
+        ),
     ]
     for body, status, param in cases:
         response = post(body)
@@ -426,15 +485,19 @@ def test_create_json_validates_early(app_client):
             error = response.json()["error"]
             assert error["param"] == param and error["message"] and error["type"], (body, error)
     assert post(["not", "an", "object"]).status_code == 400
-    assert app_client.post("/v1/videos", content=b"{bad json", headers={"Content-Type": "application/json"}).status_code == 400
+    assert (
+        app_client.post("/v1/videos", content=b"{bad json", headers={"Content-Type": "application/json"}).status_code
+        == 400
+    )
     assert app_client.post("/v1/videos", content=b"x", headers={"Content-Type": "text/plain"}).status_code == 415
     # Nothing was queued by the failures.
     assert len(app_client.get("/v1/videos").json()["data"]) == 1
 
 
 def test_provenance_check_of_a_finished_video(app_client):
-    video = app_client.post("/v1/videos", json={"prompt": "a lighthouse", "size": "32x32", "seconds": "0.375",
-                                                "steps": 2, "seed": 5}).json()
+    video = app_client.post(
+        "/v1/videos", json={"prompt": "a lighthouse", "size": "32x32", "seconds": "0.375", "steps": 2, "seed": 5}
+    ).json()
     assert app_client.get(f"/v1/videos/{video['id']}/provenance").status_code in (200, 409)
     assert wait_final(app_client, video["id"])["status"] == "completed"
     report = app_client.get(f"/v1/videos/{video['id']}/provenance").json()
@@ -454,13 +517,16 @@ def test_quality_tier_reaches_the_job(app_client):
 def test_create_with_image_data_url_and_multipart(app_client, kinema_env):
     image = png_bytes(48, 40)
     data_url = "data:image/png;base64," + base64.b64encode(image).decode()
-    response = app_client.post("/v1/videos", json={"prompt": "from json", **SMALL, "seconds": 0.4,
-                                                   "input_reference": {"image_url": data_url}})
+    response = app_client.post(
+        "/v1/videos", json={"prompt": "from json", **SMALL, "seconds": 0.4, "input_reference": {"image_url": data_url}}
+    )
     assert response.status_code == 200, response.text
     json_job = response.json()
-    response = app_client.post("/v1/videos", data={"prompt": "from a form", "size": "32x32", "seconds": "0.4",
-                                                   "steps": "2", "audio": "false", "seed": "5"},
-                               files={"input_reference": ("a.png", image, "image/png")})
+    response = app_client.post(
+        "/v1/videos",
+        data={"prompt": "from a form", "size": "32x32", "seconds": "0.4", "steps": "2", "audio": "false", "seed": "5"},
+        files={"input_reference": ("a.png", image, "image/png")},
+    )
     assert response.status_code == 200, response.text
     form_job = response.json()
     assert form_job["kinema"]["audio"] is False and form_job["kinema"]["seed"] == 5
@@ -468,9 +534,13 @@ def test_create_with_image_data_url_and_multipart(app_client, kinema_env):
         assert job["kinema"]["has_image"] is True
         assert (kinema_env / "jobs" / job["id"] / "input.png").is_file()
         assert wait_final(app_client, job["id"])["status"] == "completed"
-    bad = app_client.post("/v1/videos", data={"prompt": "x"}, files={"input_reference": ("a.png", b"GIF89a....", "image/gif")})
+    bad = app_client.post(
+        "/v1/videos", data={"prompt": "x"}, files={"input_reference": ("a.png", b"GIF89a....", "image/gif")}
+    )
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "input_reference"
-    tiny = app_client.post("/v1/videos", data={"prompt": "x"}, files={"input_reference": ("a.png", png_bytes(4, 4), "image/png")})
+    tiny = app_client.post(
+        "/v1/videos", data={"prompt": "x"}, files={"input_reference": ("a.png", png_bytes(4, 4), "image/png")}
+    )
     assert tiny.status_code == 400
     other = app_client.post("/v1/videos", data={"prompt": "x"}, files={"other": ("a.png", image, "image/png")})
     assert other.status_code == 400
@@ -479,10 +549,12 @@ def test_create_with_image_data_url_and_multipart(app_client, kinema_env):
 def test_upload_size_limits(kinema_env):
     from fastapi.testclient import TestClient
 
-    from kinema.server import MAX_IMAGE_SIDE, create_app
+    from kinema.server.app import MAX_IMAGE_SIDE, create_app
 
     with TestClient(create_app(api_key=None, max_body_bytes=50_000), base_url="http://127.0.0.1") as client:
-        big = client.post("/v1/videos", data={"prompt": "x"}, files={"input_reference": ("a.png", os.urandom(60_000), "image/png")})
+        big = client.post(
+            "/v1/videos", data={"prompt": "x"}, files={"input_reference": ("a.png", os.urandom(60_000), "image/png")}
+        )
         assert big.status_code == 413 and big.json()["error"]["code"] == "request_too_large"
 
         def chunks():
@@ -492,8 +564,11 @@ def test_upload_size_limits(kinema_env):
         streamed = client.post("/v1/videos", content=chunks(), headers={"Content-Type": "application/json"})
         assert streamed.status_code == 413
     with TestClient(create_app(api_key=None), base_url="http://127.0.0.1") as client:
-        wide = client.post("/v1/videos", data={"prompt": "x"},
-                           files={"input_reference": ("a.png", png_bytes(MAX_IMAGE_SIDE + 1, 16), "image/png")})
+        wide = client.post(
+            "/v1/videos",
+            data={"prompt": "x"},
+            files={"input_reference": ("a.png", png_bytes(MAX_IMAGE_SIDE + 1, 16), "image/png")},
+        )
         assert wide.status_code == 400 and "at most" in wide.json()["error"]["message"]
 
 
@@ -537,8 +612,9 @@ def test_content_states_list_pagination_and_delete(app_client, kinema_env):
 
 
 def test_delete_running_job_cancels_it_first(app_client, kinema_env):
-    job = app_client.post("/v1/videos", json={"prompt": "long", "size": "32x32", "seconds": 0.4, "steps": 400,
-                                              "audio": False}).json()
+    job = app_client.post(
+        "/v1/videos", json={"prompt": "long", "size": "32x32", "seconds": 0.4, "steps": 400, "audio": False}
+    ).json()
     deadline = time.monotonic() + 180
     while app_client.get(f"/v1/videos/{job['id']}").json()["kinema"]["step"] < 1:
         assert time.monotonic() < deadline
@@ -564,12 +640,15 @@ def test_models_health_and_openapi(app_client):
 def test_loopback_server_rejects_foreign_host_and_origin(kinema_env):
     from fastapi.testclient import TestClient
 
-    from kinema.server import create_app
+    from kinema.server.app import create_app
 
     with TestClient(create_app(api_key=None), base_url="http://127.0.0.1:8765") as client:
         assert client.get("/v1/models").status_code == 200
         assert client.get("/v1/models", headers={"Host": "evil.example:8765"}).status_code == 403
-        assert client.post("/v1/videos", data={"prompt": "x"}, headers={"Origin": "https://evil.example"}).status_code == 403
+        assert (
+            client.post("/v1/videos", data={"prompt": "x"}, headers={"Origin": "https://evil.example"}).status_code
+            == 403
+        )
         assert client.get("/v1/models", headers={"Origin": "http://localhost:3000"}).status_code == 200
         assert client.get("/v1/models", headers={"Host": "[::1]:8765"}).status_code == 200
 
@@ -577,7 +656,7 @@ def test_loopback_server_rejects_foreign_host_and_origin(kinema_env):
 def test_api_key_in_process(kinema_env):
     from fastapi.testclient import TestClient
 
-    from kinema.server import create_app
+    from kinema.server.app import create_app
 
     with TestClient(create_app(api_key="s3cret"), base_url="http://any.host.example") as client:
         assert client.get("/v1/models").status_code == 401
@@ -590,7 +669,7 @@ def test_api_key_in_process(kinema_env):
 
 
 def test_recovery_requeues_once_then_fails(kinema_env):
-    from kinema.jobs import JobManager, JobStore, new_id
+    from kinema.server.jobs import JobManager, JobStore, new_id
 
     directory = kinema_env / "jobs"
     directory.mkdir()
@@ -599,12 +678,25 @@ def test_recovery_requeues_once_then_fails(kinema_env):
     for name, attempts, cancel in (("fresh", 1, 0), ("twice", 2, 0), ("cancelled", 1, 1), ("waiting", 0, 0)):
         ids[name] = new_id()
         (directory / ids[name]).mkdir()
-        store.insert({"id": ids[name], "status": "queued", "device": "cpu", "model": "tiny", "backend": "tiny",
-                      "prompt": name, "request": {"prompt": name}, "plan": {"steps": 2}, "has_image": False,
-                      "created_at": 1})
+        store.insert(
+            {
+                "id": ids[name],
+                "status": "queued",
+                "device": "cpu",
+                "model": "tiny",
+                "backend": "tiny",
+                "prompt": name,
+                "request": {"prompt": name},
+                "plan": {"steps": 2},
+                "has_image": False,
+                "created_at": 1,
+            }
+        )
         if name != "waiting":
-            store._change("UPDATE jobs SET status = 'in_progress', attempts = ?, cancel_requested = ? WHERE id = ?",
-                          (attempts, cancel, ids[name]))
+            store._change(
+                "UPDATE jobs SET status = 'in_progress', attempts = ?, cancel_requested = ? WHERE id = ?",
+                (attempts, cancel, ids[name]),
+            )
     (directory / ids["fresh"] / ".video.mp4.half.tmp").write_bytes(b"partial")
     orphan = directory / new_id()
     orphan.mkdir()
@@ -621,7 +713,7 @@ def test_recovery_requeues_once_then_fails(kinema_env):
         assert not orphan.exists()
         assert manager.recovered["requeued"] == [ids["fresh"]]
         # A second server on the same data directory is refused while this one runs.
-        from kinema.jobs import JobsBusyError
+        from kinema.server.jobs import JobsBusyError
 
         with pytest.raises(JobsBusyError, match="another kinema server"):
             JobManager(kinema_env).start()
@@ -630,13 +722,25 @@ def test_recovery_requeues_once_then_fails(kinema_env):
 
 
 def test_transitions_happen_exactly_once(kinema_env):
-    from kinema.jobs import JobStore, new_id
+    from kinema.server.jobs import JobStore, new_id
 
     (kinema_env / "jobs").mkdir()
     store = JobStore(kinema_env / "jobs" / "jobs.db")
     job_id = new_id()
-    store.insert({"id": job_id, "status": "queued", "device": "cpu", "model": "tiny", "backend": "tiny",
-                  "prompt": "p", "request": {}, "plan": {}, "has_image": False, "created_at": 1})
+    store.insert(
+        {
+            "id": job_id,
+            "status": "queued",
+            "device": "cpu",
+            "model": "tiny",
+            "backend": "tiny",
+            "prompt": "p",
+            "request": {},
+            "plan": {},
+            "has_image": False,
+            "created_at": 1,
+        }
+    )
     results = []
     barrier = threading.Barrier(8)
 
@@ -698,11 +802,13 @@ def test_jobs_run_in_submission_order_one_at_a_time(kinema_env):
     try:
         from fastapi.testclient import TestClient
 
-        from kinema.server import create_app
+        from kinema.server.app import create_app
 
         with TestClient(create_app(api_key=None), base_url="http://127.0.0.1") as client:
-            ids = [client.post("/v1/videos", json={"prompt": f"p{i}", "model": "recorder", "seconds": 0.25}).json()["id"]
-                   for i in range(8)]
+            ids = [
+                client.post("/v1/videos", json={"prompt": f"p{i}", "model": "recorder", "seconds": 0.25}).json()["id"]
+                for i in range(8)
+            ]
             for video_id in ids:
                 assert wait_final(client, video_id)["status"] == "completed"
         assert log == [f"p{i}" for i in range(8)]
@@ -714,12 +820,13 @@ def test_graceful_stop_puts_the_running_job_back(kinema_env):
     """Ctrl-C / SIGTERM: the running job is stopped within a step and re-queued without using up an attempt."""
     from fastapi.testclient import TestClient
 
-    from kinema.jobs import JobManager
-    from kinema.server import create_app
+    from kinema.server.app import create_app
+    from kinema.server.jobs import JobManager
 
     with TestClient(create_app(api_key=None), base_url="http://127.0.0.1") as client:
-        job = client.post("/v1/videos", json={"prompt": "long", "size": "32x32", "seconds": 0.4, "steps": 400,
-                                              "audio": False}).json()
+        job = client.post(
+            "/v1/videos", json={"prompt": "long", "size": "32x32", "seconds": 0.4, "steps": 400, "audio": False}
+        ).json()
         deadline = time.monotonic() + 180
         while client.get(f"/v1/videos/{job['id']}").json()["kinema"]["step"] < 1:
             assert time.monotonic() < deadline
@@ -766,7 +873,7 @@ def test_sse_carries_previews_and_replays_for_late_listeners(kinema_env):
     from kinema import Clip, Progress, hookimpl
     from kinema.backends.base import Backend, BackendStatus, Defaults
     from kinema.plugins import pm
-    from kinema.server import create_app
+    from kinema.server.app import create_app
 
     gate, halfway, resume = threading.Event(), threading.Event(), threading.Event()
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import kinema
-from kinema import GenerationRequest, loading, memory, step_cache
+from kinema import GenerationRequest
+from kinema.backends import loading, memory, step_cache
 from kinema.errors import InvalidRequestError, OutOfMemoryError
 from kinema.tiers import TIERS, settings
 
@@ -47,8 +48,9 @@ def test_tiers_set_steps_and_cache_and_explicit_values_win():
     assert settings("final", "wan", default_steps=50, default_guidance=5.0).steps == 75
     assert settings("draft", "wan", default_steps=40, default_guidance=5.0, steps=33).steps == 33
     assert settings("draft", "", default_steps=40, default_guidance=5.0).cache is None  # unknown family: steps only
-    distilled = settings("draft", "ltx2", default_steps=40, default_guidance=4.0,
-                         model_id=TIERS["draft"]["distilled"]["ltx2"]["model"])
+    distilled = settings(
+        "draft", "ltx2", default_steps=40, default_guidance=4.0, model_id=TIERS["draft"]["distilled"]["ltx2"]["model"]
+    )
     assert (distilled.steps, distilled.guidance, distilled.cache) == (8, 1.0, None)
 
 
@@ -78,8 +80,11 @@ def test_cli_takes_a_tier(tmp_path):
     from kinema.cli import cli
 
     out = tmp_path / "draft.mp4"
-    result = CliRunner().invoke(cli, ["generate", "a fox", "-o", str(out), "--tier", "draft", "--size", "32x32",
-                                      "--seconds", "0.375"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli,
+        ["generate", "a fox", "-o", str(out), "--tier", "draft", "--size", "32x32", "--seconds", "0.375"],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     assert kinema.Clip.load(out).metadata["tier"] == "draft"
     bad = CliRunner().invoke(cli, ["generate", "a fox", "--tier", "ultra"])
@@ -100,13 +105,27 @@ def _tiny_pipe(kind):
     return pipe
 
 
-LTX2_ARGS = dict(stg_scale=0.0, audio_stg_scale=0.0, modality_scale=1.0, audio_modality_scale=1.0,
-                 spatio_temporal_guidance_blocks=None)
+LTX2_ARGS = dict(
+    stg_scale=0.0,
+    audio_stg_scale=0.0,
+    modality_scale=1.0,
+    audio_modality_scale=1.0,
+    spatio_temporal_guidance_blocks=None,
+)
 
 
 def _run_ltx2(pipe, steps=4):
-    return pipe(prompt="a fox", width=32, height=32, num_frames=9, num_inference_steps=steps, guidance_scale=3.0,
-                generator=torch.Generator().manual_seed(0), output_type="np", **LTX2_ARGS)
+    return pipe(
+        prompt="a fox",
+        width=32,
+        height=32,
+        num_frames=9,
+        num_inference_steps=steps,
+        guidance_scale=3.0,
+        generator=torch.Generator().manual_seed(0),
+        output_type="np",
+        **LTX2_ARGS,
+    )
 
 
 def _transformer_call(pipe):
@@ -129,8 +148,10 @@ def test_ltx2_cached_blocks_receive_audio_not_text():
     transformer = pipe.transformer
     call = _transformer_call(pipe)
     seen = []
-    hooks = [block.register_forward_pre_hook(lambda m, a, k: seen.append(k["audio_hidden_states"].shape),
-                                             with_kwargs=True) for block in transformer.transformer_blocks]
+    hooks = [
+        block.register_forward_pre_hook(lambda m, a, k: seen.append(k["audio_hidden_states"].shape), with_kwargs=True)
+        for block in transformer.transformer_blocks
+    ]
     try:
         # A huge threshold skips every step after the first: the second call runs only the first block.
         with step_cache.step_cache(transformer, step_cache.CacheConfig("first-block", threshold=1e9), steps=2) as stats:
@@ -166,13 +187,23 @@ def test_first_block_cache_on_wan_matches_diffusers_exactly():
     pipe = _tiny_pipe("wan")
 
     def run():
-        return pipe(prompt="a fox", width=32, height=32, num_frames=5, num_inference_steps=6, guidance_scale=5.0,
-                    generator=torch.Generator().manual_seed(0), output_type="np").frames
+        return pipe(
+            prompt="a fox",
+            width=32,
+            height=32,
+            num_frames=5,
+            num_inference_steps=6,
+            guidance_scale=5.0,
+            generator=torch.Generator().manual_seed(0),
+            output_type="np",
+        ).frames
 
     pipe.transformer.enable_cache(FirstBlockCacheConfig(threshold=0.3))
     theirs = run()
     pipe.transformer.disable_cache()
-    with step_cache.step_cache(pipe.transformer, step_cache.CacheConfig("first-block", threshold=0.3), steps=6) as stats:
+    with step_cache.step_cache(
+        pipe.transformer, step_cache.CacheConfig("first-block", threshold=0.3), steps=6
+    ) as stats:
         ours = run()
     assert np.array_equal(ours, theirs)
     assert stats.fraction < 1.0
@@ -199,8 +230,15 @@ def test_taylorseer_hooks_something_on_both_architectures(kind):
         assert torch.isfinite(out.audio).all()
     else:
         with step_cache.step_cache(pipe.transformer, config, steps=8) as stats:
-            out = pipe(prompt="a fox", width=32, height=32, num_frames=5, num_inference_steps=8,
-                       generator=torch.Generator().manual_seed(0), output_type="np")
+            out = pipe(
+                prompt="a fox",
+                width=32,
+                height=32,
+                num_frames=5,
+                num_inference_steps=8,
+                generator=torch.Generator().manual_seed(0),
+                output_type="np",
+            )
     assert stats.fraction < 1.0 and np.isfinite(out.frames).all()
     assert not any(hasattr(m, "_diffusers_hook") and m._diffusers_hook.hooks for m in pipe.transformer.modules())
 
@@ -251,8 +289,9 @@ GiB = 2**30
 
 
 def _sizes(transformer, others, blocks=48, element_size=2):
-    return memory.ModelSizes({"transformer": transformer, "text_encoder": others}, transformer,
-                             transformer // blocks, element_size)
+    return memory.ModelSizes(
+        {"transformer": transformer, "text_encoder": others}, transformer, transformer // blocks, element_size
+    )
 
 
 def test_chooser_steps_down_as_free_memory_shrinks():

@@ -7,9 +7,9 @@ import pytest
 from click.testing import CliRunner
 
 import kinema
-from kinema.assemble import Piece, join
 from kinema.cli import cli
-from kinema.media import probe
+from kinema.media.assemble import Piece, join
+from kinema.media.files import probe
 from kinema.storyboard import StoryboardError, load_storyboard, parse_storyboard, plan_storyboard, run_storyboard
 
 HEADER = "Size: 32x32\nSteps: 2\nFps: 24\n"
@@ -21,12 +21,24 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture
 def pipeline_calls(monkeypatch):
     """Every call that reaches a real LTX-2 or Wan diffusers pipeline, with the arguments it got."""
-    from diffusers import (LTX2ConditionPipeline, LTX2ImageToVideoPipeline, LTX2Pipeline, WanImageToVideoPipeline,
-                           WanPipeline, WanVideoToVideoPipeline)
+    from diffusers import (
+        LTX2ConditionPipeline,
+        LTX2ImageToVideoPipeline,
+        LTX2Pipeline,
+        WanImageToVideoPipeline,
+        WanPipeline,
+        WanVideoToVideoPipeline,
+    )
 
     calls = []
-    for cls in (LTX2Pipeline, LTX2ImageToVideoPipeline, LTX2ConditionPipeline, WanPipeline, WanImageToVideoPipeline,
-                WanVideoToVideoPipeline):
+    for cls in (
+        LTX2Pipeline,
+        LTX2ImageToVideoPipeline,
+        LTX2ConditionPipeline,
+        WanPipeline,
+        WanImageToVideoPipeline,
+        WanVideoToVideoPipeline,
+    ):
         original = cls.__call__
 
         def spy(self, *args, _original=original, _cls=cls, **kwargs):
@@ -44,7 +56,10 @@ def write(tmp_path, text, name="board.txt"):
 
 
 def test_three_shots_make_one_film_as_long_as_the_shots_with_continuous_sound(tmp_path):
-    board = write(tmp_path, HEADER + "Shot 1 (0.25s): a fox in snow\nShot 2 (0.375s): an owl\nShot 3 (0.25s, continue): it flies\n")
+    board = write(
+        tmp_path,
+        HEADER + "Shot 1 (0.25s): a fox in snow\nShot 2 (0.375s): an owl\nShot 3 (0.25s, continue): it flies\n",
+    )
     out = tmp_path / "film.mp4"
     result = CliRunner().invoke(cli, ["storyboard", str(board), "-o", str(out)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -64,13 +79,15 @@ def test_three_shots_make_one_film_as_long_as_the_shots_with_continuous_sound(tm
     assert audio.shape[1] == round(made.film.frame_count * made.film.sample_rate / 24)
     window = made.film.sample_rate // 200
     end = audio.shape[1] - made.film.sample_rate // 20
-    rms = [np.sqrt(np.mean(audio[:, i:i + window] ** 2)) for i in range(0, end - window, window)]
+    rms = [np.sqrt(np.mean(audio[:, i : i + window] ** 2)) for i in range(0, end - window, window)]
     assert min(rms) > 1e-4
     assert made.regenerated == []  # the CLI run filled the cache
 
 
 def test_continue_gives_the_pipeline_the_previous_shots_last_frame_and_a_hard_cut_does_not(tmp_path, pipeline_calls):
-    board = parse_storyboard(HEADER + "Shot 1 (0.25s): a door\nShot 2 (0.25s, continue): it opens\nShot 3 (0.25s): a hallway\n")
+    board = parse_storyboard(
+        HEADER + "Shot 1 (0.25s): a door\nShot 2 (0.25s, continue): it opens\nShot 3 (0.25s): a hallway\n"
+    )
     result = run_storyboard(board)
 
     assert [c["pipeline"] for c in pipeline_calls] == ["LTX2Pipeline", "LTX2ImageToVideoPipeline", "LTX2Pipeline"]
@@ -83,8 +100,10 @@ def test_continue_gives_the_pipeline_the_previous_shots_last_frame_and_a_hard_cu
 
 
 def test_editing_shot_2_remakes_it_and_the_continue_shot_after_it_only(tmp_path, pipeline_calls):
-    text = HEADER + ("Shot 1 (0.25s): a lake\nShot 2 (0.25s): a boat\n"
-                     "Shot 3 (0.25s, continue): the boat sails\nShot 4 (0.25s): a lighthouse\n")
+    text = HEADER + (
+        "Shot 1 (0.25s): a lake\nShot 2 (0.25s): a boat\n"
+        "Shot 3 (0.25s, continue): the boat sails\nShot 4 (0.25s): a lighthouse\n"
+    )
     first = run_storyboard(parse_storyboard(text))
     assert first.regenerated == [1, 2, 3, 4]
     pipeline_calls.clear()
@@ -110,10 +129,15 @@ def test_the_storyboards_tier_reaches_every_shot(pipeline_calls):
 def test_a_style_changes_the_prompt_and_parameters_that_reach_the_pipeline(tmp_path, pipeline_calls, kinema_env):
     styles = kinema_env / "styles"
     styles.mkdir()
-    (styles / "inky.json").write_text(json.dumps({"name": "inky", "prompt": "ink wash painting",
-                                                   "negative_prompt": "photo", "guidance": 2.5, "steps": 3}))
-    text = ("Size: 32x32\nStyle: inky\nSetting: a harbour\n"
-            "Shot 1 (0.25s): boats\nShot 2 (0.25s): gulls\n  Style: cinematic\n")
+    (styles / "inky.json").write_text(
+        json.dumps(
+            {"name": "inky", "prompt": "ink wash painting", "negative_prompt": "photo", "guidance": 2.5, "steps": 3}
+        )
+    )
+    text = (
+        "Size: 32x32\nStyle: inky\nSetting: a harbour\n"
+        "Shot 1 (0.25s): boats\nShot 2 (0.25s): gulls\n  Style: cinematic\n"
+    )
     run_storyboard(parse_storyboard(text))
 
     first, second = pipeline_calls
@@ -126,13 +150,17 @@ def test_a_style_changes_the_prompt_and_parameters_that_reach_the_pipeline(tmp_p
 
 
 def test_extend_continues_from_the_last_frames_and_records_the_parent(tmp_path, pipeline_calls):
-    parent = kinema.generate(kinema.GenerationRequest("a kite", width=32, height=32, seconds=0.75, fps=24, steps=2, seed=1,
-                                                      tier="draft"))
+    parent = kinema.generate(
+        kinema.GenerationRequest("a kite", width=32, height=32, seconds=0.75, fps=24, steps=2, seed=1, tier="draft")
+    )
     path = parent.save(tmp_path / "kite.mp4")
     stored = kinema.Clip.load(path)
     out = tmp_path / "longer.mp4"
-    result = CliRunner().invoke(cli, ["extend", str(path), "--seconds", "0.25", "--steps", "2", "--seed", "2",
-                                      "-o", str(out)], catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli,
+        ["extend", str(path), "--seconds", "0.25", "--steps", "2", "--seed", "2", "-o", str(out)],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
 
     call = pipeline_calls[-1]
@@ -153,8 +181,11 @@ def test_extend_continues_from_the_last_frames_and_records_the_parent(tmp_path, 
 def test_extend_on_an_image_only_backend_continues_from_the_last_frame(tmp_path):
     from kinema.extend import extend
 
-    parent = kinema.generate(kinema.GenerationRequest("a kite", backend="tiny-wan", width=32, height=32,
-                                                      seconds=0.375, fps=24, steps=2, seed=1, audio=False))
+    parent = kinema.generate(
+        kinema.GenerationRequest(
+            "a kite", backend="tiny-wan", width=32, height=32, seconds=0.375, fps=24, steps=2, seed=1, audio=False
+        )
+    )
     longer = extend(parent, 0.25, steps=2, seed=3)
     assert longer.frame_count == 9 + 6 and longer.audio is None
     assert longer.metadata["continued_from_frames"] == 1 and longer.metadata["backend"] == "tiny-wan"
@@ -163,8 +194,19 @@ def test_extend_on_an_image_only_backend_continues_from_the_last_frame(tmp_path)
 
 @pytest.mark.parametrize("backend", ["tiny", "tiny-wan"])
 def test_remix_keeps_length_and_records_the_parent(tmp_path, backend, pipeline_calls):
-    parent = kinema.generate(kinema.GenerationRequest("a kite", backend=backend, width=32, height=32,
-                                                      seconds=0.375, fps=24, steps=2, seed=1, audio=backend == "tiny"))
+    parent = kinema.generate(
+        kinema.GenerationRequest(
+            "a kite",
+            backend=backend,
+            width=32,
+            height=32,
+            seconds=0.375,
+            fps=24,
+            steps=2,
+            seed=1,
+            audio=backend == "tiny",
+        )
+    )
     path = parent.save(tmp_path / "kite.mp4")
     out = tmp_path / "remix.mp4"
     args = ["remix", str(path), "a paper kite", "--strength", "0.5", "--steps", "4", "--tier", "final", "-o", str(out)]
@@ -275,8 +317,9 @@ Shot 2 (1.5s, continue): she turns
     assert from_yaml.world == from_text.world and from_yaml.seed == from_text.seed == 7
     plans = plan_storyboard(from_yaml)
     assert [p.seed for p in plans] == [7, 8]
-    assert plans[1].prompt == ('she turns. Mara: a woman in a yellow raincoat. Setting: a rainy night market.'
-                               ' Mara says: "Where did it go?"')
+    assert plans[1].prompt == (
+        'she turns. Mara: a woman in a yellow raincoat. Setting: a rainy night market. Mara says: "Where did it go?"'
+    )
     assert [p.frames for p in plans] == [48, 36] and [p.generated for p in plans] == [49, 41]
 
 

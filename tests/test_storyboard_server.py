@@ -4,10 +4,10 @@ import functools
 import json
 
 import numpy as np
-import pytest
 import polling
+import pytest
 
-from kinema.media import probe
+from kinema.media.files import probe
 
 SMALL = {"size": "32x32", "seconds": "0.4", "steps": 2}
 wait_final = functools.partial(polling.wait_final, timeout=300.0)  # storyboards make several shots
@@ -27,8 +27,13 @@ def test_openai_sdk_remix_and_kinema_extend_record_their_parent(app_client, tmp_
     import openai
 
     sdk = openai.OpenAI(base_url="http://127.0.0.1/v1", api_key="-", http_client=app_client, max_retries=0)
-    source = sdk.videos.create(prompt="a kite over a beach", model="tiny", size="32x32", seconds="0.4",
-                               extra_body={"steps": 2, "seed": 5, "tier": "draft"})
+    source = sdk.videos.create(
+        prompt="a kite over a beach",
+        model="tiny",
+        size="32x32",
+        seconds="0.4",
+        extra_body={"steps": 2, "seed": 5, "tier": "draft"},
+    )
     assert wait_final(app_client, source.id)["status"] == "completed"
 
     remixed = sdk.videos.remix(source.id, prompt="a paper kite over a beach", extra_body={"strength": 0.5, "steps": 4})
@@ -42,8 +47,9 @@ def test_openai_sdk_remix_and_kinema_extend_record_their_parent(app_client, tmp_
     assert metadata["parent"]["id"] == source.id and metadata["strength"] == 0.5
     assert done["kinema"]["tier"] == metadata["tier"] == "draft"  # a draft's remix stays a draft unless asked
 
-    longer = app_client.post(f"/v1/videos/{source.id}/extend",
-                             json={"seconds": "0.25", "steps": 2, "tier": "final"}).json()
+    longer = app_client.post(
+        f"/v1/videos/{source.id}/extend", json={"seconds": "0.25", "steps": 2, "tier": "final"}
+    ).json()
     assert longer["seconds"] == "0.625" and longer["remixed_from_video_id"] is None
     done = wait_final(app_client, longer["id"])
     assert done["status"] == "completed", done["error"]
@@ -56,8 +62,9 @@ def test_openai_sdk_remix_and_kinema_extend_record_their_parent(app_client, tmp_
 
 def test_a_storyboard_job_makes_one_film(app_client, tmp_path):
     text = "Shot 1 (0.25s): a door\nShot 2 (0.25s, continue): it opens\nShot 3 (0.25s): a hallway\n"
-    video = app_client.post("/v1/storyboards", json={"storyboard": text, "size": "32x32", "steps": 2, "seed": 4,
-                                                     "tier": "draft"}).json()
+    video = app_client.post(
+        "/v1/storyboards", json={"storyboard": text, "size": "32x32", "steps": 2, "seed": 4, "tier": "draft"}
+    ).json()
     assert video["seconds"] == "0.75" and video["prompt"] == "a door" and video["kinema"]["tier"] == "draft"
     assert video["size"] == "32x32"
     done = wait_final(app_client, video["id"])
@@ -92,7 +99,7 @@ def test_bad_follow_ups_are_refused_up_front(app_client):
 def test_a_storyboard_sent_to_the_server_cannot_read_its_files_but_can_carry_pictures(app_client, tmp_path):
     import base64
 
-    from kinema.media import encode_png
+    from kinema.media.files import encode_png
 
     secret = tmp_path / "secret.png"
     secret.write_bytes(encode_png(np.zeros((32, 32, 3), np.uint8)))

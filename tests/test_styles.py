@@ -27,8 +27,12 @@ def make_lora(path, rank=4, scale=0.5):
     tensors = {}
     for name, module in transformer.named_modules():
         if name.endswith(("attn1.to_q", "attn1.to_v")):
-            tensors[f"transformer.{name}.lora_A.weight"] = torch.randn(rank, module.in_features, generator=generator) * scale
-            tensors[f"transformer.{name}.lora_B.weight"] = torch.randn(module.out_features, rank, generator=generator) * scale
+            tensors[f"transformer.{name}.lora_A.weight"] = (
+                torch.randn(rank, module.in_features, generator=generator) * scale
+            )
+            tensors[f"transformer.{name}.lora_B.weight"] = (
+                torch.randn(module.out_features, rank, generator=generator) * scale
+            )
     save_file(tensors, str(path))
     return path
 
@@ -37,7 +41,8 @@ def test_builtins_and_a_user_yaml_style_are_listed(kinema_env):
     (kinema_env / "styles").mkdir()
     (kinema_env / "styles" / "pastel.yaml").write_text(
         "name: pastel\ndescription: Soft pastel colours\nprompt: pastel colors\nsteps: 3\n"
-        "loras:\n  - path: pastel.safetensors\n    weight: 0.7\n    backends: [ltx2]\n")
+        "loras:\n  - path: pastel.safetensors\n    weight: 0.7\n    backends: [ltx2]\n"
+    )
     assert {"realistic", "cinematic", "anime", "documentary", "claymation", "noir", "watercolor"} <= set(list_styles())
     result = CliRunner().invoke(cli, ["styles"])
     assert result.exit_code == 0
@@ -46,13 +51,16 @@ def test_builtins_and_a_user_yaml_style_are_listed(kinema_env):
     assert get_style("pastel").steps == 3
 
 
-@pytest.mark.parametrize("text, message", [
-    ('{"name": "x", "loras": [{"path": "x.bin"}]}', "must be a .safetensors file"),
-    ('{"name": "x", "loras": [{"path": "x.safetensors", "weight": 9}]}', "weight must be a number from -4 to 4"),
-    ('{"name": "x", "steps": "many"}', "steps must be a whole number"),
-    ('{"name": "x", "colour": "red"}', "only ['description'"),
-    ('{"name": "x",', "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('{"name": "x", "loras": [{"path": "x.bin"}]}', "must be a .safetensors file"),
+        ('{"name": "x", "loras": [{"path": "x.safetensors", "weight": 9}]}', "weight must be a number from -4 to 4"),
+        ('{"name": "x", "steps": "many"}', "steps must be a whole number"),
+        ('{"name": "x", "colour": "red"}', "only ['description'"),
+        ('{"name": "x",', "not valid JSON"),
+    ],
+)
 def test_bad_style_files_say_what_is_wrong(kinema_env, text, message):
     (kinema_env / "styles").mkdir()
     (kinema_env / "styles" / "x.json").write_text(text)
@@ -75,8 +83,10 @@ def test_a_style_lora_changes_the_clip_and_is_gone_afterwards(kinema_env):
 
     # The LoRA is for LTX-2 only: on Wan the style applies without it.
     wan = dict(SMALL, backend="tiny-wan", audio=False)
-    assert np.array_equal(kinema.generate(GenerationRequest("a lighthouse", **wan)).frames,
-                          kinema.generate(GenerationRequest("a lighthouse", style="grain", **wan)).frames)
+    assert np.array_equal(
+        kinema.generate(GenerationRequest("a lighthouse", **wan)).frames,
+        kinema.generate(GenerationRequest("a lighthouse", style="grain", **wan)).frames,
+    )
 
 
 def test_a_missing_lora_or_missing_peft_is_refused_clearly(kinema_env, monkeypatch):

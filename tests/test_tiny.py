@@ -7,8 +7,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from diffusers import (
     LTX2ImageToVideoPipeline,
     LTX2Pipeline,
@@ -16,8 +14,9 @@ from diffusers import (
     WanImageToVideoPipeline,
     WanPipeline,
 )
+from PIL import Image
 
-from kinema import tiny
+from kinema.backends import tiny_parts as tiny
 
 PROMPT = "a cat surfing at dawn, ocean waves"
 MAX_BYTES = 4 * 1024 * 1024
@@ -243,7 +242,7 @@ def test_unknown_kind(tmp_path):
 def test_a_tiny_model_built_by_another_recipe_is_rebuilt_not_trusted(monkeypatch, tmp_path):
     """A kinema upgrade may change the toy architectures: a folder from before must not be loaded as is."""
     from kinema.backends.tiny import tiny_model_path
-    from kinema.tiny import RECIPE_FILE, is_built
+    from kinema.backends.tiny_parts import RECIPE_FILE, is_built
 
     monkeypatch.setenv("KINEMA_HOME", str(tmp_path))
     stale = tmp_path / "models" / "kinema--tiny-stable-audio"

@@ -14,8 +14,22 @@ import numpy as np
 import pytest
 
 from kinema.world import (
-    COLOURS, FLOORS, GRAVITY, HELD_OUT, RESTITUTION, SIZES, VOCABULARY, WALLS, Scene, caption,
-    caption_attributes, make_preview_strip, render, sample_scene, simulate, unknown_words,
+    COLOURS,
+    FLOORS,
+    GRAVITY,
+    HELD_OUT,
+    RESTITUTION,
+    SIZES,
+    VOCABULARY,
+    WALLS,
+    Scene,
+    caption,
+    caption_attributes,
+    make_preview_strip,
+    render,
+    sample_scene,
+    simulate,
+    unknown_words,
 )
 from kinema.world.detect import detect_clip, detect_onsets, frame_psnr, physics_report, sync_report
 from kinema.world.physics import REST_SPEED
@@ -91,7 +105,9 @@ def test_physics_gravity_restitution_and_rest():
             assert e * after.speed >= REST_SPEED or after.rests
         # between contacts the height is a parabola with the world's gravity
         t = traj.times
-        flight = (t > contacts[0].time + 0.01) & (t < contacts[1].time - 0.01) if len(contacts) > 1 else t < contacts[0].time
+        flight = (
+            (t > contacts[0].time + 0.01) & (t < contacts[1].time - 0.01) if len(contacts) > 1 else t < contacts[0].time
+        )
         coef = np.polyfit(t[flight], traj.centers[flight, 1], 2)
         assert 2 * coef[0] == pytest.approx(GRAVITY, rel=1e-6)
         assert np.all(traj.centers[t > traj.rest_time + 1.0, 1] == traj.centers[-1, 1])  # at rest
@@ -129,8 +145,8 @@ def test_every_contact_sounds_from_its_exact_sample():
         assert clip.truth.contacts
         for t, frame, sample, speed in clip.truth.contacts:
             assert sample == math.ceil(t * sr - 1e-9) and frame == pytest.approx(t * clip.fps)
-            before = np.abs(clip.audio[max(sample - 40, 0): sample]).max()
-            after = np.abs(clip.audio[sample: sample + 40]).max()
+            before = np.abs(clip.audio[max(sample - 40, 0) : sample]).max()
+            after = np.abs(clip.audio[sample : sample + 40]).max()
             assert after > 10 * before  # silence (room tone) up to the sample, the impact from it on
         onsets = detect_onsets(clip.audio, sr)
         truth = [c[0] for c in clip.truth.contacts]
@@ -140,13 +156,25 @@ def test_every_contact_sounds_from_its_exact_sample():
 
 def test_sound_follows_speed_size_and_floor():
     def first_impact(**kw):
-        clip = render(Scene(**{"colour": "red", "size": "small", "wall": "white", "floor": "wood", "x0": 32.0,
-                               "y0": 15.0, "seed": 3, **kw}))
+        clip = render(
+            Scene(
+                **{
+                    "colour": "red",
+                    "size": "small",
+                    "wall": "white",
+                    "floor": "wood",
+                    "x0": 32.0,
+                    "y0": 15.0,
+                    "seed": 3,
+                    **kw,
+                }
+            )
+        )
         s = clip.truth.contacts[0][2]
-        seg = clip.audio[s: s + 800].astype(np.float64)
+        seg = clip.audio[s : s + 800].astype(np.float64)
         spec = np.abs(np.fft.rfft(seg * np.hanning(len(seg))))
         freqs = np.fft.rfftfreq(len(seg), 1 / clip.sample_rate)
-        tail = np.abs(clip.audio[s + 1600: s + 2400]).max()
+        tail = np.abs(clip.audio[s + 1600 : s + 2400]).max()
         return np.abs(seg).max(), (spec * freqs).sum() / spec.sum(), tail
 
     high_drop, _, _ = first_impact()
@@ -165,8 +193,12 @@ def test_captions_name_everything_in_the_vocabulary_with_variety():
     for scene in scenes(200, 6):
         text = caption(scene, rng)
         assert unknown_words(text) == []
-        assert caption_attributes(text) == {"colour": scene.colour, "size": scene.size, "wall": scene.wall,
-                                            "floor": scene.floor}, text
+        assert caption_attributes(text) == {
+            "colour": scene.colour,
+            "size": scene.size,
+            "wall": scene.wall,
+            "floor": scene.floor,
+        }, text
     scene = scenes(1, 7)[0]
     assert len({caption(scene, rng) for _ in range(200)}) >= 40
     assert unknown_words("a red fox jumps") == ["fox", "jumps"]

@@ -7,8 +7,11 @@ from kinema import GenerationRequest, get_backend
 
 def test_sizes_rates_and_unknown_words_are_snapped_and_named():
     backend = get_backend("world")
-    plan = backend.plan(GenerationRequest("a large green sphere bounces in a pink room, like a fox", width=128,
-                                          height=96, fps=24, seconds=2, seed=1))
+    plan = backend.plan(
+        GenerationRequest(
+            "a large green sphere bounces in a pink room, like a fox", width=128, height=96, fps=24, seconds=2, seed=1
+        )
+    )
     assert (plan.width, plan.height, float(plan.fps)) == (64, 64, 12.0)
     assert (plan.num_frames - 1) % 4 == 0
     assert any("64x64" in note for note in plan.notes) and any("12 fps" in note for note in plan.notes)

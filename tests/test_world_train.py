@@ -51,8 +51,10 @@ def test_resumed_transformer_matches_an_uninterrupted_run(trained, tmp_path):
     torch.set_num_threads(1)
     try:
         # Same autoencoders and latents; the transformer trained 4 steps straight vs 2 + 2 resumed.
-        straight_dir, resumed = _sharing_autoencoders(trained, tmp_path / "straight"), \
-            _sharing_autoencoders(trained, tmp_path / "resumed")
+        straight_dir, resumed = (
+            _sharing_autoencoders(trained, tmp_path / "straight"),
+            _sharing_autoencoders(trained, tmp_path / "resumed"),
+        )
         _run("transformer", straight_dir, 4)
         _run("transformer", resumed, 2)
         _run("transformer", resumed, 4)
@@ -95,9 +97,17 @@ def test_assembled_folder_runs_in_ltx2_pipeline(trained, tmp_path):
     stats = load_file(str(trained / "latents" / "stats.safetensors"))
     assert torch.equal(pipe.vae.latents_mean, stats["video_mean"])
     pipe.set_progress_bar_config(disable=True)
-    out = pipe(prompt="a small red ball drops onto a wooden floor", width=64, height=64, num_frames=25,
-               frame_rate=12.0, num_inference_steps=2, guidance_scale=1.0, output_type="np",
-               generator=torch.Generator().manual_seed(0))
+    out = pipe(
+        prompt="a small red ball drops onto a wooden floor",
+        width=64,
+        height=64,
+        num_frames=25,
+        frame_rate=12.0,
+        num_inference_steps=2,
+        guidance_scale=1.0,
+        output_type="np",
+        generator=torch.Generator().manual_seed(0),
+    )
     assert out.frames.shape == (1, 25, 64, 64, 3)
     assert out.audio.shape[-1] == pytest.approx(25 / 12 * 16000, rel=0.03)
     assert np.isfinite(out.frames).all()

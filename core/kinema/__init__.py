@@ -10,9 +10,9 @@ try:
 except PackageNotFoundError:  # running from a source tree without an install
     __version__ = "0.0.0+source"
 
-from .clip import Clip
-from .engine import generate, get_backend, get_backends, plan
-from .errors import (
+from kinema.clip import Clip
+from kinema.engine import generate, get_backend, get_backends, plan
+from kinema.errors import (
     GenerationCancelled,
     InvalidRequestError,
     KinemaError,
@@ -20,10 +20,10 @@ from .errors import (
     OutputError,
     UnknownBackendError,
 )
-from .hookspecs import hookimpl
-from .home import kinema_home
-from .progress import CancelToken, Progress
-from .request import GenerationRequest
+from kinema.home import kinema_home
+from kinema.hookspecs import hookimpl
+from kinema.progress import CancelToken, Progress
+from kinema.request import GenerationRequest
 
 __all__ = [
     "CancelToken",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from .errors import KinemaError
+from kinema.errors import KinemaError
 
 
 class _Group(click.Group):
@@ -62,8 +62,13 @@ def _check_output(path: Path) -> Path:
 
 @cli.command()
 @click.argument("prompt")
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="Where to write the MP4 (default: kinema-<time>.mp4 here).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to write the MP4 (default: kinema-<time>.mp4 here).",
+)
 @click.option("--seconds", type=float, help="Clip length in seconds.")
 @click.option("--fps", type=float, help="Frames per second.")
 @click.option("--size", callback=_parse_size, help="WIDTHxHEIGHT, snapped to what the model accepts.")
@@ -76,39 +81,84 @@ def _check_output(path: Path) -> Path:
 @click.option("--no-audio", is_flag=True, help="Picture only.")
 @click.option("--backend", default="tiny", show_default=True, help="Backend (see `kinema backends`).")
 @click.option("--model", help="A model id or folder for the backend.")
-@click.option("--cameo", "cameo_names", multiple=True,
-              help="Put this person in the clip (repeatable; see `kinema cameo list`; backends ltx2, wan-vace).")
-@click.option("--speech", help="A recorded line the clip follows (ltx2): an audio file, or a --cameo name for its voice.")
-@click.option("--tier", type=click.Choice(["draft", "standard", "final"]), default="standard", show_default=True,
-              help="draft: fast preview (fewer steps, step caching); final: more steps, no caching.")
-@click.option("--no-provenance", is_flag=True,
-              help="Write no signed C2PA manifest and no invisible watermark (the file's metadata says so).")
+@click.option(
+    "--cameo",
+    "cameo_names",
+    multiple=True,
+    help="Put this person in the clip (repeatable; see `kinema cameo list`; backends ltx2, wan-vace).",
+)
+@click.option(
+    "--speech", help="A recorded line the clip follows (ltx2): an audio file, or a --cameo name for its voice."
+)
+@click.option(
+    "--tier",
+    type=click.Choice(["draft", "standard", "final"]),
+    default="standard",
+    show_default=True,
+    help="draft: fast preview (fewer steps, step caching); final: more steps, no caching.",
+)
+@click.option(
+    "--no-provenance",
+    is_flag=True,
+    help="Write no signed C2PA manifest and no invisible watermark (the file's metadata says so).",
+)
 @click.option("--visible-mark", metavar="TEXT", help="Also draw TEXT in the bottom-right corner, e.g. 'AI-generated'.")
-def generate(prompt, output, seconds, fps, size, seed, steps, guidance, negative, style, image, no_audio, backend, model,
-             cameo_names, speech, tier, no_provenance, visible_mark):
+def generate(
+    prompt,
+    output,
+    seconds,
+    fps,
+    size,
+    seed,
+    steps,
+    guidance,
+    negative,
+    style,
+    image,
+    no_audio,
+    backend,
+    model,
+    cameo_names,
+    speech,
+    tier,
+    no_provenance,
+    visible_mark,
+):
     """Generate a clip with sound from PROMPT.
 
     Example: kinema generate "waves at dawn, gulls crying" --seconds 2 -o waves.mp4
     """
-    from . import engine
-    from .request import GenerationRequest
+    from kinema import engine
+    from kinema.request import GenerationRequest
 
     output = _check_output(output or Path(time.strftime("kinema-%Y%m%d-%H%M%S.mp4")))
     width, height = size or (None, None)
     request = GenerationRequest(
-        prompt=prompt, negative_prompt=negative, seconds=seconds, fps=fps, width=width, height=height,
-        seed=seed, steps=steps, guidance=guidance, style=style, image=image, audio=not no_audio,
-        backend=backend, model=model, tier=tier,
+        prompt=prompt,
+        negative_prompt=negative,
+        seconds=seconds,
+        fps=fps,
+        width=width,
+        height=height,
+        seed=seed,
+        steps=steps,
+        guidance=guidance,
+        style=style,
+        image=image,
+        audio=not no_audio,
+        backend=backend,
+        model=model,
+        tier=tier,
     )
     if cameo_names or speech:
-        from .cameos import local_user
+        from kinema.cameo.store import local_user
 
         request = request.with_(cameos=tuple(cameo_names), speech=speech, user=local_user())
-        from .cameos import authorize_request
+        from kinema.cameo.store import authorize_request
 
         authorize_request(request)  # before any model loads
     chosen = engine.resolve_backend(request)
-    plan = chosen.plan(request)  # a request beyond the backend's limits (kinema.limits) stops here
+    plan = chosen.plan(request)  # a request beyond the backend's limits (kinema.backends.limits) stops here
     if chosen.is_demo:
         click.echo(
             f"Note: '{chosen.name}' is kinema's tiny demo model (random weights: expect coloured noise and"
@@ -122,12 +172,14 @@ def generate(prompt, output, seconds, fps, size, seed, steps, guidance, negative
         clip = engine.generate(request.with_(seed=plan.seed), progress=on_progress, backend=chosen)
     finally:
         bar.close()
-    for note in clip.metadata.get("notes", [])[len(plan.notes):]:  # what happened while generating (a memory retry)
+    for note in clip.metadata.get("notes", [])[len(plan.notes) :]:  # what happened while generating (a memory retry)
         click.echo(f"Note: {note}", err=True)
     written = clip.save(output, provenance=not no_provenance, visible_mark=visible_mark)
     audio = f", {clip.sample_rate} Hz audio" if clip.audio is not None else ", no audio"
-    click.echo(f"{written} ({clip.width}x{clip.height}, {clip.frame_count} frames at {float(clip.fps):g} fps"
-               f" = {clip.duration:.2f} s{audio}, seed {plan.seed})")
+    click.echo(
+        f"{written} ({clip.width}x{clip.height}, {clip.frame_count} frames at {float(clip.fps):g} fps"
+        f" = {clip.duration:.2f} s{audio}, seed {plan.seed})"
+    )
     for name, match in clip.metadata.get("cameo_identity", {}).items():
         shown = f"{match['score']:.2f}" if match.get("score") is not None else f"not scored ({match.get('note')})"
         click.echo(f"cameo {name}: identity match {shown}")
@@ -155,14 +207,21 @@ def _progress_bar():
 
 def _describe(path, clip) -> str:
     audio = f", {clip.sample_rate} Hz audio" if clip.audio is not None else ", no audio"
-    return (f"{path} ({clip.width}x{clip.height}, {clip.frame_count} frames at {float(clip.fps):g} fps"
-            f" = {clip.duration:.2f} s{audio})")
+    return (
+        f"{path} ({clip.width}x{clip.height}, {clip.frame_count} frames at {float(clip.fps):g} fps"
+        f" = {clip.duration:.2f} s{audio})"
+    )
 
 
 @cli.command()
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="Where to write the film (default: FILE's name with .mp4, here).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to write the film (default: FILE's name with .mp4, here).",
+)
 @click.option("--backend", help="Backend (default: the storyboard's, else tiny).")
 @click.option("--model", help="A model id or folder for the backend.")
 @click.option("--seed", type=int, help="Shot N uses seed + N - 1 (default: the storyboard's, else 0).")
@@ -170,13 +229,19 @@ def _describe(path, clip) -> str:
 @click.option("--fps", type=float, help="Frames per second.")
 @click.option("--steps", type=int, help="Denoising steps per shot.")
 @click.option("--guidance", type=float, help="Guidance scale.")
-@click.option("--tier", type=click.Choice(["draft", "standard", "final"]), default=None,
-              help="Quality tier for every shot (default: the storyboard's, else standard).")
+@click.option(
+    "--tier",
+    type=click.Choice(["draft", "standard", "final"]),
+    default=None,
+    help="Quality tier for every shot (default: the storyboard's, else standard).",
+)
 @click.option("--style", help="Style for the whole film, instead of the storyboard's (see `kinema styles`).")
 @click.option("--no-audio", is_flag=True, help="Picture only.")
 @click.option("--no-cache", is_flag=True, help="Regenerate every shot instead of reusing unchanged ones.")
 @click.option("--plan", "plan_only", is_flag=True, help="Print each shot's frames, seed and prompt; generate nothing.")
-def storyboard(file, output, backend, model, seed, size, fps, steps, guidance, tier, style, no_audio, no_cache, plan_only):
+def storyboard(
+    file, output, backend, model, seed, size, fps, steps, guidance, tier, style, no_audio, no_cache, plan_only
+):
     """Make one film with sound from a storyboard FILE: YAML, JSON, or one shot per line.
 
     \b
@@ -193,33 +258,51 @@ def storyboard(file, output, backend, model, seed, size, fps, steps, guidance, t
     """
     import dataclasses
 
-    from .storyboard import load_storyboard, plan_storyboard, run_storyboard
-    from .styles import get_style
+    from kinema.storyboard import load_storyboard, plan_storyboard, run_storyboard
+    from kinema.styles import get_style
 
     board = load_storyboard(file)
     width, height = size or (None, None)
-    board = board.with_(backend=backend, model=model, seed=seed, width=width, height=height, fps=fps, steps=steps,
-                        guidance=guidance, tier=tier, audio=False if no_audio else None)
+    board = board.with_(
+        backend=backend,
+        model=model,
+        seed=seed,
+        width=width,
+        height=height,
+        fps=fps,
+        steps=steps,
+        guidance=guidance,
+        tier=tier,
+        audio=False if no_audio else None,
+    )
     if style:
         get_style(style)
         board = board.with_(world=dataclasses.replace(board.world, style=style))
-    from . import engine
-    from .request import GenerationRequest
+    from kinema import engine
+    from kinema.request import GenerationRequest
 
     chosen = engine.resolve_backend(GenerationRequest("storyboard", backend=board.backend, model=board.model))
     plans = plan_storyboard(board, chosen)
     if plan_only:
-        click.echo(f"{'shot':>4} {'line':>4} {'cut':<8} {'start':>7} {'seconds':>7} {'frames':>6} {'made':>5} {'seed':>6}  prompt")
+        click.echo(
+            f"{'shot':>4} {'line':>4} {'cut':<8} {'start':>7} {'seconds':>7} {'frames':>6} {'made':>5} {'seed':>6}  prompt"
+        )
         for p in plans:
-            click.echo(f"{p.index + 1:>4} {p.shot.line or '':>4} {p.shot.cut:<8} {p.start:>7.3f} {p.seconds:>7.3f}"
-                       f" {p.frames:>6} {p.generated:>5} {p.seed:>6}  {p.prompt}")
+            click.echo(
+                f"{p.index + 1:>4} {p.shot.line or '':>4} {p.shot.cut:<8} {p.start:>7.3f} {p.seconds:>7.3f}"
+                f" {p.frames:>6} {p.generated:>5} {p.seed:>6}  {p.prompt}"
+            )
         total = sum(p.frames for p in plans)
-        click.echo(f"{len(plans)} shots, {total} frames = {float(total / plans[0].fps):.3f} s at {float(plans[0].fps):g} fps"
-                   f" on {chosen.name}")
+        click.echo(
+            f"{len(plans)} shots, {total} frames = {float(total / plans[0].fps):.3f} s at {float(plans[0].fps):g} fps"
+            f" on {chosen.name}"
+        )
         return
     output = _check_output(output or Path(f"{Path(file).stem}.mp4"))
     if chosen.is_demo:
-        click.echo(f"Note: '{chosen.name}' is kinema's tiny demo model (random weights: expect coloured noise).", err=True)
+        click.echo(
+            f"Note: '{chosen.name}' is kinema's tiny demo model (random weights: expect coloured noise).", err=True
+        )
     bar, on_progress = _progress_bar()
 
     def on_shot(result):
@@ -236,17 +319,23 @@ def storyboard(file, output, backend, model, seed, size, fps, steps, guidance, t
 
 
 def _clip_options(function):
-    for decorator in reversed([
-        click.option("--seed", type=int, help="Same seed, same result."),
-        click.option("--steps", type=int, help="Denoising steps."),
-        click.option("--guidance", type=float, help="Guidance scale."),
-        click.option("--tier", type=click.Choice(["draft", "standard", "final"]), default=None,
-                     help="Quality tier (default: the one CLIP was made at, else standard)."),
-        click.option("--negative", default=None, help="What the new frames should not show."),
-        click.option("--style", help="A style preset (see `kinema styles`)."),
-        click.option("--backend", help="Backend (default: the one that made the clip, else tiny)."),
-        click.option("--model", help="A model id or folder for the backend."),
-    ]):
+    for decorator in reversed(
+        [
+            click.option("--seed", type=int, help="Same seed, same result."),
+            click.option("--steps", type=int, help="Denoising steps."),
+            click.option("--guidance", type=float, help="Guidance scale."),
+            click.option(
+                "--tier",
+                type=click.Choice(["draft", "standard", "final"]),
+                default=None,
+                help="Quality tier (default: the one CLIP was made at, else standard).",
+            ),
+            click.option("--negative", default=None, help="What the new frames should not show."),
+            click.option("--style", help="A style preset (see `kinema styles`)."),
+            click.option("--backend", help="Backend (default: the one that made the clip, else tiny)."),
+            click.option("--model", help="A model id or folder for the backend."),
+        ]
+    ):
         function = decorator(function)
     return function
 
@@ -255,50 +344,90 @@ def _clip_options(function):
 @click.argument("clip", type=click.Path(path_type=Path))
 @click.option("--seconds", type=float, default=2.0, show_default=True, help="How much to add.")
 @click.option("--prompt", help="What happens next (default: the clip's own prompt).")
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="Where to write the longer clip (default: CLIP-extended.mp4 beside it).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to write the longer clip (default: CLIP-extended.mp4 beside it).",
+)
 @_clip_options
 def extend(clip, seconds, prompt, output, seed, steps, guidance, tier, negative, style, backend, model):
     """Make CLIP longer: new frames continue from its last ones, sound crossfaded.
 
     Example: kinema extend fox.mp4 --seconds 3 --prompt "the fox jumps into the snow" -o fox-longer.mp4
     """
-    from .extend import extend as extend_clip
+    from kinema.extend import extend as extend_clip
 
     output = _check_output(output or clip.with_name(f"{clip.stem}-extended.mp4"))
     bar, on_progress = _progress_bar()
     try:
-        longer = extend_clip(clip, seconds, prompt=prompt, negative_prompt=negative, style=style, seed=seed,
-                             steps=steps, guidance=guidance, tier=tier, backend=backend, model=model,
-                             progress=on_progress)
+        longer = extend_clip(
+            clip,
+            seconds,
+            prompt=prompt,
+            negative_prompt=negative,
+            style=style,
+            seed=seed,
+            steps=steps,
+            guidance=guidance,
+            tier=tier,
+            backend=backend,
+            model=model,
+            progress=on_progress,
+        )
     finally:
         bar.close()
     written = longer.save(output)
-    click.echo(f"{_describe(written, longer)}, {longer.metadata['extended_seconds']:.2f} s added, seed {longer.metadata['seed']}")
+    click.echo(
+        f"{_describe(written, longer)}, {longer.metadata['extended_seconds']:.2f} s added, seed {longer.metadata['seed']}"
+    )
 
 
 @cli.command()
 @click.argument("clip", type=click.Path(path_type=Path))
 @click.argument("prompt")
-@click.option("--strength", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.6, show_default=True,
-              help="How far to move from CLIP: near 0 keeps it, 1 keeps only its length.")
+@click.option(
+    "--strength",
+    type=click.FloatRange(0.0, 1.0, min_open=True),
+    default=0.6,
+    show_default=True,
+    help="How far to move from CLIP: near 0 keeps it, 1 keeps only its length.",
+)
 @click.option("--keep-audio", is_flag=True, help="Keep CLIP's sound instead of making new sound for PROMPT.")
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="Where to write the remix (default: CLIP-remix.mp4 beside it).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to write the remix (default: CLIP-remix.mp4 beside it).",
+)
 @_clip_options
 def remix(clip, prompt, strength, keep_audio, output, seed, steps, guidance, tier, negative, style, backend, model):
     """Redo CLIP following PROMPT, keeping its layout and motion as much as --strength says.
 
     Example: kinema remix fox.mp4 "the same fox, as a paper cut-out animation" --strength 0.5
     """
-    from .remix import remix as remix_clip
+    from kinema.remix import remix as remix_clip
 
     output = _check_output(output or clip.with_name(f"{clip.stem}-remix.mp4"))
     bar, on_progress = _progress_bar()
     try:
-        made = remix_clip(clip, prompt, strength=strength, negative_prompt=negative or "", style=style, seed=seed,
-                          steps=steps, guidance=guidance, tier=tier, keep_audio=keep_audio, backend=backend,
-                          model=model, progress=on_progress)
+        made = remix_clip(
+            clip,
+            prompt,
+            strength=strength,
+            negative_prompt=negative or "",
+            style=style,
+            seed=seed,
+            steps=steps,
+            guidance=guidance,
+            tier=tier,
+            keep_audio=keep_audio,
+            backend=backend,
+            model=model,
+            progress=on_progress,
+        )
     finally:
         bar.close()
     written = made.save(output)
@@ -317,7 +446,7 @@ def backends(ctx):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def backends_list(as_json):
     """List backends. Example: kinema backends list --json"""
-    from .engine import get_backends
+    from kinema.engine import get_backends
 
     rows = []
     by_object: dict[int, list[str]] = {}
@@ -330,9 +459,17 @@ def backends_list(as_json):
             continue
         seen.add(id(backend))
         status = backend.status()
-        rows.append({"name": backend.name, "aliases": by_object[id(backend)][1:], "ready": status.ready,
-                     "device": status.device, "model": backend.model_id, "detail": status.detail,
-                     "description": backend.description})
+        rows.append(
+            {
+                "name": backend.name,
+                "aliases": by_object[id(backend)][1:],
+                "ready": status.ready,
+                "device": status.device,
+                "model": backend.model_id,
+                "detail": status.detail,
+                "description": backend.description,
+            }
+        )
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -353,8 +490,8 @@ def models(ctx):
 @models.command("list")
 def models_list():
     """List downloaded models. Example: kinema models list"""
-    from . import models as model_store
-    from .home import models_dir
+    from kinema import models as model_store
+    from kinema.home import models_dir
 
     names = model_store.pulled()
     click.echo("\n".join(names) if names else f"No models in {models_dir()} yet: kinema models pull Lightricks/LTX-2")
@@ -365,8 +502,8 @@ def models_list():
 @click.option("--revision", help="A branch, tag or commit.")
 def models_pull(model_id, revision):
     """Download a model's safetensors weights. Example: kinema models pull Lightricks/LTX-2"""
-    from . import models as model_store
-    from .face import KNOWN_FACE_MODELS, pull_face_model
+    from kinema import models as model_store
+    from kinema.cameo.face import KNOWN_FACE_MODELS, pull_face_model
 
     if model_id in KNOWN_FACE_MODELS:  # ONNX face models for cameos, not diffusers pipelines
         path = pull_face_model(model_id, revision=revision)
@@ -378,8 +515,8 @@ def models_pull(model_id, revision):
 @cli.command()
 def styles():
     """List style presets. Example: kinema generate "a harbour at night" --style cinematic"""
-    from .home import kinema_home
-    from .styles import list_styles
+    from kinema.home import kinema_home
+    from kinema.styles import list_styles
 
     for style in list_styles().values():
         click.echo(f"{style.name}: {style.description} [{style.source}]")
@@ -392,7 +529,7 @@ def styles():
 @cli.command()
 def plugins():
     """Installed plugins as JSON (include this in bug reports)."""
-    from .plugins import plugin_info
+    from kinema.plugins import plugin_info
 
     click.echo(json.dumps(plugin_info(), indent=2))
 
@@ -404,10 +541,10 @@ def doctor():
 
     import av
 
-    from . import limits
-    from .engine import get_backends
-    from .home import kinema_home, models_dir
-    from .plugins import load_plugins
+    from kinema.backends import limits
+    from kinema.engine import get_backends
+    from kinema.home import kinema_home, models_dir
+    from kinema.plugins import load_plugins
 
     def line(name, value, ok=True):
         click.echo(f"{'ok ' if ok else '!! '} {name}: {value}")
@@ -416,7 +553,7 @@ def doctor():
     try:
         import torch
 
-        from .device import free_memory_bytes, pick_device, pick_dtype
+        from kinema.backends.device import free_memory_bytes, pick_device, pick_dtype
 
         device = pick_device()
         line("torch", torch.__version__)
@@ -437,8 +574,8 @@ def doctor():
     line("data dir", kinema_home())
     line("model dir", models_dir())
     try:
-        from .device import pick_device, pick_dtype
-        from .memory import policy_report
+        from kinema.backends.device import pick_device, pick_dtype
+        from kinema.backends.memory import policy_report
 
         device = pick_device()
         for model, policy in policy_report(device, pick_dtype(device)):
@@ -462,7 +599,7 @@ def doctor():
 
 
 def _registered_hosts() -> dict:
-    from .plugins import load_plugins
+    from kinema.plugins import load_plugins
 
     hosts: list = []
     load_plugins().hook.register_hosts(register=hosts.append)
@@ -479,8 +616,13 @@ def _install_params(host) -> list:
     for name, parameter in inspect.signature(host.install).parameters.items():
         if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY):
             default = None if parameter.default is inspect.Parameter.empty else parameter.default
-            params.append(click.Option([f"--{name.replace('_', '-')}", name], default=default,
-                                       required=parameter.default is inspect.Parameter.empty))
+            params.append(
+                click.Option(
+                    [f"--{name.replace('_', '-')}", name],
+                    default=default,
+                    required=parameter.default is inspect.Parameter.empty,
+                )
+            )
     return params
 
 
@@ -501,8 +643,9 @@ class _HostsGroup(click.Group):
             click.echo(instructions(result) if callable(instructions) else str(result))
 
         doc = (host.install.__doc__ or "").strip() or f"Install kinema into {name}."
-        return click.Command(name, callback=run, params=_install_params(host), help=doc,
-                             short_help=getattr(host, "description", None))
+        return click.Command(
+            name, callback=run, params=_install_params(host), help=doc, short_help=getattr(host, "description", None)
+        )
 
 
 @cli.group(cls=_HostsGroup)
@@ -510,23 +653,43 @@ def install():
     """Install kinema into a host program. Example: kinema install comfyui --comfy-dir ~/ComfyUI"""
 
 
-# --------------------------------------------------------------------------- serve (kinema.server)
+# --------------------------------------------------------------------------- serve (kinema.server.app)
 
 
 @cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on. Loopback keeps the server to this machine; any other address"
-                   " needs KINEMA_API_KEY.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
-              help="Port; 0 picks a free one and prints it.")
-@click.option("--default-backend", default="tiny", show_default=True,
-              help="Backend for requests that name no model (or an OpenAI sora-* model).")
-@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
-              default="info", show_default=True, help="Server log detail (on stderr).")
-@click.option("--stop-with-stdin", is_flag=True,
-              help="Also stop when standard input closes. Programs that start a server for themselves (the"
-                   " Blender add-on, the OBS script) hold it open, so the server ends when they do, crashes"
-                   " included.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on. Loopback keeps the server to this machine; any other address needs KINEMA_API_KEY.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8765,
+    show_default=True,
+    help="Port; 0 picks a free one and prints it.",
+)
+@click.option(
+    "--default-backend",
+    default="tiny",
+    show_default=True,
+    help="Backend for requests that name no model (or an OpenAI sora-* model).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    default="info",
+    show_default=True,
+    help="Server log detail (on stderr).",
+)
+@click.option(
+    "--stop-with-stdin",
+    is_flag=True,
+    help="Also stop when standard input closes. Programs that start a server for themselves (the"
+    " Blender add-on, the OBS script) hold it open, so the server ends when they do, crashes"
+    " included.",
+)
 def serve(host, port, default_backend, log_level, stop_with_stdin):
     """Serve the OpenAI Videos API (and kinema's extensions) for other programs.
 
@@ -540,32 +703,56 @@ def serve(host, port, default_backend, log_level, stop_with_stdin):
     Example: kinema serve --port 8765, then from any program:
       OpenAI(base_url="http://127.0.0.1:8765/v1", api_key="-").videos.create(prompt="rain")
     """
-    from .server import serve as run_server
+    from kinema.server.app import serve as run_server
 
     def ready(url):
         click.echo(f"kinema: serving the OpenAI Videos API on {url}/v1 (docs: {url}/docs)")
         sys.stdout.flush()
 
-    run_server(host, port, api_key=os.environ.get("KINEMA_API_KEY") or None, default_backend=default_backend,
-               log_level=log_level, on_ready=ready, stop_with_stdin=stop_with_stdin)
+    run_server(
+        host,
+        port,
+        api_key=os.environ.get("KINEMA_API_KEY") or None,
+        default_backend=default_backend,
+        log_level=log_level,
+        on_ready=ready,
+        stop_with_stdin=stop_with_stdin,
+    )
 
 
-# --------------------------------------------------------------------------- obs (kinema.obs_remote)
+# --------------------------------------------------------------------------- obs (kinema.hosts.obs_remote)
 
 
 def _obs_options(function):
     options = [
         click.option("--scene", help="Scene to show the clip in (default: the one on air)."),
-        click.option("--input", "input_name",
-                     help="The media source to play clips through, created if missing [default: one per scene,"
-                          " 'Kinema Clip (SCENE)', shared with the OBS script]."),
-        click.option("--host", default="127.0.0.1", show_default=True, envvar="OBS_WEBSOCKET_HOST",
-                     help="Where OBS runs. OBS opens the clip itself, so it must see the same path."),
-        click.option("--port", type=click.IntRange(1, 65535), default=4455, show_default=True,
-                     envvar="OBS_WEBSOCKET_PORT", help="obs-websocket port."),
-        click.option("--password", envvar="OBS_WEBSOCKET_PASSWORD",
-                     help="obs-websocket password (OBS: Tools → WebSocket Server Settings → Show Connect Info);"
-                          " or set OBS_WEBSOCKET_PASSWORD."),
+        click.option(
+            "--input",
+            "input_name",
+            help="The media source to play clips through, created if missing [default: one per scene,"
+            " 'Kinema Clip (SCENE)', shared with the OBS script].",
+        ),
+        click.option(
+            "--host",
+            default="127.0.0.1",
+            show_default=True,
+            envvar="OBS_WEBSOCKET_HOST",
+            help="Where OBS runs. OBS opens the clip itself, so it must see the same path.",
+        ),
+        click.option(
+            "--port",
+            type=click.IntRange(1, 65535),
+            default=4455,
+            show_default=True,
+            envvar="OBS_WEBSOCKET_PORT",
+            help="obs-websocket port.",
+        ),
+        click.option(
+            "--password",
+            envvar="OBS_WEBSOCKET_PASSWORD",
+            help="obs-websocket password (OBS: Tools → WebSocket Server Settings → Show Connect Info);"
+            " or set OBS_WEBSOCKET_PASSWORD.",
+        ),
     ]
     for option in reversed(options):
         function = option(function)
@@ -573,7 +760,7 @@ def _obs_options(function):
 
 
 def _obs_play(clip, scene, input_name, host, port, password):
-    from .obs_remote import play
+    from kinema.hosts.obs_remote import play
 
     result = play(clip, scene=scene, input_name=input_name, host=host, port=port, password=password)
     made = ", created now" if result.created else ""
@@ -581,8 +768,10 @@ def _obs_play(clip, scene, input_name, host, port, password):
         after = f"; playing after {result.started_after:.2f} s" if result.started_after is not None else ""
         click.echo(f"On air: {result.path} in scene {result.scene!r} ({result.input_name!r}{made}){after}")
     else:
-        click.echo(f"Loaded {result.path} into {result.input_name!r} in scene {result.scene!r}{made}; that scene"
-                   " is not on air, so the clip plays when you switch to it")
+        click.echo(
+            f"Loaded {result.path} into {result.input_name!r} in scene {result.scene!r}{made}; that scene"
+            " is not on air, so the clip plays when you switch to it"
+        )
 
 
 @cli.group()
@@ -609,35 +798,68 @@ def obs_play(clip, scene, input_name, host, port, password):
 @obs.command("generate")
 @click.argument("prompt")
 @click.option("--play", "play_now", is_flag=True, help="Put the clip on air in OBS when it is ready.")
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="Where to write the MP4 (default: kinema-<time>.mp4 here).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to write the MP4 (default: kinema-<time>.mp4 here).",
+)
 @click.option("--seconds", type=float, help="Clip length in seconds.")
 @click.option("--size", callback=_parse_size, help="WIDTHxHEIGHT, snapped to what the model accepts.")
 @click.option("--seed", type=int, help="Same seed, same clip.")
 @click.option("--steps", type=int, help="Denoising steps.")
 @click.option("--style", help="A style preset (see `kinema styles`).")
 @click.option("--backend", help="Backend (default: the server's, or tiny here).")
-@click.option("--tier", type=click.Choice(["draft", "standard", "final"]), default=None,
-              help="draft: fast preview (fewer steps, step caching); final: more steps, no caching"
-                   " [default: standard].")
-@click.option("--image", type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path),
-              help="Start from this picture (PNG, JPEG or WebP; the first frame).")
-@click.option("--server", "server_url", envvar="KINEMA_URL",
-              help="A kinema server to generate on [default: http://127.0.0.1:8765 if one answers, else here].")
+@click.option(
+    "--tier",
+    type=click.Choice(["draft", "standard", "final"]),
+    default=None,
+    help="draft: fast preview (fewer steps, step caching); final: more steps, no caching [default: standard].",
+)
+@click.option(
+    "--image",
+    type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path),
+    help="Start from this picture (PNG, JPEG or WebP; the first frame).",
+)
+@click.option(
+    "--server",
+    "server_url",
+    envvar="KINEMA_URL",
+    help="A kinema server to generate on [default: http://127.0.0.1:8765 if one answers, else here].",
+)
 @_obs_options
 @click.pass_context
-def obs_generate(ctx, prompt, play_now, output, seconds, size, seed, steps, style, backend, tier, image, server_url,
-                 scene, input_name, host, port, password):
+def obs_generate(
+    ctx,
+    prompt,
+    play_now,
+    output,
+    seconds,
+    size,
+    seed,
+    steps,
+    style,
+    backend,
+    tier,
+    image,
+    server_url,
+    scene,
+    input_name,
+    host,
+    port,
+    password,
+):
     """Generate a clip from PROMPT on a kinema server (or here), then with --play put it on air.
 
     Example: kinema obs generate "fireworks over a lake" --seconds 4 --play
     """
-    from . import client as kinema_client
+    from kinema import client as kinema_client
 
     if play_now:  # a wrong password should fail now, not after minutes of generating
         import asyncio
 
-        from .obs_remote import connect
+        from kinema.hosts.obs_remote import connect
 
         async def check():
             await (await connect(host, port, password)).close()
@@ -649,27 +871,52 @@ def obs_generate(ctx, prompt, play_now, output, seconds, size, seed, steps, styl
         remote.health()
     except kinema_client.ServerUnavailable:
         if server_url:
-            raise click.ClickException(f"no kinema server answers at {remote.base_url}; start one with"
-                                       " `kinema serve`, or leave out --server to generate here") from None
+            raise click.ClickException(
+                f"no kinema server answers at {remote.base_url}; start one with"
+                " `kinema serve`, or leave out --server to generate here"
+            ) from None
         remote = None
     except kinema_client.ClientError as error:
         raise click.ClickException(str(error)) from None
     if remote is None:
-        ctx.invoke(generate, prompt=prompt, output=output, seconds=seconds, size=size, seed=seed, steps=steps,
-                   style=style, backend=backend or "tiny", tier=tier or "standard", image=image)
+        ctx.invoke(
+            generate,
+            prompt=prompt,
+            output=output,
+            seconds=seconds,
+            size=size,
+            seed=seed,
+            steps=steps,
+            style=style,
+            backend=backend or "tiny",
+            tier=tier or "standard",
+            image=image,
+        )
     else:
         from tqdm import tqdm
 
-        bar = tqdm(total=None, unit="step", desc=f"generating on {remote.base_url}", file=sys.stderr,
-                   dynamic_ncols=True)
+        bar = tqdm(
+            total=None, unit="step", desc=f"generating on {remote.base_url}", file=sys.stderr, dynamic_ncols=True
+        )
 
         def on_progress(report):
             bar.total = report.total or bar.total
             bar.update(report.step - bar.n)
 
         try:
-            remote.generate(prompt, output, progress=on_progress, seconds=seconds, size=size, seed=seed,
-                            steps=steps, style=style, backend=backend, tier=tier, image=image)
+            remote.generate(
+                prompt,
+                output,
+                progress=on_progress,
+                seconds=seconds,
+                size=size,
+                seed=seed,
+                steps=steps,
+                style=style,
+                backend=backend,
+                tier=tier,
+                image=image,
+            )
         except kinema_client.ClientError as error:
             raise click.ClickException(str(error)) from None
         finally:
@@ -693,22 +940,22 @@ def verify(file, as_json):
 
     Example: kinema verify fox.mp4
     """
-    from .provenance import verify as check
+    from kinema.media.provenance import verify as check
 
     report = check(file)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else "\n".join(report.lines()))
     sys.exit(report.exit_code)
 
 
-from .cameo_cli import cameo  # noqa: E402  (own modules: cameo and key commands are many)
-from .keys_cli import keys  # noqa: E402
+from kinema.cameo.cli import cameo  # noqa: E402  (own modules: cameo and key commands are many)
+from kinema.server.keys_cli import keys  # noqa: E402
 
 cli.add_command(cameo)
 cli.add_command(keys)
 
 
 def main() -> None:
-    from .plugins import load_plugins
+    from kinema.plugins import load_plugins
 
     load_plugins().hook.register_commands(cli=cli)
     cli(prog_name="kinema")

@@ -21,6 +21,7 @@ refused, e.g. a bad size), ``JobFailed`` / ``JobCancelled`` (from ``wait``),
 from __future__ import annotations
 
 import base64
+import builtins
 import collections
 import http.client
 import json
@@ -34,7 +35,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
+from collections.abc import Callable, Iterator
+from typing import Any
 
 __all__ = [
     "APIError",
@@ -71,7 +73,7 @@ class AuthenticationError(ClientError):
 class APIError(ClientError):
     """The server refused a request; ``status``, ``code`` and ``param`` say why."""
 
-    def __init__(self, message: str, *, status: int, code: Optional[str] = None, param: Optional[str] = None):
+    def __init__(self, message: str, *, status: int, code: str | None = None, param: str | None = None):
         super().__init__(message)
         self.status, self.code, self.param = status, code, param
 
@@ -108,14 +110,14 @@ Progress.__doc__ = """One progress report: step of total in stage, percent 0..10
 class Client:
     """Talks to one kinema server. Thread-safe: every call opens its own connection."""
 
-    def __init__(self, base_url: Optional[str] = None, *, api_key: Optional[str] = None, timeout: float = 30.0):
+    def __init__(self, base_url: str | None = None, *, api_key: str | None = None, timeout: float = 30.0):
         url = (base_url or os.environ.get("KINEMA_URL") or DEFAULT_URL).rstrip("/")
         if url.endswith("/v1"):
             url = url[:-3]
         self.base_url = url
         self.api_key = api_key if api_key is not None else os.environ.get("KINEMA_API_KEY") or None
         self.timeout = timeout
-        self.process: Optional[subprocess.Popen] = None  # set by ensure_server when it started the server
+        self.process: subprocess.Popen | None = None  # set by ensure_server when it started the server
         # A local server needs no proxy; a proxy from the environment would only get in the way.
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -124,8 +126,15 @@ class Client:
 
     # -- plumbing
 
-    def _open(self, method: str, path: str, *, body: Optional[dict] = None, timeout: Optional[float] = None,
-              accept: str = "application/json") -> http.client.HTTPResponse:
+    def _open(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict | None = None,
+        timeout: float | None = None,
+        accept: str = "application/json",
+    ) -> http.client.HTTPResponse:
         headers = {"Accept": accept, "User-Agent": "kinema-client"}
         data = None
         if body is not None:
@@ -145,7 +154,7 @@ class Client:
                 " or call ensure_server()"
             ) from None
 
-    def _json(self, method: str, path: str, body: Optional[dict] = None) -> Any:
+    def _json(self, method: str, path: str, body: dict | None = None) -> Any:
         with self._open(method, path, body=body) as response:
             raw = response.read()
         try:
@@ -171,21 +180,21 @@ class Client:
         self,
         prompt: str,
         *,
-        seconds: Optional[float] = None,
-        size: Union[str, Tuple[int, int], None] = None,
-        model: Optional[str] = None,
-        image: Union[str, "os.PathLike[str]", bytes, None] = None,
-        negative_prompt: Optional[str] = None,
-        seed: Optional[int] = None,
-        steps: Optional[int] = None,
-        guidance: Optional[float] = None,
-        fps: Optional[float] = None,
-        style: Optional[str] = None,
-        backend: Optional[str] = None,
-        audio: Optional[bool] = None,
-        cameos: Optional[List[str]] = None,
-        speech: Optional[str] = None,
-        tier: Optional[str] = None,
+        seconds: float | None = None,
+        size: str | tuple[int, int] | None = None,
+        model: str | None = None,
+        image: str | os.PathLike[str] | bytes | None = None,
+        negative_prompt: str | None = None,
+        seed: int | None = None,
+        steps: int | None = None,
+        guidance: float | None = None,
+        fps: float | None = None,
+        style: str | None = None,
+        backend: str | None = None,
+        audio: bool | None = None,
+        cameos: builtins.list[str] | None = None,
+        speech: str | None = None,
+        tier: str | None = None,
     ) -> dict:
         """Queue a job and return it (``job["id"]``, ``job["size"]``, ``job["seconds"]`` as will be made).
 
@@ -193,20 +202,34 @@ class Client:
         the clip (see ``cameos()``), ``speech`` one of them whose voice drives it. Raises APIError for a
         bad request (403 for a cameo this key's user may not use).
         """
-        body: Dict[str, Any] = {"prompt": prompt}
+        body: dict[str, Any] = {"prompt": prompt}
         if isinstance(size, (tuple, list)):
             size = f"{int(size[0])}x{int(size[1])}"
-        optional = {"seconds": None if seconds is None else f"{seconds:g}" if isinstance(seconds, (int, float)) else seconds,
-                    "size": size, "model": model, "negative_prompt": negative_prompt, "seed": seed, "steps": steps,
-                    "guidance": guidance, "fps": fps, "style": style, "backend": backend, "audio": audio,
-                    "cameos": list(cameos) if cameos else None, "speech": speech, "tier": tier}
+        optional = {
+            "seconds": None if seconds is None else f"{seconds:g}" if isinstance(seconds, (int, float)) else seconds,
+            "size": size,
+            "model": model,
+            "negative_prompt": negative_prompt,
+            "seed": seed,
+            "steps": steps,
+            "guidance": guidance,
+            "fps": fps,
+            "style": style,
+            "backend": backend,
+            "audio": audio,
+            "cameos": list(cameos) if cameos else None,
+            "speech": speech,
+            "tier": tier,
+        }
         body.update({k: v for k, v in optional.items() if v is not None})
         if image is not None:
             data = image if isinstance(image, bytes) else _read_file(image)
-            body["input_reference"] = {"image_url": f"data:{_image_type(data)};base64,{base64.b64encode(data).decode('ascii')}"}
+            body["input_reference"] = {
+                "image_url": f"data:{_image_type(data)};base64,{base64.b64encode(data).decode('ascii')}"
+            }
         return self._json("POST", "/v1/videos", body)
 
-    def submit_storyboard(self, storyboard: Union[str, Dict[str, Any]], **settings: Any) -> dict:
+    def submit_storyboard(self, storyboard: str | dict[str, Any], **settings: Any) -> dict:
         """Queue a storyboard ('Shot 1 (2s): …' lines, YAML/JSON text, or a dict with 'shots'): one film.
 
         ``settings``: size, fps, model, backend, seed, steps, guidance, style, audio, negative_prompt, format.
@@ -214,13 +237,20 @@ class Client:
         """
         return self._json("POST", "/v1/storyboards", {"storyboard": storyboard, **_settings(settings)})
 
-    def remix(self, job_id: str, prompt: str, *, strength: Optional[float] = None, keep_audio: Optional[bool] = None,
-              **settings: Any) -> dict:
+    def remix(
+        self,
+        job_id: str,
+        prompt: str,
+        *,
+        strength: float | None = None,
+        keep_audio: bool | None = None,
+        **settings: Any,
+    ) -> dict:
         """Queue a remix of a completed video: the same shot for ``prompt``; ``strength`` in (0, 1] says how far."""
         body = {"prompt": prompt, **_settings({"strength": strength, "keep_audio": keep_audio, **settings})}
         return self._json("POST", f"/v1/videos/{_quote(job_id)}/remix", body)
 
-    def extend(self, job_id: str, seconds: float, *, prompt: Optional[str] = None, **settings: Any) -> dict:
+    def extend(self, job_id: str, seconds: float, *, prompt: str | None = None, **settings: Any) -> dict:
         """Queue a longer copy of a completed video: ``seconds`` more, continued from its last frames."""
         body = {"seconds": seconds, **_settings({"prompt": prompt, **settings})}
         return self._json("POST", f"/v1/videos/{_quote(job_id)}/extend", body)
@@ -228,7 +258,7 @@ class Client:
     def get(self, job_id: str) -> dict:
         return self._json("GET", f"/v1/videos/{_quote(job_id)}")
 
-    def list(self, *, limit: int = 20, after: Optional[str] = None, order: str = "desc") -> dict:
+    def list(self, *, limit: int = 20, after: str | None = None, order: str = "desc") -> dict:
         """One page: {"data": [...], "has_more": bool, "last_id": ...}; pass ``after=page["last_id"]`` for the next."""
         query = {"limit": limit, "order": order, **({"after": after} if after else {})}
         return self._json("GET", "/v1/videos?" + urllib.parse.urlencode(query))
@@ -241,7 +271,7 @@ class Client:
         """Delete the job and its files (a running job is cancelled first)."""
         return self._json("DELETE", f"/v1/videos/{_quote(job_id)}")
 
-    def events(self, job_id: str, *, timeout: float = 60.0) -> Iterator[Tuple[str, dict]]:
+    def events(self, job_id: str, *, timeout: float = 60.0) -> Iterator[tuple[str, dict]]:
         """Yield ``(event, data)`` from the job's server-sent events until its final event.
 
         First comes ``("video", job)`` as it is now, then ``progress`` events, then
@@ -275,8 +305,15 @@ class Client:
                     elif key == "data":
                         data_lines.append(value)
 
-    def wait(self, job_id: str, *, progress: Optional[Callable[[Progress], None]] = None,
-             timeout: Optional[float] = None, poll_interval: float = 0.5, reconnect_for: float = 30.0) -> dict:
+    def wait(
+        self,
+        job_id: str,
+        *,
+        progress: Callable[[Progress], None] | None = None,
+        timeout: float | None = None,
+        poll_interval: float = 0.5,
+        reconnect_for: float = 30.0,
+    ) -> dict:
         """Block until the job finishes; return it if completed, else raise JobFailed or JobCancelled.
 
         ``progress`` gets a Progress for every step (from server-sent events;
@@ -293,20 +330,30 @@ class Client:
             job = self._wait_polling(job_id, progress, deadline, poll_interval, reconnect_for)
         return _settle(job)
 
-    def _wait_events(self, job_id: str, progress: Optional[Callable], deadline: Optional[float]) -> Optional[dict]:
+    def _wait_events(self, job_id: str, progress: Callable | None, deadline: float | None) -> dict | None:
         silence = 60.0 if deadline is None else max(0.1, min(60.0, deadline - time.monotonic()))
         try:
             stream = self.events(job_id, timeout=silence)
             for name, data in stream:
                 if name == "progress" and progress is not None:
                     preview = data.get("preview_jpeg_base64")
-                    progress(Progress(job_id, data["step"], data["total"], data.get("stage", ""),
-                                      data.get("progress", 0), base64.b64decode(preview) if preview else None))
+                    progress(
+                        Progress(
+                            job_id,
+                            data["step"],
+                            data["total"],
+                            data.get("stage", ""),
+                            data.get("progress", 0),
+                            base64.b64decode(preview) if preview else None,
+                        )
+                    )
                 elif name in ("completed", "failed", "cancelled"):
                     return data
                 elif name == "deleted":
-                    raise JobFailed(f"job {job_id} was deleted", {"id": job_id, "status": "failed",
-                                                                  "error": {"code": "deleted", "message": "deleted"}})
+                    raise JobFailed(
+                        f"job {job_id} was deleted",
+                        {"id": job_id, "status": "failed", "error": {"code": "deleted", "message": "deleted"}},
+                    )
                 if deadline is not None and time.monotonic() > deadline:
                     raise WaitTimeout(f"job {job_id} did not finish within the timeout; it goes on")
         except APIError as error:
@@ -321,8 +368,9 @@ class Client:
             raise
         return None  # stream ended early: fall back to polling
 
-    def _wait_polling(self, job_id: str, progress: Optional[Callable], deadline: Optional[float],
-                      interval: float, reconnect_for: float) -> dict:
+    def _wait_polling(
+        self, job_id: str, progress: Callable | None, deadline: float | None, interval: float, reconnect_for: float
+    ) -> dict:
         last_seen, unreachable_since = None, None
         while True:
             try:
@@ -340,13 +388,21 @@ class Client:
                 seen = (job.get("progress"), info.get("step"))
                 if progress is not None and job["status"] == "in_progress" and seen != last_seen:
                     last_seen = seen
-                    progress(Progress(job_id, info.get("step", 0), info.get("total", 0), info.get("stage", ""),
-                                      job.get("progress", 0), None))
+                    progress(
+                        Progress(
+                            job_id,
+                            info.get("step", 0),
+                            info.get("total", 0),
+                            info.get("stage", ""),
+                            job.get("progress", 0),
+                            None,
+                        )
+                    )
             if deadline is not None and time.monotonic() > deadline:
                 raise WaitTimeout(f"job {job_id} did not finish within the timeout; it goes on")
             time.sleep(interval)
 
-    def download(self, job_id: str, path: Union[str, "os.PathLike[str]"], *, variant: str = "video") -> str:
+    def download(self, job_id: str, path: str | os.PathLike[str], *, variant: str = "video") -> str:
         """Save the clip (or ``variant="thumbnail"``, a PNG) to ``path`` atomically; return the path.
 
         The file appears complete or not at all: it is written to a hidden temp
@@ -380,9 +436,15 @@ class Client:
             raise
         return path
 
-    def generate(self, prompt: str, path: Union[str, "os.PathLike[str]"], *,
-                 progress: Optional[Callable[[Progress], None]] = None, timeout: Optional[float] = None,
-                 **fields: Any) -> str:
+    def generate(
+        self,
+        prompt: str,
+        path: str | os.PathLike[str],
+        *,
+        progress: Callable[[Progress], None] | None = None,
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> str:
         """Submit, wait and download in one call; ``fields`` are ``submit``'s keyword arguments."""
         job = self.submit(prompt, **fields)
         self.wait(job["id"], progress=progress, timeout=timeout)
@@ -415,7 +477,7 @@ def _http_error(error: urllib.error.HTTPError) -> ClientError:
     return cls(message, status=error.code, code=detail.get("code"), param=detail.get("param"))
 
 
-def _settings(settings: Dict[str, Any]) -> Dict[str, Any]:
+def _settings(settings: dict[str, Any]) -> dict[str, Any]:
     size = settings.get("size")
     if isinstance(size, (tuple, list)):
         settings = {**settings, "size": f"{int(size[0])}x{int(size[1])}"}
@@ -426,7 +488,7 @@ def _quote(job_id: str) -> str:
     return urllib.parse.quote(str(job_id), safe="")
 
 
-def _read_file(path: Union[str, "os.PathLike[str]"]) -> bytes:
+def _read_file(path: str | os.PathLike[str]) -> bytes:
     with open(path, "rb") as handle:
         return handle.read()
 
@@ -445,14 +507,14 @@ def _image_type(data: bytes) -> str:
 
 
 def ensure_server(
-    python: Optional[str] = None,
+    python: str | None = None,
     *,
-    url: Optional[str] = None,
-    api_key: Optional[str] = None,
+    url: str | None = None,
+    api_key: str | None = None,
     timeout: float = 120.0,
-    log_path: Optional[str] = None,
-    env: Optional[Dict[str, str]] = None,
-    extra_args: Tuple[str, ...] = (),
+    log_path: str | None = None,
+    env: dict[str, str] | None = None,
+    extra_args: tuple[str, ...] = (),
     stop_with_caller: bool = False,
 ) -> Client:
     """Return a Client for a healthy server at ``url``, starting ``kinema serve`` if none answers.
@@ -488,17 +550,24 @@ def ensure_server(
     server_env = dict(os.environ if env is None else env)
     if api_key:
         server_env["KINEMA_API_KEY"] = api_key
-    options: Dict[str, Any] = {}
+    options: dict[str, Any] = {}
     if os.name == "nt":
-        options["creationflags"] = (getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
-                                    | getattr(subprocess, "CREATE_NO_WINDOW", 0))
+        options["creationflags"] = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) | getattr(
+            subprocess, "CREATE_NO_WINDOW", 0
+        )
     else:
         options["start_new_session"] = True  # Ctrl-C in the host's terminal is for the host, not the server
     with open(log_path, "wb") as log:
         try:
-            process = subprocess.Popen(command, stdin=subprocess.PIPE if stop_with_caller else subprocess.DEVNULL,
-                                       stdout=log, stderr=subprocess.STDOUT,
-                                       env=server_env, close_fds=True, **options)
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.PIPE if stop_with_caller else subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=server_env,
+                close_fds=True,
+                **options,
+            )
         except OSError as error:
             raise ServerStartError(f"cannot run {python}: {error}") from None
     deadline = time.monotonic() + timeout

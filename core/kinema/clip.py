@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -18,8 +18,8 @@ METADATA_KEY = "kinema"
 class Clip:
     frames: np.ndarray  # uint8 [T, H, W, 3]
     fps: Fraction
-    audio: Optional[np.ndarray] = None  # float32 [channels, samples] in [-1, 1]
-    sample_rate: Optional[int] = None
+    audio: np.ndarray | None = None  # float32 [channels, samples] in [-1, 1]
+    sample_rate: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -50,23 +50,23 @@ class Clip:
     def save(
         self,
         path: str | os.PathLike[str],
-        extra_tags: Optional[dict[str, str]] = None,
+        extra_tags: dict[str, str] | None = None,
         *,
         provenance: bool = True,
-        visible_mark: Optional[str] = None,
+        visible_mark: str | None = None,
     ) -> Path:
         """Write an H.264 + AAC MP4 atomically: ``path`` is either the whole clip or untouched.
 
         ``extra_tags`` are more container tags (a host's workflow, say); kinema's own keys win.
-        Every clip carries a signed C2PA manifest and an invisible watermark (kinema.provenance);
+        Every clip carries a signed C2PA manifest and an invisible watermark (kinema.media.provenance);
         ``provenance=False`` turns both off and the file's metadata then says ``"provenance": "off"``.
         ``visible_mark`` draws that text in the bottom-right corner. Afterwards
         ``metadata["provenance"]`` holds what was written (clip id, watermark status).
         """
-        from .errors import OutputError
-        from .media import MediaWriteError, write_mp4
-        from .plugins import load_plugins
-        from .provenance import prepare
+        from kinema.errors import OutputError
+        from kinema.media.files import MediaWriteError, write_mp4
+        from kinema.media.provenance import prepare
+        from kinema.plugins import load_plugins
 
         prepared = prepare(self, enabled=provenance, visible_mark=visible_mark)
         tags = {**(extra_tags or {}), METADATA_KEY: json.dumps(prepared.metadata, sort_keys=True, default=str)}
@@ -85,8 +85,8 @@ class Clip:
         return written
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "Clip":
-        from .media import read_mp4
+    def load(cls, path: str | os.PathLike[str]) -> Clip:
+        from kinema.media.files import read_mp4
 
         frames, fps, audio, sample_rate, tags = read_mp4(path)
         try:

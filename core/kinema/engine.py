@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import inspect
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
-from .backends.base import Backend, Plan
-from .clip import Clip
-from .errors import GenerationCancelled, InvalidRequestError, UnknownBackendError
-from .plugins import load_plugins
-from .progress import CancelToken, Progress
-from .request import GenerationRequest
+from kinema.backends.base import Backend, Plan
+from kinema.clip import Clip
+from kinema.errors import GenerationCancelled, InvalidRequestError, UnknownBackendError
+from kinema.plugins import load_plugins
+from kinema.progress import CancelToken, Progress
+from kinema.request import GenerationRequest
 
 
 def get_backends() -> dict[str, Backend]:
@@ -49,8 +50,8 @@ def resolve_backend(request: GenerationRequest) -> Backend:
 
 def _distilled_for_tier(backend: Backend, tier: str) -> Backend:
     """The tier's distilled checkpoint for this family when it is already on this machine (never downloaded)."""
-    from . import models
-    from .tiers import distilled_model
+    from kinema import models
+    from kinema.tiers import distilled_model
 
     distilled = distilled_model(tier, getattr(backend, "family", ""))
     for_model = getattr(backend, "for_model", None)
@@ -59,16 +60,16 @@ def _distilled_for_tier(backend: Backend, tier: str) -> Backend:
     return backend
 
 
-def plan(request: GenerationRequest, backend: Optional[Backend] = None) -> Plan:
+def plan(request: GenerationRequest, backend: Backend | None = None) -> Plan:
     return (backend or resolve_backend(request)).plan(request)
 
 
 def generate(
     request: GenerationRequest,
     *,
-    progress: Optional[Callable[[Progress], None]] = None,
-    cancel: Optional[CancelToken] = None,
-    backend: Optional[Backend] = None,
+    progress: Callable[[Progress], None] | None = None,
+    cancel: CancelToken | None = None,
+    backend: Backend | None = None,
     preview: bool = False,
 ) -> Clip:
     """Generate one clip. ``progress`` gets every step; ``cancel`` stops within one step.
@@ -78,16 +79,16 @@ def generate(
     the CLI and server do not pay for it. Raises ``GenerationCancelled`` when
     cancelled; memory is released either way and the next call works.
     """
-    from . import __version__
-    from .device import release
-    from .memory import retry_lighter_on_oom
-    from .styles import apply_style
+    from kinema import __version__
+    from kinema.backends.device import release
+    from kinema.backends.memory import retry_lighter_on_oom
+    from kinema.styles import apply_style
 
     request = apply_style(request)
     backend = backend or resolve_backend(request)
     the_plan = backend.plan(request)
     # Consent is checked here, when the job actually starts: a cameo revoked while the job was queued stops it.
-    from . import cameos
+    from kinema.cameo import store as cameos
 
     conditioning = cameos.prepare(request)
     cancel = cancel or CancelToken()
@@ -110,7 +111,9 @@ def generate(
         # Out of memory: one retry under the next lighter memory policy, noted in the clip.
         clip = retry_lighter_on_oom(
             lambda: backend.generate(request, the_plan, progress=on_progress, cancel=cancel, **options),
-            getattr(backend, "lighten_memory", None), memory_notes)
+            getattr(backend, "lighten_memory", None),
+            memory_notes,
+        )
     except GenerationCancelled:
         release()
         raise

@@ -3,30 +3,31 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from fractions import Fraction
-from typing import Any, Callable, Optional
+from typing import Any
 
-from .errors import InvalidRequestError
-from .lineage import Source, open_source, pick_backend, pick_tier, resize_frames
+from kinema.errors import InvalidRequestError
+from kinema.lineage import Source, open_source, pick_backend, pick_tier, resize_frames
 
 
 def extend(
     source: Source,
     seconds: float,
     *,
-    prompt: Optional[str] = None,
-    negative_prompt: Optional[str] = None,
-    style: Optional[str] = None,
-    seed: Optional[int] = None,
-    steps: Optional[int] = None,
-    guidance: Optional[float] = None,
-    tier: Optional[str] = None,
-    backend: Optional[str] = None,
-    model: Optional[str] = None,
-    progress: Optional[Callable[[Any], None]] = None,
+    prompt: str | None = None,
+    negative_prompt: str | None = None,
+    style: str | None = None,
+    seed: int | None = None,
+    steps: int | None = None,
+    guidance: float | None = None,
+    tier: str | None = None,
+    backend: str | None = None,
+    model: str | None = None,
+    progress: Callable[[Any], None] | None = None,
     cancel: Any = None,
     backend_obj: Any = None,
-    video_id: Optional[str] = None,
+    video_id: str | None = None,
 ) -> Any:
     """``source`` (a Clip or an MP4 path) followed by ``seconds`` more, as one new Clip.
 
@@ -37,9 +38,9 @@ def extend(
     clip's own; ``backend`` and ``tier`` default to the ones that made the clip.
     The result's metadata names the clip as its ``parent``.
     """
-    from . import engine
-    from .assemble import Piece, join, resample
-    from .request import GenerationRequest
+    from kinema import engine
+    from kinema.media.assemble import Piece, join, resample
+    from kinema.request import GenerationRequest
 
     clip, parent = open_source(source, video_id=video_id)
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
@@ -58,45 +59,60 @@ def extend(
     request = GenerationRequest(
         prompt=prompt,
         negative_prompt=clip.metadata.get("negative_prompt", "") if negative_prompt is None else negative_prompt,
-        seconds=float(generated / fps), fps=float(fps), width=clip.width, height=clip.height, seed=seed, steps=steps,
-        guidance=guidance, style=style, image=last[-1] if context == 1 else None,
-        start_frames=last if context > 1 else None, audio=clip.audio is not None,
-        backend=chosen.name, model=model, tier=tier,
+        seconds=float(generated / fps),
+        fps=float(fps),
+        width=clip.width,
+        height=clip.height,
+        seed=seed,
+        steps=steps,
+        guidance=guidance,
+        style=style,
+        image=last[-1] if context == 1 else None,
+        start_frames=last if context > 1 else None,
+        audio=clip.audio is not None,
+        backend=chosen.name,
+        model=model,
+        tier=tier,
     )
     more = engine.generate(request, progress=progress, cancel=cancel, backend=chosen)
-    frames = resize_frames(more.frames[context:context + wanted], clip.width, clip.height)
+    frames = resize_frames(more.frames[context : context + wanted], clip.width, clip.height)
     audio, rate = more.audio, more.sample_rate
     if audio is not None and clip.audio is not None and rate != clip.sample_rate:
         audio, rate = resample(audio, rate, clip.sample_rate), clip.sample_rate
     sample_rate = clip.sample_rate or rate
-    pieces = [Piece(clip.frames, clip.audio, 0),
-              Piece(frames, audio, round(Fraction(context) * sample_rate / fps) if sample_rate else 0)]
+    pieces = [
+        Piece(clip.frames, clip.audio, 0),
+        Piece(frames, audio, round(Fraction(context) * sample_rate / fps) if sample_rate else 0),
+    ]
     joined, joined_audio = join(pieces, fps, sample_rate)
     metadata = dict(more.metadata)
-    metadata.update({
-        "kind": "extend",
-        "parent": parent,
-        "extended_seconds": round(float(wanted / fps), 6),
-        "continued_from_frames": context,
-        "num_frames": int(joined.shape[0]),
-        "width": clip.width,
-        "height": clip.height,
-        "audio": joined_audio is not None,
-    })
-    from .clip import Clip
+    metadata.update(
+        {
+            "kind": "extend",
+            "parent": parent,
+            "extended_seconds": round(float(wanted / fps), 6),
+            "continued_from_frames": context,
+            "num_frames": int(joined.shape[0]),
+            "width": clip.width,
+            "height": clip.height,
+            "audio": joined_audio is not None,
+        }
+    )
+    from kinema.clip import Clip
 
     return Clip(joined, fps, joined_audio, sample_rate if joined_audio is not None else None, metadata)
 
 
-def plan_extension(frame_count: int, fps: Fraction, width: int, height: int, seconds: float,
-                   backend: Any) -> tuple[int, int, int]:
+def plan_extension(
+    frame_count: int, fps: Fraction, width: int, height: int, seconds: float, backend: Any
+) -> tuple[int, int, int]:
     """(context, added, generated) for extending a clip of ``frame_count`` frames by ``seconds`` on ``backend``:
     the last frames it continues from, the frames it gains, and the frames the backend makes.
 
-    Raises if that is less than a frame, or if the longer clip would not fit in memory (kinema.limits);
+    Raises if that is less than a frame, or if the longer clip would not fit in memory (kinema.backends.limits);
     the generation itself is checked where it is planned.
     """
-    from .limits import check_frames_fit
+    from kinema.backends.limits import check_frames_fit
 
     wanted = round(Fraction(seconds).limit_denominator(10**6) * fps)
     if wanted < 1:

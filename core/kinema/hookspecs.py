@@ -6,16 +6,17 @@ only the ones named), so adding an argument to a hook breaks no plugin.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 if TYPE_CHECKING:
     import click
 
-    from .clip import Clip
-    from .progress import Progress
-    from .request import GenerationRequest
+    from kinema.clip import Clip
+    from kinema.progress import Progress
+    from kinema.request import GenerationRequest
 
 hookspec = pluggy.HookspecMarker("kinema")
 hookimpl = pluggy.HookimplMarker("kinema")
@@ -38,20 +39,20 @@ def register_hosts(register: Callable[..., None]) -> None:
 
 
 @hookspec
-def register_commands(cli: "click.Group") -> None:
+def register_commands(cli: click.Group) -> None:
     """Add click commands or groups to the ``kinema`` CLI."""
 
 
 @hookspec
-def generation_progress(request: "GenerationRequest", progress: "Progress") -> None:
+def generation_progress(request: GenerationRequest, progress: Progress) -> None:
     """Called after every denoising step of every generation, in the generating thread."""
 
 
 @hookspec
-def clip_generated(request: "GenerationRequest", clip: "Clip") -> None:
+def clip_generated(request: GenerationRequest, clip: Clip) -> None:
     """Called once a generation finished; ``clip.metadata`` may still be amended here."""
 
 
 @hookspec
-def clip_saved(clip: "Clip", path: Any) -> None:
+def clip_saved(clip: Clip, path: Any) -> None:
     """Called after a clip was written completely (atomically) to ``path``."""

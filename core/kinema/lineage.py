@@ -5,17 +5,17 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Union
 
-from .errors import InvalidRequestError
+from kinema.errors import InvalidRequestError
 
 Source = Union[str, "os.PathLike[str]", Any]  # a path to an MP4, or a kinema.Clip
 
 
-def open_source(source: Source, *, video_id: Optional[str] = None) -> tuple[Any, dict]:
+def open_source(source: Source, *, video_id: str | None = None) -> tuple[Any, dict]:
     """The clip to build on, and the record that names it as the parent."""
-    from .clip import Clip
-    from .media import MediaError
+    from kinema.clip import Clip
+    from kinema.media.files import MediaError
 
     if isinstance(source, Clip):
         return source, parent_record(source, video_id=video_id)
@@ -29,13 +29,13 @@ def open_source(source: Source, *, video_id: Optional[str] = None) -> tuple[Any,
     return clip, parent_record(clip, path=path, video_id=video_id)
 
 
-def pick_backend(clip: Any, backend: Optional[str], model: Optional[str]) -> tuple[str, Optional[str]]:
+def pick_backend(clip: Any, backend: str | None, model: str | None) -> tuple[str, str | None]:
     """The backend (and model) to build on ``clip`` with: the caller's choice, else the one that made it, else tiny."""
     if backend:
         return backend, model
     made_by = clip.metadata.get("backend")
     if isinstance(made_by, str) and made_by:
-        from .engine import get_backends
+        from kinema.engine import get_backends
 
         registered = get_backends().get(made_by)
         if registered is not None:
@@ -44,9 +44,9 @@ def pick_backend(clip: Any, backend: Optional[str], model: Optional[str]) -> tup
     return "tiny", model
 
 
-def pick_tier(clip: Any, tier: Optional[str]) -> str:
+def pick_tier(clip: Any, tier: str | None) -> str:
     """The caller's tier, else the one ``clip`` was made at (a draft extends as a draft), else standard."""
-    from .tiers import DEFAULT_TIER, TIERS, check_tier
+    from kinema.tiers import DEFAULT_TIER, TIERS, check_tier
 
     if tier is not None:
         return check_tier(tier)
@@ -54,7 +54,7 @@ def pick_tier(clip: Any, tier: Optional[str]) -> str:
     return made_at if isinstance(made_at, str) and made_at in TIERS else DEFAULT_TIER
 
 
-def parent_record(clip: Any, *, path: Optional[Path] = None, video_id: Optional[str] = None) -> dict:
+def parent_record(clip: Any, *, path: Path | None = None, video_id: str | None = None) -> dict:
     record: dict[str, Any] = {}
     if video_id:
         record["id"] = video_id

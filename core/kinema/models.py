@@ -7,8 +7,8 @@ import re
 import shutil
 from pathlib import Path
 
-from .errors import InvalidRequestError, MissingWeightsError
-from .home import models_dir
+from kinema.errors import InvalidRequestError, MissingWeightsError
+from kinema.home import models_dir
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # Weights as safetensors only: pickled checkpoints can run code when loaded.
@@ -38,8 +38,9 @@ def resolve(model: str) -> Path:
         if (local / "model_index.json").is_file():
             return local
         if _partial(local).is_dir():
-            raise MissingWeightsError(f"model {model} did not finish downloading: run `kinema models pull {model}`"
-                                      " again to finish it")
+            raise MissingWeightsError(
+                f"model {model} did not finish downloading: run `kinema models pull {model}` again to finish it"
+            )
         raise MissingWeightsError(f"model {model} is not downloaded: run `kinema models pull {model}` first")
     raise MissingWeightsError(f"model {model!r} is neither a folder nor a model id like 'Lightricks/LTX-2'")
 
@@ -80,5 +81,8 @@ def pull(hub_id: str, *, revision: str | None = None) -> Path:
 
 
 def pulled() -> list[str]:
-    return sorted(p.name.replace("--", "/", 1) for p in models_dir().iterdir()
-                  if not p.name.endswith(PARTIAL_SUFFIX) and (p / "model_index.json").is_file())
+    return sorted(
+        p.name.replace("--", "/", 1)
+        for p in models_dir().iterdir()
+        if not p.name.endswith(PARTIAL_SUFFIX) and (p / "model_index.json").is_file()
+    )

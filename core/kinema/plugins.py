@@ -9,7 +9,7 @@ import threading
 
 import pluggy
 
-from . import hookspecs
+from kinema import hookspecs
 
 DEFAULT_PLUGINS = (
     "kinema.backends.ltx2",
@@ -17,10 +17,10 @@ DEFAULT_PLUGINS = (
     "kinema.backends.tiny",
     "kinema.backends.wan_vace",
     "kinema.backends.world",
-    "kinema.cameos",  # notes where cameo clips are saved, for their owners' use logs
-    "kinema.hosts_obs",
-    "kinema.hosts_comfyui",
-    "kinema.hosts_blender",
+    "kinema.cameo.store",  # notes where cameo clips are saved, for their owners' use logs
+    "kinema.hosts.obs",
+    "kinema.hosts.comfyui",
+    "kinema.hosts.blender",
 )
 
 pm = pluggy.PluginManager("kinema")

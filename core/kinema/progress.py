@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING
 
-from .errors import GenerationCancelled
+from kinema.errors import GenerationCancelled
 
 if TYPE_CHECKING:
     import numpy as np
@@ -17,7 +18,7 @@ class Progress:
     step: int  # steps finished so far, 1..total
     total: int
     stage: str = "video"  # which pass: "video", "audio"
-    preview: Optional["np.ndarray"] = None  # uint8 [H, W, 3], when the backend can afford one
+    preview: np.ndarray | None = None  # uint8 [H, W, 3], when the backend can afford one
 
     @property
     def fraction(self) -> float:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
-from .backends.base import DEFAULT_STRENGTH, fit_frame_count
-from .errors import InvalidRequestError
-from .lineage import Source, open_source, pick_backend, pick_tier, resize_frames
+from kinema.backends.base import DEFAULT_STRENGTH, fit_frame_count
+from kinema.errors import InvalidRequestError
+from kinema.lineage import Source, open_source, pick_backend, pick_tier, resize_frames
 
 
 def remix(
@@ -16,18 +17,18 @@ def remix(
     *,
     strength: float = DEFAULT_STRENGTH,
     negative_prompt: str = "",
-    style: Optional[str] = None,
-    seed: Optional[int] = None,
-    steps: Optional[int] = None,
-    guidance: Optional[float] = None,
-    tier: Optional[str] = None,
+    style: str | None = None,
+    seed: int | None = None,
+    steps: int | None = None,
+    guidance: float | None = None,
+    tier: str | None = None,
     keep_audio: bool = False,
-    backend: Optional[str] = None,
-    model: Optional[str] = None,
-    progress: Optional[Callable[[Any], None]] = None,
+    backend: str | None = None,
+    model: str | None = None,
+    progress: Callable[[Any], None] | None = None,
     cancel: Any = None,
     backend_obj: Any = None,
-    video_id: Optional[str] = None,
+    video_id: str | None = None,
 ) -> Any:
     """A new Clip like ``source`` (a Clip or an MP4 path) but following ``prompt``.
 
@@ -38,23 +39,37 @@ def remix(
     length, frame rate and size as the source; ``backend`` and ``tier``
     default to the ones that made it; ``parent`` in the metadata names the source.
     """
-    from . import engine
-    from .clip import Clip, fit_audio
-    from .request import GenerationRequest
+    from kinema import engine
+    from kinema.clip import Clip, fit_audio
+    from kinema.request import GenerationRequest
 
     clip, parent = open_source(source, video_id=video_id)
     backend, model = pick_backend(clip, backend, model)
     tier = pick_tier(clip, tier)
     chosen = backend_obj or engine.resolve_backend(GenerationRequest(prompt, backend=backend, model=model, tier=tier))
     if not chosen.supports_remix:
-        raise InvalidRequestError(f"backend {chosen.name!r} cannot remix a video; pick one that can (tiny, ltx2, tiny-wan, wan)")
+        raise InvalidRequestError(
+            f"backend {chosen.name!r} cannot remix a video; pick one that can (tiny, ltx2, tiny-wan, wan)"
+        )
     count = clip.frame_count
     generated = remix_frames(count, chosen)
     request = GenerationRequest(
-        prompt=prompt, negative_prompt=negative_prompt, seconds=float(generated / clip.fps), fps=float(clip.fps),
-        width=clip.width, height=clip.height, seed=seed, steps=steps, guidance=guidance, style=style,
-        video=fit_frame_count(clip.frames, generated), strength=strength, audio=not keep_audio,
-        backend=chosen.name, model=model, tier=tier,
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        seconds=float(generated / clip.fps),
+        fps=float(clip.fps),
+        width=clip.width,
+        height=clip.height,
+        seed=seed,
+        steps=steps,
+        guidance=guidance,
+        style=style,
+        video=fit_frame_count(clip.frames, generated),
+        strength=strength,
+        audio=not keep_audio,
+        backend=chosen.name,
+        model=model,
+        tier=tier,
     )
     made = engine.generate(request, progress=progress, cancel=cancel, backend=chosen)
     frames = resize_frames(made.frames[:count], clip.width, clip.height)
@@ -65,16 +80,18 @@ def remix(
     else:
         audio, rate = None, None
     metadata = dict(made.metadata)
-    metadata.update({
-        "kind": "remix",
-        "parent": parent,
-        "strength": strength,
-        "audio_from": "parent" if keep_audio else "remix",
-        "num_frames": count,
-        "width": clip.width,
-        "height": clip.height,
-        "audio": audio is not None,
-    })
+    metadata.update(
+        {
+            "kind": "remix",
+            "parent": parent,
+            "strength": strength,
+            "audio_from": "parent" if keep_audio else "remix",
+            "num_frames": count,
+            "width": clip.width,
+            "height": clip.height,
+            "audio": audio is not None,
+        }
+    )
     return Clip(frames, clip.fps, audio, rate if audio is not None else None, metadata)
 
 

@@ -6,11 +6,11 @@ import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 import numpy as np
 
-from .errors import InvalidRequestError
+from kinema.errors import InvalidRequestError
 
 MAX_PROMPT_CHARS = 4000
 MAX_SECONDS = 60.0
@@ -33,21 +33,21 @@ class GenerationRequest:
 
     prompt: str
     negative_prompt: str = ""
-    seconds: Optional[float] = None
-    fps: Optional[float] = None
-    width: Optional[int] = None
-    height: Optional[int] = None
-    seed: Optional[int] = None
-    steps: Optional[int] = None
-    guidance: Optional[float] = None
-    style: Optional[str] = None
+    seconds: float | None = None
+    fps: float | None = None
+    width: int | None = None
+    height: int | None = None
+    seed: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    style: str | None = None
     image: Any = field(default=None, repr=False)  # first frame: path or uint8 [H, W, 3]
     audio: bool = True
     backend: str = "tiny"
-    model: Optional[str] = None
+    model: str | None = None
     # Remix (video-to-video): the source frames, and how far to move away from them (0 keeps, 1 ignores).
     video: Any = field(default=None, repr=False)  # uint8 [T, H, W, 3]
-    strength: Optional[float] = None
+    strength: float | None = None
     # Extend: the clip first re-creates these frames (the end of the clip being extended), then continues.
     start_frames: Any = field(default=None, repr=False)  # uint8 [T, H, W, 3]
     # LoRA weights for this clip, as ((safetensors path, weight), ...); styles add theirs (kinema.styles).
@@ -56,20 +56,28 @@ class GenerationRequest:
     cameos: tuple[str, ...] = ()
     # A recorded line the clip's sound follows: audio file, (mono float32, rate), or one of ``cameos`` (its voice).
     speech: Any = field(default=None, repr=False)
-    user: Optional[str] = None  # who is asking: the server passes the key's identity; None is kinema.cameos.local_user()
+    user: str | None = (
+        None  # who is asking: the server passes the key's identity; None is kinema.cameo.store.local_user()
+    )
     tier: str = "standard"  # quality tier: draft, standard or final (kinema.tiers.TIERS)
 
     def __post_init__(self) -> None:
         _check_text("prompt", self.prompt, required=True)
         _check_text("negative_prompt", self.negative_prompt or "", required=False)
-        _check_range("seconds", self.seconds, 0.0, MAX_SECONDS, open_low=True,
-                     hint=f"for longer films, use a storyboard of shots up to {MAX_SECONDS:g} s each")
+        _check_range(
+            "seconds",
+            self.seconds,
+            0.0,
+            MAX_SECONDS,
+            open_low=True,
+            hint=f"for longer films, use a storyboard of shots up to {MAX_SECONDS:g} s each",
+        )
         _check_range("fps", self.fps, 1.0, MAX_FPS)
         for name in ("width", "height"):
             _check_int(name, getattr(self, name), MIN_SIDE, MAX_SIDE)
         _check_int("seed", self.seed, 0, MAX_SEED)
         _check_int("steps", self.steps, 1, MAX_STEPS)
-        from .tiers import check_tier
+        from kinema.tiers import check_tier
 
         check_tier(self.tier)
         _check_range("guidance", self.guidance, 0.0, MAX_GUIDANCE)
@@ -86,11 +94,13 @@ class GenerationRequest:
         object.__setattr__(self, "loras", _check_loras(self.loras))
         given = [name for name in ("image", "video", "start_frames") if getattr(self, name) is not None]
         if len(given) > 1:
-            raise InvalidRequestError(f"give only one of image (first frame), video (remix) or start_frames (extend), got {' and '.join(given)}")
+            raise InvalidRequestError(
+                f"give only one of image (first frame), video (remix) or start_frames (extend), got {' and '.join(given)}"
+            )
 
         _check_cameo_fields(self)
 
-    def with_(self, **changes: Any) -> "GenerationRequest":
+    def with_(self, **changes: Any) -> GenerationRequest:
         return replace(self, **changes)
 
 
@@ -144,21 +154,23 @@ def _check_frames(name: str, frames: Any) -> np.ndarray:
         shape = list(frames.shape) if isinstance(frames, np.ndarray) else type(frames).__name__
         raise InvalidRequestError(f"{name} must be uint8 frames [T, H, W, 3], got {shape}")
     if frames.shape[0] < 1 or min(frames.shape[1:3]) < MIN_SIDE:
-        raise InvalidRequestError(f"{name} must have at least one frame of at least {MIN_SIDE}x{MIN_SIDE}, got {list(frames.shape)}")
+        raise InvalidRequestError(
+            f"{name} must have at least one frame of at least {MIN_SIDE}x{MIN_SIDE}, got {list(frames.shape)}"
+        )
     return frames
 
 
 def _load_image(image: Any) -> np.ndarray:
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise InvalidRequestError(
-                f"image must be uint8 [H, W, 3], got {image.dtype} {list(image.shape)}"
-            )
+            raise InvalidRequestError(f"image must be uint8 [H, W, 3], got {image.dtype} {list(image.shape)}")
         if min(image.shape[:2]) < MIN_SIDE:
-            raise InvalidRequestError(f"image is {image.shape[1]}x{image.shape[0]}; use one at least {MIN_SIDE} px on each side")
+            raise InvalidRequestError(
+                f"image is {image.shape[1]}x{image.shape[0]}; use one at least {MIN_SIDE} px on each side"
+            )
         return image
     if isinstance(image, (str, os.PathLike)):
-        from .media import MediaError, read_image
+        from kinema.media.files import MediaError, read_image
 
         path = Path(image)
         if not path.is_file():
@@ -166,12 +178,14 @@ def _load_image(image: Any) -> np.ndarray:
         try:
             return _load_image(read_image(path))
         except MediaError as error:
-            raise InvalidRequestError(f"image {str(path)!r} is not a readable picture (PNG, JPEG or WebP): {error}") from None
+            raise InvalidRequestError(
+                f"image {str(path)!r} is not a readable picture (PNG, JPEG or WebP): {error}"
+            ) from None
     raise InvalidRequestError(f"image must be a file path or a uint8 array, got {type(image).__name__}")
 
 
-def _check_cameo_fields(request: "GenerationRequest") -> None:
-    from .cameos import MAX_CAMEOS_PER_REQUEST, check_identity, check_name
+def _check_cameo_fields(request: GenerationRequest) -> None:
+    from kinema.cameo.store import MAX_CAMEOS_PER_REQUEST, check_identity, check_name
 
     cameos = request.cameos
     if isinstance(cameos, str):
@@ -194,7 +208,9 @@ def _check_cameo_fields(request: "GenerationRequest") -> None:
             raise InvalidRequestError("speech as (audio, sample_rate) needs samples and a positive rate")
         return
     if not isinstance(speech, (str, os.PathLike)):
-        raise InvalidRequestError(f"speech must be an audio file or the name of one of the cameos, got {type(speech).__name__}")
+        raise InvalidRequestError(
+            f"speech must be an audio file or the name of one of the cameos, got {type(speech).__name__}"
+        )
     if not Path(speech).is_file():
         hint = " (to use a cameo's voice, list the cameo too)" if isinstance(speech, str) and "/" not in speech else ""
         raise InvalidRequestError(f"speech {str(speech)!r} is not an audio file{hint}")

@@ -18,11 +18,11 @@ import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-from .errors import InvalidRequestError
-from .home import kinema_home
-from .request import GenerationRequest
+from kinema.errors import InvalidRequestError
+from kinema.home import kinema_home
+from kinema.request import GenerationRequest
 
 
 @dataclass(frozen=True)
@@ -31,10 +31,10 @@ class Style:
     description: str = ""
     prompt: str = ""  # appended to the user's prompt
     negative_prompt: str = ""  # appended to the negative prompt
-    guidance: Optional[float] = None  # used when the request leaves guidance unset
-    steps: Optional[int] = None  # likewise for steps
+    guidance: float | None = None  # used when the request leaves guidance unset
+    steps: int | None = None  # likewise for steps
     source: str = "built-in"
-    loras: tuple["StyleLora", ...] = ()
+    loras: tuple[StyleLora, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class StyleLora:
 _KNOWN = {"name", "description", "prompt", "negative_prompt", "guidance", "steps", "loras"}
 
 
-def _parse(text: str, source: str, *, kind: str = "json", folder: Optional[Path] = None) -> Style:
+def _parse(text: str, source: str, *, kind: str = "json", folder: Path | None = None) -> Style:
     if kind == "yaml":
         import yaml
 
@@ -59,12 +59,16 @@ def _parse(text: str, source: str, *, kind: str = "json", folder: Optional[Path]
         except yaml.YAMLError as error:
             mark = getattr(error, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark else ""
-            raise InvalidRequestError(f"style file {source} is not valid YAML:{where} {getattr(error, 'problem', error)}") from None
+            raise InvalidRequestError(
+                f"style file {source} is not valid YAML:{where} {getattr(error, 'problem', error)}"
+            ) from None
     else:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
-            raise InvalidRequestError(f"style file {source} is not valid JSON: line {error.lineno}: {error.msg}") from None
+            raise InvalidRequestError(
+                f"style file {source} is not valid JSON: line {error.lineno}: {error.msg}"
+            ) from None
     if not isinstance(data, dict) or not isinstance(data.get("name"), str) or set(data) - _KNOWN:
         raise InvalidRequestError(f"style file {source} must be a mapping with 'name' and only {sorted(_KNOWN)}")
 
@@ -75,8 +79,12 @@ def _parse(text: str, source: str, *, kind: str = "json", folder: Optional[Path]
         if not isinstance(data.get(key, ""), str):
             raise bad(f"{key} must be text")
     guidance, steps = data.get("guidance"), data.get("steps")
-    if guidance is not None and (isinstance(guidance, bool) or not isinstance(guidance, (int, float))
-                                 or not math.isfinite(guidance) or not 0 <= guidance <= 50):
+    if guidance is not None and (
+        isinstance(guidance, bool)
+        or not isinstance(guidance, (int, float))
+        or not math.isfinite(guidance)
+        or not 0 <= guidance <= 50
+    ):
         raise bad(f"guidance must be a number from 0 to 50, got {guidance!r}")
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 500):
         raise bad(f"steps must be a whole number from 1 to 500, got {steps!r}")
@@ -92,10 +100,14 @@ def _as_list(value: Any, bad) -> list:
     return value
 
 
-def _lora(entry: Any, folder: Optional[Path], bad) -> StyleLora:
+def _lora(entry: Any, folder: Path | None, bad) -> StyleLora:
     if isinstance(entry, str):
         entry = {"path": entry}
-    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or set(entry) - {"path", "weight", "backends"}:
+    if (
+        not isinstance(entry, dict)
+        or not isinstance(entry.get("path"), str)
+        or set(entry) - {"path", "weight", "backends"}
+    ):
         raise bad(f"each LoRA is a path or {{path, weight, backends}}, got {entry!r}")
     path = Path(entry["path"]).expanduser()
     if path.suffix != ".safetensors":
@@ -132,7 +144,9 @@ def list_styles() -> dict[str, Style]:
 def get_style(name: str) -> Style:
     styles = list_styles()
     if name not in styles:
-        raise InvalidRequestError(f"unknown style {name!r}; choose one of: {', '.join(sorted(styles))} (see `kinema styles`)")
+        raise InvalidRequestError(
+            f"unknown style {name!r}; choose one of: {', '.join(sorted(styles))} (see `kinema styles`)"
+        )
     return styles[name]
 
 
@@ -147,14 +161,15 @@ def apply_style(request: GenerationRequest) -> GenerationRequest:
         guidance=request.guidance if request.guidance is not None else style.guidance,
         steps=request.steps if request.steps is not None else style.steps,
         image=request.image,
-        loras=tuple(request.loras) + tuple((lora.path, lora.weight) for lora in style.loras if lora.fits(_backend_names(request))),
+        loras=tuple(request.loras)
+        + tuple((lora.path, lora.weight) for lora in style.loras if lora.fits(_backend_names(request))),
     )
 
 
 def _backend_names(request: GenerationRequest) -> set[str]:
     """What a LoRA's ``backends`` may name for this request: the backend as asked, its real name and family."""
     names = {request.backend}
-    from .engine import get_backends
+    from kinema.engine import get_backends
 
     backend = get_backends().get(request.backend)
     if backend is not None:

@@ -13,7 +13,7 @@ different pace in each architecture; the values were chosen with
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 DEFAULT_TIER = "standard"
 
@@ -55,7 +55,7 @@ class TierSettings:
     tier: str
     steps: int
     guidance: float
-    cache: Optional[dict[str, Any]] = None
+    cache: dict[str, Any] | None = None
     notes: tuple[str, ...] = field(default=())
 
 
@@ -64,22 +64,30 @@ def tier_names() -> tuple[str, ...]:
 
 
 def check_tier(tier: Any) -> str:
-    from .errors import InvalidRequestError
+    from kinema.errors import InvalidRequestError
 
     if not isinstance(tier, str) or tier not in TIERS:
         raise InvalidRequestError(f"tier must be one of {', '.join(TIERS)}; got {tier!r}")
     return tier
 
 
-def distilled_model(tier: str, family: str) -> Optional[dict[str, Any]]:
+def distilled_model(tier: str, family: str) -> dict[str, Any] | None:
     """The distilled checkpoint entry ``tier`` wants for ``family``, if any."""
     return TIERS[check_tier(tier)]["distilled"].get(family)
 
 
-def settings(tier: str, family: str, *, default_steps: int, default_guidance: float, model_id: str = "",
-             steps: Optional[int] = None, guidance: Optional[float] = None) -> TierSettings:
+def settings(
+    tier: str,
+    family: str,
+    *,
+    default_steps: int,
+    default_guidance: float,
+    model_id: str = "",
+    steps: int | None = None,
+    guidance: float | None = None,
+) -> TierSettings:
     """Resolve ``tier`` for a backend of ``family`` running ``model_id``; explicit steps/guidance win."""
-    from .request import MAX_STEPS
+    from kinema.request import MAX_STEPS
 
     entry = TIERS[check_tier(tier)]
     notes: list[str] = []

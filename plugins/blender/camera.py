@@ -12,8 +12,9 @@ class CameraError(Exception):
     """Why there is no frame to send; the message is for the user."""
 
 
-def render_first_frame(scene, width: int, height: int, *, engine: str = 'BLENDER_WORKBENCH',
-                       cycles_samples: int = 16) -> bytes:
+def render_first_frame(
+    scene, width: int, height: int, *, engine: str = "BLENDER_WORKBENCH", cycles_samples: int = 16
+) -> bytes:
     """PNG bytes of ``scene``'s camera view at ``width`` x ``height``; the scene's settings are left as they were.
 
     The Sequencer and compositor are switched off for the render, so the picture is
@@ -31,17 +32,17 @@ def render_first_frame(scene, width: int, height: int, *, engine: str = 'BLENDER
     saved.set(render, "use_compositing", False)
     settings = render.image_settings
     if hasattr(settings, "media_type"):  # Blender 5: the media type decides which formats exist
-        saved.set(settings, "media_type", 'IMAGE')
-    saved.set(settings, "file_format", 'PNG')
-    saved.set(settings, "color_mode", 'RGB')
-    saved.set(settings, "color_depth", '8')
-    if engine == 'CYCLES' and hasattr(scene, "cycles"):
+        saved.set(settings, "media_type", "IMAGE")
+    saved.set(settings, "file_format", "PNG")
+    saved.set(settings, "color_mode", "RGB")
+    saved.set(settings, "color_depth", "8")
+    if engine == "CYCLES" and hasattr(scene, "cycles"):
         saved.set(scene.cycles, "samples", int(cycles_samples))
     handle, path = tempfile.mkstemp(prefix="kinema-camera-", suffix=".png")
     os.close(handle)
     try:
         result = bpy.ops.render.render(write_still=False, scene=scene.name)
-        if 'FINISHED' not in result:
+        if "FINISHED" not in result:
             raise CameraError("The camera render was cancelled")
         bpy.data.images["Render Result"].save_render(path, scene=scene)
         with open(path, "rb") as file:

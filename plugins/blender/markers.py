@@ -9,21 +9,27 @@ to the frame.
 
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 
 class MarkerError(ValueError):
     """The markers do not make a storyboard; the message says which marker to fix."""
 
 
-def storyboard_from_markers(markers: Iterable[tuple[int, str]], fps: float, frame_end: int,
-                            setting: str = "", frame_start: Optional[int] = None) -> dict:
+def storyboard_from_markers(
+    markers: Iterable[tuple[int, str]], fps: float, frame_end: int, setting: str = "", frame_start: int | None = None
+) -> dict:
     """A storyboard (the server's JSON form) from ``(frame, name)`` markers between frame_start and frame_end."""
-    chosen = sorted((int(frame), str(name)) for frame, name in markers
-                    if (frame_start is None or frame >= frame_start) and frame <= frame_end)
+    chosen = sorted(
+        (int(frame), str(name))
+        for frame, name in markers
+        if (frame_start is None or frame >= frame_start) and frame <= frame_end
+    )
     if not chosen:
-        raise MarkerError("No timeline markers in the scene's frame range: add one per shot (M in the Timeline)"
-                          " and name it with the shot's prompt (F2)")
+        raise MarkerError(
+            "No timeline markers in the scene's frame range: add one per shot (M in the Timeline)"
+            " and name it with the shot's prompt (F2)"
+        )
     frames = [frame for frame, _ in chosen]
     for before, after in zip(frames, frames[1:]):
         if before == after:

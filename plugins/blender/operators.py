@@ -11,16 +11,16 @@ class KINEMA_OT_generate(bpy.types.Operator):
 
     bl_idname = "kinema.generate"
     bl_label = "Generate"
-    bl_options = {'REGISTER'}
+    bl_options = {"REGISTER"}
 
     def execute(self, context):
         try:
             job = session.submit(context)
         except session.UserError as error:
-            self.report({'ERROR'}, str(error))
-            return {'CANCELLED'}
-        self.report({'INFO'}, f"Kinema: generating '{job.prompt}' (Esc in the Sequencer cancels)")
-        return {'FINISHED'}
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Kinema: generating '{job.prompt}' (Esc in the Sequencer cancels)")
+        return {"FINISHED"}
 
 
 class KINEMA_OT_generate_from_camera(bpy.types.Operator):
@@ -28,7 +28,7 @@ class KINEMA_OT_generate_from_camera(bpy.types.Operator):
 
     bl_idname = "kinema.generate_from_camera"
     bl_label = "Generate from Camera"
-    bl_options = {'REGISTER'}
+    bl_options = {"REGISTER"}
 
     @classmethod
     def poll(cls, context):
@@ -42,14 +42,15 @@ class KINEMA_OT_generate_from_camera(bpy.types.Operator):
         width, height = session.size_for(timeline.target_scene(context))
         try:
             # The camera lives in the active scene, which in Blender 5 may differ from the Sequencer's scene.
-            image = camera.render_first_frame(context.scene, width, height, engine=prefs.camera_engine,
-                                              cycles_samples=prefs.cycles_samples)
+            image = camera.render_first_frame(
+                context.scene, width, height, engine=prefs.camera_engine, cycles_samples=prefs.cycles_samples
+            )
             job = session.submit(context, image=image)
         except (camera.CameraError, session.UserError) as error:
-            self.report({'ERROR'}, str(error))
-            return {'CANCELLED'}
-        self.report({'INFO'}, f"Kinema: generating '{job.prompt}' from camera '{context.scene.camera.name}'")
-        return {'FINISHED'}
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Kinema: generating '{job.prompt}' from camera '{context.scene.camera.name}'")
+        return {"FINISHED"}
 
 
 class KINEMA_OT_generate_from_markers(bpy.types.Operator):
@@ -58,16 +59,16 @@ class KINEMA_OT_generate_from_markers(bpy.types.Operator):
 
     bl_idname = "kinema.generate_from_markers"
     bl_label = "Generate from Markers"
-    bl_options = {'REGISTER'}
+    bl_options = {"REGISTER"}
 
     def execute(self, context):
         try:
             job = session.submit(context, from_markers=True)
         except session.UserError as error:
-            self.report({'ERROR'}, str(error))
-            return {'CANCELLED'}
-        self.report({'INFO'}, f"Kinema: generating {job.prompt}; it appears at frame {job.frame} when ready")
-        return {'FINISHED'}
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Kinema: generating {job.prompt}; it appears at frame {job.frame} when ready")
+        return {"FINISHED"}
 
 
 class KINEMA_OT_cancel(bpy.types.Operator):
@@ -75,9 +76,9 @@ class KINEMA_OT_cancel(bpy.types.Operator):
 
     bl_idname = "kinema.cancel"
     bl_label = "Cancel"
-    bl_options = {'REGISTER'}
+    bl_options = {"REGISTER"}
 
-    job: IntProperty(name="Job", default=0, options={'SKIP_SAVE'})
+    job: IntProperty(name="Job", default=0, options={"SKIP_SAVE"})
 
     @classmethod
     def poll(cls, context):
@@ -90,9 +91,9 @@ class KINEMA_OT_cancel(bpy.types.Operator):
     def execute(self, context):
         job = session.get(self.job) if self.job else session.latest_active()
         if job is None or not session.cancel(job.id, context):
-            return {'CANCELLED'}
-        self.report({'INFO'}, f"Kinema: cancelling '{job.prompt}'")
-        return {'FINISHED'}
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Kinema: cancelling '{job.prompt}'")
+        return {"FINISHED"}
 
 
 class KINEMA_OT_dismiss(bpy.types.Operator):
@@ -100,13 +101,13 @@ class KINEMA_OT_dismiss(bpy.types.Operator):
 
     bl_idname = "kinema.dismiss"
     bl_label = "Clear"
-    bl_options = {'REGISTER', 'INTERNAL'}
+    bl_options = {"REGISTER", "INTERNAL"}
 
-    job: IntProperty(name="Job", default=0, options={'SKIP_SAVE'})
+    job: IntProperty(name="Job", default=0, options={"SKIP_SAVE"})
 
     def execute(self, context):
         session.dismiss(self.job or None)
-        return {'FINISHED'}
+        return {"FINISHED"}
 
 
 class KINEMA_OT_connect(bpy.types.Operator):
@@ -114,11 +115,11 @@ class KINEMA_OT_connect(bpy.types.Operator):
 
     bl_idname = "kinema.connect"
     bl_label = "Connect"
-    bl_options = {'REGISTER', 'INTERNAL'}
+    bl_options = {"REGISTER", "INTERNAL"}
 
     def execute(self, context):
         session.connect(context)
-        return {'FINISHED'}
+        return {"FINISHED"}
 
 
 class KINEMA_OT_stop_server(bpy.types.Operator):
@@ -126,7 +127,7 @@ class KINEMA_OT_stop_server(bpy.types.Operator):
 
     bl_idname = "kinema.stop_server"
     bl_label = "Stop Started Server"
-    bl_options = {'REGISTER', 'INTERNAL'}
+    bl_options = {"REGISTER", "INTERNAL"}
 
     @classmethod
     def poll(cls, context):
@@ -136,7 +137,7 @@ class KINEMA_OT_stop_server(bpy.types.Operator):
         if session.work.connection.stop_started_server():
             session.work.connection.forget()
             session.server.state, session.server.message = "unknown", "Server stopped"
-        return {'FINISHED'}
+        return {"FINISHED"}
 
 
 class KINEMA_OT_report(bpy.types.Operator):
@@ -144,15 +145,23 @@ class KINEMA_OT_report(bpy.types.Operator):
 
     bl_idname = "kinema.report"
     bl_label = "Kinema Message"
-    bl_options = {'INTERNAL'}
+    bl_options = {"INTERNAL"}
 
-    level: EnumProperty(items=[(name, name, "") for name in ('INFO', 'WARNING', 'ERROR')], default='INFO')
+    level: EnumProperty(items=[(name, name, "") for name in ("INFO", "WARNING", "ERROR")], default="INFO")
     message: StringProperty()
 
     def execute(self, context):
         self.report({self.level}, self.message)
-        return {'FINISHED'}
+        return {"FINISHED"}
 
 
-classes = (KINEMA_OT_generate, KINEMA_OT_generate_from_camera, KINEMA_OT_generate_from_markers, KINEMA_OT_cancel, KINEMA_OT_dismiss,
-           KINEMA_OT_connect, KINEMA_OT_stop_server, KINEMA_OT_report)
+classes = (
+    KINEMA_OT_generate,
+    KINEMA_OT_generate_from_camera,
+    KINEMA_OT_generate_from_markers,
+    KINEMA_OT_cancel,
+    KINEMA_OT_dismiss,
+    KINEMA_OT_connect,
+    KINEMA_OT_stop_server,
+    KINEMA_OT_report,
+)

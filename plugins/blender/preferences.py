@@ -41,45 +41,48 @@ class KINEMA_AP_preferences(bpy.types.AddonPreferences):
     python_path: StringProperty(
         name="Python with kinema",
         description="The interpreter of the environment where kinema is installed (e.g. ~/kinema/.venv/bin/python);"
-                    " torch and the models stay out of Blender",
-        subtype='FILE_PATH',
+        " torch and the models stay out of Blender",
+        subtype="FILE_PATH",
         default=_DEFAULT_PYTHON,
     )
     api_key: StringProperty(
         name="API key",
         description="Only if the server was started with KINEMA_API_KEY",
-        subtype='PASSWORD',
+        subtype="PASSWORD",
     )
     default_backend: StringProperty(
         name="Default backend",
         description="Backend or pulled model for new scenes (tiny, ltx2, wan, or e.g. Lightricks/LTX-2);"
-                    " empty uses the server's default",
+        " empty uses the server's default",
         default="",
     )
     output_dir: StringProperty(
         name="Clips folder",
         description="Where generated clips are saved; // means beside the .blend file."
-                    " Unsaved files use the temporary folder",
+        " Unsaved files use the temporary folder",
         default="//kinema/",
-        subtype='DIR_PATH',
+        subtype="DIR_PATH",
     )
     camera_engine: EnumProperty(
         name="Camera render",
         description="Engine for 'Generate from Camera' (EEVEE is left out: it is far slower for one still frame)",
         items=(
-            ('BLENDER_WORKBENCH', "Workbench", "Fast solid shading; enough to block out the shot"),
-            ('CYCLES', "Cycles", "Materials and lights, with few samples"),
+            ("BLENDER_WORKBENCH", "Workbench", "Fast solid shading; enough to block out the shot"),
+            ("CYCLES", "Cycles", "Materials and lights, with few samples"),
         ),
-        default='BLENDER_WORKBENCH',
+        default="BLENDER_WORKBENCH",
     )
     cycles_samples: IntProperty(
-        name="Cycles samples", description="Samples for the first-frame render with Cycles", default=16, min=1,
+        name="Cycles samples",
+        description="Samples for the first-frame render with Cycles",
+        default=16,
+        min=1,
         soft_max=256,
     )
     stop_server_on_quit: BoolProperty(
         name="Stop the server when Blender quits",
         description="Stop a server this add-on started when Blender quits, or crashes (keeping it saves loading the"
-                    " model again)",
+        " model again)",
         default=True,
     )
 
@@ -94,17 +97,18 @@ class KINEMA_AP_preferences(bpy.types.AddonPreferences):
         row.prop(self, "python_path")
         column.prop(self, "api_key")
         if not runner.is_local_url(self.server_url) and not bpy.app.online_access:
-            column.label(text="Online access is off (Preferences > System > Network): only local servers work",
-                         icon='ERROR')
+            column.label(
+                text="Online access is off (Preferences > System > Network): only local servers work", icon="ERROR"
+            )
         column = layout.column(heading="Clips")
         column.prop(self, "default_backend")
         column.prop(self, "output_dir")
         column.prop(self, "camera_engine")
-        if self.camera_engine == 'CYCLES':
+        if self.camera_engine == "CYCLES":
             column.prop(self, "cycles_samples")
         column = layout.column(heading="Started server")
         column.prop(self, "stop_server_on_quit")
-        column.operator("kinema.stop_server", icon='CANCEL')
+        column.operator("kinema.stop_server", icon="CANCEL")
 
 
 def get(context=None) -> KINEMA_AP_preferences:
@@ -115,9 +119,13 @@ def get(context=None) -> KINEMA_AP_preferences:
 def server_settings(context=None) -> runner.ServerSettings:
     prefs = get(context)
     python = bpy.path.abspath(prefs.python_path) if prefs.python_path else ""
-    return runner.ServerSettings(url=prefs.server_url.strip(), start_local=prefs.start_server,
-                                 python=os.path.expanduser(python), api_key=prefs.api_key,
-                                 stop_with_blender=prefs.stop_server_on_quit)
+    return runner.ServerSettings(
+        url=prefs.server_url.strip(),
+        start_local=prefs.start_server,
+        python=os.path.expanduser(python),
+        api_key=prefs.api_key,
+        stop_with_blender=prefs.stop_server_on_quit,
+    )
 
 
 def online_refusal(context=None) -> str | None:
@@ -125,8 +133,10 @@ def online_refusal(context=None) -> str | None:
     url = get(context).server_url.strip() or DEFAULT_URL
     if runner.is_local_url(url) or bpy.app.online_access:
         return None
-    return (f"{url} is not on this computer and Blender's online access is off: allow it in Preferences > System"
-            " > Network, or use a local server")
+    return (
+        f"{url} is not on this computer and Blender's online access is off: allow it in Preferences > System"
+        " > Network, or use a local server"
+    )
 
 
 def output_dir(context=None) -> str:

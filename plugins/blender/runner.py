@@ -15,7 +15,7 @@ import secrets
 import subprocess
 import threading
 import traceback
-from typing import Any, Optional
+from typing import Any
 
 from . import clipfiles
 
@@ -53,8 +53,8 @@ class JobSpec:
     fields: dict  # Client.submit keyword arguments
     output_dir: str
     stem: str
-    image: Optional[bytes] = None
-    storyboard: Optional[dict] = None  # markers.storyboard_from_markers: one film instead of one clip
+    image: bytes | None = None
+    storyboard: dict | None = None  # markers.storyboard_from_markers: one film instead of one clip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,8 +78,10 @@ def describe(error: BaseException, settings: ServerSettings) -> str:
     if isinstance(error, api.ServerUnavailable):
         if settings.start_local:
             return f"The kinema server at {settings.shown_url} stopped answering; press Generate again to restart it"
-        return (f"No kinema server at {settings.shown_url}: run `kinema serve`, or turn on 'Start a local server'"
-                " in the add-on preferences")
+        return (
+            f"No kinema server at {settings.shown_url}: run `kinema serve`, or turn on 'Start a local server'"
+            " in the add-on preferences"
+        )
     if isinstance(error, api.ServerStartError):
         return f"Could not start the kinema server: {str(error).splitlines()[0]} (details in the system console)"
     if isinstance(error, api.AuthenticationError):
@@ -99,8 +101,8 @@ class Connection:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._client: Optional[api.Client] = None
-        self._settings: Optional[ServerSettings] = None
+        self._client: api.Client | None = None
+        self._settings: ServerSettings | None = None
         self.started: Any = None  # the Popen of a server this add-on started
 
     def client(self, settings: ServerSettings, post) -> api.Client:
@@ -115,8 +117,12 @@ class Connection:
                         " kinema is installed, e.g. ~/kinema/.venv/bin/python)"
                     )
                 post(Update(0, {"state": "starting", "message": f"Starting a kinema server at {settings.shown_url}…"}))
-                client = api.ensure_server(python=settings.python, url=settings.url or None, api_key=key,
-                                           stop_with_caller=settings.stop_with_blender)
+                client = api.ensure_server(
+                    python=settings.python,
+                    url=settings.url or None,
+                    api_key=key,
+                    stop_with_caller=settings.stop_with_blender,
+                )
                 if client.process is not None:
                     self.started = client.process
             else:
@@ -131,8 +137,11 @@ class Connection:
                 cameos = [row["id"] for row in client.cameos() if row.get("usable")]
             except api.ClientError:
                 cameos = []  # a server from before cameos
-            post(Update(0, {"state": "connected", "message": "", "url": client.base_url, "models": models,
-                            "cameos": cameos}))
+            post(
+                Update(
+                    0, {"state": "connected", "message": "", "url": client.base_url, "models": models, "cameos": cameos}
+                )
+            )
             return client
 
     def forget(self) -> None:
@@ -157,7 +166,7 @@ class Runner:
 
     def __init__(self) -> None:
         self.connection = Connection()
-        self._updates: "queue.SimpleQueue[Update]" = queue.SimpleQueue()
+        self._updates: queue.SimpleQueue[Update] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._cancel: dict[int, threading.Event] = {}
         self._server_ids: dict[int, str] = {}
@@ -188,8 +197,9 @@ class Runner:
             return
         event.set()
         if server_id is not None:
-            threading.Thread(target=self._cancel_on_server, args=(job, server_id, settings), daemon=True,
-                             name=f"kinema-cancel-{job}").start()
+            threading.Thread(
+                target=self._cancel_on_server, args=(job, server_id, settings), daemon=True, name=f"kinema-cancel-{job}"
+            ).start()
 
     def connect(self, settings: ServerSettings) -> None:
         """Find (or start) the server now, off the main thread; the outcome arrives as an Update for job 0."""
@@ -236,8 +246,18 @@ class Runner:
                 self._cancel_on_server(job, video["id"], settings)
 
             def on_progress(progress) -> None:
-                post(Update(job, {"status": "running", "progress": progress.percent / 100.0, "stage": progress.stage,
-                                  "step": progress.step, "total": progress.total}))
+                post(
+                    Update(
+                        job,
+                        {
+                            "status": "running",
+                            "progress": progress.percent / 100.0,
+                            "stage": progress.stage,
+                            "step": progress.step,
+                            "total": progress.total,
+                        },
+                    )
+                )
 
             video = client.wait(video["id"], progress=on_progress)
             post(Update(job, {"status": "downloading", "progress": 1.0, "video": video}))

@@ -12,7 +12,6 @@ import itertools
 import random
 import time
 import traceback
-from typing import Optional
 
 import bpy
 
@@ -22,8 +21,15 @@ TICK_SECONDS = 0.2
 ACTIVE = ("starting", "connecting", "queued", "running", "downloading", "cancelling")
 FINAL = ("done", "failed", "cancelled")
 STATUS_TEXT = {
-    "starting": "Starting", "connecting": "Connecting", "queued": "Queued", "running": "Generating",
-    "downloading": "Saving", "cancelling": "Cancelling", "done": "Done", "failed": "Failed", "cancelled": "Cancelled",
+    "starting": "Starting",
+    "connecting": "Connecting",
+    "queued": "Queued",
+    "running": "Generating",
+    "downloading": "Saving",
+    "cancelling": "Cancelling",
+    "done": "Done",
+    "failed": "Failed",
+    "cancelled": "Cancelled",
 }
 
 
@@ -105,15 +111,15 @@ stop_server_on_exit = True
 _ids = itertools.count(1)
 
 
-def get(job_id: int) -> Optional[Job]:
+def get(job_id: int) -> Job | None:
     return next((job for job in jobs if job.id == job_id), None)
 
 
-def latest_active() -> Optional[Job]:
+def latest_active() -> Job | None:
     return next((job for job in reversed(jobs) if job.active and job.status != "cancelling"), None)
 
 
-def submit(context, *, image: Optional[bytes] = None, from_markers: bool = False) -> Job:
+def submit(context, *, image: bytes | None = None, from_markers: bool = False) -> Job:
     """Start a job from the scene's Kinema settings; raises UserError for what the user must fix first.
 
     ``from_markers``: one film from the timeline markers (kinema storyboard), placed at the first marker;
@@ -127,8 +133,12 @@ def submit(context, *, image: Optional[bytes] = None, from_markers: bool = False
     if from_markers:
         try:
             board = markers.storyboard_from_markers(
-                [(marker.frame, marker.name) for marker in scene.timeline_markers], timeline.scene_fps(scene),
-                scene.frame_end, setting=prompt, frame_start=scene.frame_start)
+                [(marker.frame, marker.name) for marker in scene.timeline_markers],
+                timeline.scene_fps(scene),
+                scene.frame_end,
+                setting=prompt,
+                frame_start=scene.frame_start,
+            )
         except markers.MarkerError as error:
             raise UserError(str(error)) from None
     elif not prompt:
@@ -159,14 +169,31 @@ def submit(context, *, image: Optional[bytes] = None, from_markers: bool = False
     if board is not None:
         fields.pop("seconds")  # the markers say how long each shot is
         first = board["shots"][0]["prompt"]
-        prompt, frame = f"{len(board['shots'])} shots: {first}", min(m.frame for m in scene.timeline_markers
-                                                                     if scene.frame_start <= m.frame <= scene.frame_end)
+        prompt, frame = (
+            f"{len(board['shots'])} shots: {first}",
+            min(m.frame for m in scene.timeline_markers if scene.frame_start <= m.frame <= scene.frame_end),
+        )
     folder = preferences.output_dir(context)
-    job = Job(id=next(_ids), prompt=prompt, seed=seed, model=model, scene_name=scene.name,
-              blend_path=bpy.data.filepath, frame=frame, has_image=image is not None, fields=fields)
+    job = Job(
+        id=next(_ids),
+        prompt=prompt,
+        seed=seed,
+        model=model,
+        scene_name=scene.name,
+        blend_path=bpy.data.filepath,
+        frame=frame,
+        has_image=image is not None,
+        fields=fields,
+    )
     jobs.append(job)
-    spec = runner.JobSpec(prompt=prompt, fields=fields, output_dir=folder,
-                          stem=clipfiles.stem_from_prompt(prompt, seed), image=image, storyboard=board)
+    spec = runner.JobSpec(
+        prompt=prompt,
+        fields=fields,
+        output_dir=folder,
+        stem=clipfiles.stem_from_prompt(prompt, seed),
+        image=image,
+        storyboard=board,
+    )
     work.start(job.id, spec, preferences.server_settings(context))
     ensure_ticking()
     return job
@@ -194,7 +221,7 @@ def cancel(job_id: int, context=None) -> bool:
     return True
 
 
-def dismiss(job_id: Optional[int] = None) -> None:
+def dismiss(job_id: int | None = None) -> None:
     """Forget one finished job, or all of them."""
     jobs[:] = [job for job in jobs if job.active or (job_id is not None and job.id != job_id)]
 
@@ -212,7 +239,7 @@ def connect(context=None) -> None:
 # --------------------------------------------------------------------------- the timer
 
 
-def tick() -> Optional[float]:
+def tick() -> float | None:
     """Apply worker news; returns when to run again (None: nothing to wait for, the timer stops)."""
     updates = work.drain()
     try:
@@ -251,7 +278,7 @@ def _apply(update: runner.Update) -> None:
     if job.status == "completed":
         _add_to_sequencer(job)
     elif job.status == "failed":
-        notify('ERROR', f"Kinema: {job.message}")
+        notify("ERROR", f"Kinema: {job.message}")
 
 
 def _add_to_sequencer(job: Job) -> None:
@@ -259,7 +286,7 @@ def _add_to_sequencer(job: Job) -> None:
     scene = bpy.data.scenes.get(job.scene_name)
     if scene is None or bpy.data.filepath != job.blend_path:
         job.message = f"Saved {job.path}; its scene is not open any more, add it from there"
-        notify('WARNING', f"Kinema: {job.message}")
+        notify("WARNING", f"Kinema: {job.message}")
         return
     path = job.path
     if bpy.data.filepath and bpy.context.preferences.filepaths.use_relative_paths:
@@ -269,16 +296,21 @@ def _add_to_sequencer(job: Job) -> None:
             pass
     try:
         movie, sound, warning = timeline.insert_clip(
-            scene, path, frame=job.frame, name=timeline.strip_name(job.prompt),
-            properties=job.strip_properties(), sound=(job.video.get("kinema") or {}).get("audio", True))
+            scene,
+            path,
+            frame=job.frame,
+            name=timeline.strip_name(job.prompt),
+            properties=job.strip_properties(),
+            sound=(job.video.get("kinema") or {}).get("audio", True),
+        )
     except RuntimeError as error:
         job.message = f"Saved {job.path}, but could not add it to the Sequencer: {error}"
-        notify('ERROR', f"Kinema: {job.message}")
+        notify("ERROR", f"Kinema: {job.message}")
         return
     job.strips = tuple(strip.name for strip in (movie, sound) if strip is not None)
     job.message = warning or f"Added '{movie.name}' on channel {movie.channel}"
     _undo_push("Kinema: add clip")
-    notify('WARNING' if warning else 'INFO', f"Kinema: {job.message}")
+    notify("WARNING" if warning else "INFO", f"Kinema: {job.message}")
 
 
 # --------------------------------------------------------------------------- talking to the user
@@ -320,7 +352,7 @@ def _redraw() -> None:
         return
     for window in manager.windows:
         for area in window.screen.areas:
-            if area.type == 'SEQUENCE_EDITOR':
+            if area.type == "SEQUENCE_EDITOR":
                 area.tag_redraw()
     # The status bar is a global area, outside screen.areas; it redraws when a window's view layer is
     # said to change (its message-bus subscription), and publishing that changes nothing.

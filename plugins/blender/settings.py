@@ -9,8 +9,10 @@ from .preferences import install_defaults
 STYLES = tuple(install_defaults().get("styles") or ())
 BACKENDS = ("tiny", "tiny-wan", "ltx2", "wan")
 # Quality tiers and what each trades, from the kinema that built the add-on; the names are the server's `tier` values.
-TIERS = dict(install_defaults().get("tiers") or {"draft": "Fast preview", "standard": "The model's default steps",
-                                                  "final": "The shot you keep"})
+TIERS = dict(
+    install_defaults().get("tiers")
+    or {"draft": "Fast preview", "standard": "The model's default steps", "final": "The shot you keep"}
+)
 DEFAULT_TIER = "standard"
 _TIER_NUMBERS = {"draft": 0, "standard": 1, "final": 2}  # a .blend saves the choice by number: never renumber
 MAX_SEED = 2**31 - 1  # Blender's integer properties are 32-bit
@@ -38,31 +40,61 @@ def _cameo_names():
 class KINEMA_PG_settings(bpy.types.PropertyGroup):
     prompt: StringProperty(name="Prompt", description="What the clip shows and sounds like")
     negative_prompt: StringProperty(name="Negative", description="What the clip should not show or sound like")
-    seconds: FloatProperty(name="Seconds", description="Clip length; the backend snaps it to its frame grid",
-                           default=4.0, min=0.1, soft_max=20.0, step=50, precision=1, unit='TIME_ABSOLUTE')
-    use_scene_size: BoolProperty(name="Scene Size", default=True,
-                                 description="Use the scene's render resolution (the backend snaps it to its grid)")
-    width: IntProperty(name="Width", default=768, min=16, soft_max=1920, subtype='PIXEL')
-    height: IntProperty(name="Height", default=512, min=16, soft_max=1080, subtype='PIXEL')
+    seconds: FloatProperty(
+        name="Seconds",
+        description="Clip length; the backend snaps it to its frame grid",
+        default=4.0,
+        min=0.1,
+        soft_max=20.0,
+        step=50,
+        precision=1,
+        unit="TIME_ABSOLUTE",
+    )
+    use_scene_size: BoolProperty(
+        name="Scene Size",
+        default=True,
+        description="Use the scene's render resolution (the backend snaps it to its grid)",
+    )
+    width: IntProperty(name="Width", default=768, min=16, soft_max=1920, subtype="PIXEL")
+    height: IntProperty(name="Height", default=512, min=16, soft_max=1080, subtype="PIXEL")
     random_seed: BoolProperty(name="Random Seed", default=True, description="A new seed for every clip")
     seed: IntProperty(name="Seed", default=0, min=0, max=MAX_SEED, description="Same seed and settings, same clip")
-    style: StringProperty(name="Style", description="A kinema style preset, or empty for none",
-                          search=_suggest(lambda: STYLES), search_options={'SUGGESTION', 'SORT'})
-    backend: StringProperty(name="Backend",
-                            description="Backend or pulled model (tiny, ltx2, wan, or e.g. Lightricks/LTX-2); empty uses"
-                                        " the add-on's default",
-                            search=_suggest(_backend_names), search_options={'SUGGESTION', 'SORT'})
-    cameo: StringProperty(name="Cameo",
-                          description="A person to put in the clip: a kinema cameo whose owner lets you use it"
-                                      " (backends ltx2, wan-vace); empty for nobody",
-                          search=_suggest(_cameo_names), search_options={'SUGGESTION', 'SORT'})
-    tier: EnumProperty(name="Tier", default=DEFAULT_TIER,
-                       description="Quality tier: speed against quality (Generate from Markers: every shot's)",
-                       items=[(name, name.title(), description[:1].upper() + description[1:],
-                               _TIER_NUMBERS.get(name, 100 + index))
-                              for index, (name, description) in enumerate(TIERS.items())])
-    steps: IntProperty(name="Steps", default=0, min=0, soft_max=100,
-                       description="Denoising steps; 0 uses the tier's for the backend (its default, for standard)")
+    style: StringProperty(
+        name="Style",
+        description="A kinema style preset, or empty for none",
+        search=_suggest(lambda: STYLES),
+        search_options={"SUGGESTION", "SORT"},
+    )
+    backend: StringProperty(
+        name="Backend",
+        description="Backend or pulled model (tiny, ltx2, wan, or e.g. Lightricks/LTX-2); empty uses"
+        " the add-on's default",
+        search=_suggest(_backend_names),
+        search_options={"SUGGESTION", "SORT"},
+    )
+    cameo: StringProperty(
+        name="Cameo",
+        description="A person to put in the clip: a kinema cameo whose owner lets you use it"
+        " (backends ltx2, wan-vace); empty for nobody",
+        search=_suggest(_cameo_names),
+        search_options={"SUGGESTION", "SORT"},
+    )
+    tier: EnumProperty(
+        name="Tier",
+        default=DEFAULT_TIER,
+        description="Quality tier: speed against quality (Generate from Markers: every shot's)",
+        items=[
+            (name, name.title(), description[:1].upper() + description[1:], _TIER_NUMBERS.get(name, 100 + index))
+            for index, (name, description) in enumerate(TIERS.items())
+        ],
+    )
+    steps: IntProperty(
+        name="Steps",
+        default=0,
+        min=0,
+        soft_max=100,
+        description="Denoising steps; 0 uses the tier's for the backend (its default, for standard)",
+    )
     audio: BoolProperty(name="Sound", default=True, description="Generate a synchronized soundtrack")
     show_advanced: BoolProperty(name="More", default=False)
 

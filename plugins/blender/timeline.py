@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import bpy
 
 MAX_CHANNEL = 128
@@ -23,8 +21,7 @@ def strip_name(prompt: str) -> str:
 
 def free_channel(strips, start: int, end: int, *, above: int = 0, ignore=()) -> int:
     """The lowest channel above ``above`` with nothing between frames ``start`` and ``end``."""
-    busy = {s.channel for s in strips
-            if s not in ignore and s.frame_final_start < end and s.frame_final_end > start}
+    busy = {s.channel for s in strips if s not in ignore and s.frame_final_start < end and s.frame_final_end > start}
     channel = above + 1
     while channel in busy:
         channel += 1
@@ -33,8 +30,9 @@ def free_channel(strips, start: int, end: int, *, above: int = 0, ignore=()) -> 
     return channel
 
 
-def insert_clip(scene, path: str, *, frame: int, name: str, properties: dict,
-                sound: bool = True) -> tuple[object, Optional[object], Optional[str]]:
+def insert_clip(
+    scene, path: str, *, frame: int, name: str, properties: dict, sound: bool = True
+) -> tuple[object, object | None, str | None]:
     """Add the movie (and its sound) at ``frame`` on the first free channels.
 
     Returns (movie strip, sound strip or None, warning or None). The movie goes
@@ -52,9 +50,11 @@ def insert_clip(scene, path: str, *, frame: int, name: str, properties: dict,
     warning = None
     clip_fps, fps = movie.fps, scene_fps(scene)
     if clip_fps and abs(clip_fps - fps) > 1e-3:
-        warning = (f"The clip is {clip_fps:g} fps but the scene is {fps:g} fps, so its picture plays at"
-                   f" {fps / clip_fps:.0%} speed; set the scene to {clip_fps:g} fps or retime the strip"
-                   " (Strip > Retiming)")
+        warning = (
+            f"The clip is {clip_fps:g} fps but the scene is {fps:g} fps, so its picture plays at"
+            f" {fps / clip_fps:.0%} speed; set the scene to {clip_fps:g} fps or retime the strip"
+            " (Strip > Retiming)"
+        )
     audio = None
     if sound:
         try:

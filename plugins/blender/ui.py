@@ -8,15 +8,20 @@ import bpy
 
 from . import preferences, session, timeline
 
-STATUS_ICONS = {"done": 'CHECKMARK', "failed": 'ERROR', "cancelled": 'CANCEL', "queued": 'SORTTIME',
-                "cancelling": 'CANCEL'}
+STATUS_ICONS = {
+    "done": "CHECKMARK",
+    "failed": "ERROR",
+    "cancelled": "CANCEL",
+    "queued": "SORTTIME",
+    "cancelling": "CANCEL",
+}
 
 
-def _wrapped(layout, context, text: str, icon: str = 'NONE') -> None:
+def _wrapped(layout, context, text: str, icon: str = "NONE") -> None:
     """Labels do not wrap: split long messages to the sidebar's width."""
     width = max(20, int((context.region.width if context.region else 300) / (7 * context.preferences.view.ui_scale)))
     for index, line in enumerate(textwrap.wrap(text, width) or [""]):
-        layout.label(text=line, icon=icon if index == 0 else 'BLANK1' if icon != 'NONE' else 'NONE')
+        layout.label(text=line, icon=icon if index == 0 else "BLANK1" if icon != "NONE" else "NONE")
 
 
 def _prop(layout, data, name: str, **options) -> None:
@@ -29,14 +34,14 @@ def _prop(layout, data, name: str, **options) -> None:
 
 def _progress(layout, factor: float, text: str) -> None:
     if hasattr(layout, "progress"):
-        layout.progress(factor=factor, type='BAR', text=text)
+        layout.progress(factor=factor, type="BAR", text=text)
     else:
         layout.label(text=text)
 
 
 class KINEMA_PT_generate(bpy.types.Panel):
-    bl_space_type = 'SEQUENCE_EDITOR'
-    bl_region_type = 'UI'
+    bl_space_type = "SEQUENCE_EDITOR"
+    bl_region_type = "UI"
     bl_category = "Kinema"
     bl_label = "Kinema"
 
@@ -47,7 +52,7 @@ class KINEMA_PT_generate(bpy.types.Panel):
 
         column = layout.column(align=True)
         _prop(column, options, "prompt", text="", placeholder="A red fox running through snow, wind howling")
-        _prop(column, options, "negative_prompt", text="", placeholder="Negative prompt", icon='REMOVE')
+        _prop(column, options, "negative_prompt", text="", placeholder="Negative prompt", icon="REMOVE")
 
         layout.use_property_split = True
         layout.use_property_decorate = False
@@ -79,9 +84,9 @@ class KINEMA_PT_generate(bpy.types.Panel):
         layout.use_property_split = False
         column = layout.column(align=True)
         column.scale_y = 1.4
-        column.operator("kinema.generate", icon='RENDER_ANIMATION')
-        column.operator("kinema.generate_from_camera", icon='CAMERA_DATA')
-        column.operator("kinema.generate_from_markers", icon='MARKER_HLT')
+        column.operator("kinema.generate", icon="RENDER_ANIMATION")
+        column.operator("kinema.generate_from_camera", icon="CAMERA_DATA")
+        column.operator("kinema.generate_from_markers", icon="MARKER_HLT")
 
         self._draw_server(layout, context)
         self._draw_jobs(layout, context)
@@ -91,10 +96,10 @@ class KINEMA_PT_generate(bpy.types.Panel):
         server = session.server
         if server.state == "error":
             box = layout.box()
-            _wrapped(box, context, server.message, icon='ERROR')
-            box.operator("kinema.connect", text="Try Again", icon='FILE_REFRESH')
+            _wrapped(box, context, server.message, icon="ERROR")
+            box.operator("kinema.connect", text="Try Again", icon="FILE_REFRESH")
         elif server.state == "starting":
-            _wrapped(layout, context, server.message or "Connecting…", icon='TIME')
+            _wrapped(layout, context, server.message or "Connecting…", icon="TIME")
 
     @staticmethod
     def _draw_jobs(layout, context) -> None:
@@ -103,11 +108,11 @@ class KINEMA_PT_generate(bpy.types.Panel):
         for job in reversed(session.jobs):
             box = layout.box()
             row = box.row(align=True)
-            row.label(text=job.prompt, icon=STATUS_ICONS.get(job.status, 'RENDER_ANIMATION'))
+            row.label(text=job.prompt, icon=STATUS_ICONS.get(job.status, "RENDER_ANIMATION"))
             if job.active:
-                row.operator("kinema.cancel", text="", icon='X', emboss=False).job = job.id
+                row.operator("kinema.cancel", text="", icon="X", emboss=False).job = job.id
             else:
-                row.operator("kinema.dismiss", text="", icon='PANEL_CLOSE', emboss=False).job = job.id
+                row.operator("kinema.dismiss", text="", icon="PANEL_CLOSE", emboss=False).job = job.id
             if job.active:
                 _progress(box, job.progress, f"{job.status_text} {job.progress:.0%}")
             else:
@@ -117,9 +122,9 @@ class KINEMA_PT_generate(bpy.types.Panel):
                 for note in job.notes:
                     _wrapped(box, context, note)
             if job.message and job.message != "Cancelled":
-                _wrapped(box, context, job.message, icon='ERROR' if job.status == "failed" else 'INFO')
+                _wrapped(box, context, job.message, icon="ERROR" if job.status == "failed" else "INFO")
         if any(not job.active for job in session.jobs):
-            layout.operator("kinema.dismiss", text="Clear Finished", icon='TRASH').job = 0
+            layout.operator("kinema.dismiss", text="Clear Finished", icon="TRASH").job = 0
 
 
 def draw_status_bar(self, context) -> None:
@@ -130,7 +135,7 @@ def draw_status_bar(self, context) -> None:
     row = self.layout.row(align=True)
     row.ui_units_x = 12
     _progress(row, job.progress, f"Kinema: {job.status_text} {job.progress:.0%}")
-    row.operator("kinema.cancel", text="", icon='X').job = job.id
+    row.operator("kinema.cancel", text="", icon="X").job = job.id
 
 
 classes = (KINEMA_PT_generate,)
@@ -156,8 +161,8 @@ def register() -> None:
     bpy.types.STATUSBAR_HT_header.append(draw_status_bar)
     keyconfig = bpy.context.window_manager.keyconfigs.addon
     if keyconfig is not None:  # None in background mode
-        keymap = keyconfig.keymaps.new(name=sequencer_keymap_name(), space_type='SEQUENCE_EDITOR')
-        _keymaps.append((keymap, keymap.keymap_items.new("kinema.cancel", 'ESC', 'PRESS')))
+        keymap = keyconfig.keymaps.new(name=sequencer_keymap_name(), space_type="SEQUENCE_EDITOR")
+        _keymaps.append((keymap, keymap.keymap_items.new("kinema.cancel", "ESC", "PRESS")))
 
 
 def unregister() -> None:

@@ -13,8 +13,10 @@ import sys
 try:
     import kinema  # noqa: F401
 except ImportError as error:
-    message = (f"kinema is not installed in ComfyUI's Python ({sys.executable}): run `{sys.executable} -m pip install"
-               " kinema` (or `-m pip install -e PATH_TO_KINEMA` for a source checkout), then restart ComfyUI")
+    message = (
+        f"kinema is not installed in ComfyUI's Python ({sys.executable}): run `{sys.executable} -m pip install"
+        " kinema` (or `-m pip install -e PATH_TO_KINEMA` for a source checkout), then restart ComfyUI"
+    )
     logging.getLogger("kinema").error(message)
     raise ImportError(message) from error
 

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,23 +36,30 @@ class CameoHandle:
 
 def cameo_choices() -> list[str]:
     """Cameos the local user may use now, for the picker."""
-    from kinema.cameos import CameoStore, local_user
+    from kinema.cameo.store import CameoStore, local_user
 
     return [NO_CAMEO, *(row["name"] for row in CameoStore().list(local_user()) if row.get("usable"))]
 
 
-def capture_cameo(name: str, frames: np.ndarray, fps: Any, audio: Optional[tuple[np.ndarray, int]] = None,
-                  permission: str = "only_me", allowed_users: str = "", replace: bool = False,
-                  video_audio: Optional[tuple[np.ndarray, int]] = None) -> tuple[CameoHandle, torch.Tensor, str]:
+def capture_cameo(
+    name: str,
+    frames: np.ndarray,
+    fps: Any,
+    audio: tuple[np.ndarray, int] | None = None,
+    permission: str = "only_me",
+    allowed_users: str = "",
+    replace: bool = False,
+    video_audio: tuple[np.ndarray, int] | None = None,
+) -> tuple[CameoHandle, torch.Tensor, str]:
     """Kinema Cameo Capture: (the cameo, its reference portraits as an IMAGE batch, a one-line report).
 
     ``audio`` is a voice recording given on purpose (no speech in it is an error); ``video_audio`` the
     video's own sound, used for the voice when it has enough speech.
     """
-    from kinema.cameo_capture import capture
-    from kinema.cameos import CameoStore, check_name, local_user
-    from kinema.media import write_mp4
-    from kinema.speech import write_wav
+    from kinema.cameo.capture import capture
+    from kinema.cameo.store import CameoStore, check_name, local_user
+    from kinema.media.files import write_mp4
+    from kinema.media.speech import write_wav
 
     check_name(name)
     users = tuple(u.strip() for u in (allowed_users or "").split(",") if u.strip())
@@ -61,7 +68,7 @@ def capture_cameo(name: str, frames: np.ndarray, fps: Any, audio: Optional[tuple
         # The capture reads files, as it does for the CLI and the server: one code path for every host.
         sound = rate = None
         if video_audio is not None:
-            from kinema.speech import resample
+            from kinema.media.speech import resample
 
             # AAC takes only some sample rates; 48 kHz is one, and plenty for a voice.
             sound = resample(np.atleast_2d(np.asarray(video_audio[0], np.float32))[:2], int(video_audio[1]), 48000)
@@ -70,25 +77,29 @@ def capture_cameo(name: str, frames: np.ndarray, fps: Any, audio: Optional[tuple
         voice = None
         if audio is not None:
             wave, rate = audio
-            voice = write_wav(folder / "voice.wav", np.asarray(wave, np.float32).reshape(-1, wave.shape[-1]).mean(0),
-                              int(rate))
+            voice = write_wav(
+                folder / "voice.wav", np.asarray(wave, np.float32).reshape(-1, wave.shape[-1]).mean(0), int(rate)
+            )
         captured = capture(video, voice)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     if permission == "listed" and not users:
         raise InvalidRequestError("permission 'listed' needs allowed_users, e.g. 'bob, carol'")
-    made = CameoStore().create(name, local_user(), captured, permission=permission, allowed_users=users,
-                               replace=replace)
+    made = CameoStore().create(
+        name, local_user(), captured, permission=permission, allowed_users=users, replace=replace
+    )
     references = torch.from_numpy(np.stack(captured.references)).to(torch.float32).div_(255.0)
     report = captured.report
-    summary = (f"cameo {made.name}: {len(made.references)} references, face {report['face_px']} px,"
-               f" voice {report.get('voice_seconds', 0):g} s, embedding {made.embedding_model or 'none'}")
+    summary = (
+        f"cameo {made.name}: {len(made.references)} references, face {report['face_px']} px,"
+        f" voice {report.get('voice_seconds', 0):g} s, embedding {made.embedding_model or 'none'}"
+    )
     return CameoHandle(made.name), references, "; ".join([summary, *captured.notes])
 
 
 def consent_state(name: str) -> str:
     """Changes whenever the cameo's consent record does (and with the user): ComfyUI then re-runs the node."""
-    from kinema.cameos import RECORD_FILE, CameoStore, local_user
+    from kinema.cameo.store import RECORD_FILE, CameoStore, local_user
 
     try:
         record = CameoStore().path(name) / RECORD_FILE
@@ -101,11 +112,13 @@ def consent_state(name: str) -> str:
 
 def use_cameo(name: str, speak: bool = False) -> tuple[CameoHandle, torch.Tensor]:
     """Kinema Cameo: the picked cameo for Generate (consent is checked here and again when Generate runs)."""
-    from kinema.cameos import CameoStore, local_user
+    from kinema.cameo.store import CameoStore, local_user
 
     if name == NO_CAMEO:
-        raise InvalidRequestError("pick a cameo (capture one with Kinema Cameo Capture or `kinema cameo create`,"
-                                  " then press R to refresh the list)")
+        raise InvalidRequestError(
+            "pick a cameo (capture one with Kinema Cameo Capture or `kinema cameo create`,"
+            " then press R to refresh the list)"
+        )
     cameo = CameoStore().authorize(name, local_user())
     if speak and cameo.voice is None:
         raise InvalidRequestError(f"cameo {name!r} has no voice sample; turn speak off or capture it with audio")
@@ -119,6 +132,6 @@ def request_fields(cameo: Any) -> dict[str, Any]:
         return {}
     if not isinstance(cameo, CameoHandle):
         raise InvalidRequestError("cameo must come from a Kinema Cameo or Kinema Cameo Capture node")
-    from kinema.cameos import local_user
+    from kinema.cameo.store import local_user
 
     return {"cameos": (cameo.name,), "speech": cameo.name if cameo.speak else None, "user": local_user()}

@@ -3,14 +3,14 @@
 Imported only inside ComfyUI (it imports ``comfy``); ``logic.py`` reaches it
 through the small host object defined here.
 
-Memory: kinema keeps loaded pipelines between runs (``kinema.loading``).
+Memory: kinema keeps loaded pipelines between runs (``kinema.backends.loading``).
 ComfyUI frees memory by walking ``comfy.model_management.current_loaded_models``
 and asking each ``LoadedModel`` to unload: when a native model needs VRAM
 (``free_memory``), and when the user presses "Unload models" / "Free memory"
 (``unload_all_models``). So kinema enters that list the supported way, as a
 real ``LoadedModel`` around a ``ModelPatcher`` subclass (ComfyUI subclasses
 ``ModelPatcher`` itself) whose size is what kinema's pipelines hold on the
-device and whose full unload calls ``kinema.loading.release_all()``. Nothing
+device and whose full unload calls ``kinema.backends.loading.release_all()``. Nothing
 in ComfyUI is patched.
 """
 
@@ -19,16 +19,16 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Any, Optional
-
-import numpy as np
-import torch
+from typing import Any
 
 import comfy.model_management as mm
 import comfy.model_patcher
 import comfy.utils
 import folder_paths
-from kinema import loading
+import numpy as np
+import torch
+
+from kinema.backends import loading
 from kinema.backends.base import Backend
 
 from .logic import MODEL_FOLDER
@@ -41,7 +41,9 @@ def register_model_folders() -> None:
     """models/kinema (first) and kinema's own model folder, where `kinema models pull` puts weights."""
     from kinema.home import models_dir
 
-    folder_paths.add_model_folder_path(MODEL_FOLDER, os.path.join(folder_paths.models_dir, MODEL_FOLDER), is_default=True)
+    folder_paths.add_model_folder_path(
+        MODEL_FOLDER, os.path.join(folder_paths.models_dir, MODEL_FOLDER), is_default=True
+    )
     folder_paths.add_model_folder_path(MODEL_FOLDER, str(models_dir()))
 
 
@@ -56,16 +58,15 @@ class ComfyHost:
     previews = True  # kinema's previews are a cheap latent->RGB projection, like ComfyUI's latent2rgb
 
     def __init__(self) -> None:
-        self._bar: Optional[comfy.utils.ProgressBar] = None
+        self._bar: comfy.utils.ProgressBar | None = None
 
-    def progress(self, step: int, total: int, preview: Optional[np.ndarray]) -> None:
+    def progress(self, step: int, total: int, preview: np.ndarray | None) -> None:
         if self._bar is None:
             self._bar = comfy.utils.ProgressBar(total)
         shown = None
         if preview is not None:
-            from PIL import Image
-
             from comfy.cli_args import args
+            from PIL import Image
 
             shown = (PREVIEW_FORMAT, Image.fromarray(preview), args.preview_size)
         # Also checks for an interrupt and raises ComfyUI's exception (a BaseException) if so.
@@ -95,7 +96,9 @@ def _held_bytes(device: torch.device) -> int:
         for component in pipe.components.values():
             if isinstance(component, torch.nn.Module):
                 for tensor in (*component.parameters(), *component.buffers()):
-                    if tensor.device.type == device.type and (device.index is None or tensor.device.index in (None, device.index)):
+                    if tensor.device.type == device.type and (
+                        device.index is None or tensor.device.index in (None, device.index)
+                    ):
                         total += tensor.numel() * tensor.element_size()
     return total
 

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,7 +36,7 @@ class NullHost:
 
     previews = False
 
-    def progress(self, step: int, total: int, preview: Optional[np.ndarray]) -> None:
+    def progress(self, step: int, total: int, preview: np.ndarray | None) -> None:
         pass
 
     def interrupted(self) -> bool:
@@ -100,21 +100,31 @@ def model_choices() -> dict[str, str]:
     return choices
 
 
-def load_model(backend: str, model: str = DEFAULT_MODEL, precision: str = "auto", memory: str = "auto",
-               model_id: str = "", device: Optional[str] = None) -> ModelHandle:
+def load_model(
+    backend: str,
+    model: str = DEFAULT_MODEL,
+    precision: str = "auto",
+    memory: str = "auto",
+    model_id: str = "",
+    device: str | None = None,
+) -> ModelHandle:
     """Pick and configure a backend; checks the weights are here, loads nothing yet."""
     chosen_backend = kinema.get_backend(backend)
     wanted = (model_id or "").strip()
     if not wanted and model and model != DEFAULT_MODEL:
         choices = model_choices()
         if model not in choices:
-            raise MissingWeightsError(f"model {model!r} is no longer in {', '.join(map(str, model_folders()))};"
-                                      " press R in ComfyUI to refresh the list")
+            raise MissingWeightsError(
+                f"model {model!r} is no longer in {', '.join(map(str, model_folders()))};"
+                " press R in ComfyUI to refresh the list"
+            )
         wanted = choices[model]
     if wanted and wanted != chosen_backend.model_id:
         if chosen_backend.is_demo:
-            raise InvalidRequestError(f"backend {chosen_backend.name!r} runs only its built-in demo model: set model to"
-                                      f" {DEFAULT_MODEL!r} and clear model_id, or pick the ltx2 or wan backend")
+            raise InvalidRequestError(
+                f"backend {chosen_backend.name!r} runs only its built-in demo model: set model to"
+                f" {DEFAULT_MODEL!r} and clear model_id, or pick the ltx2 or wan backend"
+            )
         chosen_backend = chosen_backend.for_model(wanted)
     configured = chosen_backend.configure(precision=precision, memory=memory, device=device)
     status = configured.status()
@@ -126,7 +136,7 @@ def load_model(backend: str, model: str = DEFAULT_MODEL, precision: str = "auto"
 # --------------------------------------------------------------------------- ComfyUI types <-> kinema arrays
 
 
-def first_frame(image: Any) -> Optional[np.ndarray]:
+def first_frame(image: Any) -> np.ndarray | None:
     """ComfyUI IMAGE (float [B, H, W, C] in 0..1) -> uint8 [H, W, 3] of its first image."""
     if image is None:
         return None
@@ -136,7 +146,9 @@ def first_frame(image: Any) -> Optional[np.ndarray]:
             raise InvalidRequestError("image is an empty batch: connect a node that outputs a picture")
         array = array[0]
     if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
-        raise InvalidRequestError(f"image must be a ComfyUI IMAGE [batch, height, width, channels], got {list(array.shape)}")
+        raise InvalidRequestError(
+            f"image must be a ComfyUI IMAGE [batch, height, width, channels], got {list(array.shape)}"
+        )
     if array.shape[-1] == 1:
         array = np.repeat(array, 3, axis=-1)
     return (np.clip(array[..., :3], 0.0, 1.0) * 255.0).round().astype(np.uint8)
@@ -149,9 +161,13 @@ def frames_to_image(frames: np.ndarray) -> torch.Tensor:
 
 def image_to_frames(images: Any) -> np.ndarray:
     """ComfyUI IMAGE float [T, H, W, C] in 0..1 -> uint8 [T, H, W, 3]."""
-    array = images.detach().float().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images, np.float32)
+    array = (
+        images.detach().float().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images, np.float32)
+    )
     if array.ndim != 4 or array.shape[0] < 1 or array.shape[-1] not in (1, 3, 4):
-        raise InvalidRequestError(f"images must be a ComfyUI IMAGE batch [frames, height, width, channels], got {list(array.shape)}")
+        raise InvalidRequestError(
+            f"images must be a ComfyUI IMAGE batch [frames, height, width, channels], got {list(array.shape)}"
+        )
     if array.shape[-1] == 1:
         array = np.repeat(array, 3, axis=-1)
     return (np.clip(array[..., :3], 0.0, 1.0) * 255.0).round().astype(np.uint8)
@@ -174,17 +190,33 @@ def audio_to_array(audio: Any) -> tuple[np.ndarray, int]:
     if array.ndim == 3:
         array = array[0]
     if array.ndim != 2 or array.shape[0] not in (1, 2) or array.shape[1] < 1:
-        raise InvalidRequestError(f"audio waveform must be [batch, 1 or 2 channels, samples], got {list(np.shape(wave))}")
+        raise InvalidRequestError(
+            f"audio waveform must be [batch, 1 or 2 channels, samples], got {list(np.shape(wave))}"
+        )
     return np.clip(array, -1.0, 1.0).astype(np.float32), int(audio["sample_rate"])
 
 
 # --------------------------------------------------------------------------- nodes
 
 
-def generate(handle: ModelHandle, prompt: str, negative_prompt: str = "", seconds: float = 0.0, width: int = 0,
-             height: int = 0, fps: float = 0.0, steps: int = 0, guidance: float = -1.0, seed: int = 0,
-             style: str = "none", audio: bool = True, image: Any = None, host: Any = None,
-             cameo: Any = None, tier: str = DEFAULT_TIER) -> tuple[torch.Tensor, dict, Clip]:
+def generate(
+    handle: ModelHandle,
+    prompt: str,
+    negative_prompt: str = "",
+    seconds: float = 0.0,
+    width: int = 0,
+    height: int = 0,
+    fps: float = 0.0,
+    steps: int = 0,
+    guidance: float = -1.0,
+    seed: int = 0,
+    style: str = "none",
+    audio: bool = True,
+    image: Any = None,
+    host: Any = None,
+    cameo: Any = None,
+    tier: str = DEFAULT_TIER,
+) -> tuple[torch.Tensor, dict, Clip]:
     """Kinema Generate: (IMAGE frames, AUDIO, the clip). 0 (or -1 for guidance) means the model's default.
 
     ``tier`` (draft, standard or final; ``kinema.tiers``) picks the steps and
@@ -226,8 +258,13 @@ def generate(handle: ModelHandle, prompt: str, negative_prompt: str = "", second
         host.raise_interrupt()
     host.before_generate(handle.backend)
     try:
-        clip = kinema.generate(request, progress=on_progress, cancel=token, backend=handle.backend,
-                               preview=bool(getattr(host, "previews", False)))
+        clip = kinema.generate(
+            request,
+            progress=on_progress,
+            cancel=token,
+            backend=handle.backend,
+            preview=bool(getattr(host, "previews", False)),
+        )
     except GenerationCancelled:
         if host.interrupted():
             host.raise_interrupt()
@@ -237,9 +274,20 @@ def generate(handle: ModelHandle, prompt: str, negative_prompt: str = "", second
     return frames_to_image(clip.frames), clip_to_audio(clip), clip
 
 
-def storyboard(handle: ModelHandle, text: str, seed: int = 0, width: int = 0, height: int = 0, fps: float = 0.0,
-               steps: int = 0, style: str = "none", audio: bool = True, image: Any = None,
-               host: Any = None, tier: str = STORYBOARD_TIER) -> tuple[torch.Tensor, dict, Clip]:
+def storyboard(
+    handle: ModelHandle,
+    text: str,
+    seed: int = 0,
+    width: int = 0,
+    height: int = 0,
+    fps: float = 0.0,
+    steps: int = 0,
+    style: str = "none",
+    audio: bool = True,
+    image: Any = None,
+    host: Any = None,
+    tier: str = STORYBOARD_TIER,
+) -> tuple[torch.Tensor, dict, Clip]:
     """Kinema Storyboard: (IMAGE frames, AUDIO, the film). 0 means the storyboard's value, else the model's default.
 
     ``tier`` sets every shot's quality tier; ``STORYBOARD_TIER`` (or empty) keeps the storyboard's own.
@@ -255,8 +303,15 @@ def storyboard(handle: ModelHandle, text: str, seed: int = 0, width: int = 0, he
     host = host or NullHost()
     chosen_tier = None if tier in (None, "", STORYBOARD_TIER) else check_tier(tier)
     board = parse_storyboard(text or "", source="storyboard").with_(
-        backend=handle.backend.name, seed=int(seed), width=width or None, height=height or None, fps=fps or None,
-        steps=steps or None, audio=bool(audio), tier=chosen_tier)
+        backend=handle.backend.name,
+        seed=int(seed),
+        width=width or None,
+        height=height or None,
+        fps=fps or None,
+        steps=steps or None,
+        audio=bool(audio),
+        tier=chosen_tier,
+    )
     if style not in (None, "", "none"):
         board = board.with_(world=dataclasses.replace(board.world, style=style))
     token = CancelToken()
@@ -271,8 +326,9 @@ def storyboard(handle: ModelHandle, text: str, seed: int = 0, width: int = 0, he
         host.raise_interrupt()
     host.before_generate(handle.backend)
     try:
-        film = run_storyboard(board, backend=handle.backend, progress=on_progress, cancel=token,
-                              start_image=first_frame(image)).film
+        film = run_storyboard(
+            board, backend=handle.backend, progress=on_progress, cancel=token, start_image=first_frame(image)
+        ).film
     except GenerationCancelled:
         if host.interrupted():
             host.raise_interrupt()
@@ -312,7 +368,12 @@ def workflow_tags(prompt: Any = None, extra_pnginfo: Any = None) -> dict[str, st
     return tags
 
 
-def save_clip(clip: Clip, path: str | os.PathLike[str], images: Any = None, audio: Any = None,
-              extra_tags: Optional[dict[str, str]] = None) -> Path:
+def save_clip(
+    clip: Clip,
+    path: str | os.PathLike[str],
+    images: Any = None,
+    audio: Any = None,
+    extra_tags: dict[str, str] | None = None,
+) -> Path:
     """Kinema Save Clip: an MP4 with sound and kinema's metadata, written atomically."""
     return edited_clip(clip, images, audio).save(path, extra_tags=extra_tags)

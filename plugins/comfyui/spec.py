@@ -7,8 +7,9 @@ no ComfyUI, check every node's inputs against the functions that run them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Union
+from typing import Any, Union
 
 from kinema.tiers import DEFAULT_TIER, TIERS
 
@@ -30,9 +31,9 @@ class Input:
     type: str
     tooltip: str
     default: Any = None
-    min: Optional[float] = None
-    max: Optional[float] = None
-    step: Optional[float] = None
+    min: float | None = None
+    max: float | None = None
+    step: float | None = None
     options: Options = ()  # COMBO choices, or a function listing them when ComfyUI asks
     multiline: bool = False
     optional: bool = False
@@ -74,7 +75,7 @@ def _models() -> list[str]:
 
 
 def _memory_policies() -> list[str]:
-    from kinema.device import PLACEMENT_POLICIES
+    from kinema.backends.device import PLACEMENT_POLICIES
 
     return list(PLACEMENT_POLICIES)
 
@@ -86,29 +87,58 @@ def _styles() -> list[str]:
 
 
 # Built from kinema's tier table, so the tooltip says what each tier trades in this kinema version.
-TIER_TOOLTIP = "Speed against quality. " + "; ".join(f"{name} — {entry['description']}"
-                                                    for name, entry in TIERS.items())
+TIER_TOOLTIP = "Speed against quality. " + "; ".join(
+    f"{name} — {entry['description']}" for name, entry in TIERS.items()
+)
 
 
 MODEL_LOADER = Node(
     node_id="KinemaModelLoader",
     display_name="Kinema Model Loader",
     description="Picks a kinema backend and model (from models/kinema, kinema's own model folder, or a pulled hub id)"
-                " and how to hold it in memory. Weights load on the first Generate and stay loaded until ComfyUI"
-                " frees memory.",
+    " and how to hold it in memory. Weights load on the first Generate and stay loaded until ComfyUI"
+    " frees memory.",
     search_aliases=("kinema", "ltx-2 loader", "wan loader", "video with audio"),
     inputs=(
-        Input("backend", "COMBO", "Model family: tiny is kinema's offline demo (noise); ltx2 makes picture and"
-              " sound in one pass; wan adds a Stable Audio pass.", default="tiny", options=_backends),
-        Input("model", "COMBO", "A model folder (with model_index.json) from models/kinema or kinema's model folder;"
-              " the default is the backend's own model.", default=DEFAULT_MODEL, options=_models),
-        Input("precision", "COMBO", "Weight precision; auto is bf16/fp16 on GPUs and fp32 on CPU.",
-              default=AUTO, options=(AUTO, "bf16", "fp16", "fp32")),
-        Input("memory", "COMBO", "auto: the fastest way that fits this GPU; gpu: always all on the GPU; offload:"
-              " each part moves to the GPU only while it runs (less VRAM, slower); the rest are kinema's named"
-              " memory policies.", default=AUTO, options=_memory_policies),
-        Input("model_id", "STRING", "Optional: a pulled hub id (e.g. Lightricks/LTX-2) or a folder path;"
-              " overrides the model list.", default="", optional=True),
+        Input(
+            "backend",
+            "COMBO",
+            "Model family: tiny is kinema's offline demo (noise); ltx2 makes picture and"
+            " sound in one pass; wan adds a Stable Audio pass.",
+            default="tiny",
+            options=_backends,
+        ),
+        Input(
+            "model",
+            "COMBO",
+            "A model folder (with model_index.json) from models/kinema or kinema's model folder;"
+            " the default is the backend's own model.",
+            default=DEFAULT_MODEL,
+            options=_models,
+        ),
+        Input(
+            "precision",
+            "COMBO",
+            "Weight precision; auto is bf16/fp16 on GPUs and fp32 on CPU.",
+            default=AUTO,
+            options=(AUTO, "bf16", "fp16", "fp32"),
+        ),
+        Input(
+            "memory",
+            "COMBO",
+            "auto: the fastest way that fits this GPU; gpu: always all on the GPU; offload:"
+            " each part moves to the GPU only while it runs (less VRAM, slower); the rest are kinema's named"
+            " memory policies.",
+            default=AUTO,
+            options=_memory_policies,
+        ),
+        Input(
+            "model_id",
+            "STRING",
+            "Optional: a pulled hub id (e.g. Lightricks/LTX-2) or a folder path; overrides the model list.",
+            default="",
+            optional=True,
+        ),
     ),
     outputs=(Output("model", "KINEMA_MODEL", "The backend and model, for Kinema Generate."),),
 )
@@ -117,7 +147,7 @@ GENERATE = Node(
     node_id="KinemaGenerate",
     display_name="Kinema Generate (video + audio)",
     description="Text or image to a video clip with synchronized sound, in one node. 0 means the model's default"
-                " for seconds, size, fps and steps (-1 for guidance); sizes are snapped to what the model accepts.",
+    " for seconds, size, fps and steps (-1 for guidance); sizes are snapped to what the model accepts.",
     search_aliases=("text to video", "image to video", "video with audio", "t2v", "i2v", "kinema"),
     inputs=(
         Input("model", "KINEMA_MODEL", "From Kinema Model Loader."),
@@ -128,18 +158,37 @@ GENERATE = Node(
         Input("height", "INT", "Height in pixels (0: the model's default).", default=0, min=0, max=4096, step=32),
         Input("fps", "FLOAT", "Frames per second (0: the model's default).", default=0.0, min=0.0, max=120.0, step=1.0),
         Input("steps", "INT", "Denoising steps (0: the model's default).", default=0, min=0, max=500),
-        Input("guidance", "FLOAT", "Guidance scale (-1: the model's default).", default=-1.0, min=-1.0, max=50.0,
-              step=0.1),
-        Input("seed", "INT", "Same seed and inputs, same clip.", default=0, min=0, max=MAX_SEED,
-              control_after_generate=True),
+        Input(
+            "guidance", "FLOAT", "Guidance scale (-1: the model's default).", default=-1.0, min=-1.0, max=50.0, step=0.1
+        ),
+        Input(
+            "seed",
+            "INT",
+            "Same seed and inputs, same clip.",
+            default=0,
+            min=0,
+            max=MAX_SEED,
+            control_after_generate=True,
+        ),
         Input("style", "COMBO", "A kinema style preset (see `kinema styles`).", default="none", options=_styles),
         Input("audio", "BOOLEAN", "Make the sound track too.", default=True),
         # Optional, so API-format workflows saved before tiers still validate; the widget shows either way.
-        Input("tier", "COMBO", f"{TIER_TOOLTIP}. Steps or guidance set here win over the tier's.",
-              default=DEFAULT_TIER, options=tuple(TIERS), optional=True),
+        Input(
+            "tier",
+            "COMBO",
+            f"{TIER_TOOLTIP}. Steps or guidance set here win over the tier's.",
+            default=DEFAULT_TIER,
+            options=tuple(TIERS),
+            optional=True,
+        ),
         Input("image", "IMAGE", "Optional first frame (the first image of a batch).", optional=True),
-        Input("cameo", "KINEMA_CAMEO", "Optional: a person from Kinema Cameo, used with their consent (ltx2 and tiny:"
-              " their portrait starts the clip; wan-vace and tiny-wan-vace: a reference picture).", optional=True),
+        Input(
+            "cameo",
+            "KINEMA_CAMEO",
+            "Optional: a person from Kinema Cameo, used with their consent (ltx2 and tiny:"
+            " their portrait starts the clip; wan-vace and tiny-wan-vace: a reference picture).",
+            optional=True,
+        ),
     ),
     outputs=(
         Output("frames", "IMAGE", "The clip's frames, [frames, height, width, 3] in 0..1."),
@@ -153,16 +202,21 @@ SAVE_CLIP = Node(
     node_id="KinemaSaveClip",
     display_name="Kinema Save Clip",
     description="Writes an MP4 (H.264 + AAC) into ComfyUI's output folder with kinema's provenance (prompt, seed,"
-                " model, settings) and the workflow, and shows it. Frames or audio edited downstream can replace"
-                " the clip's own.",
+    " model, settings) and the workflow, and shows it. Frames or audio edited downstream can replace"
+    " the clip's own.",
     search_aliases=("save video", "save mp4", "kinema"),
     output_node=True,
     inputs=(
         Input("clip", "KINEMA_CLIP", "From Kinema Generate."),
-        Input("filename_prefix", "STRING", "File name prefix; may include a subfolder, e.g. kinema/fox.",
-              default="kinema/clip"),
-        Input("images", "IMAGE", "Optional frames to save instead of the clip's (e.g. after an upscale).",
-              optional=True),
+        Input(
+            "filename_prefix",
+            "STRING",
+            "File name prefix; may include a subfolder, e.g. kinema/fox.",
+            default="kinema/clip",
+        ),
+        Input(
+            "images", "IMAGE", "Optional frames to save instead of the clip's (e.g. after an upscale).", optional=True
+        ),
         Input("audio", "AUDIO", "Optional sound to save instead of the clip's.", optional=True),
     ),
 )
@@ -176,34 +230,85 @@ STORYBOARD = Node(
     node_id="KinemaStoryboard",
     display_name="Kinema Storyboard (multi-shot video + audio)",
     description="One film from several shots: one 'Shot N (2s): …' per line, or YAML/JSON. The setting, characters"
-                " and style reach every shot; a 'continue' shot starts from the previous shot's last frame; sound is"
-                " crossfaded at the cuts and the film lasts exactly the sum of the shots. Unchanged shots come from"
-                " kinema's shot cache, so editing one shot remakes only it (and the continue shots after it).",
+    " and style reach every shot; a 'continue' shot starts from the previous shot's last frame; sound is"
+    " crossfaded at the cuts and the film lasts exactly the sum of the shots. Unchanged shots come from"
+    " kinema's shot cache, so editing one shot remakes only it (and the continue shots after it).",
     search_aliases=("storyboard", "multi-shot", "multi shot", "prompt schedule", "long video", "kinema"),
     inputs=(
         Input("model", "KINEMA_MODEL", "From Kinema Model Loader."),
-        Input("storyboard", "STRING", "The shots (see kinema's README: Storyboards).", default=STORYBOARD_EXAMPLE,
-              multiline=True),
-        Input("seed", "INT", "Shot N uses seed + N - 1. Fix it while editing shots, so unchanged shots are reused.",
-              default=0, min=0, max=MAX_SEED, control_after_generate=True),
-        Input("width", "INT", "Width in pixels (0: the storyboard's, else the model's default).", default=0, min=0,
-              max=4096, step=32),
-        Input("height", "INT", "Height in pixels (0: the storyboard's, else the model's default).", default=0, min=0,
-              max=4096, step=32),
-        Input("fps", "FLOAT", "Frames per second (0: the storyboard's, else the model's default).", default=0.0,
-              min=0.0, max=120.0, step=1.0),
-        Input("steps", "INT", "Denoising steps per shot (0: the storyboard's, else the model's default).", default=0,
-              min=0, max=500),
-        Input("style", "COMBO", "A style for the whole film (none: the storyboard's own).", default="none",
-              options=_styles),
+        Input(
+            "storyboard",
+            "STRING",
+            "The shots (see kinema's README: Storyboards).",
+            default=STORYBOARD_EXAMPLE,
+            multiline=True,
+        ),
+        Input(
+            "seed",
+            "INT",
+            "Shot N uses seed + N - 1. Fix it while editing shots, so unchanged shots are reused.",
+            default=0,
+            min=0,
+            max=MAX_SEED,
+            control_after_generate=True,
+        ),
+        Input(
+            "width",
+            "INT",
+            "Width in pixels (0: the storyboard's, else the model's default).",
+            default=0,
+            min=0,
+            max=4096,
+            step=32,
+        ),
+        Input(
+            "height",
+            "INT",
+            "Height in pixels (0: the storyboard's, else the model's default).",
+            default=0,
+            min=0,
+            max=4096,
+            step=32,
+        ),
+        Input(
+            "fps",
+            "FLOAT",
+            "Frames per second (0: the storyboard's, else the model's default).",
+            default=0.0,
+            min=0.0,
+            max=120.0,
+            step=1.0,
+        ),
+        Input(
+            "steps",
+            "INT",
+            "Denoising steps per shot (0: the storyboard's, else the model's default).",
+            default=0,
+            min=0,
+            max=500,
+        ),
+        Input(
+            "style",
+            "COMBO",
+            "A style for the whole film (none: the storyboard's own).",
+            default="none",
+            options=_styles,
+        ),
         Input("audio", "BOOLEAN", "Make the sound track too.", default=True),
-        Input("tier", "COMBO", f"Every shot's quality tier; {STORYBOARD_TIER} — the storyboard's 'Tier:' line, else"
-              f" {DEFAULT_TIER}. {TIER_TOOLTIP}. Steps set here win over the tier's.", default=STORYBOARD_TIER,
-              options=(STORYBOARD_TIER, *TIERS), optional=True),
+        Input(
+            "tier",
+            "COMBO",
+            f"Every shot's quality tier; {STORYBOARD_TIER} — the storyboard's 'Tier:' line, else"
+            f" {DEFAULT_TIER}. {TIER_TOOLTIP}. Steps set here win over the tier's.",
+            default=STORYBOARD_TIER,
+            options=(STORYBOARD_TIER, *TIERS),
+            optional=True,
+        ),
         Input("image", "IMAGE", "Optional first frame of shot 1.", optional=True),
     ),
     outputs=GENERATE.outputs,
 )
+
 
 def _cameos() -> list[str]:
     from .cameo_logic import cameo_choices
@@ -215,19 +320,28 @@ CAMEO_CAPTURE = Node(
     node_id="KinemaCameoCapture",
     display_name="Kinema Cameo Capture",
     description="Turns a short video of one consenting person (you) into a kinema cameo: reference portraits, an"
-                " identity embedding when a face model is installed, and a clean voice sample. You own it and"
-                " choose who may use it. Refuses videos with no face, several people, a tiny face or no speech.",
+    " identity embedding when a face model is installed, and a clean voice sample. You own it and"
+    " choose who may use it. Refuses videos with no face, several people, a tiny face or no speech.",
     search_aliases=("cameo", "capture person", "face reference", "kinema"),
     output_node=True,
     inputs=(
         Input("name", "STRING", "The cameo's name: lowercase letters, digits, - or _ (e.g. alice).", default="me"),
         Input("video", "VIDEO", "A few seconds of the person alone, facing the camera (e.g. from Load Video)."),
-        Input("permission", "COMBO", "Who may use it: only you, you and allowed_users, or everyone.",
-              default="only_me", options=("only_me", "listed", "everyone")),
+        Input(
+            "permission",
+            "COMBO",
+            "Who may use it: only you, you and allowed_users, or everyone.",
+            default="only_me",
+            options=("only_me", "listed", "everyone"),
+        ),
         Input("allowed_users", "STRING", "For 'listed': kinema user names, comma-separated.", default=""),
         Input("replace", "BOOLEAN", "Replace your cameo of the same name.", default=False),
-        Input("audio", "AUDIO", "Optional: the person talking for at least 3 s (default: the video's sound).",
-              optional=True),
+        Input(
+            "audio",
+            "AUDIO",
+            "Optional: the person talking for at least 3 s (default: the video's sound).",
+            optional=True,
+        ),
     ),
     outputs=(
         Output("cameo", "KINEMA_CAMEO", "The new cameo, for Kinema Generate."),
@@ -239,13 +353,19 @@ CAMEO = Node(
     node_id="KinemaCameo",
     display_name="Kinema Cameo",
     description="Picks a cameo you may use (yours, or one its owner allowed you) for Kinema Generate. Consent is"
-                " checked again when the clip is generated: a revoked cameo stops the run.",
+    " checked again when the clip is generated: a revoked cameo stops the run.",
     search_aliases=("cameo", "person", "character reference", "kinema"),
     inputs=(
-        Input("name", "COMBO", "A cameo you own or may use (see `kinema cameo list`); press R after adding one.",
-              default="(pick a cameo)", options=_cameos),
-        Input("speak", "BOOLEAN", "Let the cameo's recorded voice drive the clip (ltx2 and tiny backends).",
-              default=False),
+        Input(
+            "name",
+            "COMBO",
+            "A cameo you own or may use (see `kinema cameo list`); press R after adding one.",
+            default="(pick a cameo)",
+            options=_cameos,
+        ),
+        Input(
+            "speak", "BOOLEAN", "Let the cameo's recorded voice drive the clip (ltx2 and tiny backends).", default=False
+        ),
     ),
     outputs=(
         Output("cameo", "KINEMA_CAMEO", "The cameo, for Kinema Generate."),

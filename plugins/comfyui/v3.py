@@ -11,6 +11,7 @@ from typing import Any
 import folder_paths
 from comfy.cli_args import args
 from comfy_api.latest import ComfyExtension, InputImpl, Types, io, ui
+
 from kinema.errors import KinemaError
 
 from . import cameo_logic, comfy_host, logic, spec
@@ -26,8 +27,15 @@ class KinemaNodeError(Exception):
 def _input(field: spec.Input) -> Any:
     common = dict(tooltip=field.tooltip, optional=field.optional)
     if field.type == "INT":
-        return io.Int.Input(field.id, default=field.default, min=field.min, max=field.max, step=field.step,
-                            control_after_generate=field.control_after_generate or None, **common)
+        return io.Int.Input(
+            field.id,
+            default=field.default,
+            min=field.min,
+            max=field.max,
+            step=field.step,
+            control_after_generate=field.control_after_generate or None,
+            **common,
+        )
     if field.type == "FLOAT":
         return io.Float.Input(field.id, default=field.default, min=field.min, max=field.max, step=field.step, **common)
     if field.type == "STRING":
@@ -77,16 +85,50 @@ class KinemaGenerate(io.ComfyNode):
         return schema(spec.GENERATE)
 
     @classmethod
-    def execute(cls, model, prompt: str, negative_prompt: str, seconds: float, width: int, height: int, fps: float,
-                steps: int, guidance: float, seed: int, style: str, audio: bool, tier: str = spec.DEFAULT_TIER,
-                image=None, cameo=None) -> io.NodeOutput:
+    def execute(
+        cls,
+        model,
+        prompt: str,
+        negative_prompt: str,
+        seconds: float,
+        width: int,
+        height: int,
+        fps: float,
+        steps: int,
+        guidance: float,
+        seed: int,
+        style: str,
+        audio: bool,
+        tier: str = spec.DEFAULT_TIER,
+        image=None,
+        cameo=None,
+    ) -> io.NodeOutput:
         frames, sound, clip = _run(
-            logic.generate, model, prompt, negative_prompt, seconds, width, height, fps, steps, guidance, seed,
-            style, audio, image, host=comfy_host.ComfyHost(), cameo=cameo, tier=tier,
+            logic.generate,
+            model,
+            prompt,
+            negative_prompt,
+            seconds,
+            width,
+            height,
+            fps,
+            steps,
+            guidance,
+            seed,
+            style,
+            audio,
+            image,
+            host=comfy_host.ComfyHost(),
+            cameo=cameo,
+            tier=tier,
         )
-        video = InputImpl.VideoFromComponents(Types.VideoComponents(
-            images=frames, frame_rate=clip.fps, audio=sound if clip.audio is not None else None,
-        ))
+        video = InputImpl.VideoFromComponents(
+            Types.VideoComponents(
+                images=frames,
+                frame_rate=clip.fps,
+                audio=sound if clip.audio is not None else None,
+            )
+        )
         return io.NodeOutput(frames, sound, video, clip)
 
 
@@ -96,13 +138,42 @@ class KinemaStoryboard(io.ComfyNode):
         return schema(spec.STORYBOARD)
 
     @classmethod
-    def execute(cls, model, storyboard: str, seed: int, width: int, height: int, fps: float, steps: int, style: str,
-                audio: bool, tier: str = spec.STORYBOARD_TIER, image=None) -> io.NodeOutput:
-        frames, sound, clip = _run(logic.storyboard, model, storyboard, seed, width, height, fps, steps, style, audio,
-                                   image, host=comfy_host.ComfyHost(), tier=tier)
-        video = InputImpl.VideoFromComponents(Types.VideoComponents(
-            images=frames, frame_rate=clip.fps, audio=sound if clip.audio is not None else None,
-        ))
+    def execute(
+        cls,
+        model,
+        storyboard: str,
+        seed: int,
+        width: int,
+        height: int,
+        fps: float,
+        steps: int,
+        style: str,
+        audio: bool,
+        tier: str = spec.STORYBOARD_TIER,
+        image=None,
+    ) -> io.NodeOutput:
+        frames, sound, clip = _run(
+            logic.storyboard,
+            model,
+            storyboard,
+            seed,
+            width,
+            height,
+            fps,
+            steps,
+            style,
+            audio,
+            image,
+            host=comfy_host.ComfyHost(),
+            tier=tier,
+        )
+        video = InputImpl.VideoFromComponents(
+            Types.VideoComponents(
+                images=frames,
+                frame_rate=clip.fps,
+                audio=sound if clip.audio is not None else None,
+            )
+        )
         return io.NodeOutput(frames, sound, video, clip)
 
 
@@ -116,7 +187,8 @@ class KinemaSaveClip(io.ComfyNode):
         edited = _run(logic.edited_clip, clip, images, audio)
         output_dir = folder_paths.get_output_directory()
         folder, name, counter, subfolder, _prefix = folder_paths.get_save_image_path(
-            filename_prefix, output_dir, edited.width, edited.height)
+            filename_prefix, output_dir, edited.width, edited.height
+        )
         os.makedirs(folder, exist_ok=True)
         file = f"{name}_{counter:05}_.mp4"
         tags = {} if args.disable_metadata else logic.workflow_tags(cls.hidden.prompt, cls.hidden.extra_pnginfo)
@@ -130,14 +202,22 @@ class KinemaCameoCapture(io.ComfyNode):
         return schema(spec.CAMEO_CAPTURE)
 
     @classmethod
-    def execute(cls, name: str, video, permission: str, allowed_users: str, replace: bool,
-                audio=None) -> io.NodeOutput:
+    def execute(cls, name: str, video, permission: str, allowed_users: str, replace: bool, audio=None) -> io.NodeOutput:
         parts = video.get_components()
         frames = _run(logic.image_to_frames, parts.images)
         voice = _run(logic.audio_to_array, audio) if audio is not None else None
         own = _run(logic.audio_to_array, parts.audio) if parts.audio is not None else None
-        cameo, references, report = _run(cameo_logic.capture_cameo, name, frames, parts.frame_rate, voice,
-                                         permission, allowed_users, replace, video_audio=own)
+        cameo, references, report = _run(
+            cameo_logic.capture_cameo,
+            name,
+            frames,
+            parts.frame_rate,
+            voice,
+            permission,
+            allowed_users,
+            replace,
+            video_audio=own,
+        )
         return io.NodeOutput(cameo, references, ui=ui.PreviewText(report))
 
 
@@ -162,5 +242,4 @@ class KinemaExtension(ComfyExtension):
         comfy_host.register_model_folders()
 
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [KinemaModelLoader, KinemaGenerate, KinemaStoryboard, KinemaSaveClip, KinemaCameoCapture,
-                KinemaCameo]
+        return [KinemaModelLoader, KinemaGenerate, KinemaStoryboard, KinemaSaveClip, KinemaCameoCapture, KinemaCameo]

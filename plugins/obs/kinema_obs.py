@@ -29,7 +29,7 @@ import traceback
 
 import obspython as obs
 
-SOURCE_PREFIX = "Kinema Clip"  # a scene's source is "Kinema Clip (<scene>)", as in kinema.obs_remote
+SOURCE_PREFIX = "Kinema Clip"  # a scene's source is "Kinema Clip (<scene>)", as in kinema.hosts.obs_remote
 SOURCE_KIND = "ffmpeg_source"
 TICK_MS = 100
 DEFAULT_URL = "http://127.0.0.1:8765"
@@ -44,8 +44,12 @@ HOTKEYS = (
     ("kinema.clear_queue", "Kinema: Clear the clip queue", "clear_queue"),
     ("kinema.cancel", "Kinema: Cancel the generations under way", "cancel"),
 )
-PLAYING_STATES = ("OBS_MEDIA_STATE_PLAYING", "OBS_MEDIA_STATE_OPENING", "OBS_MEDIA_STATE_BUFFERING",
-                  "OBS_MEDIA_STATE_PAUSED")
+PLAYING_STATES = (
+    "OBS_MEDIA_STATE_PLAYING",
+    "OBS_MEDIA_STATE_OPENING",
+    "OBS_MEDIA_STATE_BUFFERING",
+    "OBS_MEDIA_STATE_PAUSED",
+)
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -125,9 +129,11 @@ state = _State()
 
 
 def script_description():
-    text = (f"<b>Kinema</b>: type a prompt and press Generate; the clip plays, with its sound, in the target"
-            f" scene's media source “{SOURCE_PREFIX} (<i>scene</i>)”. A kinema server makes it, so OBS keeps its"
-            f" frame rate.")
+    text = (
+        f"<b>Kinema</b>: type a prompt and press Generate; the clip plays, with its sound, in the target"
+        f" scene's media source “{SOURCE_PREFIX} (<i>scene</i>)”. A kinema server makes it, so OBS keeps its"
+        f" frame rate."
+    )
     if CLIENT_ERROR:
         text += f"<br><font color='#e05050'>{CLIENT_ERROR}</font>"
     return text
@@ -159,27 +165,35 @@ def script_properties():
     obs.obs_property_float_set_suffix(seconds, " s")
     _combo(clip, "style", "Style", STYLES, "Blank: no style preset; kinema serve's presets or your own")
     _combo(clip, "backend", "Backend", _backend_choices(), "Blank: the server's default backend")
-    _combo(clip, "cameo", "Cameo", ("",) + tuple(state.cameos),
-           "Blank: nobody; else a person (a kinema cameo whose owner lets you use it) to put in the clip"
-           " (backends ltx2 and wan-vace)")
+    _combo(
+        clip,
+        "cameo",
+        "Cameo",
+        ("",) + tuple(state.cameos),
+        "Blank: nobody; else a person (a kinema cameo whose owner lets you use it) to put in the clip"
+        " (backends ltx2 and wan-vace)",
+    )
     _combo(clip, "size", "Size", SIZES, "WIDTHxHEIGHT; blank: the model's default")
     tier = obs.obs_properties_add_list(clip, "tier", "Quality", obs.OBS_COMBO_TYPE_LIST, obs.OBS_COMBO_FORMAT_STRING)
     for label, value in TIERS:
         obs.obs_property_list_add_string(tier, label, value)
     obs.obs_property_set_long_description(
-        tier, "Draft: a fast preview (half the steps, step caching). Standard: the model's default steps."
-              " Final: the shot you keep (1.5x the steps, no caching). Steps set below win over this.")
-    picture = obs.obs_properties_add_path(clip, "image", "Start from picture", obs.OBS_PATH_FILE, PICTURE_FILTER,
-                                          None)
+        tier,
+        "Draft: a fast preview (half the steps, step caching). Standard: the model's default steps."
+        " Final: the shot you keep (1.5x the steps, no caching). Steps set below win over this.",
+    )
+    picture = obs.obs_properties_add_path(clip, "image", "Start from picture", obs.OBS_PATH_FILE, PICTURE_FILTER, None)
     obs.obs_property_set_long_description(
-        picture, "A PNG, JPEG or WebP picture the clip starts from (its first frame); blank: from the prompt alone")
+        picture, "A PNG, JPEG or WebP picture the clip starts from (its first frame); blank: from the prompt alone"
+    )
     steps = obs.obs_properties_add_int(clip, "steps", "Steps", 0, 200, 1)
     obs.obs_property_set_long_description(steps, "Denoising steps; 0 = the model's default")
     obs.obs_properties_add_group(props, "clip", "Clip", obs.OBS_GROUP_NORMAL, clip)
 
     air = obs.obs_properties_create()
-    scene = obs.obs_properties_add_list(air, "scene", "Target scene", obs.OBS_COMBO_TYPE_LIST,
-                                        obs.OBS_COMBO_FORMAT_STRING)
+    scene = obs.obs_properties_add_list(
+        air, "scene", "Target scene", obs.OBS_COMBO_TYPE_LIST, obs.OBS_COMBO_FORMAT_STRING
+    )
     obs.obs_property_list_add_string(scene, "(current scene)", "")
     for name in obs.obs_frontend_get_scene_names() or []:
         obs.obs_property_list_add_string(scene, name, name)
@@ -275,8 +289,15 @@ def generate():
     with state.lock:
         state.counter += 1
         key = state.counter
-        state.jobs[key] = {"prompt": config["prompt"], "state": "starting", "percent": 0.0, "stage": "",
-                           "job_id": None, "error": None, "path": None}
+        state.jobs[key] = {
+            "prompt": config["prompt"],
+            "state": "starting",
+            "percent": 0.0,
+            "stage": "",
+            "job_id": None,
+            "error": None,
+            "path": None,
+        }
         while len(state.jobs) > 8:  # keep the status short: drop the oldest finished jobs
             oldest = next((k for k, j in state.jobs.items() if j["state"] in ("ready", "failed", "cancelled")), None)
             if oldest is None:
@@ -327,14 +348,18 @@ def _client(config):
         return client_module.Client(config["server_url"], api_key=api_key)
     with state.server_lock:  # two Generates must not start two servers
         try:
-            client = client_module.ensure_server(python=config.get("kinema_python") or None,
-                                                 url=config["server_url"], api_key=api_key,
-                                                 stop_with_caller=True)
+            client = client_module.ensure_server(
+                python=config.get("kinema_python") or None,
+                url=config["server_url"],
+                api_key=api_key,
+                stop_with_caller=True,
+            )
         except client_module.ServerStartError as error:
             if not config.get("kinema_python") and "no Python" in str(error):
                 raise client_module.ServerStartError(
                     f"no kinema server at {config['server_url']}: start `kinema serve`, or set kinema's"
-                    " Python in the Server section (the interpreter kinema is installed in)") from None
+                    " Python in the Server section (the interpreter kinema is installed in)"
+                ) from None
             raise
         if client.process is not None:
             state.server_process = client.process
@@ -349,18 +374,30 @@ def _run_job(key, config):
             state.jobs.get(key, {}).update(fields)
 
     def progress(report):
-        update(state="generating", percent=float(report.percent or 0), stage=report.stage or "",
-               step=report.step, total=report.total)
+        update(
+            state="generating",
+            percent=float(report.percent or 0),
+            stage=report.stage or "",
+            step=report.step,
+            total=report.total,
+        )
 
     job_id = None
     try:
         picture = _read_picture(config.get("image"))  # before any server starts: a wrong path fails at once
         client = _client(config)
         size = config.get("size") or None
-        job = client.submit(config["prompt"], seconds=config.get("seconds") or None, size=size,
-                            steps=config.get("steps") or None, style=config.get("style") or None,
-                            backend=config.get("backend") or None, tier=config.get("tier") or None,
-                            image=picture, cameos=[config["cameo"]] if config.get("cameo") else None)
+        job = client.submit(
+            config["prompt"],
+            seconds=config.get("seconds") or None,
+            size=size,
+            steps=config.get("steps") or None,
+            style=config.get("style") or None,
+            backend=config.get("backend") or None,
+            tier=config.get("tier") or None,
+            image=picture,
+            cameos=[config["cameo"]] if config.get("cameo") else None,
+        )
         job_id = job["id"]
         update(state="queued", job_id=job_id, client=client)
         _log(f"job {job_id} queued: {_short(config['prompt'])!r} (Generate #{key})")
@@ -382,7 +419,8 @@ def _run_job(key, config):
         state.inbox.append(("ready", path, key))
     except Exception as error:  # noqa: BLE001 - every failure becomes the job's status line
         expected = isinstance(error, (_JobError, OSError)) or (
-            client_module is not None and isinstance(error, client_module.ClientError))
+            client_module is not None and isinstance(error, client_module.ClientError)
+        )
         cancelled = client_module is not None and isinstance(error, client_module.JobCancelled)
         update(state="cancelled" if cancelled else "failed", error=str(error) or type(error).__name__)
         if cancelled:
@@ -587,8 +625,9 @@ def _ensure_source(scene, scene_name, path):
     elif obs.obs_source_get_unversioned_id(source) != SOURCE_KIND:
         kind = obs.obs_source_get_unversioned_id(source)
         obs.obs_source_release(source)
-        raise _UserError(f"a source named {name!r} exists but is a {kind}, not a Media Source:"
-                         " rename it so kinema can make its own")
+        raise _UserError(
+            f"a source named {name!r} exists but is a {kind}, not a Media Source: rename it so kinema can make its own"
+        )
     obs.signal_handler_connect(obs.obs_source_get_signal_handler(source), "media_ended", _on_media_ended)
     state.sources[name] = source
     return name, source, created
@@ -601,8 +640,11 @@ def _adopt_renamed(scene, name):
         for item in items:
             source = obs.obs_sceneitem_get_source(item)
             old = obs.obs_source_get_name(source) or ""
-            if (obs.obs_source_get_unversioned_id(source) == SOURCE_KIND and old.startswith(SOURCE_PREFIX + " (")
-                    and old.endswith(")")):
+            if (
+                obs.obs_source_get_unversioned_id(source) == SOURCE_KIND
+                and old.startswith(SOURCE_PREFIX + " (")
+                and old.endswith(")")
+            ):
                 _forget_source_locked(old)
                 obs.obs_source_set_name(source, name)
                 _log(f"renamed the media source {old!r} to {name!r}, after its scene")

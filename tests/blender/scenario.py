@@ -16,9 +16,8 @@ import os
 import sys
 import time
 
-import bpy  # first: it puts Blender's own modules (addon_utils) on the path
-
 import addon_utils  # noqa: E402
+import bpy  # first: it puts Blender's own modules (addon_utils) on the path
 
 MODULE = "bl_ext.user_default.kinema"
 TIMEOUT = 300.0
@@ -80,19 +79,35 @@ def strips_info(scene):
     editor = scene.sequence_editor
     rows = []
     for strip in strips_of(editor) if editor else ():
-        rows.append({
-            "name": strip.name, "type": strip.type, "channel": strip.channel, "start": strip.frame_final_start,
-            "duration": strip.frame_final_duration,
-            "path": bpy.path.abspath(strip.filepath) if strip.type == 'MOVIE' else
-            bpy.path.abspath(strip.sound.filepath) if strip.type == 'SOUND' else None,
-            "props": {key: strip[key] for key in strip.keys() if key.startswith("kinema_")},
-        })
+        rows.append(
+            {
+                "name": strip.name,
+                "type": strip.type,
+                "channel": strip.channel,
+                "start": strip.frame_final_start,
+                "duration": strip.frame_final_duration,
+                "path": bpy.path.abspath(strip.filepath)
+                if strip.type == "MOVIE"
+                else bpy.path.abspath(strip.sound.filepath)
+                if strip.type == "SOUND"
+                else None,
+                "props": {key: strip[key] for key in strip.keys() if key.startswith("kinema_")},
+            }
+        )
     return rows
 
 
 def job_info(job):
-    return {"id": job.id, "status": job.status, "message": job.message, "path": job.path, "server_id": job.server_id,
-            "video": job.video, "strips": list(job.strips), "progress": job.progress}
+    return {
+        "id": job.id,
+        "status": job.status,
+        "message": job.message,
+        "path": job.path,
+        "server_id": job.server_id,
+        "video": job.video,
+        "strips": list(job.strips),
+        "progress": job.progress,
+    }
 
 
 # --------------------------------------------------------------------------- scenarios
@@ -105,11 +120,11 @@ def generate(args):
     bpy.ops.wm.save_as_mainfile(filepath=os.path.join(args["workdir"], "edit.blend"))
     editor = scene.sequence_editor_create()
     try:
-        blocker = strips_of(editor).new_effect("blocker", 'COLOR', 1, frame_start=1, length=60)
+        blocker = strips_of(editor).new_effect("blocker", "COLOR", 1, frame_start=1, length=60)
     except TypeError:  # Blender before 4.4
-        blocker = strips_of(editor).new_effect("blocker", 'COLOR', 1, frame_start=1, frame_end=61)
+        blocker = strips_of(editor).new_effect("blocker", "COLOR", 1, frame_start=1, frame_end=61)
     before = [s.name for s in strips_of(editor)]
-    results = [bpy.ops.kinema.generate('INVOKE_DEFAULT'), bpy.ops.kinema.generate()]
+    results = [bpy.ops.kinema.generate("INVOKE_DEFAULT"), bpy.ops.kinema.generate()]
     states_seen = {job.id: {job.status} for job in addon.session.jobs}
 
     def done():
@@ -118,10 +133,17 @@ def generate(args):
         return all(not job.active for job in addon.session.jobs)
 
     ticks = run_until(addon, done)
-    return {"operator": [sorted(r) for r in results], "ticks": ticks, "blocker": blocker.name, "before": before,
-            "jobs": [job_info(job) for job in addon.session.jobs], "strips": strips_info(scene),
-            "states": {str(k): sorted(v) for k, v in states_seen.items()}, "scene_fps": scene.render.fps,
-            "blend_dir": os.path.dirname(bpy.data.filepath)}
+    return {
+        "operator": [sorted(r) for r in results],
+        "ticks": ticks,
+        "blocker": blocker.name,
+        "before": before,
+        "jobs": [job_info(job) for job in addon.session.jobs],
+        "strips": strips_info(scene),
+        "states": {str(k): sorted(v) for k, v in states_seen.items()},
+        "scene_fps": scene.render.fps,
+        "blend_dir": os.path.dirname(bpy.data.filepath),
+    }
 
 
 def camera(args):
@@ -138,16 +160,20 @@ def camera(args):
     engine_before = scene.render.engine
     result = bpy.ops.kinema.generate_from_camera()
     run_until(addon, lambda: all(not job.active for job in addon.session.jobs))
-    return {"operator": sorted(result), "jobs": [job_info(job) for job in addon.session.jobs],
-            "strips": strips_info(scene), "engine_restored": scene.render.engine == engine_before,
-            "resolution": [scene.render.resolution_x, scene.render.resolution_y]}
+    return {
+        "operator": sorted(result),
+        "jobs": [job_info(job) for job in addon.session.jobs],
+        "strips": strips_info(scene),
+        "engine_restored": scene.render.engine == engine_before,
+        "resolution": [scene.render.resolution_x, scene.render.resolution_y],
+    }
 
 
 def no_camera(args):
     enable()
     scene = bpy.context.scene
     for obj in list(bpy.data.objects):
-        if obj.type == 'CAMERA':
+        if obj.type == "CAMERA":
             bpy.data.objects.remove(obj)
     scene.camera = None
     return {"poll": bpy.ops.kinema.generate_from_camera.poll()}
@@ -163,8 +189,12 @@ def cancel(args):
     status_when_cancelled = job.status
     result = bpy.ops.kinema.cancel()
     run_until(addon, lambda: not job.active)
-    return {"operator": sorted(result), "status_when_cancelled": status_when_cancelled, "job": job_info(job),
-            "strips": strips_info(scene)}
+    return {
+        "operator": sorted(result),
+        "status_when_cancelled": status_when_cancelled,
+        "job": job_info(job),
+        "strips": strips_info(scene),
+    }
 
 
 def fails(args):
@@ -174,8 +204,12 @@ def fails(args):
     result = bpy.ops.kinema.generate()
     job = addon.session.jobs[-1]
     run_until(addon, lambda: not job.active, timeout=60)
-    return {"operator": sorted(result), "job": job_info(job), "server": vars(addon.session.server),
-            "strips": strips_info(scene)}
+    return {
+        "operator": sorted(result),
+        "job": job_info(job),
+        "server": vars(addon.session.server),
+        "strips": strips_info(scene),
+    }
 
 
 def start_local(args):
@@ -189,8 +223,13 @@ def start_local(args):
     pid = process.pid if process is not None else None
     url = addon.session.server.url
     addon_utils.disable(MODULE, default_set=True)
-    return {"job": job_info(job), "strips": strips_info(scene), "pid": pid, "url": url,
-            "exit_code_after_disable": process.poll() if process is not None else None}
+    return {
+        "job": job_info(job),
+        "strips": strips_info(scene),
+        "pid": pid,
+        "url": url,
+        "exit_code_after_disable": process.poll() if process is not None else None,
+    }
 
 
 def connect_then_crash(args):
@@ -211,13 +250,20 @@ def markers(args):
     scene = configure(addon, args, fps=24, frame=1)
     scene.kinema.prompt = "a misty harbour at dawn"
     scene.frame_start, scene.frame_end = 1, 40
-    for frame, name in ((5, "a boat leaves the pier"), (11, "+ it turns toward the sea"), (20, "gulls over the water"),
-                        (60, "after the end: ignored")):
+    for frame, name in (
+        (5, "a boat leaves the pier"),
+        (11, "+ it turns toward the sea"),
+        (20, "gulls over the water"),
+        (60, "after the end: ignored"),
+    ):
         scene.timeline_markers.new(name, frame=frame)
     result = bpy.ops.kinema.generate_from_markers()
     run_until(addon, lambda: all(not job.active for job in addon.session.jobs))
-    return {"operator": sorted(result), "jobs": [job_info(job) for job in addon.session.jobs],
-            "strips": strips_info(scene)}
+    return {
+        "operator": sorted(result),
+        "jobs": [job_info(job) for job in addon.session.jobs],
+        "strips": strips_info(scene),
+    }
 
 
 def fps_mismatch(args):
@@ -225,16 +271,23 @@ def fps_mismatch(args):
     addon = enable()
     scene = bpy.context.scene
     scene.render.fps, scene.render.fps_base = 30, 1.0
-    movie, sound, warning = addon.timeline.insert_clip(scene, args["clip"], frame=5, name="mismatch",
-                                                       properties={"kinema_seed": 2**32 - 1})
-    return {"warning": warning, "movie": [movie.channel, movie.frame_final_start, movie.frame_final_duration],
-            "sound": [sound.channel, sound.frame_final_start, sound.frame_final_duration],
-            "seed": movie["kinema_seed"]}
+    movie, sound, warning = addon.timeline.insert_clip(
+        scene, args["clip"], frame=5, name="mismatch", properties={"kinema_seed": 2**32 - 1}
+    )
+    return {
+        "warning": warning,
+        "movie": [movie.channel, movie.frame_final_start, movie.frame_final_duration],
+        "sound": [sound.channel, sound.frame_final_start, sound.frame_final_duration],
+        "seed": movie["kinema_seed"],
+    }
 
 
 def empty_prompt(args):
     addon = enable()
-    configure(addon, args, )
+    configure(
+        addon,
+        args,
+    )
     bpy.context.scene.kinema.prompt = "   "
     try:
         bpy.ops.kinema.generate()
@@ -255,7 +308,7 @@ def cameo(args):
 
 
 if __name__ == "__main__":
-    argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:]  # blender -b --python … -- ARGS
+    argv = sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else sys.argv[1:]  # blender -b --python … -- ARGS
     name, arguments = argv[0], json.loads(argv[1])
     outcome = globals()[name](arguments)
     print("RESULT " + json.dumps(outcome, default=str), flush=True)

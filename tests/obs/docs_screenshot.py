@@ -30,13 +30,14 @@ def main() -> None:
         work = Path(temp)
         home = work / "kinema-home"
         home.mkdir()
-        from kinema.tiny import build_tiny
+        from kinema.backends.tiny_parts import build_tiny
 
         build_tiny("ltx2", home / "models" / "kinema--tiny-ltx2")
         rig = obs_harness.Rig(work, home)
         try:
-            settings = rig.script_settings(prompt=args.prompt, seconds=4.0, size="", steps=0, style="cinematic",
-                                           backend="", start_local=True)
+            settings = rig.script_settings(
+                prompt=args.prompt, seconds=4.0, size="", steps=0, style="cinematic", backend="", start_local=True
+            )
             instance = rig.start_obs("obs", settings=settings, screen=(1280, 1280))
             ws = rig.connect(instance)
             ws.call("TriggerHotkeyByName", {"hotkeyName": "kinema.generate"})
@@ -72,8 +73,9 @@ def open_scripts_dialog(rig: obs_harness.Rig, instance: obs_harness.Obs) -> tupl
     """Tools → Scripts by mouse (OBS 29's layout at 1280x800), then make the dialog big; returns x, y, w, h."""
 
     def xdotool(*args: str) -> str:
-        done = rig.namespace.run(["xdotool", *args], env={"DISPLAY": instance.display.name},
-                                 capture_output=True, text=True, timeout=30)
+        done = rig.namespace.run(
+            ["xdotool", *args], env={"DISPLAY": instance.display.name}, capture_output=True, text=True, timeout=30
+        )
         return done.stdout.strip()
 
     xdotool("mousemove", "378", "12", "click", "1")  # the Tools menu

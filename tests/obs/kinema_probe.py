@@ -53,9 +53,16 @@ def _kinema():
 
 def _properties(command):
     kinema = _kinema()
-    types = {obs.OBS_PROPERTY_LIST: "list", obs.OBS_PROPERTY_PATH: "path", obs.OBS_PROPERTY_TEXT: "text",
-             obs.OBS_PROPERTY_INT: "int", obs.OBS_PROPERTY_FLOAT: "float", obs.OBS_PROPERTY_BOOL: "bool",
-             obs.OBS_PROPERTY_BUTTON: "button", obs.OBS_PROPERTY_GROUP: "group"}
+    types = {
+        obs.OBS_PROPERTY_LIST: "list",
+        obs.OBS_PROPERTY_PATH: "path",
+        obs.OBS_PROPERTY_TEXT: "text",
+        obs.OBS_PROPERTY_INT: "int",
+        obs.OBS_PROPERTY_FLOAT: "float",
+        obs.OBS_PROPERTY_BOOL: "bool",
+        obs.OBS_PROPERTY_BUTTON: "button",
+        obs.OBS_PROPERTY_GROUP: "group",
+    }
     props = kinema.script_properties()
     found = {}
     try:
@@ -65,11 +72,16 @@ def _properties(command):
                 found[name] = None
                 continue
             kind = types.get(obs.obs_property_get_type(prop), "other")
-            entry = {"type": kind, "label": obs.obs_property_description(prop),
-                     "long_description": obs.obs_property_long_description(prop)}
+            entry = {
+                "type": kind,
+                "label": obs.obs_property_description(prop),
+                "long_description": obs.obs_property_long_description(prop),
+            }
             if kind == "list":
-                entry["items"] = [[obs.obs_property_list_item_name(prop, i), obs.obs_property_list_item_string(prop, i)]
-                                  for i in range(obs.obs_property_list_item_count(prop))]
+                entry["items"] = [
+                    [obs.obs_property_list_item_name(prop, i), obs.obs_property_list_item_string(prop, i)]
+                    for i in range(obs.obs_property_list_item_count(prop))
+                ]
                 entry["editable"] = obs.obs_property_list_type(prop) == obs.OBS_COMBO_TYPE_EDITABLE
             if kind == "path":
                 entry["filter"] = obs.obs_property_path_filter(prop)

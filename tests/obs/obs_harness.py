@@ -30,8 +30,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any
 
 OBS_VERSION_29_0_2 = (29 << 24) | (0 << 16) | 2  # global.ini LastVersion: skips the first-run wizard
 CLONE_NEWNET = 0x40000000
@@ -59,7 +60,9 @@ class Namespace:
     def __init__(self) -> None:
         self.holder = subprocess.Popen(
             ["unshare", "--net", "--", "sh", "-c", "ip link set lo up && exec sleep infinity"],
-            stdin=subprocess.DEVNULL, start_new_session=True)
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 10
         own = os.readlink("/proc/self/ns/net")
         while time.monotonic() < deadline:
@@ -135,7 +138,7 @@ class NamespaceLoop:
 
     def __init__(self, namespace: Namespace) -> None:
         self.loop = asyncio.new_event_loop()
-        ready: "list[BaseException | None]" = []
+        ready: list[BaseException | None] = []
         started = threading.Event()
 
         def main() -> None:
@@ -190,10 +193,24 @@ class Display:
         self.fbdir.mkdir(parents=True, exist_ok=True)
         read, write = os.pipe()
         self.process = namespace.popen(
-            ["Xvfb", "-displayfd", str(write), "-screen", "0", f"{size[0]}x{size[1]}x24", "-nolisten", "tcp",
-             "-fbdir", self.fbdir, "-noreset"],
-            pass_fds=(write,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=open(workdir / "xvfb.log", "wb"))
+            [
+                "Xvfb",
+                "-displayfd",
+                str(write),
+                "-screen",
+                "0",
+                f"{size[0]}x{size[1]}x24",
+                "-nolisten",
+                "tcp",
+                "-fbdir",
+                self.fbdir,
+                "-noreset",
+            ],
+            pass_fds=(write,),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=open(workdir / "xvfb.log", "wb"),
+        )
         os.close(write)
         with os.fdopen(read) as pipe:
             number = pipe.readline().strip()
@@ -201,12 +218,12 @@ class Display:
             raise RuntimeError(f"Xvfb did not start: {(workdir / 'xvfb.log').read_text()}")
         self.name = f":{number}"
 
-    def screenshot(self) -> "Any":
+    def screenshot(self) -> Any:
         """The screen as a PIL image (Xvfb's XWD framebuffer file, decoded here)."""
         return read_xwd(self.fbdir / "Xvfb_screen0")
 
 
-def read_xwd(path: Path) -> "Any":
+def read_xwd(path: Path) -> Any:
     import numpy as np
     from PIL import Image
 
@@ -227,7 +244,7 @@ def read_xwd(path: Path) -> "Any":
 # --------------------------------------------------------------------------- OBS
 
 
-def free_port(namespace_loop: Optional[NamespaceLoop] = None) -> int:
+def free_port(namespace_loop: NamespaceLoop | None = None) -> int:
     def pick() -> int:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
@@ -236,8 +253,16 @@ def free_port(namespace_loop: Optional[NamespaceLoop] = None) -> int:
     return namespace_loop.call(pick) if namespace_loop else pick()
 
 
-def write_obs_config(config_home: Path, *, websocket_port: int, password: str, scripts: Iterable[dict] = (),
-                     scenes: Iterable[str] = ("Scene",), canvas: tuple[int, int] = (640, 360), fps: int = 30) -> Path:
+def write_obs_config(
+    config_home: Path,
+    *,
+    websocket_port: int,
+    password: str,
+    scripts: Iterable[dict] = (),
+    scenes: Iterable[str] = ("Scene",),
+    canvas: tuple[int, int] = (640, 360),
+    fps: int = 30,
+) -> Path:
     """A complete first-run-free OBS configuration under ``config_home/obs-studio``."""
     root = config_home / "obs-studio"
     (root / "basic" / "profiles" / "kinema").mkdir(parents=True, exist_ok=True)
@@ -252,31 +277,83 @@ def write_obs_config(config_home: Path, *, websocket_port: int, password: str, s
         with open(path, "w") as handle:
             parser.write(handle, space_around_delimiters=False)
 
-    ini(root / "global.ini", {
-        "General": {"FirstRun": "true", "LastVersion": OBS_VERSION_29_0_2, "EnableAutoUpdates": "false",
-                    "Pre19Defaults": "false", "Pre21Defaults": "false", "Pre23Defaults": "false",
-                    "Pre24.1Defaults": "false", "MaxLogs": 3},
-        "Basic": {"Profile": "kinema", "ProfileDir": "kinema", "SceneCollection": "kinema",
-                  "SceneCollectionFile": "kinema", "ConfigOnNewProfile": "false"},
-        "BasicWindow": {"PreviewEnabled": "false", "PreviewProgramMode": "false", "SysTrayEnabled": "false",
-                        "ShowTransitions": "false", "WarnBeforeStartingStream": "false",
-                        "WarnBeforeStoppingStream": "false", "RecordWhenStreaming": "false"},
-        # obs-websocket 5.1.0 (OBS 29) reads these; newer versions read config.json below.
-        "OBSWebSocket": {"FirstLoad": "false", "ServerEnabled": "true", "ServerPort": websocket_port,
-                         "AlertsEnabled": "false", "AuthRequired": "true", "ServerPassword": password},
-    })
-    (root / "plugin_config" / "obs-websocket" / "config.json").write_text(json.dumps({
-        "first_load": False, "server_enabled": True, "server_port": websocket_port, "alerts_enabled": False,
-        "auth_required": True, "server_password": password}))
-    ini(root / "basic" / "profiles" / "kinema" / "basic.ini", {
-        "General": {"Name": "kinema"},
-        "Video": {"BaseCX": canvas[0], "BaseCY": canvas[1], "OutputCX": canvas[0], "OutputCY": canvas[1],
-                  "FPSType": 1, "FPSInt": fps, "ScaleType": "bilinear", "ColorFormat": "NV12"},
-        "Audio": {"SampleRate": 48000, "ChannelSetup": "Stereo"},
-        "Output": {"Mode": "Simple"},
-        "SimpleOutput": {"FilePath": str(config_home.parent / "recordings"), "RecFormat": "mkv",
-                         "RecQuality": "Stream", "VBitrate": 2500, "Preset": "veryfast"},
-    })
+    ini(
+        root / "global.ini",
+        {
+            "General": {
+                "FirstRun": "true",
+                "LastVersion": OBS_VERSION_29_0_2,
+                "EnableAutoUpdates": "false",
+                "Pre19Defaults": "false",
+                "Pre21Defaults": "false",
+                "Pre23Defaults": "false",
+                "Pre24.1Defaults": "false",
+                "MaxLogs": 3,
+            },
+            "Basic": {
+                "Profile": "kinema",
+                "ProfileDir": "kinema",
+                "SceneCollection": "kinema",
+                "SceneCollectionFile": "kinema",
+                "ConfigOnNewProfile": "false",
+            },
+            "BasicWindow": {
+                "PreviewEnabled": "false",
+                "PreviewProgramMode": "false",
+                "SysTrayEnabled": "false",
+                "ShowTransitions": "false",
+                "WarnBeforeStartingStream": "false",
+                "WarnBeforeStoppingStream": "false",
+                "RecordWhenStreaming": "false",
+            },
+            # obs-websocket 5.1.0 (OBS 29) reads these; newer versions read config.json below.
+            "OBSWebSocket": {
+                "FirstLoad": "false",
+                "ServerEnabled": "true",
+                "ServerPort": websocket_port,
+                "AlertsEnabled": "false",
+                "AuthRequired": "true",
+                "ServerPassword": password,
+            },
+        },
+    )
+    (root / "plugin_config" / "obs-websocket" / "config.json").write_text(
+        json.dumps(
+            {
+                "first_load": False,
+                "server_enabled": True,
+                "server_port": websocket_port,
+                "alerts_enabled": False,
+                "auth_required": True,
+                "server_password": password,
+            }
+        )
+    )
+    ini(
+        root / "basic" / "profiles" / "kinema" / "basic.ini",
+        {
+            "General": {"Name": "kinema"},
+            "Video": {
+                "BaseCX": canvas[0],
+                "BaseCY": canvas[1],
+                "OutputCX": canvas[0],
+                "OutputCY": canvas[1],
+                "FPSType": 1,
+                "FPSInt": fps,
+                "ScaleType": "bilinear",
+                "ColorFormat": "NV12",
+            },
+            "Audio": {"SampleRate": 48000, "ChannelSetup": "Stereo"},
+            "Output": {"Mode": "Simple"},
+            "SimpleOutput": {
+                "FilePath": str(config_home.parent / "recordings"),
+                "RecFormat": "mkv",
+                "RecQuality": "Stream",
+                "VBitrate": 2500,
+                "Preset": "veryfast",
+            },
+        },
+    )
     (config_home.parent / "recordings").mkdir(parents=True, exist_ok=True)
     scene_names = list(scenes)
     collection = {
@@ -284,9 +361,19 @@ def write_obs_config(config_home: Path, *, websocket_port: int, password: str, s
         "current_scene": scene_names[0],
         "current_program_scene": scene_names[0],
         "scene_order": [{"name": name} for name in scene_names],
-        "sources": [{"id": "scene", "versioned_id": "scene", "name": name, "enabled": True, "volume": 1.0,
-                     "mixers": 0, "settings": {"items": [], "id_counter": 0, "custom_size": False},
-                     "private_settings": {}} for name in scene_names],
+        "sources": [
+            {
+                "id": "scene",
+                "versioned_id": "scene",
+                "name": name,
+                "enabled": True,
+                "volume": 1.0,
+                "mixers": 0,
+                "settings": {"items": [], "id_counter": 0, "custom_size": False},
+                "private_settings": {},
+            }
+            for name in scene_names
+        ],
         "groups": [],
         "transitions": [],
         "current_transition": "Cut",
@@ -300,10 +387,20 @@ def write_obs_config(config_home: Path, *, websocket_port: int, password: str, s
 class Obs:
     """OBS Studio 29 under Xvfb in ``namespace``, with obs-websocket on loopback behind a password."""
 
-    def __init__(self, namespace: Namespace, workdir: Path, *, scripts: Iterable[dict] = (),
-                 scenes: Iterable[str] = ("Scene",), canvas: tuple[int, int] = (640, 360), fps: int = 30,
-                 port: Optional[int] = None, password: Optional[str] = None, env: Optional[dict] = None,
-                 screen: tuple[int, int] = (1280, 800)) -> None:
+    def __init__(
+        self,
+        namespace: Namespace,
+        workdir: Path,
+        *,
+        scripts: Iterable[dict] = (),
+        scenes: Iterable[str] = ("Scene",),
+        canvas: tuple[int, int] = (640, 360),
+        fps: int = 30,
+        port: int | None = None,
+        password: str | None = None,
+        env: dict | None = None,
+        screen: tuple[int, int] = (1280, 800),
+    ) -> None:
         self.namespace = namespace
         self.workdir = workdir
         self.home = workdir / "home"
@@ -313,21 +410,47 @@ class Obs:
         self.port = port or 4455
         self.canvas = canvas
         self.fps = fps
-        self.root = write_obs_config(self.config_home, websocket_port=self.port, password=self.password,
-                                     scripts=scripts, scenes=scenes, canvas=canvas, fps=fps)
+        self.root = write_obs_config(
+            self.config_home,
+            websocket_port=self.port,
+            password=self.password,
+            scripts=scripts,
+            scenes=scenes,
+            canvas=canvas,
+            fps=fps,
+        )
         self.display = Display(namespace, workdir, screen)
         self.env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.home),
-            "XDG_CONFIG_HOME": str(self.config_home), "XDG_RUNTIME_DIR": str(self._runtime_dir()),
-            "DISPLAY": self.display.name, "LANG": "C.UTF-8", "LIBGL_ALWAYS_SOFTWARE": "1",
-            "QT_QPA_PLATFORM": "xcb", "PYTHONDONTWRITEBYTECODE": "1", **(env or {}),
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.home),
+            "XDG_CONFIG_HOME": str(self.config_home),
+            "XDG_RUNTIME_DIR": str(self._runtime_dir()),
+            "DISPLAY": self.display.name,
+            "LANG": "C.UTF-8",
+            "LIBGL_ALWAYS_SOFTWARE": "1",
+            "QT_QPA_PLATFORM": "xcb",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            **(env or {}),
         }
         self.stdout_path = workdir / "obs.stdout.log"
         self.process = namespace.popen(
-            ["obs", "--collection", "kinema", "--profile", "kinema", "--multi", "--disable-shutdown-check",
-             "--disable-missing-files-check"],
-            cwd=str(self.home), env=self.env, stdin=subprocess.DEVNULL, stdout=open(self.stdout_path, "wb"),
-            stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                "obs",
+                "--collection",
+                "kinema",
+                "--profile",
+                "kinema",
+                "--multi",
+                "--disable-shutdown-check",
+                "--disable-missing-files-check",
+            ],
+            cwd=str(self.home),
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=open(self.stdout_path, "wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def _runtime_dir(self) -> Path:
         path = self.workdir / "runtime"
@@ -338,7 +461,7 @@ class Obs:
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
-    def log_path(self) -> Optional[Path]:
+    def log_path(self) -> Path | None:
         logs = sorted((self.root / "logs").glob("*.txt"), key=lambda p: p.stat().st_mtime)
         return logs[-1] if logs else None
 
@@ -359,7 +482,9 @@ class Obs:
             if match:
                 return match
             if self.process.poll() is not None:
-                raise RuntimeError(f"OBS exited with {self.process.returncode} before {pattern!r}:\n{self.output()[-4000:]}")
+                raise RuntimeError(
+                    f"OBS exited with {self.process.returncode} before {pattern!r}:\n{self.output()[-4000:]}"
+                )
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no {pattern!r} in OBS's log after {timeout:g} s:\n{self.log()[-4000:]}")
             time.sleep(0.1)
@@ -369,7 +494,7 @@ class Obs:
         lines = (self.log() + "\n" + self.output()).splitlines()
         return [line for line in lines if TRACEBACK.search(line) or "[Python]" in line and "rror" in line]
 
-    def stop(self, timeout: float = 15.0) -> Optional[int]:
+    def stop(self, timeout: float = 15.0) -> int | None:
         """SIGINT (OBS's clean exit), then SIGKILL if it hangs; returns the exit code."""
         if self.process.poll() is None:
             _signal(self.process.pid, signal.SIGINT)
@@ -387,8 +512,9 @@ class Obs:
 class Websocket:
     """A simpleobsws connection made on a NamespaceLoop, with every event recorded."""
 
-    def __init__(self, loop: NamespaceLoop, url: str, password: str, *, subscriptions: Optional[int] = None,
-                 timeout: float = 30.0) -> None:
+    def __init__(
+        self, loop: NamespaceLoop, url: str, password: str, *, subscriptions: int | None = None, timeout: float = 30.0
+    ) -> None:
         import simpleobsws
 
         self.loop = loop
@@ -399,7 +525,7 @@ class Websocket:
             parameters.eventSubscriptions = subscriptions
         self.client = simpleobsws.WebSocketClient(url=url, password=password, identification_parameters=parameters)
 
-        async def on_event(event_type: str, data: Optional[dict]) -> None:
+        async def on_event(event_type: str, data: dict | None) -> None:
             with self.lock:
                 self.events.append((time.monotonic(), event_type, data or {}))
 
@@ -419,7 +545,7 @@ class Websocket:
 
         loop.run(connect(), timeout + 15)
 
-    def call(self, request_type: str, data: Optional[dict] = None, *, check: bool = True) -> dict:
+    def call(self, request_type: str, data: dict | None = None, *, check: bool = True) -> dict:
         import simpleobsws
 
         response = self.loop.run(self.client.call(simpleobsws.Request(request_type, data)), 30)
@@ -431,8 +557,14 @@ class Websocket:
         with self.lock:
             return [(t, d) for t, kind, d in self.events if kind == event_type and t >= since]
 
-    def wait_event(self, event_type: str, predicate: Callable[[dict], bool] = lambda d: True, *,
-                   since: float = 0.0, timeout: float = 60.0) -> tuple[float, dict]:
+    def wait_event(
+        self,
+        event_type: str,
+        predicate: Callable[[dict], bool] = lambda d: True,
+        *,
+        since: float = 0.0,
+        timeout: float = 60.0,
+    ) -> tuple[float, dict]:
         deadline = time.monotonic() + timeout
         while True:
             for t, data in self.events_of(event_type, since):
@@ -442,7 +574,7 @@ class Websocket:
                 raise TimeoutError(f"no {event_type} event within {timeout:g} s")
             time.sleep(0.02)
 
-    def screenshot(self, source: str, width: int = 160) -> "Any":
+    def screenshot(self, source: str, width: int = 160) -> Any:
         """GetSourceScreenshot as a PIL image."""
         from PIL import Image
 
@@ -463,17 +595,28 @@ class Websocket:
 class KinemaServer:
     """``kinema serve`` on a loopback port inside the namespace."""
 
-    def __init__(self, namespace: Namespace, home: Path, port: int, *, python: str = sys.executable,
-                 env: Optional[dict] = None) -> None:
+    def __init__(
+        self, namespace: Namespace, home: Path, port: int, *, python: str = sys.executable, env: dict | None = None
+    ) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self.home = home
         self.log_path = home / "server.log"
-        server_env = {**os.environ, "KINEMA_HOME": str(home), "KINEMA_LOAD_PLUGINS": "", "KINEMA_DEVICE": "cpu",
-                      "PYTHONUNBUFFERED": "1", **(env or {})}
+        server_env = {
+            **os.environ,
+            "KINEMA_HOME": str(home),
+            "KINEMA_LOAD_PLUGINS": "",
+            "KINEMA_DEVICE": "cpu",
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
         server_env.pop("KINEMA_API_KEY", None)
-        self.process = namespace.popen([python, "-m", "kinema.cli", "serve", "--port", str(port)],
-                                       env=server_env, stdin=subprocess.DEVNULL, stdout=open(self.log_path, "ab"),
-                                       stderr=subprocess.STDOUT)
+        self.process = namespace.popen(
+            [python, "-m", "kinema.cli", "serve", "--port", str(port)],
+            env=server_env,
+            stdin=subprocess.DEVNULL,
+            stdout=open(self.log_path, "ab"),
+            stderr=subprocess.STDOUT,
+        )
 
     def wait_ready(self, loop: NamespaceLoop, timeout: float = 180.0) -> None:
         import urllib.request
@@ -492,7 +635,9 @@ class KinemaServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"kinema serve exited:\n{self.log_path.read_text()[-4000:]}")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"kinema serve not healthy after {timeout:g} s:\n{self.log_path.read_text()[-4000:]}")
+                raise TimeoutError(
+                    f"kinema serve not healthy after {timeout:g} s:\n{self.log_path.read_text()[-4000:]}"
+                )
             time.sleep(0.25)
 
     def stop(self) -> None:
@@ -525,8 +670,12 @@ class Rig:
             self.loop = NamespaceLoop(self.namespace)
             self.server = KinemaServer(self.namespace, kinema_home, free_port(self.loop), python=python)
             self.script_dir = workdir / "obs-script"
-            done = subprocess.run([python, "-m", "kinema.cli", "install", "obs", "--dir", str(self.script_dir)],
-                                  capture_output=True, text=True, timeout=120)
+            done = subprocess.run(
+                [python, "-m", "kinema.cli", "install", "obs", "--dir", str(self.script_dir)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             if done.returncode != 0:
                 raise RuntimeError(f"kinema install obs failed:\n{done.stdout}{done.stderr}")
             self.install_output = done.stdout
@@ -538,35 +687,63 @@ class Rig:
 
     def script_settings(self, **overrides: Any) -> dict:
         """The script's settings for a tiny, quick clip from this rig's server."""
-        return {"server_url": self.server.url, "start_local": False, "prompt": "a red fox running through snow",
-                "seconds": 2.0, "size": "32x32", "steps": 2, "auto_play": True, "scene": "",
-                "clips_dir": str(self.workdir / "clips"), **overrides}
+        return {
+            "server_url": self.server.url,
+            "start_local": False,
+            "prompt": "a red fox running through snow",
+            "seconds": 2.0,
+            "size": "32x32",
+            "steps": 2,
+            "auto_play": True,
+            "scene": "",
+            "clips_dir": str(self.workdir / "clips"),
+            **overrides,
+        }
 
-    def start_obs(self, name: str, *, settings: Optional[dict] = None, scenes: Iterable[str] = ("Scene", "Other"),
-                  with_script: bool = True, extra_scripts: Iterable[Path] = (), timeout: float = 90.0,
-                  **options: Any) -> Obs:
+    def start_obs(
+        self,
+        name: str,
+        *,
+        settings: dict | None = None,
+        scenes: Iterable[str] = ("Scene", "Other"),
+        with_script: bool = True,
+        extra_scripts: Iterable[Path] = (),
+        timeout: float = 90.0,
+        **options: Any,
+    ) -> Obs:
         scripts = [{"path": str(self.script), "settings": settings or self.script_settings()}] if with_script else []
         scripts += [{"path": str(path), "settings": {}} for path in extra_scripts]
-        instance = Obs(self.namespace, self.workdir / name, scripts=scripts, scenes=scenes,
-                       port=free_port(self.loop), **options)
+        instance = Obs(
+            self.namespace, self.workdir / name, scripts=scripts, scenes=scenes, port=free_port(self.loop), **options
+        )
         self.obs.append(instance)
         instance.wait_for_log(r"kinema: ready" if with_script else r"Switched to scene", timeout)
         return instance
 
     def connect(self, instance: Obs, *, meters: bool = False) -> Websocket:
-        socket_ = Websocket(self.loop, instance.url, instance.password,
-                            subscriptions=SUBSCRIBE_ALL | (SUBSCRIBE_METERS if meters else 0))
+        socket_ = Websocket(
+            self.loop,
+            instance.url,
+            instance.password,
+            subscriptions=SUBSCRIBE_ALL | (SUBSCRIBE_METERS if meters else 0),
+        )
         self.sockets.append(socket_)
         return socket_
 
-    def kinema(self, *args: str, env: Optional[dict] = None, timeout: float = 600.0) -> subprocess.CompletedProcess:
+    def kinema(self, *args: str, env: dict | None = None, timeout: float = 600.0) -> subprocess.CompletedProcess:
         """``kinema ARGS`` inside the namespace (so it reaches this OBS and server), with output captured."""
-        full_env = {**os.environ, "KINEMA_HOME": str(self.server.home), "KINEMA_DEVICE": "cpu",
-                    "KINEMA_LOAD_PLUGINS": "", **(env or {})}
+        full_env = {
+            **os.environ,
+            "KINEMA_HOME": str(self.server.home),
+            "KINEMA_DEVICE": "cpu",
+            "KINEMA_LOAD_PLUGINS": "",
+            **(env or {}),
+        }
         for name in [k for k, v in full_env.items() if v is None]:
             del full_env[name]
-        return self.namespace.run([self.python, "-m", "kinema.cli", *args], env=full_env, capture_output=True,
-                                  text=True, timeout=timeout)
+        return self.namespace.run(
+            [self.python, "-m", "kinema.cli", *args], env=full_env, capture_output=True, text=True, timeout=timeout
+        )
 
     def close(self) -> None:
         for socket_ in self.sockets:

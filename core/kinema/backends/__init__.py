@@ -1,5 +1,5 @@
 """Generation backends. Each family is an ordinary plugin registering through ``register_backends``."""
 
-from .base import Backend, BackendStatus, Plan
+from kinema.backends.base import Backend, BackendStatus, Plan
 
 __all__ = ["Backend", "BackendStatus", "Plan"]

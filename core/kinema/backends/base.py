@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from ..limits import Limits, check_plan
-from ..progress import CancelToken, Progress
+from kinema.backends.limits import Limits, check_plan
+from kinema.progress import CancelToken, Progress
 
 if TYPE_CHECKING:
-    from ..clip import Clip
-    from ..request import GenerationRequest
+    from kinema.clip import Clip
+    from kinema.request import GenerationRequest
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,8 @@ class Plan:
     seed: int
     notes: tuple[str, ...] = ()
     tier: str = "standard"  # see kinema.tiers
-    # Step-cache settings (kinema.step_cache.CacheConfig fields), None: off. Not hashed, so plans stay hashable.
-    cache: Optional[dict[str, Any]] = field(default=None, hash=False)
+    # Step-cache settings (kinema.backends.step_cache.CacheConfig fields), None: off. Not hashed, so plans stay hashable.
+    cache: dict[str, Any] | None = field(default=None, hash=False)
 
     @property
     def seconds(self) -> float:
@@ -72,30 +73,30 @@ class Backend:
     supports_remix: ClassVar[bool] = False  # video-to-video from ``request.video`` at ``request.strength``
     max_start_frames: ClassVar[int] = 1  # how many leading frames an extend can condition on (1: the first frame)
     # Cameos (people) one clip can carry, and whether a recorded speech line can drive the clip. Backends that
-    # allow either get ``conditioning=`` (kinema.cameos.Conditioning: consented cameos, speech) in ``generate``.
+    # allow either get ``conditioning=`` (kinema.cameo.store.Conditioning: consented cameos, speech) in ``generate``.
     max_cameos: ClassVar[int] = 0
     supports_speech: ClassVar[bool] = False
     makes_audio: ClassVar[bool] = True
     is_demo: ClassVar[bool] = False
     family: ClassVar[str] = ""  # model family the tier table keys its settings by ("ltx2", "wan")
-    # The largest single generation (kinema.limits): frames, pixels a frame, steps, seconds, and why.
+    # The largest single generation (kinema.backends.limits): frames, pixels a frame, steps, seconds, and why.
     # ``plan`` refuses a request beyond them, or beyond what memory holds, before anything runs.
     limits: ClassVar[Limits] = Limits()
 
     model_id: str = ""
     # Load options (hosts set them with ``configure``): None/"auto" let kinema pick per device.
-    precision: Optional[str] = None  # "bf16", "fp16" or "fp32"
-    memory: str = "auto"  # see PLACEMENT_POLICIES in kinema.device
+    precision: str | None = None  # "bf16", "fp16" or "fp32"
+    memory: str = "auto"  # see PLACEMENT_POLICIES in kinema.backends.device
 
-    def configure(self, *, precision: Optional[str] = None, memory: str = "auto", device: Optional[str] = None) -> "Backend":
+    def configure(self, *, precision: str | None = None, memory: str = "auto", device: str | None = None) -> Backend:
         """A copy of this backend that loads its weights in ``precision`` with placement ``memory`` (on ``device``).
 
         The registered backend is shared by every caller in the process, so it is never changed in place.
         """
         import copy
 
-        from ..device import PLACEMENT_POLICIES, PRECISIONS
-        from ..errors import InvalidRequestError
+        from kinema.backends.device import PLACEMENT_POLICIES, PRECISIONS
+        from kinema.errors import InvalidRequestError
 
         if precision not in (None, "auto", *PRECISIONS):
             raise InvalidRequestError(f"precision must be one of auto, {', '.join(PRECISIONS)}; got {precision!r}")
@@ -110,7 +111,7 @@ class Backend:
 
     def load_dtype(self, device: str) -> Any:
         """The torch dtype to load weights in on ``device``: the configured precision, else kinema's pick."""
-        from ..device import PRECISIONS, pick_dtype
+        from kinema.backends.device import PRECISIONS, pick_dtype
 
         return PRECISIONS[self.precision]() if self.precision else pick_dtype(device)
 
@@ -120,23 +121,29 @@ class Backend:
     def unload(self) -> None:
         """Drop loaded weights so another model can use the memory."""
 
-    def plan(self, request: "GenerationRequest") -> Plan:
-        from ..errors import InvalidRequestError
+    def plan(self, request: GenerationRequest) -> Plan:
+        from kinema.errors import InvalidRequestError
 
         if request.image is not None and not self.supports_image:
-            raise InvalidRequestError(f"backend {self.name!r} cannot start from an image; drop --image or pick another backend")
+            raise InvalidRequestError(
+                f"backend {self.name!r} cannot start from an image; drop --image or pick another backend"
+            )
         if request.video is not None and not self.supports_remix:
-            raise InvalidRequestError(f"backend {self.name!r} cannot remix a video; pick a backend that can (tiny, ltx2, tiny-wan, wan)")
+            raise InvalidRequestError(
+                f"backend {self.name!r} cannot remix a video; pick a backend that can (tiny, ltx2, tiny-wan, wan)"
+            )
         if request.start_frames is not None:
             count = len(request.start_frames)
             if not self.supports_image or count > self.max_start_frames or (count - 1) % self.frame_multiple:
                 raise InvalidRequestError(
                     f"backend {self.name!r} continues from {self.frame_multiple}k+1 frames, at most"
-                    f" {self.max_start_frames if self.supports_image else 0}; got {count}")
+                    f" {self.max_start_frames if self.supports_image else 0}; got {count}"
+                )
         if request.cameos and len(request.cameos) > self.max_cameos:
             raise InvalidRequestError(
                 f"backend {self.name!r} cannot put {len(request.cameos)} cameo(s) in a clip (at most {self.max_cameos});"
-                " use ltx2 (one cameo) or wan-vace (up to 4)")
+                " use ltx2 (one cameo) or wan-vace (up to 4)"
+            )
         if request.speech is not None and not self.supports_speech:
             raise InvalidRequestError(f"backend {self.name!r} cannot follow a speech line; use ltx2 (or tiny)")
         d = self.defaults
@@ -154,28 +161,44 @@ class Backend:
                 f" so the clip has {num_frames} ({float(num_frames / fps):.3f} s)"
             )
         seed = request.seed if request.seed is not None else secrets.randbelow(2**32)
-        from ..tiers import DEFAULT_TIER, settings
+        from kinema.tiers import DEFAULT_TIER, settings
 
-        tier = settings(getattr(request, "tier", DEFAULT_TIER), self.family, default_steps=d.steps,
-                        default_guidance=d.guidance, model_id=self.model_id, steps=request.steps,
-                        guidance=request.guidance)
-        plan = Plan(width, height, num_frames, fps, tier.steps, tier.guidance, seed, (*notes, *tier.notes),
-                    tier=tier.tier, cache=tier.cache)
+        tier = settings(
+            getattr(request, "tier", DEFAULT_TIER),
+            self.family,
+            default_steps=d.steps,
+            default_guidance=d.guidance,
+            model_id=self.model_id,
+            steps=request.steps,
+            guidance=request.guidance,
+        )
+        plan = Plan(
+            width,
+            height,
+            num_frames,
+            fps,
+            tier.steps,
+            tier.guidance,
+            seed,
+            (*notes, *tier.notes),
+            tier=tier.tier,
+            cache=tier.cache,
+        )
         check_plan(plan, self)
         return plan
 
-    def lighten_memory(self) -> Optional[str]:
+    def lighten_memory(self) -> str | None:
         """After an out-of-memory: put the loaded weights under a lighter memory policy and say how, or None."""
         return None
 
     def generate(
         self,
-        request: "GenerationRequest",
+        request: GenerationRequest,
         plan: Plan,
         *,
         progress: Callable[[Progress], None],
         cancel: CancelToken,
-    ) -> "Clip":
+    ) -> Clip:
         raise NotImplementedError
 
 
@@ -189,19 +212,27 @@ def fit_frame_count(frames: np.ndarray, count: int) -> np.ndarray:
     return np.concatenate([frames, np.repeat(frames[-1:], count - len(frames), axis=0)])
 
 
-def run_cached(pipe: Any, plan: Plan, call: Callable[[], Any], metadata: dict[str, Any], placed: Any = None,
-               steps: Optional[int] = None) -> Any:
+def run_cached(
+    pipe: Any,
+    plan: Plan,
+    call: Callable[[], Any],
+    metadata: dict[str, Any],
+    placed: Any = None,
+    steps: int | None = None,
+) -> Any:
     """``call()`` with the plan's step cache on ``pipe``'s transformer(s).
 
     Records the cache (and the memory policy ``placed``, the loaded pipeline, runs under) in ``metadata``.
     """
-    from ..memory import current
-    from ..step_cache import CacheConfig, step_cache, supported
+    from kinema.backends.memory import current
+    from kinema.backends.step_cache import CacheConfig, step_cache, supported
 
     metadata["memory_policy"] = current(placed if placed is not None else pipe)[0]
     if not plan.cache:
         return call()
-    transformers = [t for t in (getattr(pipe, "transformer", None), getattr(pipe, "transformer_2", None)) if t is not None]
+    transformers = [
+        t for t in (getattr(pipe, "transformer", None), getattr(pipe, "transformer_2", None)) if t is not None
+    ]
     if not all(supported(t) for t in transformers):
         metadata["cache"] = None  # e.g. VACE blocks: their extra streams are not described yet, so run uncached
         return call()
@@ -218,8 +249,14 @@ def _snap(value: int, multiple: int, name: str, notes: list[str]) -> int:
     return snapped
 
 
-def step_callback(total: int, stage: str, progress: Callable[[Progress], None], cancel: CancelToken,
-                  preview: Optional[Callable[[Any], Optional[np.ndarray]]] = None, offset: int = 0) -> Callable[..., dict]:
+def step_callback(
+    total: int,
+    stage: str,
+    progress: Callable[[Progress], None],
+    cancel: CancelToken,
+    preview: Callable[[Any], np.ndarray | None] | None = None,
+    offset: int = 0,
+) -> Callable[..., dict]:
     """A diffusers ``callback_on_step_end`` that reports each step and stops within one step of a cancel.
 
     Raising from the callback is what stops the pipeline: diffusers' own

@@ -25,10 +25,20 @@ PRECISIONS = {
     "fp16": lambda: __import__("torch").float16,
     "fp32": lambda: __import__("torch").float32,
 }
-# auto: the fastest memory policy that fits (kinema.memory); gpu (= full): all on the accelerator;
+# auto: the fastest memory policy that fits (kinema.backends.memory); gpu (= full): all on the accelerator;
 # offload (= model-offload): each component moves to the accelerator only while it runs; or a policy by name.
-PLACEMENT_POLICIES = ("auto", "gpu", "offload", "full", "vae-tiling", "model-offload", "group-offload",
-                      "group-offload-fp8", "fp8", "disk-offload")
+PLACEMENT_POLICIES = (
+    "auto",
+    "gpu",
+    "offload",
+    "full",
+    "vae-tiling",
+    "model-offload",
+    "group-offload",
+    "group-offload-fp8",
+    "fp8",
+    "disk-offload",
+)
 
 
 def pick_dtype(device: str) -> Any:
@@ -61,8 +71,8 @@ def model_bytes(pipe: Any) -> int:
 
 
 def place(pipe: Any, device: str, policy: str = "auto") -> str:
-    """Put ``pipe`` on ``device`` under a memory policy (see kinema.memory); return the policy used."""
-    from .memory import place as place_with_policy
+    """Put ``pipe`` on ``device`` under a memory policy (see kinema.backends.memory); return the policy used."""
+    from kinema.backends.memory import place as place_with_policy
 
     return place_with_policy(pipe, device, policy)
 

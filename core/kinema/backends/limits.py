@@ -8,7 +8,7 @@ Two sources, and the smaller wins:
 * Memory: one generation's decoded frames must fit in half of the memory of the device that makes them
   (RAM always; an accelerator's own memory too), leaving the rest to weights, activations and everything
   else. Total memory, not free memory, so a request is accepted or refused the same way whatever else runs
-  at that moment; a passing shortage is the out-of-memory retry's job (``kinema.memory``).
+  at that moment; a passing shortage is the out-of-memory retry's job (``kinema.backends.memory``).
 
 ``check_plan`` runs at the end of every ``Backend.plan``, so generate, remix, extend and every storyboard
 shot are checked where they are planned, in the CLI, the server and the hosts alike. ``check_frames_fit``
@@ -18,13 +18,14 @@ checks what is assembled beyond one generation: an extended clip, a whole film.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidRequestError
+from kinema.errors import InvalidRequestError
 
 if TYPE_CHECKING:
-    from .backends.base import Backend, Plan
+    from kinema.backends.base import Backend, Plan
 
 
 @dataclass(frozen=True)
@@ -72,10 +73,10 @@ class MemoryBound:
         return self.budget // (max(1, pixels) * self.bytes_per_pixel)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def memory_bounds(device: str) -> tuple[MemoryBound, ...]:
     """The memories a generation on ``device`` decodes into (cached: a machine's total memory does not change)."""
-    from .memory import total_memory_bytes, total_ram_bytes
+    from kinema.backends.memory import total_memory_bytes, total_ram_bytes
 
     bounds = []
     ram = total_ram_bytes()
@@ -91,14 +92,14 @@ def memory_bounds(device: str) -> tuple[MemoryBound, ...]:
     return tuple(bounds)
 
 
-def device_of(backend: "Backend") -> str:
+def device_of(backend: Backend) -> str:
     """The device ``backend`` will run on: a host's (``configure(device=...)``), else kinema's pick."""
-    from .device import pick_device
+    from kinema.backends.device import pick_device
 
     return getattr(backend, "_device", None) or pick_device()
 
 
-def check_plan(plan: "Plan", backend: "Backend", *, bounds: Optional[Sequence[MemoryBound]] = None) -> None:
+def check_plan(plan: Plan, backend: Backend, *, bounds: Sequence[MemoryBound] | None = None) -> None:
     """Raise ``LimitError`` if one generation planned as ``plan`` is beyond ``backend``'s limits.
 
     ``bounds`` defaults to the memory of the device the backend runs on.
@@ -109,25 +110,41 @@ def check_plan(plan: "Plan", backend: "Backend", *, bounds: Optional[Sequence[Me
         raise LimitError(f"steps {plan.steps} is over {name}'s limit of {limits.steps} steps; ask for fewer", "steps")
     pixels = plan.width * plan.height
     if pixels > limits.pixels:
-        raise LimitError(f"size {plan.width}x{plan.height} is {pixels:,} pixels a frame, over {name}'s limit of"
-                         f" {limits.pixels:,}; ask for a smaller size", "size")
+        raise LimitError(
+            f"size {plan.width}x{plan.height} is {pixels:,} pixels a frame, over {name}'s limit of"
+            f" {limits.pixels:,}; ask for a smaller size",
+            "size",
+        )
     # What is made counts, not what was asked: an extend or a storyboard shot makes a few frames more than
     # it keeps. n frames span n - 1 frame intervals, so 20 s at 24 fps (481 frames on an 8k+1 grid) is 20 s.
     fps = float(plan.fps)
     if plan.num_frames > limits.frames:
-        raise LimitError(f"frames: one generation of {plan.num_frames} frames ({plan.num_frames / fps:.2f} s at"
-                         f" {fps:g} fps) is over {name}'s limit of {limits.frames} frames; ask for fewer seconds or"
-                         " a lower fps", "seconds")
+        raise LimitError(
+            f"frames: one generation of {plan.num_frames} frames ({plan.num_frames / fps:.2f} s at"
+            f" {fps:g} fps) is over {name}'s limit of {limits.frames} frames; ask for fewer seconds or"
+            " a lower fps",
+            "seconds",
+        )
     lasts = (plan.num_frames - 1) / fps
     if lasts > limits.seconds:
-        raise LimitError(f"seconds: one generation of {lasts:.2f} s ({plan.num_frames} frames at {fps:g} fps) is over"
-                         f" {name}'s limit of {limits.seconds:g} s; make longer films with a storyboard or by"
-                         " extending a clip", "seconds")
+        raise LimitError(
+            f"seconds: one generation of {lasts:.2f} s ({plan.num_frames} frames at {fps:g} fps) is over"
+            f" {name}'s limit of {limits.seconds:g} s; make longer films with a storyboard or by"
+            " extending a clip",
+            "seconds",
+        )
     check_frames_fit(plan.num_frames, plan.width, plan.height, backend, bounds=bounds)
 
 
-def check_frames_fit(frames: int, width: int, height: int, backend: "Backend", *, what: str = "the clip",
-                     bounds: Optional[Sequence[MemoryBound]] = None) -> None:
+def check_frames_fit(
+    frames: int,
+    width: int,
+    height: int,
+    backend: Backend,
+    *,
+    what: str = "the clip",
+    bounds: Sequence[MemoryBound] | None = None,
+) -> None:
     """Raise ``LimitError`` if ``frames`` decoded frames of ``width`` x ``height`` do not fit in memory."""
     for bound in memory_bounds(device_of(backend)) if bounds is None else bounds:
         fit = bound.frames_at(width * height)
@@ -137,14 +154,17 @@ def check_frames_fit(frames: int, width: int, height: int, backend: "Backend", *
                 f"{what}'s {frames} frames of {width}x{height} need ~{_human(need)} of {bound.where} once"
                 f" decoded; this machine allows {_human(bound.budget)} (half of its {_human(bound.total)}), which"
                 f" holds at most {fit} frames at that size; ask for fewer seconds, a lower fps or a smaller size",
-                "seconds")
+                "seconds",
+            )
 
 
-def describe(backend: "Backend", bounds: Optional[Sequence[MemoryBound]] = None) -> str:
+def describe(backend: Backend, bounds: Sequence[MemoryBound] | None = None) -> str:
     """One line for ``kinema doctor``: the backend's limits, what memory allows here, and why."""
     limits: Limits = getattr(backend, "limits", Limits())
-    text = (f"{limits.frames} frames, {limits.seconds:g} s, {limits.pixels:,} pixels a frame, {limits.steps} steps"
-            f" ({limits.why})")
+    text = (
+        f"{limits.frames} frames, {limits.seconds:g} s, {limits.pixels:,} pixels a frame, {limits.steps} steps"
+        f" ({limits.why})"
+    )
     d = backend.defaults
     for bound in memory_bounds(device_of(backend)) if bounds is None else bounds:
         fit = bound.frames_at(d.width * d.height)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-from .device import place, release
+from kinema.backends.device import place, release
 
 _lock = threading.Lock()
 _loaded: dict[tuple[str, ...], tuple[Any, str]] = {}
@@ -14,7 +14,7 @@ _loaded: dict[tuple[str, ...], tuple[Any, str]] = {}
 
 def load_pipeline(pipeline_cls: Any, path: Path, device: str, dtype: Any, policy: str = "auto") -> tuple[Any, str]:
     """Load (once) a diffusers pipeline from a local folder; returns it and the memory policy it runs under."""
-    from .memory import requested
+    from kinema.backends.memory import requested
 
     policy = requested(policy)  # KINEMA_MEMORY counts as a different placement, so it takes effect at once
     key = (pipeline_cls.__name__, str(path), device, str(dtype), policy)
@@ -36,14 +36,14 @@ def _from_pretrained(pipeline_cls: Any, path: Path, dtype: Any) -> Any:
     return pipe
 
 
-def step_down(pipe: Any) -> Optional[str]:
+def step_down(pipe: Any) -> str | None:
     """Put ``pipe`` under the next lighter memory policy; return what was done, or None if nothing is lighter.
 
     A pipeline without offload or fp8 hooks is changed in place; one with hooks
     (which cannot be taken off cleanly) is loaded again from its folder, and
     later jobs get the new one from this cache.
     """
-    from . import memory
+    from kinema.backends import memory
 
     name, device = memory.current(pipe)
     device = device or str(pipe.device)

@@ -1,6 +1,6 @@
 """LoRA weights for one generation: loaded into the pipeline before, removed after.
 
-Pipelines stay loaded between jobs (``kinema.loading``), so a LoRA left in
+Pipelines stay loaded between jobs (``kinema.backends.loading``), so a LoRA left in
 place would leak into the next clip. Loading goes through diffusers'
 ``load_lora_weights`` (LTX-2 and Wan pipelines have it), which needs ``peft``.
 """
@@ -8,10 +8,11 @@ place would leak into the next clip. Loading goes through diffusers'
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
-from .errors import InvalidRequestError, MissingWeightsError
+from kinema.errors import InvalidRequestError, MissingWeightsError
 
 
 @contextlib.contextmanager
@@ -21,7 +22,9 @@ def loras_loaded(pipe: Any, loras: Sequence[tuple[str, float]], backend: str) ->
         yield
         return
     if not callable(getattr(pipe, "load_lora_weights", None)):
-        raise InvalidRequestError(f"backend {backend!r} cannot load LoRA weights; use a style without 'loras' or another backend")
+        raise InvalidRequestError(
+            f"backend {backend!r} cannot load LoRA weights; use a style without 'loras' or another backend"
+        )
     try:
         import peft  # noqa: F401 - diffusers needs it to inject LoRA layers
     except ImportError:
@@ -30,8 +33,10 @@ def loras_loaded(pipe: Any, loras: Sequence[tuple[str, float]], backend: str) ->
     try:
         for index, (path, weight) in enumerate(loras):
             if not Path(path).is_file():
-                raise MissingWeightsError(f"LoRA {path} does not exist; put the .safetensors file there"
-                                          " (relative paths in a style start at the style file's folder)")
+                raise MissingWeightsError(
+                    f"LoRA {path} does not exist; put the .safetensors file there"
+                    " (relative paths in a style start at the style file's folder)"
+                )
             name = f"kinema_lora_{index}"
             try:
                 pipe.load_lora_weights(str(path), adapter_name=name)

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Optional
+from collections.abc import Callable
+from typing import Any, ClassVar
 
-from ..clip import Clip, fit_audio
-from ..hookspecs import hookimpl
-from ..limits import Limits
-from ..lora import loras_loaded
-from ..previews import ltx2_preview
-from ..progress import CancelToken, Progress
-from .base import (
+from kinema.backends.base import (
     DEFAULT_STRENGTH,
     Backend,
     BackendStatus,
@@ -23,6 +18,12 @@ from .base import (
     step_callback,
     torch_generator,
 )
+from kinema.backends.limits import Limits
+from kinema.backends.lora import loras_loaded
+from kinema.backends.previews import ltx2_preview
+from kinema.clip import Clip, fit_audio
+from kinema.hookspecs import hookimpl
+from kinema.progress import CancelToken, Progress
 
 
 class LTX2Backend(Backend):
@@ -38,24 +39,29 @@ class LTX2Backend(Backend):
     max_cameos = 1  # through the conditioning image (see ltx2_conditioning)
     supports_speech = True
     family = "ltx2"
-    limits = Limits(frames=497, pixels=3840 * 2176, steps=100, seconds=20.0,
-                    why="LTX-2 as Lightricks serves it: up to 4K, 20 s and 500 frames (20 s at 25 fps, 10 s at"
-                        " 50 fps) a clip; 497 is the last 8k+1 frame count in that")
+    limits = Limits(
+        frames=497,
+        pixels=3840 * 2176,
+        steps=100,
+        seconds=20.0,
+        why="LTX-2 as Lightricks serves it: up to 4K, 20 s and 500 frames (20 s at 25 fps, 10 s at"
+        " 50 fps) a clip; 497 is the last 8k+1 frame count in that",
+    )
     # Extra pipeline arguments for this checkpoint family (the tiny model turns off the extra guidance passes).
     pipeline_kwargs: ClassVar[dict[str, Any]] = {}
 
-    def __init__(self, model: Optional[str] = None, *, components: Optional[dict] = None, device: Optional[str] = None):
+    def __init__(self, model: str | None = None, *, components: dict | None = None, device: str | None = None):
         self.model_id = model or self.default_model
         self._components = components  # already-built modules: tests, or a host that loaded them itself
         self._device = device
         self._pipe: Any = None
 
-    def for_model(self, model: str) -> "LTX2Backend":
+    def for_model(self, model: str) -> LTX2Backend:
         return type(self)(model, device=self._device)
 
     def status(self) -> BackendStatus:
-        from .. import models
-        from ..device import pick_device
+        from kinema import models
+        from kinema.backends.device import pick_device
 
         device = self._device or pick_device()
         if self._components is not None or models.is_present(self.model_id):
@@ -63,7 +69,7 @@ class LTX2Backend(Backend):
         return BackendStatus(False, f"{self.model_id} not downloaded: run `kinema models pull {self.model_id}`", device)
 
     def _model_path(self):
-        from .. import models
+        from kinema import models
 
         return models.resolve(self.model_id)
 
@@ -73,7 +79,7 @@ class LTX2Backend(Backend):
             return self._pipe
         from diffusers import LTX2Pipeline
 
-        from ..device import pick_device
+        from kinema.backends.device import pick_device
 
         device = self._device or pick_device()
         if self._components is not None:
@@ -81,7 +87,7 @@ class LTX2Backend(Backend):
             pipe.set_progress_bar_config(disable=True)
             self._pipe = pipe.to(device)
             return self._pipe
-        from ..loading import load_pipeline
+        from kinema.backends.loading import load_pipeline
 
         pipe, _policy = load_pipeline(LTX2Pipeline, self._model_path(), device, self.load_dtype(device), self.memory)
         return pipe
@@ -89,8 +95,16 @@ class LTX2Backend(Backend):
     def unload(self) -> None:
         self._pipe = None
 
-    def generate(self, request, plan: Plan, *, progress: Callable[[Progress], None], cancel: CancelToken,
-                 preview: bool = False, conditioning: Any = None) -> Clip:
+    def generate(
+        self,
+        request,
+        plan: Plan,
+        *,
+        progress: Callable[[Progress], None],
+        cancel: CancelToken,
+        preview: bool = False,
+        conditioning: Any = None,
+    ) -> Clip:
         from PIL import Image
 
         pipe = placed = self.pipeline()
@@ -111,34 +125,47 @@ class LTX2Backend(Backend):
             if request.video is not None:
                 # Remix: the whole source conditions every frame; the weaker the conditioning, the more the prompt wins.
                 strength = DEFAULT_STRENGTH if request.strength is None else request.strength
-                condition = LTX2VideoCondition(frames=fit_frame_count(request.video, plan.num_frames), strength=1.0 - strength)
+                condition = LTX2VideoCondition(
+                    frames=fit_frame_count(request.video, plan.num_frames), strength=1.0 - strength
+                )
             else:
                 # Extend: the first frames are the clip's last ones, kept as they are; the rest continues their motion.
                 condition = LTX2VideoCondition(frames=request.start_frames, strength=1.0)
             kwargs["conditions"] = [condition]
         if conditioning:
-            from .ltx2_conditioning import condition as apply_conditioning
+            from kinema.backends.ltx2_conditioning import condition as apply_conditioning
 
             pipe = apply_conditioning(pipe, request, plan, conditioning, kwargs)
         cancel.raise_if_cancelled()
         metadata: dict[str, Any] = {}
         with loras_loaded(pipe, request.loras, self.name):
-            output = run_cached(pipe, plan, lambda: pipe(
-                prompt=request.prompt,
-                negative_prompt=request.negative_prompt or None,
-                width=plan.width,
-                height=plan.height,
-                num_frames=plan.num_frames,
-                frame_rate=float(plan.fps),
-                num_inference_steps=plan.steps,
-                guidance_scale=plan.guidance,
-                generator=torch_generator(plan.seed),
-                output_type="np",
-                callback_on_step_end=step_callback(plan.steps, "video", progress, cancel,
-                                                   preview=ltx2_preview(pipe, plan.num_frames, plan.height, plan.width) if preview else None),
-                **self.pipeline_kwargs,
-                **kwargs,
-            ), metadata, placed=placed)
+            output = run_cached(
+                pipe,
+                plan,
+                lambda: pipe(
+                    prompt=request.prompt,
+                    negative_prompt=request.negative_prompt or None,
+                    width=plan.width,
+                    height=plan.height,
+                    num_frames=plan.num_frames,
+                    frame_rate=float(plan.fps),
+                    num_inference_steps=plan.steps,
+                    guidance_scale=plan.guidance,
+                    generator=torch_generator(plan.seed),
+                    output_type="np",
+                    callback_on_step_end=step_callback(
+                        plan.steps,
+                        "video",
+                        progress,
+                        cancel,
+                        preview=ltx2_preview(pipe, plan.num_frames, plan.height, plan.width) if preview else None,
+                    ),
+                    **self.pipeline_kwargs,
+                    **kwargs,
+                ),
+                metadata,
+                placed=placed,
+            )
         frames = frames_to_uint8(output.frames)
         audio = sample_rate = None
         if request.audio:
@@ -148,8 +175,8 @@ class LTX2Backend(Backend):
         clip.metadata.update(metadata)
         return clip
 
-    def lighten_memory(self) -> Optional[str]:
-        from ..loading import step_down
+    def lighten_memory(self) -> str | None:
+        from kinema.backends.loading import step_down
 
         return step_down(self.pipeline())
 

@@ -14,15 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidRequestError
-from .base import Plan
+from kinema.backends.base import Plan
+from kinema.errors import InvalidRequestError
 
 
 def speech_latents(pipe: Any, speech: tuple[np.ndarray, int], plan: Plan) -> Any:
     """The speech line as packed, normalised audio latents [1, tokens, channels], as long as the clip's audio."""
     import torch
 
-    from ..speech import log_mel, resample
+    from kinema.media.speech import log_mel, resample
 
     vae = pipe.audio_vae
     rate = int(vae.config.sample_rate)
@@ -36,8 +36,12 @@ def speech_latents(pipe: Any, speech: tuple[np.ndarray, int], plan: Plan) -> Any
     with torch.no_grad():
         latents = vae.encode(mel.to(device=device, dtype=vae.dtype)).latent_dist.mode()
     # The pipeline sizes its audio stream from the clip's duration; match it exactly.
-    length = round(float(duration) * pipe.audio_sampling_rate / pipe.audio_hop_length
-                   / float(pipe.audio_vae_temporal_compression_ratio))
+    length = round(
+        float(duration)
+        * pipe.audio_sampling_rate
+        / pipe.audio_hop_length
+        / float(pipe.audio_vae_temporal_compression_ratio)
+    )
     if latents.shape[2] >= length:
         latents = latents[:, :, :length]
     else:
@@ -63,7 +67,9 @@ class SpeechDriven:
         current = kwargs["audio_hidden_states"]
         batch = current.shape[0]
         if current.shape[1:] != self.latents.shape[1:]:
-            raise RuntimeError(f"speech latents {list(self.latents.shape)} do not fit the audio stream {list(current.shape)}")
+            raise RuntimeError(
+                f"speech latents {list(self.latents.shape)} do not fit the audio stream {list(current.shape)}"
+            )
         kwargs["audio_hidden_states"] = self.latents.to(current).expand(batch, -1, -1)
         zero = torch.zeros(batch, device=current.device, dtype=torch.float32)
         kwargs["audio_timestep"] = zero
@@ -73,7 +79,7 @@ class SpeechDriven:
     def __call__(self, **kwargs: Any) -> Any:
         import torch
 
-        from ..speech import resample
+        from kinema.media.speech import resample
 
         handle = self._pipe.transformer.register_forward_pre_hook(self._freeze, with_kwargs=True)
         try:
@@ -93,8 +99,10 @@ def condition(pipe: Any, request: Any, plan: Plan, conditioning: Any, kwargs: di
 
     if conditioning.cameos:
         if any(getattr(request, name, None) is not None for name in ("image", "video", "start_frames")):
-            raise InvalidRequestError("ltx2 puts a cameo in through the first frame, so it cannot also take a first"
-                                      " image, a remix video or an extend; use wan-vace for that")
+            raise InvalidRequestError(
+                "ltx2 puts a cameo in through the first frame, so it cannot also take a first"
+                " image, a remix video or an extend; use wan-vace for that"
+            )
         from diffusers import LTX2ImageToVideoPipeline
 
         if not isinstance(pipe, LTX2ImageToVideoPipeline):

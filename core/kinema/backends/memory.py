@@ -19,9 +19,10 @@ import logging
 import os
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, TypeVar
 
 logger = logging.getLogger("kinema")
 
@@ -47,16 +48,42 @@ _ANY = ("cpu", *_ACCELERATORS)
 POLICIES: tuple[MemoryPolicy, ...] = (
     MemoryPolicy("full", "every component on the device", _ANY),
     MemoryPolicy("vae-tiling", "every component on the device; the VAE decodes in tiles", _ANY, vae_tiling=True),
-    MemoryPolicy("model-offload", "each component moves to the GPU only while it runs; VAE tiling",
-                 _ACCELERATORS, offload="model", vae_tiling=True),
-    MemoryPolicy("group-offload", "transformer blocks stream to the GPU one at a time, overlapped with compute"
-                 " on CUDA; VAE tiling", _ACCELERATORS, offload="group", vae_tiling=True),
-    MemoryPolicy("group-offload-fp8", "group offload with the transformer stored in fp8", ("cuda",),
-                 offload="group", vae_tiling=True, fp8=True),
-    MemoryPolicy("fp8", "transformer weights stored in fp8 and cast up layer by layer; VAE tiling", ("cpu",),
-                 vae_tiling=True, fp8=True),
-    MemoryPolicy("disk-offload", "transformer blocks read from disk one at a time; VAE tiling", ("cpu",),
-                 offload="disk", vae_tiling=True),
+    MemoryPolicy(
+        "model-offload",
+        "each component moves to the GPU only while it runs; VAE tiling",
+        _ACCELERATORS,
+        offload="model",
+        vae_tiling=True,
+    ),
+    MemoryPolicy(
+        "group-offload",
+        "transformer blocks stream to the GPU one at a time, overlapped with compute on CUDA; VAE tiling",
+        _ACCELERATORS,
+        offload="group",
+        vae_tiling=True,
+    ),
+    MemoryPolicy(
+        "group-offload-fp8",
+        "group offload with the transformer stored in fp8",
+        ("cuda",),
+        offload="group",
+        vae_tiling=True,
+        fp8=True,
+    ),
+    MemoryPolicy(
+        "fp8",
+        "transformer weights stored in fp8 and cast up layer by layer; VAE tiling",
+        ("cpu",),
+        vae_tiling=True,
+        fp8=True,
+    ),
+    MemoryPolicy(
+        "disk-offload",
+        "transformer blocks read from disk one at a time; VAE tiling",
+        ("cpu",),
+        offload="disk",
+        vae_tiling=True,
+    ),
 )
 _BY_NAME = {policy.name: policy for policy in POLICIES}
 # Names the first placement option used; kept so hosts' saved settings still work.
@@ -77,7 +104,7 @@ def get_policy(name: str, device: str) -> MemoryPolicy:
     An accelerator-only policy asked for on a CPU is run as ``full``: on a CPU
     there is nowhere to offload to, and diffusers' offload paths raise there.
     """
-    from .errors import InvalidRequestError
+    from kinema.errors import InvalidRequestError
 
     policy = _BY_NAME.get(ALIASES.get(name, name))
     if policy is None:
@@ -85,12 +112,14 @@ def get_policy(name: str, device: str) -> MemoryPolicy:
     if not policy.runs_on(device):
         if device.startswith("cpu") and policy.offload in ("model", "group"):
             return _BY_NAME["full"]
-        raise InvalidRequestError(f"memory policy {policy.name!r} does not run on {device}; choose one of"
-                                  f" {', '.join(p.name for p in policies_for(device))}")
+        raise InvalidRequestError(
+            f"memory policy {policy.name!r} does not run on {device}; choose one of"
+            f" {', '.join(p.name for p in policies_for(device))}"
+        )
     return policy
 
 
-def lighter(policy: MemoryPolicy, device: str) -> Optional[MemoryPolicy]:
+def lighter(policy: MemoryPolicy, device: str) -> MemoryPolicy | None:
     """The next policy on ``device`` that needs less memory than ``policy``, or None."""
     names = [p.name for p in policies_for(device)]
     index = names.index(policy.name) if policy.name in names else -1
@@ -138,7 +167,7 @@ def need_bytes(policy: MemoryPolicy, sizes: ModelSizes) -> int:
     return int(resident * headroom)
 
 
-def choose(device: str, sizes: ModelSizes, free: Optional[int]) -> MemoryPolicy:
+def choose(device: str, sizes: ModelSizes, free: int | None) -> MemoryPolicy:
     """The fastest policy on ``device`` whose estimated need fits in ``free`` bytes (the lightest if none does)."""
     candidates = policies_for(device)
     if free is None:
@@ -149,7 +178,7 @@ def choose(device: str, sizes: ModelSizes, free: Optional[int]) -> MemoryPolicy:
     return candidates[-1]
 
 
-def free_memory_bytes(device: str) -> Optional[int]:
+def free_memory_bytes(device: str) -> int | None:
     """Free memory where ``device`` keeps its tensors; None when it cannot be known."""
     if device.startswith("cuda"):
         import torch
@@ -165,7 +194,7 @@ def free_memory_bytes(device: str) -> Optional[int]:
     return None
 
 
-def total_memory_bytes(device: str) -> Optional[int]:
+def total_memory_bytes(device: str) -> int | None:
     """All the memory where ``device`` keeps its tensors (what job size limits are measured against); None if unknown."""
     if device.startswith("cuda"):
         import torch
@@ -181,7 +210,7 @@ def total_memory_bytes(device: str) -> Optional[int]:
     return None
 
 
-def total_ram_bytes() -> Optional[int]:
+def total_ram_bytes() -> int | None:
     """This machine's RAM, or the container's memory limit when that is smaller (cgroup v2)."""
     try:
         total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -194,7 +223,7 @@ def total_ram_bytes() -> Optional[int]:
     return min(total, int(limit)) if limit.isdigit() else total
 
 
-def available_ram_bytes() -> Optional[int]:
+def available_ram_bytes() -> int | None:
     try:
         with open("/proc/meminfo") as meminfo:
             for line in meminfo:
@@ -233,8 +262,20 @@ def sizes_of_pipeline(pipe: Any) -> ModelSizes:
     return ModelSizes(components, transformer, largest_block, element_size)
 
 
-_SAFETENSORS_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1,
-                      "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+_SAFETENSORS_SIZES = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+}
 
 
 def sizes_of_folder(path: Path, element_size: int) -> ModelSizes:
@@ -305,7 +346,7 @@ def place(pipe: Any, device: str, policy: str = "auto") -> str:
     return chosen.name
 
 
-def current(pipe: Any) -> tuple[str, Optional[str]]:
+def current(pipe: Any) -> tuple[str, str | None]:
     """(policy name, device) a pipeline was placed with; a pipeline placed by hand counts as "full"."""
     return getattr(pipe, "_kinema_memory", ("full", None))
 
@@ -319,8 +360,11 @@ def apply(pipe: Any, policy: MemoryPolicy, device: str) -> None:
     """Apply ``policy`` to ``pipe``, which must be hook-free (fresh from loading, or placed "full")."""
     import torch
 
-    transformers = [module for name, module in pipe.components.items()
-                    if name.startswith("transformer") and isinstance(module, torch.nn.Module)]
+    transformers = [
+        module
+        for name, module in pipe.components.items()
+        if name.startswith("transformer") and isinstance(module, torch.nn.Module)
+    ]
     if policy.fp8:
         for transformer in transformers:
             # Norms and embeddings stay in the run dtype (diffusers' default skip list).
@@ -331,17 +375,26 @@ def apply(pipe: Any, policy: MemoryPolicy, device: str) -> None:
         pipe.enable_model_cpu_offload(device=device)
     elif policy.offload == "group":
         pipe.to("cpu")
-        pipe.enable_group_offload(onload_device=torch.device(device), offload_device=torch.device("cpu"),
-                                  offload_type="block_level", num_blocks_per_group=1,
-                                  use_stream=device.startswith("cuda"))
+        pipe.enable_group_offload(
+            onload_device=torch.device(device),
+            offload_device=torch.device("cpu"),
+            offload_type="block_level",
+            num_blocks_per_group=1,
+            use_stream=device.startswith("cuda"),
+        )
     elif policy.offload == "disk":
         from diffusers.hooks import apply_group_offloading
 
         pipe.to("cpu")
         for transformer in transformers:
-            apply_group_offloading(transformer, onload_device=torch.device("cpu"), offload_device=torch.device("cpu"),
-                                   offload_type="block_level", num_blocks_per_group=1,
-                                   offload_to_disk_path=str(_offload_dir()))
+            apply_group_offloading(
+                transformer,
+                onload_device=torch.device("cpu"),
+                offload_device=torch.device("cpu"),
+                offload_type="block_level",
+                num_blocks_per_group=1,
+                offload_to_disk_path=str(_offload_dir()),
+            )
     vae = getattr(pipe, "vae", None)  # the picture VAE: audio VAEs have no tiled decode (and need none)
     if policy.vae_tiling and vae is not None and hasattr(vae, "enable_tiling"):
         vae.enable_tiling()
@@ -361,9 +414,13 @@ def _detach_from_file(transformer: Any, policy: MemoryPolicy) -> None:
     """
     import torch
 
-    from .step_cache import transformer_blocks
+    from kinema.backends.step_cache import transformer_blocks
 
-    moved = {id(p) for block in transformer_blocks(transformer) for p in block.parameters()} if policy.offload == "disk" else set()
+    moved = (
+        {id(p) for block in transformer_blocks(transformer) for p in block.parameters()}
+        if policy.offload == "disk"
+        else set()
+    )
     for tensor in [*transformer.parameters(), *transformer.buffers()]:
         if id(tensor) in moved or tensor.dtype == torch.float8_e4m3fn:
             continue  # already copies: written to disk, or cast to fp8
@@ -392,7 +449,7 @@ def _offload_dir() -> Path:
     import shutil
     import tempfile
 
-    from .home import kinema_home
+    from kinema.home import kinema_home
 
     root = kinema_home() / "offload"
     root.mkdir(parents=True, exist_ok=True)
@@ -407,7 +464,7 @@ def _offload_dir() -> Path:
 def is_out_of_memory(error: BaseException) -> bool:
     import torch
 
-    from .errors import KinemaError
+    from kinema.errors import KinemaError
 
     if isinstance(error, KinemaError):  # kinema's own OutOfMemoryError was already handled once
         return False
@@ -417,15 +474,14 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and ("out of memory" in message or "can't allocate memory" in message)
 
 
-def retry_lighter_on_oom(run: Callable[[], T], lighten: Optional[Callable[[], Optional[str]]],
-                         notes: list[str]) -> T:
+def retry_lighter_on_oom(run: Callable[[], T], lighten: Callable[[], str | None] | None, notes: list[str]) -> T:
     """``run()``; if it runs out of memory, ``lighten()`` (steps the policy down, returns what it did) and retry once.
 
     The retry is written to ``notes`` and the log. Out of memory with nothing
     lighter left, or a second time, raises :class:`kinema.errors.OutOfMemoryError`.
     """
-    from .device import release
-    from .errors import OutOfMemoryError
+    from kinema.backends.device import release
+    from kinema.errors import OutOfMemoryError
 
     advice = "make a shorter or smaller clip (--seconds, --size) or use --tier draft"
     try:
@@ -456,9 +512,9 @@ def step_down_note(old: str, new: MemoryPolicy) -> str:
 
 def policy_report(device: str, dtype: Any) -> list[tuple[str, str]]:
     """For ``kinema doctor``: (model, the policy kinema would pick for it here and why) per installed model."""
-    from .home import models_dir
-
     import torch
+
+    from kinema.home import models_dir
 
     element_size = torch.empty((), dtype=dtype).element_size()
     free = free_memory_bytes(device)

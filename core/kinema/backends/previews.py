@@ -15,11 +15,12 @@ close to the final colours and layout at the end.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-PreviewFn = Callable[[dict], Optional[np.ndarray]]
+PreviewFn = Callable[[dict], np.ndarray | None]
 
 PREVIEW_SIDE = 256  # previews are upscaled (bilinear) to about this longest side
 _CALIBRATION_CLIPS = 4
@@ -116,7 +117,7 @@ def ltx2_preview(pipe: Any, num_frames: int, height: int, width: int) -> Preview
     def normalize(latents: Any) -> Any:
         return pipe._normalize_latents(latents, vae.latents_mean, vae.latents_std, vae.config.scaling_factor)
 
-    def preview(callback_kwargs: dict) -> Optional[np.ndarray]:
+    def preview(callback_kwargs: dict) -> np.ndarray | None:
         latents = callback_kwargs.get("latents")
         f, h, w = grid
         if latents is None or latents.ndim != 3 or latents.shape[1] != f * h * w:
@@ -140,7 +141,7 @@ def wan_preview(pipe: Any) -> PreviewFn:
         std = torch.tensor(vae.config.latents_std, device=latents.device, dtype=latents.dtype).view(1, -1, 1, 1, 1)
         return (latents - mean) / std
 
-    def preview(callback_kwargs: dict) -> Optional[np.ndarray]:
+    def preview(callback_kwargs: dict) -> np.ndarray | None:
         latents = callback_kwargs.get("latents")
         if latents is None or latents.ndim != 5:
             return None

@@ -35,8 +35,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any
 
 METHODS = ("first-block", "mag", "taylorseer")
 
@@ -52,7 +53,7 @@ _BLOCK_LIST_NAMES = ("transformer_blocks", "blocks", "single_transformer_blocks"
 # (argument name, index in the block's output tuple or None when the block returns one tensor).
 # The second LTX-2 stream is the audio, not `encoder_hidden_states` (the text): that mix-up is
 # exactly what makes diffusers' own hooks wrong on LTX-2.
-BLOCK_STREAMS: dict[str, tuple[tuple[str, Optional[int]], ...]] = {
+BLOCK_STREAMS: dict[str, tuple[tuple[str, int | None], ...]] = {
     "LTX2VideoTransformerBlock": (("hidden_states", 0), ("audio_hidden_states", 1)),
     "WanTransformerBlock": (("hidden_states", None),),
 }
@@ -60,7 +61,10 @@ BLOCK_STREAMS: dict[str, tuple[tuple[str, Optional[int]], ...]] = {
 # TaylorSeer identifiers per transformer class: extrapolate each stream's output projection,
 # skip the blocks in between (the memory-light "lite" form; block outputs would cost a copy per block).
 TAYLORSEER_IDENTIFIERS: dict[str, dict[str, list[str]]] = {
-    "LTX2VideoTransformer3DModel": {"cache": [r"^proj_out$", r"^audio_proj_out$"], "skip": [r"^transformer_blocks\.\d+$"]},
+    "LTX2VideoTransformer3DModel": {
+        "cache": [r"^proj_out$", r"^audio_proj_out$"],
+        "skip": [r"^transformer_blocks\.\d+$"],
+    },
     "WanTransformer3DModel": {"cache": [r"^proj_out$"], "skip": [r"^blocks\.\d+$"]},
 }
 
@@ -73,7 +77,7 @@ class CacheConfig:
     threshold: float = 0.1  # first-block: relative residual change; mag: accumulated error
     max_skip_steps: int = 3  # mag: consecutive skipped steps at most
     retention_ratio: float = 0.2  # mag: fraction of first steps never skipped
-    mag_ratios: Optional[tuple[tuple[float, ...], ...]] = None  # mag: one sequence per stream
+    mag_ratios: tuple[tuple[float, ...], ...] | None = None  # mag: one sequence per stream
     cache_interval: int = 5  # taylorseer: full step every this many steps
     warmup_steps: int = 3  # taylorseer: full steps before predicting
     max_order: int = 1  # taylorseer: Taylor order
@@ -94,7 +98,7 @@ class CacheConfig:
         return {key: values[key] for key in keys}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "CacheConfig":
+    def from_dict(cls, data: dict[str, Any]) -> CacheConfig:
         data = dict(data)
         if data.get("mag_ratios") is not None:
             data["mag_ratios"] = tuple(tuple(float(r) for r in stream) for stream in data["mag_ratios"])
@@ -125,10 +129,12 @@ def transformer_blocks(transformer: Any) -> list[Any]:
         blocks = getattr(transformer, name, None)
         if isinstance(blocks, torch.nn.ModuleList) and len(blocks) > 0:
             return list(blocks)
-    raise ValueError(f"{type(transformer).__name__} has no transformer block list kinema knows ({', '.join(_BLOCK_LIST_NAMES)})")
+    raise ValueError(
+        f"{type(transformer).__name__} has no transformer block list kinema knows ({', '.join(_BLOCK_LIST_NAMES)})"
+    )
 
 
-def block_streams(block: Any) -> tuple[tuple[str, Optional[int]], ...]:
+def block_streams(block: Any) -> tuple[tuple[str, int | None], ...]:
     """The hidden-state streams a block transforms, as (argument name, output index) pairs."""
     name = type(block).__name__
     if name in BLOCK_STREAMS:
@@ -138,7 +144,9 @@ def block_streams(block: Any) -> tuple[tuple[str, Optional[int]], ...]:
     try:
         meta = TransformerBlockRegistry.get(type(block))
     except ValueError:
-        raise ValueError(f"step caching does not know the streams of {name}; add it to kinema.step_cache.BLOCK_STREAMS") from None
+        raise ValueError(
+            f"step caching does not know the streams of {name}; add it to kinema.backends.step_cache.BLOCK_STREAMS"
+        ) from None
     streams = [(meta.hidden_states_argument_name, meta.return_hidden_states_index)]
     if meta.return_encoder_hidden_states_index is not None:
         streams.append((meta.encoder_hidden_states_argument_name, meta.return_encoder_hidden_states_index))
@@ -191,7 +199,7 @@ def _relative_change(current: Any, previous: Any) -> float:
 # --------------------------------------------------------------------------- hooks
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hook_classes():
     """Hook classes are built on first use so importing kinema never imports diffusers."""
     from diffusers.hooks.hooks import CacheContext, ModelHook
@@ -261,7 +269,11 @@ def _hook_classes():
             self.config = config
             self.steps = steps
             self.calibrate = calibrate
-            self.ratios = None if calibrate else [_resample(r, steps) for r in _per_stream(config.mag_ratios, len(streams.streams))]
+            self.ratios = (
+                None
+                if calibrate
+                else [_resample(r, steps) for r in _per_stream(config.mag_ratios, len(streams.streams))]
+            )
 
         def new_forward(self, module, *args, **kwargs):
             inputs = self.streams.inputs(args, kwargs)
@@ -277,8 +289,11 @@ def _hook_classes():
                     state.accumulated_ratio[k] *= ratios[step]
                     state.accumulated_err[k] += abs(1.0 - state.accumulated_ratio[k])
                 state.accumulated_steps += 1
-                if (state.previous_residuals is not None and state.accumulated_steps <= self.config.max_skip_steps
-                        and max(state.accumulated_err) <= self.config.threshold):
+                if (
+                    state.previous_residuals is not None
+                    and state.accumulated_steps <= self.config.max_skip_steps
+                    and max(state.accumulated_err) <= self.config.threshold
+                ):
                     compute = False
                 else:
                     n = len(inputs)
@@ -347,7 +362,7 @@ def _resample(ratios: Sequence[float], steps: int) -> list[float]:
     return [ratios[round(i * (n - 1) / (steps - 1))] for i in range(steps)]
 
 
-def _magnitude_ratios(current: list, previous: Optional[list]) -> list[float]:
+def _magnitude_ratios(current: list, previous: list | None) -> list[float]:
     import torch
 
     if previous is None:
@@ -367,7 +382,7 @@ def _registry(module: Any):
     return HookRegistry.check_if_exists_or_initialize(module)
 
 
-def apply(transformer: Any, config: Optional[CacheConfig], *, steps: int, calibrate: bool = False) -> CacheStats:
+def apply(transformer: Any, config: CacheConfig | None, *, steps: int, calibrate: bool = False) -> CacheStats:
     """Install ``config``'s hooks (or only the block counter when ``config`` is None) on ``transformer``."""
     if hasattr(transformer, "_kinema_step_cache"):
         raise RuntimeError("step caching is already applied to this transformer; remove() it first")
@@ -382,8 +397,9 @@ def apply(transformer: Any, config: Optional[CacheConfig], *, steps: int, calibr
     return stats
 
 
-def _install(transformer: Any, blocks: list, stats: CacheStats, config: Optional[CacheConfig], steps: int,
-             calibrate: bool) -> None:
+def _install(
+    transformer: Any, blocks: list, stats: CacheStats, config: CacheConfig | None, steps: int, calibrate: bool
+) -> None:
     from diffusers.hooks.hooks import StateManager
 
     FirstBlockHead, FirstBlockRest, MagHead, MagRest, BlockCounter = _hook_classes()
@@ -397,8 +413,11 @@ def _install(transformer: Any, blocks: list, stats: CacheStats, config: Optional
         last = len(blocks) - 1
         for index, block in enumerate(blocks):
             if method == "first-block":
-                hook = (FirstBlockHead(shared, streams, stats, config.threshold) if index == 0
-                        else FirstBlockRest(shared, streams, stats, is_tail=index == last))
+                hook = (
+                    FirstBlockHead(shared, streams, stats, config.threshold)
+                    if index == 0
+                    else FirstBlockRest(shared, streams, stats, is_tail=index == last)
+                )
                 name = _FBC_HEAD if index == 0 else _FBC_BLOCK
                 _registry(block).register_hook(hook, name)
             else:
@@ -409,7 +428,9 @@ def _install(transformer: Any, blocks: list, stats: CacheStats, config: Optional
                     _registry(block).register_hook(MagRest(shared, streams, stats, False, calibrate, steps), _MAG_BLOCK)
                 if index == 0:
                     mag_config = config or CacheConfig(method="mag", mag_ratios=((1.0,),))
-                    _registry(block).register_hook(MagHead(shared, streams, stats, mag_config, steps, calibrate), _MAG_HEAD)
+                    _registry(block).register_hook(
+                        MagHead(shared, streams, stats, mag_config, steps, calibrate), _MAG_HEAD
+                    )
     elif method == "taylorseer":
         import torch
         from diffusers.hooks import TaylorSeerCacheConfig, apply_taylorseer_cache
@@ -418,14 +439,17 @@ def _install(transformer: Any, blocks: list, stats: CacheStats, config: Optional
         if identifiers is None:
             raise ValueError(f"no TaylorSeer module identifiers for {type(transformer).__name__}")
         dtype = next(transformer.parameters()).dtype
-        apply_taylorseer_cache(transformer, TaylorSeerCacheConfig(
-            cache_interval=config.cache_interval,
-            disable_cache_before_step=config.warmup_steps,
-            max_order=config.max_order,
-            taylor_factors_dtype=dtype if dtype != torch.float16 else torch.float32,
-            cache_identifiers=identifiers["cache"],
-            skip_predict_identifiers=identifiers["skip"],
-        ))
+        apply_taylorseer_cache(
+            transformer,
+            TaylorSeerCacheConfig(
+                cache_interval=config.cache_interval,
+                disable_cache_before_step=config.warmup_steps,
+                max_order=config.max_order,
+                taylor_factors_dtype=dtype if dtype != torch.float16 else torch.float32,
+                cache_identifiers=identifiers["cache"],
+                skip_predict_identifiers=identifiers["skip"],
+            ),
+        )
     # The total counts calls of the whole stack: one per transformer forward, whatever was skipped.
     handle = transformer.register_forward_pre_hook(lambda module, args: _add_total(stats, len(blocks)))
     transformer._kinema_step_cache = (stats, handle)
@@ -433,7 +457,7 @@ def _install(transformer: Any, blocks: list, stats: CacheStats, config: Optional
     root.reset_stateful_hooks()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hook_classes_state():
     from diffusers.hooks.hooks import BaseState
 
@@ -474,7 +498,7 @@ def remove(transformer: Any) -> None:
 
 
 @contextlib.contextmanager
-def step_cache(transformers: Any, config: Optional[CacheConfig], *, steps: int) -> Iterator[CacheStats]:
+def step_cache(transformers: Any, config: CacheConfig | None, *, steps: int) -> Iterator[CacheStats]:
     """Run the body with ``config`` on each transformer (one, or a list like Wan 2.2's two experts).
 
     Yields one :class:`CacheStats` summed over the transformers. With ``config=None``

@@ -10,26 +10,26 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from ..hookspecs import hookimpl
-from ..home import models_dir
-from ..limits import Limits
-from ..request import MAX_STEPS
-from .base import BackendStatus, Defaults
-from .ltx2 import LTX2Backend
-from .wan import WanBackend
+from kinema.backends.base import BackendStatus, Defaults
+from kinema.backends.limits import Limits
+from kinema.backends.ltx2 import LTX2Backend
+from kinema.backends.wan import WanBackend
+from kinema.home import models_dir
+from kinema.hookspecs import hookimpl
+from kinema.request import MAX_STEPS
 
 _build_lock = threading.Lock()
 
 
 def tiny_model_path(kind: str) -> Path:
     """The folder of tiny model ``kind`` ('ltx2', 'wan', 'stable-audio'), built on first use."""
-    from ..tiny import build_tiny, is_built
+    from kinema.backends.tiny_parts import build_tiny, is_built
 
     path = models_dir() / f"kinema--tiny-{kind}"
     if not is_built(kind, path):  # missing, or built by another kinema or diffusers: rebuilt, not trusted
         with _build_lock:
             if not is_built(kind, path):
-                from ..loading import quiet_libraries
+                from kinema.backends.loading import quiet_libraries
 
                 quiet_libraries()
                 build_tiny(kind, path)  # atomic: a half-built folder never appears
@@ -40,16 +40,21 @@ class _Tiny:
     is_demo = True
     # Small frames, so the demo stays a demo on any machine. Steps are left at every request's own limit: a
     # tiny step takes milliseconds, and hosts' tests use long step runs as jobs to cancel.
-    limits = Limits(frames=481, pixels=1024 * 1024, steps=MAX_STEPS, seconds=20.0,
-                    why="the embedded demo: 20 s at 24 fps, 1024x1024 at most")
+    limits = Limits(
+        frames=481,
+        pixels=1024 * 1024,
+        steps=MAX_STEPS,
+        seconds=20.0,
+        why="the embedded demo: 20 s at 24 fps, 1024x1024 at most",
+    )
 
     def for_model(self, model: str):
-        from ..errors import InvalidRequestError
+        from kinema.errors import InvalidRequestError
 
         raise InvalidRequestError(f"backend {self.name!r} runs only its built-in demo model; drop --model")
 
     def status(self) -> BackendStatus:
-        from ..device import pick_device
+        from kinema.backends.device import pick_device
 
         return BackendStatus(True, "embedded demo model (random weights), built offline on first use", pick_device())
 

@@ -40,19 +40,6 @@ import shutil
 import tempfile
 
 import torch
-from transformers import (
-    Gemma3Config,
-    Gemma3ForConditionalGeneration,
-    GemmaTokenizer,
-    SiglipVisionConfig,
-    T5Config,
-    T5EncoderModel,
-    T5Tokenizer,
-    UMT5Config,
-    UMT5EncoderModel,
-)
-from transformers.models.gemma3.configuration_gemma3 import Gemma3TextConfig
-
 from diffusers import (
     AutoencoderKLLTX2Audio,
     AutoencoderKLLTX2Video,
@@ -73,6 +60,18 @@ from diffusers import (
 from diffusers.pipelines.ltx2 import LTX2TextConnectors
 from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder
 from diffusers.pipelines.stable_audio import StableAudioProjectionModel
+from transformers import (
+    Gemma3Config,
+    Gemma3ForConditionalGeneration,
+    GemmaTokenizer,
+    SiglipVisionConfig,
+    T5Config,
+    T5EncoderModel,
+    T5Tokenizer,
+    UMT5Config,
+    UMT5EncoderModel,
+)
+from transformers.models.gemma3.configuration_gemma3 import Gemma3TextConfig
 
 __all__ = [
     "KINDS",
@@ -111,24 +110,208 @@ def _keeps_rng(fn):
 # A small English word list, enough that typical prompts become real word tokens
 # rather than characters. Anything else still tokenizes: the Gemma tokenizer falls
 # back to characters and then to UTF-8 bytes, the T5 one to characters then <unk>.
-_WORDS = """
-a an the and or of in on at to with from by for is are was be it its this that
-as into over under near through while up down out off after before during
-cat dog bird fish horse cow man woman person people child boy girl robot car
-boat ship train plane city street road house room forest tree trees flower
-flowers garden river lake sea ocean beach wave waves water rain snow sky cloud
-clouds sun moon star stars night day dawn dusk sunset sunrise morning evening
-light dark fire smoke mountain mountains hill field grass sand rock stone
-red orange yellow green blue purple pink white black gray brown gold silver
-big small tall short old young new little slow fast slowly quickly happy sad
-bright soft loud quiet warm cold beautiful calm
-walk walks walking run runs running surf surfing swim swimming fly flying
-dance dancing jump jumping play playing sit sitting stand standing look
-looking talk talking sing singing eat eating drive driving ride riding smile
-camera shot close view scene video film cinematic slow motion realistic photo
-style detailed high quality music sound voice noise hammer hitting wooden
-surface drum guitar piano
-""".split()
+_WORDS = [
+    "a",
+    "an",
+    "the",
+    "and",
+    "or",
+    "of",
+    "in",
+    "on",
+    "at",
+    "to",
+    "with",
+    "from",
+    "by",
+    "for",
+    "is",
+    "are",
+    "was",
+    "be",
+    "it",
+    "its",
+    "this",
+    "that",
+    "as",
+    "into",
+    "over",
+    "under",
+    "near",
+    "through",
+    "while",
+    "up",
+    "down",
+    "out",
+    "off",
+    "after",
+    "before",
+    "during",
+    "cat",
+    "dog",
+    "bird",
+    "fish",
+    "horse",
+    "cow",
+    "man",
+    "woman",
+    "person",
+    "people",
+    "child",
+    "boy",
+    "girl",
+    "robot",
+    "car",
+    "boat",
+    "ship",
+    "train",
+    "plane",
+    "city",
+    "street",
+    "road",
+    "house",
+    "room",
+    "forest",
+    "tree",
+    "trees",
+    "flower",
+    "flowers",
+    "garden",
+    "river",
+    "lake",
+    "sea",
+    "ocean",
+    "beach",
+    "wave",
+    "waves",
+    "water",
+    "rain",
+    "snow",
+    "sky",
+    "cloud",
+    "clouds",
+    "sun",
+    "moon",
+    "star",
+    "stars",
+    "night",
+    "day",
+    "dawn",
+    "dusk",
+    "sunset",
+    "sunrise",
+    "morning",
+    "evening",
+    "light",
+    "dark",
+    "fire",
+    "smoke",
+    "mountain",
+    "mountains",
+    "hill",
+    "field",
+    "grass",
+    "sand",
+    "rock",
+    "stone",
+    "red",
+    "orange",
+    "yellow",
+    "green",
+    "blue",
+    "purple",
+    "pink",
+    "white",
+    "black",
+    "gray",
+    "brown",
+    "gold",
+    "silver",
+    "big",
+    "small",
+    "tall",
+    "short",
+    "old",
+    "young",
+    "new",
+    "little",
+    "slow",
+    "fast",
+    "slowly",
+    "quickly",
+    "happy",
+    "sad",
+    "bright",
+    "soft",
+    "loud",
+    "quiet",
+    "warm",
+    "cold",
+    "beautiful",
+    "calm",
+    "walk",
+    "walks",
+    "walking",
+    "run",
+    "runs",
+    "running",
+    "surf",
+    "surfing",
+    "swim",
+    "swimming",
+    "fly",
+    "flying",
+    "dance",
+    "dancing",
+    "jump",
+    "jumping",
+    "play",
+    "playing",
+    "sit",
+    "sitting",
+    "stand",
+    "standing",
+    "look",
+    "looking",
+    "talk",
+    "talking",
+    "sing",
+    "singing",
+    "eat",
+    "eating",
+    "drive",
+    "driving",
+    "ride",
+    "riding",
+    "smile",
+    "camera",
+    "shot",
+    "close",
+    "view",
+    "scene",
+    "video",
+    "film",
+    "cinematic",
+    "slow",
+    "motion",
+    "realistic",
+    "photo",
+    "style",
+    "detailed",
+    "high",
+    "quality",
+    "music",
+    "sound",
+    "voice",
+    "noise",
+    "hammer",
+    "hitting",
+    "wooden",
+    "surface",
+    "drum",
+    "guitar",
+    "piano",
+]
 
 _PUNCT = list(".,!?;:'\"()-_/&%+=*#@[]<>") + ["\u2019", "\u2014"]
 _CHARS = (
@@ -285,7 +468,9 @@ def _tiny_gemma3(vocab_size: int, specials: dict[str, int]) -> Gemma3ForConditio
 
 # The toy Wan transformer both Wan 2.2 (48 latent channels) and Wan VACE (16) are built around.
 # The toy Wan VAE's blocks, for the Wan 2.2 (48-channel, x16) and Wan 2.1 VACE (16-channel, x8) layouts alike.
-_TINY_WAN_VAE_BLOCKS = dict(base_dim=3, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True])
+_TINY_WAN_VAE_BLOCKS = dict(
+    base_dim=3, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
+)
 
 _TINY_WAN_BLOCKS = dict(
     patch_size=(1, 2, 2),
@@ -501,9 +686,7 @@ def tiny_wan_components() -> dict:
         **_TINY_WAN_VAE_BLOCKS,
     ).eval()
 
-    scheduler = UniPCMultistepScheduler(
-        prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0
-    )
+    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0)
 
     text_encoder = _tiny_umt5(tokenizer)
 
@@ -650,13 +833,23 @@ def small_ltx2_components(num_layers: int = 8, heads: int = 4) -> dict:
     components = tiny_ltx2_components()
     torch.manual_seed(SEED)
     components["transformer"] = LTX2VideoTransformer3DModel(
-        in_channels=8, out_channels=8, patch_size=1, patch_size_t=1,
-        num_attention_heads=heads, attention_head_dim=16, cross_attention_dim=heads * 16,
-        audio_in_channels=4, audio_out_channels=4,
-        audio_num_attention_heads=max(1, heads // 2), audio_attention_head_dim=16,
+        in_channels=8,
+        out_channels=8,
+        patch_size=1,
+        patch_size_t=1,
+        num_attention_heads=heads,
+        attention_head_dim=16,
+        cross_attention_dim=heads * 16,
+        audio_in_channels=4,
+        audio_out_channels=4,
+        audio_num_attention_heads=max(1, heads // 2),
+        audio_attention_head_dim=16,
         audio_cross_attention_dim=max(1, heads // 2) * 16,
-        num_layers=num_layers, qk_norm="rms_norm_across_heads", caption_channels=_LTX2_TEXT_HIDDEN,
-        rope_double_precision=False, rope_type="split",
+        num_layers=num_layers,
+        qk_norm="rms_norm_across_heads",
+        caption_channels=_LTX2_TEXT_HIDDEN,
+        rope_double_precision=False,
+        rope_type="split",
     ).eval()
     return components
 
@@ -667,9 +860,18 @@ def small_wan_components(num_layers: int = 8, heads: int = 4) -> dict:
     components = tiny_wan_components()
     torch.manual_seed(SEED)
     components["transformer"] = WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=heads, attention_head_dim=24, in_channels=48, out_channels=48,
-        text_dim=32, freq_dim=256, ffn_dim=heads * 48, num_layers=num_layers, cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads", rope_max_seq_len=32,
+        patch_size=(1, 2, 2),
+        num_attention_heads=heads,
+        attention_head_dim=24,
+        in_channels=48,
+        out_channels=48,
+        text_dim=32,
+        freq_dim=256,
+        ffn_dim=heads * 48,
+        num_layers=num_layers,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=32,
     ).eval()
     return components
 
@@ -726,8 +928,11 @@ def is_built(kind: str, directory: pathlib.Path) -> bool:
         stamp = json.loads((pathlib.Path(directory) / RECIPE_FILE).read_text())
     except (OSError, ValueError):
         return False
-    return isinstance(stamp, dict) and stamp.get("recipe") == recipe(kind) and \
-        (pathlib.Path(directory) / "model_index.json").is_file()
+    return (
+        isinstance(stamp, dict)
+        and stamp.get("recipe") == recipe(kind)
+        and (pathlib.Path(directory) / "model_index.json").is_file()
+    )
 
 
 def build_tiny(kind: str, directory: pathlib.Path) -> pathlib.Path:
@@ -749,9 +954,7 @@ def build_tiny(kind: str, directory: pathlib.Path) -> pathlib.Path:
         pipe.save_pretrained(tmp, safe_serialization=True)
         (tmp / RECIPE_FILE).write_text(json.dumps({"kind": kind, "recipe": recipe(kind)}))
         if directory.exists():
-            old = pathlib.Path(
-                tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".old", dir=directory.parent)
-            )
+            old = pathlib.Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".old", dir=directory.parent))
             os.replace(directory, old / "x")
             try:
                 os.replace(tmp, directory)

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Optional
+from collections.abc import Callable
+from typing import Any, ClassVar
 
-from ..clip import Clip, fit_audio
-from ..errors import MissingWeightsError
-from ..hookspecs import hookimpl
-from ..limits import Limits
-from ..lora import loras_loaded
-from ..previews import wan_preview
-from ..progress import CancelToken, Progress
-from .base import (
+from kinema.backends.base import (
     DEFAULT_STRENGTH,
     Backend,
     BackendStatus,
@@ -24,6 +18,13 @@ from .base import (
     step_callback,
     torch_generator,
 )
+from kinema.backends.limits import Limits
+from kinema.backends.lora import loras_loaded
+from kinema.backends.previews import wan_preview
+from kinema.clip import Clip, fit_audio
+from kinema.errors import MissingWeightsError
+from kinema.hookspecs import hookimpl
+from kinema.progress import CancelToken, Progress
 
 
 class WanBackend(Backend):
@@ -35,16 +36,27 @@ class WanBackend(Backend):
     size_multiple = 32  # TI2V-5B: VAE x16, patch x2
     frame_multiple = 4
     min_frames = 5
-    limits = Limits(frames=121, pixels=1280 * 704, steps=100, seconds=47.0,
-                    why="Wan 2.2 TI2V-5B makes 121-frame (5 s at 24 fps) 720p clips; its sound pass, Stable"
-                        " Audio Open, makes at most 47 s")
+    limits = Limits(
+        frames=121,
+        pixels=1280 * 704,
+        steps=100,
+        seconds=47.0,
+        why="Wan 2.2 TI2V-5B makes 121-frame (5 s at 24 fps) 720p clips; its sound pass, Stable"
+        " Audio Open, makes at most 47 s",
+    )
     supports_remix = True
     family = "wan"
     audio_guidance: ClassVar[float] = 7.0
 
-    def __init__(self, model: Optional[str] = None, *, audio_model: Optional[str] = None,
-                 components: Optional[dict] = None, audio_components: Optional[dict] = None,
-                 device: Optional[str] = None):
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        audio_model: str | None = None,
+        components: dict | None = None,
+        audio_components: dict | None = None,
+        device: str | None = None,
+    ):
         self.model_id = model or self.default_model
         self.audio_model_id = audio_model or self.default_audio_model
         self._components = components
@@ -53,12 +65,12 @@ class WanBackend(Backend):
         self._pipes: dict[str, Any] = {}
         self._in_use: list[Any] = []  # the pipelines of the last generation, for lighten_memory
 
-    def for_model(self, model: str) -> "WanBackend":
+    def for_model(self, model: str) -> WanBackend:
         return type(self)(model, audio_model=self.audio_model_id, device=self._device)
 
     def status(self) -> BackendStatus:
-        from .. import models
-        from ..device import pick_device
+        from kinema import models
+        from kinema.backends.device import pick_device
 
         device = self._device or pick_device()
         missing = []
@@ -76,7 +88,7 @@ class WanBackend(Backend):
             return self._pipes[role]
         from diffusers import StableAudioPipeline, WanPipeline
 
-        from ..device import pick_device
+        from kinema.backends.device import pick_device
 
         cls, components, model = {
             "video": (WanPipeline, self._components, self.model_id),
@@ -94,13 +106,13 @@ class WanBackend(Backend):
             if role == "audio":
                 raise MissingWeightsError(f"{error} (or pass --no-audio for a silent clip)") from None
             raise
-        from ..loading import load_pipeline
+        from kinema.backends.loading import load_pipeline
 
         pipe, _policy = load_pipeline(cls, path, device, self.load_dtype(device), self.memory)
         return pipe
 
     def _model_path(self, model: str):
-        from .. import models
+        from kinema import models
 
         return models.resolve(model)
 
@@ -111,25 +123,34 @@ class WanBackend(Backend):
         """Wan's video-to-video pipeline on the loaded modules, and how many steps it will run."""
         from diffusers import WanVideoToVideoPipeline
 
-        from ..errors import InvalidRequestError
+        from kinema.errors import InvalidRequestError
 
         if getattr(video_pipe, "transformer_2", None) is not None:
-            raise InvalidRequestError(f"{self.model_id} has two expert transformers, which Wan's video-to-video"
-                                      " pipeline cannot run; remix with a single-transformer Wan such as TI2V-5B")
+            raise InvalidRequestError(
+                f"{self.model_id} has two expert transformers, which Wan's video-to-video"
+                " pipeline cannot run; remix with a single-transformer Wan such as TI2V-5B"
+            )
         strength = DEFAULT_STRENGTH if request.strength is None else request.strength
         steps = min(int(plan.steps * strength), plan.steps)  # the pipeline skips the first (1 - strength) of the steps
         if steps < 1:
-            raise InvalidRequestError(f"strength {strength:g} with {plan.steps} steps runs no step; raise --strength or --steps")
-        pipe = WanVideoToVideoPipeline(**{name: video_pipe.components[name]
-                                          for name in ("tokenizer", "text_encoder", "transformer", "vae", "scheduler")})
+            raise InvalidRequestError(
+                f"strength {strength:g} with {plan.steps} steps runs no step; raise --strength or --steps"
+            )
+        pipe = WanVideoToVideoPipeline(
+            **{
+                name: video_pipe.components[name]
+                for name in ("tokenizer", "text_encoder", "transformer", "vae", "scheduler")
+            }
+        )
         # That pipeline assumes the Wan 2.1 VAE (x8); Wan 2.2 TI2V's is x16, which the loaded pipeline knows.
         pipe.vae_scale_factor_spatial = video_pipe.vae_scale_factor_spatial
         pipe.video_processor = video_pipe.video_processor
         pipe.set_progress_bar_config(disable=True)
         return pipe, steps
 
-    def generate(self, request, plan: Plan, *, progress: Callable[[Progress], None], cancel: CancelToken,
-                 preview: bool = False) -> Clip:
+    def generate(
+        self, request, plan: Plan, *, progress: Callable[[Progress], None], cancel: CancelToken, preview: bool = False
+    ) -> Clip:
         from PIL import Image
 
         video_pipe = self._pipeline("video")
@@ -159,18 +180,27 @@ class WanBackend(Backend):
         cancel.raise_if_cancelled()
         metadata: dict[str, Any] = {}
         with loras_loaded(pipe, request.loras, self.name):
-            output = run_cached(pipe, plan, lambda: pipe(
-                prompt=request.prompt,
-                negative_prompt=request.negative_prompt or None,
-                width=plan.width,
-                height=plan.height,
-                num_inference_steps=plan.steps,
-                guidance_scale=plan.guidance,
-                generator=torch_generator(plan.seed),
-                output_type="np",
-                callback_on_step_end=step_callback(total, "video", progress, cancel, preview=wan_preview(pipe) if preview else None),
-                **kwargs,
-            ), metadata, placed=video_pipe, steps=video_steps)
+            output = run_cached(
+                pipe,
+                plan,
+                lambda: pipe(
+                    prompt=request.prompt,
+                    negative_prompt=request.negative_prompt or None,
+                    width=plan.width,
+                    height=plan.height,
+                    num_inference_steps=plan.steps,
+                    guidance_scale=plan.guidance,
+                    generator=torch_generator(plan.seed),
+                    output_type="np",
+                    callback_on_step_end=step_callback(
+                        total, "video", progress, cancel, preview=wan_preview(pipe) if preview else None
+                    ),
+                    **kwargs,
+                ),
+                metadata,
+                placed=video_pipe,
+                steps=video_steps,
+            )
         frames = frames_to_uint8(output.frames)
         if audio_pipe is None:
             clip = Clip(frames, plan.fps, None, None)
@@ -199,8 +229,8 @@ class WanBackend(Backend):
         audio = fit_audio(audio_to_float32(sound.audios), sample_rate, frames.shape[0], plan.fps)
         return Clip(frames, plan.fps, audio, sample_rate)
 
-    def lighten_memory(self) -> Optional[str]:
-        from ..loading import step_down
+    def lighten_memory(self) -> str | None:
+        from kinema.backends.loading import step_down
 
         # Both passes step down: either may have been the one that ran out.
         notes = [note for note in (step_down(pipe) for pipe in self._in_use) if note]

@@ -9,14 +9,15 @@ models, so this is its own backend next to ``wan`` (Wan 2.2 TI2V).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from ..clip import Clip
-from ..hookspecs import hookimpl
-from ..limits import Limits
-from ..progress import CancelToken, Progress
-from .base import Defaults, Plan, frames_to_uint8, step_callback, torch_generator
-from .wan import WanBackend
+from kinema.backends.base import Defaults, Plan, frames_to_uint8, step_callback, torch_generator
+from kinema.backends.limits import Limits
+from kinema.backends.wan import WanBackend
+from kinema.clip import Clip
+from kinema.hookspecs import hookimpl
+from kinema.progress import CancelToken, Progress
 
 GRAY = 127  # VACE's "nothing here" pixel: zero after its [-1, 1] scaling
 
@@ -32,9 +33,14 @@ class WanVACEBackend(WanBackend):
     supports_remix = False
     max_start_frames = 17
     max_cameos = 4
-    limits = Limits(frames=81, pixels=1280 * 720, steps=100, seconds=47.0,
-                    why="Wan 2.1 VACE makes 81-frame (5 s at 16 fps) clips, at 720p at most (the 14B; the"
-                        " 1.3B default was trained at 480p); Stable Audio Open makes at most 47 s of sound")
+    limits = Limits(
+        frames=81,
+        pixels=1280 * 720,
+        steps=100,
+        seconds=47.0,
+        why="Wan 2.1 VACE makes 81-frame (5 s at 16 fps) clips, at 720p at most (the 14B; the"
+        " 1.3B default was trained at 480p); Stable Audio Open makes at most 47 s of sound",
+    )
 
     def _pipeline(self, role: str) -> Any:
         if role != "video":
@@ -43,7 +49,7 @@ class WanVACEBackend(WanBackend):
             return self._pipes[role]
         from diffusers import WanVACEPipeline
 
-        from ..device import pick_device
+        from kinema.backends.device import pick_device
 
         device = self._device or pick_device()
         if self._components is not None:
@@ -51,10 +57,11 @@ class WanVACEBackend(WanBackend):
             pipe.set_progress_bar_config(disable=True)
             self._pipes[role] = pipe
             return pipe
-        from ..loading import load_pipeline
+        from kinema.backends.loading import load_pipeline
 
-        pipe, _policy = load_pipeline(WanVACEPipeline, self._model_path(self.model_id), device,
-                                      self.load_dtype(device), self.memory)
+        pipe, _policy = load_pipeline(
+            WanVACEPipeline, self._model_path(self.model_id), device, self.load_dtype(device), self.memory
+        )
         return pipe
 
     def conditioning_inputs(self, request, plan: Plan, conditioning: Any = None) -> dict[str, Any]:
@@ -77,19 +84,28 @@ class WanVACEBackend(WanBackend):
             video = [Image.fromarray(frame).resize(size, Image.LANCZOS) for frame in keep]
             kwargs["video"] = video + [blank] * (plan.num_frames - len(video))
             # Black keeps a frame, white generates it.
-            kwargs["mask"] = ([Image.new("L", size, 0)] * len(video)
-                              + [Image.new("L", size, 255)] * (plan.num_frames - len(video)))
+            kwargs["mask"] = [Image.new("L", size, 0)] * len(video) + [Image.new("L", size, 255)] * (
+                plan.num_frames - len(video)
+            )
         return kwargs
 
-    def generate(self, request, plan: Plan, *, progress: Callable[[Progress], None], cancel: CancelToken,
-                 preview: bool = False, conditioning: Any = None) -> Clip:
+    def generate(
+        self,
+        request,
+        plan: Plan,
+        *,
+        progress: Callable[[Progress], None],
+        cancel: CancelToken,
+        preview: bool = False,
+        conditioning: Any = None,
+    ) -> Clip:
         video_pipe = self._pipeline("video")
         audio_pipe = self._pipeline("audio") if request.audio else None
         total = plan.steps * (2 if audio_pipe is not None else 1)
         kwargs = self.conditioning_inputs(request, plan, conditioning)
         preview_fn = None
         if preview:
-            from ..previews import wan_preview
+            from kinema.backends.previews import wan_preview
 
             preview_fn = wan_preview(video_pipe)
         cancel.raise_if_cancelled()
@@ -122,18 +138,18 @@ class TinyWanVACEBackend(WanVACEBackend):
     is_demo = True
 
     def for_model(self, model: str):
-        from ..errors import InvalidRequestError
+        from kinema.errors import InvalidRequestError
 
         raise InvalidRequestError(f"backend {self.name!r} runs only its built-in demo model; drop --model")
 
     def status(self):
-        from ..device import pick_device
-        from .base import BackendStatus
+        from kinema.backends.base import BackendStatus
+        from kinema.backends.device import pick_device
 
         return BackendStatus(True, "embedded demo model (random weights), built offline on first use", pick_device())
 
     def _model_path(self, model: str):
-        from .tiny import tiny_model_path
+        from kinema.backends.tiny import tiny_model_path
 
         return tiny_model_path(model.removeprefix("kinema/tiny-"))
 

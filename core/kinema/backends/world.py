@@ -17,11 +17,11 @@ import dataclasses
 import os
 from pathlib import Path
 
-from ..hookspecs import hookimpl
-from ..limits import Limits
-from .base import BackendStatus, Defaults, Plan
-from .ltx2 import LTX2Backend
-from .tiny import TinyBackend, _Tiny
+from kinema.backends.base import BackendStatus, Defaults, Plan
+from kinema.backends.limits import Limits
+from kinema.backends.ltx2 import LTX2Backend
+from kinema.backends.tiny import TinyBackend, _Tiny
+from kinema.hookspecs import hookimpl
 
 WIDTH = HEIGHT = 64
 FPS = 12
@@ -35,7 +35,7 @@ def model_folder() -> Path:
         return Path(override)
     # kinema.world itself is numpy only; its train module imports torch and diffusers, which a status
     # check (answered in a server thread while a worker loads diffusers) must never do.
-    from ..world.paths import WEIGHTS
+    from kinema.world.paths import WEIGHTS
 
     return WEIGHTS
 
@@ -54,23 +54,28 @@ class WorldBackend(LTX2Backend):
     min_frames = 5
     max_start_frames = 9  # three latent frames: the first, then two of motion to continue
     is_demo = True
-    limits = Limits(frames=241, pixels=WIDTH * HEIGHT, steps=500, seconds=20.0,
-                    why="the demo world: 64x64 at 12 fps, as trained")
+    limits = Limits(
+        frames=241, pixels=WIDTH * HEIGHT, steps=500, seconds=20.0, why="the demo world: 64x64 at 12 fps, as trained"
+    )
     # Six blocks: no spatio-temporal or modality guidance passes, as for the tiny demo.
     pipeline_kwargs = TinyBackend.pipeline_kwargs
     for_model = _Tiny.for_model  # the embedded model only: --model is refused
 
     def status(self) -> BackendStatus:
-        from ..device import pick_device
+        from kinema.backends.device import pick_device
 
         folder = model_folder()
         if self._components is not None or is_complete(folder):
             return BackendStatus(True, "the demo world's trained model", pick_device())
-        return BackendStatus(False, f"the demo world's model is not in {folder} yet (its transformer is training);"
-                                    " set KINEMA_WORLD_MODEL to an assembled folder", pick_device())
+        return BackendStatus(
+            False,
+            f"the demo world's model is not in {folder} yet (its transformer is training);"
+            " set KINEMA_WORLD_MODEL to an assembled folder",
+            pick_device(),
+        )
 
     def _model_path(self) -> Path:
-        from ..errors import MissingWeightsError
+        from kinema.errors import MissingWeightsError
 
         folder = model_folder()
         if not is_complete(folder):
@@ -78,21 +83,25 @@ class WorldBackend(LTX2Backend):
         return folder
 
     def plan(self, request) -> Plan:
-        from ..world.captions import unknown_words
+        from kinema.world.captions import unknown_words
 
         notes = []
         changes = {}
         if (request.width or WIDTH, request.height or HEIGHT) != (WIDTH, HEIGHT):
-            notes.append(f"the demo world is {WIDTH}x{HEIGHT}; using that instead of"
-                         f" {request.width or WIDTH}x{request.height or HEIGHT}")
+            notes.append(
+                f"the demo world is {WIDTH}x{HEIGHT}; using that instead of"
+                f" {request.width or WIDTH}x{request.height or HEIGHT}"
+            )
             changes.update(width=WIDTH, height=HEIGHT)
         if request.fps and float(request.fps) != FPS:
             notes.append(f"the demo world runs at {FPS} fps; using that instead of {float(request.fps):g}")
             changes["fps"] = FPS
         unknown = unknown_words(request.prompt or "")
         if unknown:
-            notes.append(f"the demo world does not know: {', '.join(unknown)} (it knows a ball's colour and size,"
-                         " the walls and the floor; see docs/world_model.md)")
+            notes.append(
+                f"the demo world does not know: {', '.join(unknown)} (it knows a ball's colour and size,"
+                " the walls and the floor; see docs/world_model.md)"
+            )
         if changes:
             request = dataclasses.replace(request, **changes)
         plan = super().plan(request)

@@ -3,7 +3,7 @@
 ``capture(video, audio=None)`` samples frames (PyAV), finds and tracks the
 faces, refuses recordings that are not one clearly visible person, picks a few
 sharp, large, frontal and mutually different views, and extracts a clean,
-loudness-normalised voice sample. It returns data; ``kinema.cameos`` stores it
+loudness-normalised voice sample. It returns data; ``kinema.cameo.store`` stores it
 with its owner's consent record.
 """
 
@@ -12,14 +12,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import av
 import numpy as np
 
-from . import face as facelib
-from . import speech
-from .errors import InvalidRequestError
+from kinema.cameo import face as facelib
+from kinema.errors import InvalidRequestError
+from kinema.media import speech
 
 MIN_VIDEO_SECONDS = 1.0
 MAX_VIDEO_SECONDS = 120.0
@@ -47,9 +47,9 @@ class CaptureError(InvalidRequestError):
 class CaptureResult:
     references: list[np.ndarray]  # uint8 [REFERENCE_SIZE, REFERENCE_SIZE, 3] portraits, best first
     faces: list[np.ndarray]  # uint8 [112, 112, 3] ArcFace-aligned crops of the same views
-    embedding: Optional[np.ndarray] = None  # unit vector, mean over many views
-    embedding_model: Optional[str] = None
-    voice: Optional[np.ndarray] = None  # mono float32 at voice_rate
+    embedding: np.ndarray | None = None  # unit vector, mean over many views
+    embedding_model: str | None = None
+    voice: np.ndarray | None = None  # mono float32 at voice_rate
     voice_rate: int = speech.VOICE_RATE
     report: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -75,8 +75,10 @@ def _sample_frames(path: Path, count: int) -> tuple[list[tuple[float, np.ndarray
         elif container.duration:
             duration = container.duration / av.time_base
         if duration is not None and duration < MIN_VIDEO_SECONDS:
-            raise CaptureError("too_short", f"{path.name} is {duration:.2f} s long; record at least"
-                                            f" {MIN_VIDEO_SECONDS:g} s (3-10 s works best)")
+            raise CaptureError(
+                "too_short",
+                f"{path.name} is {duration:.2f} s long; record at least {MIN_VIDEO_SECONDS:g} s (3-10 s works best)",
+            )
         span = min(duration or MAX_VIDEO_SECONDS, MAX_VIDEO_SECONDS)
         interval = span / count
         picked: list[tuple[float, np.ndarray]] = []
@@ -98,8 +100,11 @@ def _sample_frames(path: Path, count: int) -> tuple[list[tuple[float, np.ndarray
     if duration is None:
         duration = last_time
     if duration < MIN_VIDEO_SECONDS or len(picked) < 4:
-        raise CaptureError("too_short", f"{path.name} gives only {len(picked)} frames over {duration:.2f} s;"
-                                        f" record at least {MIN_VIDEO_SECONDS:g} s (3-10 s works best)")
+        raise CaptureError(
+            "too_short",
+            f"{path.name} gives only {len(picked)} frames over {duration:.2f} s;"
+            f" record at least {MIN_VIDEO_SECONDS:g} s (3-10 s works best)",
+        )
     return picked, duration
 
 
@@ -131,11 +136,16 @@ def _track(per_frame: list[list[facelib.Face]]) -> list[_Track]:
     for index, faces in enumerate(per_frame):
         taken: set[int] = set()
         for face in sorted(faces, key=lambda f: -f.size):
-            candidates = [t for i, t in enumerate(tracks) if i not in taken and _same_person(t.last, face)
-                          and t.detections[-1][0] < index]
+            candidates = [
+                t
+                for i, t in enumerate(tracks)
+                if i not in taken and _same_person(t.last, face) and t.detections[-1][0] < index
+            ]
             if candidates:
-                best = min(candidates, key=lambda t: np.hypot(t.last.center[0] - face.center[0],
-                                                              t.last.center[1] - face.center[1]))
+                best = min(
+                    candidates,
+                    key=lambda t: np.hypot(t.last.center[0] - face.center[0], t.last.center[1] - face.center[1]),
+                )
                 best.detections.append((index, face))
                 taken.add(tracks.index(best))
             else:
@@ -186,8 +196,10 @@ def _voice(path: Path, explicit: bool, result: CaptureResult) -> None:
     result.report["speech_seconds"] = round(report.speech_seconds, 2)
     if report.speech_seconds < speech.MIN_SPEECH_SECONDS:
         found = "no speech" if report.speech_seconds == 0 else f"only {report.speech_seconds:.1f} s of speech"
-        message = (f"{found} in {path.name} (loudest moment {report.peak_dbfs:.0f} dBFS); record the person"
-                   f" talking for at least {speech.MIN_SPEECH_SECONDS:g} s")
+        message = (
+            f"{found} in {path.name} (loudest moment {report.peak_dbfs:.0f} dBFS); record the person"
+            f" talking for at least {speech.MIN_SPEECH_SECONDS:g} s"
+        )
         if explicit:
             raise CaptureError("no_speech", message, source="audio")
         result.notes.append(f"no voice sample: {message}, or pass --audio")
@@ -202,8 +214,14 @@ def _voice(path: Path, explicit: bool, result: CaptureResult) -> None:
 # --------------------------------------------------------------------------- capture
 
 
-def capture(video: str | os.PathLike[str], audio: str | os.PathLike[str] | None = None, *,
-            references: int = REFERENCE_COUNT, detector: Any = None, embedder: Any = "installed") -> CaptureResult:
+def capture(
+    video: str | os.PathLike[str],
+    audio: str | os.PathLike[str] | None = None,
+    *,
+    references: int = REFERENCE_COUNT,
+    detector: Any = None,
+    embedder: Any = "installed",
+) -> CaptureResult:
     """Cameo material from ``video`` (and a separate ``audio`` voice recording, if given).
 
     Raises ``CaptureError`` with a ``reason`` when the recording is not one
@@ -224,22 +242,34 @@ def capture(video: str | os.PathLike[str], audio: str | os.PathLike[str] | None 
     tracks = _track(per_frame)
     sampled = len(frames)
     if not tracks:
-        raise CaptureError("no_face", f"no face found in {path.name}; film the person facing the camera,"
-                                      " well lit, the face filling at least a tenth of the frame's height")
+        raise CaptureError(
+            "no_face",
+            f"no face found in {path.name}; film the person facing the camera,"
+            " well lit, the face filling at least a tenth of the frame's height",
+        )
     main = tracks[0]
     presence = len(main.detections) / sampled
     if presence < MIN_PRESENCE:
-        raise CaptureError("no_face", f"a face shows in only {len(main.detections)} of {sampled} sampled frames of"
-                                      f" {path.name}; keep the person's face in view for the whole recording")
+        raise CaptureError(
+            "no_face",
+            f"a face shows in only {len(main.detections)} of {sampled} sampled frames of"
+            f" {path.name}; keep the person's face in view for the whole recording",
+        )
     for other in tracks[1:]:
-        if (len(other.detections) >= max(2, OTHER_PERSON_PRESENCE * sampled)
-                and other.median_size >= 0.5 * main.median_size):
-            raise CaptureError("several_people", f"{path.name} shows more than one person; a cameo is one person"
-                                                 " alone in the frame")
+        if (
+            len(other.detections) >= max(2, OTHER_PERSON_PRESENCE * sampled)
+            and other.median_size >= 0.5 * main.median_size
+        ):
+            raise CaptureError(
+                "several_people", f"{path.name} shows more than one person; a cameo is one person alone in the frame"
+            )
     if main.median_size < MIN_FACE_PX:
-        raise CaptureError("face_too_small", f"the face in {path.name} is about {main.median_size:.0f} px tall;"
-                                             f" it needs at least {MIN_FACE_PX} px: move closer or record at a"
-                                             " higher resolution")
+        raise CaptureError(
+            "face_too_small",
+            f"the face in {path.name} is about {main.median_size:.0f} px tall;"
+            f" it needs at least {MIN_FACE_PX} px: move closer or record at a"
+            " higher resolution",
+        )
 
     cv2 = facelib._cv2()
     candidates = []
@@ -249,24 +279,33 @@ def capture(video: str | os.PathLike[str], audio: str | os.PathLike[str] | None 
         image = frames[index][1]
         aligned = facelib.aligned_crop(image, found)
         gray = cv2.cvtColor(aligned, cv2.COLOR_RGB2GRAY)
-        candidates.append({
-            "index": index, "time": frames[index][0], "face": found, "aligned": aligned,
-            "sharpness": facelib.sharpness(aligned), "frontality": facelib.frontality(aligned, found),
-            "size": found.size, "thumb": cv2.resize(gray, (24, 24), interpolation=cv2.INTER_AREA) / 255.0,
-        })
+        candidates.append(
+            {
+                "index": index,
+                "time": frames[index][0],
+                "face": found,
+                "aligned": aligned,
+                "sharpness": facelib.sharpness(aligned),
+                "frontality": facelib.frontality(aligned, found),
+                "size": found.size,
+                "thumb": cv2.resize(gray, (24, 24), interpolation=cv2.INTER_AREA) / 255.0,
+            }
+        )
     chosen = _choose(candidates, references)
     result = CaptureResult(
         references=[facelib.portrait_crop(frames[c["index"]][1], c["face"], REFERENCE_SIZE) for c in chosen],
         faces=[c["aligned"] for c in chosen],
     )
-    result.report.update({
-        "video_seconds": round(duration, 2),
-        "frames_sampled": sampled,
-        "frames_with_face": len(main.detections),
-        "face_px": round(main.median_size),
-        "detector": detector.name,
-        "reference_times": [round(c["time"], 2) for c in chosen],
-    })
+    result.report.update(
+        {
+            "video_seconds": round(duration, 2),
+            "frames_sampled": sampled,
+            "frames_with_face": len(main.detections),
+            "face_px": round(main.median_size),
+            "detector": detector.name,
+            "reference_times": [round(c["time"], 2) for c in chosen],
+        }
+    )
     if embedder is not None:
         best = sorted(candidates, key=lambda c: -c["sharpness"])[:16]
         vectors = embedder.embed([c["aligned"] for c in best])
@@ -275,8 +314,10 @@ def capture(video: str | os.PathLike[str], audio: str | os.PathLike[str] | None 
         result.embedding_model = embedder.name
         result.report["embedding_consistency"] = round(float(np.min(vectors @ result.embedding)), 3)
     else:
-        result.notes.append("no identity embedding (no face model installed): clips will carry no identity score;"
-                            " `kinema models pull opencv/face_recognition_sface` adds one")
+        result.notes.append(
+            "no identity embedding (no face model installed): clips will carry no identity score;"
+            " `kinema models pull opencv/face_recognition_sface` adds one"
+        )
     if audio_path is not None:
         _voice(audio_path, True, result)
     else:

@@ -10,13 +10,13 @@ import click
 
 
 def _store():
-    from .cameos import CameoStore
+    from kinema.cameo.store import CameoStore
 
     return CameoStore()
 
 
 def _me() -> str:
-    from .cameos import local_user
+    from kinema.cameo.store import local_user
 
     return local_user()
 
@@ -28,8 +28,11 @@ def _when(moment) -> str:
 def _who(row: dict) -> str:
     if row.get("revoked"):
         return "revoked"
-    return {"only_me": "only the owner", "everyone": "everyone",
-            "listed": "the owner and " + (", ".join(row["allowed_users"]) or "nobody else")}[row["permission"]]
+    return {
+        "only_me": "only the owner",
+        "everyone": "everyone",
+        "listed": "the owner and " + (", ".join(row["allowed_users"]) or "nobody else"),
+    }[row["permission"]]
 
 
 @click.group(invoke_without_command=True)
@@ -46,31 +49,43 @@ def cameo(ctx):
 
 @cameo.command("create")
 @click.argument("name")
-@click.option("--video", type=click.Path(path_type=Path), required=True,
-              help="A few seconds of the person alone, facing the camera (3-10 s works best).")
-@click.option("--audio", type=click.Path(path_type=Path),
-              help="The person talking for at least 3 s (default: the video's own sound, if it has speech).")
+@click.option(
+    "--video",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="A few seconds of the person alone, facing the camera (3-10 s works best).",
+)
+@click.option(
+    "--audio",
+    type=click.Path(path_type=Path),
+    help="The person talking for at least 3 s (default: the video's own sound, if it has speech).",
+)
 @click.option("--allow", "allowed", multiple=True, help="Also let this kinema user use it (repeatable).")
 @click.option("--everyone", is_flag=True, help="Let every user of this kinema use it.")
 @click.option("--expires", help="Consent ends then: a date (2026-01-31) or a duration (30d, 12h).")
 @click.option("--replace", is_flag=True, help="Replace your existing cameo of that name.")
 def cameo_create(name, video, audio, allowed, everyone, expires, replace):
     """Capture cameo NAME from a video of yourself. Example: kinema cameo create alice --video me.mp4"""
-    from .cameo_capture import capture
-    from .cameos import check_name
+    from kinema.cameo.capture import capture
+    from kinema.cameo.store import check_name
 
     check_name(name)
     owner = _me()
     click.echo(f"Capturing {video.name}" + (f" with the voice from {audio.name}" if audio else "") + "...", err=True)
     captured = capture(video, audio)
     permission = "everyone" if everyone else ("listed" if allowed else "only_me")
-    made = _store().create(name, owner, captured, permission=permission, allowed_users=tuple(allowed),
-                           expires=expires, replace=replace)
+    made = _store().create(
+        name, owner, captured, permission=permission, allowed_users=tuple(allowed), expires=expires, replace=replace
+    )
     report = captured.report
-    click.echo(f"cameo {made.name}: {len(made.references)} reference pictures (face {report['face_px']} px, seen in"
-               f" {report['frames_with_face']}/{report['frames_sampled']} frames, {report['detector']})")
-    click.echo("  voice: " + (f"{report['voice_seconds']:g} s at {report.get('voice_lufs', 0):g} LUFS"
-                              if made.voice else "none"))
+    click.echo(
+        f"cameo {made.name}: {len(made.references)} reference pictures (face {report['face_px']} px, seen in"
+        f" {report['frames_with_face']}/{report['frames_sampled']} frames, {report['detector']})"
+    )
+    click.echo(
+        "  voice: "
+        + (f"{report['voice_seconds']:g} s at {report.get('voice_lufs', 0):g} LUFS" if made.voice else "none")
+    )
     click.echo("  identity embedding: " + (made.embedding_model or "none"))
     click.echo(f"  owner {made.owner}; may use it: {_who(made.public())}; expires {_when(made.expires_at)}")
     for note in captured.notes:
@@ -154,8 +169,10 @@ def cameo_uses(name, as_json):
     for entry in entries:
         score = "" if entry.get("identity") is None else f", identity {entry['identity']:.2f}"
         saved = f" -> {', '.join(entry['saved_to'])}" if entry.get("saved_to") else ""
-        click.echo(f"{_when(entry.get('at'))} by {entry.get('user')} ({entry.get('backend')}{score}):"
-                   f" {entry.get('prompt')!r}{saved}")
+        click.echo(
+            f"{_when(entry.get('at'))} by {entry.get('user')} ({entry.get('backend')}{score}):"
+            f" {entry.get('prompt')!r}{saved}"
+        )
 
 
 @cameo.command("delete")

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
-from .errors import KinemaError, MissingWeightsError
+from kinema.errors import KinemaError, MissingWeightsError
 
 # ArcFace's five-point template for a 112x112 crop: right eye, left eye (as seen), nose tip, mouth corners.
 # SFace and the insightface recognisers were all trained on crops warped onto it.
@@ -43,8 +44,8 @@ class FaceModelError(KinemaError):
 class Face:
     box: tuple[float, float, float, float]  # x, y, w, h
     score: float
-    landmarks: Optional[np.ndarray] = field(default=None, compare=False)  # [5, 2] ARCFACE_TEMPLATE order
-    eyes: Optional[np.ndarray] = field(default=None, compare=False)  # [2, 2]: eye on the image's left, then right
+    landmarks: np.ndarray | None = field(default=None, compare=False)  # [5, 2] ARCFACE_TEMPLATE order
+    eyes: np.ndarray | None = field(default=None, compare=False)  # [2, 2]: eye on the image's left, then right
 
     @property
     def size(self) -> float:
@@ -101,7 +102,7 @@ def _spec_beside(path: Path, role: str) -> FaceModelSpec:
     return FaceModelSpec(role, path.name, **{k: v for k, v in values.items() if k in allowed})
 
 
-def installed_model(role: str) -> Optional[InstalledFaceModel]:
+def installed_model(role: str) -> InstalledFaceModel | None:
     """The face model used for ``role`` ('detector' or 'embedder'), or None when none is installed."""
     env = os.environ.get(ENV_VARS[role])
     if env:
@@ -109,7 +110,7 @@ def installed_model(role: str) -> Optional[InstalledFaceModel]:
         if not path.is_file():
             raise FaceModelError(f"{ENV_VARS[role]}={env} is not a file; point it at an .onnx model or unset it")
         return InstalledFaceModel(path.name, path, _spec_beside(path, role))
-    from .home import models_dir
+    from kinema.home import models_dir
 
     for hub_id, spec in KNOWN_FACE_MODELS.items():
         path = models_dir() / hub_id.replace("/", "--") / spec.file
@@ -118,11 +119,11 @@ def installed_model(role: str) -> Optional[InstalledFaceModel]:
     return None
 
 
-def pull_face_model(hub_id: str, *, revision: Optional[str] = None) -> Path:
+def pull_face_model(hub_id: str, *, revision: str | None = None) -> Path:
     """Download one known face model's ONNX file (and licence) into kinema's model folder."""
     from huggingface_hub import snapshot_download
 
-    from .models import local_dir_for
+    from kinema.models import local_dir_for
 
     spec = KNOWN_FACE_MODELS[hub_id]
     target = local_dir_for(hub_id)
@@ -132,9 +133,9 @@ def pull_face_model(hub_id: str, *, revision: Optional[str] = None) -> Path:
     return target / spec.file
 
 
-def describe_models() -> dict[str, Optional[str]]:
+def describe_models() -> dict[str, str | None]:
     """Which face models are in use, for status lines."""
-    out: dict[str, Optional[str]] = {}
+    out: dict[str, str | None] = {}
     for role in ("detector", "embedder"):
         try:
             model = installed_model(role)
@@ -180,40 +181,52 @@ class HaarDetector:
         small = full if scale == 1.0 else cv2.resize(full, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         window = max(24, int(min_size * scale))
         boxes, _levels, weights = self._faces.detectMultiScale3(
-            cv2.equalizeHist(small), scaleFactor=1.15, minNeighbors=5, minSize=(window, window),
+            cv2.equalizeHist(small),
+            scaleFactor=1.15,
+            minNeighbors=5,
+            minSize=(window, window),
             outputRejectLevels=True,
         )
         faces = []
         for box, weight in zip(np.asarray(boxes).reshape(-1, 4), np.asarray(weights).reshape(-1)):
             x, y, w, h = (float(v) / scale for v in box)
-            faces.append(Face(
-                box=(x, y, w, h),
-                # Haar's level weight grows with confidence without bound; squash it into 0..1.
-                score=float(1.0 - np.exp(-max(float(weight), 0.0) / 2.0)),
-                # Eyes are small: look for them at up to 2x the detection resolution, in the face only.
-                eyes=self._find_eyes(full, (x, y, w, h), min(1.0, 2 * scale)),
-            ))
+            faces.append(
+                Face(
+                    box=(x, y, w, h),
+                    # Haar's level weight grows with confidence without bound; squash it into 0..1.
+                    score=float(1.0 - np.exp(-max(float(weight), 0.0) / 2.0)),
+                    # Eyes are small: look for them at up to 2x the detection resolution, in the face only.
+                    eyes=self._find_eyes(full, (x, y, w, h), min(1.0, 2 * scale)),
+                )
+            )
         return faces
 
-    def _find_eyes(self, gray: np.ndarray, box: Sequence[float], scale: float) -> Optional[np.ndarray]:
+    def _find_eyes(self, gray: np.ndarray, box: Sequence[float], scale: float) -> np.ndarray | None:
         cv2 = _cv2()
         x0, y0, w0, h0 = box
-        region = gray[max(0, int(y0)): int(y0 + h0 * 0.6), max(0, int(x0)): int(x0 + w0)]
+        region = gray[max(0, int(y0)) : int(y0 + h0 * 0.6), max(0, int(x0)) : int(x0 + w0)]
         if region.size == 0 or min(region.shape) < 12:
             return None
         if scale < 1.0:
             region = cv2.resize(region, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         w, h = w0 * scale, h0 * scale
-        found = self._eyes.detectMultiScale(cv2.equalizeHist(region), scaleFactor=1.1, minNeighbors=4,
-                                            minSize=(max(6, int(w) // 8),) * 2, maxSize=(max(7, int(w) // 2),) * 2)
+        found = self._eyes.detectMultiScale(
+            cv2.equalizeHist(region),
+            scaleFactor=1.1,
+            minNeighbors=4,
+            minSize=(max(6, int(w) // 8),) * 2,
+            maxSize=(max(7, int(w) // 2),) * 2,
+        )
         centers = [(ex + ew / 2, ey + eh / 2) for ex, ey, ew, eh in np.asarray(found).reshape(-1, 4)]
         left = [c for c in centers if c[0] < w * 0.5 and 0.15 * h < c[1] < 0.55 * h]
         right = [c for c in centers if c[0] >= w * 0.5 and 0.15 * h < c[1] < 0.55 * h]
         if not left or not right:
             return None
         # The pair closest to level and to a plausible spacing: eyebrows and nostrils fool the cascade too.
-        best = min(((a, b) for a in left for b in right),
-                   key=lambda p: abs(p[0][1] - p[1][1]) + abs((p[1][0] - p[0][0]) - 0.4 * w))
+        best = min(
+            ((a, b) for a in left for b in right),
+            key=lambda p: abs(p[0][1] - p[1][1]) + abs((p[1][0] - p[0][0]) - 0.4 * w),
+        )
         (ax, ay), (bx, by) = best
         if not 0.25 * w <= bx - ax <= 0.65 * w or abs(ay - by) > 0.15 * h:
             return None
@@ -297,8 +310,9 @@ def alignment(face: Face, size: int = EMBED_SIZE) -> np.ndarray:
 def aligned_crop(image: np.ndarray, face: Face, size: int = EMBED_SIZE) -> np.ndarray:
     """The face warped onto the ArcFace template: what embedders expect."""
     cv2 = _cv2()
-    return cv2.warpAffine(image, alignment(face, size), (size, size), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(
+        image, alignment(face, size), (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
 
 
 def portrait_crop(image: np.ndarray, face: Face, size: int = 512, zoom: float = 0.4) -> np.ndarray:
@@ -392,7 +406,9 @@ class FaceEmbedder:
             array = array.transpose(0, 3, 1, 2)
         array = np.ascontiguousarray(array, dtype=np.float32)
         if self._fixed_batch:
-            out = np.concatenate([self._session.run(None, {self._input: array[i: i + 1]})[0] for i in range(len(array))])
+            out = np.concatenate(
+                [self._session.run(None, {self._input: array[i : i + 1]})[0] for i in range(len(array))]
+            )
         else:
             out = self._session.run(None, {self._input: array})[0]
         out = out.reshape(len(array), -1).astype(np.float32)
@@ -402,7 +418,7 @@ class FaceEmbedder:
 _embedders: dict[tuple, FaceEmbedder] = {}
 
 
-def get_embedder() -> Optional[FaceEmbedder]:
+def get_embedder() -> FaceEmbedder | None:
     """The installed identity embedder, or None (identity scores are then skipped, not guessed).
 
     Sessions are kept per file and modification time: every clip made with a cameo is scored.

@@ -33,19 +33,20 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import InvalidRequestError, KinemaError
-from .hookspecs import hookimpl
+from kinema.errors import InvalidRequestError, KinemaError
+from kinema.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from .cameo_capture import CaptureResult
-    from .clip import Clip
-    from .request import GenerationRequest
+    from kinema.cameo.capture import CaptureResult
+    from kinema.clip import Clip
+    from kinema.request import GenerationRequest
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 USER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}$")
@@ -98,8 +99,10 @@ def _login_name() -> str:
 def check_user(user: Any) -> str:
     """A name a user key may have (``kinema keys add``); never ``SERVER_OWNER``."""
     if not isinstance(user, str) or not USER_PATTERN.match(user):
-        raise InvalidRequestError(f"user {user!r} is not a valid kinema user name: start with a letter or digit,"
-                                  " then letters, digits, . _ @ + -")
+        raise InvalidRequestError(
+            f"user {user!r} is not a valid kinema user name: start with a letter or digit,"
+            " then letters, digits, . _ @ + -"
+        )
     return user
 
 
@@ -116,7 +119,7 @@ def check_name(name: Any) -> str:
     return name
 
 
-def parse_expiry(value: Any, now: Optional[float] = None) -> Optional[float]:
+def parse_expiry(value: Any, now: float | None = None) -> float | None:
     """None, a Unix time, an ISO date/time, or a duration like '30d', '12h', '90m' from now."""
     if value is None or value == "":
         return None
@@ -133,7 +136,9 @@ def parse_expiry(value: Any, now: Optional[float] = None) -> Optional[float]:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise InvalidRequestError(f"expiry {text!r} is not a date (2026-01-31), a time or a duration (30d, 12h)") from None
+        raise InvalidRequestError(
+            f"expiry {text!r} is not a date (2026-01-31), a time or a duration (30d, 12h)"
+        ) from None
     return moment.timestamp()
 
 
@@ -149,17 +154,17 @@ class Cameo:
     permission: str
     allowed_users: tuple[str, ...]
     created_at: float
-    expires_at: Optional[float]
-    revoked_at: Optional[float]
+    expires_at: float | None
+    revoked_at: float | None
     references: tuple[str, ...]
     faces: tuple[str, ...]
-    voice: Optional[str]
-    embedding: Optional[tuple[float, ...]]
-    embedding_model: Optional[str]
+    voice: str | None
+    embedding: tuple[float, ...] | None
+    embedding_model: str | None
     capture: dict = field(default_factory=dict, compare=False)
     directory: Path = field(default=Path("."), compare=False)
 
-    def may_use(self, user: str, now: Optional[float] = None) -> tuple[bool, str, str]:
+    def may_use(self, user: str, now: float | None = None) -> tuple[bool, str, str]:
         """(allowed, reason code, sentence) for ``user`` at ``now``."""
         now = time.time() if now is None else now
         if self.revoked_at is not None:
@@ -170,21 +175,25 @@ class Cameo:
             return True, "allowed", ""
         if self.permission == "listed" and user in self.allowed_users:
             return True, "allowed", ""
-        return False, "not_allowed", f"{user!r} may not use cameo {self.name!r}: ask its owner ({self.owner}) to allow you"
+        return (
+            False,
+            "not_allowed",
+            f"{user!r} may not use cameo {self.name!r}: ask its owner ({self.owner}) to allow you",
+        )
 
     def reference_images(self) -> list[np.ndarray]:
         """The reference portraits, best first, as uint8 RGB arrays."""
-        from .media import read_image
+        from kinema.media.files import read_image
 
         return [read_image(self.directory / name) for name in self.references]
 
     def face_images(self) -> list[np.ndarray]:
-        from .media import read_image
+        from kinema.media.files import read_image
 
         return [read_image(self.directory / name) for name in self.faces]
 
     @property
-    def voice_path(self) -> Optional[Path]:
+    def voice_path(self) -> Path | None:
         return self.directory / self.voice if self.voice else None
 
     def public(self) -> dict[str, Any]:
@@ -252,26 +261,25 @@ _thread_lock = threading.RLock()
 @contextlib.contextmanager
 def _locked(root: Path) -> Iterator[None]:
     """One writer at a time across threads and processes (CLI next to a running server)."""
-    with _thread_lock:
-        with open(root / ".lock", "a+b") as handle:
-            try:
-                import fcntl
-            except ImportError:  # Windows: msvcrt locks a byte range instead
-                import msvcrt
+    with _thread_lock, open(root / ".lock", "a+b") as handle:
+        try:
+            import fcntl
+        except ImportError:  # Windows: msvcrt locks a byte range instead
+            import msvcrt
 
-                handle.seek(0)
-                msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
-                try:
-                    yield
-                finally:
-                    handle.seek(0)
-                    msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
-                return
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            handle.seek(0)
+            msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
             try:
                 yield
             finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+                handle.seek(0)
+                msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+            return
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 # --------------------------------------------------------------------------- the store
@@ -280,9 +288,9 @@ def _locked(root: Path) -> Iterator[None]:
 class CameoStore:
     """Cameo records under one data directory (``KINEMA_HOME/cameos`` by default)."""
 
-    def __init__(self, root: Optional[Path] = None):
+    def __init__(self, root: Path | None = None):
         if root is None:
-            from .home import kinema_home
+            from kinema.home import kinema_home
 
             root = kinema_home() / "cameos"
         self.root = _private_dir(Path(root))
@@ -338,15 +346,19 @@ class CameoStore:
             raise CameoTamperedError(f"cameo {name!r} has an unreadable record ({error}); it cannot be used") from None
         record = body.get("record") if isinstance(body, dict) else None
         signature = body.get("signature") if isinstance(body, dict) else None
-        if not isinstance(record, dict) or not isinstance(signature, str) or not hmac.compare_digest(
-            signature, self._sign(record)
+        if (
+            not isinstance(record, dict)
+            or not isinstance(signature, str)
+            or not hmac.compare_digest(signature, self._sign(record))
         ):
             raise CameoTamperedError(
                 f"cameo {name!r} was changed outside kinema (its consent record's signature does not match);"
                 " it cannot be used: its owner can delete and re-create it"
             )
         if record.get("name") != name:
-            raise CameoTamperedError(f"cameo folder {name!r} holds the record of {record.get('name')!r}; it cannot be used")
+            raise CameoTamperedError(
+                f"cameo folder {name!r} holds the record of {record.get('name')!r}; it cannot be used"
+            )
         if verify_files:
             for file_name, digest in record.get("files", {}).items():
                 path = directory / file_name
@@ -357,10 +369,13 @@ class CameoStore:
         return _from_record(record, directory)
 
     def names(self) -> list[str]:
-        return sorted(p.name for p in self.root.iterdir()
-                      if p.is_dir() and NAME_PATTERN.match(p.name) and (p / RECORD_FILE).is_file())
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if p.is_dir() and NAME_PATTERN.match(p.name) and (p / RECORD_FILE).is_file()
+        )
 
-    def list(self, user: Optional[str] = None) -> list[dict[str, Any]]:
+    def list(self, user: str | None = None) -> list[dict[str, Any]]:
         """Every cameo ``user`` owns or may use now (all when ``user`` is None), as public dicts.
 
         A damaged record is listed with its problem rather than hidden, so its
@@ -381,11 +396,20 @@ class CameoStore:
 
     # -- writing
 
-    def create(self, name: str, owner: str, captured: "CaptureResult", *, permission: str = "only_me",
-               allowed_users: tuple[str, ...] = (), expires: Any = None, replace: bool = False) -> Cameo:
+    def create(
+        self,
+        name: str,
+        owner: str,
+        captured: CaptureResult,
+        *,
+        permission: str = "only_me",
+        allowed_users: tuple[str, ...] = (),
+        expires: Any = None,
+        replace: bool = False,
+    ) -> Cameo:
         """Store ``captured`` as cameo ``name`` owned by ``owner``: all files appear at once or not at all."""
-        from .media import encode_png
-        from .speech import write_wav
+        from kinema.media.files import encode_png
+        from kinema.media.speech import write_wav
 
         check_name(name)
         check_identity(owner)
@@ -430,7 +454,9 @@ class CameoStore:
                     "references": references,
                     "faces": faces,
                     "voice": voice,
-                    "embedding": None if captured.embedding is None else [round(float(v), 7) for v in captured.embedding],
+                    "embedding": None
+                    if captured.embedding is None
+                    else [round(float(v), 7) for v in captured.embedding],
                     "embedding_model": captured.embedding_model,
                     "capture": {**captured.report, "notes": list(captured.notes)},
                     "files": files,
@@ -463,8 +489,16 @@ class CameoStore:
             self._write_record(directory, record)
         return self.get(name, verify_files=False)
 
-    def allow(self, name: str, user: str, *, permission: Optional[str] = None, add_users: tuple[str, ...] = (),
-              remove_users: tuple[str, ...] = (), expires: Any = ..., ) -> Cameo:
+    def allow(
+        self,
+        name: str,
+        user: str,
+        *,
+        permission: str | None = None,
+        add_users: tuple[str, ...] = (),
+        remove_users: tuple[str, ...] = (),
+        expires: Any = ...,
+    ) -> Cameo:
         """Change who may use the cameo (owner only). Allowing again lifts a revocation.
 
         ``add_users`` implies the 'listed' permission unless ``permission`` says otherwise;
@@ -475,8 +509,11 @@ class CameoStore:
         users -= set(remove_users)
         if permission is None:
             permission = "listed" if add_users and current.permission == "only_me" else current.permission
-        change: dict[str, Any] = {"permission": _check_permission(permission), "allowed_users": sorted(users),
-                                  "revoked_at": None}
+        change: dict[str, Any] = {
+            "permission": _check_permission(permission),
+            "allowed_users": sorted(users),
+            "revoked_at": None,
+        }
         if expires is not ...:
             change["expires_at"] = parse_expiry(expires)
         return self._update(name, user, "change", change)
@@ -506,7 +543,7 @@ class CameoStore:
 
     # -- consent checks and the use log
 
-    def authorize(self, name: str, user: str, now: Optional[float] = None) -> Cameo:
+    def authorize(self, name: str, user: str, now: float | None = None) -> Cameo:
         """The cameo if ``user`` may use it now; else ``CameoNotAllowedError`` saying why."""
         cameo = self.get(check_name(name))
         allowed, reason, message = cameo.may_use(check_identity(user), now)
@@ -569,8 +606,12 @@ def _upgrade(record: dict) -> dict:
     def owner_of(user: str) -> str:
         return SERVER_OWNER if user == login else user
 
-    return {**record, "format": FORMAT, "owner": owner_of(record["owner"]),
-            "allowed_users": sorted({owner_of(u) for u in record.get("allowed_users", ())})}
+    return {
+        **record,
+        "format": FORMAT,
+        "owner": owner_of(record["owner"]),
+        "allowed_users": sorted({owner_of(u) for u in record.get("allowed_users", ())}),
+    }
 
 
 def _from_record(record: dict, directory: Path) -> Cameo:
@@ -602,18 +643,18 @@ class Conditioning:
     """What a backend gets besides the request: the cameos it may use and a speech line to follow."""
 
     cameos: tuple[Cameo, ...] = ()
-    speech: Optional[tuple[np.ndarray, int]] = None  # mono float32, sample rate
-    speech_source: Optional[str] = None
+    speech: tuple[np.ndarray, int] | None = None  # mono float32, sample rate
+    speech_source: str | None = None
 
     def __bool__(self) -> bool:
         return bool(self.cameos) or self.speech is not None
 
 
-def requester(request: "GenerationRequest") -> str:
+def requester(request: GenerationRequest) -> str:
     return request.user or local_user()
 
 
-def authorize_request(request: "GenerationRequest", store: Optional[CameoStore] = None) -> tuple[Cameo, ...]:
+def authorize_request(request: GenerationRequest, store: CameoStore | None = None) -> tuple[Cameo, ...]:
     """Fail fast (at submit time) when the requester may not use one of the request's cameos."""
     if not request.cameos:
         return ()
@@ -622,14 +663,14 @@ def authorize_request(request: "GenerationRequest", store: Optional[CameoStore] 
     return tuple(store.authorize(name, user) for name in request.cameos)
 
 
-def prepare(request: "GenerationRequest", store: Optional[CameoStore] = None) -> Conditioning:
+def prepare(request: GenerationRequest, store: CameoStore | None = None) -> Conditioning:
     """Check consent for every cameo of ``request`` and load what the backend needs; raises if any is refused."""
     if not request.cameos and request.speech is None:
         return Conditioning()
     cameos = authorize_request(request, store)
     speech = source = None
     if request.speech is not None:
-        from .speech import AudioReadError, load_speech
+        from kinema.media.speech import AudioReadError, load_speech
 
         if isinstance(request.speech, str) and request.speech in request.cameos:
             cameo = next(c for c in cameos if c.name == request.speech)
@@ -645,7 +686,7 @@ def prepare(request: "GenerationRequest", store: Optional[CameoStore] = None) ->
     return Conditioning(cameos, speech, source)
 
 
-def recheck(request: "GenerationRequest", conditioning: Conditioning, store: Optional[CameoStore] = None) -> None:
+def recheck(request: GenerationRequest, conditioning: Conditioning, store: CameoStore | None = None) -> None:
     """Consent again, right before the clip is handed over: a revoke during generation still counts."""
     if conditioning.cameos:
         store = store or CameoStore()
@@ -654,8 +695,7 @@ def recheck(request: "GenerationRequest", conditioning: Conditioning, store: Opt
             store.authorize(cameo.name, user)
 
 
-def finish(request: "GenerationRequest", clip: "Clip", conditioning: Conditioning,
-           store: Optional[CameoStore] = None) -> None:
+def finish(request: GenerationRequest, clip: Clip, conditioning: Conditioning, store: CameoStore | None = None) -> None:
     """Score identity, note the cameos in the clip's metadata, and log the use with each cameo."""
     if not conditioning.cameos:
         if conditioning.speech_source:
@@ -670,23 +710,26 @@ def finish(request: "GenerationRequest", clip: "Clip", conditioning: Conditionin
     clip.metadata["cameo_identity"] = identity_scores(clip.frames, conditioning.cameos)
     user = requester(request)
     for cameo in conditioning.cameos:
-        store.log_use(cameo.name, {
-            "use": use_id,
-            "at": int(time.time()),
-            "user": user,
-            "prompt": request.prompt,
-            "backend": clip.metadata.get("backend") or request.backend,
-            "seed": clip.metadata.get("seed"),
-            "identity": clip.metadata["cameo_identity"].get(cameo.name, {}).get("score"),
-        })
+        store.log_use(
+            cameo.name,
+            {
+                "use": use_id,
+                "at": int(time.time()),
+                "user": user,
+                "prompt": request.prompt,
+                "backend": clip.metadata.get("backend") or request.backend,
+                "seed": clip.metadata.get("seed"),
+                "identity": clip.metadata["cameo_identity"].get(cameo.name, {}).get("score"),
+            },
+        )
 
 
 @hookimpl
-def clip_saved(clip: "Clip", path: Any) -> None:
+def clip_saved(clip: Clip, path: Any) -> None:
     note_saved(clip, path)
 
 
-def note_saved(clip: "Clip", path: Any, store: Optional[CameoStore] = None) -> None:
+def note_saved(clip: Clip, path: Any, store: CameoStore | None = None) -> None:
     """Add where a cameo clip was saved to each cameo's use log (the ``clip_saved`` hook)."""
     use_id = clip.metadata.get("cameo_use")
     if not use_id:
@@ -704,7 +747,7 @@ def identity_scores(frames: np.ndarray, cameos: tuple[Cameo, ...], *, samples: i
     mean over frames where a face was found. Without an embedding model
     installed, no score is guessed.
     """
-    from . import face as facelib
+    from kinema.cameo import face as facelib
 
     try:
         embedder = facelib.get_embedder()
@@ -734,8 +777,11 @@ def identity_scores(frames: np.ndarray, cameos: tuple[Cameo, ...], *, samples: i
                 per_cameo[name].append(max(facelib.cosine(v, target) for v in vectors))
     out = {}
     for name, scores in per_cameo.items():
-        entry: dict[str, Any] = {"model": embedder.name, "frames_checked": int(len(picks)),
-                                 "frames_with_face": len(scores)}
+        entry: dict[str, Any] = {
+            "model": embedder.name,
+            "frames_checked": int(len(picks)),
+            "frames_with_face": len(scores),
+        }
         entry["score"] = round(float(np.mean(scores)), 4) if scores else None
         if not scores:
             entry["note"] = "no face found in the sampled frames"

@@ -22,12 +22,11 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Optional
 
 import click
 
-from .errors import KinemaError
-from .hookspecs import hookimpl
+from kinema.errors import KinemaError
+from kinema.hookspecs import hookimpl
 
 EXTENSION_ID = "kinema"
 MIN_BLENDER = (4, 2)
@@ -46,28 +45,30 @@ def addon_source() -> Path:
     """The add-on's source folder: the installed ``kinema_blender`` package, or ``plugins/blender`` in a source tree."""
     spec = importlib.util.find_spec("kinema_blender")
     folders = [Path(p) for p in (spec.submodule_search_locations or [])] if spec is not None else []
-    folders.append(Path(__file__).resolve().parent.parent / "plugins" / "blender")
+    folders.append(Path(__file__).resolve().parents[3] / "plugins" / "blender")
     for folder in folders:
         if (folder / MANIFEST_FILE).is_file():
             return folder
-    raise HostInstallError("kinema's Blender add-on is not in this installation; reinstall kinema (pip install -U kinema)")
+    raise HostInstallError(
+        "kinema's Blender add-on is not in this installation; reinstall kinema (pip install -U kinema)"
+    )
 
 
 def extension_version() -> str:
     """kinema's version as Blender wants it (MAJOR.MINOR.PATCH)."""
-    from . import __version__
+    from kinema import __version__
 
     match = re.match(r"\d+\.\d+\.\d+", __version__)
     return match.group(0) if match else "0.0.0"
 
 
-def build(output_dir: Path, *, python: Optional[str] = None) -> Path:
+def build(output_dir: Path, *, python: str | None = None) -> Path:
     """Write ``kinema-<version>.zip`` into ``output_dir`` (atomically) and return its path.
 
     ``python`` is written into the extension as the default interpreter for
     starting a local server (default: this one).
     """
-    from . import client
+    from kinema import client
 
     source = addon_source()
     version = extension_version()
@@ -75,12 +76,16 @@ def build(output_dir: Path, *, python: Optional[str] = None) -> Path:
     manifest, stamped = re.subn(r'(?m)^version\s*=\s*"[^"]*"', f'version = "{version}"', manifest, count=1)
     if not stamped:
         raise HostInstallError(f"{source / MANIFEST_FILE} has no version line")
-    from .styles import list_styles
-    from .tiers import TIERS
+    from kinema.styles import list_styles
+    from kinema.tiers import TIERS
 
     # The panel's tier menu and its tooltips come from the kinema that built the add-on (Blender cannot import it).
-    defaults = {"python": python or sys.executable, "kinema_version": version, "styles": sorted(list_styles()),
-                "tiers": {name: entry["description"] for name, entry in TIERS.items()}}
+    defaults = {
+        "python": python or sys.executable,
+        "kinema_version": version,
+        "styles": sorted(list_styles()),
+        "tiers": {name: entry["description"] for name, entry in TIERS.items()},
+    }
     extra = {
         MANIFEST_FILE: manifest.encode("utf-8"),
         CLIENT_FILE: Path(client.__file__).read_bytes(),
@@ -155,12 +160,14 @@ def identify(path: str) -> Blender:
         match = re.search(r"^bpy (\d+) (\d+) (\d+)", done.stdout, re.MULTILINE)
         if match:
             return Blender(resolved, "python", tuple(int(p) for p in match.groups()))
-        raise HostInstallError(f"{path} is a Python without the bpy module; pass --blender a Blender executable"
-                               " (or a Python with `pip install bpy`)")
+        raise HostInstallError(
+            f"{path} is a Python without the bpy module; pass --blender a Blender executable"
+            " (or a Python with `pip install bpy`)"
+        )
     raise HostInstallError(f"{path} is neither Blender nor Python (its --version said {text[:80]!r})")
 
 
-def find_blender() -> Optional[Blender]:
+def find_blender() -> Blender | None:
     """A Blender 4.2+ where installers put it, or None."""
     candidates = [shutil.which("blender"), "/Applications/Blender.app/Contents/MacOS/Blender"]
     for root in (os.environ.get("ProgramFiles"), os.environ.get("ProgramFiles(x86)")):
@@ -223,8 +230,14 @@ def install_into(blender: Blender, archive: Path, repo: str) -> str:
         raise HostInstallError(f"{failed}:\n{report}")
     if blender.kind == "binary":  # the bpy route checks in the same process (_BPY_EXTENSION_CLI)
         module = f"bl_ext.{repo}.{EXTENSION_ID}"
-        check = _run([blender.path, "--background", "--python-expr",
-                      f"import bpy; print('kinema-extension:', {module!r} in bpy.context.preferences.addons)"])
+        check = _run(
+            [
+                blender.path,
+                "--background",
+                "--python-expr",
+                f"import bpy; print('kinema-extension:', {module!r} in bpy.context.preferences.addons)",
+            ]
+        )
         if "kinema-extension: True" not in check.stdout:
             raise HostInstallError(f"{failed}: Blender does not list {module} as enabled afterwards.\n{report}")
     return report
@@ -243,8 +256,17 @@ def check_manifest(archive: Path) -> None:
     except ImportError:  # Python 3.10
         return
     manifest = tomllib.loads(text)
-    for key in ("schema_version", "id", "version", "name", "tagline", "maintainer", "type", "blender_version_min",
-                "license"):
+    for key in (
+        "schema_version",
+        "id",
+        "version",
+        "name",
+        "tagline",
+        "maintainer",
+        "type",
+        "blender_version_min",
+        "license",
+    ):
         if key not in manifest:
             raise HostInstallError(f"{MANIFEST_FILE} lacks {key!r}")
     tagline = manifest["tagline"]
@@ -258,9 +280,9 @@ def check_manifest(archive: Path) -> None:
 @dataclasses.dataclass
 class InstallResult:
     archive: Path
-    blender: Optional[Blender] = None
+    blender: Blender | None = None
     validation: str = ""
-    installed_into: Optional[str] = None  # the repository, if installed
+    installed_into: str | None = None  # the repository, if installed
     install_command: str = ""  # for the user to run, if not installed
 
 
@@ -268,37 +290,52 @@ class BlenderHost:
     name = "blender"
     description = "Blender 4.2+ extension: generate clips with sound into the Video Sequencer"
     install_params = [
-        click.Option(["--blender", "blender_path"], metavar="PATH",
-                     help="Blender 4.2+ executable (or a Python with the bpy module) to validate and install into"
-                          " [default: `blender` on PATH, or the usual install folders]."),
-        click.Option(["--output", "output"], type=click.Path(file_okay=False, path_type=Path),
-                     help="Folder for the extension zip [default: blender/ in kinema's data directory]."),
-        click.Option(["--repo"], default="user_default", show_default=True,
-                     help="Blender extension repository to install into."),
+        click.Option(
+            ["--blender", "blender_path"],
+            metavar="PATH",
+            help="Blender 4.2+ executable (or a Python with the bpy module) to validate and install into"
+            " [default: `blender` on PATH, or the usual install folders].",
+        ),
+        click.Option(
+            ["--output", "output"],
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Folder for the extension zip [default: blender/ in kinema's data directory].",
+        ),
+        click.Option(
+            ["--repo"], default="user_default", show_default=True, help="Blender extension repository to install into."
+        ),
         click.Option(["--no-install"], is_flag=True, help="Build and validate only."),
     ]
 
-    def install(self, blender_path: Optional[str] = None, output: Optional[Path] = None, repo: str = "user_default",
-                no_install: bool = False) -> InstallResult:
+    def install(
+        self,
+        blender_path: str | None = None,
+        output: Path | None = None,
+        repo: str = "user_default",
+        no_install: bool = False,
+    ) -> InstallResult:
         """Build the Blender extension, validate it with Blender and install it. Example: kinema install blender"""
         if output is None:
-            from .home import kinema_home
+            from kinema.home import kinema_home
 
             output = kinema_home() / "blender"
         archive = build(Path(output))
         blender = identify(blender_path) if blender_path else find_blender()
         result = InstallResult(archive, blender)
         if blender is not None and blender.version[:2] < MIN_BLENDER:
-            raise HostInstallError(f"{blender.label} is too old: the Kinema extension needs Blender"
-                                   f" {'.'.join(map(str, MIN_BLENDER))} or newer")
+            raise HostInstallError(
+                f"{blender.label} is too old: the Kinema extension needs Blender"
+                f" {'.'.join(map(str, MIN_BLENDER))} or newer"
+            )
         if blender is None:
             check_manifest(archive)
             result.install_command = f'blender --command extension install-file --repo {repo} --enable "{archive}"'
             return result
         result.validation = validate(blender, archive)
         if no_install:
-            result.install_command = (f'"{blender.path}" ' if blender.kind == "binary" else "blender ") + \
-                f'--command extension install-file --repo {repo} --enable "{archive}"'
+            result.install_command = (
+                f'"{blender.path}" ' if blender.kind == "binary" else "blender "
+            ) + f'--command extension install-file --repo {repo} --enable "{archive}"'
             return result
         install_into(blender, archive, repo)
         result.installed_into = repo
@@ -307,15 +344,19 @@ class BlenderHost:
     def instructions(self, result: InstallResult) -> str:
         lines = [f"Blender extension: {result.archive}"]
         if result.blender is None:
-            lines.append("No Blender 4.2+ found to validate and install it (pass --blender PATH); it passed kinema's"
-                         " own checks. Install it with:")
+            lines.append(
+                "No Blender 4.2+ found to validate and install it (pass --blender PATH); it passed kinema's"
+                " own checks. Install it with:"
+            )
             lines.append(f"  {result.install_command}")
             lines.append("or in Blender: Edit > Preferences > Get Extensions > (menu) Install from Disk.")
             return "\n".join(lines)
         lines.append(f"Validated by {result.blender.label}.")
         if result.installed_into:
-            lines.append(f"Installed and enabled in repository {result.installed_into!r}. Restart Blender if it is"
-                         " running; the Kinema tab is in the Video Sequencer's sidebar (N).")
+            lines.append(
+                f"Installed and enabled in repository {result.installed_into!r}. Restart Blender if it is"
+                " running; the Kinema tab is in the Video Sequencer's sidebar (N)."
+            )
         else:
             lines.append(f"Install it with:\n  {result.install_command}")
         return "\n".join(lines)

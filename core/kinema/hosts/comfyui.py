@@ -12,12 +12,11 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Optional
 
 import click
 
-from .errors import KinemaError
-from .hookspecs import hookimpl
+from kinema.errors import KinemaError
+from kinema.hookspecs import hookimpl
 
 NODE_FOLDER_NAME = "comfyui-kinema"
 
@@ -31,13 +30,15 @@ def node_folder() -> Path:
     spec = importlib.util.find_spec("kinema_comfyui")
     if spec is not None and spec.submodule_search_locations:
         return Path(list(spec.submodule_search_locations)[0])
-    source = Path(__file__).resolve().parent.parent / "plugins" / "comfyui"
+    source = Path(__file__).resolve().parents[3] / "plugins" / "comfyui"
     if (source / "__init__.py").is_file():
         return source
-    raise HostInstallError("kinema's ComfyUI nodes are not in this installation; reinstall kinema (pip install -U kinema)")
+    raise HostInstallError(
+        "kinema's ComfyUI nodes are not in this installation; reinstall kinema (pip install -U kinema)"
+    )
 
 
-def comfy_python(comfy_dir: Path) -> Optional[Path]:
+def comfy_python(comfy_dir: Path) -> Path | None:
     """ComfyUI's Python when it sits where ComfyUI's installers put it (a venv inside, or the Windows portable build)."""
     candidates = [comfy_dir / "venv", comfy_dir / ".venv", comfy_dir.parent / "python_embeded"]
     for base in candidates:
@@ -61,7 +62,7 @@ def check_import(python: Path) -> tuple[bool, str]:
 
 
 def _pip_command(python: Path) -> str:
-    source = Path(__file__).resolve().parent.parent
+    source = Path(__file__).resolve().parents[3]
     target = f"-e {source}" if (source / "pyproject.toml").is_file() and (source / "core").is_dir() else "kinema"
     return f"{python} -m pip install {target}"
 
@@ -89,21 +90,33 @@ class ComfyUIHost:
     name = "comfyui"
     description = "ComfyUI custom nodes: Kinema Model Loader, Generate (video + audio) and Save Clip"
     install_params = [
-        click.Option(["--comfy-dir"], required=True, type=click.Path(file_okay=False, path_type=Path),
-                     help="The ComfyUI folder (the one with main.py and custom_nodes/)."),
-        click.Option(["--python"], type=click.Path(dir_okay=False, path_type=Path),
-                     help="ComfyUI's Python, if not its venv/, .venv/ or the portable build's python_embeded/."),
-        click.Option(["--copy"], is_flag=True,
-                     help="Copy the nodes instead of linking them (links follow kinema's updates; copies do not)."),
+        click.Option(
+            ["--comfy-dir"],
+            required=True,
+            type=click.Path(file_okay=False, path_type=Path),
+            help="The ComfyUI folder (the one with main.py and custom_nodes/).",
+        ),
+        click.Option(
+            ["--python"],
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="ComfyUI's Python, if not its venv/, .venv/ or the portable build's python_embeded/.",
+        ),
+        click.Option(
+            ["--copy"],
+            is_flag=True,
+            help="Copy the nodes instead of linking them (links follow kinema's updates; copies do not).",
+        ),
         click.Option(["--force"], is_flag=True, help="Replace a different folder already installed under that name."),
     ]
 
-    def install(self, comfy_dir: Path, python: Optional[Path] = None, copy: bool = False, force: bool = False) -> str:
+    def install(self, comfy_dir: Path, python: Path | None = None, copy: bool = False, force: bool = False) -> str:
         """Install kinema's nodes into ComfyUI. Example: kinema install comfyui --comfy-dir ~/ComfyUI"""
         comfy_dir = Path(comfy_dir).expanduser().resolve()
         if not (comfy_dir / "main.py").is_file() or not (comfy_dir / "comfy").is_dir():
-            raise HostInstallError(f"{comfy_dir} is not a ComfyUI folder (no main.py and comfy/ in it); pass the folder"
-                                   " you start ComfyUI from")
+            raise HostInstallError(
+                f"{comfy_dir} is not a ComfyUI folder (no main.py and comfy/ in it); pass the folder"
+                " you start ComfyUI from"
+            )
         custom_nodes = comfy_dir / "custom_nodes"
         custom_nodes.mkdir(exist_ok=True)
         source = node_folder().resolve()
@@ -114,21 +127,36 @@ class ComfyUIHost:
             done = "already linked"
         else:
             if (target.exists() or target.is_symlink()) and not force and not self._ours(target):
-                raise HostInstallError(f"{target} already exists and is not kinema's nodes; move it away or add --force")
+                raise HostInstallError(
+                    f"{target} already exists and is not kinema's nodes; move it away or add --force"
+                )
             done = _place(source, target, copy)
         lines = [f"kinema's ComfyUI nodes {done}: {target}" + (f" -> {source}" if done != "copied" else "")]
 
         python = Path(python).expanduser() if python else comfy_python(comfy_dir)
         if python is None:
-            raise HostInstallError("\n".join(lines + [
-                "Could not find ComfyUI's Python (no venv/, .venv/ or python_embeded/ beside ComfyUI). Run again with"
-                " --python PATH_TO_COMFYUI_PYTHON, or install kinema into the Python that runs ComfyUI:"
-                " `PYTHON -m pip install kinema`, then restart ComfyUI."]))
+            raise HostInstallError(
+                "\n".join(
+                    lines
+                    + [
+                        "Could not find ComfyUI's Python (no venv/, .venv/ or python_embeded/ beside ComfyUI). Run again with"
+                        " --python PATH_TO_COMFYUI_PYTHON, or install kinema into the Python that runs ComfyUI:"
+                        " `PYTHON -m pip install kinema`, then restart ComfyUI."
+                    ]
+                )
+            )
         ok, detail = check_import(python)
         if not ok:
-            raise HostInstallError("\n".join(lines + [
-                f"ComfyUI's Python ({python}) cannot import kinema ({detail}). Run:", f"  {_pip_command(python)}",
-                "then restart ComfyUI."]))
+            raise HostInstallError(
+                "\n".join(
+                    lines
+                    + [
+                        f"ComfyUI's Python ({python}) cannot import kinema ({detail}). Run:",
+                        f"  {_pip_command(python)}",
+                        "then restart ComfyUI.",
+                    ]
+                )
+            )
         lines.append(f"ComfyUI's Python ({python}) imports kinema {detail}")
         lines.append("Restart ComfyUI; the nodes are under 'kinema' (example workflows: Workflow > Browse Templates).")
         return "\n".join(lines)
@@ -140,7 +168,6 @@ class ComfyUIHost:
             return init.is_file() and "kinema's ComfyUI nodes" in init.read_text(encoding="utf-8")
         except OSError:
             return False
-
 
 
 @hookimpl

@@ -15,12 +15,11 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Optional, Union
 
 import click
 
-from .errors import KinemaError
-from .hookspecs import hookimpl
+from kinema.errors import KinemaError
+from kinema.hookspecs import hookimpl
 
 SCRIPT = "kinema_obs.py"
 CLIENT = "client.py"
@@ -32,8 +31,11 @@ class ObsHost:
     description = "OBS Studio script: generate clips from a prompt and play them on air"
 
     install_params = [
-        click.Option(["--dir", "target"], type=click.Path(file_okay=False, path_type=Path),
-                     help="Folder to put the script in [default: obs/ in kinema's data directory]."),
+        click.Option(
+            ["--dir", "target"],
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Folder to put the script in [default: obs/ in kinema's data directory].",
+        ),
         click.Option(["--server-url"], help="The kinema server the script talks to [default: http://127.0.0.1:8765]."),
     ]
 
@@ -41,20 +43,20 @@ class ObsHost:
         """The OBS script: from the installed ``kinema_obs_script`` package, or ``plugins/obs`` in a source tree."""
         spec = importlib.util.find_spec("kinema_obs_script")
         folders = [Path(p) for p in (spec.submodule_search_locations or [])] if spec is not None else []
-        folders.append(Path(__file__).resolve().parent.parent / "plugins" / "obs")
+        folders.append(Path(__file__).resolve().parents[3] / "plugins" / "obs")
         for folder in folders:
             if (folder / SCRIPT).is_file():
                 return folder / SCRIPT
-        raise KinemaError(f"the OBS script {SCRIPT} is not in this kinema installation; reinstall kinema"
-                          " (pip install -U kinema)")
+        raise KinemaError(
+            f"the OBS script {SCRIPT} is not in this kinema installation; reinstall kinema (pip install -U kinema)"
+        )
 
     def default_target(self) -> Path:
-        from .home import kinema_home
+        from kinema.home import kinema_home
 
         return kinema_home() / "obs"
 
-    def install(self, target: Union[str, os.PathLike, None] = None, *, server_url: Optional[str] = None,
-                **_options) -> Path:
+    def install(self, target: str | os.PathLike | None = None, *, server_url: str | None = None, **_options) -> Path:
         """Put the OBS script (with kinema's client beside it) in a folder. Example: kinema install obs"""
         folder = (Path(target).expanduser() if target else self.default_target()).resolve()
         try:
@@ -63,7 +65,7 @@ class ObsHost:
             raise KinemaError(f"cannot create {folder}: {error.strerror}; pick another folder") from None
         if not os.access(folder, os.W_OK):
             raise KinemaError(f"{folder} is not writable; pick another folder")
-        from . import client
+        from kinema import client
 
         defaults = {"kinema_python": sys.executable}
         if server_url:
@@ -74,11 +76,13 @@ class ObsHost:
         return folder / SCRIPT
 
     def instructions(self, script: Path) -> str:
-        return (f"kinema's OBS script: {script} (with client.py and kinema_obs.json beside it)\n"
-                f"In OBS: Tools → Scripts → + → {script}\n"
-                "OBS runs scripts with its own Python 3.9+: on Linux the system python3; on Windows and macOS the"
-                " one set in Tools → Scripts → Python Settings (see README, 'OBS'). Re-run this after upgrading"
-                " kinema: the files are copies.")
+        return (
+            f"kinema's OBS script: {script} (with client.py and kinema_obs.json beside it)\n"
+            f"In OBS: Tools → Scripts → + → {script}\n"
+            "OBS runs scripts with its own Python 3.9+: on Linux the system python3; on Windows and macOS the"
+            " one set in Tools → Scripts → Python Settings (see README, 'OBS'). Re-run this after upgrading"
+            " kinema: the files are copies."
+        )
 
 
 def _write(path: Path, data: bytes) -> None:

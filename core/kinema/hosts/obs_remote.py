@@ -16,9 +16,9 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
-from .errors import KinemaError
+from kinema.errors import KinemaError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4455
@@ -53,7 +53,7 @@ class PlayResult:
     input_name: str
     created: bool  # the media source was made now
     on_air: bool  # the scene is live, so the clip plays now (else when the scene is shown)
-    started_after: Optional[float]  # seconds from switching the file to OBS's "playback started"
+    started_after: float | None  # seconds from switching the file to OBS's "playback started"
 
 
 def input_for_scene(scene: str) -> str:
@@ -61,9 +61,17 @@ def input_for_scene(scene: str) -> str:
     return f"{INPUT_NAME} ({scene})"
 
 
-def play(path: Union[str, os.PathLike], *, scene: Optional[str] = None, input_name: Optional[str] = None,
-         host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, password: Optional[str] = None,
-         wait: bool = True, timeout: float = 10.0) -> PlayResult:
+def play(
+    path: str | os.PathLike,
+    *,
+    scene: str | None = None,
+    input_name: str | None = None,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    password: str | None = None,
+    wait: bool = True,
+    timeout: float = 10.0,
+) -> PlayResult:
     """Show ``path`` in OBS: create or reuse the scene's media source (default: ``input_for_scene(scene)``)
     in ``scene`` (default: the live scene) and play it.
 
@@ -83,7 +91,7 @@ class _Session:
         self.client = client
         self.simpleobsws = simpleobsws
 
-    async def call(self, request_type: str, data: Optional[dict] = None, *, allow_missing: bool = False) -> Optional[dict]:
+    async def call(self, request_type: str, data: dict | None = None, *, allow_missing: bool = False) -> dict | None:
         try:
             response = await self.client.call(self.simpleobsws.Request(request_type, data), timeout=10)
         except self.simpleobsws.MessageTimeout:
@@ -103,8 +111,14 @@ class _Session:
             pass
 
 
-async def connect(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, password: Optional[str] = None, *,
-                  subscriptions: int = 0, timeout: float = 5.0) -> _Session:
+async def connect(
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    password: str | None = None,
+    *,
+    subscriptions: int = 0,
+    timeout: float = 5.0,
+) -> _Session:
     """Open and identify a session; turn every way that can fail into one clear ObsError."""
     try:
         import simpleobsws
@@ -113,17 +127,23 @@ async def connect(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, password: 
         raise ObsError("`kinema obs` needs the obs-websocket client: pip install 'kinema[obs]'") from None
     url = f"ws://{_url_host(host)}:{port}"
     client = simpleobsws.WebSocketClient(
-        url=url, password=password or "",
-        identification_parameters=simpleobsws.IdentificationParameters(eventSubscriptions=subscriptions))
-    not_running = (f"OBS is not running at {url}, or its WebSocket server is off: start OBS and tick"
-                   " Tools → WebSocket Server Settings → Enable WebSocket server (the port must match --port)")
+        url=url,
+        password=password or "",
+        identification_parameters=simpleobsws.IdentificationParameters(eventSubscriptions=subscriptions),
+    )
+    not_running = (
+        f"OBS is not running at {url}, or its WebSocket server is off: start OBS and tick"
+        " Tools → WebSocket Server Settings → Enable WebSocket server (the port must match --port)"
+    )
     try:
         await asyncio.wait_for(client.connect(), timeout)
     except (OSError, asyncio.TimeoutError):
         raise ObsNotRunning(not_running) from None
     except websockets.exceptions.InvalidHandshake as error:
-        raise ObsNotRunning(f"something answers at {url}, but it is not obs-websocket 5 ({error}): check --port"
-                            " against OBS: Tools → WebSocket Server Settings") from None
+        raise ObsNotRunning(
+            f"something answers at {url}, but it is not obs-websocket 5 ({error}): check --port"
+            " against OBS: Tools → WebSocket Server Settings"
+        ) from None
     deadline = time.monotonic() + timeout
     while not client.identified:
         if not client.ws_open or time.monotonic() > deadline:
@@ -132,8 +152,9 @@ async def connect(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, password: 
             await _drop(client)
             if code == CLOSE_AUTHENTICATION_FAILED or (wants_password and not client.ws_open):
                 if not password:
-                    raise ObsAuthError(f"OBS at {url} wants a password: pass --password or set"
-                                       f" OBS_WEBSOCKET_PASSWORD ({CONNECT_HELP})")
+                    raise ObsAuthError(
+                        f"OBS at {url} wants a password: pass --password or set OBS_WEBSOCKET_PASSWORD ({CONNECT_HELP})"
+                    )
                 raise ObsAuthError(f"OBS at {url} refused the password: copy the right one from {CONNECT_HELP}")
             if code is not None:
                 raise ObsError(f"OBS at {url} closed the connection (code {code})")
@@ -149,12 +170,20 @@ async def _drop(client: Any) -> None:
         pass
 
 
-async def _play(path: str, scene: Optional[str], input_name: Optional[str], host: str, port: int,
-                password: Optional[str], wait: bool, timeout: float) -> PlayResult:
+async def _play(
+    path: str,
+    scene: str | None,
+    input_name: str | None,
+    host: str,
+    port: int,
+    password: str | None,
+    wait: bool,
+    timeout: float,
+) -> PlayResult:
     session = await connect(host, port, password, subscriptions=SUBSCRIBE_MEDIA_INPUTS)
     started = asyncio.Event()
 
-    async def on_started(data: Optional[dict]) -> None:
+    async def on_started(data: dict | None) -> None:
         if (data or {}).get("inputName") == input_name:
             started.set()
 
@@ -166,26 +195,42 @@ async def _play(path: str, scene: Optional[str], input_name: Optional[str], host
             await _adopt_renamed(session, scene, input_name)
         existing = await session.call("GetInputSettings", {"inputName": input_name}, allow_missing=True)
         if existing is not None and existing.get("inputKind") != INPUT_KIND:
-            raise ObsError(f"OBS has an input named {input_name!r} that is a {existing.get('inputKind')}, not a"
-                           " Media Source: rename it, or pass --input with another name")
+            raise ObsError(
+                f"OBS has an input named {input_name!r} that is a {existing.get('inputKind')}, not a"
+                " Media Source: rename it, or pass --input with another name"
+            )
         settings = {"local_file": path, "is_local_file": True, "looping": False}
         switched = time.monotonic()
         if existing is None:
-            created = await session.call("CreateInput", {
-                "sceneName": scene, "inputName": input_name, "inputKind": INPUT_KIND, "sceneItemEnabled": True,
-                "inputSettings": {**settings, "restart_on_activate": True, "clear_on_media_end": True,
-                                  "close_when_inactive": False}})
+            created = await session.call(
+                "CreateInput",
+                {
+                    "sceneName": scene,
+                    "inputName": input_name,
+                    "inputKind": INPUT_KIND,
+                    "sceneItemEnabled": True,
+                    "inputSettings": {
+                        **settings,
+                        "restart_on_activate": True,
+                        "clear_on_media_end": True,
+                        "close_when_inactive": False,
+                    },
+                },
+            )
             await _fit_to_canvas(session, scene, created["sceneItemId"])
         else:
-            item = await session.call("GetSceneItemId", {"sceneName": scene, "sourceName": input_name},
-                                      allow_missing=True)
+            item = await session.call(
+                "GetSceneItemId", {"sceneName": scene, "sourceName": input_name}, allow_missing=True
+            )
             if item is None:
-                item = await session.call("CreateSceneItem", {"sceneName": scene, "sourceName": input_name,
-                                                              "sceneItemEnabled": True})
+                item = await session.call(
+                    "CreateSceneItem", {"sceneName": scene, "sourceName": input_name, "sceneItemEnabled": True}
+                )
                 await _fit_to_canvas(session, scene, item["sceneItemId"])
             switched = time.monotonic()
-            await session.call("SetInputSettings", {"inputName": input_name, "inputSettings": settings,
-                                                    "overlay": True})
+            await session.call(
+                "SetInputSettings", {"inputName": input_name, "inputSettings": settings, "overlay": True}
+            )
         active = (await session.call("GetSourceActive", {"sourceName": input_name})).get("videoActive", False)
         started_after = None
         if wait and active:
@@ -193,8 +238,10 @@ async def _play(path: str, scene: Optional[str], input_name: Optional[str], host
                 await asyncio.wait_for(started.wait(), timeout)
             except asyncio.TimeoutError:
                 status = await session.call("GetMediaInputStatus", {"inputName": input_name})
-                raise ObsError(f"OBS did not start playing {path} within {timeout:g} s (media state"
-                               f" {status.get('mediaState')}); check that OBS can read the file") from None
+                raise ObsError(
+                    f"OBS did not start playing {path} within {timeout:g} s (media state"
+                    f" {status.get('mediaState')}); check that OBS can read the file"
+                ) from None
             started_after = time.monotonic() - switched
         return PlayResult(path, scene, input_name, existing is None, bool(active), started_after)
     finally:
@@ -213,7 +260,7 @@ async def _adopt_renamed(session: _Session, scene: str, input_name: str) -> None
             return
 
 
-async def _target_scene(session: _Session, scene: Optional[str]) -> str:
+async def _target_scene(session: _Session, scene: str | None) -> str:
     listing = await session.call("GetSceneList")
     names = [entry["sceneName"] for entry in listing.get("scenes", [])]
     if scene is None:
@@ -227,9 +274,22 @@ async def _target_scene(session: _Session, scene: Optional[str]) -> str:
 async def _fit_to_canvas(session: _Session, scene: str, item_id: int) -> None:
     """Scale the clip to fit the canvas, centred, whatever its size."""
     video = await session.call("GetVideoSettings")
-    await session.call("SetSceneItemTransform", {"sceneName": scene, "sceneItemId": item_id, "sceneItemTransform": {
-        "positionX": 0.0, "positionY": 0.0, "alignment": 5, "boundsType": "OBS_BOUNDS_SCALE_INNER",
-        "boundsAlignment": 0, "boundsWidth": float(video["baseWidth"]), "boundsHeight": float(video["baseHeight"])}})
+    await session.call(
+        "SetSceneItemTransform",
+        {
+            "sceneName": scene,
+            "sceneItemId": item_id,
+            "sceneItemTransform": {
+                "positionX": 0.0,
+                "positionY": 0.0,
+                "alignment": 5,
+                "boundsType": "OBS_BOUNDS_SCALE_INNER",
+                "boundsAlignment": 0,
+                "boundsWidth": float(video["baseWidth"]),
+                "boundsHeight": float(video["baseHeight"]),
+            },
+        },
+    )
 
 
 def _url_host(host: str) -> str:

@@ -12,9 +12,9 @@ never crossfades into padding (which would be a dip, i.e. a click).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Optional, Sequence
 
 import numpy as np
 
@@ -24,12 +24,13 @@ CROSSFADE_SECONDS = 0.02  # long enough to hide a discontinuity, short enough to
 @dataclass
 class Piece:
     frames: np.ndarray  # uint8 [T, H, W, 3]: the frames this piece contributes
-    audio: Optional[np.ndarray] = None  # float32 [C, N]: the sound of its whole generation
+    audio: np.ndarray | None = None  # float32 [C, N]: the sound of its whole generation
     audio_offset: int = 0  # samples of ``audio`` that come before the first kept frame
 
 
-def join(pieces: Sequence[Piece], fps: Fraction, sample_rate: Optional[int],
-         crossfade: float = CROSSFADE_SECONDS) -> tuple[np.ndarray, Optional[np.ndarray]]:
+def join(
+    pieces: Sequence[Piece], fps: Fraction, sample_rate: int | None, crossfade: float = CROSSFADE_SECONDS
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Concatenate ``pieces``: frames exactly, audio crossfaded around every cut.
 
     The audio is exactly as long as the frames at ``sample_rate`` (sample-exact
@@ -75,7 +76,7 @@ def join(pieces: Sequence[Piece], fps: Fraction, sample_rate: Optional[int],
             _apply_ramp(gain, begin, fade_in, rising=True)
         if fade_out:
             _apply_ramp(gain, begin, fade_out, rising=False)
-            gain[max(fade_out[1] - begin, 0):] = 0.0
+            gain[max(fade_out[1] - begin, 0) :] = 0.0
         out[:, begin:end] += segment * gain
     return frames, np.clip(out, -1.0, 1.0)
 
@@ -103,7 +104,7 @@ def _apply_ramp(gain: np.ndarray, begin: int, window: tuple[int, int], *, rising
     ramp = _ramp(e - s, rising=rising)
     lo, hi = max(s, begin), min(e, begin + gain.shape[0])
     if hi > lo:
-        gain[lo - begin:hi - begin] *= ramp[lo - s:hi - s]
+        gain[lo - begin : hi - begin] *= ramp[lo - s : hi - s]
 
 
 def _ramp(length: int, *, rising: bool) -> np.ndarray:
@@ -117,7 +118,7 @@ def _slice(audio: np.ndarray, start: int, stop: int) -> np.ndarray:
     out = np.zeros((audio.shape[0], stop - start), np.float32)
     lo, hi = max(start, 0), min(stop, audio.shape[1])
     if hi > lo:
-        out[:, lo - start:hi - start] = audio[:, lo:hi]
+        out[:, lo - start : hi - start] = audio[:, lo:hi]
     return out
 
 
@@ -139,4 +140,4 @@ def resample(audio: np.ndarray, rate: int, to_rate: int) -> np.ndarray:
     frame.sample_rate = rate
     chunks = [f.to_ndarray() for f in resampler.resample(frame)] + [f.to_ndarray() for f in resampler.resample(None)]
     out = np.concatenate(chunks, axis=1) if chunks else np.zeros((audio.shape[0], 0), np.float32)
-    return out[:, :round(audio.shape[1] * to_rate / rate)].astype(np.float32)
+    return out[:, : round(audio.shape[1] * to_rate / rate)].astype(np.float32)

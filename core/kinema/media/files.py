@@ -35,9 +35,10 @@ import os
 import pathlib
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Mapping
+from typing import Any
 
 import av
 import numpy as np
@@ -642,8 +643,9 @@ def data_url_bytes(url: str, *, what: str = "the image") -> bytes:
 
     match = _DATA_URL.fullmatch(url)
     if match is None:
-        raise MediaReadError(f"{what} must be a base64 data URL (data:image/png;base64,...);"
-                             " kinema does not fetch remote URLs")
+        raise MediaReadError(
+            f"{what} must be a base64 data URL (data:image/png;base64,...); kinema does not fetch remote URLs"
+        )
     try:
         return base64.b64decode(match["data"], validate=True)
     except (binascii.Error, ValueError):

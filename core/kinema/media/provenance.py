@@ -19,14 +19,15 @@ import hashlib
 import json
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 
-from . import watermark
-from .errors import OutputError
+from kinema.errors import OutputError
+from kinema.media import watermark
 
 ASSERTION = "org.kinema.generation"
 TRAINED = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
@@ -43,11 +44,11 @@ class SigningIdentity:
     key_pem: bytes
     alg: str  # c2pa's name: es256, es384, es512, ps256, ed25519
     source: str  # "install" or the certificate's path
-    anchor_pem: Optional[bytes] = None  # this install's CA: what `kinema verify` trusts as "signed here"
+    anchor_pem: bytes | None = None  # this install's CA: what `kinema verify` trusts as "signed here"
 
 
 def provenance_dir() -> Path:
-    from .home import kinema_home
+    from kinema.home import kinema_home
 
     return kinema_home() / "provenance"
 
@@ -57,18 +58,21 @@ def signing_identity() -> SigningIdentity:
     cert, key = os.environ.get("KINEMA_SIGNING_CERT"), os.environ.get("KINEMA_SIGNING_KEY")
     if cert or key:
         if not (cert and key):
-            raise OutputError("set both KINEMA_SIGNING_CERT and KINEMA_SIGNING_KEY (PEM files), or neither"
-                              " to sign with this install's own certificate")
+            raise OutputError(
+                "set both KINEMA_SIGNING_CERT and KINEMA_SIGNING_KEY (PEM files), or neither"
+                " to sign with this install's own certificate"
+            )
         try:
             chain_pem, key_pem = Path(cert).expanduser().read_bytes(), Path(key).expanduser().read_bytes()
         except OSError as error:
-            raise OutputError(f"cannot read the signing certificate or key: {error}"
-                              " — fix KINEMA_SIGNING_CERT / KINEMA_SIGNING_KEY") from None
+            raise OutputError(
+                f"cannot read the signing certificate or key: {error} — fix KINEMA_SIGNING_CERT / KINEMA_SIGNING_KEY"
+            ) from None
         return SigningIdentity(chain_pem, key_pem, _alg_for(key_pem), cert, _install_anchor())
     return _install_identity()
 
 
-def _install_anchor() -> Optional[bytes]:
+def _install_anchor() -> bytes | None:
     path = provenance_dir() / "ca.pem"
     return path.read_bytes() if path.is_file() else None
 
@@ -77,8 +81,13 @@ def _install_identity() -> SigningIdentity:
     directory = provenance_dir()
     if not (directory / "signing-key.pem").is_file():
         _create_install_identity(directory)
-    return SigningIdentity((directory / "signing-chain.pem").read_bytes(), (directory / "signing-key.pem").read_bytes(),
-                           "es256", "install", (directory / "ca.pem").read_bytes())
+    return SigningIdentity(
+        (directory / "signing-chain.pem").read_bytes(),
+        (directory / "signing-key.pem").read_bytes(),
+        "es256",
+        "install",
+        (directory / "ca.pem").read_bytes(),
+    )
 
 
 def _create_install_identity(directory: Path) -> None:
@@ -107,8 +116,10 @@ def _create_install_identity(directory: Path) -> None:
             os.rename(staging, directory)
         except OSError:  # another process got there first, or a folder is in the way
             if not (directory / "signing-key.pem").is_file():
-                raise OutputError(f"{directory} exists but holds no signing key — move it away and kinema"
-                                  " will make a new signing certificate") from None
+                raise OutputError(
+                    f"{directory} exists but holds no signing key — move it away and kinema"
+                    " will make a new signing certificate"
+                ) from None
     finally:
         if staging.exists():
             for child in staging.iterdir():
@@ -133,30 +144,53 @@ def make_certificate_chain(common_name: str, *, days: int = 3650) -> tuple[bytes
     start, end = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=days)
 
     def name(cn: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "kinema")])
+        return x509.Name(
+            [x509.NameAttribute(NameOID.COMMON_NAME, cn), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "kinema")]
+        )
 
     def usage(**flags: bool) -> x509.KeyUsage:
-        names = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
-                 "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only")
+        names = (
+            "digital_signature",
+            "content_commitment",
+            "key_encipherment",
+            "data_encipherment",
+            "key_agreement",
+            "key_cert_sign",
+            "crl_sign",
+            "encipher_only",
+            "decipher_only",
+        )
         return x509.KeyUsage(**{n: flags.get(n, False) for n in names})
 
     ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca_name = name(f"{common_name} CA"[:64])
     ca = (
-        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(start).not_valid_after(end)
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(usage(key_cert_sign=True, crl_sign=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     leaf = (
-        x509.CertificateBuilder().subject_name(name(common_name)).issuer_name(ca_name).public_key(leaf_key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(start).not_valid_after(end)
+        x509.CertificateBuilder()
+        .subject_name(name(common_name))
+        .issuer_name(ca_name)
+        .public_key(leaf_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(usage(digital_signature=True), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION,
-                                              x509.ObjectIdentifier("1.3.6.1.5.5.7.3.36")]), critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION, x509.ObjectIdentifier("1.3.6.1.5.5.7.3.36")]),
+            critical=False,
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(leaf_key.public_key()), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
@@ -194,15 +228,15 @@ class Prepared:
 
     frames: np.ndarray
     metadata: dict[str, Any]
-    sign: Optional[Callable[[Path, Callable[[Path], Any]], Path]] = None
+    sign: Callable[[Path, Callable[[Path], Any]], Path] | None = None
 
 
-def prepare(clip: Any, *, enabled: bool = True, visible_mark: Optional[str] = None) -> Prepared:
+def prepare(clip: Any, *, enabled: bool = True, visible_mark: str | None = None) -> Prepared:
     """Mark the frames and plan the manifest for one save of ``clip`` (which is left unchanged)."""
     frames = clip.frames
     metadata = dict(clip.metadata)
     if visible_mark:
-        from .visible_mark import draw
+        from kinema.media.visible_mark import draw
 
         frames = draw(frames, visible_mark)
         metadata["visible_mark"] = visible_mark
@@ -214,8 +248,10 @@ def prepare(clip: Any, *, enabled: bool = True, visible_mark: Optional[str] = No
         frames = watermark.embed(frames, clip_id)
         mark: dict[str, Any] = {"status": "embedded", "payload": clip_id}
     else:
-        mark = {"status": "skipped",
-                "reason": f"frames smaller than {watermark.MIN_SIDE}x{watermark.MIN_SIDE} px are not watermarked"}
+        mark = {
+            "status": "skipped",
+            "reason": f"frames smaller than {watermark.MIN_SIDE}x{watermark.MIN_SIDE} px are not watermarked",
+        }
     record = {"clip_id": clip_id, "c2pa": "signed", "watermark": mark}
     metadata["provenance"] = record
     manifest = _manifest(metadata, record)
@@ -227,7 +263,7 @@ def prepare(clip: Any, *, enabled: bool = True, visible_mark: Optional[str] = No
 
 
 def _manifest(metadata: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
-    from . import __version__
+    from kinema import __version__
 
     prompt = metadata.get("prompt")
     parent = metadata.get("parent") if isinstance(metadata.get("parent"), dict) else None
@@ -244,11 +280,16 @@ def _manifest(metadata: dict[str, Any], record: dict[str, Any]) -> dict[str, Any
         "parents": [_parent_summary(parent)] if parent else [],
         "watermark": {"algorithm": "kinema-ss-v1", **record["watermark"]},
     }
-    generator = f"kinema {__version__}" + (f" ({generation['backend']}: {generation['model']})" if generation["backend"] else "")
+    generator = f"kinema {__version__}" + (
+        f" ({generation['backend']}: {generation['model']})" if generation["backend"] else ""
+    )
     source = COMPOSITE if generation["kind"] == "extend" else TRAINED
-    action = {"action": "c2pa.created", "digitalSourceType": source,
-              "softwareAgent": {"name": "kinema", "version": __version__},
-              "description": f"Generated by {generator}"}
+    action = {
+        "action": "c2pa.created",
+        "digitalSourceType": source,
+        "softwareAgent": {"name": "kinema", "version": __version__},
+        "description": f"Generated by {generator}",
+    }
     return {
         "claim_generator_info": [{"name": "kinema", "version": __version__}],
         "format": "video/mp4",
@@ -287,7 +328,9 @@ def write_signed(path: Path, write: Callable[[Path], Any], manifest: dict, paren
     try:
         write(unsigned)
         try:
-            signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(identity.alg, identity.chain_pem, identity.key_pem, None))
+            signer = c2pa.Signer.from_info(
+                c2pa.C2paSignerInfo(identity.alg, identity.chain_pem, identity.key_pem, None)
+            )
             builder = c2pa.Builder(manifest, context=c2pa.Context.from_dict(_OFFLINE))
             with builder:
                 _add_parent(builder, parent)
@@ -297,8 +340,10 @@ def write_signed(path: Path, write: Callable[[Path], Any], manifest: dict, paren
                     target.flush()
                     os.fsync(target.fileno())
         except c2pa.C2paError as error:
-            raise OutputError(f"could not sign {dest.name} ({error}) — check KINEMA_SIGNING_CERT/KEY, or save"
-                              " with provenance off (--no-provenance) if you really mean to") from None
+            raise OutputError(
+                f"could not sign {dest.name} ({error}) — check KINEMA_SIGNING_CERT/KEY, or save"
+                " with provenance off (--no-provenance) if you really mean to"
+            ) from None
         try:
             os.replace(signed, dest)
         except OSError as error:
@@ -348,10 +393,10 @@ class VerifyReport:
     path: str
     manifest: str  # "valid", "invalid" or "missing"
     problems: list[str] = field(default_factory=list)  # why the manifest is invalid
-    signer: Optional[dict] = None  # common_name, issuer, alg, time
+    signer: dict | None = None  # common_name, issuer, alg, time
     signed_here: bool = False  # signed by this install's (or the user's configured) certificate chain
-    generator: Optional[str] = None
-    digital_source_type: Optional[str] = None
+    generator: str | None = None
+    digital_source_type: str | None = None
     generation: dict = field(default_factory=dict)  # the org.kinema.generation assertion
     ingredients: list[str] = field(default_factory=list)
     watermark: dict = field(default_factory=dict)
@@ -367,11 +412,21 @@ class VerifyReport:
         return {"valid": 0, "invalid": 1}.get(self.manifest, 3)
 
     def to_dict(self) -> dict:
-        return {"ok": self.ok, "path": self.path, "manifest": self.manifest, "problems": self.problems,
-                "signer": self.signer, "signed_here": self.signed_here, "generator": self.generator,
-                "digital_source_type": self.digital_source_type, "generation": self.generation,
-                "cameos": self.generation.get("cameos", []), "ingredients": self.ingredients,
-                "watermark": self.watermark, "provenance_off": self.provenance_off}
+        return {
+            "ok": self.ok,
+            "path": self.path,
+            "manifest": self.manifest,
+            "problems": self.problems,
+            "signer": self.signer,
+            "signed_here": self.signed_here,
+            "generator": self.generator,
+            "digital_source_type": self.digital_source_type,
+            "generation": self.generation,
+            "cameos": self.generation.get("cameos", []),
+            "ingredients": self.ingredients,
+            "watermark": self.watermark,
+            "provenance_off": self.provenance_off,
+        }
 
     def lines(self) -> list[str]:
         out = [f"{self.path}"]
@@ -380,24 +435,36 @@ class VerifyReport:
         elif self.manifest == "invalid":
             out.append("manifest: INVALID — " + "; ".join(self.problems or ["unknown reason"]))
         else:
-            out.append("manifest: MISSING" + (" (provenance was turned off when it was saved)" if self.provenance_off
-                                                 else " (never signed, or stripped by re-encoding/editing)"))
+            out.append(
+                "manifest: MISSING"
+                + (
+                    " (provenance was turned off when it was saved)"
+                    if self.provenance_off
+                    else " (never signed, or stripped by re-encoding/editing)"
+                )
+            )
         if self.signer:
             where = "this install / your configured certificate" if self.signed_here else "a certificate not known here"
-            out.append(f"signer: {self.signer.get('common_name')} (issuer {self.signer.get('issuer')},"
-                       f" {self.signer.get('alg')}; {where})")
+            out.append(
+                f"signer: {self.signer.get('common_name')} (issuer {self.signer.get('issuer')},"
+                f" {self.signer.get('alg')}; {where})"
+            )
         if self.generator:
             out.append(f"generator: {self.generator}")
         if self.digital_source_type:
             out.append(f"source: {self.digital_source_type.rsplit('/', 1)[-1]}")
         g = self.generation
         if g:
-            out.append(f"clip id: {g.get('clip_id')}  backend: {g.get('backend')}  model: {g.get('model')}"
-                       f"  seed: {g.get('seed')}")
+            out.append(
+                f"clip id: {g.get('clip_id')}  backend: {g.get('backend')}  model: {g.get('model')}"
+                f"  seed: {g.get('seed')}"
+            )
             out.append(f"cameos: {', '.join(g.get('cameos') or []) or 'none'}")
             if g.get("parents"):
-                out.append("parents: " + ", ".join(p.get("name") or p.get("id") or p.get("sha256", "?")[:12]
-                                                   for p in g["parents"]))
+                out.append(
+                    "parents: "
+                    + ", ".join(p.get("name") or p.get("id") or p.get("sha256", "?")[:12] for p in g["parents"])
+                )
         w = self.watermark
         embedded = (g.get("watermark") or {}).get("status")
         if embedded == "skipped" and not w.get("detected"):
@@ -405,7 +472,9 @@ class VerifyReport:
         elif w.get("detected"):
             match = ""
             if g.get("clip_id"):
-                match = " (matches the manifest)" if w.get("clip_id") == g["clip_id"] else " (DIFFERS from the manifest)"
+                match = (
+                    " (matches the manifest)" if w.get("clip_id") == g["clip_id"] else " (DIFFERS from the manifest)"
+                )
             out.append(f"watermark: detected, clip id {w['clip_id']}{match}")
         elif w.get("reason"):
             out.append(f"watermark: not read — {w['reason']}")
@@ -481,7 +550,7 @@ def _fill_from_manifest(report: VerifyReport, reader: Any) -> None:
 
 def _metadata_says_off(path: Path) -> bool:
     try:
-        from .media import probe
+        from kinema.media.files import probe
 
         tags = probe(path).metadata
         return json.loads(tags.get("kinema", "{}")).get("provenance") == "off"

@@ -11,7 +11,7 @@ import os
 import wave
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import av
 import numpy as np
@@ -30,8 +30,9 @@ class AudioReadError(Exception):
 # --------------------------------------------------------------------------- decode / resample
 
 
-def decode_audio(path: str | os.PathLike[str], rate: Optional[int] = None, *, mono: bool = True,
-                 max_seconds: Optional[float] = None) -> tuple[np.ndarray, int]:
+def decode_audio(
+    path: str | os.PathLike[str], rate: int | None = None, *, mono: bool = True, max_seconds: float | None = None
+) -> tuple[np.ndarray, int]:
     """The first audio stream of any file ffmpeg reads, as float32 ([N] if ``mono`` else [C, N]) and its rate."""
     try:
         container = av.open(str(path))
@@ -75,14 +76,19 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     out: list[np.ndarray] = []
     step = 1 << 15
     for start in range(0, planar.shape[1], step):
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(planar[:, start: start + step]), format="fltp",
-                                           layout=layout)
+        frame = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(planar[:, start : start + step]), format="fltp", layout=layout
+        )
         frame.sample_rate = from_rate
         out.extend(f.to_ndarray() for f in resampler.resample(frame))
     out.extend(f.to_ndarray() for f in resampler.resample(None))
     result = np.concatenate(out, axis=1).astype(np.float32)
     expected = round(planar.shape[1] * to_rate / from_rate)
-    result = result[:, :expected] if result.shape[1] >= expected else np.pad(result, ((0, 0), (0, expected - result.shape[1])))
+    result = (
+        result[:, :expected]
+        if result.shape[1] >= expected
+        else np.pad(result, ((0, 0), (0, expected - result.shape[1])))
+    )
     return result[0] if audio.ndim == 1 else result
 
 
@@ -97,7 +103,9 @@ class SpeechReport:
     noise_floor_dbfs: float
 
 
-def _frame_stats(mono: np.ndarray, rate: int, frame_s: float = 0.03, hop_s: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
+def _frame_stats(
+    mono: np.ndarray, rate: int, frame_s: float = 0.03, hop_s: float = 0.01
+) -> tuple[np.ndarray, np.ndarray]:
     frame, hop = int(rate * frame_s), int(rate * hop_s)
     if mono.shape[0] < frame:
         return np.full(1, -120.0), np.ones(1)
@@ -152,7 +160,7 @@ def _k_weighting(freqs: np.ndarray, rate: int) -> np.ndarray:
     gain_db, q, fc = 3.99984385397, 0.7071752369554193, 1681.9744509555319
     k = np.tan(np.pi * fc / rate)
     vh = 10 ** (gain_db / 20)
-    vb = vh ** 0.4996667741545416
+    vb = vh**0.4996667741545416
     a0 = 1 + k / q + k * k
     shelf_b = np.array([(vh + vb * k / q + k * k) / a0, 2 * (k * k - vh) / a0, (vh - vb * k / q + k * k) / a0])
     shelf_a = np.array([1.0, 2 * (k * k - 1) / a0, (1 - k / q + k * k) / a0])
@@ -185,8 +193,9 @@ def integrated_loudness(mono: np.ndarray, rate: int) -> float:
     return float(-0.691 + 10 * np.log10(z.mean()))
 
 
-def normalise_loudness(mono: np.ndarray, rate: int, target_lufs: float = TARGET_LUFS,
-                       peak_db: float = PEAK_CEILING_DB) -> tuple[np.ndarray, float]:
+def normalise_loudness(
+    mono: np.ndarray, rate: int, target_lufs: float = TARGET_LUFS, peak_db: float = PEAK_CEILING_DB
+) -> tuple[np.ndarray, float]:
     """Scale to ``target_lufs`` without letting a sample peak above ``peak_db``; returns (audio, LUFS reached)."""
     loudness = integrated_loudness(mono, rate)
     if not np.isfinite(loudness):
@@ -200,15 +209,16 @@ def normalise_loudness(mono: np.ndarray, rate: int, target_lufs: float = TARGET_
     return out, loudness + 20 * np.log10(gain)
 
 
-def keep_speech(mono: np.ndarray, rate: int, report: SpeechReport, *, gap_s: float = 0.15,
-                max_seconds: float = MAX_VOICE_SECONDS) -> np.ndarray:
+def keep_speech(
+    mono: np.ndarray, rate: int, report: SpeechReport, *, gap_s: float = 0.15, max_seconds: float = MAX_VOICE_SECONDS
+) -> np.ndarray:
     """The speech segments end to end with short pauses, faded at the edges so the cuts do not click."""
     fade = int(0.01 * rate)
     ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
     pieces: list[np.ndarray] = []
     total = 0
     for start, end in report.segments:
-        piece = mono[int(start * rate): int(end * rate)].astype(np.float32).copy()
+        piece = mono[int(start * rate) : int(end * rate)].astype(np.float32).copy()
         if piece.shape[0] > 2 * fade:
             piece[:fade] *= ramp
             piece[-fade:] *= ramp[::-1]
@@ -280,7 +290,7 @@ def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
     return np.where(mel >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0)), mel * (200.0 / 3))
 
 
-def mel_filterbank(rate: int, n_fft: int, n_mels: int, f_min: float = 0.0, f_max: Optional[float] = None) -> np.ndarray:
+def mel_filterbank(rate: int, n_fft: int, n_mels: int, f_min: float = 0.0, f_max: float | None = None) -> np.ndarray:
     """[n_mels, n_fft // 2 + 1] triangular filters, Slaney-normalised (equal area)."""
     f_max = rate / 2 if f_max is None else f_max
     freqs = np.linspace(0, rate // 2, n_fft // 2 + 1)
@@ -290,7 +300,7 @@ def mel_filterbank(rate: int, n_fft: int, n_mels: int, f_min: float = 0.0, f_max
     down = -slopes[:, :-2] / widths[:-1]
     up = slopes[:, 2:] / widths[1:]
     bank = np.maximum(0.0, np.minimum(down, up))
-    bank *= 2.0 / (points[2: n_mels + 2] - points[:n_mels])
+    bank *= 2.0 / (points[2 : n_mels + 2] - points[:n_mels])
     return bank.T.astype(np.float32)
 
 
@@ -303,8 +313,16 @@ def log_mel(audio: np.ndarray, rate: int, *, n_mels: int, hop: int, n_fft: int =
     import torch
 
     wave_ = torch.from_numpy(np.ascontiguousarray(np.atleast_2d(audio), dtype=np.float32))
-    spec = torch.stft(wave_, n_fft=n_fft, hop_length=hop, win_length=n_fft, window=torch.hann_window(n_fft),
-                      center=True, pad_mode="reflect", return_complex=True).abs()
+    spec = torch.stft(
+        wave_,
+        n_fft=n_fft,
+        hop_length=hop,
+        win_length=n_fft,
+        window=torch.hann_window(n_fft),
+        center=True,
+        pad_mode="reflect",
+        return_complex=True,
+    ).abs()
     bank = torch.from_numpy(mel_filterbank(rate, n_fft, n_mels))
     mel = torch.einsum("mf,cft->ctm", bank, spec)
     return torch.log(torch.clamp(mel, min=1e-5)).unsqueeze(0)

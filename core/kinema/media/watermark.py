@@ -32,8 +32,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Optional
 
 import numpy as np
 
@@ -50,9 +50,7 @@ _CHASE_BITS = 6
 _KEY = b"kinema watermark v1"
 
 # BT.709 RGB -> (Y, Cb, Cr), and its inverse: the RGB change that moves one of them alone.
-_RGB_TO_YCC = np.array(
-    [[0.2126, 0.7152, 0.0722], [-0.114572, -0.385428, 0.5], [0.5, -0.454153, -0.045847]], np.float32
-)
+_RGB_TO_YCC = np.array([[0.2126, 0.7152, 0.0722], [-0.114572, -0.385428, 0.5], [0.5, -0.454153, -0.045847]], np.float32)
 _YCC_TO_RGB = np.linalg.inv(_RGB_TO_YCC).astype(np.float32)
 
 
@@ -61,7 +59,7 @@ class WatermarkReading:
     """What :func:`read` found: ``clip_id`` is set only when the mark was detected."""
 
     detected: bool
-    clip_id: Optional[str]
+    clip_id: str | None
     bits_corrected: int  # bits Chase decoding had to flip (0-6) to match the CRC
     agreement: float  # fraction of the 64 soft bits that agree with the decoded word
     strength: float  # mean soft value along the decoded word; ~0.8 for noise, >2 for a clear mark
@@ -141,8 +139,10 @@ def read_file(path, max_frames: int = 240) -> WatermarkReading:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         if min(stream.codec_context.width, stream.codec_context.height) < MIN_READ_SIDE:
-            return _unreadable(f"frames of {stream.codec_context.width}x{stream.codec_context.height}"
-                               " are too small to carry a watermark")
+            return _unreadable(
+                f"frames of {stream.codec_context.width}x{stream.codec_context.height}"
+                " are too small to carry a watermark"
+            )
         for frame in container.decode(stream):
             if frame.format.name not in ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p"):
                 frame = frame.reformat(format="yuv420p")
@@ -223,13 +223,11 @@ class _Accumulator:
     """Sums each plane's coefficients over frames; planes may differ in size (4:2:0 chroma)."""
 
     def __init__(self) -> None:
-        self.total: Optional[np.ndarray] = None
+        self.total: np.ndarray | None = None
         self.frames = 0
 
     def add(self, planes: list[np.ndarray]) -> None:
-        coefficients = np.concatenate(
-            [_plane_coefficients(p, _basis(p.shape[0]), _basis(p.shape[1])) for p in planes]
-        )
+        coefficients = np.concatenate([_plane_coefficients(p, _basis(p.shape[0]), _basis(p.shape[1])) for p in planes])
         self._sum(coefficients)
 
     def add_rgb(self, frame: np.ndarray) -> None:
@@ -258,7 +256,7 @@ def _decode(soft: np.ndarray, frames: int) -> WatermarkReading:
     # Fewest and least reliable flips first, so the most likely codeword wins.
     flips = sorted(
         (subset for k in range(_CHASE_BITS + 1) for subset in itertools.combinations(weakest, k)),
-        key=lambda s: (float(np.abs(soft[list(s)]).sum()) if s else 0.0),
+        key=lambda s: float(np.abs(soft[list(s)]).sum()) if s else 0.0,
     )
     for subset in flips:
         word = hard.copy()
@@ -266,8 +264,9 @@ def _decode(soft: np.ndarray, frames: int) -> WatermarkReading:
         clip_id = _check(word)
         if clip_id is not None:
             signs = 2.0 * word - 1.0
-            return WatermarkReading(True, clip_id, len(subset), float(np.mean(signs * soft > 0)),
-                                    float(np.mean(signs * soft)), frames)
+            return WatermarkReading(
+                True, clip_id, len(subset), float(np.mean(signs * soft > 0)), float(np.mean(signs * soft)), frames
+            )
     return WatermarkReading(False, None, 0, 0.0, float(np.mean(np.abs(soft))), frames)
 
 
@@ -293,7 +292,7 @@ def _codeword(clip_id: str) -> np.ndarray:
     return np.unpackbits(np.frombuffer(data, np.uint8))
 
 
-def _check(word: np.ndarray) -> Optional[str]:
+def _check(word: np.ndarray) -> str | None:
     data = np.packbits(word).tobytes()
-    payload, crc = data[: ID_BITS // 8], int.from_bytes(data[ID_BITS // 8:], "big")
+    payload, crc = data[: ID_BITS // 8], int.from_bytes(data[ID_BITS // 8 :], "big")
     return payload.hex() if _crc24(payload) == crc else None

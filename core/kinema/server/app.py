@@ -27,21 +27,21 @@ import os
 import socket
 import threading
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 
-from .cameo_api import cameo_router
-from .errors import KinemaError
-from .jobs import JobManager, JobsBusyError
-from .models_api import models_router
-from .server_errors import APIError, add_error_handlers
-from .server_schemas import ErrorResponse, Health, add_create_video_schemas, to_video
-from .server_security import Guard, api_key_auth, check_bind, is_loopback, owned_jobs_only
-from .video_api import video_router
-from .video_requests import MAX_IMAGE_BYTES, MAX_IMAGE_SIDE, decode_image  # noqa: F401 (re-exported)
+from kinema.errors import KinemaError
+from kinema.server.cameos import cameo_router
+from kinema.server.errors import APIError, add_error_handlers
+from kinema.server.jobs import JobManager, JobsBusyError
+from kinema.server.models import models_router
+from kinema.server.schemas import ErrorResponse, Health, add_create_video_schemas, to_video
+from kinema.server.security import Guard, api_key_auth, check_bind, is_loopback, owned_jobs_only
+from kinema.server.video_requests import MAX_IMAGE_BYTES, MAX_IMAGE_SIDE, decode_image  # noqa: F401 (re-exported)
+from kinema.server.videos import video_router
 
 DEFAULT_PORT = 8765
 MAX_BODY_BYTES = MAX_IMAGE_BYTES * 4 // 3 + 2**20  # the image as base64 JSON, plus the other fields
@@ -50,7 +50,7 @@ MAX_BODY_BYTES = MAX_IMAGE_BYTES * 4 // 3 + 2**20  # the image as base64 JSON, p
 def create_app(
     *,
     api_key: Any = ...,
-    home: Optional[Path] = None,
+    home: Path | None = None,
     default_backend: str = "tiny",
     start_workers: bool = True,
     allowed_hosts: tuple[str, ...] = (),
@@ -61,7 +61,7 @@ def create_app(
     ``home`` is the data directory (default ``kinema_home()``); jobs live in ``home/jobs``.
     ``start_workers=False`` queues jobs without running them (schema fuzzing).
     """
-    from . import __version__
+    from kinema import __version__
 
     if api_key is ...:
         api_key = os.environ.get("KINEMA_API_KEY") or None
@@ -70,7 +70,7 @@ def create_app(
     manager = JobManager(home, start_workers=start_workers)
 
     def startup() -> None:
-        from .plugins import load_plugins
+        from kinema.plugins import load_plugins
 
         load_plugins()  # once, before requests: its first call is not safe from several threads at once
         manager.start()
@@ -91,8 +91,12 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.manager = manager
-    app.add_middleware(Guard, max_body=max_body_bytes, check_hosts=expected is None,
-                       extra_hosts=frozenset(h.lower() for h in allowed_hosts))
+    app.add_middleware(
+        Guard,
+        max_body=max_body_bytes,
+        check_hosts=expected is None,
+        extra_hosts=frozenset(h.lower() for h in allowed_hosts),
+    )
     add_error_handlers(app, max_body_bytes=max_body_bytes)
     authorize = api_key_auth(expected)
 
@@ -102,13 +106,20 @@ def create_app(
         return {"status": "ok", "version": __version__, "auth": expected is not None}
 
     # Every /v1 route: who is asking, and a job named in the path must be theirs (or the owner asks).
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorize), Depends(owned_jobs_only(manager, authorize))],
-                   responses={401: {"model": ErrorResponse}})
+    v1 = APIRouter(
+        prefix="/v1",
+        dependencies=[Depends(authorize), Depends(owned_jobs_only(manager, authorize))],
+        responses={401: {"model": ErrorResponse}},
+    )
     v1.include_router(video_router(manager, default_backend))
     v1.include_router(models_router())
     app.include_router(v1)
-    app.include_router(cameo_router(authorize, APIError), prefix="/v1", dependencies=[Depends(authorize)],
-                       responses={401: {"model": ErrorResponse}})
+    app.include_router(
+        cameo_router(authorize, APIError),
+        prefix="/v1",
+        dependencies=[Depends(authorize)],
+        responses={401: {"model": ErrorResponse}},
+    )
 
     def openapi() -> dict:
         if app.openapi_schema is None:
@@ -124,9 +135,16 @@ def create_app(
 # --------------------------------------------------------------------------- running
 
 
-def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, *, api_key: Optional[str] = None,
-          default_backend: str = "tiny", log_level: str = "info", on_ready: Any = None,
-          stop_with_stdin: bool = False) -> None:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    *,
+    api_key: str | None = None,
+    default_backend: str = "tiny",
+    log_level: str = "info",
+    on_ready: Any = None,
+    stop_with_stdin: bool = False,
+) -> None:
     """Bind, then serve until interrupted. ``port=0`` picks a free port; ``on_ready(url)`` runs once serving.
 
     ``stop_with_stdin``: also stop, as on Ctrl-C, when standard input reaches end of file. A host that
@@ -136,8 +154,8 @@ def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, *, api_key: Optiona
     import uvicorn
 
     check_bind(host, api_key)
-    from .home import kinema_home
-    from .jobs import _lock_directory
+    from kinema.home import kinema_home
+    from kinema.server.jobs import _lock_directory
 
     jobs_dir = kinema_home() / "jobs"
     jobs_dir.mkdir(parents=True, exist_ok=True)
@@ -154,8 +172,7 @@ def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, *, api_key: Optiona
     shown = f"[{host.strip('[]')}]" if family == socket.AF_INET6 else host
     url = f"http://{shown}:{bound_port}"
     app = create_app(api_key=api_key, default_backend=default_backend)
-    config = uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=5,
-                            lifespan="on")
+    config = uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=5, lifespan="on")
 
     class _Server(uvicorn.Server):
         async def startup(self, sockets: Any = None) -> None:
@@ -171,7 +188,9 @@ def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, *, api_key: Optiona
                     pass
             except OSError:
                 pass  # an unreadable stdin also means nobody is holding it for us
-            logging.getLogger("uvicorn.error").info("standard input closed (the program that started this server quit); stopping")
+            logging.getLogger("uvicorn.error").info(
+                "standard input closed (the program that started this server quit); stopping"
+            )
             self.should_exit = True
 
     server = _Server(config)

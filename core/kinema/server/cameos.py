@@ -1,6 +1,6 @@
 """The server's cameo endpoints (``/v1/cameos``): create from an upload, list, permissions, revoke, uses, delete.
 
-Every call acts as the API key's user (see ``kinema.users``). Only a cameo's
+Every call acts as the API key's user (see ``kinema.server.users``). Only a cameo's
 owner can change it, see its uses or delete it; others see only the cameos
 they may use, and a cameo they may not use answers 404 as if it did not exist.
 """
@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional, Union
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -18,9 +19,9 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
-from . import cameos as cameo_lib
-from .cameo_capture import CaptureError, capture
-from .errors import InvalidRequestError
+from kinema.cameo import store as cameo_lib
+from kinema.cameo.capture import CaptureError, capture
+from kinema.errors import InvalidRequestError
 
 MAX_UPLOAD_BYTES = 200 * 2**20  # a cameo recording: a few seconds of phone video
 CHUNK = 1 << 20
@@ -29,11 +30,12 @@ CHUNK = 1 << 20
 class CameoPermissions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    permission: Optional[Literal["only_me", "listed", "everyone"]] = None
+    permission: Literal["only_me", "listed", "everyone"] | None = None
     add_users: list[str] = Field(default_factory=list, description="Users who may use it (implies 'listed').")
     remove_users: list[str] = Field(default_factory=list)
-    expires: Optional[Union[str, float]] = Field(
-        "keep", description="A date, a Unix time, a duration like '30d', null for never; omit to keep.")
+    expires: str | float | None = Field(
+        "keep", description="A date, a Unix time, a duration like '30d', null for never; omit to keep."
+    )
 
 
 class CameoRevoke(BaseModel):
@@ -61,8 +63,10 @@ async def _save_upload(upload: UploadFile, folder: Path, name: str) -> Path:
         while chunk := await upload.read(CHUNK):
             total += len(chunk)
             if total > MAX_UPLOAD_BYTES:
-                raise InvalidRequestError(f"{name} is larger than {MAX_UPLOAD_BYTES // 2**20} MiB; send a shorter"
-                                          " recording (3-10 s is plenty)")
+                raise InvalidRequestError(
+                    f"{name} is larger than {MAX_UPLOAD_BYTES // 2**20} MiB; send a shorter"
+                    " recording (3-10 s is plenty)"
+                )
             out.write(chunk)
     return path
 
@@ -88,36 +92,57 @@ def cameo_router(current_user: Callable[..., str], api_error: Callable[..., Exce
         usable, reason, _ = cameo.may_use(user)
         return {"object": "cameo", "id": cameo.name, **cameo.public(), "usable": usable, "status": reason}
 
-    form_schema = {"type": "object", "required": ["name", "video"], "properties": {
-        "name": {"type": "string", "description": "lowercase letters, digits, - or _ (e.g. alice)"},
-        "video": {"type": "string", "format": "binary", "description": "the person alone, facing the camera, 3-10 s"},
-        "audio": {"type": "string", "format": "binary", "description": "optional: the person talking, 3 s or more"},
-        "permission": {"type": "string", "enum": ["only_me", "listed", "everyone"]},
-        "allowed_users": {"type": "string", "description": "comma-separated kinema user names"},
-        "expires": {"type": "string", "description": "a date (2026-01-31) or a duration (30d)"},
-    }}
+    form_schema = {
+        "type": "object",
+        "required": ["name", "video"],
+        "properties": {
+            "name": {"type": "string", "description": "lowercase letters, digits, - or _ (e.g. alice)"},
+            "video": {
+                "type": "string",
+                "format": "binary",
+                "description": "the person alone, facing the camera, 3-10 s",
+            },
+            "audio": {"type": "string", "format": "binary", "description": "optional: the person talking, 3 s or more"},
+            "permission": {"type": "string", "enum": ["only_me", "listed", "everyone"]},
+            "allowed_users": {"type": "string", "description": "comma-separated kinema user names"},
+            "expires": {"type": "string", "description": "a date (2026-01-31) or a duration (30d)"},
+        },
+    }
 
-    @router.post("/cameos", status_code=201, openapi_extra={"requestBody": {
-        "required": True, "content": {"multipart/form-data": {"schema": form_schema}}}})
+    @router.post(
+        "/cameos",
+        status_code=201,
+        openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": form_schema}}}},
+    )
     async def create_cameo(request: Request, user: str = Depends(current_user)) -> dict:
         """Create a cameo from a multipart upload: ``name``, ``video`` (file), optional ``audio`` (file),
         ``permission``, ``allowed_users`` (comma-separated or repeated), ``expires``."""
         try:
             form = await request.form(max_files=2, max_fields=32, max_part_size=1024 * 1024)
         except Exception as error:  # malformed multipart, or not multipart at all
-            raise api_error(400, f"send multipart/form-data with name and a video file: {error}",
-                            code="invalid_body") from None
+            raise api_error(
+                400, f"send multipart/form-data with name and a video file: {error}", code="invalid_body"
+            ) from None
         name = form.get("name")
         video = form.get("video")
         audio = form.get("audio")
         if not isinstance(name, str) or not name:
             raise api_error(400, "name is required (e.g. 'alice')", param="name", code="missing_required_parameter")
         if not isinstance(video, UploadFile):
-            raise api_error(400, "video is required: a file of the person alone, facing the camera, 3-10 s",
-                            param="video", code="missing_required_parameter")
+            raise api_error(
+                400,
+                "video is required: a file of the person alone, facing the camera, 3-10 s",
+                param="video",
+                code="missing_required_parameter",
+            )
         cameo_lib.check_name(name)
-        allowed = [u.strip() for value in form.getlist("allowed_users") if isinstance(value, str)
-                   for u in value.split(",") if u.strip()]
+        allowed = [
+            u.strip()
+            for value in form.getlist("allowed_users")
+            if isinstance(value, str)
+            for u in value.split(",")
+            if u.strip()
+        ]
         permission = form.get("permission") or ("listed" if allowed else "only_me")
         folder = Path(tempfile.mkdtemp(prefix="kinema-cameo-upload-"))
         try:
@@ -126,11 +151,18 @@ def cameo_router(current_user: Callable[..., str], api_error: Callable[..., Exce
             try:
                 captured = await run_in_threadpool(capture, video_path, audio_path)
             except CaptureError as error:
-                raise api_error(400, str(error).replace(str(folder) + "/", ""), param=error.source,
-                                code=f"cameo_{error.reason}") from None
+                raise api_error(
+                    400, str(error).replace(str(folder) + "/", ""), param=error.source, code=f"cameo_{error.reason}"
+                ) from None
             made = await run_in_threadpool(
-                store().create, name, user, captured, permission=str(permission), allowed_users=tuple(allowed),
-                expires=form.get("expires") or None)
+                store().create,
+                name,
+                user,
+                captured,
+                permission=str(permission),
+                allowed_users=tuple(allowed),
+                expires=form.get("expires") or None,
+            )
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         return {**row(made, user), "capture": {**made.capture}}
@@ -149,8 +181,7 @@ def cameo_router(current_user: Callable[..., str], api_error: Callable[..., Exce
             info["capture"] = cameo.capture
         return info
 
-    @router.get("/cameos/{name}/reference", response_class=Response,
-                responses={200: {"content": {"image/png": {}}}})
+    @router.get("/cameos/{name}/reference", response_class=Response, responses={200: {"content": {"image/png": {}}}})
     def cameo_reference(name: str, user: str = Depends(current_user)) -> Response:
         """The cameo's best portrait (PNG), for pickers."""
         cameo = visible(name, user)
@@ -163,12 +194,18 @@ def cameo_router(current_user: Callable[..., str], api_error: Callable[..., Exce
         options: dict[str, Any] = {}
         if body.expires != "keep":
             options["expires"] = body.expires
-        made = store().allow(name, user, permission=body.permission, add_users=tuple(body.add_users),
-                             remove_users=tuple(body.remove_users), **options)
+        made = store().allow(
+            name,
+            user,
+            permission=body.permission,
+            add_users=tuple(body.add_users),
+            remove_users=tuple(body.remove_users),
+            **options,
+        )
         return row(made, user)
 
     @router.post("/cameos/{name}/revoke")
-    def revoke(name: str, body: Optional[CameoRevoke] = None, user: str = Depends(current_user)) -> dict:
+    def revoke(name: str, body: CameoRevoke | None = None, user: str = Depends(current_user)) -> dict:
         """Withdraw consent (owner only): queued and running jobs using it fail."""
         made = store().revoke(name, user, users=tuple(body.users) if body else ())
         return row(made, user)

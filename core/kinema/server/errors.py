@@ -8,24 +8,32 @@ crashes into that shape, so the openai SDK raises its matching exception.
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .cameo_api import status_of as cameo_status
-from .cameos import CameoError
-from .errors import InvalidRequestError, KinemaError, MissingWeightsError, UnknownBackendError
-from .jobs import ShuttingDown
-from .limits import LimitError
-from .server_schemas import ErrorResponse
+from kinema.backends.limits import LimitError
+from kinema.cameo.store import CameoError
+from kinema.errors import InvalidRequestError, KinemaError, MissingWeightsError, UnknownBackendError
+from kinema.server.cameos import status_of as cameo_status
+from kinema.server.jobs import ShuttingDown
+from kinema.server.schemas import ErrorResponse
 
 
 class APIError(Exception):
-    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
-                 param: Optional[str] = None, code: Optional[str] = None, headers: Optional[dict] = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict | None = None,
+    ):
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
         self.headers = headers
@@ -52,8 +60,15 @@ class _ASCIIJSONResponse(JSONResponse):
         return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
-def error_response(status: int, message: str, *, type: str = "invalid_request_error", param: Optional[str] = None,
-                   code: Optional[str] = None, headers: Optional[dict] = None) -> JSONResponse:
+def error_response(
+    status: int,
+    message: str,
+    *,
+    type: str = "invalid_request_error",
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict | None = None,
+) -> JSONResponse:
     body = {"error": {"message": message, "type": type, "param": param, "code": code}}
     return _ASCIIJSONResponse(body, status_code=status, headers=headers)
 
@@ -87,11 +102,25 @@ def kinema_error(error: KinemaError) -> APIError:
     return APIError(400, str(error), code="kinema_error")
 
 
-_PARAMS = ("negative_prompt", "prompt", "seconds", "fps", "width", "height", "seed", "steps", "guidance",
-           "style", "tier", "image", "backend", "model")
+_PARAMS = (
+    "negative_prompt",
+    "prompt",
+    "seconds",
+    "fps",
+    "width",
+    "height",
+    "seed",
+    "steps",
+    "guidance",
+    "style",
+    "tier",
+    "image",
+    "backend",
+    "model",
+)
 
 
-def _guess_param(message: str) -> Optional[str]:
+def _guess_param(message: str) -> str | None:
     """InvalidRequestError messages start with the field they are about."""
     for name in _PARAMS:
         if message.startswith(name) or message.startswith(f"unknown {name}"):
@@ -104,8 +133,9 @@ def add_error_handlers(app: FastAPI, *, max_body_bytes: int) -> None:
 
     @app.exception_handler(APIError)
     async def _api_error(request: Request, error: APIError) -> JSONResponse:
-        return error_response(error.status, error.message, type=error.type, param=error.param, code=error.code,
-                              headers=error.headers)
+        return error_response(
+            error.status, error.message, type=error.type, param=error.param, code=error.code, headers=error.headers
+        )
 
     @app.exception_handler(KinemaError)
     async def _kinema(request: Request, error: KinemaError) -> JSONResponse:
@@ -117,8 +147,9 @@ def add_error_handlers(app: FastAPI, *, max_body_bytes: int) -> None:
 
     @app.exception_handler(BodyTooLarge)
     async def _too_large(request: Request, error: BodyTooLarge) -> JSONResponse:
-        return error_response(413, f"request body too large; the limit is {max_body_bytes} bytes",
-                              code="request_too_large")
+        return error_response(
+            413, f"request body too large; the limit is {max_body_bytes} bytes", code="request_too_large"
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -128,5 +159,9 @@ def add_error_handlers(app: FastAPI, *, max_body_bytes: int) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
         # Starlette re-raises after this response is sent, so the server logs the traceback.
-        return error_response(500, f"internal error: {type(error).__name__}; see the server log",
-                              type="server_error", code="internal_error")
+        return error_response(
+            500,
+            f"internal error: {type(error).__name__}; see the server log",
+            type="server_error",
+            code="internal_error",
+        )

@@ -22,7 +22,7 @@ Every job records its owner, the identity that submitted it (a user key's
 name, or ``SERVER_OWNER``). ``find`` and ``list`` take the caller and answer
 only with jobs the caller may see: their own, or every job for the owner.
 
-This module knows nothing about HTTP; ``kinema.server`` turns records into
+This module knows nothing about HTTP; ``kinema.server.app`` turns records into
 OpenAI-shaped objects.
 """
 
@@ -41,12 +41,13 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
-from .cameos import SERVER_OWNER
-from .errors import (
+from kinema.cameo.store import SERVER_OWNER
+from kinema.errors import (
     GenerationCancelled,
     InvalidRequestError,
     KinemaError,
@@ -54,7 +55,7 @@ from .errors import (
     OutputError,
     UnknownBackendError,
 )
-from .progress import CancelToken, Progress
+from kinema.progress import CancelToken, Progress
 
 ID_PATTERN = re.compile(r"video_[0-9a-f]{32}")
 STATUSES = ("queued", "in_progress", "completed", "failed", "cancelled")
@@ -66,8 +67,25 @@ INPUT_FILE = "input.png"
 PREVIEW_JPEG_QUALITY = 70
 
 # Fields of GenerationRequest stored as JSON (the image is stored as INPUT_FILE).
-REQUEST_FIELDS = ("prompt", "negative_prompt", "seconds", "fps", "width", "height", "seed", "steps",
-                  "guidance", "style", "tier", "audio", "backend", "model", "cameos", "speech", "user")
+REQUEST_FIELDS = (
+    "prompt",
+    "negative_prompt",
+    "seconds",
+    "fps",
+    "width",
+    "height",
+    "seed",
+    "steps",
+    "guidance",
+    "style",
+    "tier",
+    "audio",
+    "backend",
+    "model",
+    "cameos",
+    "speech",
+    "user",
+)
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS jobs (
@@ -144,7 +162,7 @@ class JobStore:
                 raise
             self._db.execute("COMMIT")
 
-    def _one(self, sql: str, args: tuple = ()) -> Optional[dict]:
+    def _one(self, sql: str, args: tuple = ()) -> dict | None:
         with self._lock:
             row = self._db.execute(sql, args).fetchone()
         return _record(row) if row is not None else None
@@ -154,27 +172,39 @@ class JobStore:
             return db.execute(sql, args).rowcount > 0
 
     def insert(self, record: dict) -> None:
-        columns = ("id", "owner", "status", "device", "model", "backend", "prompt", "request", "plan", "has_image", "created_at")
-        record = {"owner": SERVER_OWNER, **record}  # as for rows from before owners were recorded
-        values = tuple(
-            json.dumps(record[c]) if c in ("request", "plan") else record[c] for c in columns
+        columns = (
+            "id",
+            "owner",
+            "status",
+            "device",
+            "model",
+            "backend",
+            "prompt",
+            "request",
+            "plan",
+            "has_image",
+            "created_at",
         )
+        record = {"owner": SERVER_OWNER, **record}  # as for rows from before owners were recorded
+        values = tuple(json.dumps(record[c]) if c in ("request", "plan") else record[c] for c in columns)
         with self._transaction() as db:
             db.execute(f"INSERT INTO jobs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", values)
 
-    def get(self, job_id: str) -> Optional[dict]:
+    def get(self, job_id: str) -> dict | None:
         return self._one("SELECT * FROM jobs WHERE id = ?", (job_id,))
 
-    def list(self, *, limit: int = 20, after: Optional[str] = None, order: str = "desc",
-             owner: Optional[str] = None) -> tuple[list[dict], bool]:
+    def list(
+        self, *, limit: int = 20, after: str | None = None, order: str = "desc", owner: str | None = None
+    ) -> tuple[list[dict], bool]:
         """A page of jobs in submission order, only ``owner``'s unless None; ``after`` is the last id of the
         previous page (KeyError if it is not one of those jobs)."""
         descending = order == "desc"
         conditions, args = (["owner = ?"], [owner]) if owner is not None else ([], [])
         if after is not None:
             with self._lock:
-                anchor = self._db.execute(f"SELECT seq FROM jobs WHERE {' AND '.join(['id = ?', *conditions])}",
-                                          (after, *args)).fetchone()
+                anchor = self._db.execute(
+                    f"SELECT seq FROM jobs WHERE {' AND '.join(['id = ?', *conditions])}", (after, *args)
+                ).fetchone()
             if anchor is None:
                 raise KeyError(after)
             conditions.append("seq < ?" if descending else "seq > ?")
@@ -185,7 +215,7 @@ class JobStore:
             rows = self._db.execute(sql, (*args, limit + 1)).fetchall()
         return [_record(r) for r in rows[:limit]], len(rows) > limit
 
-    def claim(self, device: str) -> Optional[dict]:
+    def claim(self, device: str) -> dict | None:
         """Move the oldest queued job of ``device`` to in_progress and return it."""
         with self._transaction() as db:
             row = db.execute(
@@ -199,8 +229,15 @@ class JobStore:
             )
             return _record(db.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone())
 
-    def finish(self, job_id: str, status: str, *, code: Optional[str] = None, message: Optional[str] = None,
-               unless_cancel_requested: bool = False) -> bool:
+    def finish(
+        self,
+        job_id: str,
+        status: str,
+        *,
+        code: str | None = None,
+        message: str | None = None,
+        unless_cancel_requested: bool = False,
+    ) -> bool:
         """in_progress -> a final status, exactly once. With ``unless_cancel_requested`` it refuses if a cancel came in."""
         guard = " AND cancel_requested = 0" if unless_cancel_requested else ""
         return self._change(
@@ -239,8 +276,11 @@ class JobStore:
             outcome: dict[str, list[str]] = {"requeued": [], "failed": [], "cancelled": []}
             for row in rows:
                 if row["cancel_requested"]:
-                    db.execute("UPDATE jobs SET status = 'cancelled', completed_at = ?, error_code = 'cancelled',"
-                               " error_message = 'cancelled' WHERE id = ?", (now, row["id"]))
+                    db.execute(
+                        "UPDATE jobs SET status = 'cancelled', completed_at = ?, error_code = 'cancelled',"
+                        " error_message = 'cancelled' WHERE id = ?",
+                        (now, row["id"]),
+                    )
                     outcome["cancelled"].append(row["id"])
                 elif row["attempts"] < MAX_ATTEMPTS:
                     db.execute("UPDATE jobs SET status = 'queued', started_at = NULL WHERE id = ?", (row["id"],))
@@ -306,12 +346,12 @@ class Event:
 class _Live:
     """What only memory knows about a job: progress of the current attempt and who is listening."""
 
-    token: Optional[CancelToken] = None
+    token: CancelToken | None = None
     step: int = 0
     total: int = 0
     stage: str = ""
     history: list[Event] = field(default_factory=list)  # progress events of this attempt, previews stripped
-    preview: Optional[str] = None  # latest preview, base64 JPEG
+    preview: str | None = None  # latest preview, base64 JPEG
     subscribers: list[Callable[[Event], None]] = field(default_factory=list)
 
 
@@ -326,12 +366,12 @@ def percent(step: int, total: int) -> int:
 class JobManager:
     """Owns the data directory: submits, runs, cancels and deletes jobs, and streams their events."""
 
-    def __init__(self, home: Optional[Path] = None, *, start_workers: bool = True):
-        from .home import kinema_home
+    def __init__(self, home: Path | None = None, *, start_workers: bool = True):
+        from kinema.home import kinema_home
 
         self.directory = Path(home or kinema_home()) / "jobs"
         self.start_workers = start_workers
-        self.store: Optional[JobStore] = None
+        self.store: JobStore | None = None
         self._lock = threading.RLock()
         self._live: dict[str, _Live] = {}
         self._seq = itertools.count(1)
@@ -342,7 +382,7 @@ class JobManager:
 
     # -- lifecycle
 
-    def start(self) -> "JobManager":
+    def start(self) -> JobManager:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock_file = _lock_directory(self.directory)
         try:
@@ -398,19 +438,26 @@ class JobManager:
 
     # -- submitting
 
-    def submit(self, fields: dict, *, image: Any = None, display_model: Optional[str] = None,
-               task: Optional[dict] = None, owner: str = SERVER_OWNER) -> dict:
+    def submit(
+        self,
+        fields: dict,
+        *,
+        image: Any = None,
+        display_model: str | None = None,
+        task: dict | None = None,
+        owner: str = SERVER_OWNER,
+    ) -> dict:
         """Validate and plan now (bad requests fail here, not as failed jobs), then queue.
 
         ``fields`` are GenerationRequest keyword arguments; ``image`` a uint8 [H, W, 3] array;
-        ``task`` a remix, extend or storyboard (``kinema.tasks``) run instead of one generation.
+        ``task`` a remix, extend or storyboard (``kinema.server.tasks``) run instead of one generation.
         ``owner`` is who asks: the job is theirs, and its cameos are checked for them.
-        Raises InvalidRequestError (a size limit included: kinema.limits), UnknownBackendError or
+        Raises InvalidRequestError (a size limit included: kinema.backends.limits), UnknownBackendError or
         MissingWeightsError.
         """
-        from . import engine
-        from .request import GenerationRequest
-        from .styles import apply_style
+        from kinema import engine
+        from kinema.request import GenerationRequest
+        from kinema.styles import apply_style
 
         if self._stopping.is_set():
             raise ShuttingDown("the server is shutting down; submit again once it is back")
@@ -420,7 +467,7 @@ class JobManager:
         request = GenerationRequest(**{**fields, "user": owner}, image=image)
         backend = engine.resolve_backend(request)
         plan = backend.plan(apply_style(request))
-        from .cameos import authorize_request
+        from kinema.cameo.store import authorize_request
 
         authorize_request(request)  # refused now; checked again when the job starts (a revoke in between counts)
         status = backend.status()
@@ -428,7 +475,7 @@ class JobManager:
             raise MissingWeightsError(f"backend {backend.name!r} cannot run yet: {status.detail}")
         task_plan: dict = {}
         if task is not None:
-            from .tasks import prepare as prepare_task
+            from kinema.server.tasks import prepare as prepare_task
 
             task, task_plan = prepare_task(task, request, backend, lambda parent: self.artifact(parent, VIDEO_FILE))
             task_plan["task"] = task
@@ -445,9 +492,15 @@ class JobManager:
             "prompt": request.prompt,
             "request": stored,
             "plan": {
-                "width": plan.width, "height": plan.height, "num_frames": plan.num_frames,
-                "fps": str(plan.fps), "seconds": plan.seconds, "steps": plan.steps,
-                "guidance": plan.guidance, "seed": plan.seed, "notes": list(plan.notes),
+                "width": plan.width,
+                "height": plan.height,
+                "num_frames": plan.num_frames,
+                "fps": str(plan.fps),
+                "seconds": plan.seconds,
+                "steps": plan.steps,
+                "guidance": plan.guidance,
+                "seed": plan.seed,
+                "notes": list(plan.notes),
                 "audio": bool(request.audio and backend.makes_audio),
                 **task_plan,
             },
@@ -458,7 +511,7 @@ class JobManager:
         folder.mkdir(parents=True)
         try:
             if request.image is not None:
-                from .media import encode_png
+                from kinema.media.files import encode_png
 
                 atomic_write(folder / INPUT_FILE, encode_png(request.image))
             self.store.insert(record)
@@ -471,14 +524,14 @@ class JobManager:
 
     # -- reading
 
-    def get(self, job_id: str) -> Optional[dict]:
+    def get(self, job_id: str) -> dict | None:
         """The job's record plus live progress, or None."""
         if not is_valid_id(job_id):
             return None
         record = self.store.get(job_id)
         return self._with_live(record) if record is not None else None
 
-    def find(self, job_id: str, caller: str) -> Optional[dict]:
+    def find(self, job_id: str, caller: str) -> dict | None:
         """The job if ``caller`` may see it (``may_see``), else None: to them, another user's job does not exist."""
         record = self.get(job_id)
         return record if record is not None and may_see(record, caller) else None
@@ -502,7 +555,7 @@ class JobManager:
             progress = 0
         return {**record, "step": step, "total": total, "stage": stage, "progress": progress}
 
-    def artifact(self, job_id: str, name: str) -> Optional[Path]:
+    def artifact(self, job_id: str, name: str) -> Path | None:
         if not is_valid_id(job_id) or name not in (VIDEO_FILE, THUMBNAIL_FILE):
             return None
         path = self.directory / job_id / name
@@ -513,7 +566,7 @@ class JobManager:
 
     # -- cancelling and deleting
 
-    def cancel(self, job_id: str) -> Optional[dict]:
+    def cancel(self, job_id: str) -> dict | None:
         """Cancel a queued job at once, or ask a running one to stop within one step. Returns the job."""
         record = self.get(job_id)
         if record is None:
@@ -539,7 +592,7 @@ class JobManager:
 
     # -- events
 
-    def subscribe(self, job_id: str, deliver: Callable[[Event], None]) -> Optional[tuple[list[Event], Callable[[], None]]]:
+    def subscribe(self, job_id: str, deliver: Callable[[Event], None]) -> tuple[list[Event], Callable[[], None]] | None:
         """Register ``deliver`` for the job's future events; return (snapshot, unsubscribe) or None if no such job.
 
         The snapshot is the job itself, then this attempt's progress so far (the
@@ -598,15 +651,20 @@ class JobManager:
             self._publish(job_id, record["status"], record, final=True)
 
     def _on_progress(self, job_id: str, event: Progress) -> None:
-        data = {"id": job_id, "step": event.step, "total": event.total, "stage": event.stage,
-                "progress": percent(event.step, event.total)}
+        data = {
+            "id": job_id,
+            "step": event.step,
+            "total": event.total,
+            "stage": event.stage,
+            "progress": percent(event.step, event.total),
+        }
         with self._lock:
             live = self._live[job_id]
             live.step, live.total, live.stage = event.step, event.total, event.stage
             listening = bool(live.subscribers)
         preview = None
         if event.preview is not None and listening:  # encode only for someone who watches
-            from .media import encode_jpeg
+            from kinema.media.files import encode_jpeg
 
             with contextlib.suppress(Exception):
                 preview = base64.b64encode(encode_jpeg(event.preview, PREVIEW_JPEG_QUALITY)).decode("ascii")
@@ -624,7 +682,7 @@ class JobManager:
 
     # -- running (called by workers)
 
-    def _ensure_worker(self, device: str) -> "_Worker":
+    def _ensure_worker(self, device: str) -> _Worker:
         with self._lock:
             worker = self._workers.get(device)
             if worker is None or not worker.is_alive():
@@ -632,9 +690,9 @@ class JobManager:
                 worker.start()
             return worker
 
-    def _run(self, record: dict, worker: "_Worker") -> None:
-        from . import engine
-        from .request import GenerationRequest
+    def _run(self, record: dict, worker: _Worker) -> None:
+        from kinema import engine
+        from kinema.request import GenerationRequest
 
         job_id = record["id"]
         token = CancelToken()
@@ -653,16 +711,27 @@ class JobManager:
             token.raise_if_cancelled()
             task = record["plan"].get("task")
             if task:
-                from .tasks import run as run_task
+                from kinema.server.tasks import run as run_task
 
-                clip = run_task(task, request, backend, parent_video=lambda parent: self.artifact(parent, VIDEO_FILE),
-                                progress=lambda p: self._on_progress(job_id, p), cancel=token)
+                clip = run_task(
+                    task,
+                    request,
+                    backend,
+                    parent_video=lambda parent: self.artifact(parent, VIDEO_FILE),
+                    progress=lambda p: self._on_progress(job_id, p),
+                    cancel=token,
+                )
             else:
                 # Previews are a cheap latent projection; they are JPEG-encoded only for someone watching.
-                clip = engine.generate(request, progress=lambda p: self._on_progress(job_id, p), cancel=token,
-                                       backend=backend, preview=True)
+                clip = engine.generate(
+                    request,
+                    progress=lambda p: self._on_progress(job_id, p),
+                    cancel=token,
+                    backend=backend,
+                    preview=True,
+                )
             token.raise_if_cancelled()
-            from .media import encode_png
+            from kinema.media.files import encode_png
 
             clip.save(folder / VIDEO_FILE)
             atomic_write(folder / THUMBNAIL_FILE, encode_png(clip.frames[clip.frame_count // 2]))
@@ -688,16 +757,22 @@ class JobManager:
 
 
 def _describe_failure(error: Exception) -> tuple[str, str]:
-    from .cameos import CameoNotAllowedError, CameoTamperedError
+    from kinema.cameo.store import CameoNotAllowedError, CameoTamperedError
 
     if isinstance(error, CameoNotAllowedError):  # e.g. revoked while the job was queued
         return f"cameo_{error.reason}", str(error)
     if isinstance(error, CameoTamperedError):
         return "cameo_tampered", str(error)
-    from .errors import OutOfMemoryError
+    from kinema.errors import OutOfMemoryError
 
-    codes = [(OutOfMemoryError, "out_of_memory"), (MissingWeightsError, "missing_weights"), (InvalidRequestError, "invalid_request"),
-             (UnknownBackendError, "model_not_found"), (OutputError, "output_error"), (KinemaError, "generation_failed")]
+    codes = [
+        (OutOfMemoryError, "out_of_memory"),
+        (MissingWeightsError, "missing_weights"),
+        (InvalidRequestError, "invalid_request"),
+        (UnknownBackendError, "model_not_found"),
+        (OutputError, "output_error"),
+        (KinemaError, "generation_failed"),
+    ]
     for cls, code in codes:
         if isinstance(error, cls):
             return code, str(error)
@@ -712,11 +787,11 @@ class _Worker(threading.Thread):
         self.manager = manager
         self.device = device
         self.wake = threading.Event()
-        self._backend_key: Optional[tuple] = None
+        self._backend_key: tuple | None = None
         self._backend: Any = None
 
     def backend_for(self, request: Any) -> Any:
-        from . import engine
+        from kinema import engine
 
         key = (request.backend, request.model)
         if key != self._backend_key:
@@ -746,8 +821,12 @@ class _Worker(threading.Thread):
             except Exception:  # a bug in bookkeeping must not kill the device's queue
                 traceback.print_exc()
                 with contextlib.suppress(Exception):
-                    manager.store.finish(record["id"], "failed", code="internal_error",
-                                         message="internal error in the job server; see its log")
+                    manager.store.finish(
+                        record["id"],
+                        "failed",
+                        code="internal_error",
+                        message="internal error in the job server; see its log",
+                    )
                     manager._publish_final(record["id"])
 
 

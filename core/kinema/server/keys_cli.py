@@ -17,7 +17,7 @@ def keys(ctx):
 @click.argument("user")
 def keys_add(user):
     """Make (or replace) USER's API key and print it once. Example: kinema keys add bob"""
-    from .users import add_key
+    from kinema.server.users import add_key
 
     key = add_key(user)
     click.echo(key)
@@ -27,17 +27,19 @@ def keys_add(user):
 @keys.command("list")
 def keys_list():
     """Users with an API key. Example: kinema keys list"""
-    from .users import list_users
+    from kinema.server.users import list_users
 
     names = list_users()
-    click.echo("\n".join(names) if names else "No user keys: requests act as the server's owner. Add: kinema keys add USER")
+    click.echo(
+        "\n".join(names) if names else "No user keys: requests act as the server's owner. Add: kinema keys add USER"
+    )
 
 
 @keys.command("remove")
 @click.argument("user")
 def keys_remove(user):
     """Remove USER's API key at once. Example: kinema keys remove bob"""
-    from .users import remove_key
+    from kinema.server.users import remove_key
 
     if not remove_key(user):
         raise click.ClickException(f"{user} has no API key")

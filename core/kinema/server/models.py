@@ -6,8 +6,8 @@ import contextlib
 
 from fastapi import APIRouter
 
-from .server_errors import error_responses
-from .server_schemas import ModelList
+from kinema.server.errors import error_responses
+from kinema.server.schemas import ModelList
 
 
 def models_router() -> APIRouter:
@@ -22,8 +22,8 @@ def models_router() -> APIRouter:
 
 
 def model_list() -> list[dict]:
-    from . import models as model_store
-    from .engine import get_backends
+    from kinema import models as model_store
+    from kinema.engine import get_backends
 
     registry = get_backends()
     aliases: dict[int, list[str]] = {}
@@ -39,12 +39,28 @@ def model_list() -> list[dict]:
             ready, detail = status.ready, status.detail
         except Exception as error:  # a broken plugin must not break the list
             ready, detail = False, f"status failed: {type(error).__name__}: {error}"
-        rows.append({"id": backend.name, "backend": backend.name, "ready": ready, "detail": detail,
-                     "description": backend.description, "aliases": aliases[id(backend)][1:]})
+        rows.append(
+            {
+                "id": backend.name,
+                "backend": backend.name,
+                "ready": ready,
+                "detail": detail,
+                "description": backend.description,
+                "aliases": aliases[id(backend)][1:],
+            }
+        )
     with contextlib.suppress(Exception):
         for model in model_store.pulled():
             lowered = model.lower()
             family = "ltx2" if "ltx" in lowered else "wan" if "wan" in lowered else ""
-            rows.append({"id": model, "backend": family, "ready": True, "detail": "downloaded",
-                         "description": "a model pulled with `kinema models pull`", "aliases": []})
+            rows.append(
+                {
+                    "id": model,
+                    "backend": family,
+                    "ready": True,
+                    "detail": "downloaded",
+                    "description": "a model pulled with `kinema models pull`",
+                    "aliases": [],
+                }
+            )
     return rows

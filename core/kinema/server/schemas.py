@@ -7,10 +7,9 @@ renaming a class renames a schema clients may have generated code from.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-
 
 
 class VideoError(BaseModel):
@@ -36,15 +35,15 @@ class KinemaVideoInfo(BaseModel):
     seed: int
     audio: bool
     negative_prompt: str
-    style: Optional[str]
+    style: str | None
     tier: str = "standard"
     has_image: bool
     attempts: int
     cancel_requested: bool
-    started_at: Optional[int]
+    started_at: int | None
     notes: list[str]
     kind: Literal["generate", "remix", "extend", "storyboard"] = "generate"
-    parent: Optional[str] = Field(None, description="The video a remix or extend builds on.")
+    parent: str | None = Field(None, description="The video a remix or extend builds on.")
 
 
 class Video(BaseModel):
@@ -55,22 +54,22 @@ class Video(BaseModel):
     status: Literal["queued", "in_progress", "completed", "failed"]
     progress: int = Field(ge=0, le=100)
     created_at: int
-    completed_at: Optional[int] = None
-    expires_at: Optional[int] = None
+    completed_at: int | None = None
+    expires_at: int | None = None
     model: str
-    prompt: Optional[str] = None
-    remixed_from_video_id: Optional[str] = None
+    prompt: str | None = None
+    remixed_from_video_id: str | None = None
     seconds: str = Field(description="Duration that will actually be made, e.g. '0.375'.")
     size: str = Field(description="WIDTHxHEIGHT that will actually be made.")
-    error: Optional[VideoError] = None
+    error: VideoError | None = None
     kinema: KinemaVideoInfo
 
 
 class VideoList(BaseModel):
     object: Literal["list"] = "list"
     data: list[Video]
-    first_id: Optional[str]
-    last_id: Optional[str]
+    first_id: str | None
+    last_id: str | None
     has_more: bool
 
 
@@ -106,8 +105,8 @@ class Health(BaseModel):
 class ErrorDetail(BaseModel):
     message: str
     type: str
-    param: Optional[str] = None
-    code: Optional[str] = None
+    param: str | None = None
+    code: str | None = None
 
 
 class ErrorResponse(BaseModel):
@@ -117,8 +116,8 @@ class ErrorResponse(BaseModel):
 class ImageReference(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    image_url: Optional[str] = Field(None, description="A data URL: data:image/png;base64,... (no remote URLs).")
-    file_id: Optional[str] = Field(None, description="Not supported by kinema (there is no files API).")
+    image_url: str | None = Field(None, description="A data URL: data:image/png;base64,... (no remote URLs).")
+    file_id: str | None = Field(None, description="Not supported by kinema (there is no files API).")
 
 
 class VideoCreateParams(BaseModel):
@@ -127,23 +126,29 @@ class VideoCreateParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prompt: str = Field(description="What the clip shows and sounds like.")
-    model: Optional[str] = Field(None, description="A backend (tiny, ltx2, wan) or a pulled model id; sora-* = the server default.")
-    seconds: Optional[Union[str, float]] = Field(None, description="Length in seconds, e.g. '4' (snapped to the model's frame grid).")
-    size: Optional[str] = Field(None, description="WIDTHxHEIGHT, e.g. '768x512' (snapped to the model's grid).")
-    input_reference: Optional[ImageReference] = Field(None, description="First frame (multipart: a PNG/JPEG/WebP file).")
-    negative_prompt: Optional[str] = None
-    seed: Optional[int] = None
-    steps: Optional[int] = None
-    guidance: Optional[float] = None
-    fps: Optional[float] = None
-    style: Optional[str] = None
-    tier: Optional[str] = Field(None, description="Quality tier: draft, standard (default) or final.")
-    backend: Optional[str] = None
-    audio: Optional[bool] = Field(None, description="false for picture only (default true).")
-    cameos: Optional[Union[list[str], str]] = Field(
-        None, description="Cameos (people) to put in the clip, used only with their owners' consent for your API"
-                          " key's user; multipart: comma-separated.")
-    speech: Optional[str] = Field(None, description="One of the cameos: its recorded voice drives the clip (ltx2).")
+    model: str | None = Field(
+        None, description="A backend (tiny, ltx2, wan) or a pulled model id; sora-* = the server default."
+    )
+    seconds: str | float | None = Field(
+        None, description="Length in seconds, e.g. '4' (snapped to the model's frame grid)."
+    )
+    size: str | None = Field(None, description="WIDTHxHEIGHT, e.g. '768x512' (snapped to the model's grid).")
+    input_reference: ImageReference | None = Field(None, description="First frame (multipart: a PNG/JPEG/WebP file).")
+    negative_prompt: str | None = None
+    seed: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    fps: float | None = None
+    style: str | None = None
+    tier: str | None = Field(None, description="Quality tier: draft, standard (default) or final.")
+    backend: str | None = None
+    audio: bool | None = Field(None, description="false for picture only (default true).")
+    cameos: list[str] | str | None = Field(
+        None,
+        description="Cameos (people) to put in the clip, used only with their owners' consent for your API"
+        " key's user; multipart: comma-separated.",
+    )
+    speech: str | None = Field(None, description="One of the cameos: its recorded voice drives the clip (ltx2).")
 
 
 class FollowUpParams(BaseModel):
@@ -151,39 +156,43 @@ class FollowUpParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: Optional[str] = Field(None, description="Backend or pulled model id (default: the one that made the source video).")
-    backend: Optional[str] = None
-    negative_prompt: Optional[str] = None
-    seed: Optional[int] = None
-    steps: Optional[int] = None
-    guidance: Optional[float] = None
-    style: Optional[str] = None
-    tier: Optional[str] = Field(None, description="Quality tier: draft, standard (default) or final.")
+    model: str | None = Field(
+        None, description="Backend or pulled model id (default: the one that made the source video)."
+    )
+    backend: str | None = None
+    negative_prompt: str | None = None
+    seed: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    style: str | None = None
+    tier: str | None = Field(None, description="Quality tier: draft, standard (default) or final.")
 
 
 class VideoRemixParams(FollowUpParams):
     """OpenAI's remix (``prompt``), plus kinema's ``strength`` and ``keep_audio``."""
 
     prompt: str = Field(description="What the remixed clip shows and sounds like.")
-    strength: float = Field(0.6, gt=0, le=1, description="How far to move from the source: near 0 keeps it, 1 keeps only its length.")
+    strength: float = Field(
+        0.6, gt=0, le=1, description="How far to move from the source: near 0 keeps it, 1 keeps only its length."
+    )
     keep_audio: bool = Field(False, description="Keep the source's sound instead of making new sound for the prompt.")
 
 
 class VideoExtendParams(FollowUpParams):
     """kinema's extend: the same clip, ``seconds`` longer."""
 
-    seconds: Union[str, float] = Field(description="How many seconds to add, e.g. '3'.")
-    prompt: Optional[str] = Field(None, description="What happens next (default: the source video's prompt).")
+    seconds: str | float = Field(description="How many seconds to add, e.g. '3'.")
+    prompt: str | None = Field(None, description="What happens next (default: the source video's prompt).")
 
 
 class StoryboardCreateParams(FollowUpParams):
     """A storyboard as text ('Shot 1 (2s): …' lines, YAML or JSON) or as an object with 'shots'."""
 
-    storyboard: Union[str, dict[str, Any]] = Field(description="The storyboard (see the README's Storyboards section).")
+    storyboard: str | dict[str, Any] = Field(description="The storyboard (see the README's Storyboards section).")
     format: Literal["auto", "text", "yaml", "json"] = "auto"
-    size: Optional[str] = Field(None, description="WIDTHxHEIGHT for every shot.")
-    fps: Optional[float] = None
-    audio: Optional[bool] = None
+    size: str | None = Field(None, description="WIDTHxHEIGHT for every shot.")
+    fps: float | None = None
+    audio: bool | None = None
 
 
 def public_status(record: dict) -> str:
@@ -213,14 +222,30 @@ def to_video(record: dict) -> dict:
         "size": f"{plan['width']}x{plan['height']}",
         "error": error,
         "kinema": {
-            "status": record["status"], "backend": record["backend"], "device": record["device"],
-            "step": record["step"], "total": record["total"] or plan["steps"], "stage": record["stage"],
-            "width": plan["width"], "height": plan["height"], "num_frames": plan["num_frames"], "fps": plan["fps"],
-            "steps": plan["steps"], "guidance": plan["guidance"], "seed": plan["seed"], "audio": plan["audio"],
-            "negative_prompt": request.get("negative_prompt") or "", "style": request.get("style"),
-            "tier": request.get("tier") or "standard", "has_image": record["has_image"], "attempts": record["attempts"],
-            "cancel_requested": record["cancel_requested"], "started_at": record["started_at"],
-            "notes": plan["notes"], "kind": task.get("kind", "generate"), "parent": task.get("parent"),
+            "status": record["status"],
+            "backend": record["backend"],
+            "device": record["device"],
+            "step": record["step"],
+            "total": record["total"] or plan["steps"],
+            "stage": record["stage"],
+            "width": plan["width"],
+            "height": plan["height"],
+            "num_frames": plan["num_frames"],
+            "fps": plan["fps"],
+            "steps": plan["steps"],
+            "guidance": plan["guidance"],
+            "seed": plan["seed"],
+            "audio": plan["audio"],
+            "negative_prompt": request.get("negative_prompt") or "",
+            "style": request.get("style"),
+            "tier": request.get("tier") or "standard",
+            "has_image": record["has_image"],
+            "attempts": record["attempts"],
+            "cancel_requested": record["cancel_requested"],
+            "started_at": record["started_at"],
+            "notes": plan["notes"],
+            "kind": task.get("kind", "generate"),
+            "parent": task.get("parent"),
         },
     }
 
@@ -232,6 +257,9 @@ def add_create_video_schemas(components: dict) -> None:
     components["VideoCreateParams"] = json_schema
     form = json.loads(json.dumps(json_schema))
     form["title"] = "VideoCreateForm"
-    form["properties"]["input_reference"] = {"type": "string", "format": "binary",
-                                             "description": "First frame: a PNG, JPEG or WebP file."}
+    form["properties"]["input_reference"] = {
+        "type": "string",
+        "format": "binary",
+        "description": "First frame: a PNG, JPEG or WebP file.",
+    }
     components["VideoCreateForm"] = form

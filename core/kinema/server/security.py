@@ -14,16 +14,17 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import socket
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from .cameo_api import MAX_UPLOAD_BYTES as CAMEO_UPLOAD_BYTES
-from .cameos import SERVER_OWNER
-from .errors import KinemaError
-from .server_errors import APIError, BodyTooLarge, error_response, video_not_found
-from .users import user_for_key
+from kinema.cameo.store import SERVER_OWNER
+from kinema.errors import KinemaError
+from kinema.server.cameos import MAX_UPLOAD_BYTES as CAMEO_UPLOAD_BYTES
+from kinema.server.errors import APIError, BodyTooLarge, error_response, video_not_found
+from kinema.server.users import user_for_key
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -44,7 +45,7 @@ def is_loopback(host: str) -> bool:
     return bool(infos) and all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
 
 
-def check_bind(host: str, api_key: Optional[str]) -> None:
+def check_bind(host: str, api_key: str | None) -> None:
     """Refuse to listen beyond this machine without an API key."""
     if is_loopback(host) or api_key:
         return
@@ -82,16 +83,21 @@ class Guard:
             origin = headers.get("origin")
             origin_host = _host_name(origin.split("://", 1)[-1].split("/", 1)[0]) if origin else None
             if host not in self.hosts or (origin is not None and origin_host not in self.hosts):
-                response = error_response(403, "this kinema server answers only requests addressed to this machine"
-                                           " (loopback Host, no foreign Origin); set KINEMA_API_KEY to serve others",
-                                           type="permission_error", code="forbidden_host")
+                response = error_response(
+                    403,
+                    "this kinema server answers only requests addressed to this machine"
+                    " (loopback Host, no foreign Origin); set KINEMA_API_KEY to serve others",
+                    type="permission_error",
+                    code="forbidden_host",
+                )
                 return await response(scope, receive, send)
         length = headers.get("content-length")
         # A cameo recording is a video upload: it gets its own, larger limit.
         limit = max(self.max_body, CAMEO_UPLOAD_BYTES) if scope.get("path") == "/v1/cameos" else self.max_body
         if length is not None and (not length.isdigit() or int(length) > limit):
-            response = error_response(413, f"request body too large; the limit is {limit} bytes",
-                                       code="request_too_large")
+            response = error_response(
+                413, f"request body too large; the limit is {limit} bytes", code="request_too_large"
+            )
             return await response(scope, receive, send)
         received = 0
 
@@ -107,20 +113,24 @@ class Guard:
         await self.app(scope, limited_receive, send)
 
 
-def api_key_auth(expected: Optional[bytes]) -> Callable[..., str]:
+def api_key_auth(expected: bytes | None) -> Callable[..., str]:
     """The /v1 dependency: the kinema user asking; 401 when the server has a key and the request lacks it."""
     bearer = HTTPBearer(auto_error=False, description="KINEMA_API_KEY, when the server has one.")
 
-    def authorize(request: Request, credentials: Optional[HTTPAuthorizationCredentials] = Depends(bearer)) -> str:
+    def authorize(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str:
         """The kinema user asking: a user's own key (`kinema keys add`), else SERVER_OWNER."""
         user = user_for_key(credentials.credentials if credentials is not None else None)
         if user is None:
             if expected is not None:
                 given = credentials.credentials.encode("utf-8") if credentials is not None else b""
                 if not hmac.compare_digest(given, expected):
-                    raise APIError(401, "missing or wrong API key: send 'Authorization: Bearer <KINEMA_API_KEY>'",
-                                   type="authentication_error", code="invalid_api_key",
-                                   headers={"WWW-Authenticate": "Bearer"})
+                    raise APIError(
+                        401,
+                        "missing or wrong API key: send 'Authorization: Bearer <KINEMA_API_KEY>'",
+                        type="authentication_error",
+                        code="invalid_api_key",
+                        headers={"WWW-Authenticate": "Bearer"},
+                    )
             user = SERVER_OWNER
         request.state.kinema_user = user
         return user

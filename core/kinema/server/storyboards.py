@@ -6,14 +6,14 @@ worker runs it with ``kinema.storyboard``, like a remix or extend.
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
-from .server_errors import error_responses
-from .server_schemas import StoryboardCreateParams, Video
-from .video_requests import parse_size
+from kinema.server.errors import error_responses
+from kinema.server.schemas import StoryboardCreateParams, Video
+from kinema.server.video_requests import parse_size
 
 
 def storyboard_router(submit: Callable[..., Awaitable[dict]]) -> APIRouter:
@@ -23,11 +23,21 @@ def storyboard_router(submit: Callable[..., Awaitable[dict]]) -> APIRouter:
     @router.post("/storyboards", response_model=Video, tags=["videos"], responses=error_responses())
     async def create_storyboard(params: StoryboardCreateParams, request: Request) -> dict:
         """A video made from a storyboard's shots, with cuts, continuity and crossfaded sound (kinema)."""
-        from .storyboard import from_dict, parse_storyboard
+        from kinema.storyboard import from_dict, parse_storyboard
 
         width, height = parse_size(params.size)
-        overrides = {k: v for k, v in {"width": width, "height": height, "fps": params.fps, "steps": params.steps,
-                                       "guidance": params.guidance, "audio": params.audio}.items() if v is not None}
+        overrides = {
+            k: v
+            for k, v in {
+                "width": width,
+                "height": height,
+                "fps": params.fps,
+                "steps": params.steps,
+                "guidance": params.guidance,
+                "audio": params.audio,
+            }.items()
+            if v is not None
+        }
         if params.style:
             overrides["world_style"] = params.style
         if params.tier is not None:
@@ -36,12 +46,21 @@ def storyboard_router(submit: Callable[..., Awaitable[dict]]) -> APIRouter:
         if params.seed is not None:
             task["seed"] = params.seed
         board = await run_in_threadpool(
-            lambda: parse_storyboard(params.storyboard, format=params.format, source="storyboard", files=False)
-            if isinstance(params.storyboard, str) else from_dict(params.storyboard, source="storyboard", files=False))
+            lambda: (
+                parse_storyboard(params.storyboard, format=params.format, source="storyboard", files=False)
+                if isinstance(params.storyboard, str)
+                else from_dict(params.storyboard, source="storyboard", files=False)
+            )
+        )
         title = board.title or board.shots[0].prompt
         # The style is the film's, applied per shot; the tier is the request's, else the storyboard's own.
         shared = params.model_copy(update={"style": None, "tier": params.tier or board.tier})
-        return await submit(shared, title, task, extra={"audio": board.audio if params.audio is None else params.audio},
-                            owner=request.state.kinema_user)
+        return await submit(
+            shared,
+            title,
+            task,
+            extra={"audio": board.audio if params.audio is None else params.audio},
+            owner=request.state.kinema_user,
+        )
 
     return router

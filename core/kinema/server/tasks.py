@@ -7,22 +7,23 @@ failed job) and run by the job's worker in place of a single ``generate``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
-from .errors import InvalidRequestError
+from kinema.errors import InvalidRequestError
 
 KINDS = ("remix", "extend", "storyboard")
-ParentLookup = Callable[[str], Optional[Path]]  # a finished job's id -> its MP4, or None
+ParentLookup = Callable[[str], Path | None]  # a finished job's id -> its MP4, or None
 
 
 def prepare(task: dict, request: Any, backend: Any, parent_video: ParentLookup) -> tuple[dict, dict]:
     """Check ``task`` for ``request`` on ``backend``; returns (the task to store, what the job's plan shows).
 
-    Every generation the task will run is planned here, so one beyond the backend's limits (kinema.limits)
+    Every generation the task will run is planned here, so one beyond the backend's limits (kinema.backends.limits)
     is refused now, not as a failed job.
     """
-    from .media import probe
+    from kinema.media.files import probe
 
     kind = task.get("kind")
     if kind not in KINDS:
@@ -35,50 +36,85 @@ def prepare(task: dict, request: Any, backend: Any, parent_video: ParentLookup) 
         info = probe(path)
         if kind == "remix":
             if not backend.supports_remix:
-                raise InvalidRequestError(f"backend {backend.name!r} cannot remix a video; pick one that can (tiny, ltx2, tiny-wan, wan)")
+                raise InvalidRequestError(
+                    f"backend {backend.name!r} cannot remix a video; pick one that can (tiny, ltx2, tiny-wan, wan)"
+                )
             strength = task.get("strength", 0.6)
             if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 < strength <= 1:
                 raise InvalidRequestError(f"strength must be a number in (0, 1], got {strength!r}")
-            from .remix import remix_frames
+            from kinema.remix import remix_frames
 
             _plan_generation(request, backend, remix_frames(info.frame_count, backend), info)
-            stored = {"kind": kind, "parent": parent, "strength": float(strength), "keep_audio": bool(task.get("keep_audio"))}
-            return stored, {"num_frames": info.frame_count, "seconds": info.video_duration, "fps": str(info.fps),
-                            "width": info.width, "height": info.height}
+            stored = {
+                "kind": kind,
+                "parent": parent,
+                "strength": float(strength),
+                "keep_audio": bool(task.get("keep_audio")),
+            }
+            return stored, {
+                "num_frames": info.frame_count,
+                "seconds": info.video_duration,
+                "fps": str(info.fps),
+                "width": info.width,
+                "height": info.height,
+            }
         seconds = task.get("seconds")
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 60:
             raise InvalidRequestError(f"seconds to add must be a number in (0, 60], got {seconds!r}")
         if not backend.supports_image:
             raise InvalidRequestError(f"backend {backend.name!r} cannot start from frames, so it cannot extend a clip")
-        from .extend import plan_extension
+        from kinema.extend import plan_extension
 
-        _context, added, generated = plan_extension(info.frame_count, info.fps, info.width, info.height, seconds,
-                                                    backend)
+        _context, added, generated = plan_extension(
+            info.frame_count, info.fps, info.width, info.height, seconds, backend
+        )
         _plan_generation(request, backend, generated, info)
-        stored = {"kind": kind, "parent": parent, "seconds": float(seconds),
-                  "prompt_given": bool(task.get("prompt_given", True))}
-        return stored, {"num_frames": info.frame_count + added, "seconds": float((info.frame_count + added) / info.fps),
-                        "fps": str(info.fps), "width": info.width, "height": info.height}
+        stored = {
+            "kind": kind,
+            "parent": parent,
+            "seconds": float(seconds),
+            "prompt_given": bool(task.get("prompt_given", True)),
+        }
+        return stored, {
+            "num_frames": info.frame_count + added,
+            "seconds": float((info.frame_count + added) / info.fps),
+            "fps": str(info.fps),
+            "width": info.width,
+            "height": info.height,
+        }
     board = _board(task, request)
-    from .storyboard import plan_storyboard, shot_request
+    from kinema.storyboard import plan_storyboard, shot_request
 
     plans = plan_storyboard(board, backend)
     frames = sum(p.frames for p in plans)
     first = backend.plan(shot_request(board, plans[0], None))  # every shot has the film's size
-    stored = {"kind": kind, "storyboard": task["storyboard"], "format": task.get("format", "auto"), "seed": board.seed,
-              "overrides": task.get("overrides", {})}
-    return stored, {"num_frames": frames, "seconds": float(frames / plans[0].fps), "fps": str(plans[0].fps),
-                    "width": first.width, "height": first.height, "shots": len(plans), "seed": board.seed}
+    stored = {
+        "kind": kind,
+        "storyboard": task["storyboard"],
+        "format": task.get("format", "auto"),
+        "seed": board.seed,
+        "overrides": task.get("overrides", {}),
+    }
+    return stored, {
+        "num_frames": frames,
+        "seconds": float(frames / plans[0].fps),
+        "fps": str(plans[0].fps),
+        "width": first.width,
+        "height": first.height,
+        "shots": len(plans),
+        "seed": board.seed,
+    }
 
 
 def _plan_generation(request: Any, backend: Any, frames: int, info: Any) -> None:
     """Plan (and so check) the generation a remix or extend of the clip ``info`` describes runs."""
-    backend.plan(request.with_(seconds=float(frames / info.fps), fps=float(info.fps), width=info.width,
-                               height=info.height))
+    backend.plan(
+        request.with_(seconds=float(frames / info.fps), fps=float(info.fps), width=info.width, height=info.height)
+    )
 
 
 def _board(task: dict, request: Any) -> Any:
-    from .storyboard import from_dict, parse_storyboard
+    from kinema.storyboard import from_dict, parse_storyboard
 
     text = task.get("storyboard")
     if isinstance(text, str):
@@ -95,15 +131,22 @@ def _board(task: dict, request: Any) -> Any:
     if style:
         import dataclasses
 
-        from .styles import get_style
+        from kinema.styles import get_style
 
         get_style(style)
         overrides["world"] = dataclasses.replace(board.world, style=style)
     return board.with_(**overrides)
 
 
-def run(task: dict, request: Any, backend: Any, *, parent_video: ParentLookup,
-        progress: Optional[Callable[[Any], None]] = None, cancel: Any = None) -> Any:
+def run(
+    task: dict,
+    request: Any,
+    backend: Any,
+    *,
+    parent_video: ParentLookup,
+    progress: Callable[[Any], None] | None = None,
+    cancel: Any = None,
+) -> Any:
     """Make the task's clip (a kinema.Clip)."""
     kind = task["kind"]
     if kind in ("remix", "extend"):
@@ -111,19 +154,43 @@ def run(task: dict, request: Any, backend: Any, *, parent_video: ParentLookup,
         if path is None:
             raise InvalidRequestError(f"video {task['parent']!r} was deleted before this {kind} could run")
         if kind == "remix":
-            from .remix import remix
+            from kinema.remix import remix
 
-            return remix(path, request.prompt, strength=task["strength"], keep_audio=task["keep_audio"],
-                         negative_prompt=request.negative_prompt, style=request.style, seed=request.seed,
-                         steps=request.steps, guidance=request.guidance, tier=request.tier, backend_obj=backend,
-                         video_id=task["parent"], progress=progress, cancel=cancel)
-        from .extend import extend
+            return remix(
+                path,
+                request.prompt,
+                strength=task["strength"],
+                keep_audio=task["keep_audio"],
+                negative_prompt=request.negative_prompt,
+                style=request.style,
+                seed=request.seed,
+                steps=request.steps,
+                guidance=request.guidance,
+                tier=request.tier,
+                backend_obj=backend,
+                video_id=task["parent"],
+                progress=progress,
+                cancel=cancel,
+            )
+        from kinema.extend import extend
 
-        return extend(path, task["seconds"], prompt=request.prompt if task.get("prompt_given") else None,
-                      negative_prompt=request.negative_prompt or None, style=request.style, seed=request.seed,
-                      steps=request.steps, guidance=request.guidance, tier=request.tier, backend_obj=backend,
-                      video_id=task["parent"], progress=progress, cancel=cancel)
-    from .storyboard import run_storyboard
+        return extend(
+            path,
+            task["seconds"],
+            prompt=request.prompt if task.get("prompt_given") else None,
+            negative_prompt=request.negative_prompt or None,
+            style=request.style,
+            seed=request.seed,
+            steps=request.steps,
+            guidance=request.guidance,
+            tier=request.tier,
+            backend_obj=backend,
+            video_id=task["parent"],
+            progress=progress,
+            cancel=cancel,
+        )
+    from kinema.storyboard import run_storyboard
 
-    return run_storyboard(_board(task, request), backend=backend, progress=progress, cancel=cancel,
-                          user=getattr(request, "user", None)).film
+    return run_storyboard(
+        _board(task, request), backend=backend, progress=progress, cancel=cancel, user=getattr(request, "user", None)
+    ).film

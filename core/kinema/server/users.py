@@ -3,7 +3,7 @@
 ``KINEMA_HOME/api-keys.json`` (mode 0600) maps user names to the SHA-256 of
 their key; the key itself is shown once, by ``kinema keys add USER``. The
 server resolves a bearer token to its user; a request with no user key (the
-master key, or none on loopback) acts as ``kinema.cameos.SERVER_OWNER``, an
+master key, or none on loopback) acts as ``kinema.cameo.store.SERVER_OWNER``, an
 identity no user name can spell.
 """
 
@@ -15,17 +15,16 @@ import json
 import secrets
 import time
 from pathlib import Path
-from typing import Optional
 
-from .cameos import USER_PATTERN, _locked, _write_private, check_user
-from .errors import KinemaError
+from kinema.cameo.store import USER_PATTERN, _locked, _write_private, check_user
+from kinema.errors import KinemaError
 
 KEYS_FILE = "api-keys.json"
 KEY_PREFIX = "kinema-"
 
 
 def _path() -> Path:
-    from .home import kinema_home
+    from kinema.home import kinema_home
 
     return kinema_home() / KEYS_FILE
 
@@ -43,8 +42,11 @@ def _load(path: Path) -> dict[str, dict]:
         raise KinemaError(f"{path} is unreadable ({error}); fix or delete it and add the keys again") from None
     users = data.get("users", {}) if isinstance(data, dict) else {}
     # A hand-edited name that `kinema keys add` would refuse (such as the owner's) is no user.
-    return {name: entry for name, entry in users.items()
-            if isinstance(entry, dict) and "sha256" in entry and isinstance(name, str) and USER_PATTERN.match(name)}
+    return {
+        name: entry
+        for name, entry in users.items()
+        if isinstance(entry, dict) and "sha256" in entry and isinstance(name, str) and USER_PATTERN.match(name)
+    }
 
 
 def add_key(user: str) -> str:
@@ -73,7 +75,7 @@ def list_users() -> list[str]:
     return sorted(_load(_path()))
 
 
-def user_for_key(key: Optional[str]) -> Optional[str]:
+def user_for_key(key: str | None) -> str | None:
     """The user whose API key this is, or None. Compares against every hash, in constant time each."""
     if not key:
         return None

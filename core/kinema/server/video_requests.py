@@ -8,25 +8,25 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Optional, Union
+from typing import Any
 
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
-from .errors import UnknownBackendError
-from .media import MediaReadError, data_url_bytes, decode_image_bytes
-from .media import MAX_UPLOAD_IMAGE_BYTES as MAX_IMAGE_BYTES  # an uploaded first frame
-from .media import MAX_UPLOAD_IMAGE_SIDE as MAX_IMAGE_SIDE  # noqa: F401 (the server re-exports it)
-from .server_errors import APIError, BodyTooLarge
-from .server_schemas import ImageReference
+from kinema.errors import UnknownBackendError
+from kinema.media.files import MAX_UPLOAD_IMAGE_BYTES as MAX_IMAGE_BYTES  # an uploaded first frame
+from kinema.media.files import MAX_UPLOAD_IMAGE_SIDE as MAX_IMAGE_SIDE  # noqa: F401 (the server re-exports it)
+from kinema.media.files import MediaReadError, data_url_bytes, decode_image_bytes
+from kinema.server.errors import APIError, BodyTooLarge
+from kinema.server.schemas import ImageReference
 
 # Model names clients written for OpenAI send by default; they run the server's default backend.
 OPENAI_MODEL_PREFIX = "sora-"
 
 
-async def read_create_body(request: Request) -> tuple[dict, Optional[UploadFile]]:
+async def read_create_body(request: Request) -> tuple[dict, UploadFile | None]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         try:
@@ -40,8 +40,12 @@ async def read_create_body(request: Request) -> tuple[dict, Optional[UploadFile]
         for key, value in form.multi_items():
             if isinstance(value, UploadFile):
                 if key != "input_reference":
-                    raise APIError(400, f"unexpected file field {key[:64]!r}; send the image as input_reference",
-                                   param=key[:64], code="invalid_value")
+                    raise APIError(
+                        400,
+                        f"unexpected file field {key[:64]!r}; send the image as input_reference",
+                        param=key[:64],
+                        code="invalid_value",
+                    )
                 upload = value
             elif key in ("input_reference[image_url]", "input_reference[file_id]"):
                 fields.setdefault("input_reference", {})[key[16:-1]] = value
@@ -49,7 +53,9 @@ async def read_create_body(request: Request) -> tuple[dict, Optional[UploadFile]
                 fields[key] = value
         return fields, upload
     if content_type not in ("application/json", ""):
-        raise APIError(415, f"send JSON or multipart/form-data, not {content_type[:64]!r}", code="unsupported_media_type")
+        raise APIError(
+            415, f"send JSON or multipart/form-data, not {content_type[:64]!r}", code="unsupported_media_type"
+        )
     body = await request.body()
     try:
         fields = json.loads(body) if body else {}
@@ -60,14 +66,18 @@ async def read_create_body(request: Request) -> tuple[dict, Optional[UploadFile]
     return fields, None
 
 
-async def read_image(upload: Optional[UploadFile], reference: Optional[ImageReference]) -> Any:
+async def read_image(upload: UploadFile | None, reference: ImageReference | None) -> Any:
     """An uploaded first frame as uint8 [H, W, 3], or None. Only PNG, JPEG, WebP up to the size limits."""
     if upload is not None:
         data = await upload.read(MAX_IMAGE_BYTES + 1)
     elif reference is not None:
         if reference.file_id:
-            raise APIError(400, "kinema has no files API: send input_reference as a file upload or a data URL",
-                           param="input_reference", code="unsupported_value")
+            raise APIError(
+                400,
+                "kinema has no files API: send input_reference as a file upload or a data URL",
+                param="input_reference",
+                code="unsupported_value",
+            )
         try:
             data = data_url_bytes(reference.image_url or "", what="input_reference.image_url")
         except MediaReadError as error:
@@ -75,8 +85,12 @@ async def read_image(upload: Optional[UploadFile], reference: Optional[ImageRefe
     else:
         return None
     if len(data) > MAX_IMAGE_BYTES:
-        raise APIError(413, f"input_reference is larger than {MAX_IMAGE_BYTES // 2**20} MiB", param="input_reference",
-                       code="image_too_large")
+        raise APIError(
+            413,
+            f"input_reference is larger than {MAX_IMAGE_BYTES // 2**20} MiB",
+            param="input_reference",
+            code="image_too_large",
+        )
     return await run_in_threadpool(decode_image, data)
 
 
@@ -91,17 +105,18 @@ def decode_image(data: bytes) -> Any:
 _SIZE = re.compile(r"\s*(\d{1,5})\s*[x×]\s*(\d{1,5})\s*", re.IGNORECASE)
 
 
-def parse_size(size: Optional[str]) -> tuple[Optional[int], Optional[int]]:
+def parse_size(size: str | None) -> tuple[int | None, int | None]:
     if size is None:
         return None, None
     match = _SIZE.fullmatch(size)
     if match is None:
-        raise APIError(400, f"size must be WIDTHxHEIGHT like '768x512', got {size[:32]!r}", param="size",
-                       code="invalid_value")
+        raise APIError(
+            400, f"size must be WIDTHxHEIGHT like '768x512', got {size[:32]!r}", param="size", code="invalid_value"
+        )
     return int(match[1]), int(match[2])
 
 
-def parse_seconds(seconds: Union[str, float, None]) -> Optional[float]:
+def parse_seconds(seconds: str | float | None) -> float | None:
     if seconds is None:
         return None
     try:
@@ -109,40 +124,53 @@ def parse_seconds(seconds: Union[str, float, None]) -> Optional[float]:
     except (TypeError, ValueError):
         value = float("nan")
     if value != value or value in (float("inf"), float("-inf")):
-        raise APIError(400, f"seconds must be a number like '4', got {str(seconds)[:32]!r}", param="seconds",
-                       code="invalid_value")
+        raise APIError(
+            400, f"seconds must be a number like '4', got {str(seconds)[:32]!r}", param="seconds", code="invalid_value"
+        )
     return value
 
 
-def resolve_model(model: Optional[str], backend: Optional[str], default_backend: str) -> tuple[str, Optional[str], str]:
+def resolve_model(model: str | None, backend: str | None, default_backend: str) -> tuple[str, str | None, str]:
     """(backend, model id or None, name shown to clients) from OpenAI's ``model`` and kinema's ``backend``.
 
     ``model`` may name a backend or alias, a model pulled with ``kinema models pull``,
     or ``sora-*`` (the server's default backend). Never a path: requests cannot
     make the server read arbitrary folders.
     """
-    from . import models as model_store
-    from .engine import get_backends
+    from kinema import models as model_store
+    from kinema.engine import get_backends
 
     backends = get_backends()
     if backend is not None and backend not in backends:
-        raise APIError(404, f"unknown backend {backend[:64]!r}; choose one of: {', '.join(sorted(_names(backends)))}",
-                       param="backend", code="model_not_found")
+        raise APIError(
+            404,
+            f"unknown backend {backend[:64]!r}; choose one of: {', '.join(sorted(_names(backends)))}",
+            param="backend",
+            code="model_not_found",
+        )
     if not model or model.startswith(OPENAI_MODEL_PREFIX):
         chosen = backend or default_backend
         return chosen, None, backends[chosen].name if chosen in backends else chosen
     if model in backends:
         if backend is not None and backends[backend] is not backends[model]:
-            raise APIError(400, f"model {model!r} and backend {backend!r} disagree; send one of them", param="backend",
-                           code="invalid_value")
+            raise APIError(
+                400,
+                f"model {model!r} and backend {backend!r} disagree; send one of them",
+                param="backend",
+                code="invalid_value",
+            )
         return model, None, backends[model].name
     if model_store.is_hub_id(model) and model in model_store.pulled():
         if backend is None:
             lowered = model.lower()
             backend = "ltx2" if "ltx" in lowered else "wan" if "wan" in lowered else None
             if backend is None or backend not in backends:
-                raise APIError(400, f"say which backend runs {model!r} with the 'backend' field", param="backend",
-                               code="invalid_value")
+                raise APIError(
+                    400,
+                    f"say which backend runs {model!r} with the 'backend' field",
+                    param="backend",
+                    code="invalid_value",
+                )
         return backend, model, model
     raise UnknownBackendError(
         f"unknown model {model[:64]!r}; use a backend ({', '.join(sorted(_names(backends)))}) or a model pulled"
@@ -158,8 +186,9 @@ def check_text(params: BaseModel) -> None:
     """Refuse string fields that are not valid text (JSON lets unpaired surrogates through)."""
     for name, value in params:
         if isinstance(value, str) and not _is_utf8(value):
-            raise APIError(400, f"{name} is not valid text (it has unpaired surrogates)", param=name,
-                           code="invalid_value")
+            raise APIError(
+                400, f"{name} is not valid text (it has unpaired surrogates)", param=name, code="invalid_value"
+            )
 
 
 def _is_utf8(text: str) -> bool:
@@ -176,6 +205,10 @@ def cameo_fields(params: Any) -> dict:
     names = params.cameos.split(",") if isinstance(params.cameos, str) else (params.cameos or [])
     names = tuple(name.strip() for name in names if isinstance(name, str) and name.strip())
     if params.speech is not None and params.speech not in names:
-        raise APIError(400, "speech must be the name of one of the cameos (its recorded voice drives the clip)",
-                       param="speech", code="invalid_value")
+        raise APIError(
+            400,
+            "speech must be the name of one of the cameos (its recorded voice drives the clip)",
+            param="speech",
+            code="invalid_value",
+        )
     return {"cameos": names, "speech": params.speech}

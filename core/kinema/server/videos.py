@@ -2,7 +2,7 @@
 extend, cancel, provenance and server-sent events.
 
 Routes check a request completely before queueing it, so a bad one fails with
-400 at once; the queued job runs in ``kinema.jobs``. Jobs are the caller's: the
+400 at once; the queued job runs in ``kinema.server.jobs``. Jobs are the caller's: the
 server's ``owned_jobs_only`` answers 404 before any route here sees another
 user's ``{video_id}``, and lists show only the caller's jobs.
 """
@@ -12,20 +12,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import Literal, Optional
+from typing import Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
-from .jobs import TERMINAL, THUMBNAIL_FILE, VIDEO_FILE, Event, JobManager, is_valid_id
-from .server_errors import APIError, error_responses, validation_response, video_not_found
-from .server_schemas import (FollowUpParams, Video, VideoCreateParams, VideoDeleted, VideoExtendParams, VideoList,
-                             VideoRemixParams, public_status, to_video)
-from .storyboard_api import storyboard_router
-from .video_requests import (cameo_fields, check_text, parse_seconds, parse_size, read_create_body, read_image,
-                             resolve_model)
+from kinema.server.errors import APIError, error_responses, validation_response, video_not_found
+from kinema.server.jobs import TERMINAL, THUMBNAIL_FILE, VIDEO_FILE, Event, JobManager, is_valid_id
+from kinema.server.schemas import (
+    FollowUpParams,
+    Video,
+    VideoCreateParams,
+    VideoDeleted,
+    VideoExtendParams,
+    VideoList,
+    VideoRemixParams,
+    public_status,
+    to_video,
+)
+from kinema.server.storyboards import storyboard_router
+from kinema.server.video_requests import (
+    cameo_fields,
+    check_text,
+    parse_seconds,
+    parse_size,
+    read_create_body,
+    read_image,
+    resolve_model,
+)
 
 SSE_KEEPALIVE_SECONDS = 15.0
 POLL_AFTER_MS = 500  # tells the openai SDK's poll() how often to ask
@@ -48,10 +64,15 @@ def video_router(manager: JobManager, default_backend: str) -> APIRouter:
         response_model=Video,
         tags=["videos"],
         responses=error_responses(409, 413),
-        openapi_extra={"requestBody": {"required": True, "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/VideoCreateParams"}},
-            "multipart/form-data": {"schema": {"$ref": "#/components/schemas/VideoCreateForm"}},
-        }}},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/VideoCreateParams"}},
+                    "multipart/form-data": {"schema": {"$ref": "#/components/schemas/VideoCreateForm"}},
+                },
+            }
+        },
     )
     async def create_video(request: Request) -> dict:
         """Queue a video job (OpenAI ``videos.create``). Bad requests fail here with 400, not as failed jobs."""
@@ -65,40 +86,68 @@ def video_router(manager: JobManager, default_backend: str) -> APIRouter:
         backend, model, display = await run_in_threadpool(resolve_model, params.model, params.backend, default_backend)
         width, height = parse_size(params.size)
         request_fields = {
-            "prompt": params.prompt, "negative_prompt": params.negative_prompt or "",
-            "seconds": parse_seconds(params.seconds), "fps": params.fps, "width": width, "height": height,
-            "seed": params.seed, "steps": params.steps, "guidance": params.guidance, "style": params.style,
+            "prompt": params.prompt,
+            "negative_prompt": params.negative_prompt or "",
+            "seconds": parse_seconds(params.seconds),
+            "fps": params.fps,
+            "width": width,
+            "height": height,
+            "seed": params.seed,
+            "steps": params.steps,
+            "guidance": params.guidance,
+            "style": params.style,
             "tier": params.tier or "standard",
-            "audio": True if params.audio is None else params.audio, "backend": backend, "model": model,
+            "audio": True if params.audio is None else params.audio,
+            "backend": backend,
+            "model": model,
             **cameo_fields(params),
         }
-        record = await run_in_threadpool(manager.submit, request_fields, image=image, display_model=display,
-                                         owner=request.state.kinema_user)
+        record = await run_in_threadpool(
+            manager.submit, request_fields, image=image, display_model=display, owner=request.state.kinema_user
+        )
         return to_video(record)
 
-    async def follow_up(params: FollowUpParams, prompt: str, task: dict, parent: Optional[dict] = None,
-                        extra: Optional[dict] = None, *, owner: str) -> dict:
+    async def follow_up(
+        params: FollowUpParams,
+        prompt: str,
+        task: dict,
+        parent: dict | None = None,
+        extra: dict | None = None,
+        *,
+        owner: str,
+    ) -> dict:
         """Queue a remix, extend or storyboard job for ``owner``: like create, with a task the worker runs instead."""
         check_text(params)
         if parent is not None and params.model is None and params.backend is None:
             backend, model, display = parent["backend"], parent["request"].get("model"), parent["model"]
         else:
-            backend, model, display = await run_in_threadpool(resolve_model, params.model, params.backend, default_backend)
+            backend, model, display = await run_in_threadpool(
+                resolve_model, params.model, params.backend, default_backend
+            )
         request_fields = {
-            "prompt": prompt, "negative_prompt": params.negative_prompt or "", "seed": params.seed,
-            "steps": params.steps, "guidance": params.guidance, "style": params.style, "backend": backend,
+            "prompt": prompt,
+            "negative_prompt": params.negative_prompt or "",
+            "seed": params.seed,
+            "steps": params.steps,
+            "guidance": params.guidance,
+            "style": params.style,
+            "backend": backend,
             "tier": params.tier or (parent["request"].get("tier") if parent is not None else None) or "standard",
-            "model": model, **(extra or {}),
+            "model": model,
+            **(extra or {}),
         }
-        record = await run_in_threadpool(manager.submit, request_fields, display_model=display, task=task,
-                                         owner=owner)
+        record = await run_in_threadpool(manager.submit, request_fields, display_model=display, task=task, owner=owner)
         return to_video(record)
 
     def finished(video_id: str) -> dict:
         record = lookup(video_id)
         if record["status"] != "completed":
-            raise APIError(409, f"video {video_id!r} is {record['status']}; only a completed video can be remixed"
-                                " or extended", param="video_id", code="video_not_ready")
+            raise APIError(
+                409,
+                f"video {video_id!r} is {record['status']}; only a completed video can be remixed or extended",
+                param="video_id",
+                code="video_not_ready",
+            )
         return record
 
     @router.post("/videos/{video_id}/remix", response_model=Video, tags=["videos"], responses=error_responses(409))
@@ -112,8 +161,12 @@ def video_router(manager: JobManager, default_backend: str) -> APIRouter:
     async def extend_video(video_id: str, params: VideoExtendParams, request: Request) -> dict:
         """A new video: the source plus ``seconds`` more, continued from its last frames (kinema)."""
         parent = finished(video_id)
-        task = {"kind": "extend", "parent": video_id, "seconds": parse_seconds(params.seconds),
-                "prompt_given": params.prompt is not None}
+        task = {
+            "kind": "extend",
+            "parent": video_id,
+            "seconds": parse_seconds(params.seconds),
+            "prompt_given": params.prompt is not None,
+        }
         return await follow_up(params, params.prompt or parent["prompt"], task, parent, owner=request.state.kinema_user)
 
     # Here, not after the other routes, so /v1/storyboards keeps its place in the published API.
@@ -122,7 +175,7 @@ def video_router(manager: JobManager, default_backend: str) -> APIRouter:
     @router.get("/videos", response_model=VideoList, tags=["videos"], responses=error_responses())
     def list_videos(
         request: Request,
-        after: Optional[str] = Query(None, description="Last id of the previous page."),
+        after: str | None = Query(None, description="Last id of the previous page."),
         limit: int = Query(20, ge=1, le=100),
         order: Literal["asc", "desc"] = Query("desc", description="By submission time."),
     ) -> dict:
@@ -132,8 +185,13 @@ def video_router(manager: JobManager, default_backend: str) -> APIRouter:
         except KeyError:
             raise APIError(400, f"after: no video with id {str(after)[:64]!r}", param="after", code="not_found")
         data = [to_video(r) for r in records]
-        return {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
-                "last_id": data[-1]["id"] if data else None, "has_more": has_more}
+        return {
+            "object": "list",
+            "data": data,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+            "has_more": has_more,
+        }
 
     @router.get("/videos/{video_id}", response_model=Video, tags=["videos"], responses=error_responses())
     def get_video(video_id: str) -> JSONResponse:
@@ -146,10 +204,15 @@ def video_router(manager: JobManager, default_backend: str) -> APIRouter:
         "/videos/{video_id}/content",
         tags=["videos"],
         response_class=FileResponse,
-        responses={**error_responses(409), 200: {"content": {
-            "video/mp4": {"schema": {"type": "string", "format": "binary"}},
-            "image/png": {"schema": {"type": "string", "format": "binary"}},
-        }}},
+        responses={
+            **error_responses(409),
+            200: {
+                "content": {
+                    "video/mp4": {"schema": {"type": "string", "format": "binary"}},
+                    "image/png": {"schema": {"type": "string", "format": "binary"}},
+                }
+            },
+        },
     )
     def download_content(
         video_id: str,
@@ -158,13 +221,22 @@ def video_router(manager: JobManager, default_backend: str) -> APIRouter:
         """The MP4 (H.264 + AAC), or ``variant=thumbnail`` for a PNG of the middle frame (OpenAI ``download_content``)."""
         record = lookup(video_id)
         if variant == "spritesheet":
-            raise APIError(400, "kinema has no spritesheet; ask for variant=video or variant=thumbnail",
-                           param="variant", code="unsupported_variant")
+            raise APIError(
+                400,
+                "kinema has no spritesheet; ask for variant=video or variant=thumbnail",
+                param="variant",
+                code="unsupported_variant",
+            )
         if record["status"] != "completed":
-            raise APIError(409, f"video {video_id} is {public_status(record)}, not completed; nothing to download yet",
-                           code="not_ready")
-        name, media_type, suffix = {"video": (VIDEO_FILE, "video/mp4", "mp4"),
-                                    "thumbnail": (THUMBNAIL_FILE, "image/png", "png")}[variant]
+            raise APIError(
+                409,
+                f"video {video_id} is {public_status(record)}, not completed; nothing to download yet",
+                code="not_ready",
+            )
+        name, media_type, suffix = {
+            "video": (VIDEO_FILE, "video/mp4", "mp4"),
+            "thumbnail": (THUMBNAIL_FILE, "image/png", "png"),
+        }[variant]
         path = manager.artifact(video_id, name)
         if path is None:
             raise APIError(404, f"video {video_id} has no {variant} file any more", code="not_found")
@@ -174,12 +246,15 @@ def video_router(manager: JobManager, default_backend: str) -> APIRouter:
     def video_provenance(video_id: str) -> dict:
         """``kinema verify`` for a finished video: C2PA manifest and why it is (in)valid, signer, generator,
         cameos, parents, and the invisible watermark's payload."""
-        from .provenance import verify
+        from kinema.media.provenance import verify
 
         record = lookup(video_id)
         if record["status"] != "completed":
-            raise APIError(409, f"video {video_id} is {public_status(record)}, not completed; nothing to check yet",
-                           code="not_ready")
+            raise APIError(
+                409,
+                f"video {video_id} is {public_status(record)}, not completed; nothing to check yet",
+                code="not_ready",
+            )
         path = manager.artifact(video_id, VIDEO_FILE)
         if path is None:
             raise APIError(404, f"video {video_id} has no video file any more", code="not_found")
@@ -215,8 +290,10 @@ def video_router(manager: JobManager, default_backend: str) -> APIRouter:
         "/videos/{video_id}/events",
         tags=["kinema"],
         response_class=StreamingResponse,
-        responses={**error_responses(), 200: {"description": "text/event-stream", "content": {
-            "text/event-stream": {"schema": {"type": "string"}}}}},
+        responses={
+            **error_responses(),
+            200: {"description": "text/event-stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        },
     )
     async def video_events(video_id: str) -> StreamingResponse:
         """Server-sent events for one job (kinema extension).
@@ -255,8 +332,9 @@ def video_router(manager: JobManager, default_backend: str) -> APIRouter:
             finally:
                 unsubscribe()
 
-        return StreamingResponse(stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
 
     return router
 

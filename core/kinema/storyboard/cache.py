@@ -9,25 +9,30 @@ import os
 import time
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
 
 def cache_key(request: Any, backend: Any) -> str:
     """A hash of everything that changes what a shot looks and sounds like."""
-    from . import __version__
-    from .styles import apply_style
+    from kinema import __version__
+    from kinema.styles import apply_style
 
     effective = apply_style(request)
     fields = {f.name: _fingerprint(getattr(effective, f.name)) for f in dataclasses.fields(effective)}
     if effective.cameos:  # a cameo re-recorded under the same name must not bring back the old likeness
-        from .cameos import RECORD_FILE, CameoStore
+        from kinema.cameo.store import RECORD_FILE, CameoStore
 
         store = CameoStore()
         fields["cameo_records"] = [_fingerprint(store.path(name) / RECORD_FILE) for name in effective.cameos]
-    identity = {"request": fields, "backend": backend.name, "backend_class": type(backend).__qualname__,
-                "model": backend.model_id, "kinema": __version__}
+    identity = {
+        "request": fields,
+        "backend": backend.name,
+        "backend_class": type(backend).__qualname__,
+        "model": backend.model_id,
+        "kinema": __version__,
+    }
     blob = json.dumps(identity, sort_keys=True, default=repr).encode()
     return hashlib.sha256(blob).hexdigest()
 
@@ -35,8 +40,11 @@ def cache_key(request: Any, backend: Any) -> str:
 def _fingerprint(value: Any) -> Any:
     """A JSON-able stand-in for ``value`` that changes whenever its content does (arrays and files by hash)."""
     if isinstance(value, np.ndarray):
-        return {"shape": list(value.shape), "dtype": str(value.dtype),
-                "sha256": hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()}
+        return {
+            "shape": list(value.shape),
+            "dtype": str(value.dtype),
+            "sha256": hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest(),
+        }
     if isinstance(value, Path) or (isinstance(value, str) and os.sep in value and os.path.isfile(value)):
         path = Path(value)
         if path.is_file():
@@ -55,7 +63,7 @@ STALE_PART_SECONDS = 3600  # a .part this old belongs to a run that died mid-wri
 
 def limit_from_environment() -> int:
     """The cache's size limit in bytes: ``KINEMA_SHOT_CACHE_GB`` (0 keeps nothing), else 20 GB."""
-    from .errors import InvalidRequestError
+    from kinema.errors import InvalidRequestError
 
     raw = os.environ.get("KINEMA_SHOT_CACHE_GB", "").strip()
     try:
@@ -74,8 +82,8 @@ class ShotCache:
     after each write the least recently used shots go first, never the one just written.
     """
 
-    def __init__(self, folder: Optional[Path] = None, limit_bytes: Optional[int] = None):
-        from .home import kinema_home
+    def __init__(self, folder: Path | None = None, limit_bytes: int | None = None):
+        from kinema.home import kinema_home
 
         self.folder = folder or kinema_home() / "cache" / "shots"
         self.limit_bytes = limit_from_environment() if limit_bytes is None else limit_bytes
@@ -84,7 +92,7 @@ class ShotCache:
         return self.folder / f"{key}.npz"
 
     def get(self, key: str) -> Any:
-        from .clip import Clip
+        from kinema.clip import Clip
 
         path = self.path(key)
         if not path.is_file():
@@ -94,8 +102,9 @@ class ShotCache:
                 audio = data["audio"] if data["audio"].size else None
                 rate = int(data["sample_rate"]) or None
                 fps = Fraction(int(data["fps"][0]), int(data["fps"][1]))
-                clip = Clip(data["frames"], fps, audio, rate if audio is not None else None,
-                            json.loads(str(data["metadata"])))
+                clip = Clip(
+                    data["frames"], fps, audio, rate if audio is not None else None, json.loads(str(data["metadata"]))
+                )
         except (OSError, ValueError, KeyError):  # a damaged entry is just a miss; it gets rewritten
             return None
         os.utime(path)  # recently used: the size limit evicts it last
@@ -124,7 +133,7 @@ class ShotCache:
         self.trim(keep=path)
         return path
 
-    def trim(self, keep: Optional[Path] = None) -> list[Path]:
+    def trim(self, keep: Path | None = None) -> list[Path]:
         """Delete least recently used shots until the folder fits the limit; returns what went."""
         entries = []
         now = time.time()

@@ -4,18 +4,51 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
-from .request import MAX_PROMPT_CHARS, MAX_SECONDS, MAX_SEED, MAX_STEPS
-from .storyboard import CUTS, MAX_SHOTS, Line, Shot, Storyboard, StoryboardError, World
-from .storyboard_parse import SECONDS, line_of, suggest
+from kinema.request import MAX_PROMPT_CHARS, MAX_SECONDS, MAX_SEED, MAX_STEPS
+from kinema.storyboard.model import CUTS, MAX_SHOTS, Line, Shot, Storyboard, StoryboardError, World
+from kinema.storyboard.parse import SECONDS, line_of, suggest
 
-_TOP_KEYS = {"title", "world", "setting", "characters", "style", "seed", "seconds", "negative_prompt", "negative",
-             "backend", "model", "size", "width", "height", "fps", "steps", "guidance", "tier", "audio", "shots"}
+_TOP_KEYS = {
+    "title",
+    "world",
+    "setting",
+    "characters",
+    "style",
+    "seed",
+    "seconds",
+    "negative_prompt",
+    "negative",
+    "backend",
+    "model",
+    "size",
+    "width",
+    "height",
+    "fps",
+    "steps",
+    "guidance",
+    "tier",
+    "audio",
+    "shots",
+}
 _WORLD_KEYS = {"setting", "characters", "style"}
-_SHOT_FIELDS = {"prompt", "seconds", "camera", "dialogue", "cameos", "cameo", "cut", "seed", "style",
-                "negative_prompt", "negative", "image"}
+_SHOT_FIELDS = {
+    "prompt",
+    "seconds",
+    "camera",
+    "dialogue",
+    "cameos",
+    "cameo",
+    "cut",
+    "seed",
+    "style",
+    "negative_prompt",
+    "negative",
+    "image",
+}
 
 
 class _Checker:
@@ -24,9 +57,9 @@ class _Checker:
     def __init__(self, source: str, files: bool = True):
         self.source = source
         self.files = files  # may shots name pictures on this machine's disk?
-        self.problems: list[tuple[Optional[int], str]] = []
+        self.problems: list[tuple[int | None, str]] = []
 
-    def add(self, line: Optional[int], message: str) -> None:
+    def add(self, line: int | None, message: str) -> None:
         self.problems.append((line, message))
 
     def done(self) -> None:
@@ -35,8 +68,14 @@ class _Checker:
             raise StoryboardError(self.source, self.problems)
 
 
-def from_dict(data: Any, *, source: str = "<storyboard>", base_dir: Optional[Path] = None, files: bool = True,
-              _lines: Optional[dict] = None) -> Storyboard:
+def from_dict(
+    data: Any,
+    *,
+    source: str = "<storyboard>",
+    base_dir: Path | None = None,
+    files: bool = True,
+    _lines: dict | None = None,
+) -> Storyboard:
     """Build and validate a Storyboard from parsed data (e.g. a JSON request body).
 
     A shot's ``image`` is a picture file (relative to ``base_dir``) or a ``data:image/…;base64,…`` URL.
@@ -47,12 +86,14 @@ def from_dict(data: Any, *, source: str = "<storyboard>", base_dir: Optional[Pat
     header_lines = (_lines or {}).get("header", {})
     shot_lines = (_lines or {}).get("shots", [])
 
-    def top_line(key: str) -> Optional[int]:
+    def top_line(key: str) -> int | None:
         return header_lines.get(key) or line_of(data, key)
 
     if not isinstance(data, dict):
-        check.add(getattr(data, "line", None) or 1,
-                  "a storyboard must be a mapping with a 'shots' list (or shot lines like 'Shot 1 (2s): …')")
+        check.add(
+            getattr(data, "line", None) or 1,
+            "a storyboard must be a mapping with a 'shots' list (or shot lines like 'Shot 1 (2s): …')",
+        )
         check.done()
     for key in data:
         if key not in _TOP_KEYS:
@@ -60,8 +101,11 @@ def from_dict(data: Any, *, source: str = "<storyboard>", base_dir: Optional[Pat
 
     fields: dict[str, Any] = {"source": source}
     fields["title"] = _text(check, data, "title", top_line("title")) or ""
-    fields["negative_prompt"] = _text(check, data, "negative_prompt", top_line("negative_prompt")) or \
-        _text(check, data, "negative", top_line("negative")) or ""
+    fields["negative_prompt"] = (
+        _text(check, data, "negative_prompt", top_line("negative_prompt"))
+        or _text(check, data, "negative", top_line("negative"))
+        or ""
+    )
     for name in ("backend", "model"):
         value = _text(check, data, name, top_line(name))
         if value:
@@ -73,7 +117,7 @@ def from_dict(data: Any, *, source: str = "<storyboard>", base_dir: Optional[Pat
     fields["guidance"] = _number(check, data.get("guidance"), top_line("guidance"), "guidance", 0.0, 50.0)
     tier = _text(check, data, "tier", top_line("tier"))
     if tier:
-        from .tiers import TIERS
+        from kinema.tiers import TIERS
 
         if tier in TIERS:
             fields["tier"] = tier
@@ -93,8 +137,11 @@ def from_dict(data: Any, *, source: str = "<storyboard>", base_dir: Optional[Pat
     shots_data = data.get("shots")
     shots: list[Shot] = []
     if shots_data is None or (isinstance(shots_data, list) and not shots_data):
-        hint = "add lines like 'Shot 1 (2s): a fox runs through snow'" if _lines is not None else \
-            "add a 'shots' list, e.g. shots: [{prompt: a fox runs through snow, seconds: 2}]"
+        hint = (
+            "add lines like 'Shot 1 (2s): a fox runs through snow'"
+            if _lines is not None
+            else "add a 'shots' list, e.g. shots: [{prompt: a fox runs through snow, seconds: 2}]"
+        )
         where = top_line("shots") if shots_data is not None else None
         if where is None:  # nothing says "shots": point where they would go (after a text's last line)
             where = (_lines or {}).get("end") or getattr(data, "line", None)
@@ -102,7 +149,10 @@ def from_dict(data: Any, *, source: str = "<storyboard>", base_dir: Optional[Pat
     elif not isinstance(shots_data, list):
         check.add(top_line("shots"), f"'shots' must be a list of shots, got {type(shots_data).__name__}")
     elif len(shots_data) > MAX_SHOTS:
-        check.add(top_line("shots"), f"{len(shots_data)} shots is too many; split the film into storyboards of at most {MAX_SHOTS}")
+        check.add(
+            top_line("shots"),
+            f"{len(shots_data)} shots is too many; split the film into storyboards of at most {MAX_SHOTS}",
+        )
     else:
         for index, item in enumerate(shots_data):
             where = shot_lines[index] if index < len(shot_lines) else None
@@ -114,24 +164,29 @@ def from_dict(data: Any, *, source: str = "<storyboard>", base_dir: Optional[Pat
     if shots and len(shots) == len(shots_data or ()):
         first = shots[0]
         if first.cut == "continue":
-            check.add(first.line, "shot 1 cannot 'continue': there is no shot before it"
-                                  " (give it an 'image' to start from a picture)")
+            check.add(
+                first.line,
+                "shot 1 cannot 'continue': there is no shot before it (give it an 'image' to start from a picture)",
+            )
     check.done()
     _check_names(check, shots, fields["world"])
     check.done()
     return Storyboard(shots=tuple(shots), **fields)
 
 
-def _shot(check: _Checker, item: Any, index: int, line: Optional[int], where: Optional[dict],
-          base_dir: Optional[Path]) -> Optional[Shot]:
+def _shot(
+    check: _Checker, item: Any, index: int, line: int | None, where: dict | None, base_dir: Path | None
+) -> Shot | None:
     label = f"shot {index + 1}"
     if isinstance(item, str):
         item = {"prompt": item}
     if not isinstance(item, dict):
-        check.add(line, f"{label} must be a mapping with a 'prompt' (or just the prompt text), got {type(item).__name__}")
+        check.add(
+            line, f"{label} must be a mapping with a 'prompt' (or just the prompt text), got {type(item).__name__}"
+        )
         return None
 
-    def at(key: str) -> Optional[int]:
+    def at(key: str) -> int | None:
         if where:
             return where.get(key, where.get(""))
         return line_of(item, key, line)
@@ -155,21 +210,38 @@ def _shot(check: _Checker, item: Any, index: int, line: Optional[int], where: Op
     seed = _integer(check, item, "seed", at("seed"), 0, MAX_SEED, label=f"{label}: seed")
     camera = _text(check, item, "camera", at("camera"), label=f"{label}: camera") or ""
     style = _text(check, item, "style", at("style"), label=f"{label}: style")
-    negative = _text(check, item, "negative_prompt", at("negative_prompt"), label=f"{label}: negative_prompt") or \
-        _text(check, item, "negative", at("negative"), label=f"{label}: negative") or ""
+    negative = (
+        _text(check, item, "negative_prompt", at("negative_prompt"), label=f"{label}: negative_prompt")
+        or _text(check, item, "negative", at("negative"), label=f"{label}: negative")
+        or ""
+    )
     cameos = _cameos(check, item, at, label)
     dialogue = _dialogue(check, item.get("dialogue"), at("dialogue"), label, where)
     image = _image(check, item.get("image"), at("image"), label, base_dir)
     if image is not None and cut == "continue":
-        check.add(at("image"), f"{label}: a 'continue' shot starts from the previous shot's last frame;"
-                               " drop its image or make it a hard cut")
+        check.add(
+            at("image"),
+            f"{label}: a 'continue' shot starts from the previous shot's last frame;"
+            " drop its image or make it a hard cut",
+        )
     if len(check.problems) > before:
         return None
-    return Shot(prompt=prompt.strip(), seconds=seconds, camera=camera.strip(), dialogue=dialogue, cameos=cameos,
-                cut=cut, seed=seed, style=style, negative_prompt=negative, image=image, line=line)
+    return Shot(
+        prompt=prompt.strip(),
+        seconds=seconds,
+        camera=camera.strip(),
+        dialogue=dialogue,
+        cameos=cameos,
+        cut=cut,
+        seed=seed,
+        style=style,
+        negative_prompt=negative,
+        image=image,
+        line=line,
+    )
 
 
-def _text(check: _Checker, data: dict, key: str, line: Optional[int], *, label: Optional[str] = None) -> Optional[str]:
+def _text(check: _Checker, data: dict, key: str, line: int | None, *, label: str | None = None) -> str | None:
     value = data.get(key)
     if value is None:
         return None
@@ -184,7 +256,7 @@ def _text(check: _Checker, data: dict, key: str, line: Optional[int], *, label: 
     return value
 
 
-def _seconds(check: _Checker, value: Any, line: Optional[int], label: str) -> Optional[float]:
+def _seconds(check: _Checker, value: Any, line: int | None, label: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, str):
@@ -202,17 +274,23 @@ def _seconds(check: _Checker, value: Any, line: Optional[int], label: str) -> Op
     return float(value)
 
 
-def _number(check: _Checker, value: Any, line: Optional[int], label: str, low: float, high: float) -> Optional[float]:
+def _number(check: _Checker, value: Any, line: int | None, label: str, low: float, high: float) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not low <= value <= high:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not low <= value <= high
+    ):
         check.add(line, f"{label} must be a number from {low:g} to {high:g}, got {value!r}")
         return None
     return float(value)
 
 
-def _integer(check: _Checker, data: dict, key: str, line: Optional[int], low: int, high: int, *,
-             label: Optional[str] = None) -> Optional[int]:
+def _integer(
+    check: _Checker, data: dict, key: str, line: int | None, low: int, high: int, *, label: str | None = None
+) -> int | None:
     value = data.get(key)
     if value is None:
         return None
@@ -222,7 +300,7 @@ def _integer(check: _Checker, data: dict, key: str, line: Optional[int], low: in
     return value
 
 
-def _size(check: _Checker, data: dict, top_line: Callable[[str], Optional[int]]) -> tuple[Optional[int], Optional[int]]:
+def _size(check: _Checker, data: dict, top_line: Callable[[str], int | None]) -> tuple[int | None, int | None]:
     width = data.get("width")
     height = data.get("height")
     if "size" in data:
@@ -234,19 +312,24 @@ def _size(check: _Checker, data: dict, top_line: Callable[[str], Optional[int]])
         width, height = int(match[1]), int(match[2])
     for name, value in (("width", width), ("height", height)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 16 <= value <= 4096):
-            check.add(top_line("size" if "size" in data else name), f"{name} must be a whole number from 16 to 4096, got {value!r}")
+            check.add(
+                top_line("size" if "size" in data else name),
+                f"{name} must be a whole number from 16 to 4096, got {value!r}",
+            )
             return None, None
     return width, height
 
 
-def _world(check: _Checker, data: dict, top_line: Callable[[str], Optional[int]], header_lines: dict) -> World:
+def _world(check: _Checker, data: dict, top_line: Callable[[str], int | None], header_lines: dict) -> World:
     world = data.get("world") or {}
     if not isinstance(world, dict):
         check.add(top_line("world"), f"world must be a mapping with {sorted(_WORLD_KEYS)}, got {type(world).__name__}")
         world = {}
     for key in world:
         if key not in _WORLD_KEYS:
-            check.add(line_of(world, key, top_line("world")), f"world: unknown key {key!r}{suggest(str(key), _WORLD_KEYS)}")
+            check.add(
+                line_of(world, key, top_line("world")), f"world: unknown key {key!r}{suggest(str(key), _WORLD_KEYS)}"
+            )
     merged: dict[str, Any] = {}
     for key in _WORLD_KEYS:
         if key in data and key in world:
@@ -272,7 +355,7 @@ def _world(check: _Checker, data: dict, top_line: Callable[[str], Optional[int]]
 _NAMED = re.compile(r"^\s*(?P<name>[^:=—–]{1,60}?)\s*(?::|=|—|–| - )\s*(?P<description>.+)$")
 
 
-def _characters(check: _Checker, value: Any, line: Optional[int], header_lines: dict) -> list[tuple[str, str]]:
+def _characters(check: _Checker, value: Any, line: int | None, header_lines: dict) -> list[tuple[str, str]]:
     characters: list[tuple[str, str]] = []
     if isinstance(value, dict):
         for name, description in value.items():
@@ -303,7 +386,7 @@ def _characters(check: _Checker, value: Any, line: Optional[int], header_lines: 
     return characters
 
 
-def _cameos(check: _Checker, item: dict, at: Callable[[str], Optional[int]], label: str) -> tuple[str, ...]:
+def _cameos(check: _Checker, item: dict, at: Callable[[str], int | None], label: str) -> tuple[str, ...]:
     names: list[str] = []
     for key in ("cameos", "cameo"):
         value = item.get(key)
@@ -317,7 +400,7 @@ def _cameos(check: _Checker, item: dict, at: Callable[[str], Optional[int]], lab
     return tuple(dict.fromkeys(names))
 
 
-def _dialogue(check: _Checker, value: Any, line: Optional[int], label: str, where: Optional[dict]) -> tuple[Line, ...]:
+def _dialogue(check: _Checker, value: Any, line: int | None, label: str, where: dict | None) -> tuple[Line, ...]:
     if value is None:
         return ()
     if isinstance(value, str):
@@ -344,14 +427,14 @@ def _dialogue(check: _Checker, value: Any, line: Optional[int], label: str, wher
         if not isinstance(text, str) or not text.strip() or not isinstance(speaker, str):
             check.add(entry_line, f"{label}: cannot read dialogue line {entry!r}: write 'Name: what they say'")
             continue
-        text = text.strip().strip('"“”\'')
+        text = text.strip().strip("\"“”'")
         lines.append(Line(speaker.strip(), text))
     return tuple(lines)
 
 
-def _image(check: _Checker, value: Any, line: Optional[int], label: str, base_dir: Optional[Path]) -> Any:
+def _image(check: _Checker, value: Any, line: int | None, label: str, base_dir: Path | None) -> Any:
     """The shot's first frame: a path (read when the shot runs) or, from a data URL, the pixels themselves."""
-    from .media import MediaReadError, decode_data_url, is_data_url
+    from kinema.media.files import MediaReadError, decode_data_url, is_data_url
 
     if value is None:
         return None
@@ -365,8 +448,11 @@ def _image(check: _Checker, value: Any, line: Optional[int], label: str, base_di
             check.add(line, str(error))
             return None
     if not check.files:
-        check.add(line, f"{label}: image {value[:60]!r}: a storyboard sent to a server cannot name files on its disk;"
-                        " send the picture as a data URL (data:image/png;base64,...)")
+        check.add(
+            line,
+            f"{label}: image {value[:60]!r}: a storyboard sent to a server cannot name files on its disk;"
+            " send the picture as a data URL (data:image/png;base64,...)",
+        )
         return None
     path = Path(value).expanduser()
     if not path.is_absolute() and base_dir is not None:
@@ -379,29 +465,37 @@ def _image(check: _Checker, value: Any, line: Optional[int], label: str, base_di
 
 def _check_names(check: _Checker, shots: list[Shot], world: World) -> None:
     """Styles and cameos must exist: say so before anything is generated."""
-    from .styles import list_styles
+    from kinema.styles import list_styles
 
     styles = list_styles()
     if world.style and world.style not in styles:
-        check.add(None, f"unknown style {world.style!r}; choose one of: {', '.join(sorted(styles))} (see `kinema styles`)")
+        check.add(
+            None, f"unknown style {world.style!r}; choose one of: {', '.join(sorted(styles))} (see `kinema styles`)"
+        )
     known_cameos = _known_cameos()
     for index, shot in enumerate(shots):
         if shot.style and shot.style not in styles:
-            check.add(shot.line, f"shot {index + 1}: unknown style {shot.style!r}{suggest(shot.style, styles)};"
-                                 f" choose one of: {', '.join(sorted(styles))}")
+            check.add(
+                shot.line,
+                f"shot {index + 1}: unknown style {shot.style!r}{suggest(shot.style, styles)};"
+                f" choose one of: {', '.join(sorted(styles))}",
+            )
         for name in shot.cameos:
             if name not in known_cameos:
                 listed = ", ".join(sorted(known_cameos)) or "none yet"
-                check.add(shot.line, f"shot {index + 1}: unknown cameo {name!r}{suggest(name, known_cameos)};"
-                                     f" cameos here: {listed} (see `kinema cameo list`)")
+                check.add(
+                    shot.line,
+                    f"shot {index + 1}: unknown cameo {name!r}{suggest(name, known_cameos)};"
+                    f" cameos here: {listed} (see `kinema cameo list`)",
+                )
 
 
 def _known_cameos() -> set[str]:
     """Names of the cameos on this machine (whether the person asking may use them is checked per shot)."""
-    from .home import kinema_home
+    from kinema.home import kinema_home
 
     if not (kinema_home() / "cameos").is_dir():
         return set()
-    from .cameos import CameoStore
+    from kinema.cameo.store import CameoStore
 
     return set(CameoStore().names())

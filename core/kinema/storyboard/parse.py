@@ -1,7 +1,7 @@
 """Storyboard text to plain data: YAML and JSON that remember the line of every value, and plain shot lines.
 
 Every format gives the same dict (plus, for plain text, where each part was
-written); ``kinema.storyboard_check.from_dict`` turns it into a ``Storyboard``.
+written); ``kinema.storyboard.check.from_dict`` turns it into a ``Storyboard``.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from typing import Any, Optional
+from typing import Any
 
-from .storyboard import StoryboardError
+from kinema.storyboard.model import StoryboardError
 
 
 def sniff_format(text: str) -> str:
@@ -27,7 +27,7 @@ def sniff_format(text: str) -> str:
 
 
 class LinedDict(dict):
-    line: Optional[int] = None
+    line: int | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -35,14 +35,14 @@ class LinedDict(dict):
 
 
 class LinedList(list):
-    line: Optional[int] = None
+    line: int | None = None
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self.lines: list[Optional[int]] = []
+        self.lines: list[int | None] = []
 
 
-def line_of(container: Any, key: Any, fallback: Optional[int] = None) -> Optional[int]:
+def line_of(container: Any, key: Any, fallback: int | None = None) -> int | None:
     if isinstance(container, LinedDict):
         return container.lines.get(key, container.line)
     if isinstance(container, LinedList) and isinstance(key, int) and key < len(container.lines):
@@ -88,7 +88,9 @@ def parse_structured(text: str, format: str, source: str) -> Any:
         try:
             json.loads(text)
         except json.JSONDecodeError as error:
-            raise StoryboardError(source, [(error.lineno, f"not valid JSON: {error.msg} (column {error.colno})")]) from None
+            raise StoryboardError(
+                source, [(error.lineno, f"not valid JSON: {error.msg} (column {error.colno})")]
+            ) from None
     duplicates: list = []
     try:
         data = yaml.load(text, Loader=_yaml_loader(source, duplicates))  # noqa: S506 - a SafeLoader subclass
@@ -108,18 +110,51 @@ def parse_structured(text: str, format: str, source: str) -> Any:
 
 # ---- plain text: "Shot 1 (2s): ..." lines
 
-_SHOT = re.compile(r"^\s*shot\b\s*(?P<number>\d+)?\s*(?:\((?P<options>[^)]*)\))?\s*[:.\-–—]\s*(?P<prompt>.*)$", re.IGNORECASE)
+_SHOT = re.compile(
+    r"^\s*shot\b\s*(?P<number>\d+)?\s*(?:\((?P<options>[^)]*)\))?\s*[:.\-–—]\s*(?P<prompt>.*)$", re.IGNORECASE
+)
 _KEY = re.compile(r"^\s*(?P<key>[A-Za-z][\w \-]{0,30}?)\s*:\s*(?P<value>.*)$")
 SECONDS = re.compile(r"^(?P<value>[-+]?\d+(?:\.\d*)?|[-+]?\.\d+)\s*(?:s|sec|secs|second|seconds)?$", re.IGNORECASE)
-_HEADER_KEYS = {"title", "setting", "character", "characters", "style", "seed", "seconds", "negative", "negative prompt",
-                "negative_prompt", "backend", "model", "size", "fps", "steps", "guidance", "tier", "audio"}
-_SHOT_KEYS = {"camera", "cut", "cameo", "cameos", "seed", "style", "negative", "negative prompt", "negative_prompt",
-              "image", "dialogue", "say", "seconds"}
+_HEADER_KEYS = {
+    "title",
+    "setting",
+    "character",
+    "characters",
+    "style",
+    "seed",
+    "seconds",
+    "negative",
+    "negative prompt",
+    "negative_prompt",
+    "backend",
+    "model",
+    "size",
+    "fps",
+    "steps",
+    "guidance",
+    "tier",
+    "audio",
+}
+_SHOT_KEYS = {
+    "camera",
+    "cut",
+    "cameo",
+    "cameos",
+    "seed",
+    "style",
+    "negative",
+    "negative prompt",
+    "negative_prompt",
+    "image",
+    "dialogue",
+    "say",
+    "seconds",
+}
 
 
 def parse_text(text: str, source: str) -> tuple[dict, dict]:
     """Plain text to the same dict a YAML file gives, plus where each part came from."""
-    problems: list[tuple[Optional[int], str]] = []
+    problems: list[tuple[int | None, str]] = []
     header: dict[str, Any] = {}
     header_lines: dict[str, int] = {}
     characters: list[str] = []
@@ -158,8 +193,13 @@ def parse_text(text: str, source: str) -> tuple[dict, dict]:
             header[key] = value
             header_lines[key] = number
         else:
-            expected = "a shot line or one of its keys (" + ", ".join(sorted(_SHOT_KEYS)) + ")" if shots else \
-                "'Shot 1 (2s): what happens' or a header (" + ", ".join(sorted(k.title() for k in _HEADER_KEYS)) + ")"
+            expected = (
+                "a shot line or one of its keys (" + ", ".join(sorted(_SHOT_KEYS)) + ")"
+                if shots
+                else "'Shot 1 (2s): what happens' or a header ("
+                + ", ".join(sorted(k.title() for k in _HEADER_KEYS))
+                + ")"
+            )
             guess = suggest(key, _SHOT_KEYS if shots else _HEADER_KEYS) if keyed else ""
             problems.append((number, f"cannot read {_clip(line)!r}: expected {expected}{guess}"))
     if problems:
@@ -198,8 +238,13 @@ def _read_option(option: str, entry: dict, where: dict, number: int, problems: l
         else:
             problems.append((number, f"unknown shot option {key!r}{suggest(key.lower(), _SHOT_KEYS)}"))
     else:
-        problems.append((number, f"cannot read shot option {option!r}: use a length like '2s', 'continue',"
-                                 " 'hard' or 'key: value' (e.g. 'camera: close-up')"))
+        problems.append(
+            (
+                number,
+                f"cannot read shot option {option!r}: use a length like '2s', 'continue',"
+                " 'hard' or 'key: value' (e.g. 'camera: close-up')",
+            )
+        )
 
 
 def _read_shot_key(key: str, value: str, entry: dict, where: dict, number: int, problems: list) -> None:

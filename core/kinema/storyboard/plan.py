@@ -6,10 +6,13 @@ import math
 import re
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Optional
+from typing import Any
 
-from .request import MAX_SEED
-from .storyboard import Shot, Storyboard, StoryboardError
+import numpy as np
+
+from kinema.errors import InvalidRequestError
+from kinema.request import MAX_SEED, GenerationRequest
+from kinema.storyboard.model import Shot, Storyboard, StoryboardError
 
 
 @dataclass(frozen=True)
@@ -19,7 +22,7 @@ class ShotPlan:
     index: int  # 0-based
     shot: Shot
     prompt: str  # with the world folded in (the style is added by the engine)
-    style: Optional[str]
+    style: str | None
     seed: int
     start_frame: int  # in the film
     frames: int  # kept in the film
@@ -68,10 +71,10 @@ def compose_prompt(board: Storyboard, shot: Shot) -> str:
 def plan_storyboard(board: Storyboard, backend: Any = None) -> list[ShotPlan]:
     """Frame-exact plan of every shot: what it keeps, what is generated, with which seed and prompt.
 
-    Every shot is checked against the backend's limits, and the film against memory (kinema.limits),
+    Every shot is checked against the backend's limits, and the film against memory (kinema.backends.limits),
     so a storyboard that cannot be made fails here, before its first shot.
     """
-    from .engine import get_backend
+    from kinema.engine import get_backend
 
     backend = backend or get_backend(board.backend)
     fps = Fraction(board.fps or backend.defaults.fps).limit_denominator(1001)
@@ -79,27 +82,48 @@ def plan_storyboard(board: Storyboard, backend: Any = None) -> list[ShotPlan]:
     minimum = max(1, int(getattr(backend, "min_frames", 1)))
     plans: list[ShotPlan] = []
     elapsed = Fraction(0)
-    problems: list[tuple[Optional[int], str]] = []
+    problems: list[tuple[int | None, str]] = []
     last = len(board.shots) - 1
     for index, shot in enumerate(board.shots):
         if (shot.cut == "continue" or shot.image is not None) and not backend.supports_image:
-            problems.append((shot.line, f"shot {index + 1}: backend {backend.name!r} cannot start a shot from a frame;"
-                                        " make it a hard cut without an image, or pick another backend"))
+            problems.append(
+                (
+                    shot.line,
+                    f"shot {index + 1}: backend {backend.name!r} cannot start a shot from a frame;"
+                    " make it a hard cut without an image, or pick another backend",
+                )
+            )
         seconds = Fraction(shot.seconds or board.seconds or backend.defaults.seconds).limit_denominator(10**6)
         # Cumulative rounding: the film's frame count is the total length rounded once, never N roundings.
         start, end = round(elapsed * fps), round((elapsed + seconds) * fps)
         elapsed += seconds
         frames = end - start
         if frames < 1:
-            problems.append((shot.line, f"shot {index + 1}: {float(seconds):g} s is less than one frame at {float(fps):g} fps"))
+            problems.append(
+                (shot.line, f"shot {index + 1}: {float(seconds):g} s is less than one frame at {float(fps):g} fps")
+            )
             continue
-        head = 0 if index == 0 else 1  # sound from before the cut, to crossfade with; and no repeated frame after a continue
+        head = (
+            0 if index == 0 else 1
+        )  # sound from before the cut, to crossfade with; and no repeated frame after a continue
         tail = 0 if index == last else 1  # sound from after the cut
         need = head + frames + tail
         generated = max(minimum, multiple * math.ceil((need - 1) / multiple) + 1)
         seed = shot.seed if shot.seed is not None else (board.seed + index) % (MAX_SEED + 1)
-        plans.append(ShotPlan(index, shot, compose_prompt(board, shot), shot.style or board.world.style, seed,
-                              start, frames, head, generated, fps))
+        plans.append(
+            ShotPlan(
+                index,
+                shot,
+                compose_prompt(board, shot),
+                shot.style or board.world.style,
+                seed,
+                start,
+                frames,
+                head,
+                generated,
+                fps,
+            )
+        )
     if problems:
         raise StoryboardError(board.source, problems)
     _check_limits(board, plans, backend)
@@ -108,12 +132,11 @@ def plan_storyboard(board: Storyboard, backend: Any = None) -> list[ShotPlan]:
 
 def _check_limits(board: Storyboard, plans: list[ShotPlan], backend: Any) -> None:
     """Plan every shot's generation as the engine will (which checks it), then the whole film's memory."""
-    from .errors import InvalidRequestError
-    from .limits import check_frames_fit
-    from .storyboard_run import shot_request
-    from .styles import apply_style
+    from kinema.backends.limits import check_frames_fit
+    from kinema.errors import InvalidRequestError
+    from kinema.styles import apply_style
 
-    problems: list[tuple[Optional[int], str]] = []
+    problems: list[tuple[int | None, str]] = []
     size = None
     for plan in plans:
         try:
@@ -132,3 +155,32 @@ def _check_limits(board: Storyboard, plans: list[ShotPlan], backend: Any) -> Non
             problems.append((None, str(error)))
     if problems:
         raise StoryboardError(board.source, problems)
+
+
+def shot_request(board: Storyboard, plan: ShotPlan, image: np.ndarray | None, user: str | None = None):
+    shot = plan.shot
+    negative = ", ".join(p for p in (board.negative_prompt, shot.negative_prompt) if p)
+    fields: dict[str, Any] = {"cameos": tuple(shot.cameos)} if shot.cameos else {}
+    if user is not None:
+        fields["user"] = user
+    try:
+        return GenerationRequest(
+            prompt=plan.prompt,
+            negative_prompt=negative,
+            seconds=float(plan.generated / plan.fps),
+            fps=float(plan.fps),
+            width=board.width,
+            height=board.height,
+            seed=plan.seed,
+            steps=board.steps,
+            guidance=board.guidance,
+            tier=board.tier,
+            style=plan.style,
+            image=image if image is not None else shot.image,
+            audio=board.audio,
+            backend=board.backend,
+            model=board.model,
+            **fields,
+        )
+    except InvalidRequestError as error:
+        raise StoryboardError(board.source, [(shot.line, f"shot {plan.index + 1}: {error}")]) from None

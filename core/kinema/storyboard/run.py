@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 
-from .errors import InvalidRequestError
-from .storyboard import Storyboard, StoryboardError
-from .storyboard_cache import ShotCache, cache_key
-from .storyboard_plan import ShotPlan, plan_storyboard
+from kinema.errors import InvalidRequestError
+from kinema.storyboard.cache import ShotCache, cache_key
+from kinema.storyboard.model import Storyboard, StoryboardError
+from kinema.storyboard.plan import ShotPlan, plan_storyboard, shot_request
 
 
 @dataclass
@@ -23,7 +24,7 @@ class ShotResult:
     generated: Any  # kinema.Clip: everything the backend made (the spare sound feeds the crossfades)
     cached: bool
     request: Any  # the GenerationRequest that made it
-    conditioning: Optional[np.ndarray] = None  # the first frame it was given (continue shots: the previous last frame)
+    conditioning: np.ndarray | None = None  # the first frame it was given (continue shots: the previous last frame)
 
 
 @dataclass
@@ -37,36 +38,16 @@ class StoryboardResult:
         return [r.plan.index + 1 for r in self.shots if not r.cached]
 
 
-def shot_request(board: Storyboard, plan: ShotPlan, image: Optional[np.ndarray], user: Optional[str] = None):
-    from .request import GenerationRequest
-
-    shot = plan.shot
-    negative = ", ".join(p for p in (board.negative_prompt, shot.negative_prompt) if p)
-    fields: dict[str, Any] = {"cameos": tuple(shot.cameos)} if shot.cameos else {}
-    if user is not None:
-        fields["user"] = user
-    try:
-        return GenerationRequest(
-            prompt=plan.prompt, negative_prompt=negative, seconds=float(plan.generated / plan.fps), fps=float(plan.fps),
-            width=board.width, height=board.height, seed=plan.seed, steps=board.steps, guidance=board.guidance,
-            tier=board.tier,
-            style=plan.style, image=image if image is not None else shot.image, audio=board.audio,
-            backend=board.backend, model=board.model, **fields,
-        )
-    except InvalidRequestError as error:
-        raise StoryboardError(board.source, [(shot.line, f"shot {plan.index + 1}: {error}")]) from None
-
-
 def run_storyboard(
     board: Storyboard,
     *,
-    progress: Optional[Callable[[Any], None]] = None,
+    progress: Callable[[Any], None] | None = None,
     cancel: Any = None,
     cache: bool = True,
     backend: Any = None,
-    on_shot: Optional[Callable[[ShotResult], None]] = None,
-    user: Optional[str] = None,
-    start_image: Optional[np.ndarray] = None,
+    on_shot: Callable[[ShotResult], None] | None = None,
+    user: str | None = None,
+    start_image: np.ndarray | None = None,
 ) -> StoryboardResult:
     """Make every shot (or take it from the cache) and assemble the film.
 
@@ -76,19 +57,21 @@ def run_storyboard(
     local user). ``start_image`` (uint8 [H, W, 3]) is the first shot's first
     frame, unless that shot names an image of its own.
     """
-    from . import __version__, engine
-    from .assemble import Piece, join
-    from .clip import Clip
-    from .progress import CancelToken, Progress
-    from .request import GenerationRequest
+    from kinema import __version__, engine
+    from kinema.clip import Clip
+    from kinema.media.assemble import Piece, join
+    from kinema.progress import CancelToken, Progress
+    from kinema.request import GenerationRequest
 
-    backend = backend or engine.resolve_backend(GenerationRequest("storyboard", backend=board.backend, model=board.model))
+    backend = backend or engine.resolve_backend(
+        GenerationRequest("storyboard", backend=board.backend, model=board.model)
+    )
     plans = plan_storyboard(board, backend)
     cancel = cancel or CancelToken()
     store = ShotCache() if cache else None
     started = time.time()
     results: list[ShotResult] = []
-    previous_last: Optional[np.ndarray] = None
+    previous_last: np.ndarray | None = None
     done_steps = 0
     per_shot = board.steps or backend.defaults.steps  # a first guess at each shot's steps, corrected by its events
     for plan in plans:
@@ -100,7 +83,7 @@ def run_storyboard(
         key = cache_key(request, backend)
         clip = store.get(key) if store else None
         if clip is not None and request.cameos:
-            from .cameos import authorize_request
+            from kinema.cameo.store import authorize_request
 
             authorize_request(request)  # consent is asked again: a cached likeness is still a likeness
         cached = clip is not None
@@ -111,8 +94,14 @@ def run_storyboard(
             def on_progress(event, _plan=plan, _remaining=remaining, _seen=seen):
                 _seen["total"] = event.total
                 if progress is not None:
-                    progress(Progress(step=done_steps + event.step, total=done_steps + event.total * (1 + _remaining),
-                                      stage=f"shot {_plan.index + 1}/{len(plans)} {event.stage}", preview=event.preview))
+                    progress(
+                        Progress(
+                            step=done_steps + event.step,
+                            total=done_steps + event.total * (1 + _remaining),
+                            stage=f"shot {_plan.index + 1}/{len(plans)} {event.stage}",
+                            preview=event.preview,
+                        )
+                    )
 
             try:
                 clip = engine.generate(request, progress=on_progress, cancel=cancel, backend=backend)
@@ -123,8 +112,10 @@ def run_storyboard(
             if store:
                 store.put(key, clip)
         if clip.frame_count < plan.head + plan.frames:
-            raise InvalidRequestError(f"shot {plan.index + 1}: backend {backend.name!r} made {clip.frame_count} frames"
-                                      f" where {plan.generated} were planned")
+            raise InvalidRequestError(
+                f"shot {plan.index + 1}: backend {backend.name!r} made {clip.frame_count} frames"
+                f" where {plan.generated} were planned"
+            )
         result = ShotResult(plan, _kept_clip(clip, plan), clip, cached, request, conditioning)
         results.append(result)
         previous_last = result.clip.frames[-1]
@@ -132,8 +123,10 @@ def run_storyboard(
             on_shot(result)
 
     sample_rate = next((r.generated.sample_rate for r in results if r.generated.sample_rate), None)
-    pieces = [Piece(r.clip.frames, r.generated.audio, round(Fraction(r.plan.head) * (sample_rate or 0) / r.plan.fps))
-              for r in results]
+    pieces = [
+        Piece(r.clip.frames, r.generated.audio, round(Fraction(r.plan.head) * (sample_rate or 0) / r.plan.fps))
+        for r in results
+    ]
     frames, audio = join(pieces, plans[0].fps, sample_rate)
     metadata = {
         "kind": "storyboard",
@@ -160,9 +153,9 @@ def run_storyboard(
 
 def _kept_clip(clip: Any, plan: ShotPlan) -> Any:
     """The frames the shot keeps, with exactly their sound."""
-    from .clip import Clip, fit_audio
+    from kinema.clip import Clip, fit_audio
 
-    frames = clip.frames[plan.head:plan.head + plan.frames]
+    frames = clip.frames[plan.head : plan.head + plan.frames]
     audio = None
     if clip.audio is not None:
         start = round(Fraction(plan.head) * clip.sample_rate / plan.fps)
@@ -176,7 +169,9 @@ def _shot_metadata(result: ShotResult) -> dict:
     plan = result.plan
     notes = []
     if plan.generated != plan.frames:
-        notes.append(f"generated {plan.generated} frames, kept {plan.frames} ({plan.seconds:.3f} s) from frame {plan.head}")
+        notes.append(
+            f"generated {plan.generated} frames, kept {plan.frames} ({plan.seconds:.3f} s) from frame {plan.head}"
+        )
     return {
         "shot": plan.index + 1,
         "line": plan.shot.line,

@@ -9,14 +9,31 @@ This package imports only numpy (and PIL, lazily, for preview strips): nothing e
 torch, so it can move as a unit.
 """
 
-from .captions import VOCABULARY, caption, caption_attributes, unknown_words
-from .physics import GRAVITY, RESTITUTION, Trajectory, simulate
-from .render import Camera, Clip, Room, Truth, make_preview_strip, render
-from .scene import COLOURS, FLOORS, HELD_OUT, SIZES, WALLS, Scene, sample_scene
+from kinema.world.captions import VOCABULARY, caption, caption_attributes, unknown_words
+from kinema.world.physics import GRAVITY, RESTITUTION, Trajectory, simulate
+from kinema.world.render import Camera, Clip, Room, Truth, make_preview_strip, render
+from kinema.world.scene import COLOURS, FLOORS, HELD_OUT, SIZES, WALLS, Scene, sample_scene
 
 __all__ = [
-    "COLOURS", "FLOORS", "GRAVITY", "HELD_OUT", "RESTITUTION", "SIZES", "VOCABULARY", "WALLS",
-    "Camera", "Clip", "Room", "Scene", "Trajectory", "Truth",
-    "caption", "caption_attributes", "make_preview_strip", "render", "sample_scene", "simulate",
+    "COLOURS",
+    "FLOORS",
+    "GRAVITY",
+    "HELD_OUT",
+    "RESTITUTION",
+    "SIZES",
+    "VOCABULARY",
+    "WALLS",
+    "Camera",
+    "Clip",
+    "Room",
+    "Scene",
+    "Trajectory",
+    "Truth",
+    "caption",
+    "caption_attributes",
+    "make_preview_strip",
+    "render",
+    "sample_scene",
+    "simulate",
     "unknown_words",
 ]

@@ -6,7 +6,7 @@ latent statistics of the training set go into the VAEs' own ``latents_mean`` /
 ``latents_std`` buffers, where ``LTX2Pipeline`` reads them, so generation
 normalises latents exactly as training did.
 
-``python -m kinema.world.assemble --dir TRAIN_DIR --out core/world/weights``
+``python -m kinema.world.assemble --dir TRAIN_DIR --out core/kinema/world/weights``
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
-from . import model as M
-from .captions import VOCABULARY
-from .train import final_weights, latest
+from kinema.world import model as M
+from kinema.world.captions import VOCABULARY
+from kinema.world.train import final_weights, latest
 
 CARD_FILE = "kinema_world.json"
 
@@ -43,10 +43,17 @@ def assemble(train_dir: Path, out: Path) -> Path:
     parts["audio_vae"].latents_mean.copy_(stats["audio_mean"])
     parts["audio_vae"].latents_std.copy_(stats["audio_std"])
     steps = {stage: latest(train_dir / stage)[0] for stage in ("video_vae", "audio_vae", "vocoder", "transformer")}
-    card = {"kind": "kinema-world", "version": 1, "steps": steps,
-            "clips": len(list((train_dir / "latents").glob("shard-*.safetensors"))),
-            "width": M.WIDTH, "height": M.HEIGHT, "fps": M.FPS, "num_frames": M.NUM_FRAMES,
-            "sample_rate": M.SAMPLE_RATE}
+    card = {
+        "kind": "kinema-world",
+        "version": 1,
+        "steps": steps,
+        "clips": len(list((train_dir / "latents").glob("shard-*.safetensors"))),
+        "width": M.WIDTH,
+        "height": M.HEIGHT,
+        "fps": M.FPS,
+        "num_frames": M.NUM_FRAMES,
+        "sample_rate": M.SAMPLE_RATE,
+    }
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

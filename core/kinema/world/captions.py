@@ -12,19 +12,28 @@ import re
 
 import numpy as np
 
-from .scene import COLOURS, FLOORS, SIZES, WALLS, Scene
+from kinema.world.scene import COLOURS, FLOORS, SIZES, WALLS, Scene
 
 SIZE_WORDS = {"small": ("small", "little"), "large": ("large", "big")}
 NOUNS = ("ball", "sphere")
 WALL_WORDS = {"white": ("white",), "grey": ("grey", "gray"), "pink": ("pink",), "mint": ("mint",)}
 FLOOR_ADJ = {"wood": ("wooden", "wood"), "tiles": ("tiled", "tile")}
-FLOOR_NOUNS = {"wood": ("wooden floor", "wood floor", "floor of wood"),
-               "tiles": ("tiled floor", "tile floor", "floor of tiles")}
+FLOOR_NOUNS = {
+    "wood": ("wooden floor", "wood floor", "floor of wood"),
+    "tiles": ("tiled floor", "tile floor", "floor of tiles"),
+}
 VERBS = {  # (finite verb phrase with a following "onto"/"on" place, intransitive phrase)
-    False: (("drops onto", "drops"), ("falls onto", "falls and bounces"), ("bounces on", "bounces"),
-            ("is dropped onto", "is dropped and bounces")),
-    True: (("is tossed onto", "is tossed and bounces"), ("is thrown onto", "is thrown and bounces"),
-           ("bounces on", "bounces")),
+    False: (
+        ("drops onto", "drops"),
+        ("falls onto", "falls and bounces"),
+        ("bounces on", "bounces"),
+        ("is dropped onto", "is dropped and bounces"),
+    ),
+    True: (
+        ("is tossed onto", "is tossed and bounces"),
+        ("is thrown onto", "is thrown and bounces"),
+        ("bounces on", "bounces"),
+    ),
 }
 ENDINGS = ("", "", " until it rests", " and comes to rest")
 
@@ -46,8 +55,9 @@ def caption(scene: Scene, rng: np.random.Generator) -> str:
     article = _pick(rng, ("a", "the"))
     ball = f"{size} {colour} {noun}"
     room = _pick(rng, (f"a {wall} room", f"a room with {wall} walls"))
-    room_floor = _pick(rng, (f"a {wall} room with a {floor_adj} floor",
-                             f"a room with {wall} walls and a {floor_adj} floor"))
+    room_floor = _pick(
+        rng, (f"a {wall} room with a {floor_adj} floor", f"a room with {wall} walls and a {floor_adj} floor")
+    )
     templates = (
         f"{article} {ball} {verb_to} a {floor_np} in {room}{ending}",
         f"in {room_floor}, {article} {ball} {verb_in}{ending}",

@@ -22,9 +22,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from .physics import GRAVITY, max_speed
-from .render import BALL_RGB, Ball, Camera, _room_image
-from .scene import COLOURS, FLOOR_TOP, FLOORS, RADII, REF_HEIGHT, WALLS
+from kinema.world.physics import GRAVITY, max_speed
+from kinema.world.render import BALL_RGB, Ball, Camera, _room_image
+from kinema.world.scene import FLOOR_TOP, FLOORS, RADII, REF_HEIGHT, WALLS
 
 SIZE_THRESHOLD_REF = math.sqrt(RADII["small"] * RADII["large"])  # radius (reference px) between the sizes
 
@@ -37,8 +37,9 @@ def srgb_to_lab(rgb) -> np.ndarray:
     m = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
     xyz = (c @ m.T) / np.array([0.95047, 1.0, 1.08883])
     f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16.0 / 116.0)
-    return np.stack([116.0 * f[..., 1] - 16.0, 500.0 * (f[..., 0] - f[..., 1]),
-                     200.0 * (f[..., 1] - f[..., 2])], axis=-1)
+    return np.stack(
+        [116.0 * f[..., 1] - 16.0, 500.0 * (f[..., 0] - f[..., 1]), 200.0 * (f[..., 1] - f[..., 2])], axis=-1
+    )
 
 
 def _chroma_dist(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
@@ -61,10 +62,14 @@ def _room_masks(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
 def _room_prototypes(height: int, width: int) -> tuple[dict, dict]:
     """Median Lab of each wall and each floor, as the world renders them at this size."""
     wall_rows, floor_rows = _room_masks(height, width)
-    walls = {w: np.median(srgb_to_lab(_room_image(w, "wood", width, height)[wall_rows]).reshape(-1, 3), axis=0)
-             for w in WALLS}
-    floors = {f: np.median(srgb_to_lab(_room_image("white", f, width, height)[floor_rows]).reshape(-1, 3), axis=0)
-              for f in FLOORS}
+    walls = {
+        w: np.median(srgb_to_lab(_room_image(w, "wood", width, height)[wall_rows]).reshape(-1, 3), axis=0)
+        for w in WALLS
+    }
+    floors = {
+        f: np.median(srgb_to_lab(_room_image("white", f, width, height)[floor_rows]).reshape(-1, 3), axis=0)
+        for f in FLOORS
+    }
     return walls, floors
 
 
@@ -218,10 +223,23 @@ def detect_clip(frames, audio, fps: float, sample_rate: int) -> Measurement:
     r_small, r_big = RADII["small"] * scale, RADII["large"] * scale
     details = {"wall_distances": wall_d, "floor_distances": floor_d}
     if not strong:
-        return Measurement(colour=None, size=None, wall=wall, floor=floor, track=[None] * t_count,
-                           radii=[None] * t_count, frame_colours=[None] * t_count, radius_px=None, contacts=[],
-                           onsets=detect_onsets(audio, sample_rate), fps=fps, sample_rate=sample_rate,
-                           width=width, height=height, details=details)
+        return Measurement(
+            colour=None,
+            size=None,
+            wall=wall,
+            floor=floor,
+            track=[None] * t_count,
+            radii=[None] * t_count,
+            frame_colours=[None] * t_count,
+            radius_px=None,
+            contacts=[],
+            onsets=detect_onsets(audio, sample_rate),
+            fps=fps,
+            sample_rate=sample_rate,
+            width=width,
+            height=height,
+            details=details,
+        )
     ball_rgb = np.concatenate(strong).mean(axis=0)
     colour, colour_d = classify_ball_colour(srgb_to_lab(ball_rgb))
     details["colour_distances"] = colour_d
@@ -231,7 +249,7 @@ def detect_clip(frames, audio, fps: float, sample_rate: int) -> Measurement:
     # ignoring changes along the background's own colour (a shadow only scales it: alpha 0)
     unit = bg / np.maximum(np.linalg.norm(bg, axis=-1, keepdims=True), 1.0)
     direction = ball_rgb[None, None] - (ball_rgb[None, None] * unit).sum(-1, keepdims=True) * unit
-    norm2 = np.maximum((direction ** 2).sum(-1), 1.0)
+    norm2 = np.maximum((direction**2).sum(-1), 1.0)
     track, radii, frame_colours, core_rgb = [], [], [], []
     for t in range(t_count):
         alpha = ((rgb[t] - bg) * direction).sum(-1) / norm2
@@ -256,11 +274,27 @@ def detect_clip(frames, audio, fps: float, sample_rate: int) -> Measurement:
 
     ys = np.array([c[1] if c is not None else np.nan for c in track])
     tc = contacts_from_track(ys, scale, fps)
-    return Measurement(colour=colour, size=size, wall=wall, floor=floor, track=track, radii=radii,
-                       frame_colours=frame_colours, radius_px=radius_px, contacts=tc.contacts,
-                       onsets=detect_onsets(audio, sample_rate), fps=fps, sample_rate=sample_rate,
-                       width=width, height=height, floor_y_px=tc.floor_y, gravity_px_frame=tc.curvature,
-                       extrapolated=tc.extrapolated, resting_from=tc.resting_from, details=details)
+    return Measurement(
+        colour=colour,
+        size=size,
+        wall=wall,
+        floor=floor,
+        track=track,
+        radii=radii,
+        frame_colours=frame_colours,
+        radius_px=radius_px,
+        contacts=tc.contacts,
+        onsets=detect_onsets(audio, sample_rate),
+        fps=fps,
+        sample_rate=sample_rate,
+        width=width,
+        height=height,
+        floor_y_px=tc.floor_y,
+        gravity_px_frame=tc.curvature,
+        extrapolated=tc.extrapolated,
+        resting_from=tc.resting_from,
+        details=details,
+    )
 
 
 # --- contacts from the track -----------------------------------------------------------------------------
@@ -321,15 +355,20 @@ def contacts_from_track(ys: np.ndarray, px_per_ref: float = 1.0, fps: float = 12
             rest_from = j
     # bounces: falling, then rising (a local maximum of y, near the floor, with some prominence)
     stop = rest_from if rest_from is not None else n
-    turns = [k for k in range(1, min(stop, n - 1))
-             if y_all[k] >= y_all[k - 1] and y_all[k] > y_all[k + 1] and y_all[k] > y_max - 0.5 * span
-             and y_all[k] - min(y_all[k - 1], y_all[k + 1]) > eps]
+    turns = [
+        k
+        for k in range(1, min(stop, n - 1))
+        if y_all[k] >= y_all[k - 1]
+        and y_all[k] > y_all[k + 1]
+        and y_all[k] > y_max - 0.5 * span
+        and y_all[k] - min(y_all[k - 1], y_all[k + 1]) > eps
+    ]
     bounds = [-1] + turns + [stop]
     # the curvature: free parabola fits of flights of >= 4 frames between the turns
     curv = []
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         if hi - lo - 1 >= 4:
-            c2 = np.polyfit(t_all[lo + 1: hi], y_all[lo + 1: hi], 2)[0]
+            c2 = np.polyfit(t_all[lo + 1 : hi], y_all[lo + 1 : hi], 2)[0]
             if c2 > 0:
                 curv.append(c2)
     a = float(np.median(curv)) if curv else 0.5 * GRAVITY * px_per_ref / (fps * fps)  # fallback: the world's
@@ -402,18 +441,24 @@ def contacts_from_track(ys: np.ndarray, px_per_ref: float = 1.0, fps: float = 12
         last_off = t_all[hi - 1]
         if hi < n:  # landed between the last frame off the floor and the first one on it
             first_on = t_all[hi]
-            contacts.append(float(r) if r is not None and last_off < r <= first_on + 0.5 else 0.5 * (last_off + first_on))
+            contacts.append(
+                float(r) if r is not None and last_off < r <= first_on + 0.5 else 0.5 * (last_off + first_on)
+            )
         elif r is not None and last_off < r <= len(ys):
             extrapolated.append(float(r))
     elif rest_from is not None and hi < n:  # too few frames to fit: halfway between off and on the floor
-        contacts.append(float(0.5 * (t_all[hi - 1] + t_all[hi])) if hi - 1 >= lo and y_all[hi - 1] < y_floor - eps
-                        else float(t_all[hi]))
+        contacts.append(
+            float(0.5 * (t_all[hi - 1] + t_all[hi]))
+            if hi - 1 >= lo and y_all[hi - 1] < y_floor - eps
+            else float(t_all[hi])
+        )
     return TrackContacts(contacts + extrapolated, extrapolated, y_floor, 2.0 * a, rest_from)
 
 
 # --- audio onsets --------------------------------------------------------------------------------------
-def detect_onsets(audio, sample_rate: int, *, min_gap_s: float = 0.06, rise_db: float = 9.0,
-                  above_floor_db: float = 15.0) -> list:
+def detect_onsets(
+    audio, sample_rate: int, *, min_gap_s: float = 0.06, rise_db: float = 9.0, above_floor_db: float = 15.0
+) -> list:
     """Times (s) of sharp rises in short-time energy, well above the quiet room tone."""
     x = np.asarray(audio, dtype=np.float64).reshape(-1)
     hop = max(sample_rate // 1000, 1)  # 1 ms
@@ -434,7 +479,7 @@ def detect_onsets(audio, sample_rate: int, *, min_gap_s: float = 0.06, rise_db: 
         if level[k] - ref > rise_db and level[k] > floor + above_floor_db:
             # the first sample of the rise: where |x| first exceeds a fraction of the next 5 ms peak
             a0 = max((k - 1) * hop, 0)
-            seg = np.abs(x[a0: (k + 5) * hop])
+            seg = np.abs(x[a0 : (k + 5) * hop])
             noise = math.sqrt(max(10 ** (floor / 10.0), 1e-12))
             thr = max(0.1 * seg.max(), 4.0 * noise)
             first = a0 + int(np.argmax(seg > thr))
@@ -464,9 +509,17 @@ def _flights(m: Measurement):
     return out
 
 
-def physics_report(m: Measurement, fps: float | None = None, *, gravity_px: float | None = None,
-                   min_frames: int = 5, r2_min: float = 0.9, gravity_tol: float = 0.25,
-                   max_step_px: float | None = None, consistency: float = 0.9) -> dict:
+def physics_report(
+    m: Measurement,
+    fps: float | None = None,
+    *,
+    gravity_px: float | None = None,
+    min_frames: int = 5,
+    r2_min: float = 0.9,
+    gravity_tol: float = 0.25,
+    max_step_px: float | None = None,
+    consistency: float = 0.9,
+) -> dict:
     """Does the measured ball move as the world's ball does? Flights of >= min_frames frames are fitted
     with a parabola (R^2, gravity vs the world's, in image px/s^2); the heights of the apexes must
     decrease; the ball must never move farther between frames than the world allows; and it must keep
@@ -488,8 +541,17 @@ def physics_report(m: Measurement, fps: float | None = None, *, gravity_px: floa
         r2 = 1.0 - float(((y - pred) ** 2).sum()) / ss_tot if ss_tot > 0 else 0.0
         g = 2.0 * coef[0]
         ok = r2 >= r2_min and abs(g / g_world - 1.0) <= gravity_tol
-        flights.append({"first_frame": fr[0], "last_frame": fr[-1], "frames": len(fr), "r2": r2,
-                        "gravity": g, "gravity_ratio": g / g_world, "ok": bool(ok)})
+        flights.append(
+            {
+                "first_frame": fr[0],
+                "last_frame": fr[-1],
+                "frames": len(fr),
+                "r2": r2,
+                "gravity": g,
+                "gravity_ratio": g / g_world,
+                "ok": bool(ok),
+            }
+        )
     # apex heights above the floor row, from each flight's parabola with the measured curvature
     apexes = []
     if m.floor_y_px is not None and m.gravity_px_frame:
@@ -516,12 +578,27 @@ def physics_report(m: Measurement, fps: float | None = None, *, gravity_px: floa
     else:
         size_share = 0.0
     fit_ok = any(f["ok"] for f in flights)
-    passed = (fit_ok and decreasing and max_step <= allowed and found_share >= 0.8
-              and colour_share >= consistency and size_share >= consistency)
-    return {"passed": bool(passed), "flight_fits": bool(fit_ok), "flights": flights,
-            "apex_heights_px": apexes, "apexes_decrease": bool(decreasing), "max_step_px": max_step,
-            "max_step_allowed_px": allowed, "found_share": found_share, "colour_share": colour_share,
-            "size_share": size_share, "world_gravity_px": g_world}
+    passed = (
+        fit_ok
+        and decreasing
+        and max_step <= allowed
+        and found_share >= 0.8
+        and colour_share >= consistency
+        and size_share >= consistency
+    )
+    return {
+        "passed": bool(passed),
+        "flight_fits": bool(fit_ok),
+        "flights": flights,
+        "apex_heights_px": apexes,
+        "apexes_decrease": bool(decreasing),
+        "max_step_px": max_step,
+        "max_step_allowed_px": allowed,
+        "found_share": found_share,
+        "colour_share": colour_share,
+        "size_share": size_share,
+        "world_gravity_px": g_world,
+    }
 
 
 def sync_report(contact_times_s, onset_times_s, fps: float) -> dict:
@@ -537,18 +614,25 @@ def sync_report(contact_times_s, onset_times_s, fps: float) -> dict:
             j = int(np.argmin(np.abs(onsets - c)))
             offsets.append(float(onsets[j] - c))
     offsets_a = np.asarray(offsets)
-    within = float(np.mean(np.abs(offsets_a) <= frame + 1e-9)) if len(contacts) and len(onsets) else (
-        1.0 if not len(contacts) else 0.0)
+    within = (
+        float(np.mean(np.abs(offsets_a) <= frame + 1e-9))
+        if len(contacts) and len(onsets)
+        else (1.0 if not len(contacts) else 0.0)
+    )
     if len(onsets):
         lonely = [o for o in onsets if not len(contacts) or np.min(np.abs(contacts - o)) > frame + 1e-9]
         lonely_share = len(lonely) / len(onsets)
     else:
         lonely_share = 0.0
-    return {"contacts": int(len(contacts)), "onsets": int(len(onsets)),
-            "median_offset_ms": float(np.median(offsets_a) * 1000.0) if len(offsets_a) else None,
-            "median_abs_offset_ms": float(np.median(np.abs(offsets_a)) * 1000.0) if len(offsets_a) else None,
-            "offsets_ms": [o * 1000.0 for o in offsets],
-            "contacts_with_onset": within, "onsets_without_contact": lonely_share}
+    return {
+        "contacts": int(len(contacts)),
+        "onsets": int(len(onsets)),
+        "median_offset_ms": float(np.median(offsets_a) * 1000.0) if len(offsets_a) else None,
+        "median_abs_offset_ms": float(np.median(np.abs(offsets_a)) * 1000.0) if len(offsets_a) else None,
+        "offsets_ms": [o * 1000.0 for o in offsets],
+        "contacts_with_onset": within,
+        "onsets_without_contact": lonely_share,
+    }
 
 
 def frame_psnr(a, b, peak: float = 255.0) -> float:

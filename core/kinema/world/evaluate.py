@@ -30,15 +30,16 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from . import detect
-from .captions import caption
-from .render import render
-from .scene import Scene, sample_scene
+from kinema.world import detect
+from kinema.world.captions import caption
+from kinema.world.render import render
+from kinema.world.scene import Scene, sample_scene
 
 CLIP_SECONDS = 25 / 12
 FPS = 12.0
@@ -99,8 +100,10 @@ class RenderSource:
         clip = render(case.scene, fps=FPS, seconds=2 * CLIP_SECONDS, sample_rate=SAMPLE_RATE)
         half = len(clip.frames) // 2
         cut = half * SAMPLE_RATE // int(FPS)
-        return (Made(clip.frames[:half], clip.audio[:cut], FPS, SAMPLE_RATE),
-                Made(clip.frames[half:], clip.audio[cut:], FPS, SAMPLE_RATE))
+        return (
+            Made(clip.frames[:half], clip.audio[:cut], FPS, SAMPLE_RATE),
+            Made(clip.frames[half:], clip.audio[cut:], FPS, SAMPLE_RATE),
+        )
 
 
 def _mono(clip: Any) -> np.ndarray:
@@ -119,8 +122,8 @@ class KinemaSource:
         self.name, self.backend, self.steps = name, backend, steps
 
     def _generate(self, case: Case, **extra: Any) -> Made:
-        from .. import generate
-        from ..request import GenerationRequest
+        from kinema import generate
+        from kinema.request import GenerationRequest
 
         request = GenerationRequest(case.prompt, seed=case.seed, steps=self.steps, backend=self.backend.name, **extra)
         started = time.perf_counter()
@@ -133,8 +136,8 @@ class KinemaSource:
         return self._generate(case, image=first)
 
     def extend(self, case: Case, made: Made) -> tuple[Made, int]:
-        from ..clip import Clip
-        from ..extend import extend
+        from kinema.clip import Clip
+        from kinema.extend import extend
 
         source = Clip(made.frames, made.fps, np.stack([made.audio, made.audio]), made.sample_rate)
         source.metadata.update({"prompt": case.prompt, "backend": self.backend.name})
@@ -143,10 +146,9 @@ class KinemaSource:
         return _made(longer, started), len(made.frames)
 
     def storyboard(self, case: Case) -> tuple[Made, Made]:
-        from ..storyboard import parse_storyboard, run_storyboard
+        from kinema.storyboard import parse_storyboard, run_storyboard
 
-        text = (f"Shot 1 ({CLIP_SECONDS:.3f}s): {case.prompt}\n"
-                f"Shot 2 ({CLIP_SECONDS:.3f}s, continue): {case.prompt}\n")
+        text = f"Shot 1 ({CLIP_SECONDS:.3f}s): {case.prompt}\nShot 2 ({CLIP_SECONDS:.3f}s, continue): {case.prompt}\n"
         board = parse_storyboard(text)
         board = dataclasses.replace(board, seed=case.seed, steps=self.steps, backend=self.backend.name)
         result = run_storyboard(board, cache=False, backend=self.backend)
@@ -165,12 +167,19 @@ def score_text(case: Case, made: Made) -> dict:
     m = measure(made)
     physics = detect.physics_report(m)
     sync = detect.sync_report(m.contact_times, m.onsets, made.fps)
-    return {"colour": m.colour == case.scene.colour, "size": m.size == case.scene.size,
-            "wall": m.wall == case.scene.wall, "floor": m.floor == case.scene.floor,
-            "physics": physics["passed"], "contacts": sync["contacts"], "onsets": sync["onsets"],
-            "contacts_in_sync": round(sync["contacts_with_onset"] * sync["contacts"]),
-            "lonely_onsets": round(sync["onsets_without_contact"] * sync["onsets"]),
-            "offsets_ms": sync["offsets_ms"], "seconds": made.seconds_taken}
+    return {
+        "colour": m.colour == case.scene.colour,
+        "size": m.size == case.scene.size,
+        "wall": m.wall == case.scene.wall,
+        "floor": m.floor == case.scene.floor,
+        "physics": physics["passed"],
+        "contacts": sync["contacts"],
+        "onsets": sync["onsets"],
+        "contacts_in_sync": round(sync["contacts_with_onset"] * sync["contacts"]),
+        "lonely_onsets": round(sync["onsets_without_contact"] * sync["onsets"]),
+        "offsets_ms": sync["offsets_ms"],
+        "seconds": made.seconds_taken,
+    }
 
 
 def score_image(case: Case, first: np.ndarray, made: Made) -> dict:
@@ -189,8 +198,9 @@ def frame_changes(frames: np.ndarray) -> np.ndarray:
     return np.abs(np.diff(f, axis=0)).mean(axis=(1, 2, 3))
 
 
-def longest_quiet_s(audio: np.ndarray, sample_rate: int, around: float, *, span: float = 1.0,
-                    fraction: float = 0.25) -> float:
+def longest_quiet_s(
+    audio: np.ndarray, sample_rate: int, around: float, *, span: float = 1.0, fraction: float = 0.25
+) -> float:
     """The longest stretch near ``around`` (s) whose short-time level is below ``fraction`` of the clip's median."""
     window = max(1, sample_rate // 100)
     n = len(audio) // window
@@ -218,11 +228,15 @@ def score_extend(longer: Made, seam: int) -> dict:
     """
     changes = frame_changes(longer.frames)
     seam_change = float(changes[seam - 1])
-    around = np.r_[changes[max(0, seam - 1 - SEAM_NEIGHBOURS):seam - 1], changes[seam:seam + SEAM_NEIGHBOURS]]
+    around = np.r_[changes[max(0, seam - 1 - SEAM_NEIGHBOURS) : seam - 1], changes[seam : seam + SEAM_NEIGHBOURS]]
     typical = float(around.max())
     gap = longest_quiet_s(longer.audio, longer.sample_rate, seam / longer.fps)
-    return {"seam_ok": seam_change <= 2 * typical + 0.5 and gap <= 1 / longer.fps,
-            "seam_change": seam_change, "largest_change_around": typical, "audio_gap_s": gap}
+    return {
+        "seam_ok": seam_change <= 2 * typical + 0.5 and gap <= 1 / longer.fps,
+        "seam_change": seam_change,
+        "largest_change_around": typical,
+        "audio_gap_s": gap,
+    }
 
 
 def score_storyboard(case: Case, shots: tuple[Made, Made]) -> dict:
@@ -287,8 +301,9 @@ class RowResult:
         return out
 
 
-def evaluate(source: Any, chosen: list[Case], *, conditioning: int = 20,
-             say: Callable[[str], None] = lambda _: None) -> RowResult:
+def evaluate(
+    source: Any, chosen: list[Case], *, conditioning: int = 20, say: Callable[[str], None] = lambda _: None
+) -> RowResult:
     """Score ``source`` on ``chosen``; the conditioning checks use the first ``conditioning`` seen cases."""
     row = RowResult(source.name)
     for case in chosen:
@@ -308,14 +323,30 @@ def evaluate(source: Any, chosen: list[Case], *, conditioning: int = 20,
 def split(row: RowResult, which: str) -> RowResult:
     """The row restricted to one split of the text-to-video cases (conditioning checks stay with 'seen')."""
     keep = [r for r in row.text if r["split"] == which]
-    return RowResult(row.name, keep, row.image if which == "seen" else [], row.extend if which == "seen" else [],
-                     row.storyboard if which == "seen" else [])
+    return RowResult(
+        row.name,
+        keep,
+        row.image if which == "seen" else [],
+        row.extend if which == "seen" else [],
+        row.storyboard if which == "seen" else [],
+    )
 
 
-COLUMNS = (("colour", "colour", "%"), ("size", "size", "%"), ("wall", "wall", "%"), ("floor", "floor", "%"),
-           ("physics", "physics", "%"), ("sync", "onset ±1f", "%"), ("lonely", "lonely onsets", "%"),
-           ("offset_ms", "offset ms", "ms"), ("i2v_psnr", "i2v dB", "dB"), ("i2v_falls", "i2v falls", "%"),
-           ("seam", "extend seam", "%"), ("story_colour", "story colour", "%"), ("seconds", "s/clip", "s"))
+COLUMNS = (
+    ("colour", "colour", "%"),
+    ("size", "size", "%"),
+    ("wall", "wall", "%"),
+    ("floor", "floor", "%"),
+    ("physics", "physics", "%"),
+    ("sync", "onset ±1f", "%"),
+    ("lonely", "lonely onsets", "%"),
+    ("offset_ms", "offset ms", "ms"),
+    ("i2v_psnr", "i2v dB", "dB"),
+    ("i2v_falls", "i2v falls", "%"),
+    ("seam", "extend seam", "%"),
+    ("story_colour", "story colour", "%"),
+    ("seconds", "s/clip", "s"),
+)
 
 
 def _cell(value: tuple[float, float, float], unit: str) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .scene import CONTACT_Y, REF_WIDTH, Scene
+from kinema.world.scene import CONTACT_Y, REF_WIDTH, Scene
 
 GRAVITY = 280.0  # px/s^2, one gravity for every clip (a 34 px drop lands in ~0.49 s)
 RESTITUTION = {"wood": 0.55, "tiles": 0.70}  # rebound speed / impact speed, by floor
@@ -42,7 +42,7 @@ class Trajectory:
     contacts: list[Contact]
     rest_time: float | None  # when the ball comes to rest (seconds from t = 0), None if never
     all_contacts: list[Contact] = field(repr=False, default_factory=list)
-    plan: "_Plan | None" = field(repr=False, default=None)
+    plan: _Plan | None = field(repr=False, default=None)
 
     def position(self, t) -> np.ndarray:
         return self.plan.position(np.asarray(t, dtype=np.float64))
@@ -123,13 +123,20 @@ def simulate(scene: Scene, seconds: float, fps: float, *, start_time: float = 0.
     centers = plan.position(times) if n else np.zeros((0, 2))
     end = start_time + seconds
     window = [c for c in plan.contacts if start_time <= c.time < end]
-    return Trajectory(scene=scene, times=times, centers=centers, contacts=window, rest_time=plan.rest_time,
-                      all_contacts=list(plan.contacts), plan=plan)
+    return Trajectory(
+        scene=scene,
+        times=times,
+        centers=centers,
+        contacts=window,
+        rest_time=plan.rest_time,
+        all_contacts=list(plan.contacts),
+        plan=plan,
+    )
 
 
 def max_speed() -> float:
     """The fastest the ball can move in this world (px/s): the longest fall plus the fastest toss."""
-    from .scene import DROP_HEIGHT, TOSS_VX, TOSS_VY
+    from kinema.world.scene import DROP_HEIGHT, TOSS_VX, TOSS_VY
 
     fall = np.sqrt(2.0 * GRAVITY * (DROP_HEIGHT[1] + TOSS_VY[1] ** 2 / (2 * GRAVITY)))
     return float(np.hypot(fall, TOSS_VX[1]))

@@ -18,8 +18,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from .physics import GRAVITY, Trajectory, simulate
-from .scene import CONTACT_Y, FLOOR_TOP, REF_HEIGHT, REF_WIDTH, Scene
+from kinema.world.physics import GRAVITY, Trajectory, simulate
+from kinema.world.scene import CONTACT_Y, FLOOR_TOP, REF_HEIGHT, REF_WIDTH, Scene
 
 # --- palette (sRGB, 0..255) ----------------------------------------------------------------------------
 BALL_RGB = {
@@ -171,7 +171,10 @@ class Ball:
         # shading: light from the upper left, a soft highlight; mean colour stays close to the base colour
         rr = np.clip(dist / R, 0.0, 1.0)
         nz = np.sqrt(1.0 - rr * rr)
-        nx, ny = np.where(dist > 0, dx / np.maximum(dist, 1e-9), 0) * rr, np.where(dist > 0, dy / np.maximum(dist, 1e-9), 0) * rr
+        nx, ny = (
+            np.where(dist > 0, dx / np.maximum(dist, 1e-9), 0) * rr,
+            np.where(dist > 0, dy / np.maximum(dist, 1e-9), 0) * rr,
+        )
         light = np.array([-0.45, -0.6, 0.66])
         light /= np.linalg.norm(light)
         lam = np.clip(nx * light[0] + ny * light[1] + nz * light[2], 0.0, 1.0)
@@ -216,8 +219,10 @@ def drawables(scene: Scene, center_ref: np.ndarray) -> list:
     """The things painted over the room for a ball at center_ref, in painting order."""
     r = scene.radius
     height = max(CONTACT_Y - (center_ref[1] + r), 0.0)
-    return [Shadow(x=float(center_ref[0]), radius=r, height=height),
-            Ball(x=float(center_ref[0]), y=float(center_ref[1]), radius=r, rgb=BALL_RGB[scene.colour])]
+    return [
+        Shadow(x=float(center_ref[0]), radius=r, height=height),
+        Ball(x=float(center_ref[0]), y=float(center_ref[1]), radius=r, rgb=BALL_RGB[scene.colour]),
+    ]
 
 
 def render_frames(scene: Scene, centers_ref: np.ndarray, camera: Camera) -> np.ndarray:
@@ -233,8 +238,9 @@ def render_frames(scene: Scene, centers_ref: np.ndarray, camera: Camera) -> np.n
 
 
 # --- sound ---------------------------------------------------------------------------------------------
-def impact_sound(speed: float, size: str, floor: str, seed: int, index: int, n: int, sample_rate: int,
-                 delay: float = 0.0) -> np.ndarray:
+def impact_sound(
+    speed: float, size: str, floor: str, seed: int, index: int, n: int, sample_rate: int, delay: float = 0.0
+) -> np.ndarray:
     """n samples of one impact. Sample 0 is the first sample at or after the contact; `delay` (0..1/sr s)
     is how long after the contact that sample lies, so the partials start with the exact phase."""
     t = np.arange(n, dtype=np.float64) / sample_rate + delay
@@ -271,9 +277,11 @@ def room_tone(seed: int, first_sample: int, n: int) -> np.ndarray:
     lo = first_sample - taps + 1
     hi = first_sample + n
     b0, b1 = lo // ROOM_TONE_BLOCK, (hi - 1) // ROOM_TONE_BLOCK
-    blocks = [np.random.default_rng([int(seed) & 0x7FFFFFFF, int(b) & 0x7FFFFFFF, 2]).standard_normal(ROOM_TONE_BLOCK)
-              for b in range(b0, b1 + 1)]
-    raw = np.concatenate(blocks)[lo - b0 * ROOM_TONE_BLOCK: hi - b0 * ROOM_TONE_BLOCK]
+    blocks = [
+        np.random.default_rng([int(seed) & 0x7FFFFFFF, int(b) & 0x7FFFFFFF, 2]).standard_normal(ROOM_TONE_BLOCK)
+        for b in range(b0, b1 + 1)
+    ]
+    raw = np.concatenate(blocks)[lo - b0 * ROOM_TONE_BLOCK : hi - b0 * ROOM_TONE_BLOCK]
     smooth = np.convolve(raw, np.ones(taps) / taps, mode="valid")
     return smooth * ROOM_TONE_RMS * math.sqrt(taps)
 
@@ -293,15 +301,24 @@ def render_audio(traj: Trajectory, start_time: float, seconds: float, sample_rat
         a = contact_sample(c.time, sample_rate)
         if a + tail <= s0 or a >= s0 + n:
             continue
-        snd = impact_sound(c.speed, scene.size, scene.floor, scene.seed, c.index, tail, sample_rate,
-                           delay=a / sample_rate - c.time)
+        snd = impact_sound(
+            c.speed, scene.size, scene.floor, scene.seed, c.index, tail, sample_rate, delay=a / sample_rate - c.time
+        )
         lo, hi = max(a, s0), min(a + tail, s0 + n)
-        audio[lo - s0: hi - s0] += snd[lo - a: hi - a]
+        audio[lo - s0 : hi - s0] += snd[lo - a : hi - a]
     return np.clip(audio, -1.0, 1.0).astype(np.float32)
 
 
-def render(scene: Scene, *, width: int = 64, height: int = 64, fps: float = 12.0, seconds: float = 25 / 12,
-           sample_rate: int = 16000, start_time: float = 0.0) -> Clip:
+def render(
+    scene: Scene,
+    *,
+    width: int = 64,
+    height: int = 64,
+    fps: float = 12.0,
+    seconds: float = 25 / 12,
+    sample_rate: int = 16000,
+    start_time: float = 0.0,
+) -> Clip:
     """Frames at start_time + i/fps and audio from sample round(start_time*sample_rate), with ground truth.
     render(scene, start_time=T) continues render(scene) (seconds=T) seamlessly, frames and sound."""
     camera = Camera(width, height)
@@ -309,17 +326,27 @@ def render(scene: Scene, *, width: int = 64, height: int = 64, fps: float = 12.0
     frames = render_frames(scene, traj.centers, camera)
     audio = render_audio(traj, start_time, seconds, sample_rate)
     s0 = int(round(start_time * sample_rate))
-    contacts = [(c.time - start_time, (c.time - start_time) * fps, contact_sample(c.time, sample_rate) - s0,
-                 float(c.speed)) for c in traj.contacts]
+    contacts = [
+        (c.time - start_time, (c.time - start_time) * fps, contact_sample(c.time, sample_rate) - s0, float(c.speed))
+        for c in traj.contacts
+    ]
     resting = None if traj.rest_time is None else (traj.rest_time - start_time) * fps
-    truth = Truth(scene=scene, centers=camera.to_image(traj.centers), radius_px=scene.radius * camera.scale,
-                  contacts=contacts, resting_from_frame=resting, start_time=start_time,
-                  floor_y_px=(CONTACT_Y - scene.radius) * camera.scale, px_per_ref=camera.scale)
+    truth = Truth(
+        scene=scene,
+        centers=camera.to_image(traj.centers),
+        radius_px=scene.radius * camera.scale,
+        contacts=contacts,
+        resting_from_frame=resting,
+        start_time=start_time,
+        floor_y_px=(CONTACT_Y - scene.radius) * camera.scale,
+        px_per_ref=camera.scale,
+    )
     return Clip(frames=frames, audio=audio, fps=fps, sample_rate=sample_rate, truth=truth)
 
 
-def make_preview_strip(frames: np.ndarray, *, every: int = 1, scale: int = 2, columns: int | None = None,
-                       gap: int = 1) -> bytes:
+def make_preview_strip(
+    frames: np.ndarray, *, every: int = 1, scale: int = 2, columns: int | None = None, gap: int = 1
+) -> bytes:
     """PNG bytes of frames side by side (every n-th, scaled up by pixel repetition), for looking at clips."""
     import io
 
@@ -336,7 +363,7 @@ def make_preview_strip(frames: np.ndarray, *, every: int = 1, scale: int = 2, co
     for i, f in enumerate(frames):
         r, c = divmod(i, columns)
         big = f.repeat(scale, axis=0).repeat(scale, axis=1)
-        sheet[r * (hs + gap): r * (hs + gap) + hs, c * (ws + gap): c * (ws + gap) + ws] = big
+        sheet[r * (hs + gap) : r * (hs + gap) + hs, c * (ws + gap) : c * (ws + gap) + ws] = big
     buf = io.BytesIO()
     Image.fromarray(sheet).save(buf, format="PNG")
     return buf.getvalue()

@@ -55,8 +55,12 @@ class Scene:
     seed: int = 0
 
     def __post_init__(self):
-        for name, value, allowed in (("colour", self.colour, COLOURS), ("size", self.size, SIZES),
-                                     ("wall", self.wall, WALLS), ("floor", self.floor, FLOORS)):
+        for name, value, allowed in (
+            ("colour", self.colour, COLOURS),
+            ("size", self.size, SIZES),
+            ("wall", self.wall, WALLS),
+            ("floor", self.floor, FLOORS),
+        ):
             if value not in allowed:
                 raise ValueError(f"unknown {name} {value!r}; one of {', '.join(allowed)}")
 
@@ -103,7 +107,7 @@ def sample_scene(rng: np.random.Generator, *, split: str = "train", tossed: bool
         if rng.random() < 0.5:  # mirror: start on the right, move left
             x0, vx0 = REF_WIDTH - x0, -vx0
         # keep the top of the ball in the picture at the apex of the toss
-        from .physics import GRAVITY
+        from kinema.world.physics import GRAVITY
 
         apex = y0 - vy0 * vy0 / (2 * GRAVITY)
         if apex - r < 2.0:
@@ -111,5 +115,14 @@ def sample_scene(rng: np.random.Generator, *, split: str = "train", tossed: bool
     else:
         x0 = float(rng.uniform(14.0, 50.0))
     seed = int(rng.integers(2**31 - 1))
-    return Scene(colour=colour, size=size, wall=wall, floor=floor, x0=round(x0, 3), y0=round(y0, 3),
-                 vx0=round(vx0, 3), vy0=round(vy0, 3), seed=seed)
+    return Scene(
+        colour=colour,
+        size=size,
+        wall=wall,
+        floor=floor,
+        x0=round(x0, 3),
+        y0=round(y0, 3),
+        vx0=round(vx0, 3),
+        vy0=round(vy0, 3),
+        seed=seed,
+    )

@@ -30,9 +30,9 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -40,11 +40,11 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from .paths import WEIGHTS
-from . import model as M
-from .captions import VOCABULARY, caption
-from .render import render
-from .scene import Scene, sample_scene
+from kinema.world import model as M
+from kinema.world.captions import VOCABULARY, caption
+from kinema.world.paths import WEIGHTS
+from kinema.world.render import render
+from kinema.world.scene import Scene, sample_scene
 
 STAGES = ("video_vae", "audio_vae", "vocoder", "latents", "transformer")
 CLIP_SECONDS = M.NUM_FRAMES / M.FPS
@@ -89,8 +89,10 @@ def generator(seed: int, stage: str, step: int) -> tuple[np.random.Generator, to
 def render_batch(rng: np.random.Generator, n: int) -> tuple[list[Scene], np.ndarray, np.ndarray]:
     """``n`` training scenes (held-out pairs excluded) rendered: frames [n,T,H,W,3] uint8, audio [n,S] float32."""
     scenes = [sample_scene(rng, split="train") for _ in range(n)]
-    clips = [render(s, width=M.WIDTH, height=M.HEIGHT, fps=M.FPS, seconds=CLIP_SECONDS, sample_rate=M.SAMPLE_RATE)
-             for s in scenes]
+    clips = [
+        render(s, width=M.WIDTH, height=M.HEIGHT, fps=M.FPS, seconds=CLIP_SECONDS, sample_rate=M.SAMPLE_RATE)
+        for s in scenes
+    ]
     return scenes, np.stack([c.frames for c in clips]), np.stack([c.audio for c in clips])
 
 
@@ -101,7 +103,7 @@ def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
 
 def log_mel_batch(audio: np.ndarray) -> torch.Tensor:
     """Mono [B,S] -> the audio VAE's input [B,2,T,mel]: the same log-mel the speech path computes."""
-    from ..speech import log_mel
+    from kinema.media.speech import log_mel
 
     return torch.cat([log_mel(np.stack([a, a]), M.SAMPLE_RATE, n_mels=M.MEL_BINS, hop=M.HOP) for a in audio])
 
@@ -152,10 +154,10 @@ class Trainee:
     def load(self, tensors: dict[str, torch.Tensor]) -> None:
         for m, module in self.modules.items():
             prefix = f"model.{m}."
-            module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+            module.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
             if self.ema:
                 prefix = f"ema.{m}."
-                self.ema[m] = {k[len(prefix):]: v.clone() for k, v in tensors.items() if k.startswith(prefix)}
+                self.ema[m] = {k[len(prefix) :]: v.clone() for k, v in tensors.items() if k.startswith(prefix)}
         _load_optimizer(self.optimizer, tensors)
 
     @torch.no_grad()
@@ -176,10 +178,22 @@ def latest(stage_dir: Path) -> tuple[int, Path | None]:
         return 0, None
 
 
-def save_checkpoint(stage_dir: Path, step: int, trainee: Trainee, log: list[dict]) -> None:
+def save_checkpoint(
+    stage_dir: Path,
+    step: int,
+    trainee: Trainee | None,
+    log: list[dict],
+    *,
+    warm_start: int = 0,
+    tensors: dict[str, torch.Tensor] | None = None,
+) -> None:
     stage_dir.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:07d}.safetensors"
-    _atomic_save(trainee.tensors(), stage_dir / name, {"step": str(step)})
+    _atomic_save(
+        tensors if trainee is None else trainee.tensors(),
+        stage_dir / name,
+        {"step": str(step), "warm_start": str(warm_start)},
+    )
     tmp = stage_dir / ".latest.json.tmp"
     tmp.write_text(json.dumps({"step": step, "file": name}))
     os.replace(tmp, stage_dir / "latest.json")
@@ -210,24 +224,59 @@ def final_weights(train_dir: Path, stage: str, module: str, *, ema: bool = False
         raise FileNotFoundError(f"stage {stage!r} has no checkpoint in {train_dir}; train it first")
     tensors = load_file(str(path))
     prefix = f"{'ema' if ema else 'model'}.{module}."
-    found = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    found = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
     if not found and ema:
         return final_weights(train_dir, stage, module)
     return found
 
 
-def _lr(config: StageConfig, step: int) -> float:
-    return config.lr * min(1.0, (step + 1) / config.warmup)
+def _lr(config: StageConfig, step: int, warm_start: int = 0) -> float:
+    return config.lr * min(1.0, (step - warm_start + 1) / config.warmup)
 
 
-def run_stage(stage: str, train_dir: Path, steps: int, *, seed: int, trainee: Trainee,
-              loss_fn: Callable[[int], dict[str, torch.Tensor]], config: StageConfig,
-              say: Callable[[str], None] = print) -> None:
+def seed_from_shipped(train_dir: Path, say: Callable[[str], None] = print) -> bool:
+    """Start a training folder's transformer stage from the shipped transformer and connectors.
+
+    A lost training folder then goes on from the shipped step instead of from scratch. The optimizer's moments
+    are not shipped, so the learning rate warms up again from that step (recorded in the checkpoint).
+    """
+    stage_dir = train_dir / "transformer"
+    card = WEIGHTS / "kinema_world.json"
+    if latest(stage_dir)[1] is not None or not card.is_file():
+        return False
+    step = int(json.loads(card.read_text()).get("steps", {}).get("transformer", 0))
+    parts = {m: WEIGHTS / m / "diffusion_pytorch_model.safetensors" for m in ("transformer", "connectors")}
+    if not step or not all(p.is_file() for p in parts.values()):
+        return False
+    tensors = {}
+    for m, path in parts.items():
+        for k, v in load_file(str(path)).items():
+            tensors[f"model.{m}.{k}"] = v
+            tensors[f"ema.{m}.{k}"] = v.clone()
+    save_checkpoint(stage_dir, step, None, [], warm_start=step, tensors=tensors)
+    say(f"transformer: starting from the shipped weights at step {step}")
+    return True
+
+
+def run_stage(
+    stage: str,
+    train_dir: Path,
+    steps: int,
+    *,
+    seed: int,
+    trainee: Trainee,
+    loss_fn: Callable[[int], dict[str, torch.Tensor]],
+    config: StageConfig,
+    say: Callable[[str], None] = print,
+) -> None:
     """Train ``trainee`` with ``loss_fn(step)`` until ``steps``, resuming from the stage's latest checkpoint."""
     stage_dir = train_dir / stage
     start, path = latest(stage_dir)
+    warm_start = 0
     if path is not None:
         trainee.load(load_file(str(path)))
+        with safe_open(str(path), "pt") as handle:
+            warm_start = int((handle.metadata() or {}).get("warm_start", 0))
         say(f"{stage}: resuming at step {start}")
     params = [p for m in trainee.modules.values() for p in m.parameters() if p.requires_grad]
     for m in trainee.modules.values():
@@ -236,7 +285,7 @@ def run_stage(stage: str, train_dir: Path, steps: int, *, seed: int, trainee: Tr
     started, running = time.monotonic(), {}
     for step in range(start, steps):
         for group in trainee.optimizer.param_groups:
-            group["lr"] = _lr(config, step)
+            group["lr"] = _lr(config, step, warm_start)
         losses = loss_fn(step)
         total = sum(losses.values())
         trainee.optimizer.zero_grad(set_to_none=True)
@@ -250,20 +299,24 @@ def run_stage(stage: str, train_dir: Path, steps: int, *, seed: int, trainee: Tr
         done = step + 1
         if done % config.log_every == 0 or done == steps:
             n = config.log_every if done % config.log_every == 0 else (done - start) % config.log_every or 1
-            row = {"step": done, **{k: round(v / n, 5) for k, v in running.items()},
-                   "s_per_step": round((time.monotonic() - started) / max(1, done - start), 3)}
+            row = {
+                "step": done,
+                **{k: round(v / n, 5) for k, v in running.items()},
+                "s_per_step": round((time.monotonic() - started) / max(1, done - start), 3),
+            }
             log.append(row)
             say(f"{stage} {json.dumps(row)}")
             running = {}
         if done % config.checkpoint_every == 0 or done == steps:
-            save_checkpoint(stage_dir, done, trainee, log)
+            save_checkpoint(stage_dir, done, trainee, log, warm_start=warm_start)
     for m in trainee.modules.values():
         m.eval()
 
 
 def _adam(modules: dict[str, torch.nn.Module], lr: float) -> torch.optim.Optimizer:
-    return torch.optim.AdamW([p for m in modules.values() for p in m.parameters()], lr=lr, weight_decay=0.0,
-                             betas=(0.9, 0.99))
+    return torch.optim.AdamW(
+        [p for m in modules.values() for p in m.parameters()], lr=lr, weight_decay=0.0, betas=(0.9, 0.99)
+    )
 
 
 # --------------------------------------------------------------------------------------------- stages
@@ -280,7 +333,7 @@ def train_video_vae(train_dir: Path, steps: int, seed: int, say=print, config: S
         # 13-frame windows (1 + 4x3: a causal first frame and three latent frames) cost half the full clip;
         # half of them start at frame 0, as generated clips do.
         start = 0 if rng.random() < 0.5 else int(rng.integers(0, M.NUM_FRAMES - 13 + 1))
-        x = frames_to_tensor(frames[:, start:start + 13])
+        x = frames_to_tensor(frames[:, start : start + 13])
         posterior = vae.encode(x).latent_dist
         z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=gen)
         y = vae.decode(z).sample
@@ -357,8 +410,8 @@ def train_vocoder(train_dir: Path, steps: int, seed: int, say=print, config: Sta
         # A window of VOCODER_FRAMES mel frames and the samples they cover: the vocoder is convolutional, and a
         # window costs a third of the clip. Most windows hold an impact (the first ones come early in a clip).
         start = int(rng.integers(0, mel.shape[2] - VOCODER_FRAMES + 1))
-        wave = vocoder(mel[:, :, start:start + VOCODER_FRAMES])
-        target = torch.from_numpy(audio[:, start * M.HOP:start * M.HOP + wave.shape[-1]])[:, None]
+        wave = vocoder(mel[:, :, start : start + VOCODER_FRAMES])
+        target = torch.from_numpy(audio[:, start * M.HOP : start * M.HOP + wave.shape[-1]])[:, None]
         target = target.expand(-1, wave.shape[1], -1)
         n = min(wave.shape[-1], target.shape[-1])
         wave, target = wave[..., :n], target[..., :n]
@@ -387,10 +440,12 @@ def build_latents(train_dir: Path, count: int, seed: int, say=print, chunk: int 
         with torch.no_grad():
             video = vae.encode(frames_to_tensor(frames)).latent_dist.mode()
             sound = audio_vae.encode(log_mel_batch(audio)).latent_dist.mode()
-        sound = sound[:, :, :length] if sound.shape[2] >= length else torch.cat(
-            [sound, sound[:, :, -1:].expand(-1, -1, length - sound.shape[2], -1)], dim=2)
-        _atomic_save({"video": video, "audio": sound}, path,
-                     {"scenes": json.dumps([s.to_dict() for s in scenes])})
+        sound = (
+            sound[:, :, :length]
+            if sound.shape[2] >= length
+            else torch.cat([sound, sound[:, :, -1:].expand(-1, -1, length - sound.shape[2], -1)], dim=2)
+        )
+        _atomic_save({"video": video, "audio": sound}, path, {"scenes": json.dumps([s.to_dict() for s in scenes])})
         if (first // chunk) % 20 == 0:
             say(f"latents: {first + len(scenes)}/{count}")
     video_sum = video_sq = audio_sum = audio_sq = None
@@ -460,8 +515,11 @@ def train_transformer(train_dir: Path, steps: int, seed: int, say=print, config:
     frozen(parts["text_encoder"])
     transformer, connectors = parts["transformer"], parts["connectors"]
     modules = {"transformer": transformer, "connectors": connectors}
-    trainee = Trainee(modules, _adam(modules, config.lr),
-                      ema={m: {k: v.detach().clone() for k, v in mod.state_dict().items()} for m, mod in modules.items()})
+    trainee = Trainee(
+        modules,
+        _adam(modules, config.lr),
+        ema={m: {k: v.detach().clone() for k, v in mod.state_dict().items()} for m, mod in modules.items()},
+    )
     frames, height, width = data.latent_shape
     tokens_per_frame = height * width
     video_tokens, audio_tokens = data.video.shape[1], data.audio.shape[1]
@@ -476,8 +534,9 @@ def train_transformer(train_dir: Path, steps: int, seed: int, say=print, config:
         x0, a0 = data.video[index], data.audio[index]
         prompts = ["" if rng.random() < CAPTION_DROP else caption(data.scenes[i], rng) for i in index]
         with torch.no_grad():
-            embeds, mask, _, _ = pipe.encode_prompt(prompts, do_classifier_free_guidance=False,
-                                                    max_sequence_length=64, device="cpu")
+            embeds, mask, _, _ = pipe.encode_prompt(
+                prompts, do_classifier_free_guidance=False, max_sequence_length=64, device="cpu"
+            )
         text, audio_text, text_mask = connectors(embeds, mask, padding_side=pipe.tokenizer.padding_side)
         sigma = sample_sigmas(gen, config.batch, mu)
         sigma_audio = sigma.clone()
@@ -499,27 +558,55 @@ def train_transformer(train_dir: Path, steps: int, seed: int, say=print, config:
         xt = (1 - sigma_tokens[..., None]) * x0 + sigma_tokens[..., None] * noise
         at = (1 - sigma_audio[:, None, None]) * a0 + sigma_audio[:, None, None] * audio_noise
         video_v, audio_v = transformer(
-            hidden_states=xt, audio_hidden_states=at, encoder_hidden_states=text,
-            audio_encoder_hidden_states=audio_text, timestep=sigma_tokens * 1000, audio_timestep=sigma_audio * 1000,
-            sigma=sigma * 1000, audio_sigma=sigma_audio * 1000, encoder_attention_mask=text_mask,
-            audio_encoder_attention_mask=text_mask, num_frames=frames, height=height, width=width, fps=float(M.FPS),
-            audio_num_frames=audio_tokens, video_coords=video_coords, audio_coords=audio_coords,
-            use_cross_timestep=True, return_dict=False)
+            hidden_states=xt,
+            audio_hidden_states=at,
+            encoder_hidden_states=text,
+            audio_encoder_hidden_states=audio_text,
+            timestep=sigma_tokens * 1000,
+            audio_timestep=sigma_audio * 1000,
+            sigma=sigma * 1000,
+            audio_sigma=sigma_audio * 1000,
+            encoder_attention_mask=text_mask,
+            audio_encoder_attention_mask=text_mask,
+            num_frames=frames,
+            height=height,
+            width=width,
+            fps=float(M.FPS),
+            audio_num_frames=audio_tokens,
+            video_coords=video_coords,
+            audio_coords=audio_coords,
+            use_cross_timestep=True,
+            return_dict=False,
+        )
         noisy = (~clean).float()[..., None]
         video_loss = ((video_v - (noise - x0)) ** 2 * noisy).sum() / (noisy.sum() * x0.shape[-1])
         audio_weight = (sigma_audio > 0).float()[:, None, None]
         audio_loss = ((audio_v - (audio_noise - a0)) ** 2 * audio_weight).sum() / (
-            audio_weight.sum() * a0.shape[1] * a0.shape[2]).clamp_min(1)
+            audio_weight.sum() * a0.shape[1] * a0.shape[2]
+        ).clamp_min(1)
         return {"video": video_loss, "audio": audio_loss}
 
     run_stage("transformer", train_dir, steps, seed=seed, trainee=trainee, loss_fn=loss_fn, config=config, say=say)
 
 
-def run(stage: str, train_dir: Path, steps: int | None, seed: int, say=print, batch: int | None = None) -> None:
-    """Run one stage (or all, in order) to ``steps``; ``batch`` overrides the batch size (tests use tiny ones)."""
+def run(
+    stage: str,
+    train_dir: Path,
+    steps: int | None,
+    seed: int,
+    say=print,
+    batch: int | None = None,
+    from_shipped: bool = False,
+) -> None:
+    """Run one stage (or all, in order) to ``steps``; ``batch`` overrides the batch size (tests use tiny ones).
+
+    ``from_shipped``: a transformer stage with no checkpoint starts from the shipped weights (see seed_from_shipped).
+    """
     from dataclasses import replace
 
     train_dir.mkdir(parents=True, exist_ok=True)
+    if from_shipped and stage in ("transformer", "all"):
+        seed_from_shipped(train_dir, say=say)
     todo = STAGES if stage == "all" else (stage,)
     for name in todo:
         n = steps if (steps is not None and stage != "all") else DEFAULT_STEPS[name]
@@ -530,22 +617,35 @@ def run(stage: str, train_dir: Path, steps: int | None, seed: int, say=print, ba
             build_latents(train_dir, n, seed, say=say, chunk=batch or 32)
             continue
         config = CONFIGS[name] if batch is None else replace(CONFIGS[name], batch=batch)
-        {"video_vae": train_video_vae, "audio_vae": train_audio_vae, "vocoder": train_vocoder,
-         "transformer": train_transformer}[name](train_dir, n, seed, say=say, config=config)
+        {
+            "video_vae": train_video_vae,
+            "audio_vae": train_audio_vae,
+            "vocoder": train_vocoder,
+            "transformer": train_transformer,
+        }[name](train_dir, n, seed, say=say, config=config)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m kinema.world.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dir", type=Path, required=True, help="checkpoints and cached latents go here")
     parser.add_argument("--stage", choices=(*STAGES, "all"), default="all")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="train the stage until this many steps (latents: clips); default per stage")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="train the stage until this many steps (latents: clips); default per stage",
+    )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--from-shipped",
+        action="store_true",
+        help="a transformer with no checkpoint here starts from the shipped weights, not from scratch",
+    )
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (leave a core for other work)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    run(args.stage, args.dir, args.steps, args.seed, say=lambda s: print(s, flush=True))
+    run(args.stage, args.dir, args.steps, args.seed, say=lambda s: print(s, flush=True), from_shipped=args.from_shipped)
 
 
 if __name__ == "__main__":
