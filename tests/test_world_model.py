@@ -1,0 +1,55 @@
+"""The shipped demo-world model, regression-tested on what it means: the colour asked for, sound on the bounces,
+a given first frame kept. A quick subset of benchmarks/world_eval.py, with margins well under the figures the
+shipped checkpoint measures (docs/world_model.md), so a better checkpoint passes and a broken one does not."""
+
+from __future__ import annotations
+
+import pytest
+
+from kinema.backends.world import WorldBackend
+from kinema.world import evaluate as E
+from kinema.world.render import render
+
+# Fixed cases from the evaluation's own list (seen combinations), so the figures are comparable with its table.
+CASES = E.cases(8, 0)
+
+
+@pytest.fixture(scope="module")
+def world():
+    backend = WorldBackend()
+    if not backend.status().ready:
+        pytest.fail(f"the shipped world model does not load: {backend.status().detail}")
+    return E.KinemaSource("trained", backend)
+
+
+@pytest.fixture(scope="module")
+def scored(world):
+    return [E.score_text(case, world.text(case)) for case in CASES]
+
+
+def test_the_ball_has_the_colour_the_prompt_asks_for(scored):
+    right = sum(r["colour"] for r in scored)
+    assert right >= 4, f"the ball's colour matched the prompt in {right} of {len(scored)} clips"
+
+
+def test_the_room_matches_the_prompt(scored):
+    floors = sum(r["floor"] for r in scored)
+    sizes = sum(r["size"] for r in scored)
+    assert floors >= 6 and sizes >= 6, f"floor right in {floors}, size right in {sizes} of {len(scored)} clips"
+
+
+def test_bounces_are_heard_when_they_happen(scored):
+    contacts = sum(r["contacts"] for r in scored)
+    in_sync = sum(r["contacts_in_sync"] for r in scored)
+    onsets = sum(r["onsets"] for r in scored)
+    lonely = sum(r["lonely_onsets"] for r in scored)
+    assert contacts >= 8, f"only {contacts} bounces seen in {len(scored)} clips"
+    assert in_sync >= 0.4 * contacts, f"{in_sync} of {contacts} bounces have a sound within a frame"
+    assert lonely <= 0.6 * max(onsets, 1), f"{lonely} of {onsets} sounds have no bounce"
+
+
+def test_image_to_video_keeps_the_first_frame(world):
+    for case in CASES[:2]:
+        first = render(case.scene, fps=E.FPS, seconds=E.CLIP_SECONDS, sample_rate=E.SAMPLE_RATE).frames[0]
+        score = E.score_image(case, first, world.image(case, first))
+        assert score["psnr"] >= 25, f"frame 0 of an image-to-video clip is {score['psnr']:.1f} dB from the image"
