@@ -133,6 +133,13 @@ def test_client_imports_only_the_standard_library():
     assert "Client('http://127.0.0.1:1')" in result.stdout
 
 
+def test_client_tiers_are_kinemas():
+    """Hosts that copy the client (Blender, OBS) show its tier list: it must be kinema.tiers' own."""
+    from kinema.tiers import DEFAULT_TIER, tier_names
+
+    assert tier_names() == client_module.TIERS and client_module.DEFAULT_TIER == DEFAULT_TIER
+
+
 # --------------------------------------------------------------------------- errors
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import click
 
 from kinema.errors import KinemaError
+from kinema.request import DEFAULT_BACKEND
+from kinema.tiers import DEFAULT_TIER, tier_names
 
 
 class _Group(click.Group):
@@ -79,7 +81,7 @@ def _check_output(path: Path) -> Path:
 @click.option("--style", help="A style preset (see `kinema styles`).")
 @click.option("--image", type=click.Path(path_type=Path), help="Start from this picture (first frame).")
 @click.option("--no-audio", is_flag=True, help="Picture only.")
-@click.option("--backend", default="tiny", show_default=True, help="Backend (see `kinema backends`).")
+@click.option("--backend", default=DEFAULT_BACKEND, show_default=True, help="Backend (see `kinema backends`).")
 @click.option("--model", help="A model id or folder for the backend.")
 @click.option(
     "--cameo",
@@ -92,8 +94,8 @@ def _check_output(path: Path) -> Path:
 )
 @click.option(
     "--tier",
-    type=click.Choice(["draft", "standard", "final"]),
-    default="standard",
+    type=click.Choice(tier_names()),
+    default=DEFAULT_TIER,
     show_default=True,
     help="draft: fast preview (fewer steps, step caching); final: more steps, no caching.",
 )
@@ -222,7 +224,7 @@ def _describe(path, clip) -> str:
     default=None,
     help="Where to write the film (default: FILE's name with .mp4, here).",
 )
-@click.option("--backend", help="Backend (default: the storyboard's, else tiny).")
+@click.option("--backend", help=f"Backend (default: the storyboard's, else {DEFAULT_BACKEND}).")
 @click.option("--model", help="A model id or folder for the backend.")
 @click.option("--seed", type=int, help="Shot N uses seed + N - 1 (default: the storyboard's, else 0).")
 @click.option("--size", callback=_parse_size, help="WIDTHxHEIGHT for every shot.")
@@ -231,9 +233,9 @@ def _describe(path, clip) -> str:
 @click.option("--guidance", type=float, help="Guidance scale.")
 @click.option(
     "--tier",
-    type=click.Choice(["draft", "standard", "final"]),
+    type=click.Choice(tier_names()),
     default=None,
-    help="Quality tier for every shot (default: the storyboard's, else standard).",
+    help=f"Quality tier for every shot (default: the storyboard's, else {DEFAULT_TIER}).",
 )
 @click.option("--style", help="Style for the whole film, instead of the storyboard's (see `kinema styles`).")
 @click.option("--no-audio", is_flag=True, help="Picture only.")
@@ -326,13 +328,13 @@ def _clip_options(function):
             click.option("--guidance", type=float, help="Guidance scale."),
             click.option(
                 "--tier",
-                type=click.Choice(["draft", "standard", "final"]),
+                type=click.Choice(tier_names()),
                 default=None,
-                help="Quality tier (default: the one CLIP was made at, else standard).",
+                help=f"Quality tier (default: the one CLIP was made at, else {DEFAULT_TIER}).",
             ),
             click.option("--negative", default=None, help="What the new frames should not show."),
             click.option("--style", help="A style preset (see `kinema styles`)."),
-            click.option("--backend", help="Backend (default: the one that made the clip, else tiny)."),
+            click.option("--backend", help=f"Backend (default: the one that made the clip, else {DEFAULT_BACKEND})."),
             click.option("--model", help="A model id or folder for the backend."),
         ]
     ):
@@ -672,7 +674,7 @@ def install():
 )
 @click.option(
     "--default-backend",
-    default="tiny",
+    default=DEFAULT_BACKEND,
     show_default=True,
     help="Backend for requests that name no model (or an OpenAI sora-* model).",
 )
@@ -813,9 +815,9 @@ def obs_play(clip, scene, input_name, host, port, password):
 @click.option("--backend", help="Backend (default: the server's, or tiny here).")
 @click.option(
     "--tier",
-    type=click.Choice(["draft", "standard", "final"]),
+    type=click.Choice(tier_names()),
     default=None,
-    help="draft: fast preview (fewer steps, step caching); final: more steps, no caching [default: standard].",
+    help=f"draft: fast preview (fewer steps, step caching); final: more steps, no caching [default: {DEFAULT_TIER}].",
 )
 @click.option(
     "--image",
@@ -888,8 +890,8 @@ def obs_generate(
             seed=seed,
             steps=steps,
             style=style,
-            backend=backend or "tiny",
-            tier=tier or "standard",
+            backend=backend or DEFAULT_BACKEND,
+            tier=tier or DEFAULT_TIER,
             image=image,
         )
     else:

@@ -54,6 +54,10 @@ __all__ = [
 ]
 
 DEFAULT_URL = "http://127.0.0.1:8765"
+# Quality tiers, for the menus of hosts that copy this file (Blender, OBS). A copy of kinema.tiers, because this
+# file imports nothing of kinema; tests/test_client.py checks that the two agree.
+TIERS = ("draft", "standard", "final")
+DEFAULT_TIER = "standard"
 FINAL_EVENTS = ("completed", "failed", "cancelled", "deleted")
 _READY_LINE = re.compile(r"serving .* on (http://\S+?)/v1\b")
 

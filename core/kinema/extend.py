@@ -9,6 +9,7 @@ from typing import Any
 
 from kinema.errors import InvalidRequestError
 from kinema.lineage import Source, open_source, pick_backend, pick_tier, resize_frames
+from kinema.request import check_seconds, seconds_to_frames
 
 
 def extend(
@@ -43,8 +44,7 @@ def extend(
     from kinema.request import GenerationRequest
 
     clip, parent = open_source(source, video_id=video_id)
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
-        raise InvalidRequestError(f"extend by a positive number of seconds, got {seconds!r}")
+    seconds = check_seconds(seconds, name="seconds to add", required=True)
     prompt = prompt or clip.metadata.get("prompt")
     if not prompt:
         raise InvalidRequestError("this clip carries no kinema prompt; say what happens next with --prompt")
@@ -114,7 +114,7 @@ def plan_extension(
     """
     from kinema.backends.limits import check_frames_fit
 
-    wanted = round(Fraction(seconds).limit_denominator(10**6) * fps)
+    wanted = seconds_to_frames(seconds, fps)
     if wanted < 1:
         raise InvalidRequestError(f"{seconds:g} s is less than one frame at {float(fps):g} fps")
     multiple = max(1, int(getattr(backend, "frame_multiple", 1)))

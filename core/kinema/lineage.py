@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any, Union
 
 from kinema.errors import InvalidRequestError
+from kinema.media.hashing import file_sha256
+from kinema.request import DEFAULT_BACKEND
 
 Source = Union[str, "os.PathLike[str]", Any]  # a path to an MP4, or a kinema.Clip
 
@@ -41,7 +43,7 @@ def pick_backend(clip: Any, backend: str | None, model: str | None) -> tuple[str
         if registered is not None:
             made_with = clip.metadata.get("model")
             return made_by, model or (made_with if made_with and made_with != registered.model_id else None)
-    return "tiny", model
+    return DEFAULT_BACKEND, model
 
 
 def pick_tier(clip: Any, tier: str | None) -> str:
@@ -60,7 +62,7 @@ def parent_record(clip: Any, *, path: Path | None = None, video_id: str | None =
         record["id"] = video_id
     if path is not None:
         record["path"] = str(Path(path).resolve())
-        record["sha256"] = _file_sha256(path)
+        record["sha256"] = file_sha256(path)
     else:
         digest = hashlib.sha256(clip.frames.tobytes())
         if clip.audio is not None:
@@ -71,14 +73,6 @@ def parent_record(clip: Any, *, path: Path | None = None, video_id: str | None =
             record[key] = clip.metadata[key]
     record["duration"] = round(clip.duration, 6)
     return record
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resize_frames(frames: Any, width: int, height: int) -> Any:

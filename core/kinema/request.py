@@ -5,15 +5,21 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
 
 from kinema.errors import InvalidRequestError
+from kinema.tiers import DEFAULT_TIER, check_tier
 
+DEFAULT_BACKEND = "tiny"  # the backend a request, the CLI, the server and a storyboard use when none is named
+
+# A request's limits, checked here for every caller (CLI, server, storyboards, hosts); a backend's own, smaller
+# limits for one generation live in kinema.backends.limits.
 MAX_PROMPT_CHARS = 4000
-MAX_SECONDS = 60.0
+MAX_SECONDS = 60.0  # one clip, one extension or one storyboard shot
 MAX_FPS = 120.0
 MIN_SIDE, MAX_SIDE = 16, 4096
 MAX_STEPS = 500
@@ -43,7 +49,7 @@ class GenerationRequest:
     style: str | None = None
     image: Any = field(default=None, repr=False)  # first frame: path or uint8 [H, W, 3]
     audio: bool = True
-    backend: str = "tiny"
+    backend: str = DEFAULT_BACKEND
     model: str | None = None
     # Remix (video-to-video): the source frames, and how far to move away from them (0 keeps, 1 ignores).
     video: Any = field(default=None, repr=False)  # uint8 [T, H, W, 3]
@@ -59,26 +65,17 @@ class GenerationRequest:
     user: str | None = (
         None  # who is asking: the server passes the key's identity; None is kinema.cameo.store.local_user()
     )
-    tier: str = "standard"  # quality tier: draft, standard or final (kinema.tiers.TIERS)
+    tier: str = DEFAULT_TIER  # quality tier: draft, standard or final (kinema.tiers.TIERS)
 
     def __post_init__(self) -> None:
         _check_text("prompt", self.prompt, required=True)
         _check_text("negative_prompt", self.negative_prompt or "", required=False)
-        _check_range(
-            "seconds",
-            self.seconds,
-            0.0,
-            MAX_SECONDS,
-            open_low=True,
-            hint=f"for longer films, use a storyboard of shots up to {MAX_SECONDS:g} s each",
-        )
+        check_seconds(self.seconds, hint=f"for longer films, use a storyboard of shots up to {MAX_SECONDS:g} s each")
         _check_range("fps", self.fps, 1.0, MAX_FPS)
         for name in ("width", "height"):
             _check_int(name, getattr(self, name), MIN_SIDE, MAX_SIDE)
         _check_int("seed", self.seed, 0, MAX_SEED)
         _check_int("steps", self.steps, 1, MAX_STEPS)
-        from kinema.tiers import check_tier
-
         check_tier(self.tier)
         _check_range("guidance", self.guidance, 0.0, MAX_GUIDANCE)
         if not isinstance(self.backend, str) or not self.backend.strip():
@@ -102,6 +99,44 @@ class GenerationRequest:
 
     def with_(self, **changes: Any) -> GenerationRequest:
         return replace(self, **changes)
+
+
+def seconds_problem(value: Any) -> str | None:
+    """The one rule for a length in seconds (a clip, an extension, a shot): a finite number in (0, MAX_SECONDS].
+
+    What is wrong with ``value`` ("not a number", "too short" or "too long"), else None. ``check_seconds`` words
+    it for a request; the storyboard check words it for a storyboard's line.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, Fraction)) or not math.isfinite(value):
+        return "not a number"
+    if value <= 0:
+        return "too short"
+    if value > MAX_SECONDS:
+        return "too long"
+    return None
+
+
+def check_seconds(value: Any, *, name: str = "seconds", hint: str = "", required: bool = False) -> float | None:
+    """``value`` if it is a length in seconds kinema accepts (``seconds_problem``), else InvalidRequestError."""
+    if value is None and not required:
+        return None
+    problem = seconds_problem(value)
+    if problem == "not a number":
+        raise InvalidRequestError(f"{name} must be a number, got {value!r}")
+    if problem is not None:
+        message = f"{name} must be in (0, {MAX_SECONDS:g}], got {value:g}"
+        raise InvalidRequestError(f"{message}; {hint}" if hint and problem == "too long" else message)
+    return float(value)
+
+
+def seconds_to_frames(seconds: float | Fraction, fps: float | Fraction) -> int:
+    """How many frames ``seconds`` lasts at ``fps``, rounded once and exactly (a float's error never tips it).
+
+    Every place that turns seconds into frames uses this, so a clip, an extension and a storyboard's shots
+    agree to the frame. Fractions are used as given (a storyboard's running total stays exact).
+    """
+    exact = seconds if isinstance(seconds, Fraction) else Fraction(seconds).limit_denominator(10**6)
+    return round(exact * Fraction(fps))
 
 
 def _check_text(name: str, value: Any, *, required: bool) -> None:

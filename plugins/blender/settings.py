@@ -3,17 +3,17 @@
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
+from .kinema_client import DEFAULT_TIER
+from .kinema_client import TIERS as TIER_NAMES
 from .preferences import install_defaults
 
 # Suggestions only: the style presets of the kinema that built the add-on; any other name may be typed.
 STYLES = tuple(install_defaults().get("styles") or ())
 BACKENDS = ("tiny", "tiny-wan", "ltx2", "wan")
 # Quality tiers and what each trades, from the kinema that built the add-on; the names are the server's `tier` values.
-TIERS = dict(
-    install_defaults().get("tiers")
-    or {"draft": "Fast preview", "standard": "The model's default steps", "final": "The shot you keep"}
-)
-DEFAULT_TIER = "standard"
+# Without that file, the tiers of the client copied in beside this one (kinema/client.py, built with the add-on).
+_TIER_HINTS = {"draft": "Fast preview", "standard": "The model's default steps", "final": "The shot you keep"}
+TIERS = dict(install_defaults().get("tiers") or {name: _TIER_HINTS.get(name, name) for name in TIER_NAMES})
 _TIER_NUMBERS = {"draft": 0, "standard": 1, "final": 2}  # a .blend saves the choice by number: never renumber
 MAX_SEED = 2**31 - 1  # Blender's integer properties are 32-bit
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
+from kinema.request import DEFAULT_BACKEND, MAX_FPS, MAX_GUIDANCE, MAX_SECONDS, MAX_SIDE, MAX_STEPS
 from kinema.tiers import DEFAULT_TIER, TIERS
 
 # Widget types and the socket types ComfyUI passes between nodes.
@@ -22,7 +23,7 @@ AUTO = "auto"
 DEFAULT_MODEL = "(backend default)"
 STORYBOARD_TIER = "(storyboard's own)"  # the Storyboard node's tier: what the text says, else standard
 
-Options = Union[tuple, Callable[[], list]]
+Options = tuple | Callable[[], list]
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,8 @@ def _backends() -> list[str]:
     from kinema.engine import get_backends
 
     names = sorted({backend.name for backend in get_backends().values()})
-    return ["tiny", *[n for n in names if n != "tiny"]] if "tiny" in names else names
+    first = DEFAULT_BACKEND
+    return [first, *[n for n in names if n != first]] if first in names else names
 
 
 def _models() -> list[str]:
@@ -105,7 +107,7 @@ MODEL_LOADER = Node(
             "COMBO",
             "Model family: tiny is kinema's offline demo (noise); ltx2 makes picture and"
             " sound in one pass; wan adds a Stable Audio pass.",
-            default="tiny",
+            default=DEFAULT_BACKEND,
             options=_backends,
         ),
         Input(
@@ -153,13 +155,29 @@ GENERATE = Node(
         Input("model", "KINEMA_MODEL", "From Kinema Model Loader."),
         Input("prompt", "STRING", "What happens, and what it sounds like.", default="", multiline=True),
         Input("negative_prompt", "STRING", "What the clip should not show or sound like.", default="", multiline=True),
-        Input("seconds", "FLOAT", "Clip length (0: the model's default).", default=0.0, min=0.0, max=60.0, step=0.125),
-        Input("width", "INT", "Width in pixels (0: the model's default).", default=0, min=0, max=4096, step=32),
-        Input("height", "INT", "Height in pixels (0: the model's default).", default=0, min=0, max=4096, step=32),
-        Input("fps", "FLOAT", "Frames per second (0: the model's default).", default=0.0, min=0.0, max=120.0, step=1.0),
-        Input("steps", "INT", "Denoising steps (0: the model's default).", default=0, min=0, max=500),
         Input(
-            "guidance", "FLOAT", "Guidance scale (-1: the model's default).", default=-1.0, min=-1.0, max=50.0, step=0.1
+            "seconds",
+            "FLOAT",
+            "Clip length (0: the model's default).",
+            default=0.0,
+            min=0.0,
+            max=MAX_SECONDS,
+            step=0.125,
+        ),
+        Input("width", "INT", "Width in pixels (0: the model's default).", default=0, min=0, max=MAX_SIDE, step=32),
+        Input("height", "INT", "Height in pixels (0: the model's default).", default=0, min=0, max=MAX_SIDE, step=32),
+        Input(
+            "fps", "FLOAT", "Frames per second (0: the model's default).", default=0.0, min=0.0, max=MAX_FPS, step=1.0
+        ),
+        Input("steps", "INT", "Denoising steps (0: the model's default).", default=0, min=0, max=MAX_STEPS),
+        Input(
+            "guidance",
+            "FLOAT",
+            "Guidance scale (-1: the model's default).",
+            default=-1.0,
+            min=-1.0,
+            max=MAX_GUIDANCE,
+            step=0.1,
         ),
         Input(
             "seed",
@@ -258,7 +276,7 @@ STORYBOARD = Node(
             "Width in pixels (0: the storyboard's, else the model's default).",
             default=0,
             min=0,
-            max=4096,
+            max=MAX_SIDE,
             step=32,
         ),
         Input(
@@ -267,7 +285,7 @@ STORYBOARD = Node(
             "Height in pixels (0: the storyboard's, else the model's default).",
             default=0,
             min=0,
-            max=4096,
+            max=MAX_SIDE,
             step=32,
         ),
         Input(
@@ -276,7 +294,7 @@ STORYBOARD = Node(
             "Frames per second (0: the storyboard's, else the model's default).",
             default=0.0,
             min=0.0,
-            max=120.0,
+            max=MAX_FPS,
             step=1.0,
         ),
         Input(
@@ -285,7 +303,7 @@ STORYBOARD = Node(
             "Denoising steps per shot (0: the storyboard's, else the model's default).",
             default=0,
             min=0,
-            max=500,
+            max=MAX_STEPS,
         ),
         Input(
             "style",

@@ -33,7 +33,8 @@ SOURCE_PREFIX = "Kinema Clip"  # a scene's source is "Kinema Clip (<scene>)", as
 SOURCE_KIND = "ffmpeg_source"
 TICK_MS = 100
 DEFAULT_URL = "http://127.0.0.1:8765"
-TIERS = (("Draft: fast preview", "draft"), ("Standard", "standard"), ("Final: more steps, no caching", "final"))
+# The tier menu's labels; the tiers themselves (and the default) come from the copied client.py.
+TIER_LABELS = {"draft": "Draft: fast preview", "standard": "Standard", "final": "Final: more steps, no caching"}
 PICTURE_FILTER = "Pictures (*.png *.jpg *.jpeg *.webp);;All files (*.*)"
 STYLES = ("", "cinematic", "anime", "claymation", "documentary", "realistic")
 BACKENDS = ("", "ltx2", "wan", "tiny", "tiny-wan")
@@ -95,6 +96,8 @@ try:
 except (ImportError, SyntaxError) as error:  # shown in the script's status instead of a traceback
     client_module = None
     CLIENT_ERROR = str(error)
+TIERS = tuple(getattr(client_module, "TIERS", None) or TIER_LABELS)
+DEFAULT_TIER = getattr(client_module, "DEFAULT_TIER", None) or "standard"
 
 
 class _State:
@@ -147,7 +150,7 @@ def script_defaults(settings):
     obs.obs_data_set_default_string(settings, "clips_dir", _default_clips_dir())
     obs.obs_data_set_default_double(settings, "seconds", 4.0)
     obs.obs_data_set_default_int(settings, "steps", 0)
-    obs.obs_data_set_default_string(settings, "tier", "standard")
+    obs.obs_data_set_default_string(settings, "tier", DEFAULT_TIER)
     obs.obs_data_set_default_bool(settings, "auto_play", True)
 
 
@@ -175,8 +178,8 @@ def script_properties():
     )
     _combo(clip, "size", "Size", SIZES, "WIDTHxHEIGHT; blank: the model's default")
     tier = obs.obs_properties_add_list(clip, "tier", "Quality", obs.OBS_COMBO_TYPE_LIST, obs.OBS_COMBO_FORMAT_STRING)
-    for label, value in TIERS:
-        obs.obs_property_list_add_string(tier, label, value)
+    for value in TIERS:
+        obs.obs_property_list_add_string(tier, TIER_LABELS.get(value, value.title()), value)
     obs.obs_property_set_long_description(
         tier,
         "Draft: a fast preview (half the steps, step caching). Standard: the model's default steps."
@@ -228,7 +231,7 @@ def script_update(settings):
         "cameo": obs.obs_data_get_string(settings, "cameo").strip(),
         "size": obs.obs_data_get_string(settings, "size").strip().lower().replace(" ", ""),
         "steps": obs.obs_data_get_int(settings, "steps"),
-        "tier": obs.obs_data_get_string(settings, "tier").strip() or "standard",
+        "tier": obs.obs_data_get_string(settings, "tier").strip() or DEFAULT_TIER,
         "image": obs.obs_data_get_string(settings, "image").strip(),
         "scene": obs.obs_data_get_string(settings, "scene"),
         "auto_play": obs.obs_data_get_bool(settings, "auto_play"),

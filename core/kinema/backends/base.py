@@ -12,6 +12,8 @@ import numpy as np
 
 from kinema.backends.limits import Limits, check_plan
 from kinema.progress import CancelToken, Progress
+from kinema.request import seconds_to_frames
+from kinema.tiers import DEFAULT_TIER
 
 if TYPE_CHECKING:
     from kinema.clip import Clip
@@ -30,7 +32,7 @@ class Plan:
     guidance: float
     seed: int
     notes: tuple[str, ...] = ()
-    tier: str = "standard"  # see kinema.tiers
+    tier: str = DEFAULT_TIER  # see kinema.tiers
     # Step-cache settings (kinema.backends.step_cache.CacheConfig fields), None: off. Not hashed, so plans stay hashable.
     cache: dict[str, Any] | None = field(default=None, hash=False)
 
@@ -152,7 +154,7 @@ class Backend:
         height = _snap(request.height or d.height, self.size_multiple, "height", notes)
         fps = Fraction(request.fps or d.fps).limit_denominator(1001)
         seconds = request.seconds or d.seconds
-        wanted = max(1, round(seconds * fps))
+        wanted = max(1, seconds_to_frames(seconds, fps))
         k = max(round((wanted - 1) / self.frame_multiple), (self.min_frames - 1) // self.frame_multiple)
         num_frames = self.frame_multiple * k + 1
         if num_frames != wanted:
@@ -161,7 +163,7 @@ class Backend:
                 f" so the clip has {num_frames} ({float(num_frames / fps):.3f} s)"
             )
         seed = request.seed if request.seed is not None else secrets.randbelow(2**32)
-        from kinema.tiers import DEFAULT_TIER, settings
+        from kinema.tiers import settings
 
         tier = settings(
             getattr(request, "tier", DEFAULT_TIER),

@@ -42,6 +42,7 @@ import numpy as np
 
 from kinema.errors import InvalidRequestError, KinemaError
 from kinema.hookspecs import hookimpl
+from kinema.media.hashing import file_sha256
 
 if TYPE_CHECKING:
     from kinema.cameo.capture import CaptureResult
@@ -222,14 +223,6 @@ def _canonical(record: dict) -> bytes:
     return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as source:
-        for block in iter(lambda: source.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # --------------------------------------------------------------------------- file helpers
 
 
@@ -362,7 +355,7 @@ class CameoStore:
         if verify_files:
             for file_name, digest in record.get("files", {}).items():
                 path = directory / file_name
-                if not path.is_file() or not hmac.compare_digest(_sha256(path), digest):
+                if not path.is_file() or not hmac.compare_digest(file_sha256(path), digest):
                     raise CameoTamperedError(
                         f"cameo {name!r}: {file_name} is missing or changed since capture; it cannot be used"
                     )
@@ -441,7 +434,7 @@ class CameoStore:
                     write_wav(staging / voice, captured.voice, captured.voice_rate)
                     os.chmod(staging / voice, 0o600)
                 for file_name in [*references, *faces, *([voice] if voice else [])]:
-                    files[file_name] = _sha256(staging / file_name)
+                    files[file_name] = file_sha256(staging / file_name)
                 record = {
                     "format": FORMAT,
                     "name": name,

@@ -28,6 +28,7 @@ import numpy as np
 
 from kinema.errors import OutputError
 from kinema.media import watermark
+from kinema.media.hashing import file_sha256
 
 ASSERTION = "org.kinema.generation"
 TRAINED = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
@@ -367,20 +368,12 @@ def _add_parent(builder: Any, parent: Any) -> None:
         return
     source = Path(parent["path"])
     try:
-        if _sha256(source) != parent["sha256"]:
+        if file_sha256(source) != parent["sha256"]:
             return
         with open(source, "rb") as handle:
             builder.add_ingredient({"title": source.name, "relationship": "componentOf"}, "video/mp4", handle)
     except OSError:
         return
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- verifying

@@ -34,6 +34,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 
 from kinema.errors import KinemaError
+from kinema.request import DEFAULT_BACKEND
 from kinema.server.cameos import cameo_router
 from kinema.server.errors import APIError, add_error_handlers
 from kinema.server.jobs import JobManager, JobsBusyError
@@ -51,7 +52,7 @@ def create_app(
     *,
     api_key: Any = ...,
     home: Path | None = None,
-    default_backend: str = "tiny",
+    default_backend: str = DEFAULT_BACKEND,
     start_workers: bool = True,
     allowed_hosts: tuple[str, ...] = (),
     max_body_bytes: int = MAX_BODY_BYTES,
@@ -140,7 +141,7 @@ def serve(
     port: int = DEFAULT_PORT,
     *,
     api_key: str | None = None,
-    default_backend: str = "tiny",
+    default_backend: str = DEFAULT_BACKEND,
     log_level: str = "info",
     on_ready: Any = None,
     stop_with_stdin: bool = False,

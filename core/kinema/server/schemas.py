@@ -11,6 +11,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from kinema.tiers import DEFAULT_TIER, tier_names
+
+_TIERS = [f"{name} (default)" if name == DEFAULT_TIER else name for name in tier_names()]
+TIER_DESCRIPTION = f"Quality tier: {', '.join(_TIERS[:-1])} or {_TIERS[-1]}."  # "draft, standard (default) or final"
+
 
 class VideoError(BaseModel):
     code: str
@@ -36,7 +41,7 @@ class KinemaVideoInfo(BaseModel):
     audio: bool
     negative_prompt: str
     style: str | None
-    tier: str = "standard"
+    tier: str = DEFAULT_TIER
     has_image: bool
     attempts: int
     cancel_requested: bool
@@ -140,7 +145,7 @@ class VideoCreateParams(BaseModel):
     guidance: float | None = None
     fps: float | None = None
     style: str | None = None
-    tier: str | None = Field(None, description="Quality tier: draft, standard (default) or final.")
+    tier: str | None = Field(None, description=TIER_DESCRIPTION)
     backend: str | None = None
     audio: bool | None = Field(None, description="false for picture only (default true).")
     cameos: list[str] | str | None = Field(
@@ -165,7 +170,7 @@ class FollowUpParams(BaseModel):
     steps: int | None = None
     guidance: float | None = None
     style: str | None = None
-    tier: str | None = Field(None, description="Quality tier: draft, standard (default) or final.")
+    tier: str | None = Field(None, description=TIER_DESCRIPTION)
 
 
 class VideoRemixParams(FollowUpParams):
@@ -238,7 +243,7 @@ def to_video(record: dict) -> dict:
             "audio": plan["audio"],
             "negative_prompt": request.get("negative_prompt") or "",
             "style": request.get("style"),
-            "tier": request.get("tier") or "standard",
+            "tier": request.get("tier") or DEFAULT_TIER,
             "has_image": record["has_image"],
             "attempts": record["attempts"],
             "cancel_requested": record["cancel_requested"],

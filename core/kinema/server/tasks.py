@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kinema.errors import InvalidRequestError
+from kinema.request import check_seconds
 
 KINDS = ("remix", "extend", "storyboard")
 ParentLookup = Callable[[str], Path | None]  # a finished job's id -> its MP4, or None
@@ -59,8 +60,7 @@ def prepare(task: dict, request: Any, backend: Any, parent_video: ParentLookup) 
                 "height": info.height,
             }
         seconds = task.get("seconds")
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 60:
-            raise InvalidRequestError(f"seconds to add must be a number in (0, 60], got {seconds!r}")
+        seconds = check_seconds(seconds, name="seconds to add", required=True)
         if not backend.supports_image:
             raise InvalidRequestError(f"backend {backend.name!r} cannot start from frames, so it cannot extend a clip")
         from kinema.extend import plan_extension

@@ -42,6 +42,7 @@ from kinema.server.video_requests import (
     read_image,
     resolve_model,
 )
+from kinema.tiers import DEFAULT_TIER
 
 SSE_KEEPALIVE_SECONDS = 15.0
 POLL_AFTER_MS = 500  # tells the openai SDK's poll() how often to ask
@@ -96,7 +97,7 @@ def video_router(manager: JobManager, default_backend: str) -> APIRouter:
             "steps": params.steps,
             "guidance": params.guidance,
             "style": params.style,
-            "tier": params.tier or "standard",
+            "tier": params.tier or DEFAULT_TIER,
             "audio": True if params.audio is None else params.audio,
             "backend": backend,
             "model": model,
@@ -132,7 +133,7 @@ def video_router(manager: JobManager, default_backend: str) -> APIRouter:
             "guidance": params.guidance,
             "style": params.style,
             "backend": backend,
-            "tier": params.tier or (parent["request"].get("tier") if parent is not None else None) or "standard",
+            "tier": params.tier or (parent["request"].get("tier") if parent is not None else None) or DEFAULT_TIER,
             "model": model,
             **(extra or {}),
         }
@@ -183,7 +184,9 @@ def video_router(manager: JobManager, default_backend: str) -> APIRouter:
         try:
             records, has_more = manager.list(caller=request.state.kinema_user, limit=limit, after=after, order=order)
         except KeyError:
-            raise APIError(400, f"after: no video with id {str(after)[:64]!r}", param="after", code="not_found")
+            raise APIError(
+                400, f"after: no video with id {str(after)[:64]!r}", param="after", code="not_found"
+            ) from None
         data = [to_video(r) for r in records]
         return {
             "object": "list",

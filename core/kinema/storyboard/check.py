@@ -8,9 +8,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kinema.request import MAX_PROMPT_CHARS, MAX_SECONDS, MAX_SEED, MAX_STEPS
+from kinema.request import (
+    MAX_FPS,
+    MAX_GUIDANCE,
+    MAX_PROMPT_CHARS,
+    MAX_SECONDS,
+    MAX_SEED,
+    MAX_SIDE,
+    MAX_STEPS,
+    MIN_SIDE,
+    seconds_problem,
+)
 from kinema.storyboard.model import CUTS, MAX_SHOTS, Line, Shot, Storyboard, StoryboardError, World
 from kinema.storyboard.parse import SECONDS, line_of, suggest
+from kinema.tiers import TIERS
 
 _TOP_KEYS = {
     "title",
@@ -112,13 +123,11 @@ def from_dict(
             fields[name] = value
     fields["seed"] = _integer(check, data, "seed", top_line("seed"), 0, MAX_SEED)
     fields["seconds"] = _seconds(check, data.get("seconds"), top_line("seconds"), "seconds")
-    fields["fps"] = _number(check, data.get("fps"), top_line("fps"), "fps", 1.0, 120.0)
+    fields["fps"] = _number(check, data.get("fps"), top_line("fps"), "fps", 1.0, MAX_FPS)
     fields["steps"] = _integer(check, data, "steps", top_line("steps"), 1, MAX_STEPS)
-    fields["guidance"] = _number(check, data.get("guidance"), top_line("guidance"), "guidance", 0.0, 50.0)
+    fields["guidance"] = _number(check, data.get("guidance"), top_line("guidance"), "guidance", 0.0, MAX_GUIDANCE)
     tier = _text(check, data, "tier", top_line("tier"))
     if tier:
-        from kinema.tiers import TIERS
-
         if tier in TIERS:
             fields["tier"] = tier
         else:
@@ -262,16 +271,14 @@ def _seconds(check: _Checker, value: Any, line: int | None, label: str) -> float
     if isinstance(value, str):
         match = SECONDS.match(value.strip())
         value = float(match["value"]) if match else value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    problem = seconds_problem(value)  # kinema.request's one rule, worded for a storyboard's line
+    if problem == "not a number":
         check.add(line, f"{label} must be a number of seconds like 2 or 2.5, got {value!r}")
-        return None
-    if value <= 0:
+    elif problem == "too short":
         check.add(line, f"{label} must be more than 0, got {value:g}")
-        return None
-    if value > MAX_SECONDS:
+    elif problem == "too long":
         check.add(line, f"{label} is {value:g}; a shot can be at most {MAX_SECONDS:g} s: split it into several shots")
-        return None
-    return float(value)
+    return None if problem else float(value)
 
 
 def _number(check: _Checker, value: Any, line: int | None, label: str, low: float, high: float) -> float | None:
@@ -311,10 +318,12 @@ def _size(check: _Checker, data: dict, top_line: Callable[[str], int | None]) ->
             return None, None
         width, height = int(match[1]), int(match[2])
     for name, value in (("width", width), ("height", height)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 16 <= value <= 4096):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or not MIN_SIDE <= value <= MAX_SIDE
+        ):
             check.add(
                 top_line("size" if "size" in data else name),
-                f"{name} must be a whole number from 16 to 4096, got {value!r}",
+                f"{name} must be a whole number from {MIN_SIDE} to {MAX_SIDE}, got {value!r}",
             )
             return None, None
     return width, height

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from kinema.errors import InvalidRequestError
+from kinema.request import DEFAULT_BACKEND
+from kinema.tiers import DEFAULT_TIER
 
 CUTS = ("hard", "continue")
 TEXT_SUFFIXES = (".txt", ".md", ".text", ".storyboard")
@@ -73,14 +75,14 @@ class Storyboard:
     seed: int = 0  # storyboards are reproducible by default: another seed is another take
     seconds: float | None = None  # default shot length; None: the backend's default clip length
     negative_prompt: str = ""
-    backend: str = "tiny"
+    backend: str = DEFAULT_BACKEND
     model: str | None = None
     width: int | None = None
     height: int | None = None
     fps: float | None = None
     steps: int | None = None
     guidance: float | None = None
-    tier: str = "standard"  # quality tier of every shot (kinema.tiers.TIERS)
+    tier: str = DEFAULT_TIER  # quality tier of every shot (kinema.tiers.TIERS)
     audio: bool = True
     source: str = "<storyboard>"
 

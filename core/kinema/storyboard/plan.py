@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from kinema.errors import InvalidRequestError
-from kinema.request import MAX_SEED, GenerationRequest
+from kinema.request import MAX_SEED, GenerationRequest, seconds_to_frames
 from kinema.storyboard.model import Shot, Storyboard, StoryboardError
 
 
@@ -95,7 +95,7 @@ def plan_storyboard(board: Storyboard, backend: Any = None) -> list[ShotPlan]:
             )
         seconds = Fraction(shot.seconds or board.seconds or backend.defaults.seconds).limit_denominator(10**6)
         # Cumulative rounding: the film's frame count is the total length rounded once, never N roundings.
-        start, end = round(elapsed * fps), round((elapsed + seconds) * fps)
+        start, end = seconds_to_frames(elapsed, fps), seconds_to_frames(elapsed + seconds, fps)
         elapsed += seconds
         frames = end - start
         if frames < 1:
