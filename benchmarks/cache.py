@@ -118,7 +118,7 @@ def measure(family: str, runs: int, steps: int) -> list[dict]:
     base = statistics.median(times[configs[0][0]])
     base_cpu = statistics.median(cpu[configs[0][0]])
     rows = []
-    for name, config in configs:
+    for name, _ in configs:
         result = results[name]
         rows.append(
             dict(

@@ -120,7 +120,7 @@ def main() -> None:
         f" % with 95 % Wilson intervals; {elapsed:.1f} s"
     )
     for r in [heads] + table:
-        print(" | ".join(c.ljust(w) for c, w in zip(r, widths)))
+        print(" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
     t = rows["renders"]
     print(f"contacts {t.contacts}, onsets {t.onsets} (renders)")
 

@@ -226,7 +226,7 @@ def test_cancel_and_failure_raise(client):
     from kinema.plugins import pm
 
     job = client.submit("long", **{**SMALL, "steps": 300}, audio=False)
-    for name, data in client.events(job["id"]):
+    for name, _ in client.events(job["id"]):
         if name == "progress":
             break
     client.cancel(job["id"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 
@@ -64,7 +65,6 @@ class _Saved:
 
     def restore(self) -> None:
         for owner, name, value in reversed(self._old):
-            try:
+            # e.g. an engine whose add-on was disabled meanwhile
+            with contextlib.suppress(TypeError, ValueError, AttributeError):
                 setattr(owner, name, value)
-            except (TypeError, ValueError, AttributeError):  # e.g. an engine whose add-on was disabled meanwhile
-                pass

@@ -9,6 +9,7 @@ to the frame.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 
 
@@ -31,7 +32,7 @@ def storyboard_from_markers(
             " and name it with the shot's prompt (F2)"
         )
     frames = [frame for frame, _ in chosen]
-    for before, after in zip(frames, frames[1:]):
+    for before, after in itertools.pairwise(frames):
         if before == after:
             raise MarkerError(f"Two markers share frame {before}: move one, each shot needs its own start")
     shots = []

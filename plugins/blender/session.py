@@ -7,6 +7,7 @@ redraws. Headless Blender never fires timers, so scripts and tests call ``tick()
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import random
@@ -290,10 +291,8 @@ def _add_to_sequencer(job: Job) -> None:
         return
     path = job.path
     if bpy.data.filepath and bpy.context.preferences.filepaths.use_relative_paths:
-        try:
+        with contextlib.suppress(ValueError):  # another drive (Windows)
             path = bpy.path.relpath(job.path)  # "//kinema/…": the project folder can move
-        except ValueError:  # another drive (Windows)
-            pass
     try:
         movie, sound, warning = timeline.insert_clip(
             scene,

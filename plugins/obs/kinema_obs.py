@@ -19,6 +19,7 @@ python3 on Linux, the one set in Tools → Scripts → Python Settings elsewhere
 """
 
 import collections
+import contextlib
 import importlib.util
 import json
 import os
@@ -407,10 +408,8 @@ def _run_job(key, config):
         with state.lock:
             cancelled_early = state.jobs.get(key, {}).get("cancel")
         if cancelled_early:  # Cancel was pressed while this job was being submitted
-            try:
+            with contextlib.suppress(client_module.APIError):  # the Cancel button got there too
                 client.cancel(job_id)
-            except client_module.APIError:
-                pass  # the Cancel button got there too
         job = client.wait(job_id, progress=progress)
         clips_dir = os.path.expanduser(config["clips_dir"])
         os.makedirs(clips_dir, exist_ok=True)

@@ -91,7 +91,8 @@ def strips_info(scene):
                 else bpy.path.abspath(strip.sound.filepath)
                 if strip.type == "SOUND"
                 else None,
-                "props": {key: strip[key] for key in strip.keys() if key.startswith("kinema_")},
+                # a strip is no dict: its custom property names come from keys(), not from iterating it
+                "props": {key: strip[key] for key in strip.keys() if key.startswith("kinema_")},  # noqa: SIM118
             }
         )
     return rows

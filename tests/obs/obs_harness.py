@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import configparser
+import contextlib
 import ctypes
 import io
 import json
@@ -119,10 +120,8 @@ class Namespace:
 
 
 def _signal(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _alive(pid: int) -> bool:
@@ -192,25 +191,26 @@ class Display:
         self.fbdir = workdir / "xvfb"
         self.fbdir.mkdir(parents=True, exist_ok=True)
         read, write = os.pipe()
-        self.process = namespace.popen(
-            [
-                "Xvfb",
-                "-displayfd",
-                str(write),
-                "-screen",
-                "0",
-                f"{size[0]}x{size[1]}x24",
-                "-nolisten",
-                "tcp",
-                "-fbdir",
-                self.fbdir,
-                "-noreset",
-            ],
-            pass_fds=(write,),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=open(workdir / "xvfb.log", "wb"),
-        )
+        with open(workdir / "xvfb.log", "wb") as log:  # the child keeps its own copy of the file
+            self.process = namespace.popen(
+                [
+                    "Xvfb",
+                    "-displayfd",
+                    str(write),
+                    "-screen",
+                    "0",
+                    f"{size[0]}x{size[1]}x24",
+                    "-nolisten",
+                    "tcp",
+                    "-fbdir",
+                    self.fbdir,
+                    "-noreset",
+                ],
+                pass_fds=(write,),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
         os.close(write)
         with os.fdopen(read) as pipe:
             number = pipe.readline().strip()
@@ -433,24 +433,25 @@ class Obs:
             **(env or {}),
         }
         self.stdout_path = workdir / "obs.stdout.log"
-        self.process = namespace.popen(
-            [
-                "obs",
-                "--collection",
-                "kinema",
-                "--profile",
-                "kinema",
-                "--multi",
-                "--disable-shutdown-check",
-                "--disable-missing-files-check",
-            ],
-            cwd=str(self.home),
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=open(self.stdout_path, "wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with open(self.stdout_path, "wb") as log:  # the child keeps its own copy of the file
+            self.process = namespace.popen(
+                [
+                    "obs",
+                    "--collection",
+                    "kinema",
+                    "--profile",
+                    "kinema",
+                    "--multi",
+                    "--disable-shutdown-check",
+                    "--disable-missing-files-check",
+                ],
+                cwd=str(self.home),
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def _runtime_dir(self) -> Path:
         path = self.workdir / "runtime"
@@ -583,10 +584,8 @@ class Websocket:
         return Image.open(io.BytesIO(base64.b64decode(encoded))).convert("RGB")
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # OBS may be gone already; closing is best effort
             self.loop.run(self.client.disconnect(), 10)
-        except Exception:  # noqa: BLE001 - OBS may be gone already; closing is best effort
-            pass
 
 
 # --------------------------------------------------------------------------- kinema serve in the namespace
@@ -610,13 +609,14 @@ class KinemaServer:
             **(env or {}),
         }
         server_env.pop("KINEMA_API_KEY", None)
-        self.process = namespace.popen(
-            [python, "-m", "kinema.cli", "serve", "--port", str(port)],
-            env=server_env,
-            stdin=subprocess.DEVNULL,
-            stdout=open(self.log_path, "ab"),
-            stderr=subprocess.STDOUT,
-        )
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the file
+            self.process = namespace.popen(
+                [python, "-m", "kinema.cli", "serve", "--port", str(port)],
+                env=server_env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def wait_ready(self, loop: NamespaceLoop, timeout: float = 180.0) -> None:
         import urllib.request

@@ -31,7 +31,7 @@ def loras_loaded(pipe: Any, loras: Sequence[tuple[str, float]], backend: str) ->
         raise InvalidRequestError("LoRA weights need the peft package: pip install 'kinema[lora]'") from None
     names: list[str] = []
     try:
-        for index, (path, weight) in enumerate(loras):
+        for index, (path, _) in enumerate(loras):
             if not Path(path).is_file():
                 raise MissingWeightsError(
                     f"LoRA {path} does not exist; put the .safetensors file there"

@@ -14,6 +14,7 @@ to the next lighter policy once and says so in the clip's notes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -437,10 +438,8 @@ def release_host_memory() -> None:
     import gc
 
     gc.collect()
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # not glibc (macOS, Windows, musl): nothing to trim this way
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl): nothing to trim this way
-        pass
 
 
 def _offload_dir() -> Path:

@@ -15,6 +15,7 @@ close to the final colours and layout at the end.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -84,10 +85,8 @@ def calibrate(vae: Any, spatial: int, temporal: int, normalize: Callable[[Any], 
     rgb = F.adaptive_avg_pool2d((video[:, :, 0] + 1) / 2, (h, w))  # [B, 3, h, w], same picture every frame
     rgb = rgb.unsqueeze(2).expand(-1, -1, f, -1, -1)
     weight, bias = fit_rgb_map(latents.permute(0, 2, 3, 4, 1).reshape(-1, c), rgb.permute(0, 2, 3, 4, 1).reshape(-1, 3))
-    try:
+    with contextlib.suppress(AttributeError):  # a VAE object that refuses attributes: recalibrate next time
         setattr(vae, _MAP_ATTRIBUTE, (weight, bias))
-    except AttributeError:  # a VAE object that refuses attributes: recalibrate next time
-        pass
     return weight, bias
 
 

@@ -186,7 +186,7 @@ class _Streams:
         if self.streams[0][1] is None:
             return values[0]
         packed: list[Any] = [None] * (max(index for _, index in self.streams) + 1)
-        for (_, index), value in zip(self.streams, values):
+        for (_, index), value in zip(self.streams, values, strict=True):
             packed[index] = value
         return tuple(packed)
 
@@ -232,16 +232,19 @@ def _hook_classes():
             inputs = self.streams.inputs(args, kwargs)
             output = self.fn_ref.original_forward(*args, **kwargs)
             outputs = self.streams.outputs(output)
-            residuals = [o - i for o, i in zip(outputs, inputs)]
+            residuals = [o - i for o, i in zip(outputs, inputs, strict=True)]
             state = self.state()
             skip = (
                 state.head_residuals is not None
                 and state.tail_residuals is not None
-                and all(_relative_change(r, p) < self.threshold for r, p in zip(residuals, state.head_residuals))
+                and all(
+                    _relative_change(r, p) < self.threshold
+                    for r, p in zip(residuals, state.head_residuals, strict=True)
+                )
             )
             state.should_compute = not skip
             if skip:
-                return self.streams.pack([o + r for o, r in zip(outputs, state.tail_residuals)])
+                return self.streams.pack([o + r for o, r in zip(outputs, state.tail_residuals, strict=True)])
             # Compare against the last *computed* step, so slow drift still forces a full step.
             state.head_residuals = residuals
             state.head_outputs = outputs
@@ -260,7 +263,9 @@ def _hook_classes():
                 return self.streams.pack(self.streams.inputs(args, kwargs))
             output = self.fn_ref.original_forward(*args, **kwargs)
             if self.is_tail:
-                state.tail_residuals = [o - h for o, h in zip(self.streams.outputs(output), state.head_outputs)]
+                state.tail_residuals = [
+                    o - h for o, h in zip(self.streams.outputs(output), state.head_outputs, strict=True)
+                ]
             return output
 
     class MagHead(_StatefulHook):
@@ -301,7 +306,7 @@ def _hook_classes():
             state.should_compute = compute
             if compute:
                 return self.fn_ref.original_forward(*args, **kwargs)
-            return self.streams.pack([i + r for i, r in zip(inputs, state.previous_residuals)])
+            return self.streams.pack([i + r for i, r in zip(inputs, state.previous_residuals, strict=True)])
 
     class MagRest(_StatefulHook):
         _is_stateful = False
@@ -319,11 +324,11 @@ def _hook_classes():
             else:
                 output = self.fn_ref.original_forward(*args, **kwargs)
                 if self.is_tail:
-                    residuals = [o - i for o, i in zip(self.streams.outputs(output), state.head_inputs)]
+                    residuals = [o - i for o, i in zip(self.streams.outputs(output), state.head_inputs, strict=True)]
                     if self.calibrate:
                         state.calibration.append(_magnitude_ratios(residuals, state.previous_residuals))
                         if len(state.calibration) == self.steps and not self.stats.mag_ratios:
-                            self.stats.mag_ratios = [list(r) for r in zip(*state.calibration)]
+                            self.stats.mag_ratios = [list(r) for r in zip(*state.calibration, strict=True)]
                     state.previous_residuals = residuals
             if self.is_tail:
                 state.step_index += 1
@@ -369,7 +374,7 @@ def _magnitude_ratios(current: list, previous: list | None) -> list[float]:
         return [1.0] * len(current)
     return [
         float((torch.linalg.norm(c.float(), dim=-1) / (torch.linalg.norm(p.float(), dim=-1) + 1e-8)).mean().item())
-        for c, p in zip(current, previous)
+        for c, p in zip(current, previous, strict=True)
     ]
 
 

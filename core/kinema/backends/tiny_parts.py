@@ -33,6 +33,7 @@ random state is untouched.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import os
 import pathlib
@@ -344,7 +345,7 @@ def _train_bpe_merges(words: list[str]) -> list[tuple[str, str]]:
     while True:
         counts: dict[tuple[str, str], int] = {}
         for seq in seqs:
-            for pair in zip(seq, seq[1:]):
+            for pair in itertools.pairwise(seq):
                 counts[pair] = counts.get(pair, 0) + 1
         if not counts:
             return merges

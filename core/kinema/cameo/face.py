@@ -188,7 +188,7 @@ class HaarDetector:
             outputRejectLevels=True,
         )
         faces = []
-        for box, weight in zip(np.asarray(boxes).reshape(-1, 4), np.asarray(weights).reshape(-1)):
+        for box, weight in zip(np.asarray(boxes).reshape(-1, 4), np.asarray(weights).reshape(-1), strict=True):
             x, y, w, h = (float(v) / scale for v in box)
             faces.append(
                 Face(

@@ -87,7 +87,7 @@ class ObsHost:
 
 def _write(path: Path, data: bytes) -> None:
     """Atomically, so OBS never loads half a script."""
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".part", delete=False)
+    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".part", delete=False)  # noqa: SIM115 - `with handle` closes it; its name outlives it for os.replace
     try:
         with handle:
             handle.write(data)

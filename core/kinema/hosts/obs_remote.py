@@ -12,6 +12,7 @@ its sources the same way, so the two share them. The client is ``simpleobsws``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -105,10 +106,8 @@ class _Session:
         raise ObsError(f"OBS refused {request_type} (code {status.code}){comment}")
 
     async def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # the connection may already be gone; nothing to report
             await self.client.disconnect()
-        except Exception:  # noqa: BLE001 - the connection may already be gone; nothing to report
-            pass
 
 
 async def connect(
@@ -164,10 +163,8 @@ async def connect(
 
 
 async def _drop(client: Any) -> None:
-    try:
+    with contextlib.suppress(Exception):  # already closed by the server
         await client.disconnect()
-    except Exception:  # noqa: BLE001 - already closed by the server
-        pass
 
 
 async def _play(

@@ -52,7 +52,7 @@ def join(
     fade = max(1, round(crossfade * sample_rate))
 
     sources = []  # per piece: (audio, film sample where audio[0] sits, film sample where its sound ends)
-    for piece, cut in zip(pieces, cuts):
+    for piece, cut in zip(pieces, cuts[:-1], strict=True):  # cuts ends with the total
         audio = piece.audio if piece.audio is not None else np.zeros((channels, 0), np.float32)
         if audio.shape[0] != channels:  # mono next to stereo: play the mono in both ears
             audio = np.repeat(audio[:1], channels, axis=0)

@@ -859,7 +859,7 @@ def atomic_write(path: Path, data: bytes) -> Path:
 
 def _lock_directory(directory: Path) -> Any:
     """Hold ``server.lock`` for the life of the process (the OS drops it on exit, even on kill -9)."""
-    handle = open(directory / "server.lock", "a+")
+    handle = open(directory / "server.lock", "a+")  # noqa: SIM115 - held open for the process's life: it is the lock
     try:
         if os.name == "nt":
             import msvcrt

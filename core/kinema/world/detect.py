@@ -16,6 +16,7 @@ single frames; audio onsets are sharp rises in short-time energy above the room 
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -366,7 +367,7 @@ def contacts_from_track(ys: np.ndarray, px_per_ref: float = 1.0, fps: float = 12
     bounds = [-1] + turns + [stop]
     # the curvature: free parabola fits of flights of >= 4 frames between the turns
     curv = []
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
+    for lo, hi in itertools.pairwise(bounds):
         if hi - lo - 1 >= 4:
             c2 = np.polyfit(t_all[lo + 1 : hi], y_all[lo + 1 : hi], 2)[0]
             if c2 > 0:
@@ -499,7 +500,7 @@ def _flights(m: Measurement):
     ys = m.centers[:, 1]
     edges = [-math.inf] + sorted(m.contacts) + [math.inf]
     out = []
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in itertools.pairwise(edges):
         fr = [i for i in range(len(ys)) if lo < i < hi and np.isfinite(ys[i])]
         if m.resting_from is not None:
             fr = [i for i in fr if i < m.resting_from]  # a resting ball is not in flight
@@ -562,7 +563,7 @@ def physics_report(
             b, c, _ = _fit_fixed(np.array(fr, float), ys[fr], a)
             apexes.append(m.floor_y_px - (c - b * b / (4 * a)))
     tol = 0.5 * scale
-    decreasing = all(later <= earlier * 1.05 + tol for earlier, later in zip(apexes[:-1], apexes[1:]))
+    decreasing = all(later <= earlier * 1.05 + tol for earlier, later in itertools.pairwise(apexes))
     steps = np.linalg.norm(np.diff(centers, axis=0), axis=1)
     steps = steps[np.isfinite(steps)]
     max_step = float(steps.max()) if len(steps) else 0.0

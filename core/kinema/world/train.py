@@ -526,7 +526,7 @@ def train_transformer(train_dir: Path, steps: int, seed: int, say=print, config:
     mu = calculate_shift(video_tokens, 1024, 4096, 0.95, 2.05)
     video_coords = transformer.rope.prepare_video_coords(config.batch, frames, height, width, "cpu", fps=M.FPS)
     audio_coords = transformer.audio_rope.prepare_audio_coords(config.batch, audio_tokens, "cpu")
-    modes, shares = zip(*CONDITION_SHARES.items())
+    modes, shares = zip(*CONDITION_SHARES.items(), strict=True)
 
     def loss_fn(step: int) -> dict[str, torch.Tensor]:
         rng, gen = generator(seed, "transformer", step)
