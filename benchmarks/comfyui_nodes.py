@@ -16,6 +16,7 @@ timed separately, on a freshly loaded pipeline.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import statistics
 import sys
@@ -67,12 +68,14 @@ def main() -> None:
         host = PreviewHost(logic)
         node_arguments = {k: v for k, v in REQUEST.items() if k != "prompt"}
         kinema.generate(request)  # load weights once, outside the timings
-        calibration = timed(lambda: kinema.generate(request, preview=True))  # first preview run: includes calibration
-        calibration -= timed(lambda: kinema.generate(request, preview=True))
+        # partial binds this iteration's request, handle and host (a lambda would read the loop variables late).
+        previews = functools.partial(kinema.generate, request, preview=True)
+        calibration = timed(previews)  # first preview run: includes calibration
+        calibration -= timed(previews)
         ways = {
-            "engine": lambda: kinema.generate(request),
-            "previews": lambda: kinema.generate(request, preview=True),
-            "node": lambda: logic.generate(handle, REQUEST["prompt"], host=host, **node_arguments),
+            "engine": functools.partial(kinema.generate, request),
+            "previews": previews,
+            "node": functools.partial(logic.generate, handle, REQUEST["prompt"], host=host, **node_arguments),
         }
         times = {name: [] for name in ways}
         for _ in range(args.runs):

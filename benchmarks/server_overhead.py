@@ -94,26 +94,25 @@ def bench(runs: int, steps: int, home: Path) -> tuple[dict, dict]:
             served["download"].append(time.perf_counter() - done)
 
     run_direct(record=False)  # builds and loads the tiny model
-    log = open(home / "server.log", "wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "kinema.cli", "serve", "--port", "0", "--log-level", "warning"],
-        stdout=subprocess.PIPE,
-        stderr=log,
-    )
-    try:
-        line = server.stdout.readline().decode()
-        match = re.search(r"(http://127\.0\.0\.1:\d+)", line)
-        if not match:
-            raise SystemExit(f"server did not start: {line}{(home / 'server.log').read_text()}")
-        client = Client(match[1])
-        run_served(client, record=False)
-        for _ in range(runs):
-            run_direct(record=True)
-            run_served(client, record=True)
-    finally:
-        server.terminate()
-        server.wait(20)
-        log.close()
+    with open(home / "server.log", "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "kinema.cli", "serve", "--port", "0", "--log-level", "warning"],
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+        try:
+            line = server.stdout.readline().decode()
+            match = re.search(r"(http://127\.0\.0\.1:\d+)", line)
+            if not match:
+                raise SystemExit(f"server did not start: {line}{(home / 'server.log').read_text()}")
+            client = Client(match[1])
+            run_served(client, record=False)
+            for _ in range(runs):
+                run_direct(record=True)
+                run_served(client, record=True)
+        finally:
+            server.terminate()
+            server.wait(20)
     return direct, served
 
 

@@ -126,7 +126,9 @@ def test_v3_nodes_take_exactly_the_inputs_their_schema_declares(nodes):
     for cls in (n for n in tree.body if isinstance(n, ast.ClassDef) and n.name in specs):
         execute = next(f for f in cls.body if isinstance(f, ast.FunctionDef) and f.name == "execute")
         arguments = [a.arg for a in execute.args.args][1:]  # after cls
-        defaults = dict(zip(arguments[len(arguments) - len(execute.args.defaults) :], execute.args.defaults))
+        defaults = dict(
+            zip(arguments[len(arguments) - len(execute.args.defaults) :], execute.args.defaults, strict=True)
+        )
         node = specs[cls.name]
         assert arguments == [f.id for f in node.inputs], cls.name
         for field in node.inputs:
@@ -158,7 +160,7 @@ def test_registry_metadata_and_example_workflows(nodes):
         if node["type"] in specs:
             widgets = ui_widgets(specs[node["type"]])
             assert len(node["widgets_values"]) == len(widgets), node["type"]
-            for field, value in zip(widgets, node["widgets_values"]):
+            for field, value in zip(widgets, node["widgets_values"], strict=True):
                 assert value_fits(field, value), (node["type"], field and field.id, value)
 
 

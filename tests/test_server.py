@@ -78,13 +78,13 @@ class ServerProcess:
         if key:
             env["KINEMA_API_KEY"] = key
         self.log_path = home / "server.log"
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kinema.cli", "serve", "--port", "0", *args],
-            stdout=subprocess.PIPE,
-            stderr=self.log,
-            env=env,
-        )
+        with open(self.log_path, "ab") as log:  # the server keeps its own copy of the file
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "kinema.cli", "serve", "--port", "0", *args],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env=env,
+            )
         lines: queue.Queue = queue.Queue()
         threading.Thread(target=lambda: [lines.put(line) for line in self.proc.stdout], daemon=True).start()
         try:
@@ -104,12 +104,10 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.log.close()
 
     def kill9(self) -> None:
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
-        self.log.close()
 
 
 @pytest.fixture(scope="module")
@@ -239,7 +237,7 @@ def test_cancel_running_and_queued_jobs(server):
     running = client.submit("a long one", size="32x32", seconds=0.4, steps=400, audio=False)
     queued = client.submit("never runs", **{**SMALL, "seconds": 0.4})
     stream = sse_events(f"{server.url}/v1/videos/{running['id']}/events", key=KEY)
-    for name, data in stream:
+    for name, _ in stream:
         if name == "progress":
             break
     cancelled = client.cancel(queued["id"])

@@ -154,10 +154,13 @@ def test_ltx2_cached_blocks_receive_audio_not_text():
     ]
     try:
         # A huge threshold skips every step after the first: the second call runs only the first block.
-        with step_cache.step_cache(transformer, step_cache.CacheConfig("first-block", threshold=1e9), steps=2) as stats:
-            with torch.no_grad(), transformer.cache_context("cond_uncond"):
-                full = transformer(**call)
-                cached = transformer(**call)
+        with (
+            step_cache.step_cache(transformer, step_cache.CacheConfig("first-block", threshold=1e9), steps=2) as stats,
+            torch.no_grad(),
+            transformer.cache_context("cond_uncond"),
+        ):
+            full = transformer(**call)
+            cached = transformer(**call)
     finally:
         for hook in hooks:
             hook.remove()

@@ -5,6 +5,7 @@ counts: >= 98 % on the world's own renders.
 """
 
 import ast
+import itertools
 import math
 import subprocess
 import sys
@@ -45,7 +46,7 @@ def scenes(n, seed, split="any"):
 
 def test_the_world_imports_only_numpy():
     """The world and its instruments move as a unit: numpy (and PIL for previews), nothing from kinema."""
-    allowed = {"numpy", "math", "dataclasses", "functools", "re", "io", "PIL", "__future__"}
+    allowed = {"numpy", "math", "dataclasses", "functools", "itertools", "re", "io", "PIL", "__future__"}
     for name in ("__init__", "scene", "physics", "render", "captions", "detect"):
         path = WORLD / f"{name}.py"
         for node in ast.walk(ast.parse(path.read_text())):
@@ -100,7 +101,7 @@ def test_physics_gravity_restitution_and_rest():
         contacts = traj.all_contacts
         assert contacts[-1].rests and traj.rest_time == contacts[-1].time
         e = RESTITUTION[scene.floor]
-        for before, after in zip(contacts[:-1], contacts[1:]):
+        for before, after in itertools.pairwise(contacts):
             assert after.speed == pytest.approx(e * before.speed, rel=1e-9)  # rebound then free fall back
             assert e * after.speed >= REST_SPEED or after.rests
         # between contacts the height is a parabola with the world's gravity
@@ -143,7 +144,7 @@ def test_every_contact_sounds_from_its_exact_sample():
         clip = render(scene)
         sr = clip.sample_rate
         assert clip.truth.contacts
-        for t, frame, sample, speed in clip.truth.contacts:
+        for t, frame, sample, _ in clip.truth.contacts:
             assert sample == math.ceil(t * sr - 1e-9) and frame == pytest.approx(t * clip.fps)
             before = np.abs(clip.audio[max(sample - 40, 0) : sample]).max()
             after = np.abs(clip.audio[sample : sample + 40]).max()

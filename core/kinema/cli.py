@@ -7,6 +7,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -450,7 +451,7 @@ def backends_list(as_json):
     """List backends. Example: kinema backends list --json"""
     from kinema.engine import get_backends
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     by_object: dict[int, list[str]] = {}
     registry = get_backends()
     for name, backend in registry.items():
@@ -592,7 +593,7 @@ def doctor():
         status = backend.status()
         line(f"backend {backend.name}", status.detail, ok=status.ready)
         line(f"limits {backend.name}", limits.describe(backend))
-    hosts = []
+    hosts: list[Any] = []
     load_plugins().hook.register_hosts(register=hosts.append)
     line("hosts", ", ".join(h.name for h in hosts) or "none registered")
 
@@ -868,13 +869,14 @@ def obs_generate(
 
         asyncio.run(check())
     output = _check_output(output or Path(time.strftime("kinema-%Y%m%d-%H%M%S.mp4"))).resolve()
-    remote = kinema_client.Client(server_url)
+    client = kinema_client.Client(server_url)
+    remote: kinema_client.Client | None = client
     try:
-        remote.health()
+        client.health()
     except kinema_client.ServerUnavailable:
         if server_url:
             raise click.ClickException(
-                f"no kinema server answers at {remote.base_url}; start one with"
+                f"no kinema server answers at {client.base_url}; start one with"
                 " `kinema serve`, or leave out --server to generate here"
             ) from None
         remote = None

@@ -285,7 +285,8 @@ class Client:
         """
         response = self._open("GET", f"/v1/videos/{_quote(job_id)}/events", timeout=timeout, accept="text/event-stream")
         with response:
-            name, data_lines = "message", []
+            name = "message"
+            data_lines: list[str] = []
             while True:
                 try:
                     raw = response.readline()

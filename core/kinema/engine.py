@@ -105,7 +105,7 @@ def generate(
         cancel.raise_if_cancelled()
         # Asked only of backends that take it: a preview is a nicety, and backends written before previews
         # (or that cannot make them) keep working when a host asks for one.
-        options = {"preview": True} if preview and _accepts(backend.generate, "preview") else {}
+        options: dict[str, Any] = {"preview": True} if preview and _accepts(backend.generate, "preview") else {}
         if conditioning:
             options["conditioning"] = conditioning
         # Out of memory: one retry under the next lighter memory policy, noted in the clip.

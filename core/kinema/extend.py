@@ -78,6 +78,7 @@ def extend(
     frames = resize_frames(more.frames[context : context + wanted], clip.width, clip.height)
     audio, rate = more.audio, more.sample_rate
     if audio is not None and clip.audio is not None and rate != clip.sample_rate:
+        assert rate is not None and clip.sample_rate is not None  # a Clip with sound has its rate
         audio, rate = resample(audio, rate, clip.sample_rate), clip.sample_rate
     sample_rate = clip.sample_rate or rate
     pieces = [

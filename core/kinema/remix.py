@@ -76,6 +76,7 @@ def remix(
     if keep_audio:
         audio, rate = clip.audio, clip.sample_rate
     elif made.audio is not None:
+        assert made.sample_rate is not None  # a Clip with sound has its rate
         audio, rate = fit_audio(made.audio, made.sample_rate, count, clip.fps), made.sample_rate
     else:
         audio, rate = None, None

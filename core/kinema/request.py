@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Literal, Union, overload
 
 import numpy as np
 
@@ -114,6 +114,14 @@ def seconds_problem(value: Any) -> str | None:
     if value > MAX_SECONDS:
         return "too long"
     return None
+
+
+@overload
+def check_seconds(value: Any, *, name: str = ..., hint: str = ..., required: Literal[True]) -> float: ...
+
+
+@overload
+def check_seconds(value: Any, *, name: str = ..., hint: str = ..., required: bool = ...) -> float | None: ...
 
 
 def check_seconds(value: Any, *, name: str = "seconds", hint: str = "", required: bool = False) -> float | None:

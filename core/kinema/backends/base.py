@@ -84,6 +84,7 @@ class Backend:
     # The largest single generation (kinema.backends.limits): frames, pixels a frame, steps, seconds, and why.
     # ``plan`` refuses a request beyond them, or beyond what memory holds, before anything runs.
     limits: ClassVar[Limits] = Limits()
+    _device: str | None  # where a backend that places weights itself puts them (with_options may set it)
 
     model_id: str = ""
     # Load options (hosts set them with ``configure``): None/"auto" let kinema pick per device.

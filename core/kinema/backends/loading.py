@@ -83,7 +83,7 @@ def quiet_libraries() -> None:
 def release_all() -> None:
     """Forget every loaded pipeline and hand the memory back (ComfyUI calls this when it frees models)."""
     with _lock:
-        devices = {key[2] for key in _loaded}
+        devices: set[str | None] = {key[2] for key in _loaded}
         _loaded.clear()
     for device in devices or {None}:
         release(device)

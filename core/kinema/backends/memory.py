@@ -361,7 +361,7 @@ def apply(pipe: Any, policy: MemoryPolicy, device: str) -> None:
     """Apply ``policy`` to ``pipe``, which must be hook-free (fresh from loading, or placed "full")."""
     import torch
 
-    transformers = [
+    transformers: list[Any] = [  # diffusers models (enable_layerwise_casting...)
         module
         for name, module in pipe.components.items()
         if name.startswith("transformer") and isinstance(module, torch.nn.Module)

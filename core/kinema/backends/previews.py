@@ -103,7 +103,7 @@ def project(frame: Any, weight: Any, bias: Any, max_side: int = PREVIEW_SIDE) ->
     if scale == 1:
         return small
     # Upscaled after the projection, at latent size: resizing the picture is far cheaper than resizing floats.
-    return np.asarray(Image.fromarray(small).resize((w * scale, h * scale), Image.BILINEAR))
+    return np.asarray(Image.fromarray(small).resize((w * scale, h * scale), Image.Resampling.BILINEAR))
 
 
 def ltx2_preview(pipe: Any, num_frames: int, height: int, width: int) -> PreviewFn:

@@ -185,9 +185,11 @@ class _Streams:
     def pack(self, values: Sequence[Any]) -> Any:
         if self.streams[0][1] is None:
             return values[0]
-        packed: list[Any] = [None] * (max(index for _, index in self.streams) + 1)
-        for (_, index), value in zip(self.streams, values, strict=True):
-            packed[index] = value
+        places = [index for _, index in self.streams if index is not None]
+        assert len(places) == len(self.streams)  # a block returning a tuple names every stream's place in it
+        packed: list[Any] = [None] * (max(places) + 1)
+        for place, value in zip(places, values, strict=True):
+            packed[place] = value
         return tuple(packed)
 
 
@@ -290,6 +292,7 @@ def _hook_classes():
             compute = True
             if not self.calibrate and state.step_index >= int(self.config.retention_ratio * self.steps + 0.5):
                 step = min(state.step_index, self.steps - 1)
+                assert self.ratios is not None  # None only while calibrating
                 for k, ratios in enumerate(self.ratios):
                     state.accumulated_ratio[k] *= ratios[step]
                     state.accumulated_err[k] += abs(1.0 - state.accumulated_ratio[k])
@@ -418,6 +421,7 @@ def _install(
         last = len(blocks) - 1
         for index, block in enumerate(blocks):
             if method == "first-block":
+                assert config is not None  # "first-block" comes from a config
                 hook = (
                     FirstBlockHead(shared, streams, stats, config.threshold)
                     if index == 0
@@ -440,6 +444,7 @@ def _install(
         import torch
         from diffusers.hooks import TaylorSeerCacheConfig, apply_taylorseer_cache
 
+        assert config is not None  # "taylorseer" comes from a config
         identifiers = TAYLORSEER_IDENTIFIERS.get(type(transformer).__name__)
         if identifiers is None:
             raise ValueError(f"no TaylorSeer module identifiers for {type(transformer).__name__}")
@@ -474,10 +479,11 @@ def _hook_classes_state():
             self.should_compute = True
             self.head_residuals = self.head_outputs = self.tail_residuals = None
             self.head_inputs = self.previous_residuals = None
-            self.accumulated_ratio, self.accumulated_err = [], []
+            self.accumulated_ratio: list[float] = []
+            self.accumulated_err: list[float] = []
             self.accumulated_steps = 0
             self.step_index = 0
-            self.calibration = []
+            self.calibration: list[list[float]] = []
 
     return _State
 

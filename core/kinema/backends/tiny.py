@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import ClassVar
 
 from kinema.backends.base import BackendStatus, Defaults
 from kinema.backends.limits import Limits
@@ -37,6 +38,7 @@ def tiny_model_path(kind: str) -> Path:
 
 
 class _Tiny:
+    name: ClassVar[str]  # set by the backend classes it is mixed into
     is_demo = True
     # Small frames, so the demo stays a demo on any machine. Steps are left at every request's own limit: a
     # tiny step takes milliseconds, and hosts' tests use long step runs as jobs to cancel.

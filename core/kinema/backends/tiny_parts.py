@@ -382,15 +382,16 @@ def _gemma_vocab_and_merges(words: tuple[str, ...] = ()) -> tuple[dict[str, int]
     for ch in _CHARS:
         add(ch)
     merges = _train_bpe_merges(sorted({p for w in (*_WORDS, *words) for p in ("\u2581" + w, w)}))
-    for a, b in merges:
-        add(a + b)
+    for left, right in merges:
+        add(left + right)
     return vocab, merges
 
 
 def tiny_gemma_tokenizer(words: tuple[str, ...] = ()) -> GemmaTokenizer:
     """Offline Gemma(3) tokenizer: BPE with byte fallback, ``<bos>`` prepended; ``words`` become single tokens too."""
     vocab, merges = _gemma_vocab_and_merges(tuple(words))
-    tok = GemmaTokenizer(vocab=vocab, merges=merges, add_bos_token=True, add_eos_token=False)
+    # transformers annotates merges as strings; its BPE takes (left, right) pairs too, as here.
+    tok = GemmaTokenizer(vocab=vocab, merges=merges, add_bos_token=True, add_eos_token=False)  # type: ignore[arg-type]
     tok.padding_side = "left"
     return tok
 
@@ -509,7 +510,8 @@ def _tiny_umt5(tokenizer: T5Tokenizer) -> UMT5EncoderModel:
     """Wan's text encoder (UMT5) at toy size; Wan and Wan VACE share it."""
     torch.manual_seed(SEED)
     return UMT5EncoderModel(
-        UMT5Config(feed_forward_proj="gated-gelu", tie_word_embeddings=False, **_toy_t5_config(tokenizer))
+        # UMT5Config's typed signature leaves out the base config's keyword arguments, which it passes on.
+        UMT5Config(feed_forward_proj="gated-gelu", tie_word_embeddings=False, **_toy_t5_config(tokenizer))  # type: ignore[call-arg]
     ).eval()
 
 
@@ -517,7 +519,8 @@ def _tiny_umt5(tokenizer: T5Tokenizer) -> UMT5EncoderModel:
 def tiny_ltx2_components() -> dict:
     """Components for ``LTX2Pipeline`` / ``LTX2ImageToVideoPipeline`` (LTX-2.0 layout)."""
     tokenizer = tiny_gemma_tokenizer()
-    specials = {t: tokenizer.convert_tokens_to_ids(t) for t in _GEMMA_SPECIALS}
+    # transformers types a single token's id as int | list[int]; a str gives an int.
+    specials: dict[str, int] = {t: tokenizer.convert_tokens_to_ids(t) for t in _GEMMA_SPECIALS}  # type: ignore[misc]
 
     torch.manual_seed(SEED)
     text_encoder = _tiny_gemma3(len(tokenizer), specials)

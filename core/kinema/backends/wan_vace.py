@@ -81,7 +81,7 @@ class WanVACEBackend(WanBackend):
         if keep is not None:
             size = (plan.width, plan.height)
             blank = Image.new("RGB", size, (GRAY, GRAY, GRAY))
-            video = [Image.fromarray(frame).resize(size, Image.LANCZOS) for frame in keep]
+            video = [Image.fromarray(frame).resize(size, Image.Resampling.LANCZOS) for frame in keep]
             kwargs["video"] = video + [blank] * (plan.num_frames - len(video))
             # Black keeps a frame, white generates it.
             kwargs["mask"] = [Image.new("L", size, 0)] * len(video) + [Image.new("L", size, 255)] * (

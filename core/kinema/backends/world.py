@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+from typing import Any
 
 from kinema.backends.base import BackendStatus, Defaults, Plan
 from kinema.backends.limits import Limits
@@ -86,7 +87,7 @@ class WorldBackend(LTX2Backend):
         from kinema.world.captions import unknown_words
 
         notes = []
-        changes = {}
+        changes: dict[str, Any] = {}
         if (request.width or WIDTH, request.height or HEIGHT) != (WIDTH, HEIGHT):
             notes.append(
                 f"the demo world is {WIDTH}x{HEIGHT}; using that instead of"

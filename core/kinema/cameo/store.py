@@ -21,6 +21,7 @@ read this user's files (and so the key) from forging a record.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import getpass
 import hashlib
@@ -30,6 +31,7 @@ import os
 import re
 import secrets
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -255,9 +257,7 @@ _thread_lock = threading.RLock()
 def _locked(root: Path) -> Iterator[None]:
     """One writer at a time across threads and processes (CLI next to a running server)."""
     with _thread_lock, open(root / ".lock", "a+b") as handle:
-        try:
-            import fcntl
-        except ImportError:  # Windows: msvcrt locks a byte range instead
+        if sys.platform == "win32":  # no fcntl: msvcrt locks a byte range instead
             import msvcrt
 
             handle.seek(0)
@@ -268,6 +268,8 @@ def _locked(root: Path) -> Iterator[None]:
                 handle.seek(0)
                 msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
             return
+        import fcntl
+
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
             yield
@@ -374,7 +376,7 @@ class CameoStore:
         A damaged record is listed with its problem rather than hidden, so its
         owner can find and delete it.
         """
-        rows = []
+        rows: list[dict[str, Any]] = []
         for name in self.names():
             try:
                 cameo = self.get(name, verify_files=False)
@@ -557,7 +559,7 @@ class CameoStore:
         finally:
             os.close(fd)
 
-    def uses(self, name: str, user: str) -> list[dict[str, Any]]:
+    def uses(self, name: str, user: str) -> builtins.list[dict[str, Any]]:
         """Every generation that used the cameo, oldest first, with the files it was saved to (owner only)."""
         self._require_owner(name, user, action="see the uses of")
         path = self.path(name) / USES_FILE
@@ -749,7 +751,7 @@ def identity_scores(frames: np.ndarray, cameos: tuple[Cameo, ...], *, samples: i
     if embedder is None:
         note = "no face embedding model installed (kinema models pull opencv/face_recognition_sface)"
         return {c.name: {"score": None, "note": note} for c in cameos}
-    targets = {}
+    targets: dict[str, np.ndarray | None] = {}
     for cameo in cameos:
         if cameo.embedding is not None and cameo.embedding_model == embedder.name:
             targets[cameo.name] = np.asarray(cameo.embedding, np.float32)

@@ -104,7 +104,7 @@ def build(output_dir: Path, *, python: str | None = None) -> Path:
     except OSError as error:
         raise HostInstallError(f"cannot create {output_dir}: {error.strerror}; pick another --output") from None
     target = output_dir / f"{EXTENSION_ID}-{version}.zip"
-    handle = tempfile.NamedTemporaryFile(dir=output_dir, prefix=f".{target.name}.", suffix=".part", delete=False)
+    handle = tempfile.NamedTemporaryFile(dir=output_dir, prefix=f".{target.name}.", suffix=".part", delete=False)  # noqa: SIM115 - `with handle` closes it; its name outlives it for os.replace
     try:
         with handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as archive:
             for name in sorted(files):
@@ -169,11 +169,11 @@ def identify(path: str) -> Blender:
 
 def find_blender() -> Blender | None:
     """A Blender 4.2+ where installers put it, or None."""
-    candidates = [shutil.which("blender"), "/Applications/Blender.app/Contents/MacOS/Blender"]
-    for root in (os.environ.get("ProgramFiles"), os.environ.get("ProgramFiles(x86)")):
+    candidates: list[str | Path | None] = [shutil.which("blender"), "/Applications/Blender.app/Contents/MacOS/Blender"]
+    for root in (os.environ.get("PROGRAMFILES"), os.environ.get("PROGRAMFILES(X86)")):
         if root:
             candidates += sorted(Path(root, "Blender Foundation").glob("Blender */blender.exe"), reverse=True)
-    for candidate in filter(None, candidates):
+    for candidate in [c for c in candidates if c]:
         if os.path.isfile(candidate):
             try:
                 blender = identify(str(candidate))
@@ -251,11 +251,13 @@ def check_manifest(archive: Path) -> None:
     missing = {"__init__.py", CLIENT_FILE, MANIFEST_FILE} - names
     if missing:
         raise HostInstallError(f"{archive} lacks {', '.join(sorted(missing))}")
-    try:
+    if sys.version_info >= (3, 11):  # Python 3.10 has no tomllib: there the file list is all that is checked
         import tomllib
-    except ImportError:  # Python 3.10
-        return
-    manifest = tomllib.loads(text)
+
+        _check_manifest_fields(tomllib.loads(text))
+
+
+def _check_manifest_fields(manifest: dict) -> None:
     for key in (
         "schema_version",
         "id",

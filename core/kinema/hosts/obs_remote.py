@@ -17,7 +17,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from kinema.errors import KinemaError
 
@@ -92,7 +92,16 @@ class _Session:
         self.client = client
         self.simpleobsws = simpleobsws
 
+    @overload
+    async def call(
+        self, request_type: str, data: dict | None = None, *, allow_missing: Literal[False] = False
+    ) -> dict: ...
+
+    @overload
+    async def call(self, request_type: str, data: dict | None = None, *, allow_missing: bool) -> dict | None: ...
+
     async def call(self, request_type: str, data: dict | None = None, *, allow_missing: bool = False) -> dict | None:
+        """The request's response data; None only where ``allow_missing`` and OBS has no such resource."""
         try:
             response = await self.client.call(self.simpleobsws.Request(request_type, data), timeout=10)
         except self.simpleobsws.MessageTimeout:

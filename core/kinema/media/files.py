@@ -170,13 +170,18 @@ def _encode_mp4(
 ) -> None:
     options = {"movflags": "+faststart+use_metadata_tags"}
     if audio is not None:
+        assert sample_rate is not None  # write_mp4 refuses sound without its rate
         options["movie_timescale"] = str(sample_rate)  # sample-exact audio edit list
     container = av.open(str(tmp), mode="w", format="mp4", options=options)
     try:
         container.metadata.update(tags)
         height, width = _even(frames.shape[1]), _even(frames.shape[2])
         vstream = _add_video_stream(container, fps, width, height, crf)
-        astream = _add_audio_stream(container, sample_rate, audio.shape[0]) if audio is not None else None
+        astream = (
+            _add_audio_stream(container, sample_rate, audio.shape[0])
+            if audio is not None and sample_rate is not None
+            else None
+        )
         _mux_interleaved(container, vstream, astream, frames, fps, audio, sample_rate)
     except BaseException:
         # The original error matters, not a follow-up failure writing the trailer.
@@ -231,7 +236,12 @@ def _video_frame(rgb: np.ndarray, index: int, fps: Fraction, reformatter: VideoR
     rgb = _pad_to_even(rgb)
     frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
     frame = reformatter.reformat(
-        frame, format="yuv420p", src_colorspace="ITU709", dst_colorspace="ITU709", dst_color_range="MPEG"
+        # PyAV takes colourspace names too, though its stubs list only the integer constants.
+        frame,
+        format="yuv420p",
+        src_colorspace="ITU709",  # type: ignore[arg-type]
+        dst_colorspace="ITU709",  # type: ignore[arg-type]
+        dst_color_range="MPEG",
     )
     frame.pts, frame.time_base = index, 1 / fps
     return frame
@@ -300,7 +310,7 @@ def _fsync_dir(directory: pathlib.Path) -> None:
             os.close(fd)
 
 
-_ERRNO_ADVICE = {
+_ERRNO_ADVICE: dict[Any, tuple[str | None, str]] = {
     errno.ENOSPC: ("disk full?", "free space or choose another -o path"),
     errno.EDQUOT: ("disk quota exceeded?", "free space or choose another -o path"),
     errno.EFBIG: ("file size limit reached?", "free space, raise the limit, or choose another -o path"),
@@ -424,7 +434,7 @@ def _check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
 
 
 def _check_crf(crf: Any) -> None:
-    if isinstance(crf, bool) or not isinstance(crf, numbers.Integral) or not 0 <= crf <= 51:
+    if isinstance(crf, bool) or not isinstance(crf, numbers.Integral) or not 0 <= int(crf) <= 51:
         raise MediaWriteError(f"crf must be an integer from 0 (lossless) to 51, got {crf!r}")
 
 
@@ -763,6 +773,7 @@ def _save_pillow(pil: Any, frame: np.ndarray, fmt: str, **options: Any) -> bytes
 
 def _encode_pyav(frame: np.ndarray, codec: str, pix_fmt: str, options: dict[str, str]) -> bytes:
     cc = av.CodecContext.create(codec, "w")
+    assert isinstance(cc, av.VideoCodecContext)  # an image codec's context
     cc.width, cc.height, cc.pix_fmt = frame.shape[1], frame.shape[0], pix_fmt
     cc.time_base = Fraction(1, 25)  # required by the encoder API; irrelevant for a still
     cc.options = options

@@ -485,7 +485,7 @@ def verify(path: str | os.PathLike[str], *, read_watermark: bool = True) -> Veri
         raise OutputError(f"{path} does not exist or is not a file")
     report = VerifyReport(str(path), "missing")
     anchors = _trust_anchors()
-    settings = {**_OFFLINE, "verify": {**_OFFLINE["verify"], "verify_trust": bool(anchors)}}
+    settings: dict[str, Any] = {**_OFFLINE, "verify": {**_OFFLINE["verify"], "verify_trust": bool(anchors)}}
     if anchors:
         settings["trust"] = {"user_anchors": anchors}
     with open(path, "rb") as stream:

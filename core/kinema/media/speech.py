@@ -277,7 +277,7 @@ def load_speech(source: Any) -> tuple[np.ndarray, int]:
 # --------------------------------------------------------------------------- LTX-2 audio-VAE input
 
 
-def _hz_to_mel(freq: np.ndarray) -> np.ndarray:
+def _hz_to_mel(freq: np.ndarray | float) -> np.ndarray:
     """Slaney's mel scale: linear below 1 kHz, logarithmic above (librosa and torchaudio's 'slaney')."""
     freq = np.asarray(freq, np.float64)
     mel = freq / (200.0 / 3)

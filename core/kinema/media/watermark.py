@@ -207,8 +207,8 @@ def _pattern(coefficients: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np
     index = _layout().index
     grids = np.zeros((3, _K * _K), np.float32)
     grids[:, index] = coefficients.reshape(3, len(index))
-    grids = (_YCC_TO_RGB @ grids).reshape(3, _K, _K)
-    half = np.einsum("cku,wu->kwc", grids, cols).reshape(_K, -1)  # [K, W*3]
+    rgb_grids = (_YCC_TO_RGB @ grids).reshape(3, _K, _K)
+    half = np.einsum("cku,wu->kwc", rgb_grids, cols).reshape(_K, -1)  # [K, W*3]
     return (rows @ half).reshape(rows.shape[0], cols.shape[0], 3)
 
 

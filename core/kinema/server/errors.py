@@ -8,6 +8,7 @@ crashes into that shape, so the openai SDK raises its matching exception.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -73,7 +74,7 @@ def error_response(
     return _ASCIIJSONResponse(body, status_code=status, headers=headers)
 
 
-def validation_response(errors: list, prefix: tuple = ("body", "query", "path")) -> JSONResponse:
+def validation_response(errors: Sequence, prefix: tuple = ("body", "query", "path")) -> JSONResponse:
     first = errors[0] if errors else {}
     loc = [str(part) for part in first.get("loc", ()) if part not in prefix]
     param = loc[0] if loc else None

@@ -29,6 +29,7 @@ OpenAI-shaped objects.
 from __future__ import annotations
 
 import base64
+import builtins
 import contextlib
 import itertools
 import json
@@ -195,7 +196,7 @@ class JobStore:
 
     def list(
         self, *, limit: int = 20, after: str | None = None, order: str = "desc", owner: str | None = None
-    ) -> tuple[list[dict], bool]:
+    ) -> tuple[builtins.list[dict], bool]:
         """A page of jobs in submission order, only ``owner``'s unless None; ``after`` is the last id of the
         previous page (KeyError if it is not one of those jobs)."""
         descending = order == "desc"
@@ -268,7 +269,7 @@ class JobStore:
         """Delete a job that is not running (the caller cancels a running one first)."""
         return self._change("DELETE FROM jobs WHERE id = ? AND status != 'in_progress'", (job_id,))
 
-    def recover(self) -> dict[str, list[str]]:
+    def recover(self) -> dict[str, builtins.list[str]]:
         """Settle jobs a previous server left in_progress: re-queue once, else fail with a reason."""
         now = int(time.time())
         with self._transaction() as db:
@@ -382,6 +383,13 @@ class JobManager:
 
     # -- lifecycle
 
+    @property
+    def _jobs(self) -> JobStore:
+        """The job database, which start() opens."""
+        if self.store is None:
+            raise RuntimeError("JobManager.start() has not opened the job database")
+        return self.store
+
     def start(self) -> JobManager:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock_file = _lock_directory(self.directory)
@@ -420,7 +428,7 @@ class JobManager:
 
     def _clean_files(self) -> None:
         """Remove folders of jobs that no longer exist and temp files of interrupted writes."""
-        ids = self.store.ids()
+        ids = self._jobs.ids()
         for entry in self.directory.iterdir():
             if not entry.is_dir() or not is_valid_id(entry.name):
                 continue
@@ -514,13 +522,16 @@ class JobManager:
                 from kinema.media.files import encode_png
 
                 atomic_write(folder / INPUT_FILE, encode_png(request.image))
-            self.store.insert(record)
+            self._jobs.insert(record)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         if self.start_workers:
             self._ensure_worker(status.device).wake.set()
-        return self.get(job_id)
+        submitted = self.get(job_id)
+        if submitted is None:  # deleted in the instant since it was inserted
+            raise KeyError(job_id)
+        return submitted
 
     # -- reading
 
@@ -528,7 +539,7 @@ class JobManager:
         """The job's record plus live progress, or None."""
         if not is_valid_id(job_id):
             return None
-        record = self.store.get(job_id)
+        record = self._jobs.get(job_id)
         return self._with_live(record) if record is not None else None
 
     def find(self, job_id: str, caller: str) -> dict | None:
@@ -536,10 +547,10 @@ class JobManager:
         record = self.get(job_id)
         return record if record is not None and may_see(record, caller) else None
 
-    def list(self, *, caller: str, **kwargs: Any) -> tuple[list[dict], bool]:
+    def list(self, *, caller: str, **kwargs: Any) -> tuple[builtins.list[dict], bool]:
         """A page of the jobs ``caller`` may see (``JobStore.list`` arguments)."""
         owner = None if caller == SERVER_OWNER else caller
-        records, has_more = self.store.list(owner=owner, **kwargs)
+        records, has_more = self._jobs.list(owner=owner, **kwargs)
         return [self._with_live(r) for r in records], has_more
 
     def _with_live(self, record: dict) -> dict:
@@ -562,7 +573,7 @@ class JobManager:
         return path if path.is_file() else None
 
     def counts(self) -> dict[str, int]:
-        return self.store.counts()
+        return self._jobs.counts()
 
     # -- cancelling and deleting
 
@@ -571,9 +582,9 @@ class JobManager:
         record = self.get(job_id)
         if record is None:
             return None
-        if record["status"] == "queued" and self.store.cancel_queued(job_id):
+        if record["status"] == "queued" and self._jobs.cancel_queued(job_id):
             self._publish_final(job_id)
-        elif record["status"] in ("queued", "in_progress") and self.store.request_cancel(job_id):
+        elif record["status"] in ("queued", "in_progress") and self._jobs.request_cancel(job_id):
             with self._lock:
                 live = self._live.get(job_id)
                 if live is not None and live.token is not None:
@@ -584,15 +595,17 @@ class JobManager:
         """'deleted', 'missing' or 'running' (cancel it and wait for it to stop, then delete again)."""
         if not is_valid_id(job_id):
             return "missing"
-        if self.store.delete(job_id):
+        if self._jobs.delete(job_id):
             shutil.rmtree(self.directory / job_id, ignore_errors=True)
             self._publish(job_id, "deleted", {"id": job_id}, final=True)
             return "deleted"
-        return "running" if self.store.get(job_id) is not None else "missing"
+        return "running" if self._jobs.get(job_id) is not None else "missing"
 
     # -- events
 
-    def subscribe(self, job_id: str, deliver: Callable[[Event], None]) -> tuple[list[Event], Callable[[], None]] | None:
+    def subscribe(
+        self, job_id: str, deliver: Callable[[Event], None]
+    ) -> tuple[builtins.list[Event], Callable[[], None]] | None:
         """Register ``deliver`` for the job's future events; return (snapshot, unsubscribe) or None if no such job.
 
         The snapshot is the job itself, then this attempt's progress so far (the
@@ -602,7 +615,7 @@ class JobManager:
         if not is_valid_id(job_id):
             return None
         with self._lock:
-            record = self.store.get(job_id)
+            record = self._jobs.get(job_id)
             if record is None:
                 return None
             live = self._live.setdefault(job_id, _Live())
@@ -700,7 +713,7 @@ class JobManager:
             live = self._live.setdefault(job_id, _Live())
             live.token, live.step, live.total, live.stage = token, 0, record["plan"]["steps"], ""
             live.history, live.preview = [], None
-        current = self.store.get(job_id)
+        current = self._jobs.get(job_id)
         if self._stopping.is_set() or current is None or current["cancel_requested"]:
             token.cancel()  # a cancel or stop that came in between the claim and the token
         self._publish(job_id, "video", self._with_live(record))
@@ -735,20 +748,20 @@ class JobManager:
 
             clip.save(folder / VIDEO_FILE)
             atomic_write(folder / THUMBNAIL_FILE, encode_png(clip.frames[clip.frame_count // 2]))
-            if not self.store.finish(job_id, "completed", unless_cancel_requested=True):
+            if not self._jobs.finish(job_id, "completed", unless_cancel_requested=True):
                 raise GenerationCancelled("cancelled")
         except GenerationCancelled:
-            current = self.store.get(job_id)
+            current = self._jobs.get(job_id)
             if self._stopping.is_set() and current is not None and not current["cancel_requested"]:
-                self.store.requeue(job_id)
+                self._jobs.requeue(job_id)
             else:
-                self.store.finish(job_id, "cancelled", code="cancelled", message="cancelled by request")
+                self._jobs.finish(job_id, "cancelled", code="cancelled", message="cancelled by request")
         except Exception as error:
             code, message = _describe_failure(error)
             if code == "internal_error":
                 print(f"kinema: job {job_id} failed:", file=sys.stderr)
                 traceback.print_exc()
-            self.store.finish(job_id, "failed", code=code, message=message)
+            self._jobs.finish(job_id, "failed", code=code, message=message)
         finally:
             with self._lock:
                 live.token = None
@@ -808,7 +821,7 @@ class _Worker(threading.Thread):
         while not manager._stopping.is_set():
             self.wake.clear()
             try:
-                record = manager.store.claim(self.device)
+                record = manager._jobs.claim(self.device)
             except Exception:
                 traceback.print_exc()
                 self.wake.wait(1.0)
@@ -821,7 +834,7 @@ class _Worker(threading.Thread):
             except Exception:  # a bug in bookkeeping must not kill the device's queue
                 traceback.print_exc()
                 with contextlib.suppress(Exception):
-                    manager.store.finish(
+                    manager._jobs.finish(
                         record["id"],
                         "failed",
                         code="internal_error",
@@ -861,7 +874,7 @@ def _lock_directory(directory: Path) -> Any:
     """Hold ``server.lock`` for the life of the process (the OS drops it on exit, even on kill -9)."""
     handle = open(directory / "server.lock", "a+")  # noqa: SIM115 - held open for the process's life: it is the lock
     try:
-        if os.name == "nt":
+        if sys.platform == "win32":
             import msvcrt
 
             handle.seek(0)

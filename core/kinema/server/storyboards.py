@@ -7,6 +7,7 @@ worker runs it with ``kinema.storyboard``, like a remix or extend.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -26,7 +27,7 @@ def storyboard_router(submit: Callable[..., Awaitable[dict]]) -> APIRouter:
         from kinema.storyboard import from_dict, parse_storyboard
 
         width, height = parse_size(params.size)
-        overrides = {
+        overrides: dict[str, Any] = {
             k: v
             for k, v in {
                 "width": width,
@@ -42,7 +43,12 @@ def storyboard_router(submit: Callable[..., Awaitable[dict]]) -> APIRouter:
             overrides["world_style"] = params.style
         if params.tier is not None:
             overrides["tier"] = params.tier
-        task = {"kind": "storyboard", "storyboard": params.storyboard, "format": params.format, "overrides": overrides}
+        task: dict[str, Any] = {
+            "kind": "storyboard",
+            "storyboard": params.storyboard,
+            "format": params.format,
+            "overrides": overrides,
+        }
         if params.seed is not None:
             task["seed"] = params.seed
         board = await run_in_threadpool(

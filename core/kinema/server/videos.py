@@ -75,7 +75,7 @@ def video_router(manager: JobManager, default_backend: str) -> APIRouter:
             }
         },
     )
-    async def create_video(request: Request) -> dict:
+    async def create_video(request: Request) -> dict | JSONResponse:
         """Queue a video job (OpenAI ``videos.create``). Bad requests fail here with 400, not as failed jobs."""
         fields, upload = await read_create_body(request)
         try:

@@ -91,13 +91,13 @@ def run_storyboard(
             remaining = len(plans) - plan.index - 1
             seen = {"total": per_shot}
 
-            def on_progress(event, _plan=plan, _remaining=remaining, _seen=seen):
+            def on_progress(event, _plan=plan, _remaining=remaining, _seen=seen, _done=done_steps):
                 _seen["total"] = event.total
                 if progress is not None:
                     progress(
                         Progress(
-                            step=done_steps + event.step,
-                            total=done_steps + event.total * (1 + _remaining),
+                            step=_done + event.step,
+                            total=_done + event.total * (1 + _remaining),
                             stage=f"shot {_plan.index + 1}/{len(plans)} {event.stage}",
                             preview=event.preview,
                         )

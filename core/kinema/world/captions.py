@@ -101,7 +101,7 @@ def unknown_words(text: str) -> list[str]:
 def caption_attributes(text: str) -> dict:
     """The colour, size, wall and floor a prompt names (None for each it does not name)."""
     ws = words(text)
-    out = {"colour": None, "size": None, "wall": None, "floor": None}
+    out: dict[str, str | None] = {"colour": None, "size": None, "wall": None, "floor": None}
     for w in ws:
         if w in COLOURS and out["colour"] is None:
             out["colour"] = w

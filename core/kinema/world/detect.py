@@ -96,12 +96,12 @@ def classify_ball_colour(lab) -> tuple[str, dict]:
     for name, proto in _ball_prototypes().items():
         dh = (h - _hue(proto) + 180.0) % 360.0 - 180.0
         dists[name] = math.hypot(dh / 20.0, (lab[0] - proto[0]) / 30.0)
-    return min(dists, key=dists.get), dists
+    return min(dists, key=dists.__getitem__), dists
 
 
 def _nearest(lab: np.ndarray, prototypes: dict) -> tuple[str, dict]:
     dists = {k: float(np.linalg.norm(lab - v)) for k, v in prototypes.items()}
-    return min(dists, key=dists.get), dists
+    return min(dists, key=dists.__getitem__), dists
 
 
 # --- small numpy helpers -------------------------------------------------------------------------------
@@ -251,12 +251,17 @@ def detect_clip(frames, audio, fps: float, sample_rate: int) -> Measurement:
     unit = bg / np.maximum(np.linalg.norm(bg, axis=-1, keepdims=True), 1.0)
     direction = ball_rgb[None, None] - (ball_rgb[None, None] * unit).sum(-1, keepdims=True) * unit
     norm2 = np.maximum((direction**2).sum(-1), 1.0)
-    track, radii, frame_colours, core_rgb = [], [], [], []
+    track: list[tuple[float, float] | None] = []
+    radii: list[float | None] = []
+    frame_colours: list[str | None] = []
+    core_rgb: list[np.ndarray] = []
     for t in range(t_count):
         alpha = ((rgb[t] - bg) * direction).sum(-1) / norm2
         found = _find_ball(alpha, r_big, r_small)
         if found is None:
-            track.append(None), radii.append(None), frame_colours.append(None)
+            track.append(None)
+            radii.append(None)
+            frame_colours.append(None)
             continue
         cx, cy, area, wgt = found
         track.append((cx, cy))
@@ -380,7 +385,7 @@ def contacts_from_track(ys: np.ndarray, px_per_ref: float = 1.0, fps: float = 12
     def root(part, level, which):
         if part is None:
             return None
-        b, c, _ = _fit_fixed(*part, a)
+        b, c, _ = _fit_fixed(part[0], part[1], a)
         r = _roots(a, b, c, level)
         return None if r is None else r[which]
 
@@ -393,8 +398,8 @@ def contacts_from_track(ys: np.ndarray, px_per_ref: float = 1.0, fps: float = 12
             post = side(k + 1 if k_in_pre else k, hi)
             if pre is None or post is None:
                 continue
-            b1, c1, r1 = _fit_fixed(*pre, a)
-            b2, c2, r2 = _fit_fixed(*post, a)
+            b1, c1, r1 = _fit_fixed(pre[0], pre[1], a)
+            b2, c2, r2 = _fit_fixed(post[0], post[1], a)
             if abs(b1 - b2) < 1e-9:
                 continue
             ts = (c2 - c1) / (b1 - b2)
@@ -410,8 +415,9 @@ def contacts_from_track(ys: np.ndarray, px_per_ref: float = 1.0, fps: float = 12
 
     contacts = []
     for i, k in enumerate(turns):
-        if met[i] is not None:
-            contacts.append(float(met[i][0]))
+        meeting = met[i]
+        if meeting is not None:
+            contacts.append(float(meeting[0]))
             continue
         lo, hi = bounds[i] + 1, bounds[i + 2]  # one side too short: where the longer one reaches the floor
         pre, post = side(lo, k), side(k + 1, hi)

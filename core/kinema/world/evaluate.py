@@ -32,6 +32,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -57,7 +58,7 @@ class Case:
 
 def cases(seen: int, held_out: int, *, base_seed: int = 2026) -> list[Case]:
     """Fixed cases: ``seen`` from the training combinations, ``held_out`` from the held-out colour x wall pairs."""
-    out = []
+    out: list[Case] = []
     for split, count, offset in (("seen", seen, 0), ("held_out", held_out, 100_000)):
         for i in range(count):
             rng = np.random.default_rng([base_seed, offset + i])
@@ -139,7 +140,7 @@ class KinemaSource:
         from kinema.clip import Clip
         from kinema.extend import extend
 
-        source = Clip(made.frames, made.fps, np.stack([made.audio, made.audio]), made.sample_rate)
+        source = Clip(made.frames, Fraction(made.fps), np.stack([made.audio, made.audio]), made.sample_rate)
         source.metadata.update({"prompt": case.prompt, "backend": self.backend.name})
         started = time.perf_counter()
         longer = extend(source, CLIP_SECONDS, seed=case.seed + 1, steps=self.steps, backend_obj=self.backend)

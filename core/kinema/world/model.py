@@ -164,7 +164,8 @@ def connectors() -> LTX2TextConnectors:
 
 def text_encoder_and_tokenizer(words: tuple[str, ...]):
     tokenizer = tiny.tiny_gemma_tokenizer(words)
-    specials = {t: tokenizer.convert_tokens_to_ids(t) for t in tiny._GEMMA_SPECIALS}
+    # transformers types a single token's id as int | list[int]; a str gives an int.
+    specials: dict[str, int] = {t: tokenizer.convert_tokens_to_ids(t) for t in tiny._GEMMA_SPECIALS}  # type: ignore[misc]
     torch.manual_seed(SEED)
     return tiny._tiny_gemma3(len(tokenizer), specials), tokenizer
 

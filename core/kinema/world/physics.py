@@ -45,6 +45,7 @@ class Trajectory:
     plan: _Plan | None = field(repr=False, default=None)
 
     def position(self, t) -> np.ndarray:
+        assert self.plan is not None, "a trajectory made by simulate() has a plan"
         return self.plan.position(np.asarray(t, dtype=np.float64))
 
 
@@ -69,7 +70,11 @@ class _Plan:
             # time to reach the floor from (y, vy): y + vy s + g s^2 / 2 = y_floor
             disc = vy * vy + 2.0 * g * (y_floor - y)
             s = (-vy + np.sqrt(max(disc, 0.0))) / g
-            starts.append(t), ys.append(y), vys.append(vy), us.append(u), vxs.append(vx)
+            starts.append(t)
+            ys.append(y)
+            vys.append(vy)
+            us.append(u)
+            vxs.append(vx)
             t_hit = t + s
             v_hit = vy + g * s
             u = u + vx * s

@@ -248,7 +248,11 @@ def impact_sound(
     rng = np.random.default_rng([int(seed) & 0x7FFFFFFF, int(index), 1])
     noise = rng.standard_normal(n)
     if floor == "wood":  # warm: a damped low body thump and two damped partials, a soft burst
-        modes = ((0.30 * f0, 0.9, 0.032), (f0, 1.0, 0.024), (1.55 * f0, 0.45, 0.016))
+        modes: tuple[tuple[float, float, float], ...] = (
+            (0.30 * f0, 0.9, 0.032),
+            (f0, 1.0, 0.024),
+            (1.55 * f0, 0.45, 0.016),
+        )
         k = max(int(sample_rate / 2000), 1)
         tri = np.convolve(np.ones(k), np.ones(k))  # a triangular low-pass: a soft, dull knock
         burst = np.convolve(noise, tri / tri.sum(), mode="full")[:n] * np.exp(-t / 0.004) * 0.8

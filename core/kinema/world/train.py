@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import torch
@@ -45,6 +46,11 @@ from kinema.world.captions import VOCABULARY, caption
 from kinema.world.paths import WEIGHTS
 from kinema.world.render import render
 from kinema.world.scene import Scene, sample_scene
+
+if TYPE_CHECKING:
+    from diffusers import AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video
+
+_Module = TypeVar("_Module", bound=torch.nn.Module)
 
 STAGES = ("video_vae", "audio_vae", "vocoder", "latents", "transformer")
 CLIP_SECONDS = M.NUM_FRAMES / M.FPS
@@ -189,8 +195,11 @@ def save_checkpoint(
 ) -> None:
     stage_dir.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:07d}.safetensors"
+    weights = tensors if trainee is None else trainee.tensors()
+    if weights is None:
+        raise ValueError("save_checkpoint needs a trainee or the tensors to save")
     _atomic_save(
-        tensors if trainee is None else trainee.tensors(),
+        weights,
         stage_dir / name,
         {"step": str(step), "warm_start": str(warm_start)},
     )
@@ -218,8 +227,9 @@ def shipped_part(stage: str) -> Path | None:
 def final_weights(train_dir: Path, stage: str, module: str, *, ema: bool = False) -> dict[str, torch.Tensor]:
     """One module's weights from a stage's latest checkpoint (its EMA copy if asked and kept), else the shipped part."""
     step, path = latest(train_dir / stage)
-    if path is None and shipped_part(stage) is not None:
-        return load_file(str(shipped_part(stage) / "diffusion_pytorch_model.safetensors"))
+    shipped = shipped_part(stage)
+    if path is None and shipped is not None:
+        return load_file(str(shipped / "diffusion_pytorch_model.safetensors"))
     if path is None:
         raise FileNotFoundError(f"stage {stage!r} has no checkpoint in {train_dir}; train it first")
     tensors = load_file(str(path))
@@ -282,12 +292,13 @@ def run_stage(
     for m in trainee.modules.values():
         m.train()
     log: list[dict] = []
-    started, running = time.monotonic(), {}
+    started, running = time.monotonic(), dict[str, float]()
     for step in range(start, steps):
         for group in trainee.optimizer.param_groups:
             group["lr"] = _lr(config, step, warm_start)
         losses = loss_fn(step)
         total = sum(losses.values())
+        assert isinstance(total, torch.Tensor)  # loss_fn returns at least one loss
         trainee.optimizer.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -375,19 +386,19 @@ def spectral_loss(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return total / 3
 
 
-def frozen(module: torch.nn.Module) -> torch.nn.Module:
+def frozen(module: _Module) -> _Module:
     module.eval()
     module.requires_grad_(False)
     return module
 
 
-def trained_audio_vae(train_dir: Path) -> torch.nn.Module:
+def trained_audio_vae(train_dir: Path) -> AutoencoderKLLTX2Audio:
     vae = M.audio_vae()
     vae.load_state_dict(final_weights(train_dir, "audio_vae", "audio_vae"))
     return frozen(vae)
 
 
-def trained_video_vae(train_dir: Path) -> torch.nn.Module:
+def trained_video_vae(train_dir: Path) -> AutoencoderKLLTX2Video:
     vae = M.video_vae()
     vae.load_state_dict(final_weights(train_dir, "video_vae", "vae"))
     return frozen(vae)
@@ -448,7 +459,10 @@ def build_latents(train_dir: Path, count: int, seed: int, say=print, chunk: int 
         _atomic_save({"video": video, "audio": sound}, path, {"scenes": json.dumps([s.to_dict() for s in scenes])})
         if (first // chunk) % 20 == 0:
             say(f"latents: {first + len(scenes)}/{count}")
-    video_sum = video_sq = audio_sum = audio_sq = None
+    video_sum: torch.Tensor | None = None
+    video_sq: torch.Tensor | None = None
+    audio_sum: torch.Tensor | None = None
+    audio_sq: torch.Tensor | None = None
     n_video = n_audio = 0
     for path in sorted(out.glob("shard-*.safetensors")):
         t = load_file(str(path))
@@ -460,6 +474,8 @@ def build_latents(train_dir: Path, count: int, seed: int, say=print, chunk: int 
         audio_sq = a.pow(2).sum((0, 1)) + (0 if audio_sq is None else audio_sq)
         n_video += v.numel() // v.shape[1]
         n_audio += a.shape[0] * a.shape[1]
+    if video_sum is None or video_sq is None or audio_sum is None or audio_sq is None:
+        raise FileNotFoundError(f"no latent shards in {out}")
     stats = {}
     for name, s, sq, n in (("video", video_sum, video_sq, n_video), ("audio", audio_sum, audio_sq, n_audio)):
         mean = s / n
