@@ -11,8 +11,25 @@ from typing import Any
 
 import click
 
+from kinema import client as kinema_client
+from kinema import engine
+from kinema import models as model_store
+from kinema.backends import limits
+from kinema.backends.device import free_memory_bytes, pick_device, pick_dtype
+from kinema.backends.memory import policy_report
+from kinema.cameo.face import KNOWN_FACE_MODELS, pull_face_model
+from kinema.cameo.store import authorize_request, local_user
+from kinema.engine import get_backends
 from kinema.errors import KinemaError
-from kinema.request import DEFAULT_BACKEND
+from kinema.extend import extend as extend_clip
+from kinema.home import kinema_home, models_dir
+from kinema.hosts.obs_remote import connect, play
+from kinema.media.provenance import verify as check
+from kinema.plugins import load_plugins, plugin_info
+from kinema.remix import remix as remix_clip
+from kinema.request import DEFAULT_BACKEND, GenerationRequest
+from kinema.storyboard import load_storyboard, plan_storyboard, run_storyboard
+from kinema.styles import get_style, list_styles
 from kinema.tiers import DEFAULT_TIER, tier_names
 
 
@@ -131,9 +148,6 @@ def generate(
 
     Example: kinema generate "waves at dawn, gulls crying" --seconds 2 -o waves.mp4
     """
-    from kinema import engine
-    from kinema.request import GenerationRequest
-
     output = _check_output(output or Path(time.strftime("kinema-%Y%m%d-%H%M%S.mp4")))
     width, height = size or (None, None)
     request = GenerationRequest(
@@ -154,11 +168,7 @@ def generate(
         tier=tier,
     )
     if cameo_names or speech:
-        from kinema.cameo.store import local_user
-
         request = request.with_(cameos=tuple(cameo_names), speech=speech, user=local_user())
-        from kinema.cameo.store import authorize_request
-
         authorize_request(request)  # before any model loads
     chosen = engine.resolve_backend(request)
     plan = chosen.plan(request)  # a request beyond the backend's limits (kinema.backends.limits) stops here
@@ -261,9 +271,6 @@ def storyboard(
     """
     import dataclasses
 
-    from kinema.storyboard import load_storyboard, plan_storyboard, run_storyboard
-    from kinema.styles import get_style
-
     board = load_storyboard(file)
     width, height = size or (None, None)
     board = board.with_(
@@ -281,9 +288,6 @@ def storyboard(
     if style:
         get_style(style)
         board = board.with_(world=dataclasses.replace(board.world, style=style))
-    from kinema import engine
-    from kinema.request import GenerationRequest
-
     chosen = engine.resolve_backend(GenerationRequest("storyboard", backend=board.backend, model=board.model))
     plans = plan_storyboard(board, chosen)
     if plan_only:
@@ -360,8 +364,6 @@ def extend(clip, seconds, prompt, output, seed, steps, guidance, tier, negative,
 
     Example: kinema extend fox.mp4 --seconds 3 --prompt "the fox jumps into the snow" -o fox-longer.mp4
     """
-    from kinema.extend import extend as extend_clip
-
     output = _check_output(output or clip.with_name(f"{clip.stem}-extended.mp4"))
     bar, on_progress = _progress_bar()
     try:
@@ -411,8 +413,6 @@ def remix(clip, prompt, strength, keep_audio, output, seed, steps, guidance, tie
 
     Example: kinema remix fox.mp4 "the same fox, as a paper cut-out animation" --strength 0.5
     """
-    from kinema.remix import remix as remix_clip
-
     output = _check_output(output or clip.with_name(f"{clip.stem}-remix.mp4"))
     bar, on_progress = _progress_bar()
     try:
@@ -449,8 +449,6 @@ def backends(ctx):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def backends_list(as_json):
     """List backends. Example: kinema backends list --json"""
-    from kinema.engine import get_backends
-
     rows: list[dict[str, Any]] = []
     by_object: dict[int, list[str]] = {}
     registry = get_backends()
@@ -493,9 +491,6 @@ def models(ctx):
 @models.command("list")
 def models_list():
     """List downloaded models. Example: kinema models list"""
-    from kinema import models as model_store
-    from kinema.home import models_dir
-
     names = model_store.pulled()
     click.echo("\n".join(names) if names else f"No models in {models_dir()} yet: kinema models pull Lightricks/LTX-2")
 
@@ -505,9 +500,6 @@ def models_list():
 @click.option("--revision", help="A branch, tag or commit.")
 def models_pull(model_id, revision):
     """Download a model's safetensors weights. Example: kinema models pull Lightricks/LTX-2"""
-    from kinema import models as model_store
-    from kinema.cameo.face import KNOWN_FACE_MODELS, pull_face_model
-
     if model_id in KNOWN_FACE_MODELS:  # ONNX face models for cameos, not diffusers pipelines
         path = pull_face_model(model_id, revision=revision)
     else:
@@ -518,9 +510,6 @@ def models_pull(model_id, revision):
 @cli.command()
 def styles():
     """List style presets. Example: kinema generate "a harbour at night" --style cinematic"""
-    from kinema.home import kinema_home
-    from kinema.styles import list_styles
-
     for style in list_styles().values():
         click.echo(f"{style.name}: {style.description} [{style.source}]")
         for lora in style.loras:
@@ -532,8 +521,6 @@ def styles():
 @cli.command()
 def plugins():
     """Installed plugins as JSON (include this in bug reports)."""
-    from kinema.plugins import plugin_info
-
     click.echo(json.dumps(plugin_info(), indent=2))
 
 
@@ -544,19 +531,12 @@ def doctor():
 
     import av
 
-    from kinema.backends import limits
-    from kinema.engine import get_backends
-    from kinema.home import kinema_home, models_dir
-    from kinema.plugins import load_plugins
-
     def line(name, value, ok=True):
         click.echo(f"{'ok ' if ok else '!! '} {name}: {value}")
 
     line("python", f"{platform.python_version()} ({sys.executable})")
     try:
         import torch
-
-        from kinema.backends.device import free_memory_bytes, pick_device, pick_dtype
 
         device = pick_device()
         line("torch", torch.__version__)
@@ -577,9 +557,6 @@ def doctor():
     line("data dir", kinema_home())
     line("model dir", models_dir())
     try:
-        from kinema.backends.device import pick_device, pick_dtype
-        from kinema.backends.memory import policy_report
-
         device = pick_device()
         for model, policy in policy_report(device, pick_dtype(device)):
             line(f"memory policy {model}", policy)
@@ -602,8 +579,6 @@ def doctor():
 
 
 def _registered_hosts() -> dict:
-    from kinema.plugins import load_plugins
-
     hosts: list = []
     load_plugins().hook.register_hosts(register=hosts.append)
     return {host.name: host for host in hosts}
@@ -763,8 +738,6 @@ def _obs_options(function):
 
 
 def _obs_play(clip, scene, input_name, host, port, password):
-    from kinema.hosts.obs_remote import play
-
     result = play(clip, scene=scene, input_name=input_name, host=host, port=port, password=password)
     made = ", created now" if result.created else ""
     if result.on_air:
@@ -857,12 +830,8 @@ def obs_generate(
 
     Example: kinema obs generate "fireworks over a lake" --seconds 4 --play
     """
-    from kinema import client as kinema_client
-
     if play_now:  # a wrong password should fail now, not after minutes of generating
         import asyncio
-
-        from kinema.hosts.obs_remote import connect
 
         async def check():
             await (await connect(host, port, password)).close()
@@ -944,8 +913,6 @@ def verify(file, as_json):
 
     Example: kinema verify fox.mp4
     """
-    from kinema.media.provenance import verify as check
-
     report = check(file)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else "\n".join(report.lines()))
     sys.exit(report.exit_code)
@@ -959,8 +926,6 @@ cli.add_command(keys)
 
 
 def main() -> None:
-    from kinema.plugins import load_plugins
-
     load_plugins().hook.register_commands(cli=cli)
     cli(prog_name="kinema")
 

@@ -11,6 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from kinema.errors import OutputError
+from kinema.media.files import MediaWriteError, read_mp4, write_mp4
+from kinema.media.provenance import prepare
+from kinema.plugins import load_plugins
+
 METADATA_KEY = "kinema"
 
 
@@ -63,11 +68,6 @@ class Clip:
         ``visible_mark`` draws that text in the bottom-right corner. Afterwards
         ``metadata["provenance"]`` holds what was written (clip id, watermark status).
         """
-        from kinema.errors import OutputError
-        from kinema.media.files import MediaWriteError, write_mp4
-        from kinema.media.provenance import prepare
-        from kinema.plugins import load_plugins
-
         prepared = prepare(self, enabled=provenance, visible_mark=visible_mark)
         tags = {**(extra_tags or {}), METADATA_KEY: json.dumps(prepared.metadata, sort_keys=True, default=str)}
         if prompt := self.metadata.get("prompt"):
@@ -86,8 +86,6 @@ class Clip:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Clip:
-        from kinema.media.files import read_mp4
-
         frames, fps, audio, sample_rate, tags = read_mp4(path)
         try:
             metadata = json.loads(tags.get(METADATA_KEY, "{}"))

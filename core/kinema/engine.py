@@ -7,33 +7,23 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from kinema import models
 from kinema.backends.base import Backend, Plan
+from kinema.backends.device import release
+from kinema.backends.memory import retry_lighter_on_oom
+from kinema.cameo import store as cameos
 from kinema.clip import Clip
-from kinema.errors import GenerationCancelled, InvalidRequestError, UnknownBackendError
-from kinema.plugins import load_plugins
+from kinema.errors import GenerationCancelled, InvalidRequestError
+from kinema.plugins import get_backend, get_backends, load_plugins
 from kinema.progress import CancelToken, Progress
 from kinema.request import GenerationRequest
+from kinema.styles import apply_style
+from kinema.tiers import distilled_model
+from kinema.version import __version__
 
-
-def get_backends() -> dict[str, Backend]:
-    """Every registered backend by name and alias. Rebuilt per call, so newly registered plugins count at once."""
-    backends: dict[str, Backend] = {}
-
-    def register(backend: Backend, aliases: tuple[str, ...] = ()) -> None:
-        for name in (backend.name, *aliases):
-            backends.setdefault(name, backend)
-
-    load_plugins().hook.register_backends(register=register)
-    return backends
-
-
-def get_backend(name: str) -> Backend:
-    backends = get_backends()
-    try:
-        return backends[name]
-    except KeyError:
-        names = ", ".join(sorted({b.name for b in backends.values()}))
-        raise UnknownBackendError(f"unknown backend {name!r}; choose one of: {names} (see `kinema backends`)") from None
+# The backend registry lives with the plugin manager (kinema.plugins), where kinema.styles reads it too;
+# kinema.engine.get_backend(s) stay the names callers and plugins use.
+__all__ = ["generate", "get_backend", "get_backends", "plan", "resolve_backend"]
 
 
 def resolve_backend(request: GenerationRequest) -> Backend:
@@ -50,9 +40,6 @@ def resolve_backend(request: GenerationRequest) -> Backend:
 
 def _distilled_for_tier(backend: Backend, tier: str) -> Backend:
     """The tier's distilled checkpoint for this family when it is already on this machine (never downloaded)."""
-    from kinema import models
-    from kinema.tiers import distilled_model
-
     distilled = distilled_model(tier, getattr(backend, "family", ""))
     for_model = getattr(backend, "for_model", None)
     if distilled and for_model is not None and models.is_present(distilled["model"]):
@@ -79,17 +66,10 @@ def generate(
     the CLI and server do not pay for it. Raises ``GenerationCancelled`` when
     cancelled; memory is released either way and the next call works.
     """
-    from kinema import __version__
-    from kinema.backends.device import release
-    from kinema.backends.memory import retry_lighter_on_oom
-    from kinema.styles import apply_style
-
     request = apply_style(request)
     backend = backend or resolve_backend(request)
     the_plan = backend.plan(request)
     # Consent is checked here, when the job actually starts: a cameo revoked while the job was queued stops it.
-    from kinema.cameo import store as cameos
-
     conditioning = cameos.prepare(request)
     cancel = cancel or CancelToken()
     hook = load_plugins().hook

@@ -7,9 +7,13 @@ from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
+from kinema import engine
+from kinema.backends.limits import check_frames_fit
+from kinema.clip import Clip
 from kinema.errors import InvalidRequestError
 from kinema.lineage import Source, open_source, pick_backend, pick_tier, resize_frames
-from kinema.request import check_seconds, seconds_to_frames
+from kinema.media.assemble import Piece, join, resample
+from kinema.request import GenerationRequest, check_seconds, seconds_to_frames
 
 
 def extend(
@@ -39,10 +43,6 @@ def extend(
     clip's own; ``backend`` and ``tier`` default to the ones that made the clip.
     The result's metadata names the clip as its ``parent``.
     """
-    from kinema import engine
-    from kinema.media.assemble import Piece, join, resample
-    from kinema.request import GenerationRequest
-
     clip, parent = open_source(source, video_id=video_id)
     seconds = check_seconds(seconds, name="seconds to add", required=True)
     prompt = prompt or clip.metadata.get("prompt")
@@ -99,8 +99,6 @@ def extend(
             "audio": joined_audio is not None,
         }
     )
-    from kinema.clip import Clip
-
     return Clip(joined, fps, joined_audio, sample_rate if joined_audio is not None else None, metadata)
 
 
@@ -113,8 +111,6 @@ def plan_extension(
     Raises if that is less than a frame, or if the longer clip would not fit in memory (kinema.backends.limits);
     the generation itself is checked where it is planned.
     """
-    from kinema.backends.limits import check_frames_fit
-
     wanted = seconds_to_frames(seconds, fps)
     if wanted < 1:
         raise InvalidRequestError(f"{seconds:g} s is less than one frame at {float(fps):g} fps")

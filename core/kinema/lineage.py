@@ -7,18 +7,19 @@ import os
 from pathlib import Path
 from typing import Any, Union
 
+from kinema.clip import Clip
+from kinema.engine import get_backends
 from kinema.errors import InvalidRequestError
+from kinema.media.files import MediaError
 from kinema.media.hashing import file_sha256
 from kinema.request import DEFAULT_BACKEND
+from kinema.tiers import DEFAULT_TIER, TIERS, check_tier
 
 Source = Union[str, "os.PathLike[str]", Any]  # a path to an MP4, or a kinema.Clip
 
 
 def open_source(source: Source, *, video_id: str | None = None) -> tuple[Any, dict]:
     """The clip to build on, and the record that names it as the parent."""
-    from kinema.clip import Clip
-    from kinema.media.files import MediaError
-
     if isinstance(source, Clip):
         return source, parent_record(source, video_id=video_id)
     path = Path(source).expanduser()
@@ -37,8 +38,6 @@ def pick_backend(clip: Any, backend: str | None, model: str | None) -> tuple[str
         return backend, model
     made_by = clip.metadata.get("backend")
     if isinstance(made_by, str) and made_by:
-        from kinema.engine import get_backends
-
         registered = get_backends().get(made_by)
         if registered is not None:
             made_with = clip.metadata.get("model")
@@ -48,8 +47,6 @@ def pick_backend(clip: Any, backend: str | None, model: str | None) -> tuple[str
 
 def pick_tier(clip: Any, tier: str | None) -> str:
     """The caller's tier, else the one ``clip`` was made at (a draft extends as a draft), else standard."""
-    from kinema.tiers import DEFAULT_TIER, TIERS, check_tier
-
     if tier is not None:
         return check_tier(tier)
     made_at = clip.metadata.get("tier")

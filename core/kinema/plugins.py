@@ -6,10 +6,15 @@ import importlib
 import os
 import sys
 import threading
+from typing import TYPE_CHECKING
 
 import pluggy
 
 from kinema import hookspecs
+from kinema.errors import UnknownBackendError
+
+if TYPE_CHECKING:
+    from kinema.backends.base import Backend
 
 DEFAULT_PLUGINS = (
     "kinema.backends.ltx2",
@@ -54,6 +59,27 @@ def load_plugins() -> pluggy.PluginManager:
                     pm.load_setuptools_entrypoints("kinema", name=name)
         _enable_tracing()
     return pm
+
+
+def get_backends() -> dict[str, Backend]:
+    """Every registered backend by name and alias. Rebuilt per call, so newly registered plugins count at once."""
+    backends: dict[str, Backend] = {}
+
+    def register(backend: Backend, aliases: tuple[str, ...] = ()) -> None:
+        for name in (backend.name, *aliases):
+            backends.setdefault(name, backend)
+
+    load_plugins().hook.register_backends(register=register)
+    return backends
+
+
+def get_backend(name: str) -> Backend:
+    backends = get_backends()
+    try:
+        return backends[name]
+    except KeyError:
+        names = ", ".join(sorted({b.name for b in backends.values()}))
+        raise UnknownBackendError(f"unknown backend {name!r}; choose one of: {names} (see `kinema backends`)") from None
 
 
 def _enable_tracing() -> None:

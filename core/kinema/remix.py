@@ -6,9 +6,12 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from kinema import engine
 from kinema.backends.base import DEFAULT_STRENGTH, fit_frame_count
+from kinema.clip import Clip, fit_audio
 from kinema.errors import InvalidRequestError
 from kinema.lineage import Source, open_source, pick_backend, pick_tier, resize_frames
+from kinema.request import GenerationRequest
 
 
 def remix(
@@ -39,10 +42,6 @@ def remix(
     length, frame rate and size as the source; ``backend`` and ``tier``
     default to the ones that made it; ``parent`` in the metadata names the source.
     """
-    from kinema import engine
-    from kinema.clip import Clip, fit_audio
-    from kinema.request import GenerationRequest
-
     clip, parent = open_source(source, video_id=video_id)
     backend, model = pick_backend(clip, backend, model)
     tier = pick_tier(clip, tier)

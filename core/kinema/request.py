@@ -11,8 +11,10 @@ from typing import Any, Literal, Union, overload
 
 import numpy as np
 
+from kinema.cameo.store import MAX_CAMEOS_PER_REQUEST, check_identity, check_name
 from kinema.errors import InvalidRequestError
-from kinema.tiers import DEFAULT_TIER, check_tier
+from kinema.media.files import MediaError, read_image
+from kinema.tiers import DEFAULT_TIER, MAX_STEPS, check_tier
 
 DEFAULT_BACKEND = "tiny"  # the backend a request, the CLI, the server and a storyboard use when none is named
 
@@ -22,7 +24,7 @@ MAX_PROMPT_CHARS = 4000
 MAX_SECONDS = 60.0  # one clip, one extension or one storyboard shot
 MAX_FPS = 120.0
 MIN_SIDE, MAX_SIDE = 16, 4096
-MAX_STEPS = 500
+# MAX_STEPS (denoising steps) is imported from kinema.tiers, which also caps a tier's steps with it.
 MAX_GUIDANCE = 50.0
 MAX_SEED = 2**63 - 1
 
@@ -213,8 +215,6 @@ def _load_image(image: Any) -> np.ndarray:
             )
         return image
     if isinstance(image, (str, os.PathLike)):
-        from kinema.media.files import MediaError, read_image
-
         path = Path(image)
         if not path.is_file():
             raise InvalidRequestError(f"image {str(path)!r} does not exist or is not a file")
@@ -228,8 +228,6 @@ def _load_image(image: Any) -> np.ndarray:
 
 
 def _check_cameo_fields(request: GenerationRequest) -> None:
-    from kinema.cameo.store import MAX_CAMEOS_PER_REQUEST, check_identity, check_name
-
     cameos = request.cameos
     if isinstance(cameos, str):
         cameos = (cameos,)

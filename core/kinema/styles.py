@@ -22,6 +22,7 @@ from typing import Any
 
 from kinema.errors import InvalidRequestError
 from kinema.home import kinema_home
+from kinema.plugins import get_backends
 from kinema.request import GenerationRequest
 
 
@@ -169,8 +170,6 @@ def apply_style(request: GenerationRequest) -> GenerationRequest:
 def _backend_names(request: GenerationRequest) -> set[str]:
     """What a LoRA's ``backends`` may name for this request: the backend as asked, its real name and family."""
     names = {request.backend}
-    from kinema.engine import get_backends
-
     backend = get_backends().get(request.backend)
     if backend is not None:
         names |= {backend.name, getattr(backend, "family", backend.name)}

@@ -15,7 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from kinema.errors import InvalidRequestError
+
 DEFAULT_TIER = "standard"
+# The most denoising steps a request may ask for and a tier may scale a default to (kinema.request checks
+# requests against it; it lives here so that the tiers need nothing from the request).
+MAX_STEPS = 500
 
 TIERS: dict[str, dict[str, Any]] = {
     "draft": {
@@ -64,8 +69,6 @@ def tier_names() -> tuple[str, ...]:
 
 
 def check_tier(tier: Any) -> str:
-    from kinema.errors import InvalidRequestError
-
     if not isinstance(tier, str) or tier not in TIERS:
         raise InvalidRequestError(f"tier must be one of {', '.join(TIERS)}; got {tier!r}")
     return tier
@@ -87,8 +90,6 @@ def settings(
     guidance: float | None = None,
 ) -> TierSettings:
     """Resolve ``tier`` for a backend of ``family`` running ``model_id``; explicit steps/guidance win."""
-    from kinema.request import MAX_STEPS
-
     entry = TIERS[check_tier(tier)]
     notes: list[str] = []
     distilled = entry["distilled"].get(family)

@@ -10,10 +10,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from kinema.backends.device import PLACEMENT_POLICIES, PRECISIONS, pick_dtype
 from kinema.backends.limits import Limits, check_plan
+from kinema.backends.memory import current
+from kinema.backends.step_cache import CacheConfig, step_cache, supported
+from kinema.errors import InvalidRequestError
 from kinema.progress import CancelToken, Progress
 from kinema.request import seconds_to_frames
-from kinema.tiers import DEFAULT_TIER
+from kinema.tiers import DEFAULT_TIER, settings
 
 if TYPE_CHECKING:
     from kinema.clip import Clip
@@ -98,9 +102,6 @@ class Backend:
         """
         import copy
 
-        from kinema.backends.device import PLACEMENT_POLICIES, PRECISIONS
-        from kinema.errors import InvalidRequestError
-
         if precision not in (None, "auto", *PRECISIONS):
             raise InvalidRequestError(f"precision must be one of auto, {', '.join(PRECISIONS)}; got {precision!r}")
         if memory not in PLACEMENT_POLICIES:
@@ -114,8 +115,6 @@ class Backend:
 
     def load_dtype(self, device: str) -> Any:
         """The torch dtype to load weights in on ``device``: the configured precision, else kinema's pick."""
-        from kinema.backends.device import PRECISIONS, pick_dtype
-
         return PRECISIONS[self.precision]() if self.precision else pick_dtype(device)
 
     def status(self) -> BackendStatus:
@@ -125,8 +124,6 @@ class Backend:
         """Drop loaded weights so another model can use the memory."""
 
     def plan(self, request: GenerationRequest) -> Plan:
-        from kinema.errors import InvalidRequestError
-
         if request.image is not None and not self.supports_image:
             raise InvalidRequestError(
                 f"backend {self.name!r} cannot start from an image; drop --image or pick another backend"
@@ -164,8 +161,6 @@ class Backend:
                 f" so the clip has {num_frames} ({float(num_frames / fps):.3f} s)"
             )
         seed = request.seed if request.seed is not None else secrets.randbelow(2**32)
-        from kinema.tiers import settings
-
         tier = settings(
             getattr(request, "tier", DEFAULT_TIER),
             self.family,
@@ -227,9 +222,6 @@ def run_cached(
 
     Records the cache (and the memory policy ``placed``, the loaded pipeline, runs under) in ``metadata``.
     """
-    from kinema.backends.memory import current
-    from kinema.backends.step_cache import CacheConfig, step_cache, supported
-
     metadata["memory_policy"] = current(placed if placed is not None else pipe)[0]
     if not plan.cache:
         return call()

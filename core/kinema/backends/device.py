@@ -70,13 +70,6 @@ def model_bytes(pipe: Any) -> int:
     return total
 
 
-def place(pipe: Any, device: str, policy: str = "auto") -> str:
-    """Put ``pipe`` on ``device`` under a memory policy (see kinema.backends.memory); return the policy used."""
-    from kinema.backends.memory import place as place_with_policy
-
-    return place_with_policy(pipe, device, policy)
-
-
 def release(device: str | None = None) -> None:
     import gc
 

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from kinema.backends.device import pick_device
+from kinema.backends.memory import total_memory_bytes, total_ram_bytes
 from kinema.errors import InvalidRequestError
 
 if TYPE_CHECKING:
@@ -76,8 +78,6 @@ class MemoryBound:
 @functools.cache
 def memory_bounds(device: str) -> tuple[MemoryBound, ...]:
     """The memories a generation on ``device`` decodes into (cached: a machine's total memory does not change)."""
-    from kinema.backends.memory import total_memory_bytes, total_ram_bytes
-
     bounds = []
     ram = total_ram_bytes()
     if ram:
@@ -94,8 +94,6 @@ def memory_bounds(device: str) -> tuple[MemoryBound, ...]:
 
 def device_of(backend: Backend) -> str:
     """The device ``backend`` will run on: a host's (``configure(device=...)``), else kinema's pick."""
-    from kinema.backends.device import pick_device
-
     return getattr(backend, "_device", None) or pick_device()
 
 

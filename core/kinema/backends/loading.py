@@ -6,7 +6,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from kinema.backends.device import place, release
+from kinema.backends import memory
+from kinema.backends.device import release
+from kinema.backends.memory import place, requested
 
 _lock = threading.Lock()
 _loaded: dict[tuple[str, ...], tuple[Any, str]] = {}
@@ -14,8 +16,6 @@ _loaded: dict[tuple[str, ...], tuple[Any, str]] = {}
 
 def load_pipeline(pipeline_cls: Any, path: Path, device: str, dtype: Any, policy: str = "auto") -> tuple[Any, str]:
     """Load (once) a diffusers pipeline from a local folder; returns it and the memory policy it runs under."""
-    from kinema.backends.memory import requested
-
     policy = requested(policy)  # KINEMA_MEMORY counts as a different placement, so it takes effect at once
     key = (pipeline_cls.__name__, str(path), device, str(dtype), policy)
     with _lock:
@@ -43,8 +43,6 @@ def step_down(pipe: Any) -> str | None:
     (which cannot be taken off cleanly) is loaded again from its folder, and
     later jobs get the new one from this cache.
     """
-    from kinema.backends import memory
-
     name, device = memory.current(pipe)
     device = device or str(pipe.device)
     old = memory.get_policy(name, device)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from kinema import models
 from kinema.backends.base import (
     DEFAULT_STRENGTH,
     Backend,
@@ -18,8 +19,11 @@ from kinema.backends.base import (
     step_callback,
     torch_generator,
 )
+from kinema.backends.device import pick_device
 from kinema.backends.limits import Limits
+from kinema.backends.loading import load_pipeline, step_down
 from kinema.backends.lora import loras_loaded
+from kinema.backends.ltx2_conditioning import condition as apply_conditioning
 from kinema.backends.previews import ltx2_preview
 from kinema.clip import Clip, fit_audio
 from kinema.hookspecs import hookimpl
@@ -60,17 +64,12 @@ class LTX2Backend(Backend):
         return type(self)(model, device=self._device)
 
     def status(self) -> BackendStatus:
-        from kinema import models
-        from kinema.backends.device import pick_device
-
         device = self._device or pick_device()
         if self._components is not None or models.is_present(self.model_id):
             return BackendStatus(True, f"{self.model_id} ready", device)
         return BackendStatus(False, f"{self.model_id} not downloaded: run `kinema models pull {self.model_id}`", device)
 
     def _model_path(self):
-        from kinema import models
-
         return models.resolve(self.model_id)
 
     def pipeline(self) -> Any:
@@ -79,16 +78,12 @@ class LTX2Backend(Backend):
             return self._pipe
         from diffusers import LTX2Pipeline
 
-        from kinema.backends.device import pick_device
-
         device = self._device or pick_device()
         if self._components is not None:
             pipe = LTX2Pipeline(**self._components)
             pipe.set_progress_bar_config(disable=True)
             self._pipe = pipe.to(device)
             return self._pipe
-        from kinema.backends.loading import load_pipeline
-
         pipe, _policy = load_pipeline(LTX2Pipeline, self._model_path(), device, self.load_dtype(device), self.memory)
         return pipe
 
@@ -133,8 +128,6 @@ class LTX2Backend(Backend):
                 condition = LTX2VideoCondition(frames=request.start_frames, strength=1.0)
             kwargs["conditions"] = [condition]
         if conditioning:
-            from kinema.backends.ltx2_conditioning import condition as apply_conditioning
-
             pipe = apply_conditioning(pipe, request, plan, conditioning, kwargs)
         cancel.raise_if_cancelled()
         metadata: dict[str, Any] = {}
@@ -176,8 +169,6 @@ class LTX2Backend(Backend):
         return clip
 
     def lighten_memory(self) -> str | None:
-        from kinema.backends.loading import step_down
-
         return step_down(self.pipeline())
 
 

@@ -16,13 +16,12 @@ import numpy as np
 
 from kinema.backends.base import Plan
 from kinema.errors import InvalidRequestError
+from kinema.media.speech import log_mel, resample
 
 
 def speech_latents(pipe: Any, speech: tuple[np.ndarray, int], plan: Plan) -> Any:
     """The speech line as packed, normalised audio latents [1, tokens, channels], as long as the clip's audio."""
     import torch
-
-    from kinema.media.speech import log_mel, resample
 
     vae = pipe.audio_vae
     rate = int(vae.config.sample_rate)
@@ -78,8 +77,6 @@ class SpeechDriven:
 
     def __call__(self, **kwargs: Any) -> Any:
         import torch
-
-        from kinema.media.speech import resample
 
         handle = self._pipe.transformer.register_forward_pre_hook(self._freeze, with_kwargs=True)
         try:

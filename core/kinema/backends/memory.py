@@ -25,6 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from kinema.backends.device import release
+from kinema.backends.step_cache import transformer_blocks
+from kinema.errors import InvalidRequestError, KinemaError, OutOfMemoryError
+from kinema.home import kinema_home, models_dir
+
 logger = logging.getLogger("kinema")
 
 T = TypeVar("T")
@@ -105,8 +110,6 @@ def get_policy(name: str, device: str) -> MemoryPolicy:
     An accelerator-only policy asked for on a CPU is run as ``full``: on a CPU
     there is nowhere to offload to, and diffusers' offload paths raise there.
     """
-    from kinema.errors import InvalidRequestError
-
     policy = _BY_NAME.get(ALIASES.get(name, name))
     if policy is None:
         raise InvalidRequestError(f"memory policy must be one of {', '.join(CHOICES)}; got {name!r}")
@@ -415,8 +418,6 @@ def _detach_from_file(transformer: Any, policy: MemoryPolicy) -> None:
     """
     import torch
 
-    from kinema.backends.step_cache import transformer_blocks
-
     moved = (
         {id(p) for block in transformer_blocks(transformer) for p in block.parameters()}
         if policy.offload == "disk"
@@ -448,8 +449,6 @@ def _offload_dir() -> Path:
     import shutil
     import tempfile
 
-    from kinema.home import kinema_home
-
     root = kinema_home() / "offload"
     root.mkdir(parents=True, exist_ok=True)
     path = Path(tempfile.mkdtemp(prefix="groups-", dir=root))
@@ -462,8 +461,6 @@ def _offload_dir() -> Path:
 
 def is_out_of_memory(error: BaseException) -> bool:
     import torch
-
-    from kinema.errors import KinemaError
 
     if isinstance(error, KinemaError):  # kinema's own OutOfMemoryError was already handled once
         return False
@@ -479,9 +476,6 @@ def retry_lighter_on_oom(run: Callable[[], T], lighten: Callable[[], str | None]
     The retry is written to ``notes`` and the log. Out of memory with nothing
     lighter left, or a second time, raises :class:`kinema.errors.OutOfMemoryError`.
     """
-    from kinema.backends.device import release
-    from kinema.errors import OutOfMemoryError
-
     advice = "make a shorter or smaller clip (--seconds, --size) or use --tier draft"
     try:
         return run()
@@ -512,8 +506,6 @@ def step_down_note(old: str, new: MemoryPolicy) -> str:
 def policy_report(device: str, dtype: Any) -> list[tuple[str, str]]:
     """For ``kinema doctor``: (model, the policy kinema would pick for it here and why) per installed model."""
     import torch
-
-    from kinema.home import models_dir
 
     element_size = torch.empty((), dtype=dtype).element_size()
     free = free_memory_bytes(device)

@@ -12,9 +12,12 @@ from pathlib import Path
 from typing import ClassVar
 
 from kinema.backends.base import BackendStatus, Defaults
+from kinema.backends.device import pick_device
 from kinema.backends.limits import Limits
+from kinema.backends.loading import quiet_libraries
 from kinema.backends.ltx2 import LTX2Backend
 from kinema.backends.wan import WanBackend
+from kinema.errors import InvalidRequestError
 from kinema.home import models_dir
 from kinema.hookspecs import hookimpl
 from kinema.request import MAX_STEPS
@@ -30,8 +33,6 @@ def tiny_model_path(kind: str) -> Path:
     if not is_built(kind, path):  # missing, or built by another kinema or diffusers: rebuilt, not trusted
         with _build_lock:
             if not is_built(kind, path):
-                from kinema.backends.loading import quiet_libraries
-
                 quiet_libraries()
                 build_tiny(kind, path)  # atomic: a half-built folder never appears
     return path
@@ -51,13 +52,9 @@ class _Tiny:
     )
 
     def for_model(self, model: str):
-        from kinema.errors import InvalidRequestError
-
         raise InvalidRequestError(f"backend {self.name!r} runs only its built-in demo model; drop --model")
 
     def status(self) -> BackendStatus:
-        from kinema.backends.device import pick_device
-
         return BackendStatus(True, "embedded demo model (random weights), built offline on first use", pick_device())
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from kinema import models
 from kinema.backends.base import (
     DEFAULT_STRENGTH,
     Backend,
@@ -18,11 +19,13 @@ from kinema.backends.base import (
     step_callback,
     torch_generator,
 )
+from kinema.backends.device import pick_device
 from kinema.backends.limits import Limits
+from kinema.backends.loading import load_pipeline, step_down
 from kinema.backends.lora import loras_loaded
 from kinema.backends.previews import wan_preview
 from kinema.clip import Clip, fit_audio
-from kinema.errors import MissingWeightsError
+from kinema.errors import InvalidRequestError, MissingWeightsError
 from kinema.hookspecs import hookimpl
 from kinema.progress import CancelToken, Progress
 
@@ -69,9 +72,6 @@ class WanBackend(Backend):
         return type(self)(model, audio_model=self.audio_model_id, device=self._device)
 
     def status(self) -> BackendStatus:
-        from kinema import models
-        from kinema.backends.device import pick_device
-
         device = self._device or pick_device()
         missing = []
         if self._components is None and not models.is_present(self.model_id):
@@ -87,8 +87,6 @@ class WanBackend(Backend):
         if role in self._pipes:
             return self._pipes[role]
         from diffusers import StableAudioPipeline, WanPipeline
-
-        from kinema.backends.device import pick_device
 
         cls, components, model = {
             "video": (WanPipeline, self._components, self.model_id),
@@ -106,14 +104,10 @@ class WanBackend(Backend):
             if role == "audio":
                 raise MissingWeightsError(f"{error} (or pass --no-audio for a silent clip)") from None
             raise
-        from kinema.backends.loading import load_pipeline
-
         pipe, _policy = load_pipeline(cls, path, device, self.load_dtype(device), self.memory)
         return pipe
 
     def _model_path(self, model: str):
-        from kinema import models
-
         return models.resolve(model)
 
     def unload(self) -> None:
@@ -122,8 +116,6 @@ class WanBackend(Backend):
     def _remix_pipeline(self, video_pipe: Any, request, plan: Plan) -> tuple[Any, int]:
         """Wan's video-to-video pipeline on the loaded modules, and how many steps it will run."""
         from diffusers import WanVideoToVideoPipeline
-
-        from kinema.errors import InvalidRequestError
 
         if getattr(video_pipe, "transformer_2", None) is not None:
             raise InvalidRequestError(
@@ -230,8 +222,6 @@ class WanBackend(Backend):
         return Clip(frames, plan.fps, audio, sample_rate)
 
     def lighten_memory(self) -> str | None:
-        from kinema.backends.loading import step_down
-
         # Both passes step down: either may have been the one that ran out.
         notes = [note for note in (step_down(pipe) for pipe in self._in_use) if note]
         return "; ".join(notes) or None

@@ -12,10 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from kinema.backends.base import Defaults, Plan, frames_to_uint8, step_callback, torch_generator
+from kinema.backends.base import BackendStatus, Defaults, Plan, frames_to_uint8, step_callback, torch_generator
+from kinema.backends.device import pick_device
 from kinema.backends.limits import Limits
+from kinema.backends.loading import load_pipeline
+from kinema.backends.previews import wan_preview
+from kinema.backends.tiny import tiny_model_path
 from kinema.backends.wan import WanBackend
 from kinema.clip import Clip
+from kinema.errors import InvalidRequestError
 from kinema.hookspecs import hookimpl
 from kinema.progress import CancelToken, Progress
 
@@ -49,16 +54,12 @@ class WanVACEBackend(WanBackend):
             return self._pipes[role]
         from diffusers import WanVACEPipeline
 
-        from kinema.backends.device import pick_device
-
         device = self._device or pick_device()
         if self._components is not None:
             pipe = WanVACEPipeline(**self._components).to(device)
             pipe.set_progress_bar_config(disable=True)
             self._pipes[role] = pipe
             return pipe
-        from kinema.backends.loading import load_pipeline
-
         pipe, _policy = load_pipeline(
             WanVACEPipeline, self._model_path(self.model_id), device, self.load_dtype(device), self.memory
         )
@@ -105,8 +106,6 @@ class WanVACEBackend(WanBackend):
         kwargs = self.conditioning_inputs(request, plan, conditioning)
         preview_fn = None
         if preview:
-            from kinema.backends.previews import wan_preview
-
             preview_fn = wan_preview(video_pipe)
         cancel.raise_if_cancelled()
         output = video_pipe(
@@ -138,19 +137,12 @@ class TinyWanVACEBackend(WanVACEBackend):
     is_demo = True
 
     def for_model(self, model: str):
-        from kinema.errors import InvalidRequestError
-
         raise InvalidRequestError(f"backend {self.name!r} runs only its built-in demo model; drop --model")
 
     def status(self):
-        from kinema.backends.base import BackendStatus
-        from kinema.backends.device import pick_device
-
         return BackendStatus(True, "embedded demo model (random weights), built offline on first use", pick_device())
 
     def _model_path(self, model: str):
-        from kinema.backends.tiny import tiny_model_path
-
         return tiny_model_path(model.removeprefix("kinema/tiny-"))
 
 

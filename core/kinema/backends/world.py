@@ -19,10 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from kinema.backends.base import BackendStatus, Defaults, Plan
+from kinema.backends.device import pick_device
 from kinema.backends.limits import Limits
 from kinema.backends.ltx2 import LTX2Backend
 from kinema.backends.tiny import TinyBackend, _Tiny
+from kinema.errors import MissingWeightsError
 from kinema.hookspecs import hookimpl
+from kinema.world.captions import unknown_words
+from kinema.world.paths import WEIGHTS
 
 WIDTH = HEIGHT = 64
 FPS = 12
@@ -36,8 +40,6 @@ def model_folder() -> Path:
         return Path(override)
     # kinema.world itself is numpy only; its train module imports torch and diffusers, which a status
     # check (answered in a server thread while a worker loads diffusers) must never do.
-    from kinema.world.paths import WEIGHTS
-
     return WEIGHTS
 
 
@@ -63,8 +65,6 @@ class WorldBackend(LTX2Backend):
     for_model = _Tiny.for_model  # the embedded model only: --model is refused
 
     def status(self) -> BackendStatus:
-        from kinema.backends.device import pick_device
-
         folder = model_folder()
         if self._components is not None or is_complete(folder):
             return BackendStatus(True, "the demo world's trained model", pick_device())
@@ -76,16 +76,12 @@ class WorldBackend(LTX2Backend):
         )
 
     def _model_path(self) -> Path:
-        from kinema.errors import MissingWeightsError
-
         folder = model_folder()
         if not is_complete(folder):
             raise MissingWeightsError(self.status().detail)
         return folder
 
     def plan(self, request) -> Plan:
-        from kinema.world.captions import unknown_words
-
         notes = []
         changes: dict[str, Any] = {}
         if (request.width or WIDTH, request.height or HEIGHT) != (WIDTH, HEIGHT):

@@ -8,16 +8,15 @@ from pathlib import Path
 
 import click
 
+from kinema.cameo.capture import capture
+from kinema.cameo.store import CameoStore, check_name, local_user
+
 
 def _store():
-    from kinema.cameo.store import CameoStore
-
     return CameoStore()
 
 
 def _me() -> str:
-    from kinema.cameo.store import local_user
-
     return local_user()
 
 
@@ -66,9 +65,6 @@ def cameo(ctx):
 @click.option("--replace", is_flag=True, help="Replace your existing cameo of that name.")
 def cameo_create(name, video, audio, allowed, everyone, expires, replace):
     """Capture cameo NAME from a video of yourself. Example: kinema cameo create alice --video me.mp4"""
-    from kinema.cameo.capture import capture
-    from kinema.cameo.store import check_name
-
     check_name(name)
     owner = _me()
     click.echo(f"Capturing {video.name}" + (f" with the voice from {audio.name}" if audio else "") + "...", err=True)

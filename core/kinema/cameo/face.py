@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from kinema.errors import KinemaError, MissingWeightsError
+from kinema.home import models_dir
+from kinema.models import local_dir_for
 
 # ArcFace's five-point template for a 112x112 crop: right eye, left eye (as seen), nose tip, mouth corners.
 # SFace and the insightface recognisers were all trained on crops warped onto it.
@@ -110,8 +112,6 @@ def installed_model(role: str) -> InstalledFaceModel | None:
         if not path.is_file():
             raise FaceModelError(f"{ENV_VARS[role]}={env} is not a file; point it at an .onnx model or unset it")
         return InstalledFaceModel(path.name, path, _spec_beside(path, role))
-    from kinema.home import models_dir
-
     for hub_id, spec in KNOWN_FACE_MODELS.items():
         path = models_dir() / hub_id.replace("/", "--") / spec.file
         if spec.role == role and path.is_file():
@@ -122,8 +122,6 @@ def installed_model(role: str) -> InstalledFaceModel | None:
 def pull_face_model(hub_id: str, *, revision: str | None = None) -> Path:
     """Download one known face model's ONNX file (and licence) into kinema's model folder."""
     from huggingface_hub import snapshot_download
-
-    from kinema.models import local_dir_for
 
     spec = KNOWN_FACE_MODELS[hub_id]
     target = local_dir_for(hub_id)

@@ -42,9 +42,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from kinema.cameo import face as facelib
 from kinema.errors import InvalidRequestError, KinemaError
+from kinema.home import kinema_home
 from kinema.hookspecs import hookimpl
+from kinema.media.files import encode_png, read_image
 from kinema.media.hashing import file_sha256
+from kinema.media.speech import AudioReadError, load_speech, write_wav
 
 if TYPE_CHECKING:
     from kinema.cameo.capture import CaptureResult
@@ -186,13 +190,9 @@ class Cameo:
 
     def reference_images(self) -> list[np.ndarray]:
         """The reference portraits, best first, as uint8 RGB arrays."""
-        from kinema.media.files import read_image
-
         return [read_image(self.directory / name) for name in self.references]
 
     def face_images(self) -> list[np.ndarray]:
-        from kinema.media.files import read_image
-
         return [read_image(self.directory / name) for name in self.faces]
 
     @property
@@ -285,8 +285,6 @@ class CameoStore:
 
     def __init__(self, root: Path | None = None):
         if root is None:
-            from kinema.home import kinema_home
-
             root = kinema_home() / "cameos"
         self.root = _private_dir(Path(root))
 
@@ -403,9 +401,6 @@ class CameoStore:
         replace: bool = False,
     ) -> Cameo:
         """Store ``captured`` as cameo ``name`` owned by ``owner``: all files appear at once or not at all."""
-        from kinema.media.files import encode_png
-        from kinema.media.speech import write_wav
-
         check_name(name)
         check_identity(owner)
         permission = _check_permission(permission)
@@ -665,8 +660,6 @@ def prepare(request: GenerationRequest, store: CameoStore | None = None) -> Cond
     cameos = authorize_request(request, store)
     speech = source = None
     if request.speech is not None:
-        from kinema.media.speech import AudioReadError, load_speech
-
         if isinstance(request.speech, str) and request.speech in request.cameos:
             cameo = next(c for c in cameos if c.name == request.speech)
             if cameo.voice_path is None:
@@ -742,8 +735,6 @@ def identity_scores(frames: np.ndarray, cameos: tuple[Cameo, ...], *, samples: i
     mean over frames where a face was found. Without an embedding model
     installed, no score is guessed.
     """
-    from kinema.cameo import face as facelib
-
     try:
         embedder = facelib.get_embedder()
     except facelib.FaceModelError as error:

@@ -25,8 +25,13 @@ from pathlib import Path
 
 import click
 
+from kinema import client
 from kinema.errors import KinemaError
+from kinema.home import kinema_home
 from kinema.hookspecs import hookimpl
+from kinema.styles import list_styles
+from kinema.tiers import TIERS
+from kinema.version import __version__
 
 EXTENSION_ID = "kinema"
 MIN_BLENDER = (4, 2)
@@ -56,8 +61,6 @@ def addon_source() -> Path:
 
 def extension_version() -> str:
     """kinema's version as Blender wants it (MAJOR.MINOR.PATCH)."""
-    from kinema import __version__
-
     match = re.match(r"\d+\.\d+\.\d+", __version__)
     return match.group(0) if match else "0.0.0"
 
@@ -68,17 +71,12 @@ def build(output_dir: Path, *, python: str | None = None) -> Path:
     ``python`` is written into the extension as the default interpreter for
     starting a local server (default: this one).
     """
-    from kinema import client
-
     source = addon_source()
     version = extension_version()
     manifest = (source / MANIFEST_FILE).read_text(encoding="utf-8")
     manifest, stamped = re.subn(r'(?m)^version\s*=\s*"[^"]*"', f'version = "{version}"', manifest, count=1)
     if not stamped:
         raise HostInstallError(f"{source / MANIFEST_FILE} has no version line")
-    from kinema.styles import list_styles
-    from kinema.tiers import TIERS
-
     # The panel's tier menu and its tooltips come from the kinema that built the add-on (Blender cannot import it).
     defaults = {
         "python": python or sys.executable,
@@ -318,8 +316,6 @@ class BlenderHost:
     ) -> InstallResult:
         """Build the Blender extension, validate it with Blender and install it. Example: kinema install blender"""
         if output is None:
-            from kinema.home import kinema_home
-
             output = kinema_home() / "blender"
         archive = build(Path(output))
         blender = identify(blender_path) if blender_path else find_blender()

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import click
 
+from kinema import client
 from kinema.errors import KinemaError
+from kinema.home import kinema_home
 from kinema.hookspecs import hookimpl
 
 SCRIPT = "kinema_obs.py"
@@ -52,8 +54,6 @@ class ObsHost:
         )
 
     def default_target(self) -> Path:
-        from kinema.home import kinema_home
-
         return kinema_home() / "obs"
 
     def install(self, target: str | os.PathLike | None = None, *, server_url: str | None = None, **_options) -> Path:
@@ -65,8 +65,6 @@ class ObsHost:
             raise KinemaError(f"cannot create {folder}: {error.strerror}; pick another folder") from None
         if not os.access(folder, os.W_OK):
             raise KinemaError(f"{folder} is not writable; pick another folder")
-        from kinema import client
-
         defaults = {"kinema_python": sys.executable}
         if server_url:
             defaults["server_url"] = server_url

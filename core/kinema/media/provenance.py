@@ -27,8 +27,12 @@ from typing import Any
 import numpy as np
 
 from kinema.errors import OutputError
+from kinema.home import kinema_home
 from kinema.media import watermark
+from kinema.media.files import probe
 from kinema.media.hashing import file_sha256
+from kinema.media.visible_mark import draw
+from kinema.version import __version__
 
 ASSERTION = "org.kinema.generation"
 TRAINED = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
@@ -49,8 +53,6 @@ class SigningIdentity:
 
 
 def provenance_dir() -> Path:
-    from kinema.home import kinema_home
-
     return kinema_home() / "provenance"
 
 
@@ -237,8 +239,6 @@ def prepare(clip: Any, *, enabled: bool = True, visible_mark: str | None = None)
     frames = clip.frames
     metadata = dict(clip.metadata)
     if visible_mark:
-        from kinema.media.visible_mark import draw
-
         frames = draw(frames, visible_mark)
         metadata["visible_mark"] = visible_mark
     if not enabled:
@@ -264,8 +264,6 @@ def prepare(clip: Any, *, enabled: bool = True, visible_mark: str | None = None)
 
 
 def _manifest(metadata: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
-    from kinema import __version__
-
     prompt = metadata.get("prompt")
     parent = metadata.get("parent") if isinstance(metadata.get("parent"), dict) else None
     generation = {
@@ -543,8 +541,6 @@ def _fill_from_manifest(report: VerifyReport, reader: Any) -> None:
 
 def _metadata_says_off(path: Path) -> bool:
     try:
-        from kinema.media.files import probe
-
         tags = probe(path).metadata
         return json.loads(tags.get("kinema", "{}")).get("provenance") == "off"
     except Exception:  # noqa: BLE001 - a file we cannot probe simply has no kinema metadata

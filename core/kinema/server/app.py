@@ -34,15 +34,18 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 
 from kinema.errors import KinemaError
+from kinema.home import kinema_home
+from kinema.plugins import load_plugins
 from kinema.request import DEFAULT_BACKEND
 from kinema.server.cameos import cameo_router
 from kinema.server.errors import APIError, add_error_handlers
-from kinema.server.jobs import JobManager, JobsBusyError
+from kinema.server.jobs import JobManager, JobsBusyError, _lock_directory
 from kinema.server.models import models_router
 from kinema.server.schemas import ErrorResponse, Health, add_create_video_schemas, to_video
 from kinema.server.security import Guard, api_key_auth, check_bind, is_loopback, owned_jobs_only
 from kinema.server.video_requests import MAX_IMAGE_BYTES, MAX_IMAGE_SIDE, decode_image  # noqa: F401 (re-exported)
 from kinema.server.videos import video_router
+from kinema.version import __version__
 
 DEFAULT_PORT = 8765
 MAX_BODY_BYTES = MAX_IMAGE_BYTES * 4 // 3 + 2**20  # the image as base64 JSON, plus the other fields
@@ -62,8 +65,6 @@ def create_app(
     ``home`` is the data directory (default ``kinema_home()``); jobs live in ``home/jobs``.
     ``start_workers=False`` queues jobs without running them (schema fuzzing).
     """
-    from kinema import __version__
-
     if api_key is ...:
         api_key = os.environ.get("KINEMA_API_KEY") or None
     api_key = api_key or None
@@ -71,8 +72,6 @@ def create_app(
     manager = JobManager(home, start_workers=start_workers)
 
     def startup() -> None:
-        from kinema.plugins import load_plugins
-
         load_plugins()  # once, before requests: its first call is not safe from several threads at once
         manager.start()
 
@@ -155,9 +154,6 @@ def serve(
     import uvicorn
 
     check_bind(host, api_key)
-    from kinema.home import kinema_home
-    from kinema.server.jobs import _lock_directory
-
     jobs_dir = kinema_home() / "jobs"
     jobs_dir.mkdir(parents=True, exist_ok=True)
     _lock_directory(jobs_dir).close()  # fail early and clearly if another server owns the data directory

@@ -47,16 +47,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kinema.cameo.store import SERVER_OWNER
+from kinema import engine
+from kinema.cameo.store import SERVER_OWNER, CameoNotAllowedError, CameoTamperedError, authorize_request
 from kinema.errors import (
     GenerationCancelled,
     InvalidRequestError,
     KinemaError,
     MissingWeightsError,
+    OutOfMemoryError,
     OutputError,
     UnknownBackendError,
 )
+from kinema.home import kinema_home
+from kinema.media.files import encode_jpeg, encode_png
 from kinema.progress import CancelToken, Progress
+from kinema.request import GenerationRequest
+from kinema.server.tasks import prepare as prepare_task
+from kinema.server.tasks import run as run_task
+from kinema.styles import apply_style
 
 ID_PATTERN = re.compile(r"video_[0-9a-f]{32}")
 STATUSES = ("queued", "in_progress", "completed", "failed", "cancelled")
@@ -368,8 +376,6 @@ class JobManager:
     """Owns the data directory: submits, runs, cancels and deletes jobs, and streams their events."""
 
     def __init__(self, home: Path | None = None, *, start_workers: bool = True):
-        from kinema.home import kinema_home
-
         self.directory = Path(home or kinema_home()) / "jobs"
         self.start_workers = start_workers
         self.store: JobStore | None = None
@@ -463,10 +469,6 @@ class JobManager:
         Raises InvalidRequestError (a size limit included: kinema.backends.limits), UnknownBackendError or
         MissingWeightsError.
         """
-        from kinema import engine
-        from kinema.request import GenerationRequest
-        from kinema.styles import apply_style
-
         if self._stopping.is_set():
             raise ShuttingDown("the server is shutting down; submit again once it is back")
         unknown = set(fields) - set(REQUEST_FIELDS)
@@ -475,16 +477,12 @@ class JobManager:
         request = GenerationRequest(**{**fields, "user": owner}, image=image)
         backend = engine.resolve_backend(request)
         plan = backend.plan(apply_style(request))
-        from kinema.cameo.store import authorize_request
-
         authorize_request(request)  # refused now; checked again when the job starts (a revoke in between counts)
         status = backend.status()
         if not status.ready:
             raise MissingWeightsError(f"backend {backend.name!r} cannot run yet: {status.detail}")
         task_plan: dict = {}
         if task is not None:
-            from kinema.server.tasks import prepare as prepare_task
-
             task, task_plan = prepare_task(task, request, backend, lambda parent: self.artifact(parent, VIDEO_FILE))
             task_plan["task"] = task
         stored = {name: getattr(request, name) for name in REQUEST_FIELDS}
@@ -519,8 +517,6 @@ class JobManager:
         folder.mkdir(parents=True)
         try:
             if request.image is not None:
-                from kinema.media.files import encode_png
-
                 atomic_write(folder / INPUT_FILE, encode_png(request.image))
             self._jobs.insert(record)
         except BaseException:
@@ -677,8 +673,6 @@ class JobManager:
             listening = bool(live.subscribers)
         preview = None
         if event.preview is not None and listening:  # encode only for someone who watches
-            from kinema.media.files import encode_jpeg
-
             with contextlib.suppress(Exception):
                 preview = base64.b64encode(encode_jpeg(event.preview, PREVIEW_JPEG_QUALITY)).decode("ascii")
         with self._lock:
@@ -704,9 +698,6 @@ class JobManager:
             return worker
 
     def _run(self, record: dict, worker: _Worker) -> None:
-        from kinema import engine
-        from kinema.request import GenerationRequest
-
         job_id = record["id"]
         token = CancelToken()
         with self._lock:
@@ -724,8 +715,6 @@ class JobManager:
             token.raise_if_cancelled()
             task = record["plan"].get("task")
             if task:
-                from kinema.server.tasks import run as run_task
-
                 clip = run_task(
                     task,
                     request,
@@ -744,8 +733,6 @@ class JobManager:
                     preview=True,
                 )
             token.raise_if_cancelled()
-            from kinema.media.files import encode_png
-
             clip.save(folder / VIDEO_FILE)
             atomic_write(folder / THUMBNAIL_FILE, encode_png(clip.frames[clip.frame_count // 2]))
             if not self._jobs.finish(job_id, "completed", unless_cancel_requested=True):
@@ -770,14 +757,10 @@ class JobManager:
 
 
 def _describe_failure(error: Exception) -> tuple[str, str]:
-    from kinema.cameo.store import CameoNotAllowedError, CameoTamperedError
-
     if isinstance(error, CameoNotAllowedError):  # e.g. revoked while the job was queued
         return f"cameo_{error.reason}", str(error)
     if isinstance(error, CameoTamperedError):
         return "cameo_tampered", str(error)
-    from kinema.errors import OutOfMemoryError
-
     codes = [
         (OutOfMemoryError, "out_of_memory"),
         (MissingWeightsError, "missing_weights"),
@@ -804,8 +787,6 @@ class _Worker(threading.Thread):
         self._backend: Any = None
 
     def backend_for(self, request: Any) -> Any:
-        from kinema import engine
-
         key = (request.backend, request.model)
         if key != self._backend_key:
             if self._backend is not None:

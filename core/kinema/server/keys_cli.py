@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from kinema.server.users import add_key, list_users, remove_key
+
 
 @click.group(invoke_without_command=True)
 @click.pass_context
@@ -17,8 +19,6 @@ def keys(ctx):
 @click.argument("user")
 def keys_add(user):
     """Make (or replace) USER's API key and print it once. Example: kinema keys add bob"""
-    from kinema.server.users import add_key
-
     key = add_key(user)
     click.echo(key)
     click.echo(f"Give this key to {user}: it is stored only as a hash and cannot be shown again.", err=True)
@@ -27,8 +27,6 @@ def keys_add(user):
 @keys.command("list")
 def keys_list():
     """Users with an API key. Example: kinema keys list"""
-    from kinema.server.users import list_users
-
     names = list_users()
     click.echo(
         "\n".join(names) if names else "No user keys: requests act as the server's owner. Add: kinema keys add USER"
@@ -39,8 +37,6 @@ def keys_list():
 @click.argument("user")
 def keys_remove(user):
     """Remove USER's API key at once. Example: kinema keys remove bob"""
-    from kinema.server.users import remove_key
-
     if not remove_key(user):
         raise click.ClickException(f"{user} has no API key")
     click.echo(f"removed the key of {user}")

@@ -6,6 +6,8 @@ import contextlib
 
 from fastapi import APIRouter
 
+from kinema import models as model_store
+from kinema.engine import get_backends
 from kinema.server.errors import error_responses
 from kinema.server.schemas import ModelList
 
@@ -22,9 +24,6 @@ def models_router() -> APIRouter:
 
 
 def model_list() -> list[dict]:
-    from kinema import models as model_store
-    from kinema.engine import get_backends
-
     registry = get_backends()
     aliases: dict[int, list[str]] = {}
     for name, backend in registry.items():

@@ -15,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from kinema.server.errors import error_responses
 from kinema.server.schemas import StoryboardCreateParams, Video
 from kinema.server.video_requests import parse_size
+from kinema.storyboard import from_dict, parse_storyboard
 
 
 def storyboard_router(submit: Callable[..., Awaitable[dict]]) -> APIRouter:
@@ -24,8 +25,6 @@ def storyboard_router(submit: Callable[..., Awaitable[dict]]) -> APIRouter:
     @router.post("/storyboards", response_model=Video, tags=["videos"], responses=error_responses())
     async def create_storyboard(params: StoryboardCreateParams, request: Request) -> dict:
         """A video made from a storyboard's shots, with cuts, continuity and crossfaded sound (kinema)."""
-        from kinema.storyboard import from_dict, parse_storyboard
-
         width, height = parse_size(params.size)
         overrides: dict[str, Any] = {
             k: v

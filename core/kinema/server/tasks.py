@@ -12,7 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from kinema.errors import InvalidRequestError
+from kinema.extend import extend, plan_extension
+from kinema.media.files import probe
+from kinema.remix import remix, remix_frames
 from kinema.request import check_seconds
+from kinema.storyboard import from_dict, parse_storyboard, plan_storyboard, run_storyboard, shot_request
+from kinema.styles import get_style
 
 KINDS = ("remix", "extend", "storyboard")
 ParentLookup = Callable[[str], Path | None]  # a finished job's id -> its MP4, or None
@@ -24,8 +29,6 @@ def prepare(task: dict, request: Any, backend: Any, parent_video: ParentLookup) 
     Every generation the task will run is planned here, so one beyond the backend's limits (kinema.backends.limits)
     is refused now, not as a failed job.
     """
-    from kinema.media.files import probe
-
     kind = task.get("kind")
     if kind not in KINDS:
         raise InvalidRequestError(f"unknown task {kind!r}; one of {', '.join(KINDS)}")
@@ -43,8 +46,6 @@ def prepare(task: dict, request: Any, backend: Any, parent_video: ParentLookup) 
             strength = task.get("strength", 0.6)
             if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 < strength <= 1:
                 raise InvalidRequestError(f"strength must be a number in (0, 1], got {strength!r}")
-            from kinema.remix import remix_frames
-
             _plan_generation(request, backend, remix_frames(info.frame_count, backend), info)
             stored = {
                 "kind": kind,
@@ -63,8 +64,6 @@ def prepare(task: dict, request: Any, backend: Any, parent_video: ParentLookup) 
         seconds = check_seconds(seconds, name="seconds to add", required=True)
         if not backend.supports_image:
             raise InvalidRequestError(f"backend {backend.name!r} cannot start from frames, so it cannot extend a clip")
-        from kinema.extend import plan_extension
-
         _context, added, generated = plan_extension(
             info.frame_count, info.fps, info.width, info.height, seconds, backend
         )
@@ -83,8 +82,6 @@ def prepare(task: dict, request: Any, backend: Any, parent_video: ParentLookup) 
             "height": info.height,
         }
     board = _board(task, request)
-    from kinema.storyboard import plan_storyboard, shot_request
-
     plans = plan_storyboard(board, backend)
     frames = sum(p.frames for p in plans)
     first = backend.plan(shot_request(board, plans[0], None))  # every shot has the film's size
@@ -114,8 +111,6 @@ def _plan_generation(request: Any, backend: Any, frames: int, info: Any) -> None
 
 
 def _board(task: dict, request: Any) -> Any:
-    from kinema.storyboard import from_dict, parse_storyboard
-
     text = task.get("storyboard")
     if isinstance(text, str):
         board = parse_storyboard(text, format=task.get("format", "auto"), source="storyboard", files=False)
@@ -130,8 +125,6 @@ def _board(task: dict, request: Any) -> Any:
     style = overrides.pop("world_style", None)
     if style:
         import dataclasses
-
-        from kinema.styles import get_style
 
         get_style(style)
         overrides["world"] = dataclasses.replace(board.world, style=style)
@@ -154,8 +147,6 @@ def run(
         if path is None:
             raise InvalidRequestError(f"video {task['parent']!r} was deleted before this {kind} could run")
         if kind == "remix":
-            from kinema.remix import remix
-
             return remix(
                 path,
                 request.prompt,
@@ -172,8 +163,6 @@ def run(
                 progress=progress,
                 cancel=cancel,
             )
-        from kinema.extend import extend
-
         return extend(
             path,
             task["seconds"],
@@ -189,8 +178,6 @@ def run(
             progress=progress,
             cancel=cancel,
         )
-    from kinema.storyboard import run_storyboard
-
     return run_storyboard(
         _board(task, request), backend=backend, progress=progress, cancel=cancel, user=getattr(request, "user", None)
     ).film

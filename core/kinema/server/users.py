@@ -18,14 +18,13 @@ from pathlib import Path
 
 from kinema.cameo.store import USER_PATTERN, _locked, _write_private, check_user
 from kinema.errors import KinemaError
+from kinema.home import kinema_home
 
 KEYS_FILE = "api-keys.json"
 KEY_PREFIX = "kinema-"
 
 
 def _path() -> Path:
-    from kinema.home import kinema_home
-
     return kinema_home() / KEYS_FILE
 
 

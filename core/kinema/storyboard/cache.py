@@ -13,17 +13,19 @@ from typing import Any
 
 import numpy as np
 
+from kinema.cameo.store import RECORD_FILE, CameoStore
+from kinema.clip import Clip
+from kinema.errors import InvalidRequestError
+from kinema.home import kinema_home
+from kinema.styles import apply_style
+from kinema.version import __version__
+
 
 def cache_key(request: Any, backend: Any) -> str:
     """A hash of everything that changes what a shot looks and sounds like."""
-    from kinema import __version__
-    from kinema.styles import apply_style
-
     effective = apply_style(request)
     fields = {f.name: _fingerprint(getattr(effective, f.name)) for f in dataclasses.fields(effective)}
     if effective.cameos:  # a cameo re-recorded under the same name must not bring back the old likeness
-        from kinema.cameo.store import RECORD_FILE, CameoStore
-
         store = CameoStore()
         fields["cameo_records"] = [_fingerprint(store.path(name) / RECORD_FILE) for name in effective.cameos]
     identity = {
@@ -63,8 +65,6 @@ STALE_PART_SECONDS = 3600  # a .part this old belongs to a run that died mid-wri
 
 def limit_from_environment() -> int:
     """The cache's size limit in bytes: ``KINEMA_SHOT_CACHE_GB`` (0 keeps nothing), else 20 GB."""
-    from kinema.errors import InvalidRequestError
-
     raw = os.environ.get("KINEMA_SHOT_CACHE_GB", "").strip()
     try:
         gigabytes = float(raw) if raw else DEFAULT_LIMIT_GB
@@ -83,8 +83,6 @@ class ShotCache:
     """
 
     def __init__(self, folder: Path | None = None, limit_bytes: int | None = None):
-        from kinema.home import kinema_home
-
         self.folder = folder or kinema_home() / "cache" / "shots"
         self.limit_bytes = limit_from_environment() if limit_bytes is None else limit_bytes
 
@@ -92,8 +90,6 @@ class ShotCache:
         return self.folder / f"{key}.npz"
 
     def get(self, key: str) -> Any:
-        from kinema.clip import Clip
-
         path = self.path(key)
         if not path.is_file():
             return None

@@ -8,6 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kinema.cameo.store import CameoStore
+from kinema.home import kinema_home
+from kinema.media.files import MediaReadError, decode_data_url, is_data_url
 from kinema.request import (
     MAX_FPS,
     MAX_GUIDANCE,
@@ -21,6 +24,7 @@ from kinema.request import (
 )
 from kinema.storyboard.model import CUTS, MAX_SHOTS, Line, Shot, Storyboard, StoryboardError, World
 from kinema.storyboard.parse import SECONDS, line_of, suggest
+from kinema.styles import list_styles
 from kinema.tiers import TIERS
 
 _TOP_KEYS = {
@@ -443,8 +447,6 @@ def _dialogue(check: _Checker, value: Any, line: int | None, label: str, where: 
 
 def _image(check: _Checker, value: Any, line: int | None, label: str, base_dir: Path | None) -> Any:
     """The shot's first frame: a path (read when the shot runs) or, from a data URL, the pixels themselves."""
-    from kinema.media.files import MediaReadError, decode_data_url, is_data_url
-
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip():
@@ -474,8 +476,6 @@ def _image(check: _Checker, value: Any, line: int | None, label: str, base_dir: 
 
 def _check_names(check: _Checker, shots: list[Shot], world: World) -> None:
     """Styles and cameos must exist: say so before anything is generated."""
-    from kinema.styles import list_styles
-
     styles = list_styles()
     if world.style and world.style not in styles:
         check.add(
@@ -501,10 +501,6 @@ def _check_names(check: _Checker, shots: list[Shot], world: World) -> None:
 
 def _known_cameos() -> set[str]:
     """Names of the cameos on this machine (whether the person asking may use them is checked per shot)."""
-    from kinema.home import kinema_home
-
     if not (kinema_home() / "cameos").is_dir():
         return set()
-    from kinema.cameo.store import CameoStore
-
     return set(CameoStore().names())

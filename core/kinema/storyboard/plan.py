@@ -10,9 +10,12 @@ from typing import Any
 
 import numpy as np
 
+from kinema.backends.limits import check_frames_fit
+from kinema.engine import get_backend
 from kinema.errors import InvalidRequestError
 from kinema.request import MAX_SEED, GenerationRequest, seconds_to_frames
 from kinema.storyboard.model import Shot, Storyboard, StoryboardError
+from kinema.styles import apply_style
 
 
 @dataclass(frozen=True)
@@ -74,8 +77,6 @@ def plan_storyboard(board: Storyboard, backend: Any = None) -> list[ShotPlan]:
     Every shot is checked against the backend's limits, and the film against memory (kinema.backends.limits),
     so a storyboard that cannot be made fails here, before its first shot.
     """
-    from kinema.engine import get_backend
-
     backend = backend or get_backend(board.backend)
     fps = Fraction(board.fps or backend.defaults.fps).limit_denominator(1001)
     multiple = max(1, int(getattr(backend, "frame_multiple", 1)))
@@ -132,10 +133,6 @@ def plan_storyboard(board: Storyboard, backend: Any = None) -> list[ShotPlan]:
 
 def _check_limits(board: Storyboard, plans: list[ShotPlan], backend: Any) -> None:
     """Plan every shot's generation as the engine will (which checks it), then the whole film's memory."""
-    from kinema.backends.limits import check_frames_fit
-    from kinema.errors import InvalidRequestError
-    from kinema.styles import apply_style
-
     problems: list[tuple[int | None, str]] = []
     size = None
     for plan in plans:

@@ -11,10 +11,17 @@ from typing import Any
 
 import numpy as np
 
+from kinema import engine
+from kinema.cameo.store import authorize_request
+from kinema.clip import Clip, fit_audio
 from kinema.errors import InvalidRequestError
+from kinema.media.assemble import Piece, join
+from kinema.progress import CancelToken, Progress
+from kinema.request import GenerationRequest
 from kinema.storyboard.cache import ShotCache, cache_key
 from kinema.storyboard.model import Storyboard, StoryboardError
 from kinema.storyboard.plan import ShotPlan, plan_storyboard, shot_request
+from kinema.version import __version__
 
 
 @dataclass
@@ -57,12 +64,6 @@ def run_storyboard(
     local user). ``start_image`` (uint8 [H, W, 3]) is the first shot's first
     frame, unless that shot names an image of its own.
     """
-    from kinema import __version__, engine
-    from kinema.clip import Clip
-    from kinema.media.assemble import Piece, join
-    from kinema.progress import CancelToken, Progress
-    from kinema.request import GenerationRequest
-
     backend = backend or engine.resolve_backend(
         GenerationRequest("storyboard", backend=board.backend, model=board.model)
     )
@@ -83,8 +84,6 @@ def run_storyboard(
         key = cache_key(request, backend)
         clip = store.get(key) if store else None
         if clip is not None and request.cameos:
-            from kinema.cameo.store import authorize_request
-
             authorize_request(request)  # consent is asked again: a cached likeness is still a likeness
         cached = clip is not None
         if clip is None:
@@ -153,8 +152,6 @@ def run_storyboard(
 
 def _kept_clip(clip: Any, plan: ShotPlan) -> Any:
     """The frames the shot keeps, with exactly their sound."""
-    from kinema.clip import Clip, fit_audio
-
     frames = clip.frames[plan.head : plan.head + plan.frames]
     audio = None
     if clip.audio is not None:

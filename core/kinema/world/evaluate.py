@@ -37,6 +37,11 @@ from typing import Any
 
 import numpy as np
 
+from kinema import generate
+from kinema.clip import Clip
+from kinema.extend import extend
+from kinema.request import GenerationRequest
+from kinema.storyboard import parse_storyboard, run_storyboard
 from kinema.world import detect
 from kinema.world.captions import caption
 from kinema.world.render import render
@@ -123,9 +128,6 @@ class KinemaSource:
         self.name, self.backend, self.steps = name, backend, steps
 
     def _generate(self, case: Case, **extra: Any) -> Made:
-        from kinema import generate
-        from kinema.request import GenerationRequest
-
         request = GenerationRequest(case.prompt, seed=case.seed, steps=self.steps, backend=self.backend.name, **extra)
         started = time.perf_counter()
         return _made(generate(request, backend=self.backend), started)
@@ -137,9 +139,6 @@ class KinemaSource:
         return self._generate(case, image=first)
 
     def extend(self, case: Case, made: Made) -> tuple[Made, int]:
-        from kinema.clip import Clip
-        from kinema.extend import extend
-
         source = Clip(made.frames, Fraction(made.fps), np.stack([made.audio, made.audio]), made.sample_rate)
         source.metadata.update({"prompt": case.prompt, "backend": self.backend.name})
         started = time.perf_counter()
@@ -147,8 +146,6 @@ class KinemaSource:
         return _made(longer, started), len(made.frames)
 
     def storyboard(self, case: Case) -> tuple[Made, Made]:
-        from kinema.storyboard import parse_storyboard, run_storyboard
-
         text = f"Shot 1 ({CLIP_SECONDS:.3f}s): {case.prompt}\nShot 2 ({CLIP_SECONDS:.3f}s, continue): {case.prompt}\n"
         board = parse_storyboard(text)
         board = dataclasses.replace(board, seed=case.seed, steps=self.steps, backend=self.backend.name)

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kinema.world.scene import CONTACT_Y, REF_WIDTH, Scene
+from kinema.world.scene import CONTACT_Y, DROP_HEIGHT, GRAVITY, REF_WIDTH, TOSS_VX, TOSS_VY, Scene
 
-GRAVITY = 280.0  # px/s^2, one gravity for every clip (a 34 px drop lands in ~0.49 s)
+# GRAVITY (px/s^2) is set with the room's other numbers in kinema.world.scene, which samples tosses with it.
 RESTITUTION = {"wood": 0.55, "tiles": 0.70}  # rebound speed / impact speed, by floor
 REST_SPEED = 41.0  # px/s: a rebound slower than this (apex < 3 px) is absorbed and the ball rests
 FRICTION = 0.8  # horizontal speed kept at each contact
@@ -141,7 +141,5 @@ def simulate(scene: Scene, seconds: float, fps: float, *, start_time: float = 0.
 
 def max_speed() -> float:
     """The fastest the ball can move in this world (px/s): the longest fall plus the fastest toss."""
-    from kinema.world.scene import DROP_HEIGHT, TOSS_VX, TOSS_VY
-
     fall = np.sqrt(2.0 * GRAVITY * (DROP_HEIGHT[1] + TOSS_VY[1] ** 2 / (2 * GRAVITY)))
     return float(np.hypot(fall, TOSS_VX[1]))

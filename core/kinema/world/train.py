@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from kinema.media.speech import log_mel
 from kinema.world import model as M
 from kinema.world.captions import VOCABULARY, caption
 from kinema.world.paths import WEIGHTS
@@ -109,8 +110,6 @@ def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
 
 def log_mel_batch(audio: np.ndarray) -> torch.Tensor:
     """Mono [B,S] -> the audio VAE's input [B,2,T,mel]: the same log-mel the speech path computes."""
-    from kinema.media.speech import log_mel
-
     return torch.cat([log_mel(np.stack([a, a]), M.SAMPLE_RATE, n_mels=M.MEL_BINS, hop=M.HOP) for a in audio])
 
 
