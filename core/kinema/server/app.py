@@ -37,14 +37,14 @@ from kinema.errors import KinemaError
 from kinema.home import kinema_home
 from kinema.plugins import load_plugins
 from kinema.request import DEFAULT_BACKEND
-from kinema.server.cameos import cameo_router
+from kinema.server.cameos import router as cameo_router
 from kinema.server.errors import APIError, add_error_handlers
 from kinema.server.jobs import JobManager, JobsBusyError, _lock_directory
 from kinema.server.models import models_router
 from kinema.server.schemas import ErrorResponse, Health, add_create_video_schemas, to_video
-from kinema.server.security import Guard, api_key_auth, check_bind, is_loopback, owned_jobs_only
+from kinema.server.security import Guard, authorize, check_bind, is_loopback, owned_jobs_only
 from kinema.server.video_requests import MAX_IMAGE_BYTES, MAX_IMAGE_SIDE, decode_image  # noqa: F401 (re-exported)
-from kinema.server.videos import video_router
+from kinema.server.videos import router as video_router
 from kinema.version import __version__
 
 DEFAULT_PORT = 8765
@@ -90,7 +90,10 @@ def create_app(
         summary="Local video with synchronized audio, speaking the OpenAI Videos API.",
         lifespan=lifespan,
     )
+    # What the routes' dependencies read (kinema.server.dependencies, kinema.server.security).
     app.state.manager = manager
+    app.state.default_backend = default_backend
+    app.state.api_key = expected
     app.add_middleware(
         Guard,
         max_body=max_body_bytes,
@@ -98,7 +101,6 @@ def create_app(
         extra_hosts=frozenset(h.lower() for h in allowed_hosts),
     )
     add_error_handlers(app, max_body_bytes=max_body_bytes)
-    authorize = api_key_auth(expected)
 
     @app.get("/health", response_model=Health, tags=["kinema"])
     def health() -> dict:
@@ -108,14 +110,14 @@ def create_app(
     # Every /v1 route: who is asking, and a job named in the path must be theirs (or the owner asks).
     v1 = APIRouter(
         prefix="/v1",
-        dependencies=[Depends(authorize), Depends(owned_jobs_only(manager, authorize))],
+        dependencies=[Depends(authorize), Depends(owned_jobs_only)],
         responses={401: {"model": ErrorResponse}},
     )
-    v1.include_router(video_router(manager, default_backend))
+    v1.include_router(video_router)
     v1.include_router(models_router())
     app.include_router(v1)
     app.include_router(
-        cameo_router(authorize, APIError),
+        cameo_router,
         prefix="/v1",
         dependencies=[Depends(authorize)],
         responses={401: {"model": ErrorResponse}},

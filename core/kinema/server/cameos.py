@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +21,8 @@ from starlette.datastructures import UploadFile
 from kinema.cameo import store as cameo_lib
 from kinema.cameo.capture import CaptureError, capture
 from kinema.errors import InvalidRequestError
+from kinema.server.dependencies import cameo_store, current_user
+from kinema.server.errors import APIError
 
 MAX_UPLOAD_BYTES = 200 * 2**20  # a cameo recording: a few seconds of phone video
 CHUNK = 1 << 20
@@ -44,17 +45,6 @@ class CameoRevoke(BaseModel):
     users: list[str] = Field(default_factory=list, description="Revoke only these users; empty: everyone, at once.")
 
 
-def status_of(error: cameo_lib.CameoError) -> tuple[int, str, str]:
-    """(HTTP status, error code, error type) for a cameo error."""
-    if isinstance(error, cameo_lib.CameoNotFoundError):
-        return 404, "cameo_not_found", "invalid_request_error"
-    if isinstance(error, cameo_lib.CameoNotAllowedError):
-        return 403, f"cameo_{error.reason}", "permission_error"
-    if isinstance(error, cameo_lib.CameoTamperedError):
-        return 409, "cameo_tampered", "invalid_request_error"
-    return 409, "cameo_conflict", "invalid_request_error"
-
-
 async def _save_upload(upload: UploadFile, folder: Path, name: str) -> Path:
     suffix = Path(upload.filename or "").suffix[:10] or ".bin"
     path = folder / f"{name}{suffix}"
@@ -71,154 +61,160 @@ async def _save_upload(upload: UploadFile, folder: Path, name: str) -> Path:
     return path
 
 
-def cameo_router(current_user: Callable[..., str], api_error: Callable[..., Exception]) -> APIRouter:
-    """The routes, given the server's "who is asking" dependency and its error type."""
-    router = APIRouter(tags=["cameos"])
+router = APIRouter(tags=["cameos"])
+User = Depends(current_user)
+Store = Depends(cameo_store)
 
-    def store() -> cameo_lib.CameoStore:
-        return cameo_lib.CameoStore()
 
-    def visible(name: str, user: str) -> cameo_lib.Cameo:
-        """The cameo if ``user`` owns it or may use it now; otherwise it does not exist for them."""
-        try:
-            cameo = store().get(name, verify_files=False)
-        except cameo_lib.CameoNotFoundError:
-            raise api_error(404, f"no cameo named {name!r}", code="cameo_not_found", param="name") from None
-        if cameo.owner != user and not cameo.may_use(user)[0]:
-            raise api_error(404, f"no cameo named {name!r}", code="cameo_not_found", param="name")
-        return cameo
+def visible(store: cameo_lib.CameoStore, name: str, user: str) -> cameo_lib.Cameo:
+    """The cameo if ``user`` owns it or may use it now; otherwise it does not exist for them."""
+    try:
+        cameo = store.get(name, verify_files=False)
+    except cameo_lib.CameoNotFoundError:
+        raise APIError(404, f"no cameo named {name!r}", code="cameo_not_found", param="name") from None
+    if cameo.owner != user and not cameo.may_use(user)[0]:
+        raise APIError(404, f"no cameo named {name!r}", code="cameo_not_found", param="name")
+    return cameo
 
-    def row(cameo: cameo_lib.Cameo, user: str) -> dict[str, Any]:
-        usable, reason, _ = cameo.may_use(user)
-        return {"object": "cameo", "id": cameo.name, **cameo.public(), "usable": usable, "status": reason}
 
-    form_schema = {
-        "type": "object",
-        "required": ["name", "video"],
-        "properties": {
-            "name": {"type": "string", "description": "lowercase letters, digits, - or _ (e.g. alice)"},
-            "video": {
-                "type": "string",
-                "format": "binary",
-                "description": "the person alone, facing the camera, 3-10 s",
-            },
-            "audio": {"type": "string", "format": "binary", "description": "optional: the person talking, 3 s or more"},
-            "permission": {"type": "string", "enum": ["only_me", "listed", "everyone"]},
-            "allowed_users": {"type": "string", "description": "comma-separated kinema user names"},
-            "expires": {"type": "string", "description": "a date (2026-01-31) or a duration (30d)"},
+def row(cameo: cameo_lib.Cameo, user: str) -> dict[str, Any]:
+    usable, reason, _ = cameo.may_use(user)
+    return {"object": "cameo", "id": cameo.name, **cameo.public(), "usable": usable, "status": reason}
+
+
+form_schema = {
+    "type": "object",
+    "required": ["name", "video"],
+    "properties": {
+        "name": {"type": "string", "description": "lowercase letters, digits, - or _ (e.g. alice)"},
+        "video": {
+            "type": "string",
+            "format": "binary",
+            "description": "the person alone, facing the camera, 3-10 s",
         },
-    }
+        "audio": {"type": "string", "format": "binary", "description": "optional: the person talking, 3 s or more"},
+        "permission": {"type": "string", "enum": ["only_me", "listed", "everyone"]},
+        "allowed_users": {"type": "string", "description": "comma-separated kinema user names"},
+        "expires": {"type": "string", "description": "a date (2026-01-31) or a duration (30d)"},
+    },
+}
 
-    @router.post(
-        "/cameos",
-        status_code=201,
-        openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": form_schema}}}},
-    )
-    async def create_cameo(request: Request, user: str = Depends(current_user)) -> dict:
-        """Create a cameo from a multipart upload: ``name``, ``video`` (file), optional ``audio`` (file),
-        ``permission``, ``allowed_users`` (comma-separated or repeated), ``expires``."""
+
+@router.post(
+    "/cameos",
+    status_code=201,
+    openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": form_schema}}}},
+)
+async def create_cameo(request: Request, user: str = User, store: cameo_lib.CameoStore = Store) -> dict:
+    """Create a cameo from a multipart upload: ``name``, ``video`` (file), optional ``audio`` (file),
+    ``permission``, ``allowed_users`` (comma-separated or repeated), ``expires``."""
+    try:
+        form = await request.form(max_files=2, max_fields=32, max_part_size=1024 * 1024)
+    except Exception as error:  # malformed multipart, or not multipart at all
+        raise APIError(
+            400, f"send multipart/form-data with name and a video file: {error}", code="invalid_body"
+        ) from None
+    name = form.get("name")
+    video = form.get("video")
+    audio = form.get("audio")
+    if not isinstance(name, str) or not name:
+        raise APIError(400, "name is required (e.g. 'alice')", param="name", code="missing_required_parameter")
+    if not isinstance(video, UploadFile):
+        raise APIError(
+            400,
+            "video is required: a file of the person alone, facing the camera, 3-10 s",
+            param="video",
+            code="missing_required_parameter",
+        )
+    cameo_lib.check_name(name)
+    allowed = [
+        u.strip()
+        for value in form.getlist("allowed_users")
+        if isinstance(value, str)
+        for u in value.split(",")
+        if u.strip()
+    ]
+    permission = form.get("permission") or ("listed" if allowed else "only_me")
+    folder = Path(tempfile.mkdtemp(prefix="kinema-cameo-upload-"))
+    try:
+        video_path = await _save_upload(video, folder, "video")
+        audio_path = await _save_upload(audio, folder, "audio") if isinstance(audio, UploadFile) else None
         try:
-            form = await request.form(max_files=2, max_fields=32, max_part_size=1024 * 1024)
-        except Exception as error:  # malformed multipart, or not multipart at all
-            raise api_error(
-                400, f"send multipart/form-data with name and a video file: {error}", code="invalid_body"
+            captured = await run_in_threadpool(capture, video_path, audio_path)
+        except CaptureError as error:
+            raise APIError(
+                400, str(error).replace(str(folder) + "/", ""), param=error.source, code=f"cameo_{error.reason}"
             ) from None
-        name = form.get("name")
-        video = form.get("video")
-        audio = form.get("audio")
-        if not isinstance(name, str) or not name:
-            raise api_error(400, "name is required (e.g. 'alice')", param="name", code="missing_required_parameter")
-        if not isinstance(video, UploadFile):
-            raise api_error(
-                400,
-                "video is required: a file of the person alone, facing the camera, 3-10 s",
-                param="video",
-                code="missing_required_parameter",
-            )
-        cameo_lib.check_name(name)
-        allowed = [
-            u.strip()
-            for value in form.getlist("allowed_users")
-            if isinstance(value, str)
-            for u in value.split(",")
-            if u.strip()
-        ]
-        permission = form.get("permission") or ("listed" if allowed else "only_me")
-        folder = Path(tempfile.mkdtemp(prefix="kinema-cameo-upload-"))
-        try:
-            video_path = await _save_upload(video, folder, "video")
-            audio_path = await _save_upload(audio, folder, "audio") if isinstance(audio, UploadFile) else None
-            try:
-                captured = await run_in_threadpool(capture, video_path, audio_path)
-            except CaptureError as error:
-                raise api_error(
-                    400, str(error).replace(str(folder) + "/", ""), param=error.source, code=f"cameo_{error.reason}"
-                ) from None
-            made = await run_in_threadpool(
-                store().create,
-                name,
-                user,
-                captured,
-                permission=str(permission),
-                allowed_users=tuple(allowed),
-                expires=form.get("expires") or None,
-            )
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-        return {**row(made, user), "capture": {**made.capture}}
-
-    @router.get("/cameos")
-    def list_cameos(user: str = Depends(current_user)) -> dict:
-        """Cameos you own or may use now (for hosts' cameo pickers)."""
-        rows = [r for r in store().list(user) if "error" not in r]  # a damaged record proves no owner
-        return {"object": "list", "data": [{"object": "cameo", "id": r["name"], **r} for r in rows]}
-
-    @router.get("/cameos/{name}")
-    def get_cameo(name: str, user: str = Depends(current_user)) -> dict:
-        cameo = visible(name, user)
-        info = row(cameo, user)
-        if cameo.owner == user:
-            info["capture"] = cameo.capture
-        return info
-
-    @router.get("/cameos/{name}/reference", response_class=Response, responses={200: {"content": {"image/png": {}}}})
-    def cameo_reference(name: str, user: str = Depends(current_user)) -> Response:
-        """The cameo's best portrait (PNG), for pickers."""
-        cameo = visible(name, user)
-        store().get(name)  # the picture shown must be the one consented to
-        return Response((cameo.directory / cameo.references[0]).read_bytes(), media_type="image/png")
-
-    @router.post("/cameos/{name}/permissions")
-    def set_permissions(name: str, body: CameoPermissions, user: str = Depends(current_user)) -> dict:
-        """Who may use it (owner only). Also lifts a revoke."""
-        options: dict[str, Any] = {}
-        if body.expires != "keep":
-            options["expires"] = body.expires
-        made = store().allow(
+        made = await run_in_threadpool(
+            store.create,
             name,
             user,
-            permission=body.permission,
-            add_users=tuple(body.add_users),
-            remove_users=tuple(body.remove_users),
-            **options,
+            captured,
+            permission=str(permission),
+            allowed_users=tuple(allowed),
+            expires=form.get("expires") or None,
         )
-        return row(made, user)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return {**row(made, user), "capture": {**made.capture}}
 
-    @router.post("/cameos/{name}/revoke")
-    def revoke(name: str, body: CameoRevoke | None = None, user: str = Depends(current_user)) -> dict:
-        """Withdraw consent (owner only): queued and running jobs using it fail."""
-        made = store().revoke(name, user, users=tuple(body.users) if body else ())
-        return row(made, user)
 
-    @router.get("/cameos/{name}/uses")
-    def uses(name: str, user: str = Depends(current_user)) -> dict:
-        """Every clip made with it (owner only)."""
-        return {"object": "list", "data": store().uses(name, user)}
+@router.get("/cameos")
+def list_cameos(user: str = User, store: cameo_lib.CameoStore = Store) -> dict:
+    """Cameos you own or may use now (for hosts' cameo pickers)."""
+    rows = [r for r in store.list(user) if "error" not in r]  # a damaged record proves no owner
+    return {"object": "list", "data": [{"object": "cameo", "id": r["name"], **r} for r in rows]}
 
-    @router.delete("/cameos/{name}")
-    def delete(name: str, user: str = Depends(current_user)) -> dict:
-        """Delete it and every file of it (owner only)."""
-        store().delete(name, user)
-        return {"object": "cameo.deleted", "id": name, "deleted": True}
 
-    return router
+@router.get("/cameos/{name}")
+def get_cameo(name: str, user: str = User, store: cameo_lib.CameoStore = Store) -> dict:
+    cameo = visible(store, name, user)
+    info = row(cameo, user)
+    if cameo.owner == user:
+        info["capture"] = cameo.capture
+    return info
+
+
+@router.get("/cameos/{name}/reference", response_class=Response, responses={200: {"content": {"image/png": {}}}})
+def cameo_reference(name: str, user: str = User, store: cameo_lib.CameoStore = Store) -> Response:
+    """The cameo's best portrait (PNG), for pickers."""
+    cameo = visible(store, name, user)
+    store.get(name)  # the picture shown must be the one consented to
+    return Response((cameo.directory / cameo.references[0]).read_bytes(), media_type="image/png")
+
+
+@router.post("/cameos/{name}/permissions")
+def set_permissions(name: str, body: CameoPermissions, user: str = User, store: cameo_lib.CameoStore = Store) -> dict:
+    """Who may use it (owner only). Also lifts a revoke."""
+    options: dict[str, Any] = {}
+    if body.expires != "keep":
+        options["expires"] = body.expires
+    made = store.allow(
+        name,
+        user,
+        permission=body.permission,
+        add_users=tuple(body.add_users),
+        remove_users=tuple(body.remove_users),
+        **options,
+    )
+    return row(made, user)
+
+
+@router.post("/cameos/{name}/revoke")
+def revoke(name: str, body: CameoRevoke | None = None, user: str = User, store: cameo_lib.CameoStore = Store) -> dict:
+    """Withdraw consent (owner only): queued and running jobs using it fail."""
+    made = store.revoke(name, user, users=tuple(body.users) if body else ())
+    return row(made, user)
+
+
+@router.get("/cameos/{name}/uses")
+def uses(name: str, user: str = User, store: cameo_lib.CameoStore = Store) -> dict:
+    """Every clip made with it (owner only)."""
+    return {"object": "list", "data": store.uses(name, user)}
+
+
+@router.delete("/cameos/{name}")
+def delete(name: str, user: str = User, store: cameo_lib.CameoStore = Store) -> dict:
+    """Delete it and every file of it (owner only)."""
+    store.delete(name, user)
+    return {"object": "cameo.deleted", "id": name, "deleted": True}

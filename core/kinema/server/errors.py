@@ -17,9 +17,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kinema.backends.limits import LimitError
+from kinema.cameo import store as cameo_lib
 from kinema.cameo.store import CameoError
 from kinema.errors import InvalidRequestError, KinemaError, MissingWeightsError, UnknownBackendError
-from kinema.server.cameos import status_of as cameo_status
 from kinema.server.jobs import ShuttingDown
 from kinema.server.schemas import ErrorResponse
 
@@ -42,6 +42,17 @@ class APIError(Exception):
 
 class BodyTooLarge(Exception):
     pass
+
+
+def cameo_status(error: cameo_lib.CameoError) -> tuple[int, str, str]:
+    """(HTTP status, error code, error type) for a cameo error."""
+    if isinstance(error, cameo_lib.CameoNotFoundError):
+        return 404, "cameo_not_found", "invalid_request_error"
+    if isinstance(error, cameo_lib.CameoNotAllowedError):
+        return 403, f"cameo_{error.reason}", "permission_error"
+    if isinstance(error, cameo_lib.CameoTamperedError):
+        return 409, "cameo_tampered", "invalid_request_error"
+    return 409, "cameo_conflict", "invalid_request_error"
 
 
 def video_not_found(video_id: str) -> APIError:

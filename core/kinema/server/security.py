@@ -14,7 +14,6 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import socket
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import Depends, Request
@@ -23,7 +22,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from kinema.cameo.store import SERVER_OWNER
 from kinema.errors import KinemaError
 from kinema.server.cameos import MAX_UPLOAD_BYTES as CAMEO_UPLOAD_BYTES
+from kinema.server.dependencies import job_manager
 from kinema.server.errors import APIError, BodyTooLarge, error_response, video_not_found
+from kinema.server.jobs import JobManager
 from kinema.server.users import user_for_key
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -113,41 +114,38 @@ class Guard:
         await self.app(scope, limited_receive, send)
 
 
-def api_key_auth(expected: bytes | None) -> Callable[..., str]:
-    """The /v1 dependency: the kinema user asking; 401 when the server has a key and the request lacks it."""
-    bearer = HTTPBearer(auto_error=False, description="KINEMA_API_KEY, when the server has one.")
-
-    def authorize(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str:
-        """The kinema user asking: a user's own key (`kinema keys add`), else SERVER_OWNER."""
-        user = user_for_key(credentials.credentials if credentials is not None else None)
-        if user is None:
-            if expected is not None:
-                given = credentials.credentials.encode("utf-8") if credentials is not None else b""
-                if not hmac.compare_digest(given, expected):
-                    raise APIError(
-                        401,
-                        "missing or wrong API key: send 'Authorization: Bearer <KINEMA_API_KEY>'",
-                        type="authentication_error",
-                        code="invalid_api_key",
-                        headers={"WWW-Authenticate": "Bearer"},
-                    )
-            user = SERVER_OWNER
-        request.state.kinema_user = user
-        return user
-
-    return authorize
+bearer = HTTPBearer(auto_error=False, description="KINEMA_API_KEY, when the server has one.")
 
 
-def owned_jobs_only(manager: Any, current_user: Callable[..., str]) -> Callable[..., None]:
+def authorize(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str:
+    """The /v1 dependency: the kinema user asking, a user's own key (`kinema keys add`), else SERVER_OWNER;
+    401 when the server has a key (``app.state.api_key``, bytes) and the request lacks it."""
+    expected: bytes | None = request.app.state.api_key
+    user = user_for_key(credentials.credentials if credentials is not None else None)
+    if user is None:
+        if expected is not None:
+            given = credentials.credentials.encode("utf-8") if credentials is not None else b""
+            if not hmac.compare_digest(given, expected):
+                raise APIError(
+                    401,
+                    "missing or wrong API key: send 'Authorization: Bearer <KINEMA_API_KEY>'",
+                    type="authentication_error",
+                    code="invalid_api_key",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+        user = SERVER_OWNER
+    request.state.kinema_user = user
+    return user
+
+
+def owned_jobs_only(
+    request: Request, user: str = Depends(authorize), manager: JobManager = Depends(job_manager)
+) -> None:
     """A /v1 dependency: a route whose path names a job (``{video_id}``) answers 404 unless the caller may see it.
 
     Every such route, present and future, passes through this one check, so none can forget it. The answer
     is the unknown id's (404, not 403), so another user's job does not even seem to exist.
     """
-
-    def guard(request: Request, user: str = Depends(current_user)) -> None:
-        video_id = request.path_params.get("video_id")
-        if video_id is not None and manager.find(video_id, user) is None:
-            raise video_not_found(video_id)
-
-    return guard
+    video_id = request.path_params.get("video_id")
+    if video_id is not None and manager.find(video_id, user) is None:
+        raise video_not_found(video_id)

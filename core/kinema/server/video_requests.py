@@ -20,7 +20,9 @@ from kinema.media.files import MAX_UPLOAD_IMAGE_BYTES as MAX_IMAGE_BYTES  # an u
 from kinema.media.files import MAX_UPLOAD_IMAGE_SIDE as MAX_IMAGE_SIDE  # noqa: F401 (the server re-exports it)
 from kinema.media.files import MediaReadError, data_url_bytes, decode_image_bytes
 from kinema.server.errors import APIError, BodyTooLarge
-from kinema.server.schemas import ImageReference
+from kinema.server.jobs import JobManager
+from kinema.server.schemas import FollowUpParams, ImageReference, to_video
+from kinema.tiers import DEFAULT_TIER
 
 # Model names clients written for OpenAI send by default; they run the server's default backend.
 OPENAI_MODEL_PREFIX = "sora-"
@@ -212,3 +214,39 @@ def cameo_fields(params: Any) -> dict:
             code="invalid_value",
         )
     return {"cameos": names, "speech": params.speech}
+
+
+async def queue_follow_up(
+    manager: JobManager,
+    default_backend: str,
+    params: FollowUpParams,
+    prompt: str,
+    task: dict,
+    parent: dict | None = None,
+    extra: dict | None = None,
+    *,
+    owner: str,
+) -> dict:
+    """Queue a remix, extend or storyboard job for ``owner``: like create, with a task the worker runs instead.
+
+    Without a model or backend in ``params``, a job made from ``parent`` uses the parent's, else ``default_backend``.
+    """
+    check_text(params)
+    if parent is not None and params.model is None and params.backend is None:
+        backend, model, display = parent["backend"], parent["request"].get("model"), parent["model"]
+    else:
+        backend, model, display = await run_in_threadpool(resolve_model, params.model, params.backend, default_backend)
+    request_fields = {
+        "prompt": prompt,
+        "negative_prompt": params.negative_prompt or "",
+        "seed": params.seed,
+        "steps": params.steps,
+        "guidance": params.guidance,
+        "style": params.style,
+        "backend": backend,
+        "tier": params.tier or (parent["request"].get("tier") if parent is not None else None) or DEFAULT_TIER,
+        "model": model,
+        **(extra or {}),
+    }
+    record = await run_in_threadpool(manager.submit, request_fields, display_model=display, task=task, owner=owner)
+    return to_video(record)

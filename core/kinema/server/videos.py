@@ -14,15 +14,15 @@ import contextlib
 import json
 from typing import Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
+from kinema.server.dependencies import default_backend, job_manager
 from kinema.server.errors import APIError, error_responses, validation_response, video_not_found
 from kinema.server.jobs import TERMINAL, THUMBNAIL_FILE, VIDEO_FILE, Event, JobManager, is_valid_id
 from kinema.server.schemas import (
-    FollowUpParams,
     Video,
     VideoCreateParams,
     VideoDeleted,
@@ -32,12 +32,13 @@ from kinema.server.schemas import (
     public_status,
     to_video,
 )
-from kinema.server.storyboards import storyboard_router
+from kinema.server.storyboards import router as storyboard_router
 from kinema.server.video_requests import (
     cameo_fields,
     check_text,
     parse_seconds,
     parse_size,
+    queue_follow_up,
     read_create_body,
     read_image,
     resolve_model,
@@ -49,297 +50,296 @@ POLL_AFTER_MS = 500  # tells the openai SDK's poll() how often to ask
 _FINAL_EVENTS = frozenset(TERMINAL | {"deleted"})
 
 
-def video_router(manager: JobManager, default_backend: str) -> APIRouter:
-    """The routes, given the job manager and the backend for requests that name no model."""
-    router = APIRouter()
+router = APIRouter()
+Manager = Depends(job_manager)
+DefaultBackend = Depends(default_backend)
 
-    def lookup(video_id: str) -> dict:
-        """The job (the caller's: ``owned_jobs_only`` checked it), unless it went meanwhile."""
-        record = manager.get(video_id)
-        if record is None:
-            raise video_not_found(video_id)
-        return record
 
-    @router.post(
-        "/videos",
-        response_model=Video,
-        tags=["videos"],
-        responses=error_responses(409, 413),
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/VideoCreateParams"}},
-                    "multipart/form-data": {"schema": {"$ref": "#/components/schemas/VideoCreateForm"}},
-                },
+def lookup(manager: JobManager, video_id: str) -> dict:
+    """The job (the caller's: ``owned_jobs_only`` checked it), unless it went meanwhile."""
+    record = manager.get(video_id)
+    if record is None:
+        raise video_not_found(video_id)
+    return record
+
+
+def finished(manager: JobManager, video_id: str) -> dict:
+    """The job, if it completed: only a completed video can be remixed or extended."""
+    record = lookup(manager, video_id)
+    if record["status"] != "completed":
+        raise APIError(
+            409,
+            f"video {video_id!r} is {record['status']}; only a completed video can be remixed or extended",
+            param="video_id",
+            code="video_not_ready",
+        )
+    return record
+
+
+@router.post(
+    "/videos",
+    response_model=Video,
+    tags=["videos"],
+    responses=error_responses(409, 413),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/VideoCreateParams"}},
+                "multipart/form-data": {"schema": {"$ref": "#/components/schemas/VideoCreateForm"}},
+            },
+        }
+    },
+)
+async def create_video(
+    request: Request, manager: JobManager = Manager, backend_default: str = DefaultBackend
+) -> dict | JSONResponse:
+    """Queue a video job (OpenAI ``videos.create``). Bad requests fail here with 400, not as failed jobs."""
+    fields, upload = await read_create_body(request)
+    try:
+        params = VideoCreateParams.model_validate(fields)
+    except ValidationError as error:
+        return validation_response(error.errors(), prefix=())
+    check_text(params)
+    image = await read_image(upload, params.input_reference)
+    backend, model, display = await run_in_threadpool(resolve_model, params.model, params.backend, backend_default)
+    width, height = parse_size(params.size)
+    request_fields = {
+        "prompt": params.prompt,
+        "negative_prompt": params.negative_prompt or "",
+        "seconds": parse_seconds(params.seconds),
+        "fps": params.fps,
+        "width": width,
+        "height": height,
+        "seed": params.seed,
+        "steps": params.steps,
+        "guidance": params.guidance,
+        "style": params.style,
+        "tier": params.tier or DEFAULT_TIER,
+        "audio": True if params.audio is None else params.audio,
+        "backend": backend,
+        "model": model,
+        **cameo_fields(params),
+    }
+    record = await run_in_threadpool(
+        manager.submit, request_fields, image=image, display_model=display, owner=request.state.kinema_user
+    )
+    return to_video(record)
+
+
+@router.post("/videos/{video_id}/remix", response_model=Video, tags=["videos"], responses=error_responses(409))
+async def remix_video(
+    video_id: str,
+    params: VideoRemixParams,
+    request: Request,
+    manager: JobManager = Manager,
+    backend_default: str = DefaultBackend,
+) -> dict:
+    """A new video: the source redone for a new prompt (OpenAI ``videos.remix``); ``strength`` says how far."""
+    parent = finished(manager, video_id)
+    task = {"kind": "remix", "parent": video_id, "strength": params.strength, "keep_audio": params.keep_audio}
+    return await queue_follow_up(
+        manager, backend_default, params, params.prompt, task, parent, owner=request.state.kinema_user
+    )
+
+
+@router.post("/videos/{video_id}/extend", response_model=Video, tags=["videos"], responses=error_responses(409))
+async def extend_video(
+    video_id: str,
+    params: VideoExtendParams,
+    request: Request,
+    manager: JobManager = Manager,
+    backend_default: str = DefaultBackend,
+) -> dict:
+    """A new video: the source plus ``seconds`` more, continued from its last frames (kinema)."""
+    parent = finished(manager, video_id)
+    task = {
+        "kind": "extend",
+        "parent": video_id,
+        "seconds": parse_seconds(params.seconds),
+        "prompt_given": params.prompt is not None,
+    }
+    prompt = params.prompt or parent["prompt"]
+    return await queue_follow_up(
+        manager, backend_default, params, prompt, task, parent, owner=request.state.kinema_user
+    )
+
+
+# Here, not after the other routes, so /v1/storyboards keeps its place in the published API.
+router.include_router(storyboard_router)
+
+
+@router.get("/videos", response_model=VideoList, tags=["videos"], responses=error_responses())
+def list_videos(
+    request: Request,
+    after: str | None = Query(None, description="Last id of the previous page."),
+    limit: int = Query(20, ge=1, le=100),
+    order: Literal["asc", "desc"] = Query("desc", description="By submission time."),
+    manager: JobManager = Manager,
+) -> dict:
+    """Your jobs (all of them for the server's owner), newest first by default (OpenAI ``videos.list``)."""
+    try:
+        records, has_more = manager.list(caller=request.state.kinema_user, limit=limit, after=after, order=order)
+    except KeyError:
+        raise APIError(400, f"after: no video with id {str(after)[:64]!r}", param="after", code="not_found") from None
+    data = [to_video(r) for r in records]
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": has_more,
+    }
+
+
+@router.get("/videos/{video_id}", response_model=Video, tags=["videos"], responses=error_responses())
+def get_video(video_id: str, manager: JobManager = Manager) -> JSONResponse:
+    """One job (OpenAI ``videos.retrieve``)."""
+    record = lookup(manager, video_id)
+    headers = {} if record["status"] in TERMINAL else {"openai-poll-after-ms": str(POLL_AFTER_MS)}
+    return JSONResponse(Video.model_validate(to_video(record)).model_dump(mode="json"), headers=headers)
+
+
+@router.get(
+    "/videos/{video_id}/content",
+    tags=["videos"],
+    response_class=FileResponse,
+    responses={
+        **error_responses(409),
+        200: {
+            "content": {
+                "video/mp4": {"schema": {"type": "string", "format": "binary"}},
+                "image/png": {"schema": {"type": "string", "format": "binary"}},
             }
         },
-    )
-    async def create_video(request: Request) -> dict | JSONResponse:
-        """Queue a video job (OpenAI ``videos.create``). Bad requests fail here with 400, not as failed jobs."""
-        fields, upload = await read_create_body(request)
-        try:
-            params = VideoCreateParams.model_validate(fields)
-        except ValidationError as error:
-            return validation_response(error.errors(), prefix=())
-        check_text(params)
-        image = await read_image(upload, params.input_reference)
-        backend, model, display = await run_in_threadpool(resolve_model, params.model, params.backend, default_backend)
-        width, height = parse_size(params.size)
-        request_fields = {
-            "prompt": params.prompt,
-            "negative_prompt": params.negative_prompt or "",
-            "seconds": parse_seconds(params.seconds),
-            "fps": params.fps,
-            "width": width,
-            "height": height,
-            "seed": params.seed,
-            "steps": params.steps,
-            "guidance": params.guidance,
-            "style": params.style,
-            "tier": params.tier or DEFAULT_TIER,
-            "audio": True if params.audio is None else params.audio,
-            "backend": backend,
-            "model": model,
-            **cameo_fields(params),
-        }
-        record = await run_in_threadpool(
-            manager.submit, request_fields, image=image, display_model=display, owner=request.state.kinema_user
+    },
+)
+def download_content(
+    video_id: str,
+    variant: Literal["video", "thumbnail", "spritesheet"] = Query("video"),
+    manager: JobManager = Manager,
+) -> FileResponse:
+    """The MP4 (H.264 + AAC), or ``variant=thumbnail`` for a PNG of the middle frame (OpenAI ``download_content``)."""
+    record = lookup(manager, video_id)
+    if variant == "spritesheet":
+        raise APIError(
+            400,
+            "kinema has no spritesheet; ask for variant=video or variant=thumbnail",
+            param="variant",
+            code="unsupported_variant",
         )
-        return to_video(record)
+    if record["status"] != "completed":
+        raise APIError(
+            409,
+            f"video {video_id} is {public_status(record)}, not completed; nothing to download yet",
+            code="not_ready",
+        )
+    name, media_type, suffix = {
+        "video": (VIDEO_FILE, "video/mp4", "mp4"),
+        "thumbnail": (THUMBNAIL_FILE, "image/png", "png"),
+    }[variant]
+    path = manager.artifact(video_id, name)
+    if path is None:
+        raise APIError(404, f"video {video_id} has no {variant} file any more", code="not_found")
+    return FileResponse(path, media_type=media_type, filename=f"{video_id}.{suffix}")
 
-    async def follow_up(
-        params: FollowUpParams,
-        prompt: str,
-        task: dict,
-        parent: dict | None = None,
-        extra: dict | None = None,
-        *,
-        owner: str,
-    ) -> dict:
-        """Queue a remix, extend or storyboard job for ``owner``: like create, with a task the worker runs instead."""
-        check_text(params)
-        if parent is not None and params.model is None and params.backend is None:
-            backend, model, display = parent["backend"], parent["request"].get("model"), parent["model"]
-        else:
-            backend, model, display = await run_in_threadpool(
-                resolve_model, params.model, params.backend, default_backend
-            )
-        request_fields = {
-            "prompt": prompt,
-            "negative_prompt": params.negative_prompt or "",
-            "seed": params.seed,
-            "steps": params.steps,
-            "guidance": params.guidance,
-            "style": params.style,
-            "backend": backend,
-            "tier": params.tier or (parent["request"].get("tier") if parent is not None else None) or DEFAULT_TIER,
-            "model": model,
-            **(extra or {}),
-        }
-        record = await run_in_threadpool(manager.submit, request_fields, display_model=display, task=task, owner=owner)
-        return to_video(record)
 
-    def finished(video_id: str) -> dict:
-        record = lookup(video_id)
-        if record["status"] != "completed":
-            raise APIError(
-                409,
-                f"video {video_id!r} is {record['status']}; only a completed video can be remixed or extended",
-                param="video_id",
-                code="video_not_ready",
-            )
-        return record
+@router.get("/videos/{video_id}/provenance", tags=["kinema"], responses=error_responses(409))
+def video_provenance(video_id: str, manager: JobManager = Manager) -> dict:
+    """``kinema verify`` for a finished video: C2PA manifest and why it is (in)valid, signer, generator,
+    cameos, parents, and the invisible watermark's payload."""
+    from kinema.media.provenance import verify
 
-    @router.post("/videos/{video_id}/remix", response_model=Video, tags=["videos"], responses=error_responses(409))
-    async def remix_video(video_id: str, params: VideoRemixParams, request: Request) -> dict:
-        """A new video: the source redone for a new prompt (OpenAI ``videos.remix``); ``strength`` says how far."""
-        parent = finished(video_id)
-        task = {"kind": "remix", "parent": video_id, "strength": params.strength, "keep_audio": params.keep_audio}
-        return await follow_up(params, params.prompt, task, parent, owner=request.state.kinema_user)
+    record = lookup(manager, video_id)
+    if record["status"] != "completed":
+        raise APIError(
+            409,
+            f"video {video_id} is {public_status(record)}, not completed; nothing to check yet",
+            code="not_ready",
+        )
+    path = manager.artifact(video_id, VIDEO_FILE)
+    if path is None:
+        raise APIError(404, f"video {video_id} has no video file any more", code="not_found")
+    report = verify(path).to_dict()
+    report.pop("path", None)  # server paths stay private
+    return {"id": video_id, **report}
 
-    @router.post("/videos/{video_id}/extend", response_model=Video, tags=["videos"], responses=error_responses(409))
-    async def extend_video(video_id: str, params: VideoExtendParams, request: Request) -> dict:
-        """A new video: the source plus ``seconds`` more, continued from its last frames (kinema)."""
-        parent = finished(video_id)
-        task = {
-            "kind": "extend",
-            "parent": video_id,
-            "seconds": parse_seconds(params.seconds),
-            "prompt_given": params.prompt is not None,
-        }
-        return await follow_up(params, params.prompt or parent["prompt"], task, parent, owner=request.state.kinema_user)
 
-    # Here, not after the other routes, so /v1/storyboards keeps its place in the published API.
-    router.include_router(storyboard_router(follow_up))
-
-    @router.get("/videos", response_model=VideoList, tags=["videos"], responses=error_responses())
-    def list_videos(
-        request: Request,
-        after: str | None = Query(None, description="Last id of the previous page."),
-        limit: int = Query(20, ge=1, le=100),
-        order: Literal["asc", "desc"] = Query("desc", description="By submission time."),
-    ) -> dict:
-        """Your jobs (all of them for the server's owner), newest first by default (OpenAI ``videos.list``)."""
-        try:
-            records, has_more = manager.list(caller=request.state.kinema_user, limit=limit, after=after, order=order)
-        except KeyError:
-            raise APIError(
-                400, f"after: no video with id {str(after)[:64]!r}", param="after", code="not_found"
-            ) from None
-        data = [to_video(r) for r in records]
-        return {
-            "object": "list",
-            "data": data,
-            "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None,
-            "has_more": has_more,
-        }
-
-    @router.get("/videos/{video_id}", response_model=Video, tags=["videos"], responses=error_responses())
-    def get_video(video_id: str) -> JSONResponse:
-        """One job (OpenAI ``videos.retrieve``)."""
-        record = lookup(video_id)
-        headers = {} if record["status"] in TERMINAL else {"openai-poll-after-ms": str(POLL_AFTER_MS)}
-        return JSONResponse(Video.model_validate(to_video(record)).model_dump(mode="json"), headers=headers)
-
-    @router.get(
-        "/videos/{video_id}/content",
-        tags=["videos"],
-        response_class=FileResponse,
-        responses={
-            **error_responses(409),
-            200: {
-                "content": {
-                    "video/mp4": {"schema": {"type": "string", "format": "binary"}},
-                    "image/png": {"schema": {"type": "string", "format": "binary"}},
-                }
-            },
-        },
-    )
-    def download_content(
-        video_id: str,
-        variant: Literal["video", "thumbnail", "spritesheet"] = Query("video"),
-    ) -> FileResponse:
-        """The MP4 (H.264 + AAC), or ``variant=thumbnail`` for a PNG of the middle frame (OpenAI ``download_content``)."""
-        record = lookup(video_id)
-        if variant == "spritesheet":
-            raise APIError(
-                400,
-                "kinema has no spritesheet; ask for variant=video or variant=thumbnail",
-                param="variant",
-                code="unsupported_variant",
-            )
-        if record["status"] != "completed":
-            raise APIError(
-                409,
-                f"video {video_id} is {public_status(record)}, not completed; nothing to download yet",
-                code="not_ready",
-            )
-        name, media_type, suffix = {
-            "video": (VIDEO_FILE, "video/mp4", "mp4"),
-            "thumbnail": (THUMBNAIL_FILE, "image/png", "png"),
-        }[variant]
-        path = manager.artifact(video_id, name)
-        if path is None:
-            raise APIError(404, f"video {video_id} has no {variant} file any more", code="not_found")
-        return FileResponse(path, media_type=media_type, filename=f"{video_id}.{suffix}")
-
-    @router.get("/videos/{video_id}/provenance", tags=["kinema"], responses=error_responses(409))
-    def video_provenance(video_id: str) -> dict:
-        """``kinema verify`` for a finished video: C2PA manifest and why it is (in)valid, signer, generator,
-        cameos, parents, and the invisible watermark's payload."""
-        from kinema.media.provenance import verify
-
-        record = lookup(video_id)
-        if record["status"] != "completed":
-            raise APIError(
-                409,
-                f"video {video_id} is {public_status(record)}, not completed; nothing to check yet",
-                code="not_ready",
-            )
-        path = manager.artifact(video_id, VIDEO_FILE)
-        if path is None:
-            raise APIError(404, f"video {video_id} has no video file any more", code="not_found")
-        report = verify(path).to_dict()
-        report.pop("path", None)  # server paths stay private
-        return {"id": video_id, **report}
-
-    @router.delete("/videos/{video_id}", response_model=VideoDeleted, tags=["videos"], responses=error_responses(409))
-    async def delete_video(video_id: str) -> dict:
-        """Delete a job and its files; a running job is cancelled first (OpenAI ``videos.delete``)."""
-        for _ in range(3):
-            outcome = await run_in_threadpool(manager.delete, video_id)
-            if outcome == "deleted":
-                return {"id": video_id, "object": "video.deleted", "deleted": True}
-            if outcome == "missing":
-                raise video_not_found(video_id)
-            await run_in_threadpool(manager.cancel, video_id)
-            await _wait_until_final(manager, video_id, timeout=60.0)
-        raise APIError(409, f"video {video_id} is still stopping; try again", code="busy")
-
-    @router.post("/videos/{video_id}/cancel", response_model=Video, tags=["kinema"], responses=error_responses(409))
-    def cancel_video(video_id: str) -> dict:
-        """Cancel a queued job at once, or a running one within one step (kinema extension).
-
-        A running job may still read ``in_progress`` (with ``kinema.cancel_requested``) for one step.
-        """
-        record = lookup(video_id)
-        if record["status"] in ("completed", "failed"):
-            raise APIError(409, f"video {video_id} already {record['status']}; nothing to cancel", code="already_final")
-        return to_video(manager.cancel(video_id) or record)
-
-    @router.get(
-        "/videos/{video_id}/events",
-        tags=["kinema"],
-        response_class=StreamingResponse,
-        responses={
-            **error_responses(),
-            200: {"description": "text/event-stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
-        },
-    )
-    async def video_events(video_id: str) -> StreamingResponse:
-        """Server-sent events for one job (kinema extension).
-
-        First ``video`` (the job as it is now) and the current attempt's ``progress``
-        so far, then live ``progress`` events {id, step, total, stage, progress,
-        preview_jpeg_base64?}, ending with ``completed``, ``failed``, ``cancelled``
-        (data: the job) or ``deleted``.
-        """
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Event] = asyncio.Queue()
-
-        def deliver(event: Event) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, event)
-
-        subscription = await run_in_threadpool(manager.subscribe, video_id, deliver) if is_valid_id(video_id) else None
-        if subscription is None:
+@router.delete("/videos/{video_id}", response_model=VideoDeleted, tags=["videos"], responses=error_responses(409))
+async def delete_video(video_id: str, manager: JobManager = Manager) -> dict:
+    """Delete a job and its files; a running job is cancelled first (OpenAI ``videos.delete``)."""
+    for _ in range(3):
+        outcome = await run_in_threadpool(manager.delete, video_id)
+        if outcome == "deleted":
+            return {"id": video_id, "object": "video.deleted", "deleted": True}
+        if outcome == "missing":
             raise video_not_found(video_id)
-        snapshot, unsubscribe = subscription
+        await run_in_threadpool(manager.cancel, video_id)
+        await _wait_until_final(manager, video_id, timeout=60.0)
+    raise APIError(409, f"video {video_id} is still stopping; try again", code="busy")
 
-        async def stream():
-            try:
-                for event in snapshot:
-                    yield _format_event(event)
-                    if event.name in _FINAL_EVENTS:
-                        return
-                while True:
-                    try:
-                        event = await asyncio.wait_for(queue.get(), SSE_KEEPALIVE_SECONDS)
-                    except asyncio.TimeoutError:
-                        yield ": keepalive\n\n"
-                        continue
-                    yield _format_event(event)
-                    if event.name in _FINAL_EVENTS:
-                        return
-            finally:
-                unsubscribe()
 
-        return StreamingResponse(
-            stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-        )
+@router.post("/videos/{video_id}/cancel", response_model=Video, tags=["kinema"], responses=error_responses(409))
+def cancel_video(video_id: str, manager: JobManager = Manager) -> dict:
+    """Cancel a queued job at once, or a running one within one step (kinema extension).
 
-    return router
+    A running job may still read ``in_progress`` (with ``kinema.cancel_requested``) for one step.
+    """
+    record = lookup(manager, video_id)
+    if record["status"] in ("completed", "failed"):
+        raise APIError(409, f"video {video_id} already {record['status']}; nothing to cancel", code="already_final")
+    return to_video(manager.cancel(video_id) or record)
+
+
+@router.get(
+    "/videos/{video_id}/events",
+    tags=["kinema"],
+    response_class=StreamingResponse,
+    responses={
+        **error_responses(),
+        200: {"description": "text/event-stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+    },
+)
+async def video_events(video_id: str, manager: JobManager = Manager) -> StreamingResponse:
+    """Server-sent events for one job (kinema extension).
+
+    First ``video`` (the job as it is now) and the current attempt's ``progress``
+    so far, then live ``progress`` events {id, step, total, stage, progress,
+    preview_jpeg_base64?}, ending with ``completed``, ``failed``, ``cancelled``
+    (data: the job) or ``deleted``.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Event] = asyncio.Queue()
+
+    def deliver(event: Event) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, event)
+
+    subscription = await run_in_threadpool(manager.subscribe, video_id, deliver) if is_valid_id(video_id) else None
+    if subscription is None:
+        raise video_not_found(video_id)
+    snapshot, unsubscribe = subscription
+
+    async def stream():
+        try:
+            for event in snapshot:
+                yield _format_event(event)
+                if event.name in _FINAL_EVENTS:
+                    return
+            while True:
+                try:
+                    event = await asyncio.wait_for(queue.get(), SSE_KEEPALIVE_SECONDS)
+                except asyncio.TimeoutError:
+                    yield ": keepalive\n\n"
+                    continue
+                yield _format_event(event)
+                if event.name in _FINAL_EVENTS:
+                    return
+        finally:
+            unsubscribe()
+
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
 
 
 def _format_event(event: Event) -> str:
