@@ -179,14 +179,14 @@ def test_extend_continues_from_the_last_frames_and_records_the_parent(tmp_path, 
 
 
 def test_extend_on_an_image_only_backend_continues_from_the_last_frame(tmp_path):
-    from kinema.extend import extend
+    from kinema.extend import ExtendRequest, extend
 
     parent = kinema.generate(
         kinema.GenerationRequest(
             "a kite", backend="tiny-wan", width=32, height=32, seconds=0.375, fps=24, steps=2, seed=1, audio=False
         )
     )
-    longer = extend(parent, 0.25, steps=2, seed=3)
+    longer = extend(ExtendRequest(parent, 0.25, steps=2, seed=3))
     assert longer.frame_count == 9 + 6 and longer.audio is None
     assert longer.metadata["continued_from_frames"] == 1 and longer.metadata["backend"] == "tiny-wan"
     assert "content_sha256" in longer.metadata["parent"]
@@ -232,14 +232,14 @@ def test_remix_keeps_length_and_records_the_parent(tmp_path, backend, pipeline_c
 
 def test_remix_refuses_a_backend_that_cannot(tmp_path):
     from kinema.backends.tiny import TinyBackend
-    from kinema.remix import remix
+    from kinema.remix import RemixRequest, remix
 
     class NoRemix(TinyBackend):
         supports_remix = False
 
     parent = kinema.Clip(np.zeros((9, 32, 32, 3), np.uint8), 24, metadata={"prompt": "x"})
     with pytest.raises(kinema.InvalidRequestError, match="cannot remix"):
-        remix(parent, "y", backend_obj=NoRemix())
+        remix(RemixRequest(parent, "y"), backend_obj=NoRemix())
 
 
 BAD = [

@@ -21,11 +21,13 @@ from kinema.cameo.face import KNOWN_FACE_MODELS, pull_face_model
 from kinema.cameo.store import authorize_request, local_user
 from kinema.engine import get_backends
 from kinema.errors import KinemaError
+from kinema.extend import ExtendRequest
 from kinema.extend import extend as extend_clip
 from kinema.home import kinema_home, models_dir
 from kinema.hosts.obs_remote import connect, play
 from kinema.media.provenance import verify as check
 from kinema.plugins import load_plugins, plugin_info
+from kinema.remix import RemixRequest
 from kinema.remix import remix as remix_clip
 from kinema.request import DEFAULT_BACKEND, GenerationRequest
 from kinema.storyboard import load_storyboard, plan_storyboard, run_storyboard
@@ -367,7 +369,7 @@ def extend(clip, seconds, prompt, output, seed, steps, guidance, tier, negative,
     output = _check_output(output or clip.with_name(f"{clip.stem}-extended.mp4"))
     bar, on_progress = _progress_bar()
     try:
-        longer = extend_clip(
+        request = ExtendRequest(
             clip,
             seconds,
             prompt=prompt,
@@ -379,8 +381,8 @@ def extend(clip, seconds, prompt, output, seed, steps, guidance, tier, negative,
             tier=tier,
             backend=backend,
             model=model,
-            progress=on_progress,
         )
+        longer = extend_clip(request, progress=on_progress)
     finally:
         bar.close()
     written = longer.save(output)
@@ -416,7 +418,7 @@ def remix(clip, prompt, strength, keep_audio, output, seed, steps, guidance, tie
     output = _check_output(output or clip.with_name(f"{clip.stem}-remix.mp4"))
     bar, on_progress = _progress_bar()
     try:
-        made = remix_clip(
+        request = RemixRequest(
             clip,
             prompt,
             strength=strength,
@@ -429,8 +431,8 @@ def remix(clip, prompt, strength, keep_audio, output, seed, steps, guidance, tie
             keep_audio=keep_audio,
             backend=backend,
             model=model,
-            progress=on_progress,
         )
+        made = remix_clip(request, progress=on_progress)
     finally:
         bar.close()
     written = made.save(output)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -16,25 +17,37 @@ from kinema.media.assemble import Piece, join, resample
 from kinema.request import GenerationRequest, check_seconds, seconds_to_frames
 
 
+@dataclass(frozen=True)
+class ExtendRequest:
+    """What to extend and how: ``source`` (a Clip or an MP4 path) and ``seconds`` to add.
+
+    ``None`` means "as the clip was made" for ``prompt``, ``negative_prompt``, ``backend``, ``model`` and
+    ``tier``, and the backend's default for ``seed``, ``steps`` and ``guidance``. ``video_id`` names the
+    server job the clip came from, for the result's lineage.
+    """
+
+    source: Source
+    seconds: float
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    style: str | None = None
+    seed: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    tier: str | None = None
+    backend: str | None = None
+    model: str | None = None
+    video_id: str | None = None
+
+
 def extend(
-    source: Source,
-    seconds: float,
+    request: ExtendRequest,
     *,
-    prompt: str | None = None,
-    negative_prompt: str | None = None,
-    style: str | None = None,
-    seed: int | None = None,
-    steps: int | None = None,
-    guidance: float | None = None,
-    tier: str | None = None,
-    backend: str | None = None,
-    model: str | None = None,
     progress: Callable[[Any], None] | None = None,
     cancel: Any = None,
     backend_obj: Any = None,
-    video_id: str | None = None,
 ) -> Any:
-    """``source`` (a Clip or an MP4 path) followed by ``seconds`` more, as one new Clip.
+    """``request.source`` (a Clip or an MP4 path) followed by ``request.seconds`` more, as one new Clip.
 
     The new part is generated from the clip's last frames: as many as the
     backend can continue from (LTX-2: 17, so motion carries on; others: the
@@ -43,30 +56,31 @@ def extend(
     clip's own; ``backend`` and ``tier`` default to the ones that made the clip.
     The result's metadata names the clip as its ``parent``.
     """
-    clip, parent = open_source(source, video_id=video_id)
-    seconds = check_seconds(seconds, name="seconds to add", required=True)
-    prompt = prompt or clip.metadata.get("prompt")
+    clip, parent = open_source(request.source, video_id=request.video_id)
+    seconds = check_seconds(request.seconds, name="seconds to add", required=True)
+    prompt = request.prompt or clip.metadata.get("prompt")
     if not prompt:
         raise InvalidRequestError("this clip carries no kinema prompt; say what happens next with --prompt")
-    backend, model = pick_backend(clip, backend, model)
-    tier = pick_tier(clip, tier)
+    backend, model = pick_backend(clip, request.backend, request.model)
+    tier = pick_tier(clip, request.tier)
     chosen = backend_obj or engine.resolve_backend(GenerationRequest(prompt, backend=backend, model=model, tier=tier))
     if not chosen.supports_image:
         raise InvalidRequestError(f"backend {chosen.name!r} cannot start from frames, so it cannot extend a clip")
     fps = clip.fps
     context, wanted, generated = plan_extension(clip.frame_count, fps, clip.width, clip.height, seconds, chosen)
     last = clip.frames[-context:]
-    request = GenerationRequest(
+    negative_prompt = request.negative_prompt
+    generation = GenerationRequest(
         prompt=prompt,
         negative_prompt=clip.metadata.get("negative_prompt", "") if negative_prompt is None else negative_prompt,
         seconds=float(generated / fps),
         fps=float(fps),
         width=clip.width,
         height=clip.height,
-        seed=seed,
-        steps=steps,
-        guidance=guidance,
-        style=style,
+        seed=request.seed,
+        steps=request.steps,
+        guidance=request.guidance,
+        style=request.style,
         image=last[-1] if context == 1 else None,
         start_frames=last if context > 1 else None,
         audio=clip.audio is not None,
@@ -74,7 +88,7 @@ def extend(
         model=model,
         tier=tier,
     )
-    more = engine.generate(request, progress=progress, cancel=cancel, backend=chosen)
+    more = engine.generate(generation, progress=progress, cancel=cancel, backend=chosen)
     frames = resize_frames(more.frames[context : context + wanted], clip.width, clip.height)
     audio, rate = more.audio, more.sample_rate
     if audio is not None and clip.audio is not None and rate != clip.sample_rate:

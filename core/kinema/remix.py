@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from kinema import engine
@@ -14,26 +15,38 @@ from kinema.lineage import Source, open_source, pick_backend, pick_tier, resize_
 from kinema.request import GenerationRequest
 
 
+@dataclass(frozen=True)
+class RemixRequest:
+    """What to remix and how: ``source`` (a Clip or an MP4 path) redone to follow ``prompt``.
+
+    ``None`` means "as the clip was made" for ``backend``, ``model`` and ``tier``, and the backend's default
+    for ``seed``, ``steps`` and ``guidance``. ``video_id`` names the server job the clip came from, for the
+    result's lineage.
+    """
+
+    source: Source
+    prompt: str
+    strength: float = DEFAULT_STRENGTH
+    negative_prompt: str = ""
+    style: str | None = None
+    seed: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    tier: str | None = None
+    keep_audio: bool = False
+    backend: str | None = None
+    model: str | None = None
+    video_id: str | None = None
+
+
 def remix(
-    source: Source,
-    prompt: str,
+    request: RemixRequest,
     *,
-    strength: float = DEFAULT_STRENGTH,
-    negative_prompt: str = "",
-    style: str | None = None,
-    seed: int | None = None,
-    steps: int | None = None,
-    guidance: float | None = None,
-    tier: str | None = None,
-    keep_audio: bool = False,
-    backend: str | None = None,
-    model: str | None = None,
     progress: Callable[[Any], None] | None = None,
     cancel: Any = None,
     backend_obj: Any = None,
-    video_id: str | None = None,
 ) -> Any:
-    """A new Clip like ``source`` (a Clip or an MP4 path) but following ``prompt``.
+    """A new Clip like ``request.source`` (a Clip or an MP4 path) but following ``request.prompt``.
 
     ``strength`` runs from near 0 (almost the original) to 1 (only the prompt
     counts). Video-to-video runs on backends that can (LTX-2: the source as
@@ -42,9 +55,10 @@ def remix(
     length, frame rate and size as the source; ``backend`` and ``tier``
     default to the ones that made it; ``parent`` in the metadata names the source.
     """
-    clip, parent = open_source(source, video_id=video_id)
-    backend, model = pick_backend(clip, backend, model)
-    tier = pick_tier(clip, tier)
+    clip, parent = open_source(request.source, video_id=request.video_id)
+    prompt, strength, keep_audio = request.prompt, request.strength, request.keep_audio
+    backend, model = pick_backend(clip, request.backend, request.model)
+    tier = pick_tier(clip, request.tier)
     chosen = backend_obj or engine.resolve_backend(GenerationRequest(prompt, backend=backend, model=model, tier=tier))
     if not chosen.supports_remix:
         raise InvalidRequestError(
@@ -52,17 +66,17 @@ def remix(
         )
     count = clip.frame_count
     generated = remix_frames(count, chosen)
-    request = GenerationRequest(
+    generation = GenerationRequest(
         prompt=prompt,
-        negative_prompt=negative_prompt,
+        negative_prompt=request.negative_prompt,
         seconds=float(generated / clip.fps),
         fps=float(clip.fps),
         width=clip.width,
         height=clip.height,
-        seed=seed,
-        steps=steps,
-        guidance=guidance,
-        style=style,
+        seed=request.seed,
+        steps=request.steps,
+        guidance=request.guidance,
+        style=request.style,
         video=fit_frame_count(clip.frames, generated),
         strength=strength,
         audio=not keep_audio,
@@ -70,7 +84,7 @@ def remix(
         model=model,
         tier=tier,
     )
-    made = engine.generate(request, progress=progress, cancel=cancel, backend=chosen)
+    made = engine.generate(generation, progress=progress, cancel=cancel, backend=chosen)
     frames = resize_frames(made.frames[:count], clip.width, clip.height)
     if keep_audio:
         audio, rate = clip.audio, clip.sample_rate

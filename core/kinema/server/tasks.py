@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from kinema.errors import InvalidRequestError
-from kinema.extend import extend, plan_extension
+from kinema.extend import ExtendRequest, extend, plan_extension
 from kinema.media.files import probe
-from kinema.remix import remix, remix_frames
+from kinema.remix import RemixRequest, remix, remix_frames
 from kinema.request import check_seconds
 from kinema.storyboard import from_dict, parse_storyboard, plan_storyboard, run_storyboard, shot_request
 from kinema.styles import get_style
@@ -147,7 +147,7 @@ def run(
         if path is None:
             raise InvalidRequestError(f"video {task['parent']!r} was deleted before this {kind} could run")
         if kind == "remix":
-            return remix(
+            remixing = RemixRequest(
                 path,
                 request.prompt,
                 strength=task["strength"],
@@ -158,12 +158,10 @@ def run(
                 steps=request.steps,
                 guidance=request.guidance,
                 tier=request.tier,
-                backend_obj=backend,
                 video_id=task["parent"],
-                progress=progress,
-                cancel=cancel,
             )
-        return extend(
+            return remix(remixing, backend_obj=backend, progress=progress, cancel=cancel)
+        extending = ExtendRequest(
             path,
             task["seconds"],
             prompt=request.prompt if task.get("prompt_given") else None,
@@ -173,11 +171,9 @@ def run(
             steps=request.steps,
             guidance=request.guidance,
             tier=request.tier,
-            backend_obj=backend,
             video_id=task["parent"],
-            progress=progress,
-            cancel=cancel,
         )
+        return extend(extending, backend_obj=backend, progress=progress, cancel=cancel)
     return run_storyboard(
         _board(task, request), backend=backend, progress=progress, cancel=cancel, user=getattr(request, "user", None)
     ).film

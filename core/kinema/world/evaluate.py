@@ -39,7 +39,7 @@ import numpy as np
 
 from kinema import generate
 from kinema.clip import Clip
-from kinema.extend import extend
+from kinema.extend import ExtendRequest, extend
 from kinema.request import GenerationRequest
 from kinema.storyboard import parse_storyboard, run_storyboard
 from kinema.world import detect
@@ -142,7 +142,9 @@ class KinemaSource:
         source = Clip(made.frames, Fraction(made.fps), np.stack([made.audio, made.audio]), made.sample_rate)
         source.metadata.update({"prompt": case.prompt, "backend": self.backend.name})
         started = time.perf_counter()
-        longer = extend(source, CLIP_SECONDS, seed=case.seed + 1, steps=self.steps, backend_obj=self.backend)
+        longer = extend(
+            ExtendRequest(source, CLIP_SECONDS, seed=case.seed + 1, steps=self.steps), backend_obj=self.backend
+        )
         return _made(longer, started), len(made.frames)
 
     def storyboard(self, case: Case) -> tuple[Made, Made]:
