@@ -193,7 +193,7 @@ _EFBIG_SCRIPT = textwrap.dedent(
     """
     import json, resource, signal, sys
     import numpy as np
-    from kinema import media
+    from kinema.media import files as media
 
     resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -211,7 +211,7 @@ _INTERRUPT_SCRIPT = textwrap.dedent(
     """
     import signal, sys
     import numpy as np
-    from kinema import media
+    from kinema.media import files as media
 
     def interrupt(signum, frame):
         raise KeyboardInterrupt
