@@ -324,7 +324,7 @@ spec.loader.exec_module(script)
 assert script.CLIENT_ERROR is None, script.CLIENT_ERROR
 recorded = script._installed_defaults()
 config = {"server_url": "http://127.0.0.1:0", "start_local": True, "kinema_python": recorded["kinema_python"],
-          "prompt": "a red ball on a floor", "seconds": 0.4, "size": "32x32", "steps": 2, "backend": "tiny-ltx2",
+          "prompt": "a red ball on a floor", "seconds": 0.4, "size": "32x32", "steps": 2, "backend": "tiny",
           "tier": "draft", "clips_dir": clips}
 client = script._client(config)
 config["server_url"] = client.base_url
@@ -345,7 +345,7 @@ with open(os.path.join(addon_folder, "kinema_defaults.json"), encoding="utf-8") 
 settings = runner.ServerSettings(url=client.base_url, start_local=True, python=defaults["python"])
 work = runner.Runner()
 fields = {"seconds": 0.4, "size": (32, 32), "fps": 24.0, "seed": 3, "steps": 2, "tier": "draft", "audio": True,
-          "model": "tiny-ltx2", "negative_prompt": None, "style": None}
+          "model": "tiny", "negative_prompt": None, "style": None}
 work.start(1, runner.JobSpec(prompt="a blue cube", fields=fields, output_dir=clips, stem="a-blue-cube-3"), settings)
 updates, deadline = [], time.monotonic() + 300
 while not any(u.job == 1 and u.changes.get("status") in ("completed", "failed", "cancelled") for u in updates):
@@ -384,7 +384,7 @@ def test_obs_script_and_blender_extension_from_the_old_version_work_with_the_new
     pid = result["obs"]["pid"]
     try:
         obs, blender = result["obs"], result["blender"]
-        assert obs["health"]["status"] == "ok" and obs["note"].endswith("is up") and "tiny-ltx2" in obs["backends"]
+        assert obs["health"]["status"] == "ok" and obs["note"].endswith("is up") and "tiny" in obs["backends"]
         assert obs["state"] == "ready" and [kind for kind, *_ in obs["inbox"]] == ["ready"], obs
         assert blender["python"] == str(upgraded.python) and not blender["started"]  # it found the running server
         assert blender["server"][-1]["state"] == "connected" and blender["final"]["status"] == "completed", blender

@@ -16,8 +16,10 @@ import os
 import sys
 import time
 
-import addon_utils  # noqa: E402
 import bpy  # first: it puts Blender's own modules (addon_utils) on the path
+
+# isort: split
+import addon_utils
 
 MODULE = "bl_ext.user_default.kinema"
 TIMEOUT = 300.0
