@@ -52,4 +52,6 @@ def test_image_to_video_keeps_the_first_frame(world):
     for case in CASES[:2]:
         first = render(case.scene, fps=E.FPS, seconds=E.CLIP_SECONDS, sample_rate=E.SAMPLE_RATE).frames[0]
         score = E.score_image(case, first, world.image(case, first))
-        assert score["psnr"] >= 25, f"frame 0 of an image-to-video clip is {score['psnr']:.1f} dB from the image"
+        # The evaluation's target is 25 dB on average (the shipped model: 28 dB over 5 cases, the lowest 22);
+        # random weights give ~13 dB. A regression below 20 dB means the given frame is no longer kept.
+        assert score["psnr"] >= 20, f"frame 0 of an image-to-video clip is {score['psnr']:.1f} dB from the image"
