@@ -11,7 +11,6 @@ from typing import Any
 
 import click
 
-from kinema import client as kinema_client
 from kinema import engine
 from kinema import models as model_store
 from kinema.backends import limits
@@ -19,12 +18,12 @@ from kinema.backends.device import free_memory_bytes, pick_device, pick_dtype
 from kinema.backends.memory import policy_report
 from kinema.cameo.face import KNOWN_FACE_MODELS, pull_face_model
 from kinema.cameo.store import authorize_request, local_user
+from kinema.cli_options import check_output, parse_size
 from kinema.engine import get_backends
 from kinema.errors import KinemaError
 from kinema.extend import ExtendRequest
 from kinema.extend import extend as extend_clip
 from kinema.home import kinema_home, models_dir
-from kinema.hosts.obs_remote import connect, play
 from kinema.media.provenance import verify as check
 from kinema.plugins import load_plugins, plugin_info
 from kinema.remix import RemixRequest
@@ -36,7 +35,26 @@ from kinema.tiers import DEFAULT_TIER, tier_names
 
 
 class _Group(click.Group):
-    """Turns kinema's errors into one line and a non-zero exit; ``--debug`` keeps the traceback."""
+    """Turns kinema's errors into one line and a non-zero exit; ``--debug`` keeps the traceback.
+
+    Commands that plugins add (``register_commands``: the hosts' own, third parties') join the first time the
+    group lists or looks up a command, however it is called (``main``, click's test runner, the docs).
+    """
+
+    _plugin_commands_added = False
+
+    def _add_plugin_commands(self) -> None:
+        if not self._plugin_commands_added:
+            type(self)._plugin_commands_added = True
+            load_plugins().hook.register_commands(cli=self)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._add_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        self._add_plugin_commands()
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -59,29 +77,6 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.ensure_object(dict)["debug"] = debug
 
 
-def _parse_size(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        width, height = (int(v) for v in value.lower().split("x"))
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not WIDTHxHEIGHT, e.g. 768x512") from None
-    return width, height
-
-
-def _check_output(path: Path) -> Path:
-    path = path.expanduser()
-    if path.suffix.lower() != ".mp4":
-        raise click.BadParameter(f"{path} must end in .mp4", param_hint="'-o'")
-    if path.is_dir():
-        raise click.BadParameter(f"{path} is a directory; give a file name ending in .mp4", param_hint="'-o'")
-    if not path.parent.is_dir():
-        raise click.BadParameter(f"directory {path.parent} does not exist; create it first", param_hint="'-o'")
-    if not os.access(path.parent, os.W_OK):
-        raise click.BadParameter(f"directory {path.parent} is not writable", param_hint="'-o'")
-    return path
-
-
 @cli.command()
 @click.argument("prompt")
 @click.option(
@@ -93,7 +88,7 @@ def _check_output(path: Path) -> Path:
 )
 @click.option("--seconds", type=float, help="Clip length in seconds.")
 @click.option("--fps", type=float, help="Frames per second.")
-@click.option("--size", callback=_parse_size, help="WIDTHxHEIGHT, snapped to what the model accepts.")
+@click.option("--size", callback=parse_size, help="WIDTHxHEIGHT, snapped to what the model accepts.")
 @click.option("--seed", type=int, help="Same seed, same clip.")
 @click.option("--steps", type=int, help="Denoising steps.")
 @click.option("--guidance", type=float, help="Guidance scale.")
@@ -150,7 +145,7 @@ def generate(
 
     Example: kinema generate "waves at dawn, gulls crying" --seconds 2 -o waves.mp4
     """
-    output = _check_output(output or Path(time.strftime("kinema-%Y%m%d-%H%M%S.mp4")))
+    output = check_output(output or Path(time.strftime("kinema-%Y%m%d-%H%M%S.mp4")))
     width, height = size or (None, None)
     request = GenerationRequest(
         prompt=prompt,
@@ -240,7 +235,7 @@ def _describe(path, clip) -> str:
 @click.option("--backend", help=f"Backend (default: the storyboard's, else {DEFAULT_BACKEND}).")
 @click.option("--model", help="A model id or folder for the backend.")
 @click.option("--seed", type=int, help="Shot N uses seed + N - 1 (default: the storyboard's, else 0).")
-@click.option("--size", callback=_parse_size, help="WIDTHxHEIGHT for every shot.")
+@click.option("--size", callback=parse_size, help="WIDTHxHEIGHT for every shot.")
 @click.option("--fps", type=float, help="Frames per second.")
 @click.option("--steps", type=int, help="Denoising steps per shot.")
 @click.option("--guidance", type=float, help="Guidance scale.")
@@ -307,7 +302,7 @@ def storyboard(
             f" on {chosen.name}"
         )
         return
-    output = _check_output(output or Path(f"{Path(file).stem}.mp4"))
+    output = check_output(output or Path(f"{Path(file).stem}.mp4"))
     if chosen.is_demo:
         click.echo(
             f"Note: '{chosen.name}' is kinema's tiny demo model (random weights: expect coloured noise).", err=True
@@ -366,7 +361,7 @@ def extend(clip, seconds, prompt, output, seed, steps, guidance, tier, negative,
 
     Example: kinema extend fox.mp4 --seconds 3 --prompt "the fox jumps into the snow" -o fox-longer.mp4
     """
-    output = _check_output(output or clip.with_name(f"{clip.stem}-extended.mp4"))
+    output = check_output(output or clip.with_name(f"{clip.stem}-extended.mp4"))
     bar, on_progress = _progress_bar()
     try:
         request = ExtendRequest(
@@ -415,7 +410,7 @@ def remix(clip, prompt, strength, keep_audio, output, seed, steps, guidance, tie
 
     Example: kinema remix fox.mp4 "the same fox, as a paper cut-out animation" --strength 0.5
     """
-    output = _check_output(output or clip.with_name(f"{clip.stem}-remix.mp4"))
+    output = check_output(output or clip.with_name(f"{clip.stem}-remix.mp4"))
     bar, on_progress = _progress_bar()
     try:
         request = RemixRequest(
@@ -700,209 +695,6 @@ def serve(host, port, default_backend, log_level, stop_with_stdin):
     )
 
 
-# --------------------------------------------------------------------------- obs (kinema.hosts.obs_remote)
-
-
-def _obs_options(function):
-    options = [
-        click.option("--scene", help="Scene to show the clip in (default: the one on air)."),
-        click.option(
-            "--input",
-            "input_name",
-            help="The media source to play clips through, created if missing [default: one per scene,"
-            " 'Kinema Clip (SCENE)', shared with the OBS script].",
-        ),
-        click.option(
-            "--host",
-            default="127.0.0.1",
-            show_default=True,
-            envvar="OBS_WEBSOCKET_HOST",
-            help="Where OBS runs. OBS opens the clip itself, so it must see the same path.",
-        ),
-        click.option(
-            "--port",
-            type=click.IntRange(1, 65535),
-            default=4455,
-            show_default=True,
-            envvar="OBS_WEBSOCKET_PORT",
-            help="obs-websocket port.",
-        ),
-        click.option(
-            "--password",
-            envvar="OBS_WEBSOCKET_PASSWORD",
-            help="obs-websocket password (OBS: Tools → WebSocket Server Settings → Show Connect Info);"
-            " or set OBS_WEBSOCKET_PASSWORD.",
-        ),
-    ]
-    for option in reversed(options):
-        function = option(function)
-    return function
-
-
-def _obs_play(clip, scene, input_name, host, port, password):
-    result = play(clip, scene=scene, input_name=input_name, host=host, port=port, password=password)
-    made = ", created now" if result.created else ""
-    if result.on_air:
-        after = f"; playing after {result.started_after:.2f} s" if result.started_after is not None else ""
-        click.echo(f"On air: {result.path} in scene {result.scene!r} ({result.input_name!r}{made}){after}")
-    else:
-        click.echo(
-            f"Loaded {result.path} into {result.input_name!r} in scene {result.scene!r}{made}; that scene"
-            " is not on air, so the clip plays when you switch to it"
-        )
-
-
-@cli.group()
-def obs():
-    """Put clips on air in a running OBS Studio 28+ (over obs-websocket 5).
-
-    Inside OBS, the kinema script (`kinema install obs`) does the same from a prompt box.
-    """
-
-
-@obs.command("play")
-@click.argument("clip", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@_obs_options
-def obs_play(clip, scene, input_name, host, port, password):
-    """Play CLIP now, picture and sound, through the scene's kinema media source.
-
-    That is "Kinema Clip (SCENE)", one per scene, created if missing; the OBS script plays through the same.
-
-    Example: OBS_WEBSOCKET_PASSWORD=... kinema obs play fox.mp4 --scene Live
-    """
-    _obs_play(clip, scene, input_name, host, port, password)
-
-
-@obs.command("generate")
-@click.argument("prompt")
-@click.option("--play", "play_now", is_flag=True, help="Put the clip on air in OBS when it is ready.")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Where to write the MP4 (default: kinema-<time>.mp4 here).",
-)
-@click.option("--seconds", type=float, help="Clip length in seconds.")
-@click.option("--size", callback=_parse_size, help="WIDTHxHEIGHT, snapped to what the model accepts.")
-@click.option("--seed", type=int, help="Same seed, same clip.")
-@click.option("--steps", type=int, help="Denoising steps.")
-@click.option("--style", help="A style preset (see `kinema styles`).")
-@click.option("--backend", help="Backend (default: the server's, or tiny here).")
-@click.option(
-    "--tier",
-    type=click.Choice(tier_names()),
-    default=None,
-    help=f"draft: fast preview (fewer steps, step caching); final: more steps, no caching [default: {DEFAULT_TIER}].",
-)
-@click.option(
-    "--image",
-    type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path),
-    help="Start from this picture (PNG, JPEG or WebP; the first frame).",
-)
-@click.option(
-    "--server",
-    "server_url",
-    envvar="KINEMA_URL",
-    help="A kinema server to generate on [default: http://127.0.0.1:8765 if one answers, else here].",
-)
-@_obs_options
-@click.pass_context
-def obs_generate(
-    ctx,
-    prompt,
-    play_now,
-    output,
-    seconds,
-    size,
-    seed,
-    steps,
-    style,
-    backend,
-    tier,
-    image,
-    server_url,
-    scene,
-    input_name,
-    host,
-    port,
-    password,
-):
-    """Generate a clip from PROMPT on a kinema server (or here), then with --play put it on air.
-
-    Example: kinema obs generate "fireworks over a lake" --seconds 4 --play
-    """
-    if play_now:  # a wrong password should fail now, not after minutes of generating
-        import asyncio
-
-        async def check():
-            await (await connect(host, port, password)).close()
-
-        asyncio.run(check())
-    output = _check_output(output or Path(time.strftime("kinema-%Y%m%d-%H%M%S.mp4"))).resolve()
-    client = kinema_client.Client(server_url)
-    remote: kinema_client.Client | None = client
-    try:
-        client.health()
-    except kinema_client.ServerUnavailable:
-        if server_url:
-            raise click.ClickException(
-                f"no kinema server answers at {client.base_url}; start one with"
-                " `kinema serve`, or leave out --server to generate here"
-            ) from None
-        remote = None
-    except kinema_client.ClientError as error:
-        raise click.ClickException(str(error)) from None
-    if remote is None:
-        ctx.invoke(
-            generate,
-            prompt=prompt,
-            output=output,
-            seconds=seconds,
-            size=size,
-            seed=seed,
-            steps=steps,
-            style=style,
-            backend=backend or DEFAULT_BACKEND,
-            tier=tier or DEFAULT_TIER,
-            image=image,
-        )
-    else:
-        from tqdm import tqdm
-
-        bar = tqdm(
-            total=None, unit="step", desc=f"generating on {remote.base_url}", file=sys.stderr, dynamic_ncols=True
-        )
-
-        def on_progress(report):
-            bar.total = report.total or bar.total
-            bar.update(report.step - bar.n)
-
-        try:
-            remote.generate(
-                prompt,
-                output,
-                progress=on_progress,
-                seconds=seconds,
-                size=size,
-                seed=seed,
-                steps=steps,
-                style=style,
-                backend=backend,
-                tier=tier,
-                image=image,
-            )
-        except kinema_client.ClientError as error:
-            raise click.ClickException(str(error)) from None
-        finally:
-            bar.close()
-        click.echo(str(output))
-    if play_now:
-        _obs_play(output, scene, input_name, host, port, password)
-    else:
-        click.echo(f"Put it on air with: kinema obs play {output}")
-
-
 @cli.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -928,7 +720,6 @@ cli.add_command(keys)
 
 
 def main() -> None:
-    load_plugins().hook.register_commands(cli=cli)
     cli(prog_name="kinema")
 
 

@@ -100,5 +100,12 @@ def _write(path: Path, data: bytes) -> None:
 
 
 @hookimpl
+def register_commands(cli: click.Group) -> None:
+    from kinema.hosts.obs_cli import obs
+
+    cli.add_command(obs)
+
+
+@hookimpl
 def register_hosts(register):
     register(ObsHost())
