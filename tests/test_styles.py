@@ -107,3 +107,30 @@ def _has_peft():
     except ImportError:
         return False
     return True
+
+
+def test_the_server_lists_styles_with_the_users_own_and_no_paths(kinema_env):
+    """GET /v1/styles: what hosts' Style menus offer (built-ins and the server's user styles), never a path."""
+    from fastapi.testclient import TestClient
+
+    from kinema.server.app import create_app
+
+    (kinema_env / "styles").mkdir()
+    (kinema_env / "styles" / "pastel.yaml").write_text("name: pastel\ndescription: Soft pastel colours\n")
+    with TestClient(create_app(api_key=None), base_url="http://127.0.0.1:8765") as client:
+        listed = client.get("/v1/styles")
+        assert listed.status_code == 200
+        rows = {row["id"]: row for row in listed.json()["data"]}
+        assert rows["pastel"] == {
+            "id": "pastel",
+            "object": "style",
+            "description": "Soft pastel colours",
+            "source": "user",
+        }
+        assert rows["cinematic"]["source"] == "built-in" and str(kinema_env) not in listed.text
+
+        (kinema_env / "styles" / "broken.json").write_text('{"name": "x",')
+        broken = client.get("/v1/styles")
+        assert broken.status_code == 500 and broken.json()["error"]["code"] == "broken_style"
+        message = broken.json()["error"]["message"]
+        assert "broken.json" in message and "not valid JSON" in message and str(kinema_env) not in message

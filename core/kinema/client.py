@@ -181,6 +181,10 @@ class Client:
         """Cameos this key's user owns or may use now (``name``, ``owner``, ``has_voice``, ``usable``...)."""
         return self._json("GET", "/v1/cameos")["data"]
 
+    def styles(self) -> list:
+        """Style presets the server offers, its users' own included (``id``, ``description``, ``source``)."""
+        return self._json("GET", "/v1/styles")["data"]
+
     def submit(
         self,
         prompt: str,

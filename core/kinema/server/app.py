@@ -7,7 +7,7 @@ talk to this server with ``kinema/client.py`` and never import torch.
 OpenAI endpoints: ``POST /v1/videos`` (JSON or multipart), ``GET /v1/videos``,
 ``GET /v1/videos/{id}``, ``GET /v1/videos/{id}/content``, ``DELETE /v1/videos/{id}``.
 kinema's: ``POST /v1/videos/{id}/cancel``, ``GET /v1/videos/{id}/events``
-(server-sent events), ``GET /v1/models``, ``GET /health``.
+(server-sent events), ``GET /v1/models``, ``GET /v1/styles``, ``GET /health``.
 
 A cancelled job reads ``status: "failed"`` with ``error.code == "cancelled"``
 (OpenAI's status enum has no "cancelled", and clients written for it poll
@@ -43,6 +43,7 @@ from kinema.server.jobs import JobManager, JobsBusyError, _lock_directory
 from kinema.server.models import models_router
 from kinema.server.schemas import ErrorResponse, Health, add_create_video_schemas, to_video
 from kinema.server.security import Guard, authorize, check_bind, is_loopback, owned_jobs_only
+from kinema.server.styles import router as styles_router
 from kinema.server.video_requests import MAX_IMAGE_BYTES, MAX_IMAGE_SIDE, decode_image  # noqa: F401 (re-exported)
 from kinema.server.videos import router as video_router
 from kinema.version import __version__
@@ -115,6 +116,7 @@ def create_app(
     )
     v1.include_router(video_router)
     v1.include_router(models_router())
+    v1.include_router(styles_router)
     app.include_router(v1)
     app.include_router(
         cameo_router,
