@@ -29,6 +29,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -59,6 +60,7 @@ DEFAULT_URL = "http://127.0.0.1:8765"
 # file imports nothing of kinema; tests/test_client.py checks that the two agree.
 TIERS = ("draft", "standard", "final")
 DEFAULT_TIER = "standard"
+BACKGROUND_NICE = 10  # ensure_server(background=True): how much lower the server's CPU priority is than the caller's
 FINAL_EVENTS = ("completed", "failed", "cancelled", "deleted")
 _READY_LINE = re.compile(r"serving .* on (http://\S+?)/v1\b")
 
@@ -524,6 +526,7 @@ def ensure_server(
     env: dict[str, str] | None = None,
     extra_args: tuple[str, ...] = (),
     stop_with_caller: bool = False,
+    background: bool = False,
 ) -> Client:
     """Return a Client for a healthy server at ``url``, starting ``kinema serve`` if none answers.
 
@@ -534,6 +537,12 @@ def ensure_server(
     holds open (keep ``client.process`` referenced: dropping it closes the pipe).
     With port 0 in ``url`` the server picks a free port. Its output goes to
     ``log_path`` (default: a file in the temp directory).
+
+    ``background`` is for hosts that must keep their own frame rate (OBS): the
+    server runs at a lower CPU priority than the caller (``nice`` +10; below
+    normal on Windows) and with one CPU core fewer for torch's threads
+    (``OMP_NUM_THREADS``, unless the environment sets it), so that the host's
+    threads win the CPU while a clip is made.
     """
     client = Client(url, api_key=api_key)
     parsed = urllib.parse.urlsplit(client.base_url)
@@ -556,6 +565,13 @@ def ensure_server(
     if stop_with_caller:
         command.append("--stop-with-stdin")
     server_env = dict(os.environ if env is None else env)
+    if background:
+        server_env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) - 1)))
+        nice = shutil.which("nice") if os.name != "nt" else None
+        if nice:  # every thread the server starts inherits it
+            if shutil.which(python) is None:
+                raise ServerStartError(f"cannot run {python}: no such program")
+            command = [nice, "-n", str(BACKGROUND_NICE), *command]
     if api_key:
         server_env["KINEMA_API_KEY"] = api_key
     options: dict[str, Any] = {}
@@ -563,6 +579,8 @@ def ensure_server(
         options["creationflags"] = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) | getattr(
             subprocess, "CREATE_NO_WINDOW", 0
         )
+        if background:
+            options["creationflags"] |= getattr(subprocess, "BELOW_NORMAL_PRIORITY_CLASS", 0)
     else:
         options["start_new_session"] = True  # Ctrl-C in the host's terminal is for the host, not the server
     with open(log_path, "wb") as log:
