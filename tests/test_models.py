@@ -55,7 +55,11 @@ def test_an_interrupted_pull_leaves_no_model_and_the_next_pull_finishes_it(hub):
     folder = models.pull(HUB_ID)
     assert hub.calls[-1]["found"] == ["model_index.json"]  # resumed where it stopped
     assert models.resolve(HUB_ID) == folder and models.pulled() == [HUB_ID]
-    assert sorted(p.name for p in folder.iterdir()) == ["model_index.json", "weights.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "kinema_licence.json",
+        "model_index.json",
+        "weights.safetensors",
+    ]
     assert not folder.with_name(folder.name + ".partial").exists()
     assert "*.safetensors" in hub.calls[-1]["patterns"] and not any(
         "bin" in p or "pt" in p for p in hub.calls[-1]["patterns"]
@@ -65,5 +69,5 @@ def test_an_interrupted_pull_leaves_no_model_and_the_next_pull_finishes_it(hub):
 def test_updating_a_pulled_model_starts_from_its_files(hub):
     models.pull(HUB_ID)
     folder = models.pull(HUB_ID)
-    assert hub.calls[-1]["found"] == ["model_index.json", "weights.safetensors"]
+    assert hub.calls[-1]["found"] == ["kinema_licence.json", "model_index.json", "weights.safetensors"]
     assert models.is_present(HUB_ID) and folder.is_dir()

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from kinema import engine
+from kinema import engine, licences
 from kinema import models as model_store
 from kinema.backends import limits
 from kinema.backends.device import free_memory_bytes, pick_device, pick_dtype
@@ -20,7 +20,7 @@ from kinema.cameo.face import KNOWN_FACE_MODELS, pull_face_model
 from kinema.cameo.store import authorize_request, local_user
 from kinema.cli_options import check_output, parse_size
 from kinema.engine import get_backends
-from kinema.errors import KinemaError
+from kinema.errors import DownloadError, KinemaError
 from kinema.extend import ExtendRequest
 from kinema.extend import extend as extend_clip
 from kinema.home import kinema_home, models_dir
@@ -172,7 +172,7 @@ def generate(
     if chosen.is_demo:
         click.echo(
             f"Note: '{chosen.name}' is kinema's tiny demo model (random weights: expect coloured noise and"
-            " noise for sound). For real clips: `kinema models pull Lightricks/LTX-2`, then add --backend ltx2.",
+            " noise for sound). For real clips: `kinema models pull Lightricks/LTX-2 --accept-license`, then add --backend ltx2.",
             err=True,
         )
     for note in plan.notes:
@@ -487,20 +487,39 @@ def models(ctx):
 
 @models.command("list")
 def models_list():
-    """List downloaded models. Example: kinema models list"""
+    """List downloaded models and their licences. Example: kinema models list"""
     names = model_store.pulled()
-    click.echo("\n".join(names) if names else f"No models in {models_dir()} yet: kinema models pull Lightricks/LTX-2")
+    if not names:
+        click.echo(f"No models in {models_dir()} yet: kinema models pull Lightricks/LTX-2 --accept-license")
+    for name in names:
+        click.echo(f"{name}\n  licence: {licences.installed(model_store.local_dir_for(name), name)}")
 
 
 @models.command("pull")
 @click.argument("model_id")
 @click.option("--revision", help="A branch, tag or commit.")
-def models_pull(model_id, revision):
-    """Download a model's safetensors weights. Example: kinema models pull Lightricks/LTX-2"""
+@click.option(
+    "--accept-license",
+    is_flag=True,
+    help="Accept the model's licence when it restricts use (shown first; see `kinema models list`).",
+)
+def models_pull(model_id, revision, accept_license):
+    """Download a model's safetensors weights, after showing its licence.
+
+    Example: kinema models pull Lightricks/LTX-2 --accept-license
+    """
+    click.echo(f"licence: {licences.describe(model_id)}", err=True)
+    licences.require_accepted(model_id, accept_license)  # before any network call
     if model_id in KNOWN_FACE_MODELS:  # ONNX face models for cameos, not diffusers pipelines
-        path = pull_face_model(model_id, revision=revision)
+        try:
+            path = pull_face_model(model_id, revision=revision)
+        except KinemaError:
+            raise
+        except Exception as error:  # noqa: BLE001 - huggingface_hub's errors, as one line
+            raise DownloadError(model_store.download_problem(model_id, revision, error)) from error
+        licences.record(path.parent, model_id, accept_license)
     else:
-        path = model_store.pull(model_id, revision=revision)
+        path = model_store.pull(model_id, revision=revision, accept_license=accept_license)
     click.echo(f"{model_id} is in {path}")
 
 
@@ -559,6 +578,8 @@ def doctor():
             line(f"memory policy {model}", policy)
     except ImportError as error:
         line("memory policy", f"unknown without torch: {error}", ok=False)
+    for model in model_store.pulled():
+        line(f"licence {model}", licences.installed(model_store.local_dir_for(model), model))
     seen = set()
     for backend in get_backends().values():
         if id(backend) in seen:

@@ -30,3 +30,11 @@ class OutputError(KinemaError, OSError):
 
 class OutOfMemoryError(KinemaError, MemoryError):
     """The device ran out of memory even with the lightest memory policy kinema could step down to."""
+
+
+class LicenceNotAcceptedError(KinemaError):
+    """A model's licence restricts its use and was not accepted (``kinema models pull --accept-license``)."""
+
+
+class DownloadError(KinemaError, OSError):
+    """A download could not finish (offline, no such model, gated, a dropped connection); what came resumes."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 from pathlib import Path
 
-from kinema.errors import InvalidRequestError, MissingWeightsError
+from kinema import licences
+from kinema.errors import DownloadError, InvalidRequestError, MissingWeightsError
 from kinema.home import models_dir
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -39,9 +41,9 @@ def resolve(model: str) -> Path:
             return local
         if _partial(local).is_dir():
             raise MissingWeightsError(
-                f"model {model} did not finish downloading: run `kinema models pull {model}` again to finish it"
+                f"model {model} did not finish downloading: run `{licences.pull_command(model)}` again to finish it"
             )
-        raise MissingWeightsError(f"model {model} is not downloaded: run `kinema models pull {model}` first")
+        raise MissingWeightsError(f"model {model} is not downloaded: run `{licences.pull_command(model)}` first")
     raise MissingWeightsError(f"model {model!r} is neither a folder nor a model id like 'Lightricks/LTX-2'")
 
 
@@ -57,27 +59,55 @@ def _partial(target: Path) -> Path:
     return target.with_name(target.name + PARTIAL_SUFFIX)
 
 
-def pull(hub_id: str, *, revision: str | None = None) -> Path:
+def pull(hub_id: str, *, revision: str | None = None, accept_license: bool = False) -> Path:
     """Download a model's safetensors weights and configs into kinema's model folder (progress bars from huggingface_hub).
 
-    The model appears under its name only once complete: it downloads into a ``.partial`` folder
-    beside it, which a pull that was interrupted resumes. Updating a pulled model starts from its
-    files, so only what changed is fetched.
+    A model whose licence restricts use (``kinema.licences``) is refused unless ``accept_license``, before any
+    network call; the folder records the licence it was pulled under. The model appears under its name only
+    once complete: it downloads into a ``.partial`` folder beside it, which a pull that was interrupted resumes.
+    Updating a pulled model starts from its files, so only what changed is fetched. Raises ``DownloadError``
+    (one line) when the Hub cannot be reached or refuses.
     """
+    target = local_dir_for(hub_id)
+    licences.require_accepted(hub_id, accept_license)
     from huggingface_hub import snapshot_download
 
-    target = local_dir_for(hub_id)
     staging = _partial(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.is_dir() and not staging.exists():
         os.replace(target, staging)
-    snapshot_download(hub_id, revision=revision, local_dir=staging, allow_patterns=PULL_PATTERNS)
+    try:
+        snapshot_download(hub_id, revision=revision, local_dir=staging, allow_patterns=PULL_PATTERNS)
+    except Exception as error:  # noqa: BLE001 - every way a download fails becomes one line
+        with contextlib.suppress(OSError):
+            staging.rmdir()  # nothing came: no half-downloaded model to resume
+        raise DownloadError(download_problem(hub_id, revision, error)) from error
     if not (staging / "model_index.json").is_file():
         raise MissingWeightsError(f"{hub_id} has no model_index.json: it is not a diffusers pipeline kinema can run")
+    licences.record(staging, hub_id, accept_license)
     if target.exists():  # an older copy beside a resumed pull: the fresh download replaces it
         shutil.rmtree(target)
     os.replace(staging, target)
     return target
+
+
+def download_problem(hub_id: str, revision: str | None, error: BaseException) -> str:
+    """One line saying why downloading ``hub_id`` failed and what to do, for any error huggingface_hub raises."""
+    from huggingface_hub import constants, errors
+
+    again = f"run `{licences.pull_command(hub_id)}` again to resume"
+    if isinstance(error, errors.GatedRepoError):
+        return f"{hub_id} is gated: accept its terms on https://huggingface.co/{hub_id} and log in (`hf auth login`)"
+    if isinstance(error, errors.RepositoryNotFoundError):
+        return f"no model {hub_id} on the Hugging Face Hub (a private one needs `hf auth login`)"
+    if isinstance(error, errors.RevisionNotFoundError):
+        return f"{hub_id} has no revision {revision!r}"
+    if constants.HF_HUB_OFFLINE or isinstance(error, errors.OfflineModeIsEnabled):
+        return f"cannot download {hub_id}: the Hugging Face Hub is switched off here (HF_HUB_OFFLINE); unset it and {again}"
+    if isinstance(error, errors.LocalEntryNotFoundError):
+        return f"cannot reach the Hugging Face Hub to download {hub_id}: check the connection, then {again}"
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return f"downloading {hub_id} failed ({type(error).__name__}: {first}); {again}"
 
 
 def pulled() -> list[str]:
