@@ -71,10 +71,16 @@ def test_clip_names_never_overwrite(tmp_path):
     assert [Path(p).read_bytes() for p in paths] == [b"first", b"second", b"third"]
 
 
-def test_the_addon_ships_no_client_of_its_own():
-    """`kinema install blender` adds core/kinema/client.py; the repository keeps one client."""
-    assert not (ADDON / "kinema_client.py").exists()
-    for path in ADDON.glob("*.py"):
+def test_the_addon_ships_kinemas_one_client():
+    """plugins/blender/kinema_client.py is core/kinema/client.py byte for byte (so Blender's own `extension build`
+    packs it), and no other module of the add-on has a client of its own."""
+    import kinema.client
+
+    copy = ADDON / "kinema_client.py"
+    assert copy.read_bytes() == Path(kinema.client.__file__).read_bytes(), (
+        "the add-on's client differs from kinema's: cp core/kinema/client.py plugins/blender/kinema_client.py"
+    )
+    for path in set(ADDON.glob("*.py")) - {copy}:
         tree = ast.parse(path.read_text(encoding="utf-8"))
         classes = {node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef)}
         assert "Client" not in classes, path
@@ -97,7 +103,8 @@ def test_install_without_blender_builds_a_checked_zip_and_prints_the_command(tmp
         defaults = json.loads(opened.read("kinema_defaults.json"))
     assert {"__init__.py", "blender_manifest.toml", "kinema_client.py", "runner.py"} <= names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
-    assert defaults["python"] == sys.executable
+    assert "python" not in defaults  # found on the computer it is installed on, or recorded in that Blender
+    assert_no_local_paths(archive)
     from kinema.styles import list_styles
 
     assert defaults["styles"] == sorted(list_styles())  # the panel's style suggestions
@@ -105,6 +112,64 @@ def test_install_without_blender_builds_a_checked_zip_and_prints_the_command(tmp
 
     assert list(defaults["tiers"]) == list(TIERS)  # the panel's tier menu, with each tier's description
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
+def assert_no_local_paths(archive: Path) -> None:
+    """Nothing in the zip names this machine: the interpreter, the repository, the home folder."""
+    local = {sys.executable, os.path.realpath(sys.executable), str(REPO), os.path.expanduser("~")} - {"/", "~"}
+    with zipfile.ZipFile(archive) as opened:
+        for name in opened.namelist():
+            text = opened.read(name).decode("utf-8", "replace")
+            assert not [path for path in local if path in text], (name, local)
+
+
+def _load_runner():
+    """runner.py with the client beside it, in a package as the add-on is (without its bpy-only __init__)."""
+    import types
+
+    package = types.ModuleType("kinema_addon_pkg")
+    package.__path__ = [str(ADDON)]
+    sys.modules["kinema_addon_pkg"] = package
+    return importlib.import_module("kinema_addon_pkg.runner")
+
+
+def test_the_python_of_the_kinema_command_is_found(tmp_path):
+    runner = _load_runner()
+    bin_dir = tmp_path / "venv with space" / "bin"
+    bin_dir.mkdir(parents=True)
+    python = bin_dir / "python"
+    python.write_text("")
+    script = bin_dir / "kinema"
+    script.write_text(f"#!{python}\nimport sys\n")
+    script.chmod(0o755)
+    assert runner.find_kinema_python({"PATH": str(bin_dir)}) == str(python)
+    pip_sh_form = (
+        "#!/bin/sh\n'''exec' \"" + str(python) + '" "$0" "$@"\n\' \'\'\'\n'
+    )  # pip's form for paths with spaces
+    script.write_text(pip_sh_form)
+    assert runner.find_kinema_python({"PATH": str(bin_dir)}) == str(python)
+    assert runner.find_kinema_python({"PATH": str(bin_dir), "KINEMA_PYTHON": "/opt/k/python"}) == "/opt/k/python"
+    assert runner.find_kinema_python({"PATH": str(tmp_path)}) == ""
+
+
+def test_a_server_start_failure_says_why():
+    runner = _load_runner()
+    busy = (
+        "kinema serve exited with code 1:\nsome warning\nError: another kinema server (pid 12) is using /h/jobs;"
+        " stop it, or give this one its own KINEMA_HOME\n"
+    )
+    assert runner.start_failure_reason(busy) == (
+        "another kinema server (pid 12) is using /h/jobs; stop it, or give this one its own KINEMA_HOME"
+        " (kinema serve exited with code 1)"
+    )
+    crashed = (
+        "kinema serve exited with code 1:\nTraceback (most recent call last):\n  File x\n"
+        "ModuleNotFoundError: No module named 'kinema'\n"
+    )
+    assert runner.start_failure_reason(crashed) == (
+        "ModuleNotFoundError: No module named 'kinema' (kinema serve exited with code 1)"
+    )
+    assert runner.start_failure_reason("cannot run /x/python: no such file") == "cannot run /x/python: no such file"
 
 
 # --------------------------------------------------------------------------- with bpy
@@ -240,6 +305,7 @@ def test_generate_adds_movie_and_sound_strips_at_the_playhead(blender, server, t
         assert (info.width, info.height, info.fps, info.frame_count) == (32, 32, 30, 17)
         assert info.has_audio
 
+    assert outcome["recorded_python"] == sys.executable  # `kinema install blender` told that Blender, not the zip
     strips = {strip["name"]: strip for strip in outcome["strips"]}
     assert strips["blocker"]["channel"] == 1  # busy under the playhead: the clips must go above it
     movies = sorted((s for s in outcome["strips"] if s["type"] == "MOVIE"), key=lambda s: s["channel"])
@@ -424,3 +490,79 @@ def test_the_panel_puts_a_cameo_in_the_clip(blender, server, tiny_home):
     assert job["status"] == "done", job
     assert "astro" in outcome["listed"]
     assert Clip.load(job["path"]).metadata["cameos"] == ["astro"]
+
+
+@pytest.mark.parametrize("built_by", ["kinema", "blender"])
+def test_the_extension_installs_in_a_fresh_profile_elsewhere_and_finds_kinema(blender, tmp_path, built_by):
+    """Install from Disk into a new Blender profile on another path, for kinema's zip and for Blender's own
+    `extension build` of plugins/blender: it enables, finds kinema's Python on PATH, and asks for it without."""
+    with socket.socket() as probe_socket:
+        probe_socket.bind(("127.0.0.1", 0))
+        port = probe_socket.getsockname()[1]
+    arguments: dict = {"url": f"http://127.0.0.1:{port}", "empty_path": str(tmp_path / "nothing")}
+    if built_by == "kinema":
+        arguments["zip"] = str(next((blender["root"] / "dist").glob("kinema-*.zip")))
+    else:
+        arguments.update(build=str(ADDON), out=str(tmp_path / "built"))
+    kinema_bin = os.path.dirname(sys.executable)
+    env = {
+        "BLENDER_USER_RESOURCES": str(tmp_path / "another profile"),
+        "PATH": kinema_bin + os.pathsep + os.environ.get("PATH", ""),
+        "KINEMA_PYTHON": "",
+    }
+    outcome = scenario(blender, "portable", env=env, **arguments)
+    assert outcome["operator"] == ["FINISHED"] and outcome["enabled"], outcome["log"][-3000:]
+    assert {"kinema_client.py", "runner.py", "blender_manifest.toml"} <= set(outcome["installed"])
+    assert_no_local_paths(Path(outcome["archive"]))
+    assert outcome["python_path"] == "" and outcome["start_server"]  # nothing recorded: found at first use
+    assert os.path.samefile(outcome["found"], sys.executable), outcome["found"]
+    job, server = outcome["job"], outcome["server"]
+    assert job["status"] == "failed" and server["ask_python"], (job, server)
+    assert "choose 'Python with kinema'" in job["message"] and "Traceback" not in outcome["log"]
+
+
+def test_a_server_that_cannot_start_says_why_in_the_panel(blender, server, tiny_home):
+    """A second server on the data directory the test server holds: the reason, not 'see the console'."""
+    outcome = scenario(
+        blender, "start_fails", env=_server_env(tiny_home), url="http://127.0.0.1:0", python=sys.executable
+    )
+    state = outcome["server"]
+    assert state["state"] == "error" and not state["ask_python"], state
+    assert state["message"].startswith("Could not start the kinema server: another kinema server (pid ")
+    assert "give this one its own KINEMA_HOME" in state["message"] and "console" not in state["message"]
+
+
+def test_new_clips_from_a_selected_strip_record_their_parent(blender, server, tmp_path):
+    from kinema.client import Client
+
+    outcome = scenario(blender, "strips", url=server, workdir=str(tmp_path))
+    assert set(map(tuple, outcome["operator"].values())) == {("FINISHED",)}, outcome["operator"]
+    jobs = outcome["jobs"]
+    assert [job["status"] for job in jobs] == ["done"] * 6, jobs
+    source = jobs[0]
+    movies = {s["props"]["kinema_job"]: s for s in outcome["strips"] if s["type"] == "MOVIE"}
+    origin = movies[source["server_id"]]
+    by_action: dict = {}
+    for job in jobs[1:]:
+        strip = movies[job["server_id"]]
+        assert strip["props"]["kinema_parent"] == source["server_id"]
+        assert strip["props"]["kinema_parent_strip"] == origin["name"]
+        assert strip["props"]["kinema_action"] == job["action"]
+        by_action.setdefault(job["action"], []).append((job, strip))
+    assert sorted(by_action) == ["extend", "frame", "regenerate", "remix"]
+    seeds = {job["seed"] for job, _ in by_action["regenerate"]}
+    assert len(seeds) == 2 and 7 not in seeds  # two variations, each with a new seed
+    for _job, strip in by_action["regenerate"] + by_action["extend"] + by_action["remix"]:
+        assert strip["start"] == origin["start"] and strip["channel"] > origin["channel"]  # stacked above
+    (extend_job, extended), (remix_job, remixed), (frame_job, framed) = (
+        by_action["extend"][0],
+        by_action["remix"][0],
+        by_action["frame"][0],
+    )
+    assert extended["duration"] > origin["duration"]
+    assert remixed["props"]["kinema_prompt"] == "a blue fox in the rain"
+    assert framed["start"] == outcome["playhead"] and framed["props"]["kinema_first_frame"] is True
+    client = Client(server)
+    assert client.get(frame_job["server_id"])["kinema"]["has_image"] is True
+    assert client.get(extend_job["server_id"])["kinema"]["kind"] == "extend"
+    assert client.get(remix_job["server_id"])["kinema"]["kind"] == "remix"

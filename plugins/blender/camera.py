@@ -23,13 +23,36 @@ def render_first_frame(
     """
     if scene.camera is None:
         raise CameraError(f"Scene '{scene.name}' has no active camera: add one, or use Generate")
-    render = scene.render
     saved = _Saved()
-    saved.set(render, "engine", engine)
+    saved.set(scene.render, "engine", engine)
+    saved.set(scene.render, "use_sequencer", False)
+    if engine == "CYCLES" and hasattr(scene, "cycles"):
+        saved.set(scene.cycles, "samples", int(cycles_samples))
+    return _render_png(scene, width, height, saved)
+
+
+def render_strip_frame(scene, strip, width: int, height: int) -> bytes:
+    """PNG bytes of ``strip``'s picture at the current frame, as the Sequencer shows it (the strip's own
+    transform and fit), with every other strip muted; nothing of the scene is left changed."""
+    editor = scene.sequence_editor
+    if editor is None or not strip.frame_final_start <= scene.frame_current < strip.frame_final_end:
+        raise CameraError(f"The playhead is not over '{strip.name}': move it to the frame to start from")
+    saved = _Saved()
+    for other in editor.strips_all if hasattr(editor, "strips_all") else editor.sequences_all:
+        if other != strip and not other.mute:
+            saved.set(other, "mute", True)
+    if strip.mute:
+        saved.set(strip, "mute", False)
+    saved.set(scene.render, "use_sequencer", True)
+    return _render_png(scene, width, height, saved)
+
+
+def _render_png(scene, width: int, height: int, saved: _Saved) -> bytes:
+    """Render ``scene`` at ``width`` x ``height`` into PNG bytes, then put back what ``saved`` changed."""
+    render = scene.render
     saved.set(render, "resolution_x", int(width))
     saved.set(render, "resolution_y", int(height))
     saved.set(render, "resolution_percentage", 100)
-    saved.set(render, "use_sequencer", False)
     saved.set(render, "use_compositing", False)
     settings = render.image_settings
     if hasattr(settings, "media_type"):  # Blender 5: the media type decides which formats exist
@@ -37,14 +60,12 @@ def render_first_frame(
     saved.set(settings, "file_format", "PNG")
     saved.set(settings, "color_mode", "RGB")
     saved.set(settings, "color_depth", "8")
-    if engine == "CYCLES" and hasattr(scene, "cycles"):
-        saved.set(scene.cycles, "samples", int(cycles_samples))
     handle, path = tempfile.mkstemp(prefix="kinema-camera-", suffix=".png")
     os.close(handle)
     try:
         result = bpy.ops.render.render(write_still=False, scene=scene.name)
         if "FINISHED" not in result:
-            raise CameraError("The camera render was cancelled")
+            raise CameraError("The frame's render was cancelled")
         bpy.data.images["Render Result"].save_render(path, scene=scene)
         with open(path, "rb") as file:
             return file.read()

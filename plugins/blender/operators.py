@@ -15,12 +15,16 @@ class KINEMA_OT_generate(bpy.types.Operator):
 
     def execute(self, context):
         try:
-            job = session.submit(context)
+            made = session.submit(context)
         except session.UserError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
-        self.report({"INFO"}, f"Kinema: generating '{job.prompt}' (Esc in the Sequencer cancels)")
+        self.report({"INFO"}, f"Kinema: generating {_clips(made)} of '{made[0].prompt}' (Esc in the Sequencer cancels)")
         return {"FINISHED"}
+
+
+def _clips(made) -> str:
+    return "a clip" if len(made) == 1 else f"{len(made)} variations"
 
 
 class KINEMA_OT_generate_from_camera(bpy.types.Operator):
@@ -45,11 +49,14 @@ class KINEMA_OT_generate_from_camera(bpy.types.Operator):
             image = camera.render_first_frame(
                 context.scene, width, height, engine=prefs.camera_engine, cycles_samples=prefs.cycles_samples
             )
-            job = session.submit(context, image=image)
+            made = session.submit(context, image=image)
         except (camera.CameraError, session.UserError) as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
-        self.report({"INFO"}, f"Kinema: generating '{job.prompt}' from camera '{context.scene.camera.name}'")
+        self.report(
+            {"INFO"},
+            f"Kinema: generating {_clips(made)} of '{made[0].prompt}' from camera '{context.scene.camera.name}'",
+        )
         return {"FINISHED"}
 
 
@@ -63,11 +70,77 @@ class KINEMA_OT_generate_from_markers(bpy.types.Operator):
 
     def execute(self, context):
         try:
-            job = session.submit(context, from_markers=True)
+            (job,) = session.submit(context, from_markers=True)
         except session.UserError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
         self.report({"INFO"}, f"Kinema: generating {job.prompt}; it appears at frame {job.frame} when ready")
+        return {"FINISHED"}
+
+
+def selected_movie_strips(context) -> list:
+    """The selected movie strips of the Sequencer's scene (the active one if none is selected), one per clip."""
+    scene = timeline.target_scene(context)
+    editor = scene.sequence_editor
+    if editor is None:
+        return []
+    chosen = [strip for strip in timeline.top_level_strips(editor) if strip.select and strip.type == "MOVIE"]
+    active = editor.active_strip
+    if not chosen and active is not None and active.type == "MOVIE":
+        chosen = [active]
+    return sorted(chosen, key=lambda strip: (strip.frame_final_start, strip.channel))
+
+
+class KINEMA_OT_from_strip(bpy.types.Operator):
+    """Make new clips from the selected movie strips; each new strip records the one it came from"""
+
+    bl_idname = "kinema.from_strip"
+    bl_label = "From Strip"
+    bl_options = {"REGISTER"}
+
+    action: EnumProperty(
+        name="Action",
+        items=(
+            ("frame", "Image to Video", "A clip that starts from the strip's frame under the playhead"),
+            ("extend", "Extend", "The clip, the panel's Seconds longer, continued from its last frames"),
+            ("remix", "Remix", "The same shot redone for the panel's prompt (Remix Strength says how far)"),
+            ("regenerate", "New Seed", "The strip's own prompt and settings again, with a new seed"),
+        ),
+        default="regenerate",
+    )
+
+    @classmethod
+    def description(cls, context, properties):
+        return {item.identifier: item.description for item in cls.bl_rna.properties["action"].enum_items}.get(
+            properties.action, ""
+        )
+
+    @classmethod
+    def poll(cls, context):
+        if not selected_movie_strips(context):
+            cls.poll_message_set("Select a movie strip in the Sequencer")
+            return False
+        return True
+
+    def execute(self, context):
+        scene = timeline.target_scene(context)
+        strips = selected_movie_strips(context)
+        image = None
+        try:
+            if self.action == "frame":
+                frame = scene.frame_current
+                strips = [strip for strip in strips if strip.frame_final_start <= frame < strip.frame_final_end]
+                if len(strips) != 1:
+                    raise session.UserError(
+                        "Select one movie strip under the playhead: its frame there starts the new clip"
+                    )
+                width, height = session.size_for(scene)
+                image = camera.render_strip_frame(scene, strips[0], width, height)
+            made = session.submit_from_strips(context, self.action, strips, image=image)
+        except (camera.CameraError, session.UserError) as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Kinema: {len(made)} new clip(s) from {len(strips)} strip(s)")
         return {"FINISHED"}
 
 
@@ -159,6 +232,7 @@ classes = (
     KINEMA_OT_generate,
     KINEMA_OT_generate_from_camera,
     KINEMA_OT_generate_from_markers,
+    KINEMA_OT_from_strip,
     KINEMA_OT_cancel,
     KINEMA_OT_dismiss,
     KINEMA_OT_connect,

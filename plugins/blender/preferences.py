@@ -13,16 +13,13 @@ DEFAULT_URL = "http://127.0.0.1:8765"
 
 
 def install_defaults() -> dict:
-    """What `kinema install blender` wrote: the Python kinema runs in (so a server can be started without
-    setup) and the style presets it knew."""
+    """What `kinema install blender` wrote into the zip: the style presets and tiers it knew (no paths: the zip
+    is shared, and the Python kinema runs in is found on this computer, see ``runner.find_kinema_python``)."""
     try:
         with open(os.path.join(os.path.dirname(__file__), "kinema_defaults.json"), encoding="utf-8") as file:
             return json.load(file)
     except (OSError, ValueError):
         return {}
-
-
-_DEFAULT_PYTHON = str(install_defaults().get("python") or "")
 
 
 class KINEMA_AP_preferences(bpy.types.AddonPreferences):
@@ -36,14 +33,14 @@ class KINEMA_AP_preferences(bpy.types.AddonPreferences):
     start_server: BoolProperty(
         name="Start a local server",
         description="If nothing answers at the URL, start `kinema serve` there with the Python below",
-        default=bool(_DEFAULT_PYTHON),
+        default=True,
     )
     python_path: StringProperty(
         name="Python with kinema",
         description="The interpreter of the environment where kinema is installed (e.g. ~/kinema/.venv/bin/python);"
-        " torch and the models stay out of Blender",
+        " torch and the models stay out of Blender. Empty: KINEMA_PYTHON, else the `kinema` command on PATH",
         subtype="FILE_PATH",
-        default=_DEFAULT_PYTHON,
+        default="",
     )
     api_key: StringProperty(
         name="API key",
@@ -94,7 +91,10 @@ class KINEMA_AP_preferences(bpy.types.AddonPreferences):
         column.prop(self, "start_server")
         row = column.row()
         row.active = self.start_server
-        row.prop(self, "python_path")
+        try:
+            row.prop(self, "python_path", placeholder=runner.find_kinema_python() or "not found: choose it")
+        except TypeError:  # 'placeholder' is newer than some supported Blenders
+            row.prop(self, "python_path")
         column.prop(self, "api_key")
         if not runner.is_local_url(self.server_url) and not bpy.app.online_access:
             column.label(
@@ -118,7 +118,7 @@ def get(context=None) -> KINEMA_AP_preferences:
 
 def server_settings(context=None) -> runner.ServerSettings:
     prefs = get(context)
-    python = bpy.path.abspath(prefs.python_path) if prefs.python_path else ""
+    python = bpy.path.abspath(prefs.python_path) if prefs.python_path.strip() else runner.find_kinema_python()
     return runner.ServerSettings(
         url=prefs.server_url.strip(),
         start_local=prefs.start_server,

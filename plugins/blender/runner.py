@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import queue
+import re
 import secrets
+import shutil
 import subprocess
 import threading
 import traceback
@@ -55,6 +57,7 @@ class JobSpec:
     stem: str
     image: bytes | None = None
     storyboard: dict | None = None  # markers.storyboard_from_markers: one film instead of one clip
+    follow_up: dict | None = None  # {"action": "extend"|"remix", "parent": server id, ...}: a new clip from that one
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,12 +68,66 @@ class Update:
     changes: dict
 
 
+def find_kinema_python(environ=None) -> str:
+    """The interpreter kinema is installed in, for starting a server; "" if none is found.
+
+    ``KINEMA_PYTHON`` first, else the Python of the ``kinema`` command on PATH (its
+    script's ``#!`` line, or the python.exe beside kinema.exe on Windows). Nothing
+    is run: this is called on Blender's main thread.
+    """
+    environ = os.environ if environ is None else environ
+    explicit = environ.get("KINEMA_PYTHON", "").strip()
+    if explicit:
+        return explicit
+    command = shutil.which("kinema", path=environ.get("PATH"))
+    return interpreter_of(command) if command else ""
+
+
+def interpreter_of(script: str) -> str:
+    """The Python a console script (``kinema``) runs in, or ""."""
+    folder = os.path.dirname(script)
+    if script.lower().endswith(".exe"):  # Windows: Scripts\kinema.exe beside Scripts\python.exe
+        python = os.path.join(folder, "python.exe")
+        return python if os.path.isfile(python) else ""
+    try:
+        with open(script, "rb") as file:
+            head = file.read(1024).decode("utf-8", "replace")
+    except OSError:
+        return ""
+    # pip writes "#!/venv/bin/python", or, for paths with spaces, a /bin/sh line that execs "/venv/bin/python".
+    match = re.search(r"""exec' "([^"]+)"|^#!(\S+)$""", head, re.MULTILINE)
+    python = (match.group(1) or match.group(2)) if match else ""
+    if python and os.path.basename(python) not in ("env", "sh") and os.path.isfile(python):
+        return python
+    sibling = os.path.join(folder, "python")
+    return sibling if os.path.isfile(sibling) else ""
+
+
 def is_local_url(url: str) -> bool:
     """True for loopback URLs (no name lookup: this runs while Blender draws)."""
     from urllib.parse import urlsplit
 
     host = (urlsplit(url if "//" in url else f"http://{url}").hostname or "").lower()
     return host in ("localhost", "::1") or host.startswith("127.")
+
+
+class PythonUnknown(api.ServerStartError):
+    """No Python with kinema is set or found, so no server can be started: the panel asks for one."""
+
+
+def start_failure_reason(text: str) -> str:
+    """Why ``kinema serve`` did not start, from a ServerStartError's text (its first line, then the server's log).
+
+    The log's last ``Error: ...`` line (what kinema's command line prints), else the
+    last exception line of a traceback, else its last line.
+    """
+    head, _, log = text.partition("\n")
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    errors = [line[len("Error:") :].strip() for line in lines if line.startswith("Error:")]
+    exceptions = [line for line in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b.*", line)]
+    reason = (errors or exceptions or lines or [""])[-1]
+    head = head.rstrip(":")
+    return f"{reason} ({head})" if reason else head
 
 
 def describe(error: BaseException, settings: ServerSettings) -> str:
@@ -82,8 +139,10 @@ def describe(error: BaseException, settings: ServerSettings) -> str:
             f"No kinema server at {settings.shown_url}: run `kinema serve`, or turn on 'Start a local server'"
             " in the add-on preferences"
         )
+    if isinstance(error, PythonUnknown):
+        return str(error)
     if isinstance(error, api.ServerStartError):
-        return f"Could not start the kinema server: {str(error).splitlines()[0]} (details in the system console)"
+        return f"Could not start the kinema server: {start_failure_reason(str(error))}"
     if isinstance(error, api.AuthenticationError):
         return "The kinema server wants an API key: set it in the add-on preferences"
     if isinstance(error, api.JobCancelled):
@@ -94,6 +153,11 @@ def describe(error: BaseException, settings: ServerSettings) -> str:
         where = f" ({error.filename})" if error.filename else ""
         return f"Could not save the clip{where}: {error.strerror or error}"
     return f"Unexpected {type(error).__name__}: {error} (details in the system console)"
+
+
+def server_error(error: BaseException, settings: ServerSettings) -> dict:
+    """The panel's server line for ``error``; ``ask_python``: show the 'Python with kinema' field there."""
+    return {"state": "error", "message": describe(error, settings), "ask_python": isinstance(error, PythonUnknown)}
 
 
 class Connection:
@@ -112,9 +176,10 @@ class Connection:
             key = settings.api_key or None
             if settings.start_local:
                 if not settings.python:
-                    raise api.ServerStartError(
-                        "set 'Python with kinema' in the add-on preferences (the interpreter of a venv where"
-                        " kinema is installed, e.g. ~/kinema/.venv/bin/python)"
+                    raise PythonUnknown(
+                        f"No kinema server at {settings.shown_url}, and kinema was not found on this computer:"
+                        " choose 'Python with kinema' (the interpreter of the environment where kinema is"
+                        " installed, e.g. ~/kinema/.venv/bin/python), or run `kinema serve` yourself"
                     )
                 post(Update(0, {"state": "starting", "message": f"Starting a kinema server at {settings.shown_url}…"}))
                 client = api.ensure_server(
@@ -139,7 +204,15 @@ class Connection:
                 cameos = []  # a server from before cameos
             post(
                 Update(
-                    0, {"state": "connected", "message": "", "url": client.base_url, "models": models, "cameos": cameos}
+                    0,
+                    {
+                        "state": "connected",
+                        "message": "",
+                        "ask_python": False,
+                        "url": client.base_url,
+                        "models": models,
+                        "cameos": cameos,
+                    },
                 )
             )
             return client
@@ -211,7 +284,7 @@ class Runner:
                 self.connection.forget()
                 if isinstance(error, api.ServerStartError):
                     print(f"kinema: {error}")
-                self.post(Update(0, {"state": "error", "message": describe(error, settings)}))
+                self.post(Update(0, server_error(error, settings)))
 
         threading.Thread(target=work, name="kinema-connect", daemon=True).start()
 
@@ -237,6 +310,8 @@ class Runner:
                 return
             if spec.storyboard is not None:
                 video = client.submit_storyboard(spec.storyboard, **spec.fields)
+            elif spec.follow_up is not None:
+                video = self._follow_up(client, spec)
             else:
                 video = client.submit(spec.prompt, image=spec.image, **spec.fields)
             with self._lock:
@@ -273,7 +348,7 @@ class Runner:
             message = describe(error, settings)
             if isinstance(error, (api.ServerUnavailable, api.ServerStartError, api.AuthenticationError)):
                 self.connection.forget()
-                post(Update(0, {"state": "error", "message": message}))
+                post(Update(0, server_error(error, settings)))
             if isinstance(error, api.ServerStartError):
                 print(f"kinema: {error}")  # the server's log tail, for the system console
             post(Update(job, {"status": "failed", "message": message}))
@@ -283,6 +358,25 @@ class Runner:
         finally:
             with self._lock:
                 self._server_ids.pop(job, None)
+
+    @staticmethod
+    def _follow_up(client, spec: JobSpec) -> dict:
+        follow = spec.follow_up or {}
+        try:
+            if follow["action"] == "extend":
+                return client.extend(follow["parent"], follow["seconds"], prompt=follow.get("prompt"), **spec.fields)
+            return client.remix(
+                follow["parent"],
+                spec.prompt,
+                strength=follow.get("strength"),
+                keep_audio=follow.get("keep_audio"),
+                **spec.fields,
+            )
+        except api.NotFoundError:
+            raise api.ClientError(
+                f"The server no longer has the clip of '{follow.get('parent_strip')}' ({follow['parent']}):"
+                " regenerate it, or use Image to Video from its frame"
+            ) from None
 
     @staticmethod
     def _download(client, server_id: str, spec: JobSpec) -> str:

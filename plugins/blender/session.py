@@ -59,6 +59,10 @@ class Job:
     notes: tuple = ()
     strips: tuple = ()
     created: float = dataclasses.field(default_factory=time.time)
+    parent: str = ""  # the server id of the clip this one was made from (extend, remix, regenerate, frame)
+    parent_strip: str = ""
+    action: str = "generate"  # generate, frame, extend, remix, regenerate
+    above: int = 0  # the new strips go on channels above this one (the source strip's)
 
     @property
     def active(self) -> bool:
@@ -93,6 +97,9 @@ class Job:
             "kinema_fps": info.get("fps", ""),
             "kinema_first_frame": self.has_image,
             "kinema_job": self.server_id,
+            "kinema_action": self.action,
+            "kinema_parent": self.parent,
+            "kinema_parent_strip": self.parent_strip,
         }
 
 
@@ -103,6 +110,7 @@ class ServerState:
     url: str = ""
     models: list = dataclasses.field(default_factory=list)
     cameos: list = dataclasses.field(default_factory=list)  # cameo names the server lets this user use
+    ask_python: bool = False  # no server, and no kinema found to start one: the panel asks where it is
 
 
 jobs: list[Job] = []
@@ -120,13 +128,13 @@ def latest_active() -> Job | None:
     return next((job for job in reversed(jobs) if job.active and job.status != "cancelling"), None)
 
 
-def submit(context, *, image: bytes | None = None, from_markers: bool = False) -> Job:
-    """Start a job from the scene's Kinema settings; raises UserError for what the user must fix first.
+def submit(context, *, image: bytes | None = None, from_markers: bool = False) -> list[Job]:
+    """Start jobs from the scene's Kinema settings (one per variation); raises UserError for what the user must
+    fix first.
 
     ``from_markers``: one film from the timeline markers (kinema storyboard), placed at the first marker;
     the prompt, if any, is the setting every shot shares.
     """
-    global stop_server_on_exit
     scene = timeline.target_scene(context)
     options = scene.kinema
     prompt = " ".join(options.prompt.split())
@@ -144,19 +152,13 @@ def submit(context, *, image: bytes | None = None, from_markers: bool = False) -
             raise UserError(str(error)) from None
     elif not prompt:
         raise UserError("Type a prompt first")
-    refusal = preferences.online_refusal(context)
-    if refusal:
-        raise UserError(refusal)
-    prefs = preferences.get(context)
-    stop_server_on_exit = prefs.stop_server_on_quit
+    _check_online(context)
     width, height = size_for(scene)
-    seed = random.SystemRandom().randint(0, settings.MAX_SEED) if options.random_seed else options.seed
-    model = options.backend.strip() or prefs.default_backend.strip()
+    model = options.backend.strip() or preferences.get(context).default_backend.strip()
     fields = {
         "seconds": round(options.seconds, 3),
         "size": (width, height),
         "fps": round(timeline.scene_fps(scene), 6),  # the clip's frames then match the scene's one to one
-        "seed": seed,
         "negative_prompt": options.negative_prompt.strip() or None,
         "style": options.style.strip() or None,
         "model": model or None,
@@ -174,26 +176,166 @@ def submit(context, *, image: bytes | None = None, from_markers: bool = False) -
             f"{len(board['shots'])} shots: {first}",
             min(m.frame for m in scene.timeline_markers if scene.frame_start <= m.frame <= scene.frame_end),
         )
-    folder = preferences.output_dir(context)
+    count = 1 if board is not None else options.variations
+    return [
+        _start(context, scene, prompt, model, dict(fields, seed=seed), frame=frame, image=image, storyboard=board)
+        for seed in seeds(options, count)
+    ]
+
+
+STRIP_ACTIONS = ("frame", "extend", "remix", "regenerate")
+FOLLOW_UP_FIELDS = ("model", "backend", "negative_prompt", "seed", "steps", "guidance", "style", "tier")
+
+
+def submit_from_strips(context, action: str, strips, *, image: bytes | None = None) -> list[Job]:
+    """New clips from Sequencer strips, each recording its parent; the panel's Variations make several of each.
+
+    ``frame``: image to video from ``image`` (the strip's frame under the playhead), placed at the playhead;
+    ``extend``: the clip plus the panel's Seconds, continued from its last frames; ``remix``: the same shot for
+    the panel's prompt; ``regenerate``: the strip's own settings with a new seed. All but ``frame`` need a strip
+    kinema made (its ``kinema_job`` on the server); the new strips go on free channels above the source.
+    """
+    if action not in STRIP_ACTIONS:
+        raise ValueError(action)
+    scene = timeline.target_scene(context)
+    options = scene.kinema
+    _check_online(context)
+    panel_prompt = " ".join(options.prompt.split())
+    count = options.variations
+    started: list[Job] = []
+    for strip in strips:
+        recorded = {key[len("kinema_") :]: strip[key] for key in strip.keys() if key.startswith("kinema_")}  # noqa: SIM118 - custom properties
+        parent = str(recorded.get("job") or "")
+        if action != "frame" and not parent:
+            raise UserError(f"'{strip.name}' was not made by Kinema: extend, remix and regenerate need a Kinema clip")
+        prompt = panel_prompt or str(recorded.get("prompt") or "")
+        if action in ("frame", "remix") and not prompt:
+            raise UserError("Type a prompt first: it says what the new clip shows")
+        lineage = {"parent": parent, "parent_strip": strip.name, "action": action}
+        fps = round(timeline.scene_fps(scene), 6)
+        model = str(recorded.get("model") or recorded.get("backend") or "") or options.backend.strip()
+        if action == "frame":
+            width, height = size_for(scene)
+            model = options.backend.strip() or preferences.get(context).default_backend.strip()
+            fields = {
+                "seconds": round(options.seconds, 3),
+                "size": (width, height),
+                "fps": fps,
+                "negative_prompt": options.negative_prompt.strip() or None,
+                "style": options.style.strip() or None,
+                "model": model or None,
+                "steps": options.steps or None,
+                "tier": options.tier,
+                "audio": options.audio,
+            }
+            frame, above = scene.frame_current, 0
+        else:
+            fields = {
+                "negative_prompt": str(recorded.get("negative_prompt") or "") or None,
+                "style": str(recorded.get("style") or "") or None,
+                "model": model or None,
+                "steps": int(recorded.get("steps") or 0) or None,
+                "tier": str(recorded.get("tier") or "") or options.tier,
+            }
+            frame, above = strip.frame_final_start, strip.channel
+            if action == "regenerate":
+                size = str(recorded.get("size") or "")
+                fields.update(
+                    seconds=round(strip.frame_final_duration / timeline.scene_fps(scene), 3),
+                    fps=fps,
+                    audio=bool(options.audio),
+                )
+                if "x" in size:
+                    fields["size"] = size
+            elif action == "extend":
+                lineage["seconds"] = round(options.seconds, 3)
+                if panel_prompt:
+                    lineage["prompt"] = panel_prompt
+            else:
+                lineage["strength"] = round(options.remix_strength, 3)
+                lineage["keep_audio"] = bool(options.remix_keep_audio)
+        old_seed = recorded.get("seed")
+        for seed in seeds(options, count, avoid=old_seed if action == "regenerate" else None):
+            started.append(
+                _start(
+                    context,
+                    scene,
+                    prompt,
+                    model,
+                    dict(fields, seed=seed),
+                    frame=frame,
+                    image=image if action == "frame" else None,
+                    lineage=lineage,
+                    above=above,
+                )
+            )
+    if not started:
+        raise UserError("Select a movie strip first")
+    return started
+
+
+def seeds(options, count: int, *, avoid=None) -> list[int]:
+    """``count`` seeds: random ones (always, to regenerate), else the panel's seed and the ones after it."""
+    if options.random_seed or avoid is not None:
+        chosen: list[int] = []
+        generator = random.SystemRandom()
+        while len(chosen) < count:
+            seed = generator.randint(0, settings.MAX_SEED)
+            if seed not in chosen and str(seed) != str(avoid):
+                chosen.append(seed)
+        return chosen
+    return [(options.seed + index) % (settings.MAX_SEED + 1) for index in range(count)]
+
+
+def _check_online(context) -> None:
+    global stop_server_on_exit
+    refusal = preferences.online_refusal(context)
+    if refusal:
+        raise UserError(refusal)
+    stop_server_on_exit = preferences.get(context).stop_server_on_quit
+
+
+def _start(
+    context,
+    scene,
+    prompt: str,
+    model: str,
+    fields: dict,
+    *,
+    frame: int,
+    image: bytes | None = None,
+    storyboard: dict | None = None,
+    lineage: dict | None = None,
+    above: int = 0,
+) -> Job:
+    lineage = dict(lineage or {})
+    action = lineage.get("action", "")
+    if action in ("extend", "remix"):
+        fields = {key: value for key, value in fields.items() if key in FOLLOW_UP_FIELDS}
     job = Job(
         id=next(_ids),
         prompt=prompt,
-        seed=seed,
+        seed=fields["seed"],
         model=model,
         scene_name=scene.name,
         blend_path=bpy.data.filepath,
         frame=frame,
         has_image=image is not None,
         fields=fields,
+        parent=lineage.get("parent", ""),
+        parent_strip=lineage.get("parent_strip", ""),
+        action=action or "generate",
+        above=above,
     )
     jobs.append(job)
     spec = runner.JobSpec(
         prompt=prompt,
         fields=fields,
-        output_dir=folder,
-        stem=clipfiles.stem_from_prompt(prompt, seed),
+        output_dir=preferences.output_dir(context),
+        stem=clipfiles.stem_from_prompt(prompt, fields["seed"]),
         image=image,
-        storyboard=board,
+        storyboard=storyboard,
+        follow_up=lineage if action in ("extend", "remix") else None,
     )
     work.start(job.id, spec, preferences.server_settings(context))
     ensure_ticking()
@@ -301,6 +443,7 @@ def _add_to_sequencer(job: Job) -> None:
             name=timeline.strip_name(job.prompt),
             properties=job.strip_properties(),
             sound=(job.video.get("kinema") or {}).get("audio", True),
+            above=job.above,
         )
     except RuntimeError as error:
         job.message = f"Saved {job.path}, but could not add it to the Sequencer: {error}"

@@ -96,6 +96,24 @@ class KINEMA_PG_settings(bpy.types.PropertyGroup):
         description="Denoising steps; 0 uses the tier's for the backend (its default, for standard)",
     )
     audio: BoolProperty(name="Sound", default=True, description="Generate a synchronized soundtrack")
+    variations: IntProperty(
+        name="Variations",
+        default=1,
+        min=1,
+        soft_max=8,
+        max=32,
+        description="How many clips each button makes, each with its own seed, stacked on free channels",
+    )
+    remix_strength: FloatProperty(
+        name="Remix Strength",
+        default=0.6,
+        min=0.01,
+        max=1.0,
+        description="How far a remix moves from its strip: near 0 keeps it, 1 keeps only its length",
+    )
+    remix_keep_audio: BoolProperty(
+        name="Keep Sound", default=False, description="A remix keeps the strip's sound instead of making new sound"
+    )
     show_advanced: BoolProperty(name="More", default=False)
 
 

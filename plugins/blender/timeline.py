@@ -31,9 +31,9 @@ def free_channel(strips, start: int, end: int, *, above: int = 0, ignore=()) -> 
 
 
 def insert_clip(
-    scene, path: str, *, frame: int, name: str, properties: dict, sound: bool = True
+    scene, path: str, *, frame: int, name: str, properties: dict, sound: bool = True, above: int = 0
 ) -> tuple[object, object | None, str | None]:
-    """Add the movie (and its sound) at ``frame`` on the first free channels.
+    """Add the movie (and its sound) at ``frame`` on the first free channels (above channel ``above``).
 
     Returns (movie strip, sound strip or None, warning or None). The movie goes
     on the lowest channel free for its whole length, the sound on the next free
@@ -42,9 +42,9 @@ def insert_clip(
     editor = scene.sequence_editor or scene.sequence_editor_create()
     strips = top_level_strips(editor)
     # The length is known only once the file is opened: add, measure, then settle on a channel.
-    movie = strips.new_movie(name, path, free_channel(strips, frame, frame + 1), frame)
+    movie = strips.new_movie(name, path, free_channel(strips, frame, frame + 1, above=above), frame)
     end = frame + movie.frame_final_duration
-    channel = free_channel(strips, frame, end, ignore=(movie,))
+    channel = free_channel(strips, frame, end, above=above, ignore=(movie,))
     if channel != movie.channel:
         movie.channel = channel
     warning = None

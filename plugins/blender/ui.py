@@ -6,7 +6,7 @@ import textwrap
 
 import bpy
 
-from . import preferences, session, timeline
+from . import operators, preferences, session, timeline
 
 STATUS_ICONS = {
     "done": "CHECKMARK",
@@ -81,15 +81,44 @@ class KINEMA_PT_generate(bpy.types.Panel):
             column.prop(options, "steps")
             column.prop(options, "audio")
 
+        column.prop(options, "variations")
+
         layout.use_property_split = False
         column = layout.column(align=True)
         column.scale_y = 1.4
         column.operator("kinema.generate", icon="RENDER_ANIMATION")
         column.operator("kinema.generate_from_camera", icon="CAMERA_DATA")
         column.operator("kinema.generate_from_markers", icon="MARKER_HLT")
+        self._draw_strip(layout, context, options)
 
         self._draw_server(layout, context)
         self._draw_jobs(layout, context)
+
+    @staticmethod
+    def _draw_strip(layout, context, options) -> None:
+        """What the selected strips can become: image to video from the playhead, extend, remix, a new seed."""
+        strips = operators.selected_movie_strips(context)
+        if not strips:
+            return
+        box = layout.box()
+        strip = strips[-1]
+        made_by_kinema = "kinema_job" in strip
+        title = strip.name if len(strips) == 1 else f"{len(strips)} strips"
+        box.label(text=title, icon="SEQUENCE")
+        if made_by_kinema and len(strips) == 1:
+            _wrapped(box, context, f"seed {strip.get('kinema_seed', '?')}: {strip.get('kinema_prompt', '')}")
+            if strip.get("kinema_parent"):
+                box.label(
+                    text=f"{str(strip.get('kinema_action', '')).title()} of {strip.get('kinema_parent_strip', '')}"
+                )
+        grid = box.grid_flow(columns=2, align=True, even_columns=True)
+        grid.operator("kinema.from_strip", text="Image to Video", icon="IMAGE_DATA").action = "frame"
+        grid.operator("kinema.from_strip", text="Extend", icon="FORWARD").action = "extend"
+        grid.operator("kinema.from_strip", text="Remix", icon="MOD_NOISE").action = "remix"
+        grid.operator("kinema.from_strip", text="New Seed", icon="FILE_REFRESH").action = "regenerate"
+        row = box.row(align=True)
+        row.prop(options, "remix_strength", text="Strength")
+        row.prop(options, "remix_keep_audio", text="", icon="SOUND")
 
     @staticmethod
     def _draw_server(layout, context) -> None:
@@ -97,6 +126,8 @@ class KINEMA_PT_generate(bpy.types.Panel):
         if server.state == "error":
             box = layout.box()
             _wrapped(box, context, server.message, icon="ERROR")
+            if server.ask_python:  # asked here, at first use, rather than sent to the preferences
+                box.prop(preferences.get(context), "python_path", text="")
             box.operator("kinema.connect", text="Try Again", icon="FILE_REFRESH")
         elif server.state == "starting":
             _wrapped(layout, context, server.message or "Connecting…", icon="TIME")

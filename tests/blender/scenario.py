@@ -118,7 +118,9 @@ def job_info(job):
 
 def generate(args):
     """Two jobs from the same prompt and seed, queued together, beside a saved .blend with a busy channel 1."""
+    bpy.ops.wm.read_userpref()  # Blender reads them at start; the bpy module only when asked
     addon = enable()
+    recorded_python = bpy.context.preferences.addons[MODULE].preferences.python_path  # by `kinema install blender`
     scene = configure(addon, args)
     bpy.ops.wm.save_as_mainfile(filepath=os.path.join(args["workdir"], "edit.blend"))
     editor = scene.sequence_editor_create()
@@ -146,6 +148,7 @@ def generate(args):
         "states": {str(k): sorted(v) for k, v in states_seen.items()},
         "scene_fps": scene.render.fps,
         "blend_dir": os.path.dirname(bpy.data.filepath),
+        "recorded_python": recorded_python,
     }
 
 
@@ -247,6 +250,49 @@ def connect_then_crash(args):
     os._exit(0)
 
 
+def strips(args):
+    """From a generated strip: two new-seed variations, an extension, a remix and image to video from the
+    frame under the playhead; every new strip names its parent."""
+    addon = enable()
+    scene = configure(addon, args)
+    bpy.ops.wm.save_as_mainfile(filepath=os.path.join(args["workdir"], "strips.blend"))
+    bpy.ops.kinema.generate()
+    run_until(addon, lambda: all(not job.active for job in addon.session.jobs))
+    (source,) = [s for s in strips_of(scene.sequence_editor) if s.type == "MOVIE"]
+
+    def select_source():
+        for strip in strips_of(scene.sequence_editor):
+            strip.select = strip == source
+        scene.sequence_editor.active_strip = source
+
+    results = {}
+    for action, variations in (("regenerate", 2), ("extend", 1), ("remix", 1), ("frame", 1)):
+        select_source()
+        scene.kinema.variations = variations
+        if action == "remix":
+            scene.kinema.prompt = "a blue fox in the rain"
+        if action == "frame":
+            scene.frame_current = source.frame_final_start + 5
+        results[action] = sorted(bpy.ops.kinema.from_strip(action=action))
+    run_until(addon, lambda: all(not job.active for job in addon.session.jobs))
+    return {
+        "operator": results,
+        "source": source.name,
+        "jobs": [dict(job_info(job), action=job.action, seed=job.seed) for job in addon.session.jobs],
+        "strips": strips_info(scene),
+        "playhead": scene.frame_current,
+    }
+
+
+def start_fails(args):
+    """Starting a server fails (here: another server owns the data directory): the panel says why."""
+    addon = enable()
+    configure(addon, args)
+    bpy.ops.kinema.connect()
+    run_until(addon, lambda: addon.session.server.state != "starting", timeout=120)
+    return {"server": vars(addon.session.server)}
+
+
 def markers(args):
     """Generate from Markers: named timeline markers make one film, placed at the first marker."""
     addon = enable()
@@ -308,6 +354,48 @@ def cameo(args):
     bpy.ops.kinema.generate()
     run_until(addon, lambda: all(not job.active for job in addon.session.jobs))
     return {"jobs": [job_info(job) for job in addon.session.jobs], "listed": list(addon.session.server.cameos)}
+
+
+def portable(args):
+    """A fresh Blender profile installs a zip with Install from Disk (Blender's own build of plugins/blender when
+    ``build`` names that folder), enables it, finds kinema on PATH, and without one asks for it."""
+    import subprocess
+
+    archive = args.get("zip")
+    if args.get("build"):
+        tool = os.path.join(bpy.utils.system_resource("SCRIPTS"), "addons_core", "bl_pkg", "cli", "blender_ext.py")
+        out = args["out"]
+        os.makedirs(out, exist_ok=True)
+        subprocess.run(
+            [sys.executable, tool, "build", "--source-dir", args["build"], "--output-dir", out],
+            check=True,
+            capture_output=True,
+        )
+        (archive,) = [os.path.join(out, name) for name in os.listdir(out) if name.endswith(".zip")]
+    result = bpy.ops.extensions.package_install_files(filepath=archive, repo="user_default", enable_on_install=True)
+    enabled = MODULE in bpy.context.preferences.addons
+    addon = importlib.import_module(MODULE)
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    found = addon.preferences.server_settings().python
+    os.environ.pop("KINEMA_PYTHON", None)
+    os.environ["PATH"] = args["empty_path"]  # no kinema anywhere: the panel must ask for it
+    prefs.server_url = args["url"]
+    scene = bpy.context.scene
+    scene.kinema.prompt = "a red ball"
+    bpy.ops.kinema.generate()
+    job = addon.session.jobs[-1]
+    run_until(addon, lambda: not job.active, timeout=60)
+    return {
+        "operator": sorted(result),
+        "enabled": enabled,
+        "archive": archive,
+        "installed": sorted(os.listdir(os.path.dirname(addon.__file__))),
+        "python_path": prefs.python_path,
+        "start_server": prefs.start_server,
+        "found": found,
+        "job": job_info(job),
+        "server": vars(addon.session.server),
+    }
 
 
 if __name__ == "__main__":

@@ -2,11 +2,14 @@
 
 The extension is ``plugins/blender/`` plus kinema's stdlib client (``client.py``,
 shipped inside as ``kinema_client.py`` so the repository holds one client) and
-``kinema_defaults.json`` naming this Python, so the add-on can start
-``kinema serve`` by itself, and kinema's style presets, for the panel's suggestions. Blender validates and installs it with its own
-extension code: a Blender 4.2+ executable (``blender --command extension ...``),
-or a Python that imports the ``bpy`` module (Blender as a Python module), which
-runs the same code.
+``kinema_defaults.json`` with kinema's style presets and tiers, for the panel's suggestions. The zip holds no
+path of this machine, so it can be shared: where kinema is installed goes into the add-on's preferences of the
+Blender it is installed into (so that Blender can start ``kinema serve`` by itself); elsewhere the add-on finds
+kinema at first use (``KINEMA_PYTHON``, the ``kinema`` command on PATH) or asks for it. Blender's own
+``extension build`` on ``plugins/blender`` makes an equivalent zip: the client is checked in there as
+``kinema_client.py`` (byte for byte ``client.py``; a test keeps them equal). Blender validates and installs the
+extension with its own code: a Blender 4.2+ executable (``blender --command extension ...``), or a Python that
+imports the ``bpy`` module (Blender as a Python module), which runs the same code.
 """
 
 from __future__ import annotations
@@ -65,11 +68,11 @@ def extension_version() -> str:
     return match.group(0) if match else "0.0.0"
 
 
-def build(output_dir: Path, *, python: str | None = None) -> Path:
+def build(output_dir: Path) -> Path:
     """Write ``kinema-<version>.zip`` into ``output_dir`` (atomically) and return its path.
 
-    ``python`` is written into the extension as the default interpreter for
-    starting a local server (default: this one).
+    Nothing in it names this machine: no interpreter, no folder (``install_into`` tells the
+    Blender it installs into where kinema is).
     """
     source = addon_source()
     version = extension_version()
@@ -79,7 +82,6 @@ def build(output_dir: Path, *, python: str | None = None) -> Path:
         raise HostInstallError(f"{source / MANIFEST_FILE} has no version line")
     # The panel's tier menu and its tooltips come from the kinema that built the add-on (Blender cannot import it).
     defaults = {
-        "python": python or sys.executable,
         "kinema_version": version,
         "styles": sorted(list_styles()),
         "tiers": {name: entry["description"] for name, entry in TIERS.items()},
@@ -134,9 +136,11 @@ class Blender:
         return f"{what} {'.'.join(map(str, self.version))} at {self.path}"
 
 
-def _run(command: list, timeout: float = 300) -> subprocess.CompletedProcess:
+def _run(command: list, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
     try:
-        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, env=env
+        )
     except OSError as error:
         raise HostInstallError(f"cannot run {command[0]}: {error.strerror or error}") from None
     except subprocess.TimeoutExpired:
@@ -195,9 +199,25 @@ if code == 0 and sys.argv[1] == "install-file":
     module = "bl_ext." + repo + ".{id}"
     code = 0 if module in bpy.context.preferences.addons else 3
     print(("enabled " if code == 0 else "not enabled: ") + module)
+    if code == 0:
+{record}
 sys.stdout.flush()
 sys.exit(code)
-""".replace("{id}", EXTENSION_ID)
+"""
+
+# Tells the installed add-on where kinema is (this Python), in that Blender's preferences: not in the zip.
+_RECORD_PYTHON = """
+import os
+import bpy
+prefs = bpy.context.preferences.addons[module].preferences
+if not os.path.isfile(bpy.path.abspath(prefs.python_path)):  # unset, or a venv that is gone
+    prefs.python_path = os.environ["KINEMA_INSTALL_PYTHON"]
+    bpy.ops.wm.save_userpref()
+print("kinema python:", prefs.python_path)
+"""
+_BPY_EXTENSION_CLI = _BPY_EXTENSION_CLI.replace("{id}", EXTENSION_ID).replace(
+    "{record}", "\n".join("        " + line for line in _RECORD_PYTHON.strip().splitlines())
+)
 
 
 def extension_command(blender: Blender, *arguments: str) -> list:
@@ -219,23 +239,24 @@ def install_into(blender: Blender, archive: Path, repo: str) -> str:
     """Install and enable with Blender's own installer, then check that Blender sees it enabled.
 
     The check is not redundant: ``install-file`` exits 0 even when its installer
-    subprocess failed ("Package should have been installed but not found").
+    subprocess failed ("Package should have been installed but not found"). The
+    add-on's 'Python with kinema' preference is set to this Python, unless the user
+    already chose one.
     """
-    done = _run(extension_command(blender, "install-file", "--repo", repo, "--enable", str(archive)))
+    env = {**os.environ, "KINEMA_INSTALL_PYTHON": sys.executable}
+    done = _run(extension_command(blender, "install-file", "--repo", repo, "--enable", str(archive)), env=env)
     report = (done.stdout + done.stderr).strip()
     failed = f"{blender.label} could not install {archive} into repository {repo!r}"
     if done.returncode != 0:
         raise HostInstallError(f"{failed}:\n{report}")
     if blender.kind == "binary":  # the bpy route checks in the same process (_BPY_EXTENSION_CLI)
         module = f"bl_ext.{repo}.{EXTENSION_ID}"
-        check = _run(
-            [
-                blender.path,
-                "--background",
-                "--python-expr",
-                f"import bpy; print('kinema-extension:', {module!r} in bpy.context.preferences.addons)",
-            ]
+        check_program = (
+            f"import bpy\nmodule = {module!r}\nprint('kinema-extension:', module in bpy.context.preferences.addons)\n"
+            f"if module in bpy.context.preferences.addons:\n"
+            + "\n".join("    " + line for line in _RECORD_PYTHON.strip().splitlines())
         )
+        check = _run([blender.path, "--background", "--python-expr", check_program], env=env)
         if "kinema-extension: True" not in check.stdout:
             raise HostInstallError(f"{failed}: Blender does not list {module} as enabled afterwards.\n{report}")
     return report
