@@ -115,6 +115,12 @@ def cli(ctx: click.Context, debug: bool) -> None:
     help="draft: fast preview (fewer steps, step caching); final: more steps, no caching.",
 )
 @click.option(
+    "--two-stage/--one-stage",
+    default=None,
+    help="ltx2: half size, the latent upsampler x2, a few refining steps (default: final tier, when the"
+    " checkpoint has a latent upsampler).",
+)
+@click.option(
     "--no-provenance",
     is_flag=True,
     help="Write no signed C2PA manifest and no invisible watermark (the file's metadata says so).",
@@ -138,6 +144,7 @@ def generate(
     cameo_names,
     speech,
     tier,
+    two_stage,
     no_provenance,
     visible_mark,
 ):
@@ -163,12 +170,14 @@ def generate(
         backend=backend,
         model=model,
         tier=tier,
+        two_stage=two_stage,
     )
     if cameo_names or speech:
         request = request.with_(cameos=tuple(cameo_names), speech=speech, user=local_user())
         authorize_request(request)  # before any model loads
     chosen = engine.resolve_backend(request)
     plan = chosen.plan(request)  # a request beyond the backend's limits (kinema.backends.limits) stops here
+    chosen.require_weights(request)  # then missing weights, before diffusers loads
     if chosen.is_demo:
         click.echo(
             f"Note: '{chosen.name}' is kinema's tiny demo model (random weights: expect coloured noise and"

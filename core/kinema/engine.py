@@ -69,6 +69,7 @@ def generate(
     request = apply_style(request)
     backend = backend or resolve_backend(request)
     the_plan = backend.plan(request)
+    backend.require_weights(request)  # missing weights: refused now, before diffusers loads
     # Consent is checked here, when the job actually starts: a cameo revoked while the job was queued stops it.
     conditioning = cameos.prepare(request)
     cancel = cancel or CancelToken()

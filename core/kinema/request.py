@@ -68,6 +68,9 @@ class GenerationRequest:
         None  # who is asking: the server passes the key's identity; None is kinema.cameo.store.local_user()
     )
     tier: str = DEFAULT_TIER  # quality tier: draft, standard or final (kinema.tiers.TIERS)
+    # LTX-2.x's two-stage recipe (half size, latent upsampler x2, a few refining steps): None lets the tier
+    # choose (final, when the checkpoint has a latent upsampler), True asks for it, False never.
+    two_stage: bool | None = None
 
     def __post_init__(self) -> None:
         _check_text("prompt", self.prompt, required=True)
@@ -79,6 +82,8 @@ class GenerationRequest:
         _check_int("seed", self.seed, 0, MAX_SEED)
         _check_int("steps", self.steps, 1, MAX_STEPS)
         check_tier(self.tier)
+        if self.two_stage not in (None, True, False):
+            raise InvalidRequestError(f"two_stage must be true, false or null; got {self.two_stage!r}")
         _check_range("guidance", self.guidance, 0.0, MAX_GUIDANCE)
         if not isinstance(self.backend, str) or not self.backend.strip():
             raise InvalidRequestError("backend must be a backend name; see `kinema backends`")

@@ -39,6 +39,8 @@ class Plan:
     tier: str = DEFAULT_TIER  # see kinema.tiers
     # Step-cache settings (kinema.backends.step_cache.CacheConfig fields), None: off. Not hashed, so plans stay hashable.
     cache: dict[str, Any] | None = field(default=None, hash=False)
+    # LTX-2.x's two-stage recipe: half size, the latent upsampler x2, a few refining steps (kinema.backends.ltx2).
+    two_stage: bool = False
 
     @property
     def seconds(self) -> float:
@@ -122,6 +124,17 @@ class Backend:
 
     def unload(self) -> None:
         """Drop loaded weights so another model can use the memory."""
+
+    def job_limits(self) -> Limits:
+        """The largest single generation (``limits``); a backend may narrow it to the checkpoint it runs."""
+        return self.limits
+
+    def require_weights(self, request: GenerationRequest | None = None) -> None:
+        """Raise ``MissingWeightsError`` if the weights ``request`` needs are not on this machine.
+
+        Cheap (it looks at folders, imports no torch or diffusers), so a job without weights is refused at once;
+        backends whose weights are always there keep this default.
+        """
 
     def plan(self, request: GenerationRequest) -> Plan:
         if request.image is not None and not self.supports_image:

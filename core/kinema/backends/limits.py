@@ -92,6 +92,12 @@ def memory_bounds(device: str) -> tuple[MemoryBound, ...]:
     return tuple(bounds)
 
 
+def job_limits(backend: Backend) -> Limits:
+    """``backend``'s limits: its ``job_limits()`` (read from its checkpoint, for LTX-2.x), else its ``limits``."""
+    own = getattr(backend, "job_limits", None)
+    return own() if callable(own) else getattr(backend, "limits", Limits())
+
+
 def device_of(backend: Backend) -> str:
     """The device ``backend`` will run on: a host's (``configure(device=...)``), else kinema's pick."""
     return getattr(backend, "_device", None) or pick_device()
@@ -102,7 +108,7 @@ def check_plan(plan: Plan, backend: Backend, *, bounds: Sequence[MemoryBound] | 
 
     ``bounds`` defaults to the memory of the device the backend runs on.
     """
-    limits: Limits = getattr(backend, "limits", Limits())
+    limits = job_limits(backend)
     name = backend.name
     if plan.steps > limits.steps:
         raise LimitError(f"steps {plan.steps} is over {name}'s limit of {limits.steps} steps; ask for fewer", "steps")
@@ -158,7 +164,7 @@ def check_frames_fit(
 
 def describe(backend: Backend, bounds: Sequence[MemoryBound] | None = None) -> str:
     """One line for ``kinema doctor``: the backend's limits, what memory allows here, and why."""
-    limits: Limits = getattr(backend, "limits", Limits())
+    limits = job_limits(backend)
     text = (
         f"{limits.frames} frames, {limits.seconds:g} s, {limits.pixels:,} pixels a frame, {limits.steps} steps"
         f" ({limits.why})"

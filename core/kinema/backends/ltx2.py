@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -20,12 +21,15 @@ from kinema.backends.base import (
     torch_generator,
 )
 from kinema.backends.device import pick_device
-from kinema.backends.limits import Limits
+from kinema.backends.limits import Limits, check_plan
 from kinema.backends.loading import load_pipeline, step_down
 from kinema.backends.lora import loras_loaded
+from kinema.backends.ltx2_checkpoint import Checkpoint
+from kinema.backends.ltx2_checkpoint import read as read_checkpoint
 from kinema.backends.ltx2_conditioning import condition as apply_conditioning
 from kinema.backends.previews import ltx2_preview
 from kinema.clip import Clip, fit_audio
+from kinema.errors import InvalidRequestError
 from kinema.hookspecs import hookimpl
 from kinema.progress import CancelToken, Progress
 
@@ -53,12 +57,16 @@ class LTX2Backend(Backend):
     )
     # Extra pipeline arguments for this checkpoint family (the tiny model turns off the extra guidance passes).
     pipeline_kwargs: ClassVar[dict[str, Any]] = {}
+    # The two-stage recipe's refining pass: the distilled second-stage sigmas Lightricks publishes
+    # (diffusers.pipelines.ltx2.utils.STAGE_2_DISTILLED_SIGMA_VALUES), one step each.
+    refine_sigmas: ClassVar[tuple[float, ...]] = (0.909375, 0.725, 0.421875)
 
     def __init__(self, model: str | None = None, *, components: dict | None = None, device: str | None = None):
         self.model_id = model or self.default_model
         self._components = components  # already-built modules: tests, or a host that loaded them itself
         self._device = device
         self._pipe: Any = None
+        self._upsampler: Any = None
 
     def for_model(self, model: str) -> LTX2Backend:
         return type(self)(model, device=self._device)
@@ -73,6 +81,74 @@ class LTX2Backend(Backend):
 
     def _model_path(self):
         return models.resolve(self.model_id)
+
+    def require_weights(self, request=None) -> None:
+        if self._components is None:
+            self._model_path()  # raises MissingWeightsError, before diffusers is imported
+
+    def checkpoint(self) -> Checkpoint | None:
+        """What the pulled checkpoint folder says about itself (JSON only), or None when there is none."""
+        if self._components is not None or not models.is_present(self.model_id):
+            return None
+        return read_checkpoint(models.resolve(self.model_id))
+
+    def job_limits(self) -> Limits:
+        """The class's limits, narrowed to the checkpoint's positional extent (kinema.backends.ltx2_checkpoint)."""
+        checkpoint = self.checkpoint()
+        return checkpoint.limits(self.limits) if checkpoint is not None else self.limits
+
+    def plan(self, request) -> Plan:
+        plan = super().plan(request)
+        checkpoint = self.checkpoint()
+        upsampler = checkpoint.upsampler if checkpoint is not None else None
+        want = request.two_stage
+        if want is None:
+            want = plan.tier == "final" and upsampler is not None  # the final tier's path when it can
+        if not want:
+            return plan
+        if upsampler is None:
+            raise InvalidRequestError(
+                f"{self.model_id} has no latent upsampler (a latent_upsampler/ folder): it cannot run the two-stage"
+                " recipe; drop --two-stage"
+            )
+        conditioned = [
+            what
+            for what, present in (
+                ("a remix", request.video is not None),
+                ("an extension", request.start_frames is not None),
+                ("a cameo", bool(request.cameos)),
+                ("a speech line", request.speech is not None),
+            )
+            if present
+        ]
+        if conditioned:
+            note = f"one stage: the two-stage recipe makes text and image to video, not {conditioned[0]}"
+            return dataclasses.replace(plan, notes=(*plan.notes, note))
+        notes = list(plan.notes)
+        width, height = (_snap_up(side, 2 * self.size_multiple) for side in (plan.width, plan.height))
+        if (width, height) != (plan.width, plan.height):
+            notes.append(
+                f"two-stage: {plan.width}x{plan.height} is not a multiple of {2 * self.size_multiple} (half of it"
+                f" must be a multiple of {self.size_multiple}); using {width}x{height}"
+            )
+        notes.append(
+            f"two-stage: {width // 2}x{height // 2} in {plan.steps} steps, the latent upsampler x2, then"
+            f" {len(self.refine_sigmas)} refining steps at {width}x{height}"
+        )
+        two = dataclasses.replace(plan, width=width, height=height, notes=tuple(notes), two_stage=True)
+        check_plan(two, self)
+        return two
+
+    def upsampler(self, device: str, dtype: Any) -> Any:
+        """The checkpoint's latent upsampler, loaded on first use of the two-stage recipe."""
+        if self._upsampler is None:
+            from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel
+
+            checkpoint = self.checkpoint()
+            assert checkpoint is not None and checkpoint.upsampler is not None  # plan checked it
+            model = LTX2LatentUpsamplerModel.from_pretrained(checkpoint.upsampler, torch_dtype=dtype)
+            self._upsampler = model.to(device).eval()
+        return self._upsampler
 
     def pipeline(self) -> Any:
         """The text-to-video pipeline; weights load here, on the first job."""
@@ -91,6 +167,7 @@ class LTX2Backend(Backend):
 
     def unload(self) -> None:
         self._pipe = None
+        self._upsampler = None
 
     def generate(
         self,
@@ -133,6 +210,9 @@ class LTX2Backend(Backend):
             pipe = apply_conditioning(pipe, request, plan, conditioning, kwargs)
         cancel.raise_if_cancelled()
         metadata: dict[str, Any] = {}
+        refine = len(self.refine_sigmas) if plan.two_stage else 0
+        # The first (or only) pass: at half size when two-stage, where it hands its latents on.
+        first_width, first_height = (plan.width // 2, plan.height // 2) if plan.two_stage else (plan.width, plan.height)
         with loras_loaded(pipe, request.loras, self.name):
             output = run_cached(
                 pipe,
@@ -140,20 +220,20 @@ class LTX2Backend(Backend):
                 lambda: pipe(
                     prompt=request.prompt,
                     negative_prompt=request.negative_prompt or None,
-                    width=plan.width,
-                    height=plan.height,
+                    width=first_width,
+                    height=first_height,
                     num_frames=plan.num_frames,
                     frame_rate=float(plan.fps),
                     num_inference_steps=plan.steps,
                     guidance_scale=plan.guidance,
                     generator=torch_generator(plan.seed),
-                    output_type="np",
+                    output_type="latent" if plan.two_stage else "np",
                     callback_on_step_end=step_callback(
-                        plan.steps,
+                        plan.steps + refine,
                         "video",
                         progress,
                         cancel,
-                        preview=ltx2_preview(pipe, plan.num_frames, plan.height, plan.width) if preview else None,
+                        preview=ltx2_preview(pipe, plan.num_frames, first_height, first_width) if preview else None,
                     ),
                     **self.pipeline_kwargs,
                     **kwargs,
@@ -161,6 +241,18 @@ class LTX2Backend(Backend):
                 metadata,
                 placed=placed,
             )
+            if plan.two_stage:
+                output = self._refine(pipe, request, plan, output, kwargs, progress, cancel)
+        metadata["recipe"] = (
+            {
+                "path": "two-stage",
+                "first_stage": f"{first_width}x{first_height}",
+                "upsampler": self.checkpoint().upsampler.name,  # type: ignore[union-attr]  # plan checked it
+                "refine_steps": refine,
+            }
+            if plan.two_stage
+            else {"path": "one-stage"}
+        )
         frames = frames_to_uint8(output.frames)
         audio = sample_rate = None
         if request.audio:
@@ -170,8 +262,56 @@ class LTX2Backend(Backend):
         clip.metadata.update(metadata)
         return clip
 
+    def _refine(self, pipe, request, plan: Plan, first, kwargs, progress, cancel) -> Any:
+        """The two-stage recipe after its first pass: the video latents doubled by the latent upsampler, then
+        video and sound refined together at full size in a few steps from the distilled second-stage sigmas."""
+        from diffusers import FlowMatchEulerDiscreteScheduler, LTX2LatentUpsamplePipeline
+
+        cancel.raise_if_cancelled()
+        device = pipe._execution_device
+        upsample = LTX2LatentUpsamplePipeline(vae=pipe.vae, latent_upsampler=self.upsampler(device, pipe.vae.dtype))
+        upsample.set_progress_bar_config(disable=True)
+        latents = upsample(
+            latents=first.frames,
+            height=plan.height // 2,
+            width=plan.width // 2,
+            num_frames=plan.num_frames,
+            output_type="latent",
+            return_dict=False,
+        )[0]
+        # Given sigmas, not a shifted schedule: the refining pass starts part-way down, where the upsampled clip is.
+        scheduler = FlowMatchEulerDiscreteScheduler.from_config(
+            pipe.scheduler.config, use_dynamic_shifting=False, shift_terminal=None
+        )
+        second = type(pipe)(**{**pipe.components, "scheduler": scheduler})
+        second.set_progress_bar_config(disable=True)
+        sigmas = list(self.refine_sigmas)
+        return second(
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt or None,
+            width=plan.width,
+            height=plan.height,
+            num_frames=plan.num_frames,
+            frame_rate=float(plan.fps),
+            num_inference_steps=len(sigmas),
+            sigmas=sigmas,
+            noise_scale=sigmas[0],
+            latents=latents,
+            audio_latents=first.audio,
+            guidance_scale=plan.guidance,
+            generator=torch_generator(plan.seed + 1),
+            output_type="np",
+            callback_on_step_end=step_callback(plan.steps + len(sigmas), "video", progress, cancel, offset=plan.steps),
+            **self.pipeline_kwargs,
+            **kwargs,
+        )
+
     def lighten_memory(self) -> str | None:
         return step_down(self.pipeline())
+
+
+def _snap_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
 
 
 @hookimpl

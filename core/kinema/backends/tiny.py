@@ -57,6 +57,9 @@ class _Tiny:
     def status(self) -> BackendStatus:
         return BackendStatus(True, "embedded demo model (random weights), built offline on first use", pick_device())
 
+    def require_weights(self, request=None) -> None:
+        """Built offline on first use: always there."""
+
 
 class TinyBackend(_Tiny, LTX2Backend):
     name = "tiny"

@@ -110,6 +110,15 @@ class WanBackend(Backend):
     def _model_path(self, model: str):
         return models.resolve(model)
 
+    def require_weights(self, request=None) -> None:
+        if self._components is None:
+            self._model_path(self.model_id)
+        if self._audio_components is None and (request is None or request.audio):
+            try:
+                self._model_path(self.audio_model_id)
+            except MissingWeightsError as error:
+                raise MissingWeightsError(f"{error} (or pass --no-audio for a silent clip)") from None
+
     def unload(self) -> None:
         self._pipes.clear()
 

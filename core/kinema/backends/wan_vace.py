@@ -145,6 +145,9 @@ class TinyWanVACEBackend(WanVACEBackend):
     def _model_path(self, model: str):
         return tiny_model_path(model.removeprefix("kinema/tiny-"))
 
+    def require_weights(self, request=None) -> None:
+        """Built offline on first use: always there."""
+
 
 @hookimpl
 def register_backends(register):

@@ -1,0 +1,149 @@
+"""LTX-2.x through the ltx2 backend (issue 22) and missing weights refused at once (issue 16).
+
+A tiny, randomly initialised LTX-2.5-shaped checkpoint folder (BWE vocoder at 48 kHz, gated attention, a duration
+head, a latent upsampler; kinema.backends.tiny_ltx25) is built offline once for the module; an LTX-2.3-shaped one
+is the same folder without the duration head and the upsampler. Random weights: these tests say which path runs
+and what it makes, not how it looks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from click.testing import CliRunner
+
+from kinema import engine
+from kinema.backends.limits import LimitError
+from kinema.backends.ltx2_checkpoint import read
+from kinema.cli import cli
+from kinema.clip import Clip
+from kinema.errors import InvalidRequestError
+from kinema.request import GenerationRequest
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+SMALL = dict(width=64, height=64, seconds=0.375, steps=2, seed=3)
+
+
+@pytest.fixture(scope="module")
+def ltx25(tmp_path_factory):
+    from kinema.backends.tiny_ltx25 import build_tiny_ltx25
+
+    return build_tiny_ltx25(tmp_path_factory.mktemp("ckpt") / "tiny-ltx-2.5")
+
+
+@pytest.fixture(scope="module")
+def ltx23(ltx25, tmp_path_factory):
+    """The 2.5 folder as LTX-2.3 ships: no duration head, and here no latent upsampler either."""
+    folder = tmp_path_factory.mktemp("ckpt") / "tiny-ltx-2.3"
+    shutil.copytree(ltx25, folder, ignore=shutil.ignore_patterns("latent_upsampler", "duration_head"))
+    index = json.loads((folder / "model_index.json").read_text())
+    index["duration_head"] = [None, None]
+    (folder / "model_index.json").write_text(json.dumps(index))
+    return folder
+
+
+def make(folder, **fields):
+    request = GenerationRequest("a kite over a beach", backend="ltx2", model=str(folder), **{**SMALL, **fields})
+    events = []
+    clip = engine.generate(request, progress=events.append)
+    return clip, events
+
+
+def test_the_checkpoint_says_which_ltx2_it_is_and_feeds_the_limits(ltx25, ltx23):
+    from kinema.backends.tiny import tiny_model_path
+
+    two_five, two_three, two_oh = read(ltx25), read(ltx23), read(tiny_model_path("ltx2"))
+    assert (two_five.version, two_five.sample_rate, two_five.upsampler.name) == ("LTX-2.5", 48000, "latent_upsampler")
+    assert (two_three.version, two_three.sample_rate, two_three.upsampler) == ("LTX-2.3", 48000, None)
+    assert (two_oh.version, two_oh.sample_rate, two_oh.upsampler) == ("LTX-2", 24000, None)
+
+    backend = engine.resolve_backend(GenerationRequest("x", backend="ltx2", model=str(ltx25)))
+    limits = backend.job_limits()
+    # 10 s of positions, 250 frames at 25 fps on the 8k+1 grid; 64x64 a pass, 128x128 through the upsampler
+    assert (limits.seconds, limits.frames, limits.pixels) == (10.0, 249, 128 * 128)
+    assert "LTX-2.5 checkpoint" in limits.why and "48 kHz" in limits.why
+    with pytest.raises(LimitError, match="limit of 10 s"):
+        backend.plan(
+            GenerationRequest("x", backend="ltx2", model=str(ltx25), fps=12, seconds=10.5, width=64, height=64)
+        )
+    with pytest.raises(LimitError, match="16,384"):
+        backend.plan(GenerationRequest("x", backend="ltx2", model=str(ltx25), width=160, height=128))
+    one_pass = engine.resolve_backend(GenerationRequest("x", backend="ltx2", model=str(ltx23))).job_limits()
+    assert one_pass.pixels == 64 * 64  # no upsampler: what one pass reaches
+
+
+def test_ltx23_loads_and_speaks_at_its_vocoders_rate(ltx23):
+    clip, _ = make(ltx23, tier="final")  # final, but no upsampler: one stage
+    assert clip.frames.shape == (9, 64, 64, 3) and clip.sample_rate == 48000
+    assert clip.audio.shape == (2, round(clip.duration * 48000))
+    assert clip.metadata["recipe"] == {"path": "one-stage"}
+    with pytest.raises(InvalidRequestError, match="no latent upsampler"):
+        make(ltx23, two_stage=True)
+
+
+def test_the_final_tier_runs_the_two_stage_recipe_when_the_folder_has_an_upsampler(ltx25):
+    standard, _ = make(ltx25)
+    assert standard.metadata["recipe"] == {"path": "one-stage"}
+
+    final, events = make(ltx25, tier="final")
+    assert final.metadata["recipe"] == {
+        "path": "two-stage",
+        "first_stage": "32x32",
+        "upsampler": "latent_upsampler",
+        "refine_steps": 3,
+    }
+    assert final.frames.shape == standard.frames.shape == (9, 64, 64, 3)
+    assert final.sample_rate == 48000 and final.audio.shape == standard.audio.shape
+    assert [e.step for e in events] == [1, 2, 3, 4, 5] and {e.total for e in events} == {5}  # 2 steps + 3 refining
+    assert not (final.frames == standard.frames).all()  # another path, another clip
+    assert any("two-stage: 32x32 in 2 steps" in note for note in final.metadata["notes"])
+
+    off, _ = make(ltx25, tier="final", two_stage=False)
+    assert off.metadata["recipe"] == {"path": "one-stage"}
+    snapped, _ = make(ltx25, width=96, two_stage=True)  # half of 96 is not on the 32 grid: 128
+    assert snapped.frames.shape[1:3] == (64, 128) and snapped.metadata["recipe"]["first_stage"] == "64x32"
+
+
+def test_the_cli_asks_for_two_stages_and_the_saved_clip_records_it(ltx25, tmp_path):
+    out = tmp_path / "kite.mp4"
+    args = ["generate", "a kite", "--backend", "ltx2", "--model", str(ltx25), "--size", "64x64", "--seconds", "0.375"]
+    result = CliRunner().invoke(cli, [*args, "--steps", "2", "--two-stage", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "48000 Hz audio" in result.output
+    assert Clip.load(out).metadata["recipe"]["path"] == "two-stage"
+
+
+def test_missing_weights_are_refused_before_diffusers_loads(tmp_path):
+    """`kinema generate --backend ltx2` with no weights: refused once the limits are checked (torch, for the
+    device's memory), never loading diffusers or transformers (it was 16-55 s)."""
+    probe = textwrap.dedent(
+        """
+        import json, sys, time
+        started = time.monotonic()
+        from kinema.cli import cli
+        try:
+            cli(["generate", "a kite", "--backend", "ltx2", "-o", sys.argv[1]], prog_name="kinema")
+        except SystemExit as stop:
+            code = stop.code
+        print(json.dumps({"code": code, "loaded": sorted({"diffusers", "transformers"} & set(sys.modules)),
+                          "seconds": time.monotonic() - started}))
+        """
+    )
+    env = {**os.environ, "KINEMA_HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path / "x.mp4")], env=env, capture_output=True, text=True, timeout=120
+    )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["code"] == 1 and result["loaded"] == [], result
+    assert done.stderr.strip() == (
+        "Error: model Lightricks/LTX-2 is not downloaded: run `kinema models pull Lightricks/LTX-2 --accept-license`"
+        " first"
+    )
+    assert not (tmp_path / "x.mp4").exists()
