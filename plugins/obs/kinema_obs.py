@@ -1,4 +1,4 @@
-"""Kinema for OBS Studio: type a prompt, press Generate, and the clip plays on air with its sound.
+"""Kinema for OBS Studio: type a prompt, press Generate, review the clip, and play it on air with its sound.
 
 Install with ``kinema install obs`` (it copies this file and kinema's ``client.py``
 into one folder), then in OBS: Tools → Scripts → + → ``kinema_obs.py``.
@@ -6,13 +6,16 @@ into one folder), then in OBS: Tools → Scripts → + → ``kinema_obs.py``.
 The clip is made by a kinema server (``kinema serve``), never inside OBS: OBS's
 Python is not kinema's, and generating here would stall OBS's video thread.
 Each Generate runs on its own thread (network only: submit, wait, download);
-a 100 ms timer on OBS's video thread takes finished clips from a queue and
+a 100 ms timer on OBS's video thread takes finished clips from a queue. A
+finished clip waits in the "Clips for air" list and plays for review in
+"Kinema Preview", a media source in no scene (so never on air; Open preview
+window shows it), or, in Studio Mode, in the preview scene's own source. Play
 switches the ``local_file`` of the target scene's Media Source, "Kinema Clip
 (<scene>)". Each scene has its own, so changing the target (or, with the
 default target, the scene on air) never shows a clip in the scene left behind,
 and each scene keeps where the streamer placed its clip; ``kinema obs play``
-uses the same sources. The next queued clip starts when the source playing
-reports that playback ended.
+uses the same sources. With auto-play on, clips skip review: each plays when
+it is ready or when the one on air ends.
 
 Only the standard library: OBS runs this with its own Python (the system
 python3 on Linux, the one set in Tools → Scripts → Python Settings elsewhere).
@@ -37,12 +40,15 @@ DEFAULT_URL = "http://127.0.0.1:8765"
 # The tier menu's labels; the tiers themselves (and the default) come from the copied client.py.
 TIER_LABELS = {"draft": "Draft: fast preview", "standard": "Standard", "final": "Final: more steps, no caching"}
 PICTURE_FILTER = "Pictures (*.png *.jpg *.jpeg *.webp);;All files (*.*)"
-STYLES = ("", "cinematic", "anime", "claymation", "documentary", "realistic")
+PREVIEW_SOURCE = "Kinema Preview"  # where clips are reviewed outside Studio Mode: in no scene, so never on air
+AT_END = (("hold", "Hold the last frame"), ("hide", "Hide it (the source goes blank)"))
+TEXT_KINDS = ("text_ft2_source", "text_gdiplus")  # unversioned ids of OBS's Text sources
+STATUS_TICKS = 5  # the timer refreshes the status every 5 ticks (0.5 s), and writes it only when it changed
 BACKENDS = ("", "ltx2", "wan", "tiny", "tiny-wan")
 SIZES = ("", "768x512", "512x768", "1280x704", "704x1280", "512x512")
 HOTKEYS = (
     ("kinema.generate", "Kinema: Generate a clip from the prompt", "generate"),
-    ("kinema.play_next", "Kinema: Play the next clip", "play_next"),
+    ("kinema.play_next", "Kinema: Play the next clip on air", "play_next"),
     ("kinema.clear_queue", "Kinema: Clear the clip queue", "clear_queue"),
     ("kinema.cancel", "Kinema: Cancel the generations under way", "cancel"),
 )
@@ -107,8 +113,8 @@ class _State:
     def __init__(self):
         self.lock = threading.Lock()
         self.inbox = collections.deque()  # (kind, ...) for the timer; deque appends are atomic
-        self.playlist = collections.deque()  # clip paths waiting for air (timer thread only)
-        self.playlist_keys = {}  # clip path -> its Generate press number, which orders the playlist
+        self.playlist = []  # clips waiting for air: dict(path, key, prompt); edited under ``lock``
+        self.preview = None  # dict(name, path): the clip under review and the source it plays in
         self.now_playing = None
         self.playing_source = None  # name of the source now_playing went to
         self.sources = {}  # source name -> our strong reference while connected to its media_ended signal
@@ -122,6 +128,9 @@ class _State:
         self.server_process = None  # the `kinema serve` this script started, stopped on unload
         self.server_note = ""
         self.backends = []
+        self.styles = []  # the server's style presets (its users' own included), for the Style list
+        self.status_text = ""  # what the timer last wrote to the status text source
+        self.ticks = 0
         self.cameos = []  # cameo names this server's user may use, for the Cameo list
         self.hotkeys = {}
 
@@ -134,9 +143,10 @@ state = _State()
 
 def script_description():
     text = (
-        f"<b>Kinema</b>: type a prompt and press Generate; the clip plays, with its sound, in the target"
-        f" scene's media source “{SOURCE_PREFIX} (<i>scene</i>)”. A kinema server makes it, so OBS keeps its"
-        f" frame rate."
+        f"<b>Kinema</b>: type a prompt and press Generate; the finished clip waits for review in"
+        f" “{PREVIEW_SOURCE}” (in Studio Mode, in the preview scene) and goes on air, with its sound, when you"
+        f" press Play, in the target scene's media source “{SOURCE_PREFIX} (<i>scene</i>)”. A kinema server"
+        f" makes it, at a lower CPU priority than OBS, so OBS keeps its frame rate."
     )
     if CLIENT_ERROR:
         text += f"<br><font color='#e05050'>{CLIENT_ERROR}</font>"
@@ -152,7 +162,8 @@ def script_defaults(settings):
     obs.obs_data_set_default_double(settings, "seconds", 4.0)
     obs.obs_data_set_default_int(settings, "steps", 0)
     obs.obs_data_set_default_string(settings, "tier", DEFAULT_TIER)
-    obs.obs_data_set_default_bool(settings, "auto_play", True)
+    obs.obs_data_set_default_bool(settings, "auto_play", False)
+    obs.obs_data_set_default_string(settings, "at_end", AT_END[0][0])
 
 
 def script_properties():
@@ -167,7 +178,14 @@ def script_properties():
     clip = obs.obs_properties_create()
     seconds = obs.obs_properties_add_float(clip, "seconds", "Seconds", 0.1, 60.0, 0.5)
     obs.obs_property_float_set_suffix(seconds, " s")
-    _combo(clip, "style", "Style", STYLES, "Blank: no style preset; kinema serve's presets or your own")
+    _combo(
+        clip,
+        "style",
+        "Style",
+        ("",) + tuple(state.styles),
+        "Blank: no style preset. The server's presets, yours included (`kinema styles` lists them), as of when"
+        " the server last answered; if the list is empty, start kinema serve or check the server URL",
+    )
     _combo(clip, "backend", "Backend", _backend_choices(), "Blank: the server's default backend")
     _combo(
         clip,
@@ -201,9 +219,42 @@ def script_properties():
     obs.obs_property_list_add_string(scene, "(current scene)", "")
     for name in obs.obs_frontend_get_scene_names() or []:
         obs.obs_property_list_add_string(scene, name, name)
-    obs.obs_properties_add_bool(air, "auto_play", "Play clips as soon as they are ready")
+    queue = obs.obs_properties_add_list(
+        air, "queue", "Clips for air", obs.OBS_COMBO_TYPE_LIST, obs.OBS_COMBO_FORMAT_STRING
+    )
+    for number, entry in enumerate(_playlist(), 1):
+        label = f"{number}. {_short(entry['prompt'], 32)} ({os.path.basename(entry['path'])})"
+        obs.obs_property_list_add_string(queue, label, entry["path"])
+    obs.obs_property_set_long_description(
+        queue, "Finished clips waiting for air, in the order they play; the buttons below act on the one picked here"
+    )
+    obs.obs_properties_add_button(air, "play_selected", "Play on air", _button(play_selected))
+    obs.obs_properties_add_button(air, "preview_selected", "Preview", _button(preview_selected))
+    obs.obs_properties_add_button(air, "move_up", "Move up", _button(lambda: move_selected(-1)))
+    obs.obs_properties_add_button(air, "move_down", "Move down", _button(lambda: move_selected(1)))
+    obs.obs_properties_add_button(air, "remove_selected", "Remove", _button(remove_selected))
     obs.obs_properties_add_button(air, "play_next", "Play next", _button(play_next))
-    obs.obs_properties_add_button(air, "clear_queue", "Clear queue", _button(clear_queue))
+    obs.obs_properties_add_button(air, "clear_queue", "Clear the list", _button(clear_queue))
+    obs.obs_properties_add_button(air, "open_preview", "Open preview window", _button(open_preview))
+    auto = obs.obs_properties_add_bool(air, "auto_play", "Play clips on air as soon as they are ready (no review)")
+    obs.obs_property_set_long_description(
+        auto, "Off (the default): a finished clip waits in Clips for air, playing in the preview, until you press Play"
+    )
+    at_end = obs.obs_properties_add_list(
+        air, "at_end", "At a clip's end", obs.OBS_COMBO_TYPE_LIST, obs.OBS_COMBO_FORMAT_STRING
+    )
+    for value, label in AT_END:
+        obs.obs_property_list_add_string(at_end, label, value)
+    status_source = obs.obs_properties_add_list(
+        air, "status_source", "Show the status in", obs.OBS_COMBO_TYPE_LIST, obs.OBS_COMBO_FORMAT_STRING
+    )
+    obs.obs_property_list_add_string(status_source, "(nowhere)", "")
+    for name in _text_sources():
+        obs.obs_property_list_add_string(status_source, name, name)
+    obs.obs_property_set_long_description(
+        status_source,
+        "A Text source kept up to date with the status (twice a second), e.g. in a scene you watch in a projector",
+    )
     obs.obs_properties_add_group(props, "air", "On air", obs.OBS_GROUP_NORMAL, air)
 
     server = obs.obs_properties_create()
@@ -236,6 +287,9 @@ def script_update(settings):
         "image": obs.obs_data_get_string(settings, "image").strip(),
         "scene": obs.obs_data_get_string(settings, "scene"),
         "auto_play": obs.obs_data_get_bool(settings, "auto_play"),
+        "at_end": obs.obs_data_get_string(settings, "at_end") or AT_END[0][0],
+        "queue": obs.obs_data_get_string(settings, "queue"),
+        "status_source": obs.obs_data_get_string(settings, "status_source"),
     }
 
 
@@ -311,11 +365,85 @@ def generate():
 
 
 def play_next():
-    state.inbox.append(("play_next",))
+    """The first clip in Clips for air goes on air."""
+    state.inbox.append(("play", None))
+
+
+def play_selected():
+    """The clip picked in Clips for air goes on air (the first one if none is picked)."""
+    state.inbox.append(("play", state.config.get("queue") or None))
+
+
+def preview_selected():
+    entry = _find(state.config.get("queue")) or next(iter(_playlist()), None)
+    if entry is None:
+        _set_message("Clips for air is empty: nothing to preview.")
+        return
+    state.inbox.append(("preview", entry["path"]))
+
+
+def remove_selected():
+    with state.lock:
+        index = _index_locked(state.config.get("queue"))
+        entry = state.playlist.pop(index) if index is not None else None
+    if entry is None:
+        _set_message("Pick a clip in Clips for air first.")
+        return
+    _set_message(f"Removed {os.path.basename(entry['path'])} from Clips for air (the file stays on disk).")
+    state.inbox.append(("unpreview", entry["path"]))
+
+
+def move_selected(step):
+    with state.lock:
+        index = _index_locked(state.config.get("queue"))
+        if index is not None and 0 <= index + step < len(state.playlist):
+            playlist = state.playlist
+            playlist[index], playlist[index + step] = playlist[index + step], playlist[index]
+            moved, name = index + step, os.path.basename(playlist[index + step]["path"])
+        else:
+            moved = None
+    if index is None:
+        _set_message("Pick a clip in Clips for air first.")
+    elif moved is not None:
+        _set_message(f"Moved {name} to place {moved + 1}.")
 
 
 def clear_queue():
-    state.inbox.append(("clear",))
+    with state.lock:
+        dropped = [entry["path"] for entry in state.playlist]
+        state.playlist.clear()
+    _set_message(f"Cleared {len(dropped)} clip{'s' if len(dropped) != 1 else ''} from Clips for air.")
+    for path in dropped:
+        state.inbox.append(("unpreview", path))
+
+
+def open_preview():
+    """A window showing Kinema Preview (OBS's windowed source projector)."""
+    source = obs.obs_get_source_by_name(PREVIEW_SOURCE)
+    if source is None:
+        _set_message("Nothing to preview yet: a finished clip plays in the preview when it is ready.")
+        return
+    obs.obs_source_release(source)
+    open_projector = getattr(obs, "obs_frontend_open_projector", None)
+    if open_projector is None:  # not in this OBS's Python bindings
+        _set_message("This OBS cannot open a projector from a script: review clips in Studio Mode's preview instead.")
+        return
+    open_projector("Source", -1, "", PREVIEW_SOURCE)
+
+
+def _playlist():
+    with state.lock:
+        return [dict(entry) for entry in state.playlist]
+
+
+def _index_locked(path):
+    return next((i for i, entry in enumerate(state.playlist) if entry["path"] == path), None) if path else None
+
+
+def _find(path):
+    with state.lock:
+        index = _index_locked(path)
+        return dict(state.playlist[index]) if index is not None else None
 
 
 def cancel_jobs():
@@ -357,6 +485,7 @@ def _client(config):
                 url=config["server_url"],
                 api_key=api_key,
                 stop_with_caller=True,
+                background=True,  # below OBS's CPU priority, one core left free: OBS keeps its frame rate
             )
         except client_module.ServerStartError as error:
             if not config.get("kinema_python") and "no Python" in str(error):
@@ -367,8 +496,9 @@ def _client(config):
             raise
         if client.process is not None:
             state.server_process = client.process
-            state.server_note = f"started kinema serve (pid {client.process.pid})"
-            _log(f"{state.server_note} at {client.base_url}")
+            state.server_note = f"started kinema serve (pid {client.process.pid}) at a lower CPU priority than OBS"
+            _log(f"started kinema serve (pid {client.process.pid}) at {client.base_url}, below OBS's CPU priority")
+            _check_server(config, started=True)  # its backends, cameos and styles, for the lists
         return client
 
 
@@ -418,12 +548,23 @@ def _run_job(key, config):
         client.download(job_id, path)  # atomic: OBS never sees half a file
         update(state="ready", percent=100.0, path=path)
         _log(f"clip ready: {path}")
-        state.inbox.append(("ready", path, key))
+        state.inbox.append(("ready", path, key, config["prompt"]))
     except Exception as error:  # noqa: BLE001 - every failure becomes the job's status line
         expected = isinstance(error, (_JobError, OSError)) or (
             client_module is not None and isinstance(error, client_module.ClientError)
         )
         cancelled = client_module is not None and isinstance(error, client_module.JobCancelled)
+        if client_module is not None and isinstance(error, client_module.ServerUnavailable) and job_id is None:
+            error = _JobError(
+                f"no kinema server answered at {config['server_url']}: start `kinema serve`, check the Server URL,"
+                " or tick Start kinema serve (Server section)"
+            )
+            expected = True
+        elif client_module is not None and isinstance(error, client_module.AuthenticationError):
+            error = _JobError(
+                f"the kinema server at {config['server_url']} wants an API key, or another one: set API key"
+                " (Server section) to the server's KINEMA_API_KEY"
+            )
         update(state="cancelled" if cancelled else "failed", error=str(error) or type(error).__name__)
         if cancelled:
             _log(f"job {job_id} cancelled")
@@ -460,8 +601,9 @@ def _read_picture(path):
     return data
 
 
-def _check_server(config):
-    """At load: is the server there, and which backends does it offer (for the Backend list)?"""
+def _check_server(config, started=False):
+    """Is the server there, and what does it offer (for the Backend, Cameo and Style lists)? At load, and after
+    the script started one."""
     client = client_module.Client(config["server_url"], api_key=config.get("api_key") or None, timeout=10)
     try:
         client.health()
@@ -470,10 +612,22 @@ def _check_server(config):
             state.cameos = [row["id"] for row in client.cameos() if row.get("usable")]
         except client_module.APIError:
             state.cameos = []  # a server from before cameos
-        state.server_note = f"{client.base_url} is up"
+        try:
+            state.styles = [row["id"] for row in client.styles() if row.get("id")]
+        except client_module.APIError as error:  # a server from before /v1/styles, or a broken style file
+            state.styles = []
+            _log(f"the server's styles are not listed: {error}")
+        if not started:
+            state.server_note = f"{client.base_url} is up"
     except client_module.ServerUnavailable:
-        then = "Generate starts one" if config.get("start_local") else "start one with `kinema serve`"
-        state.server_note = f"none at {client.base_url} yet; {then}"
+        then = (
+            "Generate starts one"
+            if config.get("start_local")
+            else "start `kinema serve` there, or check the Server URL (Server section)"
+        )
+        state.server_note = f"no kinema server at {client.base_url} yet: {then}"
+    except client_module.AuthenticationError:
+        state.server_note = f"{client.base_url} wants an API key, or another one: set API key (Server section)"
     except client_module.ClientError as error:
         state.server_note = f"{client.base_url}: {error}"
 
@@ -502,7 +656,8 @@ def _cancel_running(timeout=None):
 
 def _tick():
     """Apply what the threads produced. Runs every 100 ms on the video thread: keep it short."""
-    if not state.inbox:
+    state.ticks += 1
+    if not state.inbox and state.ticks % STATUS_TICKS:
         return
     _on_obs_thread.active = True
     try:
@@ -512,34 +667,57 @@ def _tick():
             if kind == "log":
                 print("kinema: " + item[1])
             elif kind == "ready":
-                _enqueue(item[1], item[2])
-                if state.config.get("auto_play", True) and not _busy():
-                    _play_next()
+                _ready(*item[1:])
             elif kind == "ended":
                 _media_ended(item[1])
-            elif kind == "play_next":
-                if state.playlist:
-                    _play_next()
+            elif kind == "play":
+                entry = _take(item[1])
+                if entry is None:
+                    _set_message("Clips for air is empty: Generate one first.")
                 else:
-                    _set_message("The queue is empty.")
-            elif kind == "clear":
-                dropped = len(state.playlist)
-                state.playlist.clear()
-                state.playlist_keys.clear()
-                _set_message(f"Cleared {dropped} queued clip{'s' if dropped != 1 else ''}.")
+                    _play(entry["path"])
+            elif kind == "preview":
+                _preview(item[1])
+            elif kind == "unpreview" and state.preview and state.preview["path"] == item[1]:
+                _end_preview()
+        if state.ticks % STATUS_TICKS == 0:
+            _refresh_status()
     except _UserError as error:
         _set_message(str(error))
         _log(str(error))
     except Exception as error:  # noqa: BLE001 - a bug must not kill the timer; report it once
         _set_message(f"internal error: {type(error).__name__}: {error}")
         _log(f"internal error on air:\n{traceback.format_exc()}")
+    finally:
+        _on_obs_thread.active = False
 
 
-def _enqueue(path, key):
-    """Queue a clip in the order Generate was pressed: jobs submit and download on racing threads."""
-    state.playlist_keys[path] = key
-    later = [i for i, queued in enumerate(state.playlist) if state.playlist_keys.get(queued, 0) > key]
-    state.playlist.insert(later[0] if later else len(state.playlist), path)
+def _ready(path, key, prompt):
+    """A downloaded clip: on air at once with auto-play, else into Clips for air and the preview for review."""
+    _enqueue(path, key, prompt)
+    if state.config.get("auto_play"):
+        if not _busy():
+            _play(_take(None)["path"])
+        return
+    where = _preview(path)
+    _set_message(f"Ready for review: {os.path.basename(path)} plays in {where}; press Play to put it on air.")
+
+
+def _enqueue(path, key, prompt):
+    """Add a clip in the order Generate was pressed: jobs submit and download on racing threads."""
+    entry = {"path": path, "key": key, "prompt": prompt}
+    with state.lock:
+        later = [i for i, queued in enumerate(state.playlist) if queued["key"] > key]
+        state.playlist.insert(later[0] if later else len(state.playlist), entry)
+
+
+def _take(path):
+    """Remove and return the entry for ``path`` (the first entry if ``path`` is None or not listed), or None."""
+    with state.lock:
+        index = _index_locked(path)
+        if index is None:
+            index = 0 if state.playlist else None
+        return state.playlist.pop(index) if index is not None else None
 
 
 class _UserError(Exception):
@@ -555,11 +733,12 @@ def _busy():
     return current in [getattr(obs, name) for name in PLAYING_STATES]
 
 
-def _play_next():
-    path = state.playlist[0]
+def _play(path):
+    """Put ``path`` on air in the target scene's own media source."""
     if not os.path.isfile(path):
-        state.playlist_keys.pop(state.playlist.popleft(), None)
         raise _UserError(f"{path} is gone; skipped it")
+    if state.preview and state.preview["path"] == path:
+        _end_preview()  # it is not reviewed any more, and must not go on air twice
     scene_source = _target_scene(state.config.get("scene", ""))
     try:
         scene_name = obs.obs_source_get_name(scene_source)
@@ -569,16 +748,131 @@ def _play_next():
             if not created:
                 _set_file(source, path)  # reopens the file, and plays it if the source is live
             _add_to_scene(scene, scene_name, source)  # a new item starts playing as it goes live
-        live = obs.obs_source_active(scene_source)
+            on_program = _add_to_program_copy(scene_name, source)
+        live = on_program or obs.obs_source_active(scene_source)
     finally:
         obs.obs_source_release(scene_source)
-    state.playlist_keys.pop(state.playlist.popleft(), None)
     state.now_playing = path
     state.playing_source = name
     if live:
-        _set_message(f"On air: {os.path.basename(path)} in scene {scene_name!r}")
+        _set_message(f"Put {os.path.basename(path)} on air in scene {scene_name!r}.")
+        _log(f"on air: {path} in {name!r}")
     else:
         _set_message(f"Loaded {os.path.basename(path)} into scene {scene_name!r}: it plays when that scene is shown")
+        _log(f"loaded {path} into {name!r}, not on air")
+
+
+def _add_to_program_copy(scene_name, source):
+    """Studio Mode shows a private copy of the program scene (OBS's "Duplicate scene"), made when it went to
+    program: a source added to the scene since is not in that copy. Add it there too; True if it is on air so."""
+    if not obs.obs_frontend_preview_program_mode_active():
+        return False
+    transition = obs.obs_frontend_get_current_transition()
+    if transition is None:
+        return False
+    try:
+        shown = obs.obs_transition_get_active_source(transition)  # a new reference, or None
+    finally:
+        obs.obs_source_release(transition)
+    if shown is None:
+        return False
+    try:
+        copy = obs.obs_scene_from_source(shown)
+        if copy is None or obs.obs_source_get_name(shown) != scene_name:
+            return False
+        _add_to_scene(copy, scene_name + " (on air in Studio Mode)", source)
+        return True
+    finally:
+        obs.obs_source_release(shown)
+
+
+def _preview(path):
+    """Play ``path`` where only the streamer sees it; returns where, in words."""
+    if not os.path.isfile(path):
+        raise _UserError(f"{path} is gone; cannot preview it")
+    if state.preview is not None:
+        _end_preview()
+    scene_name = _studio_preview_scene()
+    with state.source_lock:
+        if scene_name:  # Studio Mode: the preview scene's own source, which is shown but not live
+            scene_source = obs.obs_get_source_by_name(scene_name)
+            try:
+                scene = obs.obs_scene_from_source(scene_source)
+                name, source, created = _ensure_source(scene, scene_name, path)
+                if not created:
+                    _set_file(source, path)
+                _add_to_scene(scene, scene_name, source)
+            finally:
+                obs.obs_source_release(scene_source)
+            obs.obs_source_media_restart(source)  # not live, so a new file does not start by itself
+            where = f"the preview scene {scene_name!r}"
+        else:
+            name = PREVIEW_SOURCE
+            _ensure_preview_source(path)
+            where = f"{PREVIEW_SOURCE!r} (Open preview window shows it)"
+    state.preview = {"name": name, "path": path}
+    _log(f"preview: {path} in {name!r}")
+    return where
+
+
+def _studio_preview_scene():
+    """In Studio Mode, the preview scene's name when it is not also the scene on air; else None."""
+    if not obs.obs_frontend_preview_program_mode_active():
+        return None
+    names = []
+    for scene in (obs.obs_frontend_get_current_preview_scene(), obs.obs_frontend_get_current_scene()):
+        names.append(obs.obs_source_get_name(scene) if scene is not None else None)
+        if scene is not None:
+            obs.obs_source_release(scene)
+    preview, program = names
+    return preview if preview and preview != program else None
+
+
+def _ensure_preview_source(path):
+    """Kinema Preview, in no scene (never on air), playing ``path`` now and holding its last frame."""
+    source = state.sources.get(PREVIEW_SOURCE)
+    if source is not None and obs.obs_source_removed(source):
+        _forget_source_locked(PREVIEW_SOURCE)
+        source = None
+    if source is not None:
+        _set_file(source, path, hold=True)  # not live, restart_on_activate off: it starts at once
+        return source
+    source = obs.obs_get_source_by_name(PREVIEW_SOURCE)
+    if source is None:
+        settings = _media_settings(path, hold=True)
+        obs.obs_data_set_bool(settings, "restart_on_activate", False)  # in no scene: play when the file is set
+        source = obs.obs_source_create(SOURCE_KIND, PREVIEW_SOURCE, settings, None)
+        obs.obs_data_release(settings)
+        obs.obs_source_set_monitoring_type(source, obs.OBS_MONITORING_TYPE_MONITOR_ONLY)  # heard, never streamed
+        _log(f"created the media source {PREVIEW_SOURCE!r} for previews")
+    elif obs.obs_source_get_unversioned_id(source) != SOURCE_KIND:
+        kind = obs.obs_source_get_unversioned_id(source)
+        obs.obs_source_release(source)
+        raise _UserError(
+            f"a source named {PREVIEW_SOURCE!r} exists but is a {kind}, not a Media Source: rename it so kinema"
+            " can make its own"
+        )
+    else:
+        _set_file(source, path, hold=True)
+    obs.signal_handler_connect(obs.obs_source_get_signal_handler(source), "media_ended", _on_media_ended)
+    state.sources[PREVIEW_SOURCE] = source
+    return source
+
+
+def _end_preview():
+    """Stop the clip under review: blank the preview source, empty the preview scene's."""
+    preview, state.preview = state.preview, None
+    if preview is None:
+        return
+    with state.source_lock:
+        source = state.sources.get(preview["name"])
+        if source is None or obs.obs_source_removed(source):
+            return
+        settings = obs.obs_source_get_settings(source)
+        current = obs.obs_data_get_string(settings, "local_file")
+        obs.obs_data_release(settings)
+        if current == preview["path"]:
+            _set_file(source, "")
 
 
 def _target_scene(scene_name):
@@ -613,13 +907,8 @@ def _ensure_source(scene, scene_name, path):
     created = False
     source = obs.obs_get_source_by_name(name) or _adopt_renamed(scene, name)
     if source is None:
-        settings = obs.obs_data_create()
-        obs.obs_data_set_string(settings, "local_file", path)
-        obs.obs_data_set_bool(settings, "is_local_file", True)
-        obs.obs_data_set_bool(settings, "looping", False)
+        settings = _media_settings(path)
         obs.obs_data_set_bool(settings, "restart_on_activate", True)
-        obs.obs_data_set_bool(settings, "clear_on_media_end", True)
-        obs.obs_data_set_bool(settings, "close_when_inactive", False)
         source = obs.obs_source_create(SOURCE_KIND, name, settings, None)
         obs.obs_data_release(settings)
         created = True
@@ -671,31 +960,56 @@ def _add_to_scene(scene, scene_name, source):
     _log(f"added {obs.obs_source_get_name(source)!r} to scene {scene_name!r}")
 
 
-def _set_file(source, path):
+def _media_settings(path, hold=None):
+    """A media source's settings for one clip; at its end it holds the last frame or goes blank (At a clip's end)."""
+    if hold is None:
+        hold = state.config.get("at_end", AT_END[0][0]) == "hold"
     settings = obs.obs_data_create()
     obs.obs_data_set_string(settings, "local_file", path)
     obs.obs_data_set_bool(settings, "is_local_file", True)
     obs.obs_data_set_bool(settings, "looping", False)
+    obs.obs_data_set_bool(settings, "clear_on_media_end", not hold)
+    obs.obs_data_set_bool(settings, "close_when_inactive", False)
+    return settings
+
+
+def _set_file(source, path, hold=None):
+    settings = _media_settings(path, hold)
     obs.obs_source_update(source, settings)
     obs.obs_data_release(settings)
 
 
 def _media_ended(name):
-    """A source of ours finished its clip: play the next one, and let the finished clip go."""
+    """A source of ours finished its clip: no longer on air; with auto-play the next clip follows."""
+    if state.preview is not None and name == state.preview["name"]:
+        return  # the preview holds its last frame until the next preview or Play
     if name is not None and name != state.playing_source:
         _let_go(name)  # e.g. the scene left behind when the target changed
         return
     if _busy():
         return  # a late signal from the clip before the current one
-    state.now_playing = None
-    if state.playlist:  # a queue plays through; auto-play only decides when it starts
-        _play_next()
+    finished, state.now_playing = state.now_playing, None
+    if finished:
+        _log(f"ended: {finished} in {name!r}")
+        hold = state.config.get("at_end", AT_END[0][0]) == "hold"
+        _set_message(
+            f"{os.path.basename(finished)} ended; {'its last frame stays' if hold else 'its source is blank'}."
+        )
+    with state.lock:
+        waiting = bool(state.playlist)
+    if waiting and state.config.get("auto_play"):  # without review, the list plays through
+        _play(_take(None)["path"])
     if name is not None and (state.now_playing is None or state.playing_source != name):
         _let_go(name)
 
 
 def _let_go(name):
-    """Empty a source whose clip has ended: it restarts when its scene is shown, so the old clip would replay."""
+    """At a clip's end, with "Hide it": empty the source, or showing its scene again would replay the clip.
+
+    With "Hold the last frame" the source keeps the clip (OBS replays it if its scene is shown again, as it does
+    for any media source set to restart when shown)."""
+    if state.config.get("at_end", AT_END[0][0]) == "hold":
+        return
     with state.source_lock:
         source = state.sources.get(name)
         if source is None or obs.obs_source_removed(source):
@@ -734,6 +1048,7 @@ def _on_frontend_event(event):
         _release_sources()
         state.now_playing = None
         state.playing_source = None
+        state.preview = None
     elif event == obs.OBS_FRONTEND_EVENT_FINISHED_LOADING:
         _log("ready")
 
@@ -745,6 +1060,7 @@ def _status_text():
     lines = []
     with state.lock:
         jobs = [dict(job) for job in state.jobs.values()]
+        waiting = [dict(entry) for entry in state.playlist]
     for job in jobs[-4:]:
         prompt = _short(job["prompt"])
         if job["state"] == "generating":
@@ -756,10 +1072,16 @@ def _status_text():
             lines.append(f"Ready “{prompt}”: {os.path.basename(job['path'])}")
         else:
             lines.append(f"{job['state'].capitalize()} “{prompt}”")
-    if state.now_playing:
+    if state.now_playing and _busy():
         lines.append(f"On air: {os.path.basename(state.now_playing)} ({state.playing_source})")
-    if state.playlist:
-        lines.append(f"Queue: {len(state.playlist)} clip{'s' if len(state.playlist) != 1 else ''}")
+    preview = state.preview
+    if preview is not None:
+        lines.append(f"In review: {os.path.basename(preview['path'])} ({preview['name']})")
+    if waiting:
+        lines.append(
+            f"Clips for air: {len(waiting)}, next {os.path.basename(waiting[0]['path'])}"
+            + ("" if state.config.get("auto_play") else "; press Play to put it on air")
+        )
     if not lines:
         lines.append("Type a prompt and press Generate.")
     if state.message:
@@ -774,6 +1096,36 @@ def _status_text():
 def _show_status():
     if state.settings is not None:
         obs.obs_data_set_string(state.settings, "status", _status_text())
+
+
+def _refresh_status():
+    """From the timer: the status Text source, if one is picked, rewritten only when the status changed."""
+    name = state.config.get("status_source")
+    if not name:
+        return
+    text = _status_text()
+    if text == state.status_text:
+        return
+    source = obs.obs_get_source_by_name(name)
+    if source is None:
+        return
+    try:
+        if obs.obs_source_get_unversioned_id(source) in TEXT_KINDS:
+            settings = obs.obs_data_create()
+            obs.obs_data_set_string(settings, "text", text)
+            obs.obs_source_update(source, settings)
+            obs.obs_data_release(settings)
+            state.status_text = text
+    finally:
+        obs.obs_source_release(source)
+
+
+def _text_sources():
+    sources = obs.obs_enum_sources() or []
+    try:
+        return sorted(obs.obs_source_get_name(s) for s in sources if obs.obs_source_get_unversioned_id(s) in TEXT_KINDS)
+    finally:
+        obs.source_list_release(sources)
 
 
 def _set_message(text):

@@ -11,6 +11,8 @@ runs the command in ``$KINEMA_PROBE_DIR/command.json`` and writes
   type, label, long description, list items (label, value), path filter, value.
 - ``{"id": N, "do": "set", "settings": {...}}``: set values in the script's
   settings and call its ``script_update``, as OBS does when a property is edited.
+- ``{"id": N, "do": "press", "button": NAME}``: press one of the script's
+  buttons, as a click in the Scripts dialog does; answers the status text.
 """
 
 import json
@@ -110,4 +112,17 @@ def _set(command):
     return {name: kinema.state.config.get(name) for name in command["settings"]}
 
 
-COMMANDS = {"properties": _properties, "set": _set}
+def _press(command):
+    kinema = _kinema()
+    props = kinema.script_properties()
+    try:
+        prop = obs.obs_properties_get(props, command["button"])
+        if prop is None or obs.obs_property_get_type(prop) != obs.OBS_PROPERTY_BUTTON:
+            raise ValueError(f"the kinema script has no button {command['button']!r}")
+        obs.obs_property_button_clicked(prop, None)
+    finally:
+        obs.obs_properties_destroy(props)
+    return obs.obs_data_get_string(kinema.state.settings, "status")
+
+
+COMMANDS = {"properties": _properties, "set": _set, "press": _press}
