@@ -566,3 +566,19 @@ def test_new_clips_from_a_selected_strip_record_their_parent(blender, server, tm
     assert client.get(frame_job["server_id"])["kinema"]["has_image"] is True
     assert client.get(extend_job["server_id"])["kinema"]["kind"] == "extend"
     assert client.get(remix_job["server_id"])["kinema"]["kind"] == "remix"
+
+
+def test_step_previews_and_clips_of_an_unsaved_file_move_beside_it_when_saved(blender, server, tmp_path):
+    temp, work = tmp_path / "temp", tmp_path / "project"
+    temp.mkdir()
+    work.mkdir()
+    outcome = scenario(blender, "unsaved", url=server, workdir=str(work), temp=str(temp), steps=6)
+    job = outcome["job"]
+    assert job["status"] == "done", job
+    assert outcome["previews"] and all(magic == "ffd8ff" for _, magic in outcome["previews"])  # JPEGs
+    assert max(count for count, _ in outcome["previews"]) >= 2  # a new one for each step while it ran
+    assert outcome["before"].startswith(str(temp / "kinema-unsaved"))
+    name = Path(outcome["before"]).name
+    assert outcome["after"] == outcome["sound_after"] == f"//kinema/{name}"  # relative to the saved .blend
+    assert outcome["exists"] and (work / "kinema" / name).is_file()
+    assert outcome["left_in_temp"] == []

@@ -12,7 +12,7 @@ import atexit
 
 import bpy
 
-from . import operators, preferences, session, settings, ui
+from . import live, operators, preferences, session, settings, ui
 
 _classes = (preferences.KINEMA_AP_preferences, settings.KINEMA_PG_settings, *operators.classes, *ui.classes)
 
@@ -22,12 +22,15 @@ def register() -> None:
         bpy.utils.register_class(cls)
     settings.register()
     ui.register()
+    bpy.app.handlers.save_pre.append(live.on_save_pre)
     atexit.register(session.shutdown)
 
 
 def unregister() -> None:
     atexit.unregister(session.shutdown)
     session.shutdown()
+    if live.on_save_pre in bpy.app.handlers.save_pre:
+        bpy.app.handlers.save_pre.remove(live.on_save_pre)
     ui.unregister()
     settings.unregister()
     for cls in reversed(_classes):

@@ -330,6 +330,7 @@ class Runner:
                             "stage": progress.stage,
                             "step": progress.step,
                             "total": progress.total,
+                            **({"preview": progress.preview_jpeg} if progress.preview_jpeg else {}),
                         },
                     )
                 )

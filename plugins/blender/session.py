@@ -16,7 +16,7 @@ import traceback
 
 import bpy
 
-from . import clipfiles, markers, preferences, runner, settings, timeline
+from . import clipfiles, live, markers, preferences, runner, settings, timeline
 
 TICK_SECONDS = 0.2
 ACTIVE = ("starting", "connecting", "queued", "running", "downloading", "cancelling")
@@ -63,6 +63,9 @@ class Job:
     parent_strip: str = ""
     action: str = "generate"  # generate, frame, extend, remix, regenerate
     above: int = 0  # the new strips go on channels above this one (the source strip's)
+    previews: int = 0  # step previews received
+    preview_icon: int = 0  # the newest one, for the panel (live.show_preview)
+    preview_path: str = ""
 
     @property
     def active(self) -> bool:
@@ -410,6 +413,9 @@ def _apply(update: runner.Update) -> None:
     job = get(update.job)
     if job is None or job.status in FINAL:
         return  # dismissed, or cancelled here before its thread noticed
+    preview = changes.pop("preview", None)
+    if preview:
+        live.show_preview(job, preview)
     video = changes.pop("video", None)
     if video:
         job.video, job.server_id = video, video["id"]
@@ -426,6 +432,10 @@ def _apply(update: runner.Update) -> None:
 
 def _add_to_sequencer(job: Job) -> None:
     job.status = "done"
+    try:
+        live.adopt(job)  # made for an unsaved file that has been saved since: beside it now
+    except OSError as error:
+        job.message = f"Could not move {job.path} beside the .blend: {error}"
     scene = bpy.data.scenes.get(job.scene_name)
     if scene is None or bpy.data.filepath != job.blend_path:
         job.message = f"Saved {job.path}; its scene is not open any more, add it from there"
@@ -518,5 +528,7 @@ def shutdown() -> None:
             bpy.app.timers.unregister(tick)
     except Exception:
         pass
+    with contextlib.suppress(Exception):  # previews already torn down
+        live.forget_previews()
     if stop_server_on_exit:
         work.connection.stop_started_server()

@@ -144,6 +144,8 @@ class KINEMA_PT_generate(bpy.types.Panel):
                 row.operator("kinema.cancel", text="", icon="X", emboss=False).job = job.id
             else:
                 row.operator("kinema.dismiss", text="", icon="PANEL_CLOSE", emboss=False).job = job.id
+            if job.active and job.preview_icon:
+                box.template_icon(icon_value=job.preview_icon, scale=6)  # the server's newest step preview
             if job.active:
                 _progress(box, job.progress, f"{job.status_text} {job.progress:.0%}")
             else:

@@ -284,6 +284,37 @@ def strips(args):
     }
 
 
+def unsaved(args):
+    """A clip made in an unsaved file, with step previews in the panel; saving the file moves it beside it."""
+    addon = enable()
+    scene = configure(addon, args)
+    bpy.context.preferences.filepaths.temporary_directory = args["temp"]
+    bpy.ops.kinema.generate()
+    job = addon.session.jobs[-1]
+    previews = []
+
+    def done():
+        if job.preview_path and os.path.isfile(job.preview_path):
+            with open(job.preview_path, "rb") as file:
+                previews.append((job.previews, file.read(3).hex()))
+        return not job.active
+
+    run_until(addon, done)
+    (movie,) = [s for s in strips_of(scene.sequence_editor) if s.type == "MOVIE"]
+    before = movie.filepath
+    bpy.ops.wm.save_as_mainfile(filepath=os.path.join(args["workdir"], "saved.blend"))
+    (sound,) = [s for s in strips_of(scene.sequence_editor) if s.type == "SOUND"]
+    return {
+        "job": job_info(job),
+        "previews": previews,
+        "before": before,
+        "after": movie.filepath,
+        "sound_after": sound.sound.filepath,
+        "exists": os.path.isfile(bpy.path.abspath(movie.filepath)),
+        "left_in_temp": os.listdir(os.path.join(args["temp"], "kinema-unsaved")),
+    }
+
+
 def start_fails(args):
     """Starting a server fails (here: another server owns the data directory): the panel says why."""
     addon = enable()
