@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+import numpy as np
+
 from kinema import engine
 from kinema.backends.limits import check_frames_fit
 from kinema.clip import Clip
@@ -89,7 +91,9 @@ def extend(
         tier=tier,
     )
     more = engine.generate(generation, progress=progress, cancel=cancel, backend=chosen)
+    recreated = resize_frames(more.frames[:context], clip.width, clip.height)
     frames = resize_frames(more.frames[context : context + wanted], clip.width, clip.height)
+    frames = carry_tone(last, recreated, frames)
     audio, rate = more.audio, more.sample_rate
     if audio is not None and clip.audio is not None and rate != clip.sample_rate:
         assert rate is not None and clip.sample_rate is not None  # a Clip with sound has its rate
@@ -114,6 +118,52 @@ def extend(
         }
     )
     return Clip(joined, fps, joined_audio, sample_rate if joined_audio is not None else None, metadata)
+
+
+SEAM_HANDOFF_FRAMES = 5  # the new part takes over the last frame's detail over this many frames
+TONE_CELLS = 8  # the tone carried over is the residual averaged in an 8 x 8 grid: light and colour, not shapes
+
+
+def carry_tone(context: np.ndarray, recreated: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """``new`` frames that join ``context`` (the clip's last frames) without a jump at the seam.
+
+    A backend re-creates the context frames before continuing, never exactly: through its autoencoder
+    the light and colour drift by a few grey levels (the demo world: 4-7), and the first new frame
+    would jump by that much. So the new part keeps the context's tone (the residual between the
+    context and its re-creation, averaged over the context frames and smoothed to an 8 x 8 grid) for
+    its whole length, and takes over from the clip's very last frame over a few frames, as a short
+    dissolve does. A faithful re-creation makes both corrections vanish.
+    """
+    if not len(new) or not len(recreated):
+        return new
+    residual = context.astype(np.float32) - recreated.astype(np.float32)
+    tone = _smooth(residual.mean(axis=0), TONE_CELLS)
+    detail = residual[-1] - tone
+    handoff = np.clip(1 - np.arange(1, len(new) + 1) / (SEAM_HANDOFF_FRAMES + 1), 0, None).astype(np.float32)
+    out = new.astype(np.float32) + tone + handoff[:, None, None, None] * detail
+    return np.clip(np.rint(out), 0, 255).astype(new.dtype)
+
+
+def _smooth(image: np.ndarray, cells: int) -> np.ndarray:
+    """``image`` averaged over a ``cells`` x ``cells`` grid, then bilinearly spread back to every pixel."""
+    height, width = image.shape[:2]
+    rows = np.linspace(0, height, cells + 1).round().astype(int)
+    cols = np.linspace(0, width, cells + 1).round().astype(int)
+    grid = np.array(
+        [
+            [image[r0:r1, c0:c1].mean(axis=(0, 1)) for c0, c1 in zip(cols, cols[1:], strict=False)]
+            for r0, r1 in zip(rows, rows[1:], strict=False)
+        ]
+    )
+    along_y = _spread(height, (rows[:-1] + rows[1:] - 1) / 2)
+    along_x = _spread(width, (cols[:-1] + cols[1:] - 1) / 2)
+    return np.einsum("hk,kjc,wj->hwc", along_y, grid, along_x).astype(np.float32)
+
+
+def _spread(length: int, centres: np.ndarray) -> np.ndarray:
+    """Weights [length, cells] that interpolate linearly between cell centres (flat beyond the edges)."""
+    eye = np.eye(len(centres))
+    return np.stack([np.interp(np.arange(length), centres, eye[k]) for k in range(len(centres))], axis=1)
 
 
 def plan_extension(
