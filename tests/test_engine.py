@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from floats import assert_uint8_within_one
 
 import kinema
 from kinema import CancelToken, GenerationCancelled, GenerationRequest
@@ -120,7 +121,8 @@ def test_ltx2_backend_loads_a_local_model_folder(tmp_path):
     in_memory = LTX2Backend(components=tiny_ltx2_components(), device="cpu")
     reference = kinema.generate(request.with_(model=None), backend=in_memory)
     assert clip.metadata["model"] == str(folder) and clip.metadata["backend"] == "ltx2"
-    assert np.array_equal(clip.frames, reference.frames)
+    # Loaded against in-memory weights: float32 reordering can tip a frame value by one level (tests/floats.py).
+    assert_uint8_within_one(clip.frames, reference.frames)
 
 
 def test_backends_take_components_a_host_already_loaded():

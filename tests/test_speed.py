@@ -8,6 +8,7 @@ the right tensors.
 import numpy as np
 import pytest
 import torch
+from floats import assert_float32_close, assert_uint8_within_one
 
 import kinema
 from kinema import GenerationRequest
@@ -266,8 +267,10 @@ def test_every_cpu_policy_runs_with_near_identical_output(backend, monkeypatch, 
         if policy.fp8:
             assert psnr(clip.frames, reference.frames) > 25, policy.name  # fp8 weights: close, not equal
         else:
-            assert np.array_equal(clip.frames, reference.frames), policy.name
-            assert np.array_equal(clip.audio, reference.audio), policy.name
+            # Offloaded or re-placed weights reach the kernels from other memory, so float32 sums may run in
+            # another order: uint8 frames within one level, sound within 1e-5 (tests/floats.py), not bit for bit.
+            assert_uint8_within_one(clip.frames, reference.frames)
+            assert_float32_close(clip.audio, reference.audio)
 
 
 def test_cpu_never_calls_accelerator_only_paths(monkeypatch, fresh_pipelines):

@@ -14,6 +14,7 @@ from diffusers import (
     WanImageToVideoPipeline,
     WanPipeline,
 )
+from floats import assert_float32_close
 from PIL import Image
 
 from kinema.backends import tiny_parts as tiny
@@ -129,8 +130,10 @@ def test_ltx2_disk_matches_memory(built):
     disk = _quiet(LTX2Pipeline.from_pretrained(built["ltx2"], use_safetensors=True))
     a = memory(generator=_gen(), **_ltx2_kwargs(9))
     b = disk(generator=_gen(), **_ltx2_kwargs(9))
-    assert np.array_equal(a.frames, b.frames)
-    assert torch.equal(a.audio, b.audio)
+    # Weights read back from safetensors sit at other addresses, so kernels may sum in another order: float32
+    # reordering (measured up to 1.1e-6 across CPU kernel sets), not bit identity (tests/floats.py).
+    assert_float32_close(a.frames, b.frames)
+    assert_float32_close(a.audio, b.audio)
 
 
 def test_ltx2_image_to_video(built):
@@ -140,9 +143,10 @@ def test_ltx2_image_to_video(built):
     assert out.audio.shape[:2] == (1, 2)
     again = pipe(image=_image(), generator=_gen(), **_ltx2_kwargs(9))
     assert np.array_equal(out.frames, again.frames)
-    # The same in-memory components serve the image-to-video pipeline too.
+    # The same in-memory components serve the image-to-video pipeline too: equal up to float32 reordering
+    # between the loaded and the in-memory weights (tests/floats.py), not bit for bit.
     memory = _quiet(LTX2ImageToVideoPipeline(**tiny.tiny_ltx2_components()))
-    assert np.array_equal(memory(image=_image(), generator=_gen(), **_ltx2_kwargs(9)).frames, out.frames)
+    assert_float32_close(memory(image=_image(), generator=_gen(), **_ltx2_kwargs(9)).frames, out.frames)
 
 
 # ---------------------------------------------------------------------------------- Wan
@@ -170,8 +174,9 @@ def test_wan_text_to_video(built, num_frames):
     assert np.isfinite(out).all()
     assert np.array_equal(out, pipe(generator=_gen(), **_wan_kwargs(num_frames)).frames)
 
+    # Loaded against in-memory weights: float32 reordering allowed (tests/floats.py); the rerun above is exact.
     memory = _quiet(WanPipeline(**tiny.tiny_wan_components()))
-    assert np.array_equal(out, memory(generator=_gen(), **_wan_kwargs(num_frames)).frames)
+    assert_float32_close(out, memory(generator=_gen(), **_wan_kwargs(num_frames)).frames)
 
 
 def test_wan_image_to_video(built):
@@ -181,8 +186,9 @@ def test_wan_image_to_video(built):
     assert out.shape == (1, 9, 32, 32, 3)
     assert np.array_equal(out, pipe(image=_image(), generator=_gen(), **_wan_kwargs(9)).frames)
 
+    # Loaded against in-memory weights: float32 reordering allowed (tests/floats.py); the rerun above is exact.
     memory = _quiet(WanImageToVideoPipeline(**tiny.tiny_wan_i2v_components()))
-    assert np.array_equal(out, memory(image=_image(), generator=_gen(), **_wan_kwargs(9)).frames)
+    assert_float32_close(out, memory(image=_image(), generator=_gen(), **_wan_kwargs(9)).frames)
 
 
 # ---------------------------------------------------------------------------------- Stable Audio
@@ -201,8 +207,10 @@ def test_stable_audio(built):
     assert torch.isfinite(audio).all()
     assert torch.equal(audio, pipe(generator=_gen(), **kwargs).audios)
 
+    # Loaded against in-memory weights: float32 reordering (measured up to 3.1e-7 on sound peaking at 0.41),
+    # not bit identity (tests/floats.py); the rerun above is exact.
     memory = _quiet(StableAudioPipeline(**tiny.tiny_stable_audio_components()))
-    assert torch.equal(audio, memory(generator=_gen(), **kwargs).audios)
+    assert_float32_close(audio, memory(generator=_gen(), **kwargs).audios)
 
 
 # ---------------------------------------------------------------------------------- building
