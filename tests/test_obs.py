@@ -99,6 +99,7 @@ def live(rig, tiny_home):
     instance = rig.start_obs(
         "obs-live", extra_scripts=[PROBE], env={"KINEMA_PROBE_DIR": str(rig.workdir / "probe-live")}
     )
+    instance.wait_for_log(r"kinema: server \S+ lists", GENERATION_TIMEOUT)  # its lists are the server's from now
     return instance, rig.connect(instance, meters=True)
 
 

@@ -619,6 +619,10 @@ def _check_server(config, started=False):
             _log(f"the server's styles are not listed: {error}")
         if not started:
             state.server_note = f"{client.base_url} is up"
+        _log(
+            f"server {client.base_url} lists {len(state.backends)} backends, {len(state.cameos)} cameos"
+            f" and {len(state.styles)} styles"
+        )
     except client_module.ServerUnavailable:
         then = (
             "Generate starts one"
