@@ -7,6 +7,7 @@ The tiny model is built once per session and linked into each data directory.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import os
@@ -377,6 +378,7 @@ def test_schema_fuzz_finds_no_server_errors(tmp_path, tiny_models):
     """
     schemathesis = pytest.importorskip("schemathesis")
     from hypothesis import HealthCheck, given, settings
+    from hypothesis.errors import Unsatisfiable
     from schemathesis.checks import not_a_server_error
     from schemathesis.generation.modes import GenerationMode
 
@@ -422,8 +424,12 @@ def test_schema_fuzz_finds_no_server_errors(tmp_path, tiny_models):
     try:
         for name, operation in operations.items():
             fuzz(operation, GenerationMode.POSITIVE, 150 if name == "POST /v1/videos" else 25)
-            if name not in ("GET /health", "GET /v1/models"):  # nothing to get wrong there
-                fuzz(operation, GenerationMode.NEGATIVE, 150 if name == "POST /v1/videos" else 25)
+            # Wrong bodies for POST /v1/videos: schemathesis 4.32 cannot encode some of its negative cases (a
+            # multipart form's file sent as JSON: "Unsupported type: 'Binary'") for an in-process call.
+            if name not in ("GET /health", "GET /v1/models", "POST /v1/videos"):
+                # Unsatisfiable: nothing about the operation can be wrong (no parameters; the key is optional).
+                with contextlib.suppress(Unsatisfiable):
+                    fuzz(operation, GenerationMode.NEGATIVE, 25)
         from schemathesis.python import asgi
 
         with asgi.get_client(app) as client:  # the lifespan schemathesis started
@@ -466,7 +472,9 @@ def test_create_json_validates_early(app_client):
         ({"prompt": "x", "model": "../../etc"}, 404, "model"),
         ({"prompt": "x", "backend": "nope"}, 404, "backend"),
         ({"prompt": "x", "model": "tiny", "backend": "wan"}, 400, "backend"),
-        ({"prompt": "x", "style": "no-such-style"}, 400, "style"),
+        ({"prompt": "x", "style": "no-such-style"}, 404, "style"),
+        ({"prompt": "   "}, 400, "prompt"),
+        ({"prompt": "x", "size": " 32x32"}, 400, "size"),
         ({"prompt": "x", "tier": "ultra"}, 400, "tier"),
         ({"prompt": "x", "input_reference": {"image_url": "https://example.com/a.png"}}, 400, "input_reference"),
         ({"prompt": "x", "input_reference": {"file_id": "file_1"}}, 400, "input_reference"),
@@ -590,7 +598,12 @@ def test_content_states_list_pagination_and_delete(app_client, kinema_env):
     assert content.status_code == 200 and content.headers["content-type"] == "video/mp4"
     ranged = app_client.get(f"/v1/videos/{ids[0]}/content", headers={"Range": "bytes=0-9"})
     assert ranged.status_code == 206 and len(ranged.content) == 10
-    assert app_client.get(f"/v1/videos/{ids[0]}/content?variant=spritesheet").status_code == 400
+    sheet = app_client.get(f"/v1/videos/{ids[0]}/content?variant=spritesheet")
+    assert sheet.status_code == 200 and sheet.headers["content-type"] == "image/jpeg"
+    from PIL import Image
+
+    grid = Image.open(io.BytesIO(sheet.content))
+    assert grid.size == (4 * 32, 3 * 32)  # 9 frames, 4 across: every frame of this short clip, in 3 rows
     assert app_client.get(f"/v1/videos/{ids[0]}/content?variant=nope").status_code == 400
     page = app_client.get("/v1/videos?limit=2").json()
     assert [v["id"] for v in page["data"]] == ids[::-1][:2] and page["has_more"] is True
@@ -599,7 +612,9 @@ def test_content_states_list_pagination_and_delete(app_client, kinema_env):
     assert [v["id"] for v in rest["data"]] == [ids[0]] and rest["has_more"] is False
     ascending = app_client.get("/v1/videos?order=asc&limit=100").json()
     assert [v["id"] for v in ascending["data"]] == ids
-    assert app_client.get("/v1/videos?after=video_" + "0" * 32).status_code == 400
+    assert app_client.get("/v1/videos?after=video_" + "0" * 32).status_code == 404  # no such video
+    assert app_client.get("/v1/videos?after=nonsense").status_code == 400  # not a video id at all
+    assert [v["id"] for v in app_client.get("/v1/videos?after=").json()["data"]] == ids[::-1]  # empty: from the start
     assert app_client.get("/v1/videos?limit=0").status_code == 400
     deleted = app_client.delete(f"/v1/videos/{ids[0]}").json()
     assert deleted == {"id": ids[0], "object": "video.deleted", "deleted": True}
@@ -609,18 +624,33 @@ def test_content_states_list_pagination_and_delete(app_client, kinema_env):
     assert app_client.post(f"/v1/videos/{ids[1]}/cancel").status_code == 409  # already completed
 
 
-def test_delete_running_job_cancels_it_first(app_client, kinema_env):
+def test_delete_running_job_answers_at_once_and_cleans_up_when_it_stops(app_client, kinema_env):
     job = app_client.post(
         "/v1/videos", json={"prompt": "long", "size": "32x32", "seconds": 0.4, "steps": 400, "audio": False}
     ).json()
+    after = app_client.post("/v1/videos", json={"prompt": "next in line", **SMALL}).json()
+    events = app_client.app.state.manager.subscribe  # the job's own events: no clock decides anything here
+    heard: queue.Queue = queue.Queue()
     deadline = time.monotonic() + 180
     while app_client.get(f"/v1/videos/{job['id']}").json()["kinema"]["step"] < 1:
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    response = app_client.delete(f"/v1/videos/{job['id']}")
-    assert response.status_code == 200 and response.json()["deleted"] is True
+    events(job["id"], lambda event: heard.put(event.name))
+    response = app_client.delete(f"/v1/videos/{job['id']}")  # at once: the job still has ~400 steps to go
+    assert response.status_code == 200 and response.json() == {
+        "id": job["id"],
+        "object": "video.deleted",
+        "deleted": True,
+    }
     assert app_client.get(f"/v1/videos/{job['id']}").status_code == 404
+    assert job["id"] not in {v["id"] for v in app_client.get("/v1/videos").json()["data"]}
+    assert app_client.delete(f"/v1/videos/{job['id']}").status_code == 404
+    while heard.get(timeout=60) != "deleted":  # listeners hear it was deleted
+        pass
+    # The worker stops it within a step and removes it; the next job then runs.
+    assert wait_final(app_client, after["id"])["status"] == "completed"
     assert not (kinema_env / "jobs" / job["id"]).exists()
+    assert job["id"] not in app_client.app.state.manager._jobs.ids()
 
 
 def test_models_health_and_openapi(app_client):

@@ -36,7 +36,7 @@ from fastapi.openapi.utils import get_openapi
 from kinema.errors import KinemaError
 from kinema.home import kinema_home
 from kinema.plugins import load_plugins
-from kinema.request import DEFAULT_BACKEND
+from kinema.request import DEFAULT_BACKEND, MAX_SEED
 from kinema.server.cameos import router as cameo_router
 from kinema.server.errors import APIError, add_error_handlers
 from kinema.server.jobs import JobManager, JobsBusyError, _lock_directory
@@ -101,7 +101,7 @@ def create_app(
         check_hosts=expected is None,
         extra_hosts=frozenset(h.lower() for h in allowed_hosts),
     )
-    add_error_handlers(app, max_body_bytes=max_body_bytes)
+    add_error_handlers(app)
 
     @app.get("/health", response_model=Health, tags=["kinema"])
     def health() -> dict:
@@ -129,11 +129,49 @@ def create_app(
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
             add_create_video_schemas(schema.setdefault("components", {}).setdefault("schemas", {}))
+            publish_truthfully(schema, key_required=expected is not None)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def publish_truthfully(schema: dict, *, key_required: bool) -> None:
+    """Make the generated schema say what the server does: its validation failures are 400 in OpenAI's error
+    shape (FastAPI would document 422), and without ``KINEMA_API_KEY`` a key is optional (a user's own key
+    still picks who asks; no key on loopback acts as the server's owner)."""
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            if responses.pop("422", None) is not None:
+                responses.setdefault("400", {"description": "The request is not valid.", **_ERROR_CONTENT})
+            if not key_required and operation.get("security"):
+                operation["security"] = [*operation["security"], {}]
+    _restore_integer_bounds(schema)
+    schema.get("components", {}).get("schemas", {}).pop("HTTPValidationError", None)
+    schema.get("components", {}).get("schemas", {}).pop("ValidationError", None)
+
+
+# FastAPI's OpenAPI model keeps bounds as floats, which cannot hold 2**63 - 1 (the largest seed) exactly.
+_EXACT_BOUNDS = {float(MAX_SEED): MAX_SEED}
+
+
+def _restore_integer_bounds(node: Any) -> None:
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            for key in ("minimum", "maximum"):
+                value = node.get(key)
+                if isinstance(value, float) and value.is_integer():
+                    node[key] = _EXACT_BOUNDS.get(value, int(value))
+        for child in node.values():
+            _restore_integer_bounds(child)
+    elif isinstance(node, list):
+        for child in node:
+            _restore_integer_bounds(child)
+
+
+_ERROR_CONTENT = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
 
 
 # --------------------------------------------------------------------------- running

@@ -7,12 +7,14 @@ they may use, and a cameo they may not use answers 404 as if it did not exist.
 
 from __future__ import annotations
 
+import datetime
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
+from fastapi import Path as PathParameter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,29 +22,41 @@ from starlette.datastructures import UploadFile
 
 from kinema.cameo import store as cameo_lib
 from kinema.cameo.capture import CaptureError, capture
-from kinema.errors import InvalidRequestError
-from kinema.server.dependencies import cameo_store, current_user
-from kinema.server.errors import APIError
+from kinema.cameo.store import SERVER_OWNER, USER_PATTERN
+from kinema.server.dependencies import cameo_store, current_user, job_manager
+from kinema.server.errors import APIError, BodyTooLarge, error_responses
+from kinema.server.jobs import VIDEO_FILE, JobManager
+from kinema.server.schemas import NAME_PATTERN
 
 MAX_UPLOAD_BYTES = 200 * 2**20  # a cameo recording: a few seconds of phone video
 CHUNK = 1 << 20
+
+
+# A kinema user (kinema.cameo.store.check_identity): a user name, or the server's owner.
+USER_NAME_PATTERN = f"^(?:{SERVER_OWNER}|{USER_PATTERN.pattern[1:-1]})$"
+EXPIRY_DURATION = r"^[0-9]+(\.[0-9]+)? *[dhm]$"
+UserName = Annotated[str, Field(pattern=USER_NAME_PATTERN)]
+# When a cameo stops being usable: a Unix time, a date, a date and time, or a duration from now; null: never.
+Expiry = float | datetime.datetime | datetime.date | Annotated[str, Field(pattern=EXPIRY_DURATION)]
 
 
 class CameoPermissions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     permission: Literal["only_me", "listed", "everyone"] | None = None
-    add_users: list[str] = Field(default_factory=list, description="Users who may use it (implies 'listed').")
-    remove_users: list[str] = Field(default_factory=list)
-    expires: str | float | None = Field(
-        "keep", description="A date, a Unix time, a duration like '30d', null for never; omit to keep."
+    add_users: list[UserName] = Field(default_factory=list, description="Users who may use it (implies 'listed').")
+    remove_users: list[UserName] = Field(default_factory=list)
+    expires: Expiry | None = Field(
+        None, description="A date, a Unix time, a duration like '30d', null for never; omit to keep the current one."
     )
 
 
 class CameoRevoke(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    users: list[str] = Field(default_factory=list, description="Revoke only these users; empty: everyone, at once.")
+    users: list[UserName] = Field(
+        default_factory=list, description="Revoke only these users; empty: everyone, at once."
+    )
 
 
 async def _save_upload(upload: UploadFile, folder: Path, name: str) -> Path:
@@ -53,17 +67,21 @@ async def _save_upload(upload: UploadFile, folder: Path, name: str) -> Path:
         while chunk := await upload.read(CHUNK):
             total += len(chunk)
             if total > MAX_UPLOAD_BYTES:
-                raise InvalidRequestError(
-                    f"{name} is larger than {MAX_UPLOAD_BYTES // 2**20} MiB; send a shorter"
-                    " recording (3-10 s is plenty)"
+                raise APIError(
+                    413,
+                    f"{name} is larger than the limit of {MAX_UPLOAD_BYTES // 2**20} MiB ({MAX_UPLOAD_BYTES} bytes);"
+                    " send a shorter recording (3-10 s is plenty)",
+                    param=name,
+                    code="upload_too_large",
                 )
             out.write(chunk)
     return path
 
 
-router = APIRouter(tags=["cameos"])
+router = APIRouter(tags=["cameos"], responses=error_responses(403, 409))
 User = Depends(current_user)
 Store = Depends(cameo_store)
+Name = Annotated[str, PathParameter(pattern=NAME_PATTERN, description="The cameo's name, e.g. 'alice'.")]
 
 
 def visible(store: cameo_lib.CameoStore, name: str, user: str) -> cameo_lib.Cameo:
@@ -86,7 +104,11 @@ form_schema = {
     "type": "object",
     "required": ["name", "video"],
     "properties": {
-        "name": {"type": "string", "description": "lowercase letters, digits, - or _ (e.g. alice)"},
+        "name": {
+            "type": "string",
+            "pattern": NAME_PATTERN,
+            "description": "1-40 lowercase letters, digits, - or _ (e.g. alice)",
+        },
         "video": {
             "type": "string",
             "format": "binary",
@@ -94,8 +116,19 @@ form_schema = {
         },
         "audio": {"type": "string", "format": "binary", "description": "optional: the person talking, 3 s or more"},
         "permission": {"type": "string", "enum": ["only_me", "listed", "everyone"]},
-        "allowed_users": {"type": "string", "description": "comma-separated kinema user names"},
-        "expires": {"type": "string", "description": "a date (2026-01-31) or a duration (30d)"},
+        "allowed_users": {
+            "type": "string",
+            "pattern": f"^ *(?:{USER_NAME_PATTERN[1:-1]}(?: *, *{USER_NAME_PATTERN[1:-1]})*)? *$",
+            "description": "comma-separated kinema user names",
+        },
+        "expires": {
+            "anyOf": [
+                {"type": "string", "format": "date"},
+                {"type": "string", "format": "date-time"},
+                {"type": "string", "pattern": EXPIRY_DURATION},
+            ],
+            "description": "a date (2026-01-31), a time, or a duration from now (30d, 12h, 90m)",
+        },
     },
 }
 
@@ -103,13 +136,21 @@ form_schema = {
 @router.post(
     "/cameos",
     status_code=201,
-    openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": form_schema}}}},
+    responses=error_responses(413),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": form_schema}},
+        }
+    },
 )
 async def create_cameo(request: Request, user: str = User, store: cameo_lib.CameoStore = Store) -> dict:
     """Create a cameo from a multipart upload: ``name``, ``video`` (file), optional ``audio`` (file),
     ``permission``, ``allowed_users`` (comma-separated or repeated), ``expires``."""
     try:
         form = await request.form(max_files=2, max_fields=32, max_part_size=1024 * 1024)
+    except BodyTooLarge:
+        raise
     except Exception as error:  # malformed multipart, or not multipart at all
         raise APIError(
             400, f"send multipart/form-data with name and a video file: {error}", code="invalid_body"
@@ -167,7 +208,7 @@ def list_cameos(user: str = User, store: cameo_lib.CameoStore = Store) -> dict:
 
 
 @router.get("/cameos/{name}")
-def get_cameo(name: str, user: str = User, store: cameo_lib.CameoStore = Store) -> dict:
+def get_cameo(name: Name, user: str = User, store: cameo_lib.CameoStore = Store) -> dict:
     cameo = visible(store, name, user)
     info = row(cameo, user)
     if cameo.owner == user:
@@ -176,7 +217,7 @@ def get_cameo(name: str, user: str = User, store: cameo_lib.CameoStore = Store) 
 
 
 @router.get("/cameos/{name}/reference", response_class=Response, responses={200: {"content": {"image/png": {}}}})
-def cameo_reference(name: str, user: str = User, store: cameo_lib.CameoStore = Store) -> Response:
+def cameo_reference(name: Name, user: str = User, store: cameo_lib.CameoStore = Store) -> Response:
     """The cameo's best portrait (PNG), for pickers."""
     cameo = visible(store, name, user)
     store.get(name)  # the picture shown must be the one consented to
@@ -184,11 +225,11 @@ def cameo_reference(name: str, user: str = User, store: cameo_lib.CameoStore = S
 
 
 @router.post("/cameos/{name}/permissions")
-def set_permissions(name: str, body: CameoPermissions, user: str = User, store: cameo_lib.CameoStore = Store) -> dict:
+def set_permissions(name: Name, body: CameoPermissions, user: str = User, store: cameo_lib.CameoStore = Store) -> dict:
     """Who may use it (owner only). Also lifts a revoke."""
     options: dict[str, Any] = {}
-    if body.expires != "keep":
-        options["expires"] = body.expires
+    if "expires" in body.model_fields_set:
+        options["expires"] = body.expires.isoformat() if isinstance(body.expires, datetime.date) else body.expires
     made = store.allow(
         name,
         user,
@@ -201,20 +242,33 @@ def set_permissions(name: str, body: CameoPermissions, user: str = User, store: 
 
 
 @router.post("/cameos/{name}/revoke")
-def revoke(name: str, body: CameoRevoke | None = None, user: str = User, store: cameo_lib.CameoStore = Store) -> dict:
+def revoke(name: Name, body: CameoRevoke | None = None, user: str = User, store: cameo_lib.CameoStore = Store) -> dict:
     """Withdraw consent (owner only): queued and running jobs using it fail."""
     made = store.revoke(name, user, users=tuple(body.users) if body else ())
     return row(made, user)
 
 
 @router.get("/cameos/{name}/uses")
-def uses(name: str, user: str = User, store: cameo_lib.CameoStore = Store) -> dict:
-    """Every clip made with it (owner only)."""
-    return {"object": "list", "data": store.uses(name, user)}
+def uses(
+    name: Name, user: str = User, store: cameo_lib.CameoStore = Store, manager: JobManager = Depends(job_manager)
+) -> dict:
+    """Every clip made with it (owner only); ``saved_to`` names the server's videos by id, and other files by
+    their file name only (where the server keeps files is not the client's business)."""
+    return {"object": "list", "data": [_public_use(entry, manager) for entry in store.uses(name, user)]}
+
+
+def _public_use(entry: dict[str, Any], manager: JobManager) -> dict[str, Any]:
+    jobs = manager.directory.resolve()
+    saved = []
+    for place in entry.get("saved_to") or ():
+        path = Path(str(place))
+        inside = path.parent.parent == jobs and path.name == VIDEO_FILE
+        saved.append(path.parent.name if inside else path.name)
+    return {**entry, "saved_to": saved}
 
 
 @router.delete("/cameos/{name}")
-def delete(name: str, user: str = User, store: cameo_lib.CameoStore = Store) -> dict:
+def delete(name: Name, user: str = User, store: cameo_lib.CameoStore = Store) -> dict:
     """Delete it and every file of it (owner only)."""
     store.delete(name, user)
     return {"object": "cameo.deleted", "id": name, "deleted": True}

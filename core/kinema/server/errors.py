@@ -20,6 +20,7 @@ from kinema.backends.limits import LimitError
 from kinema.cameo import store as cameo_lib
 from kinema.cameo.store import CameoError
 from kinema.errors import InvalidRequestError, KinemaError, MissingWeightsError, UnknownBackendError
+from kinema.request import MAX_SECONDS, MAX_SIDE, MIN_SIDE
 from kinema.server.jobs import ShuttingDown
 from kinema.server.schemas import ErrorResponse
 
@@ -41,7 +42,11 @@ class APIError(Exception):
 
 
 class BodyTooLarge(Exception):
-    pass
+    """A request body went past ``limit`` bytes while it was being read (a chunked upload has no length to check first)."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"request body too large; the limit is {limit} bytes")
+        self.limit = limit
 
 
 def cameo_status(error: cameo_lib.CameoError) -> tuple[int, str, str]:
@@ -60,9 +65,44 @@ def video_not_found(video_id: str) -> APIError:
     return APIError(404, f"no video with id {video_id[:64]!r}", param="video_id", code="not_found")
 
 
+_MEANINGS = {
+    400: "The request is not valid (the message says which field and why).",
+    401: "Missing or wrong API key.",
+    403: "Not allowed: the cameo's owner has not allowed you, or only its owner may do this.",
+    404: "No such video, cameo, model or style (or not one you may see).",
+    409: "Not possible in the current state (e.g. the video is not finished, the model is not downloaded).",
+    413: "The request body or an upload is larger than the limit the message gives.",
+    415: "The body is neither JSON nor multipart/form-data.",
+    503: "The server is shutting down.",
+}
+
+
 def error_responses(*more: int) -> dict:
     """OpenAPI ``responses`` for a /v1 route: 400, 401, 404, then ``more`` status codes, all ``ErrorResponse``."""
-    return {status: {"model": ErrorResponse} for status in (400, 401, 404, *more)}
+    return {
+        status: {"model": ErrorResponse, "description": _MEANINGS.get(status, "An error (see its message).")}
+        for status in (400, 401, 404, *more)
+    }
+
+
+def hide_paths(text: str, *folders: object) -> str:
+    """``text`` with each of ``folders`` (the data directory, …) replaced by a placeholder: clients never see
+    where the server keeps its files."""
+    for folder in folders:
+        name = str(folder)
+        if len(name) > 1:
+            text = text.replace(name, "<kinema data>")
+    return text
+
+
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every method some route answers at ``path`` (for a 405's ``Allow``), not only the first route's."""
+    methods: set[str] = set()
+    for route in app.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 class _ASCIIJSONResponse(JSONResponse):
@@ -92,9 +132,26 @@ def validation_response(errors: Sequence, prefix: tuple = ("body", "query", "pat
     message = first.get("msg", "invalid request")
     if first.get("type") == "extra_forbidden" and param:
         message = f"unknown parameter {param!r}"
+    elif first.get("type") == "string_pattern_mismatch" and param:
+        # The pattern is in the schema; people get what it means, and what they sent.
+        hint = _PATTERN_HINTS.get(param, "is not in the form the API schema gives")
+        message = f"{'.'.join(loc)} {hint}; got {str(first.get('input'))[:64]!r}"
     elif param:
         message = f"{'.'.join(loc)}: {message}"
     return error_response(400, message, param=param, code="invalid_value")
+
+
+_PATTERN_HINTS = {
+    "size": f"must be WIDTHxHEIGHT, each side (width and height) a whole number from {MIN_SIDE} to {MAX_SIDE},"
+    " e.g. '768x512'",
+    "seconds": f"must be a number of seconds above 0 and at most {MAX_SECONDS:g}, e.g. '4' or '2.5'",
+    "prompt": "is empty: describe the clip you want",
+    "cameos": "must be cameo names (1-40 lowercase letters, digits, '-' or '_'), comma-separated",
+    "speech": "must be a cameo's name (1-40 lowercase letters, digits, '-' or '_')",
+    "name": "must be 1-40 lowercase letters, digits, '-' or '_', e.g. 'alice'",
+    "after": "must be a video id (video_ and 32 hex digits), the last_id of the previous page",
+    "image_url": "must be a data URL of a PNG, JPEG or WebP image (data:image/png;base64,...)",
+}
 
 
 def kinema_error(error: KinemaError) -> APIError:
@@ -140,7 +197,15 @@ def _guess_param(message: str) -> str | None:
     return None
 
 
-def add_error_handlers(app: FastAPI, *, max_body_bytes: int) -> None:
+def _private_folders(request: Request) -> tuple:
+    manager = getattr(request.app.state, "manager", None)
+    if manager is None:
+        return ()
+    home = manager.directory.parent
+    return (home.resolve(), home)  # the longer first when home is a link
+
+
+def add_error_handlers(app: FastAPI) -> None:
     """Answer every failure in OpenAI's error shape."""
 
     @app.exception_handler(APIError)
@@ -151,7 +216,9 @@ def add_error_handlers(app: FastAPI, *, max_body_bytes: int) -> None:
 
     @app.exception_handler(KinemaError)
     async def _kinema(request: Request, error: KinemaError) -> JSONResponse:
-        return await _api_error(request, kinema_error(error))
+        mapped = kinema_error(error)
+        mapped.message = hide_paths(mapped.message, *_private_folders(request))
+        return await _api_error(request, mapped)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -159,14 +226,19 @@ def add_error_handlers(app: FastAPI, *, max_body_bytes: int) -> None:
 
     @app.exception_handler(BodyTooLarge)
     async def _too_large(request: Request, error: BodyTooLarge) -> JSONResponse:
-        return error_response(
-            413, f"request body too large; the limit is {max_body_bytes} bytes", code="request_too_large"
-        )
+        return error_response(413, str(error), code="request_too_large")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code)
-        return error_response(error.status_code, str(error.detail), code=code, headers=getattr(error, "headers", None))
+        headers = getattr(error, "headers", None)
+        message = str(error.detail)
+        if error.status_code == 405:
+            # Starlette names only the first route's methods; a path served by several routes allows them all.
+            allow = ", ".join(allowed_methods(request.app, request.url.path))
+            headers = {**(headers or {}), "Allow": allow}
+            message = f"{request.method} is not allowed here; use {allow}"
+        return error_response(error.status_code, message, code=code, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:

@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from kinema import engine
 from kinema.cameo.store import SERVER_OWNER, CameoNotAllowedError, CameoTamperedError, authorize_request
 from kinema.errors import (
@@ -72,6 +74,8 @@ TERMINAL = frozenset({"completed", "failed", "cancelled"})
 MAX_ATTEMPTS = 2  # an interrupted job is re-run once, then failed
 VIDEO_FILE = "video.mp4"
 THUMBNAIL_FILE = "thumbnail.png"
+SPRITESHEET_FILE = "spritesheet.jpg"
+SPRITESHEET_FRAMES, SPRITESHEET_COLUMNS, SPRITESHEET_TILE = 16, 4, 256  # a 4x4 grid, tiles at most 256 px wide
 INPUT_FILE = "input.png"
 PREVIEW_JPEG_QUALITY = 70
 
@@ -114,6 +118,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     completed_at INTEGER,
     attempts INTEGER NOT NULL DEFAULT 0,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
+    deleted INTEGER NOT NULL DEFAULT 0,         -- deleted while running: gone for clients, purged once it stops
     error_code TEXT,
     error_message TEXT
 );
@@ -200,7 +205,12 @@ class JobStore:
             db.execute(f"INSERT INTO jobs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", values)
 
     def get(self, job_id: str) -> dict | None:
-        return self._one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        """The job, unless there is none or it was deleted (``deleted`` finds those too)."""
+        return self._one("SELECT * FROM jobs WHERE id = ? AND deleted = 0", (job_id,))
+
+    def deleted(self, job_id: str) -> bool:
+        """Whether the job was deleted while it ran and waits to be purged."""
+        return self._one("SELECT * FROM jobs WHERE id = ? AND deleted = 1", (job_id,)) is not None
 
     def list(
         self, *, limit: int = 20, after: str | None = None, order: str = "desc", owner: str | None = None
@@ -208,7 +218,7 @@ class JobStore:
         """A page of jobs in submission order, only ``owner``'s unless None; ``after`` is the last id of the
         previous page (KeyError if it is not one of those jobs)."""
         descending = order == "desc"
-        conditions, args = (["owner = ?"], [owner]) if owner is not None else ([], [])
+        conditions, args = (["deleted = 0", "owner = ?"], [owner]) if owner is not None else (["deleted = 0"], [])
         if after is not None:
             with self._lock:
                 anchor = self._db.execute(
@@ -274,8 +284,22 @@ class JobStore:
         )
 
     def delete(self, job_id: str) -> bool:
-        """Delete a job that is not running (the caller cancels a running one first)."""
+        """Delete a job that is not running (a running one is ``mark_deleted`` and purged when it stops)."""
         return self._change("DELETE FROM jobs WHERE id = ? AND status != 'in_progress'", (job_id,))
+
+    def mark_deleted(self, job_id: str) -> bool:
+        """A running job: gone for clients at once, and asked to stop."""
+        return self._change(
+            "UPDATE jobs SET deleted = 1, cancel_requested = 1 WHERE id = ? AND status = 'in_progress' AND deleted = 0",
+            (job_id,),
+        )
+
+    def purge_deleted(self) -> builtins.list[str]:
+        """Remove the rows of deleted jobs that have stopped (their folders go with ``_clean_files``)."""
+        with self._transaction() as db:
+            rows = db.execute("SELECT id FROM jobs WHERE deleted = 1 AND status != 'in_progress'").fetchall()
+            db.execute("DELETE FROM jobs WHERE deleted = 1 AND status != 'in_progress'")
+        return [r["id"] for r in rows]
 
     def recover(self) -> dict[str, builtins.list[str]]:
         """Settle jobs a previous server left in_progress: re-queue once, else fail with a reason."""
@@ -323,6 +347,8 @@ def _migrate(db: sqlite3.Connection) -> None:
     if "owner" not in columns:
         # Which key submitted an older job is not known for sure, so it goes to the one who sees all jobs anyway.
         db.execute(f"ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '{SERVER_OWNER}'")
+    if "deleted" not in columns:
+        db.execute("ALTER TABLE jobs ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0")
 
 
 def may_see(record: dict, caller: str) -> bool:
@@ -336,6 +362,7 @@ def _record(row: sqlite3.Row) -> dict:
     record["plan"] = json.loads(record["plan"])
     record["has_image"] = bool(record["has_image"])
     record["cancel_requested"] = bool(record["cancel_requested"])
+    record.pop("deleted", None)
     return record
 
 
@@ -402,6 +429,7 @@ class JobManager:
         try:
             self.store = JobStore(self.directory / "jobs.db")
             self.recovered = self.store.recover()
+            self.store.purge_deleted()  # deleted while a previous server ran them
             self._clean_files()
         except BaseException:
             self._release_lock()
@@ -563,7 +591,7 @@ class JobManager:
         return {**record, "step": step, "total": total, "stage": stage, "progress": progress}
 
     def artifact(self, job_id: str, name: str) -> Path | None:
-        if not is_valid_id(job_id) or name not in (VIDEO_FILE, THUMBNAIL_FILE):
+        if not is_valid_id(job_id) or name not in (VIDEO_FILE, THUMBNAIL_FILE, SPRITESHEET_FILE):
             return None
         path = self.directory / job_id / name
         return path if path.is_file() else None
@@ -588,14 +616,29 @@ class JobManager:
         return self.get(job_id)
 
     def delete(self, job_id: str) -> str:
-        """'deleted', 'missing' or 'running' (cancel it and wait for it to stop, then delete again)."""
+        """'deleted' or 'missing', at once. A running job is gone for clients now; it is cancelled, and its row
+        and files are removed when it stops (within one step)."""
         if not is_valid_id(job_id):
             return "missing"
-        if self._jobs.delete(job_id):
+        while not self._jobs.delete(job_id):  # not running: gone now, with its files
+            if self._jobs.mark_deleted(job_id):  # running: it stops within a step and is purged then
+                with self._lock:
+                    live = self._live.get(job_id)
+                    if live is not None and live.token is not None:
+                        live.token.cancel()
+                break
+            if self._jobs.get(job_id) is None:
+                return "missing"
+            # It stopped between the two statements: delete it as a stopped job.
+        else:
             shutil.rmtree(self.directory / job_id, ignore_errors=True)
-            self._publish(job_id, "deleted", {"id": job_id}, final=True)
-            return "deleted"
-        return "running" if self._jobs.get(job_id) is not None else "missing"
+        self._publish(job_id, "deleted", {"id": job_id}, final=True)
+        return "deleted"
+
+    def _purge_if_deleted(self, job_id: str) -> None:
+        """After a job stops: if it was deleted meanwhile, remove its row and files now."""
+        if self._jobs.deleted(job_id) and job_id in self._jobs.purge_deleted():
+            shutil.rmtree(self.directory / job_id, ignore_errors=True)
 
     # -- events
 
@@ -735,6 +778,7 @@ class JobManager:
             token.raise_if_cancelled()
             clip.save(folder / VIDEO_FILE)
             atomic_write(folder / THUMBNAIL_FILE, encode_png(clip.frames[clip.frame_count // 2]))
+            atomic_write(folder / SPRITESHEET_FILE, encode_jpeg(spritesheet(clip.frames), 85))
             if not self._jobs.finish(job_id, "completed", unless_cancel_requested=True):
                 raise GenerationCancelled("cancelled")
         except GenerationCancelled:
@@ -753,7 +797,28 @@ class JobManager:
             with self._lock:
                 live.token = None
                 live.history, live.preview = [], None
+        self._purge_if_deleted(job_id)
         self._publish_final(job_id)
+
+
+def spritesheet(frames: Any, count: int = SPRITESHEET_FRAMES, columns: int = SPRITESHEET_COLUMNS) -> Any:
+    """A grid of ``count`` evenly spaced frames (first and last included), left to right then down, each scaled
+    to at most ``SPRITESHEET_TILE`` px wide: what OpenAI's ``variant=spritesheet`` returns. uint8 [H, W, 3]."""
+    from PIL import Image  # on first use, as kinema.media.files loads Pillow
+
+    total = len(frames)
+    picks = np.linspace(0, total - 1, min(count, total)).round().astype(int)
+    height, width = frames.shape[1:3]
+    scale = min(1.0, SPRITESHEET_TILE / width)
+    tile_w, tile_h = max(1, round(width * scale)), max(1, round(height * scale))
+    columns = min(columns, len(picks))
+    rows = -(-len(picks) // columns)
+    sheet = np.zeros((rows * tile_h, columns * tile_w, 3), np.uint8)
+    for n, index in enumerate(picks):
+        tile = np.asarray(Image.fromarray(frames[index]).resize((tile_w, tile_h), Image.Resampling.LANCZOS))
+        row, column = divmod(n, columns)
+        sheet[row * tile_h : (row + 1) * tile_h, column * tile_w : (column + 1) * tile_w] = tile
+    return sheet
 
 
 def _describe_failure(error: Exception) -> tuple[str, str]:
@@ -772,7 +837,8 @@ def _describe_failure(error: Exception) -> tuple[str, str]:
     for cls, code in codes:
         if isinstance(error, cls):
             return code, str(error)
-    return "internal_error", f"{type(error).__name__}: {error}"
+    # Not str(error): an unexpected error's message may hold server paths. The server's log has the traceback.
+    return "internal_error", f"internal error ({type(error).__name__}); see the server's log"
 
 
 class _Worker(threading.Thread):

@@ -7,14 +7,88 @@ renaming a class renames a schema clients may have generated code from.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema
+from pydantic.json_schema import SkipJsonSchema
 
-from kinema.tiers import DEFAULT_TIER, tier_names
+from kinema.cameo.store import MAX_CAMEOS_PER_REQUEST
+from kinema.request import MAX_FPS, MAX_GUIDANCE, MAX_PROMPT_CHARS, MAX_SECONDS, MAX_SEED, MAX_SIDE, MIN_SIDE
+from kinema.storyboard.model import MAX_SHOTS
+from kinema.tiers import DEFAULT_TIER, MAX_STEPS, tier_names
 
 _TIERS = [f"{name} (default)" if name == DEFAULT_TIER else name for name in tier_names()]
 TIER_DESCRIPTION = f"Quality tier: {', '.join(_TIERS[:-1])} or {_TIERS[-1]}."  # "draft, standard (default) or final"
+
+
+# What the schema says is valid is exactly what the server accepts: each pattern below is also what pydantic
+# checks, so a request the schema allows is never refused for its form, and one it forbids never slips through.
+
+
+def int_range_pattern(low: int, high: int) -> str:
+    """A regular expression (no anchors) for the whole numbers low..high written without leading zeros."""
+    parts = []
+    for digits in range(len(str(low)), len(str(high)) + 1):
+        start, end = max(low, 10 ** (digits - 1) if digits > 1 else 0), min(high, 10**digits - 1)
+        if start <= end:
+            parts.extend(_range_parts(str(start), str(end)))
+    return "(?:" + "|".join(parts) + ")"
+
+
+def _range_parts(start: str, end: str) -> list[str]:
+    """Patterns for the numbers start..end, both with the same number of digits."""
+    width = len(start) - 1
+    any_rest = f"[0-9]{{{width}}}" if width > 1 else "[0-9]" * width
+    if start == end:
+        return [start]
+    if start[0] == end[0]:
+        return [start[0] + rest for rest in _range_parts(start[1:], end[1:])]
+    first, last, parts, tail = int(start[0]), int(end[0]), [], []
+    if start[1:] != "0" * width:
+        parts = [start[0] + rest for rest in _range_parts(start[1:], "9" * width)]
+        first += 1
+    if end[1:] != "9" * width:
+        tail = [end[0] + rest for rest in _range_parts("0" * width, end[1:])]
+        last -= 1
+    if first <= last:
+        parts.append((str(first) if first == last else f"[{first}-{last}]") + any_rest)
+    return parts + tail
+
+
+_SIDE = int_range_pattern(MIN_SIDE, MAX_SIDE)
+SIZE_PATTERN = f"^({_SIDE})[x\u00d7X]({_SIDE})$"  # 768x512: each side {MIN_SIDE}..{MAX_SIDE}
+# A length in (0, MAX_SECONDS] as text: '4', '2.5', '0.375' (seconds_problem's rule).
+_WHOLE_SECONDS = int_range_pattern(1, int(MAX_SECONDS) - 1)
+SECONDS_PATTERN = f"^(?:{_WHOLE_SECONDS}(?:\\.[0-9]+)?|0?\\.[0-9]*[1-9][0-9]*|{int(MAX_SECONDS)}(?:\\.0+)?)$"
+NAME_PATTERN = "^[a-z0-9][a-z0-9_-]{0,39}$"  # a cameo's name (kinema.cameo.store.NAME_PATTERN)
+_NAME = NAME_PATTERN[1:-1]
+CAMEO_LIST_PATTERN = f"^ *{_NAME} *(?:, *{_NAME} *){{0,{MAX_CAMEOS_PER_REQUEST - 1}}}$"
+TEXT = r"\S"  # at least one character that is not white space
+VIDEO_ID_PATTERN = "^video_[0-9a-f]{32}$"
+
+
+def _one_of(names: tuple[str, ...]) -> Any:
+    def check(value: str) -> str:
+        if value not in names:
+            raise ValueError(f"must be one of {', '.join(names)}, got {value[:32]!r}")
+        return value
+
+    return check
+
+
+# The tier names live in kinema.tiers; the schema shows them as an enum.
+Tier = Annotated[
+    str, AfterValidator(_one_of(tier_names())), WithJsonSchema({"type": "string", "enum": list(tier_names())})
+]
+Prompt = Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS, pattern=TEXT)]
+Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS, strict=True)] | Annotated[str, Field(pattern=SECONDS_PATTERN)]
+Size = Annotated[str, Field(pattern=SIZE_PATTERN, description="WIDTHxHEIGHT, e.g. '768x512'.")]
+Steps = Annotated[int, Field(ge=1, le=MAX_STEPS)]
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+Guidance = Annotated[float, Field(ge=0, le=MAX_GUIDANCE)]
+Fps = Annotated[float, Field(ge=1, le=MAX_FPS)]
+NegativePrompt = Annotated[str, Field(max_length=MAX_PROMPT_CHARS)]
+CameoName = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 
 class VideoError(BaseModel):
@@ -121,39 +195,53 @@ class ErrorResponse(BaseModel):
 class ImageReference(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    image_url: str | None = Field(None, description="A data URL: data:image/png;base64,... (no remote URLs).")
-    file_id: str | None = Field(None, description="Not supported by kinema (there is no files API).")
+    image_url: str = Field(
+        pattern="^data:image/(?:png|jpeg|webp);base64,",
+        json_schema_extra={"format": "data-url"},
+        description="A data URL of a PNG, JPEG or WebP image: data:image/png;base64,... (no remote URLs).",
+    )
+    # Not in the schema: kinema has no files API, and says so when a client sends one.
+    file_id: SkipJsonSchema[str | None] = None
 
 
 class VideoCreateParams(BaseModel):
-    """OpenAI's create-video fields, plus kinema's (send them with the SDK's ``extra_body``)."""
+    """OpenAI's create-video fields, plus kinema's (send them with the SDK's ``extra_body``).
+
+    ``audio`` is true or false, not 0 or "no" (a multipart form's "true" and "false" are read as those).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    prompt: str = Field(description="What the clip shows and sounds like.")
+    prompt: Prompt = Field(description="What the clip shows and sounds like.")
     model: str | None = Field(
         None, description="A backend (tiny, ltx2, wan) or a pulled model id; sora-* = the server default."
     )
-    seconds: str | float | None = Field(
-        None, description="Length in seconds, e.g. '4' (snapped to the model's frame grid)."
+    seconds: Seconds | None = Field(
+        None, description=f"Length in seconds, up to {MAX_SECONDS:g}, e.g. '4' (snapped to the model's frame grid)."
     )
-    size: str | None = Field(None, description="WIDTHxHEIGHT, e.g. '768x512' (snapped to the model's grid).")
+    size: Size | None = Field(None, description="WIDTHxHEIGHT, e.g. '768x512' (snapped to the model's grid).")
     input_reference: ImageReference | None = Field(None, description="First frame (multipart: a PNG/JPEG/WebP file).")
-    negative_prompt: str | None = None
-    seed: int | None = None
-    steps: int | None = None
-    guidance: float | None = None
-    fps: float | None = None
-    style: str | None = None
-    tier: str | None = Field(None, description=TIER_DESCRIPTION)
+    negative_prompt: NegativePrompt | None = None
+    seed: Seed | None = None
+    steps: Steps | None = None
+    guidance: Guidance | None = None
+    fps: Fps | None = None
+    style: str | None = Field(None, description="A style preset (`kinema styles`); an unknown one answers 404.")
+    tier: Tier | None = Field(None, description=TIER_DESCRIPTION)
     backend: str | None = None
-    audio: bool | None = Field(None, description="false for picture only (default true).")
-    cameos: list[str] | str | None = Field(
+    audio: StrictBool | None = Field(None, description="false for picture only (default true).")
+    cameos: (
+        Annotated[list[CameoName], Field(max_length=MAX_CAMEOS_PER_REQUEST, json_schema_extra={"uniqueItems": True})]
+        | Annotated[str, Field(pattern=CAMEO_LIST_PATTERN)]
+        | None
+    ) = Field(
         None,
         description="Cameos (people) to put in the clip, used only with their owners' consent for your API"
         " key's user; multipart: comma-separated.",
     )
-    speech: str | None = Field(None, description="One of the cameos: its recorded voice drives the clip (ltx2).")
+    speech: CameoName | None = Field(
+        None, description="A cameo whose recorded voice drives the clip (ltx2); it joins the clip's cameos."
+    )
 
 
 class FollowUpParams(BaseModel):
@@ -165,39 +253,86 @@ class FollowUpParams(BaseModel):
         None, description="Backend or pulled model id (default: the one that made the source video)."
     )
     backend: str | None = None
-    negative_prompt: str | None = None
-    seed: int | None = None
-    steps: int | None = None
-    guidance: float | None = None
-    style: str | None = None
-    tier: str | None = Field(None, description=TIER_DESCRIPTION)
+    negative_prompt: NegativePrompt | None = None
+    seed: Seed | None = None
+    steps: Steps | None = None
+    guidance: Guidance | None = None
+    style: str | None = Field(None, description="A style preset (`kinema styles`); an unknown one answers 404.")
+    tier: Tier | None = Field(None, description=TIER_DESCRIPTION)
 
 
 class VideoRemixParams(FollowUpParams):
     """OpenAI's remix (``prompt``), plus kinema's ``strength`` and ``keep_audio``."""
 
-    prompt: str = Field(description="What the remixed clip shows and sounds like.")
+    prompt: Prompt = Field(description="What the remixed clip shows and sounds like.")
     strength: float = Field(
         0.6, gt=0, le=1, description="How far to move from the source: near 0 keeps it, 1 keeps only its length."
     )
-    keep_audio: bool = Field(False, description="Keep the source's sound instead of making new sound for the prompt.")
+    keep_audio: StrictBool = Field(
+        False, description="Keep the source's sound instead of making new sound for the prompt."
+    )
 
 
 class VideoExtendParams(FollowUpParams):
     """kinema's extend: the same clip, ``seconds`` longer."""
 
-    seconds: str | float = Field(description="How many seconds to add, e.g. '3'.")
-    prompt: str | None = Field(None, description="What happens next (default: the source video's prompt).")
+    seconds: Seconds = Field(description="How many seconds to add, e.g. '3'.")
+    prompt: Prompt | None = Field(None, description="What happens next (default: the source video's prompt).")
+
+
+# A storyboard's text is a small language of its own (the README's Storyboards section), so the schema names
+# it with a format; kinema.storyboard checks it and answers 400 with every mistake and its line.
+StoryboardText = Annotated[
+    str,
+    Field(
+        min_length=1,
+        pattern=TEXT,
+        json_schema_extra={"format": "kinema-storyboard"},
+        description="'Shot 1 (2s): …' lines, or the same as YAML or JSON.",
+    ),
+]
+# The object form's core: the shots. kinema.storyboard accepts the text form's other keys too (title, world,
+# setting, characters, style, seed, …; a shot's camera, dialogue, cut, image, cameos).
+_SHOT_SCHEMA = {
+    "type": "object",
+    "required": ["prompt"],
+    "properties": {
+        "prompt": {"type": "string", "minLength": 1, "maxLength": MAX_PROMPT_CHARS, "pattern": TEXT},
+        "seconds": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": MAX_SECONDS},
+    },
+    "additionalProperties": False,
+}
+StoryboardObject = Annotated[
+    dict[str, Any],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "required": ["shots"],
+            "properties": {
+                "title": {"type": "string", "maxLength": MAX_PROMPT_CHARS},
+                "shots": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_SHOTS,
+                    "items": {"anyOf": [_SHOT_SCHEMA, _SHOT_SCHEMA["properties"]["prompt"]]},  # a shot or its prompt
+                },
+            },
+            "additionalProperties": False,
+        }
+    ),
+]
 
 
 class StoryboardCreateParams(FollowUpParams):
     """A storyboard as text ('Shot 1 (2s): …' lines, YAML or JSON) or as an object with 'shots'."""
 
-    storyboard: str | dict[str, Any] = Field(description="The storyboard (see the README's Storyboards section).")
+    storyboard: StoryboardText | StoryboardObject = Field(
+        description="The storyboard (see the README's Storyboards section)."
+    )
     format: Literal["auto", "text", "yaml", "json"] = "auto"
-    size: str | None = Field(None, description="WIDTHxHEIGHT for every shot.")
-    fps: float | None = None
-    audio: bool | None = None
+    size: Size | None = Field(None, description="WIDTHxHEIGHT for every shot.")
+    fps: Fps | None = None
+    audio: StrictBool | None = None
 
 
 def public_status(record: dict) -> str:
@@ -262,6 +397,13 @@ def add_create_video_schemas(components: dict) -> None:
     components["VideoCreateParams"] = json_schema
     form = json.loads(json.dumps(json_schema))
     form["title"] = "VideoCreateForm"
+    # A form's fields are text: no nulls (leave a field out instead), seconds and cameos only in their text forms.
+    for field in form["properties"].values():
+        choices = [c for c in field.pop("anyOf", [field]) if c.get("type") != "null"]
+        if len(choices) > 1:
+            choices = [c for c in choices if c.get("type") == "string"] or choices
+        field.pop("default", None)
+        field.update(choices[0] if len(choices) == 1 else {"anyOf": choices})
     form["properties"]["input_reference"] = {
         "type": "string",
         "format": "binary",

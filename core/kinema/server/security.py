@@ -96,9 +96,7 @@ class Guard:
         # A cameo recording is a video upload: it gets its own, larger limit.
         limit = max(self.max_body, CAMEO_UPLOAD_BYTES) if scope.get("path") == "/v1/cameos" else self.max_body
         if length is not None and (not length.isdigit() or int(length) > limit):
-            response = error_response(
-                413, f"request body too large; the limit is {limit} bytes", code="request_too_large"
-            )
+            response = error_response(413, str(BodyTooLarge(limit)), code="request_too_large")
             return await response(scope, receive, send)
         received = 0
 
@@ -108,7 +106,7 @@ class Guard:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise BodyTooLarge()
+                    raise BodyTooLarge(limit)
             return message
 
         await self.app(scope, limited_receive, send)

@@ -21,7 +21,7 @@ from kinema.storyboard import from_dict, parse_storyboard
 router = APIRouter()
 
 
-@router.post("/storyboards", response_model=Video, tags=["videos"], responses=error_responses())
+@router.post("/storyboards", response_model=Video, tags=["videos"], responses=error_responses(403, 409))
 async def create_storyboard(
     params: StoryboardCreateParams,
     request: Request,

@@ -21,7 +21,8 @@ from kinema.media.files import MAX_UPLOAD_IMAGE_SIDE as MAX_IMAGE_SIDE  # noqa: 
 from kinema.media.files import MediaReadError, data_url_bytes, decode_image_bytes
 from kinema.server.errors import APIError, BodyTooLarge
 from kinema.server.jobs import JobManager
-from kinema.server.schemas import FollowUpParams, ImageReference, to_video
+from kinema.server.schemas import SIZE_PATTERN, FollowUpParams, ImageReference, to_video
+from kinema.styles import list_styles
 from kinema.tiers import DEFAULT_TIER
 
 # Model names clients written for OpenAI send by default; they run the server's default backend.
@@ -52,7 +53,7 @@ async def read_create_body(request: Request) -> tuple[dict, UploadFile | None]:
             elif key in ("input_reference[image_url]", "input_reference[file_id]"):
                 fields.setdefault("input_reference", {})[key[16:-1]] = value
             elif value != "":  # the SDK sends None as ''
-                fields[key] = value
+                fields[key] = {"true": True, "false": False}.get(value, value) if key == "audio" else value
         return fields, upload
     if content_type not in ("application/json", ""):
         raise APIError(
@@ -104,13 +105,14 @@ def decode_image(data: bytes) -> Any:
         raise APIError(400, str(error), param="input_reference", code="invalid_image") from None
 
 
-_SIZE = re.compile(r"\s*(\d{1,5})\s*[x×]\s*(\d{1,5})\s*", re.IGNORECASE)
+_SIZE = re.compile(SIZE_PATTERN)
 
 
 def parse_size(size: str | None) -> tuple[int | None, int | None]:
+    """(width, height) from 'WIDTHxHEIGHT' (``SIZE_PATTERN``, which the request's schema checked already)."""
     if size is None:
         return None, None
-    match = _SIZE.fullmatch(size)
+    match = _SIZE.match(size)
     if match is None:
         raise APIError(
             400, f"size must be WIDTHxHEIGHT like '768x512', got {size[:32]!r}", param="size", code="invalid_value"
@@ -203,17 +205,31 @@ def _is_utf8(text: str) -> bool:
 
 def cameo_fields(params: Any) -> dict:
     """The cameo part of a create request (the job's owner is who asks for them).
-    Speech may only name a cameo: the server reads no files for clients."""
-    names = params.cameos.split(",") if isinstance(params.cameos, str) else (params.cameos or [])
-    names = tuple(name.strip() for name in names if isinstance(name, str) and name.strip())
+
+    Speech may only name a cameo (the server reads no files for clients); that cameo joins the clip's cameos
+    if the list leaves it out. The comma-separated form (multipart) may name a cameo twice; it counts once.
+    """
+    if isinstance(params.cameos, str):
+        names = tuple(dict.fromkeys(name.strip() for name in params.cameos.split(",")))
+    else:
+        names = tuple(params.cameos or ())
     if params.speech is not None and params.speech not in names:
-        raise APIError(
-            400,
-            "speech must be the name of one of the cameos (its recorded voice drives the clip)",
-            param="speech",
-            code="invalid_value",
-        )
+        names = (*names, params.speech)
     return {"cameos": names, "speech": params.speech}
+
+
+def check_style(name: str | None) -> None:
+    """404 for a style this server does not have (``kinema styles`` lists them; users add their own)."""
+    if name is None:
+        return
+    styles = list_styles()
+    if name not in styles:
+        raise APIError(
+            404,
+            f"unknown style {name[:64]!r}; choose one of: {', '.join(sorted(styles))} (see `kinema styles`)",
+            param="style",
+            code="style_not_found",
+        )
 
 
 async def queue_follow_up(
@@ -232,6 +248,7 @@ async def queue_follow_up(
     Without a model or backend in ``params``, a job made from ``parent`` uses the parent's, else ``default_backend``.
     """
     check_text(params)
+    await run_in_threadpool(check_style, params.style)
     if parent is not None and params.model is None and params.backend is None:
         backend, model, display = parent["backend"], parent["request"].get("model"), parent["model"]
     else:

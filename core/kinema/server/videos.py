@@ -10,7 +10,6 @@ user's ``{video_id}``, and lists show only the caller's jobs.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from typing import Literal
 
@@ -21,8 +20,9 @@ from pydantic import ValidationError
 
 from kinema.server.dependencies import default_backend, job_manager
 from kinema.server.errors import APIError, error_responses, validation_response, video_not_found
-from kinema.server.jobs import TERMINAL, THUMBNAIL_FILE, VIDEO_FILE, Event, JobManager, is_valid_id
+from kinema.server.jobs import SPRITESHEET_FILE, TERMINAL, THUMBNAIL_FILE, VIDEO_FILE, Event, JobManager, is_valid_id
 from kinema.server.schemas import (
+    VIDEO_ID_PATTERN,
     Video,
     VideoCreateParams,
     VideoDeleted,
@@ -35,6 +35,7 @@ from kinema.server.schemas import (
 from kinema.server.storyboards import router as storyboard_router
 from kinema.server.video_requests import (
     cameo_fields,
+    check_style,
     check_text,
     parse_seconds,
     parse_size,
@@ -45,9 +46,22 @@ from kinema.server.video_requests import (
 )
 from kinema.tiers import DEFAULT_TIER
 
+AFTER_PATTERN = f"^(?:{VIDEO_ID_PATTERN[1:-1]})?$"  # a video id, or empty (as if not given)
 SSE_KEEPALIVE_SECONDS = 15.0
 POLL_AFTER_MS = 500  # tells the openai SDK's poll() how often to ask
 _FINAL_EVENTS = frozenset(TERMINAL | {"deleted"})
+
+
+# One server-sent event (Open API 3.1: the schema of a text/event-stream describes each event); data is JSON.
+EVENT_SCHEMA = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["video", "progress", *sorted(_FINAL_EVENTS)]},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+        "id": {"type": "string"},
+    },
+}
 
 
 router = APIRouter()
@@ -101,6 +115,7 @@ async def create_video(
     except ValidationError as error:
         return validation_response(error.errors(), prefix=())
     check_text(params)
+    await run_in_threadpool(check_style, params.style)
     image = await read_image(upload, params.input_reference)
     backend, model, display = await run_in_threadpool(resolve_model, params.model, params.backend, backend_default)
     width, height = parse_size(params.size)
@@ -172,16 +187,20 @@ router.include_router(storyboard_router)
 @router.get("/videos", response_model=VideoList, tags=["videos"], responses=error_responses())
 def list_videos(
     request: Request,
-    after: str | None = Query(None, description="Last id of the previous page."),
+    after: str | None = Query(
+        None, pattern=AFTER_PATTERN, description="Last id of the previous page; empty: the first page."
+    ),
     limit: int = Query(20, ge=1, le=100),
     order: Literal["asc", "desc"] = Query("desc", description="By submission time."),
     manager: JobManager = Manager,
 ) -> dict:
     """Your jobs (all of them for the server's owner), newest first by default (OpenAI ``videos.list``)."""
     try:
-        records, has_more = manager.list(caller=request.state.kinema_user, limit=limit, after=after, order=order)
+        records, has_more = manager.list(
+            caller=request.state.kinema_user, limit=limit, after=after or None, order=order
+        )
     except KeyError:
-        raise APIError(400, f"after: no video with id {str(after)[:64]!r}", param="after", code="not_found") from None
+        raise APIError(404, f"after: no video with id {str(after)[:64]!r}", param="after", code="not_found") from None
     data = [to_video(r) for r in records]
     return {
         "object": "list",
@@ -210,6 +229,7 @@ def get_video(video_id: str, manager: JobManager = Manager) -> JSONResponse:
             "content": {
                 "video/mp4": {"schema": {"type": "string", "format": "binary"}},
                 "image/png": {"schema": {"type": "string", "format": "binary"}},
+                "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
             }
         },
     },
@@ -219,15 +239,9 @@ def download_content(
     variant: Literal["video", "thumbnail", "spritesheet"] = Query("video"),
     manager: JobManager = Manager,
 ) -> FileResponse:
-    """The MP4 (H.264 + AAC), or ``variant=thumbnail`` for a PNG of the middle frame (OpenAI ``download_content``)."""
+    """The MP4 (H.264 + AAC), ``variant=thumbnail`` for a PNG of the middle frame, or ``variant=spritesheet`` for
+    a JPEG grid of 16 evenly spaced frames, 4 across (OpenAI ``download_content``)."""
     record = lookup(manager, video_id)
-    if variant == "spritesheet":
-        raise APIError(
-            400,
-            "kinema has no spritesheet; ask for variant=video or variant=thumbnail",
-            param="variant",
-            code="unsupported_variant",
-        )
     if record["status"] != "completed":
         raise APIError(
             409,
@@ -237,6 +251,7 @@ def download_content(
     name, media_type, suffix = {
         "video": (VIDEO_FILE, "video/mp4", "mp4"),
         "thumbnail": (THUMBNAIL_FILE, "image/png", "png"),
+        "spritesheet": (SPRITESHEET_FILE, "image/jpeg", "jpg"),
     }[variant]
     path = manager.artifact(video_id, name)
     if path is None:
@@ -265,18 +280,13 @@ def video_provenance(video_id: str, manager: JobManager = Manager) -> dict:
     return {"id": video_id, **report}
 
 
-@router.delete("/videos/{video_id}", response_model=VideoDeleted, tags=["videos"], responses=error_responses(409))
+@router.delete("/videos/{video_id}", response_model=VideoDeleted, tags=["videos"], responses=error_responses())
 async def delete_video(video_id: str, manager: JobManager = Manager) -> dict:
-    """Delete a job and its files; a running job is cancelled first (OpenAI ``videos.delete``)."""
-    for _ in range(3):
-        outcome = await run_in_threadpool(manager.delete, video_id)
-        if outcome == "deleted":
-            return {"id": video_id, "object": "video.deleted", "deleted": True}
-        if outcome == "missing":
-            raise video_not_found(video_id)
-        await run_in_threadpool(manager.cancel, video_id)
-        await _wait_until_final(manager, video_id, timeout=60.0)
-    raise APIError(409, f"video {video_id} is still stopping; try again", code="busy")
+    """Delete a job and its files (OpenAI ``videos.delete``). It answers at once: a running job is gone for
+    clients now, and is cancelled and its files removed when it stops (within one step)."""
+    if await run_in_threadpool(manager.delete, video_id) == "missing":
+        raise video_not_found(video_id)
+    return {"id": video_id, "object": "video.deleted", "deleted": True}
 
 
 @router.post("/videos/{video_id}/cancel", response_model=Video, tags=["kinema"], responses=error_responses(409))
@@ -297,7 +307,7 @@ def cancel_video(video_id: str, manager: JobManager = Manager) -> dict:
     response_class=StreamingResponse,
     responses={
         **error_responses(),
-        200: {"description": "text/event-stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        200: {"description": "Server-sent events", "content": {"text/event-stream": {"schema": EVENT_SCHEMA}}},
     },
 )
 async def video_events(video_id: str, manager: JobManager = Manager) -> StreamingResponse:
@@ -349,23 +359,3 @@ def _format_event(event: Event) -> str:
     lines = [f"id: {event.seq}"] if event.seq else []
     lines += [f"event: {event.name}", f"data: {json.dumps(data, separators=(',', ':'))}"]
     return "\n".join(lines) + "\n\n"
-
-
-async def _wait_until_final(manager: JobManager, job_id: str, timeout: float) -> None:
-    loop = asyncio.get_running_loop()
-    done = asyncio.Event()
-
-    def deliver(event: Event) -> None:
-        if event.name in _FINAL_EVENTS:
-            loop.call_soon_threadsafe(done.set)
-
-    subscription = await run_in_threadpool(manager.subscribe, job_id, deliver)
-    if subscription is None:
-        return
-    snapshot, unsubscribe = subscription
-    try:
-        if not any(e.name in _FINAL_EVENTS for e in snapshot):
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(done.wait(), timeout)
-    finally:
-        unsubscribe()
