@@ -292,6 +292,113 @@ def test_the_owner_sees_every_clip_made_with_it(store, astro, tmp_path):
     assert kinema.Clip.load(path).metadata["cameos"] == ["astro"]
 
 
+def _log_three_uses(store):
+    for i in range(3):
+        store.log_use("astro", {"use": f"u{i}", "at": i, "user": "bob", "prompt": f"take {i}"})
+
+
+def _edit_prompt(log):
+    log.write_text(log.read_text().replace("take 1", "something else"))
+
+
+def _drop_middle(log):
+    lines = log.read_text().splitlines(keepends=True)
+    log.write_text(lines[0] + lines[2])
+
+
+def _swap(log):
+    lines = log.read_text().splitlines(keepends=True)
+    log.write_text(lines[1] + lines[0] + lines[2])
+
+
+def _cut_last(log):
+    log.write_text("".join(log.read_text().splitlines(keepends=True)[:2]))
+
+
+def _unsigned_line(log):
+    log.write_text(log.read_text() + json.dumps({"use": "u9", "user": "eve", "prompt": "added"}) + "\n")
+
+
+@pytest.mark.parametrize(
+    "tamper, why",
+    [
+        (_edit_prompt, "line 2 does not match"),
+        (_drop_middle, "line 2 does not match"),
+        (_swap, "line 1 does not match"),
+        (_cut_last, "it holds 2 lines where 3 were written"),
+        (_unsigned_line, "line 4 does not match"),
+        (lambda log: log.unlink(), "it holds 0 lines where 3 were written"),
+        (lambda log: (log.parent / cameo_lib.USES_HEAD_FILE).unlink(), "uses.head is missing"),
+    ],
+)
+def test_an_edited_use_log_refuses_the_cameo_and_its_owner_can_delete_it(store, astro, tamper, why):
+    _log_three_uses(store)
+    assert [u["prompt"] for u in store.uses("astro", "alice")] == ["take 0", "take 1", "take 2"]
+    tamper(astro.directory / cameo_lib.USES_FILE)
+    for refused in (
+        lambda: store.uses("astro", "alice"),
+        lambda: store.authorize("astro", "alice"),
+        lambda: store.log_use("astro", {"use": "u3"}),
+        lambda: cameo_lib.prepare(GenerationRequest("x", cameos=("astro",), user="alice", **SMALL)),
+    ):
+        with pytest.raises(CameoTamperedError, match=f"use log \\(uses.jsonl\\) was changed outside kinema \\({why}"):
+            refused()
+    with pytest.raises(CameoNotAllowedError):
+        store.delete("astro", "bob")
+    store.delete("astro", "alice")
+    assert not astro.directory.exists()
+
+
+def test_a_line_torn_by_a_crash_is_dropped_and_the_log_goes_on(store, astro):
+    _log_three_uses(store)
+    log = astro.directory / cameo_lib.USES_FILE
+    with open(log, "ab") as handle:
+        handle.write(b'{"entry": {"use": "u3", "us')  # killed mid-write: no newline
+    assert len(store.uses("astro", "alice")) == 3
+    store.log_use("astro", {"use": "u4", "at": 4, "user": "bob", "prompt": "after the crash"})
+    assert [u["prompt"] for u in store.uses("astro", "alice")][-1] == "after the crash"
+    assert len(log.read_text().splitlines()) == 4
+
+
+def test_a_plain_use_log_from_before_chaining_is_signed_once_then_guarded(store, astro):
+    directory = astro.directory
+    record = json.loads((directory / cameo_lib.RECORD_FILE).read_text())["record"]
+    del record[cameo_lib.USE_LOG_CHAINED]
+    store._write_record(directory, record)  # a cameo as an older kinema left it
+    (directory / cameo_lib.USES_HEAD_FILE).unlink()
+    old = [{"use": "u0", "at": 1, "user": "bob", "prompt": "old"}, {"use": "u0", "saved_to": "/clips/a.mp4", "at": 2}]
+    (directory / cameo_lib.USES_FILE).write_text("".join(json.dumps(e) + "\n" for e in old))
+    assert [(u["prompt"], u["saved_to"]) for u in store.uses("astro", "alice")] == [("old", ["/clips/a.mp4"])]
+    _edit_prompt_old = (directory / cameo_lib.USES_FILE).read_text().replace('"old"', '"new"')
+    (directory / cameo_lib.USES_FILE).write_text(_edit_prompt_old)
+    with pytest.raises(CameoTamperedError, match="line 1 does not match"):
+        store.uses("astro", "alice")
+
+
+def test_a_tampered_record_is_deletable_by_its_owner_and_the_data_owner_only(store, astro, captured, monkeypatch):
+    from click.testing import CliRunner
+
+    from kinema.cli import cli
+
+    record_file = astro.directory / cameo_lib.RECORD_FILE
+    body = json.loads(record_file.read_text())
+    body["record"]["permission"] = "everyone"
+    record_file.write_text(json.dumps(body))
+    with pytest.raises(CameoTamperedError, match="its owner can delete it \\(`kinema cameo delete astro`\\)"):
+        store.get("astro")
+    with pytest.raises(CameoTamperedError):
+        store.delete("astro", "bob")  # not the owner the record names
+    store.delete("astro", "alice")
+    assert not astro.directory.exists()
+
+    store.create("astro", "alice", captured)
+    record_file.write_text(record_file.read_text().replace('"only_me"', '"everyone"'))
+    monkeypatch.delenv("KINEMA_USER", raising=False)  # the CLI acts as the data directory's owner
+    deleted = CliRunner().invoke(cli, ["cameo", "delete", "astro", "--yes"])
+    assert deleted.exit_code == 0, deleted.output
+    assert not astro.directory.exists()
+
+
 # ---------------------------------------------------------------------------------- insertion
 
 

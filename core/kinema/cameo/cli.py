@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import click
 
 from kinema.cameo.capture import capture
-from kinema.cameo.store import CameoStore, check_name, local_user
+from kinema.cameo.store import CameoStore, CameoTamperedError, check_name, local_user
 
 
 def _store():
@@ -177,7 +178,8 @@ def cameo_uses(name, as_json):
 def cameo_delete(name, yes):
     """Delete your cameo NAME and every file of it. Example: kinema cameo delete alice --yes"""
     store = _store()
-    store.get(name, verify_files=False)  # say "no such cameo" before asking
+    with contextlib.suppress(CameoTamperedError):  # a tampered cameo can still be deleted
+        store.get(name, verify_files=False)  # say "no such cameo" before asking
     if not yes:
         click.confirm(f"Delete cameo {name} and all its files?", abort=True)
     store.delete(name, _me())

@@ -15,7 +15,14 @@ a cameo. Every generation checks consent
 when it starts and again before it hands the clip over, so a revoke stops
 queued and running jobs too.
 
-The signature makes tampering evident; it cannot stop someone who can already
+The use log is hash-chained under the same key: each line carries an HMAC of
+its entry and of the line before it, and the consent record says the log is
+chained, so an edited, inserted, reordered or removed line refuses the cameo
+(and its uses) like an edited record; ``uses.head`` (signed) holds the count
+and last link, so cutting lines off the end is caught too. A tampered cameo
+stays deletable: by the owner its record names, or by ``SERVER_OWNER``.
+
+The signatures make tampering evident; they cannot stop someone who can already
 read this user's files (and so the key) from forging a record.
 """
 
@@ -60,6 +67,9 @@ USER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}$")
 PERMISSIONS = ("only_me", "listed", "everyone")
 RECORD_FILE = "cameo.json"
 USES_FILE = "uses.jsonl"
+USES_HEAD_FILE = "uses.head"  # the signed count and last link of the use log: a log cut short is caught
+# Set in every record since the use log was chained: without it an older cameo's plain log is signed once, in place.
+USE_LOG_CHAINED = "use_log_chained"
 VOICE_FILE = "voice.wav"
 KEY_FILE = "cameo-signing.key"
 # Format 2 records their owner as SERVER_OWNER; format 1 wrote the login name there (see _upgrade).
@@ -346,7 +356,7 @@ class CameoStore:
         ):
             raise CameoTamperedError(
                 f"cameo {name!r} was changed outside kinema (its consent record's signature does not match);"
-                " it cannot be used: its owner can delete and re-create it"
+                f" it cannot be used: its owner can delete it (`kinema cameo delete {name}`) and capture it again"
             )
         if record.get("name") != name:
             raise CameoTamperedError(
@@ -357,8 +367,11 @@ class CameoStore:
                 path = directory / file_name
                 if not path.is_file() or not hmac.compare_digest(file_sha256(path), digest):
                     raise CameoTamperedError(
-                        f"cameo {name!r}: {file_name} is missing or changed since capture; it cannot be used"
+                        f"cameo {name!r}: {file_name} is missing or changed since capture; it cannot be used:"
+                        f" its owner can delete it (`kinema cameo delete {name}`) and capture it again"
                     )
+            if record.get(USE_LOG_CHAINED):
+                self._read_uses(name)  # raises if the log was edited
         return _from_record(record, directory)
 
     def names(self) -> list[str]:
@@ -450,8 +463,10 @@ class CameoStore:
                     "embedding_model": captured.embedding_model,
                     "capture": {**captured.report, "notes": list(captured.notes)},
                     "files": files,
+                    USE_LOG_CHAINED: True,
                 }
                 self._write_record(staging, record)
+                self._write_head(staging, name, 0, "")
                 if final.exists():
                     old = final.with_name(f".{name}.{secrets.token_hex(4)}.old")
                     os.replace(final, old)
@@ -521,15 +536,33 @@ class CameoStore:
         return self._update(name, user, "revoke", {"revoked_at": time.time()})
 
     def delete(self, name: str, user: str) -> None:
-        """Remove the cameo and every file of it (owner only)."""
+        """Remove the cameo and every file of it (owner only; a tampered one, see ``_may_delete_tampered``)."""
         with _locked(self.root):
             directory = self.path(name)
-            # A damaged record cannot prove who owns it, so it is refused here too; the OS user can still
-            # remove the folder by hand.
-            self._require_owner(name, user, action="delete")
+            try:
+                self._require_owner(name, user, action="delete")
+            except CameoTamperedError:
+                if not self._may_delete_tampered(directory, user):
+                    raise
             trash = directory.with_name(f".{name}.{secrets.token_hex(4)}.deleted")
             os.replace(directory, trash)  # gone from every reader at once, then removed
             shutil.rmtree(trash, ignore_errors=True)
+
+    @staticmethod
+    def _may_delete_tampered(directory: Path, user: str) -> bool:
+        """Whether ``user`` may delete a cameo whose record no longer proves its owner.
+
+        Deleting only takes away, so trust is not needed to allow it: this data
+        directory's owner (the CLI, the master key) always may, and so may the
+        owner the unverifiable record still names. Whoever could edit the record
+        could already delete the folder.
+        """
+        if user == SERVER_OWNER:
+            return True
+        with contextlib.suppress(OSError, ValueError, TypeError, AttributeError, KeyError):
+            record = json.loads((directory / RECORD_FILE).read_text())["record"]
+            return _upgrade(record).get("owner") == user
+        return False
 
     # -- consent checks and the use log
 
@@ -542,38 +575,143 @@ class CameoStore:
         return cameo
 
     def log_use(self, name: str, entry: dict[str, Any]) -> None:
-        """Append one line to the cameo's use log (O_APPEND: concurrent writers do not interleave lines)."""
-        path = self.path(name) / USES_FILE
-        line = (json.dumps(entry, sort_keys=True, default=str) + "\n").encode()
-        try:
+        """Append one entry to the cameo's use log, chained to the one before (one writer at a time).
+
+        A log edited outside kinema refuses the append (``CameoTamperedError``), as it refuses the cameo.
+        """
+        line_entry = json.loads(json.dumps(entry, default=str))  # what the line will hold, as read back
+        with _locked(self.root):
+            directory = self.path(name)
+            try:
+                record = json.loads((directory / RECORD_FILE).read_text())["record"]
+            except FileNotFoundError:
+                return  # deleted meanwhile: nothing left to log into
+            if not record.get(USE_LOG_CHAINED):
+                record = self._chain_old_log(name, record)
+            links, torn = self._verified_links(name)
+            path = directory / USES_FILE
+            if torn:  # a line cut short by a crash: drop it, so the new line starts a line of its own
+                with open(path, "r+b") as handle:
+                    handle.truncate(torn)
+            mac = self._link(name, len(links), links[-1] if links else "", line_entry)
+            line = (json.dumps({"entry": line_entry, "mac": mac}, sort_keys=True) + "\n").encode()
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        except FileNotFoundError:
-            return  # deleted meanwhile: nothing left to log into
-        try:
-            os.write(fd, line)
-        finally:
-            os.close(fd)
+            try:
+                os.write(fd, line)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._write_head(directory, name, len(links) + 1, mac)
 
     def uses(self, name: str, user: str) -> builtins.list[dict[str, Any]]:
-        """Every generation that used the cameo, oldest first, with the files it was saved to (owner only)."""
-        self._require_owner(name, user, action="see the uses of")
-        path = self.path(name) / USES_FILE
+        """Every generation that used the cameo, oldest first, with the files it was saved to (owner only).
+
+        Raises ``CameoTamperedError`` when the log was edited outside kinema.
+        """
+        cameo = self._require_owner(name, user, action="see the uses of")
+        with _locked(self.root):
+            record = json.loads((cameo.directory / RECORD_FILE).read_text())["record"]
+            if not record.get(USE_LOG_CHAINED):
+                self._chain_old_log(name, record)
         entries: dict[str, dict[str, Any]] = {}
-        if path.is_file():
-            for line in path.read_text().splitlines():
-                try:
-                    item = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a torn last line after a crash
-                use_id = item.get("use")
-                if not use_id:
-                    continue
-                if "saved_to" in item:
-                    if use_id in entries:
-                        entries[use_id].setdefault("saved_to", []).append(item["saved_to"])
-                else:
-                    entries[use_id] = {**item, "saved_to": []}
+        for item in self._read_uses(name):
+            use_id = item.get("use")
+            if not use_id:
+                continue
+            if "saved_to" in item:
+                if use_id in entries:
+                    entries[use_id].setdefault("saved_to", []).append(item["saved_to"])
+            else:
+                entries[use_id] = {**item, "saved_to": []}
         return sorted(entries.values(), key=lambda e: e.get("at", 0))
+
+    # -- the chained use log
+
+    def _link(self, name: str, index: int, previous: str, entry: dict[str, Any]) -> str:
+        """Line ``index``'s HMAC: its entry, its place, the line before it and the cameo it belongs to."""
+        body = {"kind": "cameo-use", "cameo": name, "index": index, "previous": previous, "entry": entry}
+        return self._sign(body)
+
+    def _write_head(self, directory: Path, name: str, count: int, last: str) -> None:
+        head = {"kind": "cameo-use-head", "cameo": name, "count": count, "last": last}
+        _write_private(directory / USES_HEAD_FILE, json.dumps({**head, "signature": self._sign(head)}).encode())
+
+    def _tampered_log(self, name: str, what: str) -> CameoTamperedError:
+        return CameoTamperedError(
+            f"cameo {name!r}: its use log ({USES_FILE}) was changed outside kinema ({what}); the cameo cannot be"
+            f" used and its uses cannot be shown: its owner can delete it (`kinema cameo delete {name}`)"
+            " and capture it again"
+        )
+
+    def _verified_links(self, name: str) -> tuple[builtins.list[str], int]:
+        """Every line's HMAC, checked, and the byte offset of a torn last line (0 if none)."""
+        _, links, torn = self._check_log(name)
+        return links, torn
+
+    def _read_uses(self, name: str) -> builtins.list[dict[str, Any]]:
+        return self._check_log(name)[0]
+
+    def _check_log(self, name: str) -> tuple[builtins.list[dict[str, Any]], builtins.list[str], int]:
+        """The use log's entries and links after checking the chain and the head, and where a torn tail starts."""
+        directory = self.path(name)
+        try:
+            data = (directory / USES_FILE).read_bytes()
+        except FileNotFoundError:
+            data = b""
+        # Each line is written whole with its newline; only a crash mid-write leaves a last line without one.
+        complete = data.rfind(b"\n") + 1
+        torn = complete if complete < len(data) else 0
+        entries: builtins.list[dict[str, Any]] = []
+        links: builtins.list[str] = []
+        for number, raw in enumerate(data[:complete].splitlines(), start=1):
+            try:
+                line = json.loads(raw)
+                entry, mac = line["entry"], line["mac"]
+                valid = isinstance(entry, dict) and isinstance(mac, str)
+            except (ValueError, TypeError, KeyError):
+                valid = False
+            if not valid or not hmac.compare_digest(
+                mac, self._link(name, len(links), links[-1] if links else "", entry)
+            ):
+                raise self._tampered_log(name, f"line {number} does not match its signature")
+            entries.append(entry)
+            links.append(mac)
+        try:
+            head = json.loads((directory / USES_HEAD_FILE).read_text())
+            body = {k: head[k] for k in ("kind", "cameo", "count", "last")}
+            valid = isinstance(head["signature"], str) and hmac.compare_digest(head["signature"], self._sign(body))
+        except FileNotFoundError:
+            raise self._tampered_log(name, f"{USES_HEAD_FILE} is missing") from None
+        except (ValueError, TypeError, KeyError):
+            valid = False
+        if not valid or body["cameo"] != name:
+            raise self._tampered_log(name, f"{USES_HEAD_FILE} does not match its signature")
+        count = body["count"]
+        # Lines past the head are fine (a crash between the append and the head's update); fewer lines are not.
+        if not isinstance(count, int) or count > len(links) or (count and links[count - 1] != body["last"]):
+            raise self._tampered_log(name, f"it holds {len(links)} lines where {count} were written")
+        return entries, links, torn
+
+    def _chain_old_log(self, name: str, record: dict[str, Any]) -> dict[str, Any]:
+        """Sign the plain use log a cameo made before logs were chained, once, and mark its record (locked)."""
+        directory = self.path(name)
+        self.get(name, verify_files=False)  # the record must be genuine before it vouches for the log
+        entries = []
+        with contextlib.suppress(FileNotFoundError):
+            for raw in (directory / USES_FILE).read_text().splitlines():
+                with contextlib.suppress(json.JSONDecodeError):  # a torn line from a crash
+                    item = json.loads(raw)
+                    if isinstance(item, dict):
+                        entries.append(item)
+        lines, last = [], ""
+        for index, entry in enumerate(entries):
+            last = self._link(name, index, last, entry)
+            lines.append(json.dumps({"entry": entry, "mac": last}, sort_keys=True) + "\n")
+        _write_private(directory / USES_FILE, "".join(lines).encode())
+        self._write_head(directory, name, len(lines), last)
+        record = {**record, USE_LOG_CHAINED: True}
+        self._write_record(directory, record)
+        return record
 
 
 def _check_permission(permission: str) -> str:
