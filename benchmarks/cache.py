@@ -12,6 +12,14 @@ The CPU-time ratio (this process's CPU seconds) is printed beside the wall
 ratio because it drifts less when other programs share the cores.
 
     python benchmarks/cache.py [--runs 3] [--steps 20] [--only ltx2|wan]
+
+``--world N`` measures the trained demo world instead, through ``kinema.generate`` and its tiers (draft:
+half the steps and the first-block cache; standard; final), on the evaluation's first N seen cases: seconds
+per clip, the blocks that ran, frame PSNR against ``standard`` with the same seed, and what each tier costs
+on the evaluation's own metrics (colour, size, wall, floor, physics, sound in sync). There the cache acts on
+weights that learned something, so this says what ``draft`` really skips and what it costs.
+
+    python benchmarks/cache.py --world 20
 """
 
 from __future__ import annotations
@@ -146,12 +154,95 @@ def verdict(row: dict) -> str:
     return f"{'MET' if met else 'NOT MET'} ({wanted})"
 
 
+def measure_world(count: int) -> list[dict]:
+    from kinema import generate
+    from kinema.backends.world import WorldBackend
+    from kinema.request import GenerationRequest
+    from kinema.world import evaluate as E
+
+    backend = WorldBackend()
+    cases = E.cases(count, 0)
+    generate(GenerationRequest(cases[0].prompt, seed=cases[0].seed, backend=backend.name), backend=backend)  # load
+    rows = []
+    made: dict[str, list] = {}
+    for tier in ("standard", "draft", "final"):
+        seconds, fractions, scores, clips = [], [], [], []
+        for case in cases:
+            request = GenerationRequest(case.prompt, seed=case.seed, tier=tier, backend=backend.name)
+            start = time.process_time()
+            clip = generate(request, backend=backend)
+            seconds.append(time.process_time() - start)
+            cache = clip.metadata.get("cache") or {}
+            fractions.append(float(cache.get("blocks_computed", 1.0)))
+            clips.append(clip.frames)
+            scores.append(E.score_text(case, E._made(clip, 0.0)))
+        made[tier] = clips
+        contacts = sum(r["contacts"] for r in scores)
+        onsets = sum(r["onsets"] for r in scores)
+        rows.append(
+            dict(
+                tier=tier,
+                cpu_s=statistics.median(seconds),
+                fraction=statistics.mean(fractions),
+                psnr=statistics.median(psnr(a, b) for a, b in zip(made["standard"], clips, strict=True)),
+                **{
+                    k: sum(bool(r[k]) for r in scores) / len(scores)
+                    for k in ("colour", "size", "wall", "floor", "physics")
+                },
+                in_sync=sum(r["contacts_in_sync"] for r in scores) / max(contacts, 1),
+                lonely=sum(r["lonely_onsets"] for r in scores) / max(onsets, 1),
+            )
+        )
+    return rows
+
+
+def print_world(rows: list[dict], count: int) -> None:
+    print(
+        f"step caching on the trained demo world: {count} seen cases of the evaluation, torch {torch.__version__},"
+        f" {torch.get_num_threads()} threads (CPU seconds per clip, median)"
+    )
+    head = (
+        "tier",
+        "CPU s/clip",
+        "ratio",
+        "blocks run",
+        "PSNR vs std",
+        "colour",
+        "size",
+        "wall",
+        "floor",
+        "physics",
+        "onset ±1f",
+        "lonely",
+    )
+    print(" | ".join(head))
+    base = rows[0]["cpu_s"]
+    for r in rows:
+        shown_psnr = "-" if r["tier"] == "standard" else f"{r['psnr']:.1f} dB"
+        print(
+            " | ".join(
+                [
+                    r["tier"],
+                    f"{r['cpu_s']:.2f}",
+                    f"{base / r['cpu_s']:.2f}x",
+                    f"{r['fraction']:.0%}",
+                    shown_psnr,
+                    *(f"{r[k]:.0%}" for k in ("colour", "size", "wall", "floor", "physics", "in_sync", "lonely")),
+                ]
+            )
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="timed runs per configuration (median)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--only", choices=sorted(GOALS), help="one model family")
+    parser.add_argument("--world", type=int, metavar="N", help="the trained demo world's tiers on N evaluation cases")
     args = parser.parse_args()
+    if args.world:
+        print_world(measure_world(args.world), args.world)
+        return
     families = [args.only] if args.only else ["ltx2", "wan"]
     rows = [row for family in families for row in measure(family, args.runs, args.steps)]
     print(
