@@ -283,6 +283,14 @@ class JobStore:
             (job_id,),
         )
 
+    def retry(self, job_id: str) -> bool:
+        """Put a job whose worker was lost back in the queue; that attempt counts (``MAX_ATTEMPTS``)."""
+        return self._change(
+            "UPDATE jobs SET status = 'queued', started_at = NULL WHERE id = ? AND status = 'in_progress'"
+            " AND cancel_requested = 0",
+            (job_id,),
+        )
+
     def delete(self, job_id: str) -> bool:
         """Delete a job that is not running (a running one is ``mark_deleted`` and purged when it stops)."""
         return self._change("DELETE FROM jobs WHERE id = ? AND status != 'in_progress'", (job_id,))
@@ -488,12 +496,14 @@ class JobManager:
         display_model: str | None = None,
         task: dict | None = None,
         owner: str = SERVER_OWNER,
+        notes: tuple[str, ...] = (),
     ) -> dict:
         """Validate and plan now (bad requests fail here, not as failed jobs), then queue.
 
         ``fields`` are GenerationRequest keyword arguments; ``image`` a uint8 [H, W, 3] array;
         ``task`` a remix, extend or storyboard (``kinema.server.tasks``) run instead of one generation.
-        ``owner`` is who asks: the job is theirs, and its cameos are checked for them.
+        ``owner`` is who asks: the job is theirs, and its cameos are checked for them. ``notes`` go first in
+        the plan's notes (what the server changed in the request, and why).
         Raises InvalidRequestError (a size limit included: kinema.backends.limits), UnknownBackendError or
         MissingWeightsError.
         """
@@ -506,7 +516,7 @@ class JobManager:
         backend = engine.resolve_backend(request)
         plan = backend.plan(apply_style(request))
         authorize_request(request)  # refused now; checked again when the job starts (a revoke in between counts)
-        status = backend.status()
+        status = self._backend_status(backend, request)
         if not status.ready:
             raise MissingWeightsError(f"backend {backend.name!r} cannot run yet: {status.detail}")
         task_plan: dict = {}
@@ -534,7 +544,7 @@ class JobManager:
                 "steps": plan.steps,
                 "guidance": plan.guidance,
                 "seed": plan.seed,
-                "notes": list(plan.notes),
+                "notes": [*notes, *plan.notes],
                 "audio": bool(request.audio and backend.makes_audio),
                 **task_plan,
             },
@@ -556,6 +566,11 @@ class JobManager:
         if submitted is None:  # deleted in the instant since it was inserted
             raise KeyError(job_id)
         return submitted
+
+    def _backend_status(self, backend: Any, request: GenerationRequest) -> Any:
+        """Whether ``backend`` can run ``request`` where this manager runs jobs, and on which device (a
+        ``BackendStatus``). Here: this machine; the Ray pool (``kinema.server.ray_pool``) asks its workers."""
+        return backend.status()
 
     # -- reading
 

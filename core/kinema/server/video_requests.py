@@ -20,12 +20,13 @@ from kinema.media.files import MAX_UPLOAD_IMAGE_BYTES as MAX_IMAGE_BYTES  # an u
 from kinema.media.files import MAX_UPLOAD_IMAGE_SIDE as MAX_IMAGE_SIDE  # noqa: F401 (the server re-exports it)
 from kinema.media.files import MediaReadError, data_url_bytes, decode_image_bytes
 from kinema.server.errors import APIError, BodyTooLarge
+from kinema.server.hosted import Fitted, fit_request, hosted_model
 from kinema.server.jobs import JobManager
 from kinema.server.schemas import SIZE_PATTERN, FollowUpParams, ImageReference, to_video
 from kinema.styles import list_styles
 from kinema.tiers import DEFAULT_TIER
 
-# Model names clients written for OpenAI send by default; they run the server's default backend.
+# Model names clients written for OpenAI send by default (sora-2, sora-2-pro): kinema.server.hosted runs them.
 OPENAI_MODEL_PREFIX = "sora-"
 
 
@@ -52,6 +53,8 @@ async def read_create_body(request: Request) -> tuple[dict, UploadFile | None]:
                 upload = value
             elif key in ("input_reference[image_url]", "input_reference[file_id]"):
                 fields.setdefault("input_reference", {})[key[16:-1]] = value
+            elif key.endswith("[]"):  # the SDK sends a list (extra_body={"cameos": [...]}) as repeated key[]
+                fields.setdefault(key[:-2], []).append(value)
             elif value != "":  # the SDK sends None as ''
                 fields[key] = {"true": True, "false": False}.get(value, value) if key == "audio" else value
         return fields, upload
@@ -137,9 +140,9 @@ def parse_seconds(seconds: str | float | None) -> float | None:
 def resolve_model(model: str | None, backend: str | None, default_backend: str) -> tuple[str, str | None, str]:
     """(backend, model id or None, name shown to clients) from OpenAI's ``model`` and kinema's ``backend``.
 
-    ``model`` may name a backend or alias, a model pulled with ``kinema models pull``,
-    or ``sora-*`` (the server's default backend). Never a path: requests cannot
-    make the server read arbitrary folders.
+    ``model`` may name a backend or alias, a model pulled with ``kinema models pull``, or ``sora-*`` (what
+    ``kinema.server.hosted`` maps it to; ``backend``, when given, wins). Never a path: requests cannot make
+    the server read arbitrary folders.
     """
     from kinema import models as model_store
     from kinema.engine import get_backends
@@ -152,9 +155,12 @@ def resolve_model(model: str | None, backend: str | None, default_backend: str) 
             param="backend",
             code="model_not_found",
         )
-    if not model or model.startswith(OPENAI_MODEL_PREFIX):
+    if not model:
         chosen = backend or default_backend
         return chosen, None, backends[chosen].name if chosen in backends else chosen
+    if model.startswith(OPENAI_MODEL_PREFIX):
+        hosted = hosted_model(model, backends, default_backend)
+        return (backend, None, model) if backend is not None else (hosted.backend, hosted.model, model)
     if model in backends:
         if backend is not None and backends[backend] is not backends[model]:
             raise APIError(
@@ -180,6 +186,13 @@ def resolve_model(model: str | None, backend: str | None, default_backend: str) 
         f"unknown model {model[:64]!r}; use a backend ({', '.join(sorted(_names(backends)))}) or a model pulled"
         " with `kinema models pull` (see GET /v1/models)"
     )
+
+
+def fit_hosted(model: str, backend: str, default_backend: str, **request: Any) -> Fitted:
+    """A ``sora-*`` request's tier, size and length on ``backend`` (``kinema.server.hosted.fit_request``)."""
+    from kinema.engine import get_backends
+
+    return fit_request(model, backend, get_backends(), default_backend, **request)
 
 
 def _names(backends: dict) -> set[str]:

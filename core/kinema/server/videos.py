@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from kinema.server.dependencies import default_backend, job_manager
 from kinema.server.errors import APIError, error_responses, validation_response, video_not_found
+from kinema.server.hosted import is_hosted
 from kinema.server.jobs import SPRITESHEET_FILE, TERMINAL, THUMBNAIL_FILE, VIDEO_FILE, Event, JobManager, is_valid_id
 from kinema.server.schemas import (
     VIDEO_ID_PATTERN,
@@ -37,6 +38,7 @@ from kinema.server.video_requests import (
     cameo_fields,
     check_style,
     check_text,
+    fit_hosted,
     parse_seconds,
     parse_size,
     queue_follow_up,
@@ -100,7 +102,10 @@ def finished(manager: JobManager, video_id: str) -> dict:
             "required": True,
             "content": {
                 "application/json": {"schema": {"$ref": "#/components/schemas/VideoCreateParams"}},
-                "multipart/form-data": {"schema": {"$ref": "#/components/schemas/VideoCreateForm"}},
+                "multipart/form-data": {
+                    "schema": {"$ref": "#/components/schemas/VideoCreateForm"},
+                    "encoding": {"input_reference": {"contentType": "image/png, image/jpeg, image/webp"}},
+                },
             },
         }
     },
@@ -119,10 +124,25 @@ async def create_video(
     image = await read_image(upload, params.input_reference)
     backend, model, display = await run_in_threadpool(resolve_model, params.model, params.backend, backend_default)
     width, height = parse_size(params.size)
+    seconds, tier = parse_seconds(params.seconds), params.tier
+    notes: tuple[str, ...] = ()
+    if params.model is not None and is_hosted(params.model):  # the hosted API's values, as this backend makes them
+        fitted = await run_in_threadpool(
+            fit_hosted,
+            params.model,
+            backend,
+            backend_default,
+            width=width,
+            height=height,
+            seconds=seconds,
+            fps=params.fps,
+        )
+        width, height, seconds, notes = fitted.width, fitted.height, fitted.seconds, fitted.notes
+        tier = tier or fitted.tier
     request_fields = {
         "prompt": params.prompt,
         "negative_prompt": params.negative_prompt or "",
-        "seconds": parse_seconds(params.seconds),
+        "seconds": seconds,
         "fps": params.fps,
         "width": width,
         "height": height,
@@ -130,14 +150,14 @@ async def create_video(
         "steps": params.steps,
         "guidance": params.guidance,
         "style": params.style,
-        "tier": params.tier or DEFAULT_TIER,
+        "tier": tier or DEFAULT_TIER,
         "audio": True if params.audio is None else params.audio,
         "backend": backend,
         "model": model,
         **cameo_fields(params),
     }
     record = await run_in_threadpool(
-        manager.submit, request_fields, image=image, display_model=display, owner=request.state.kinema_user
+        manager.submit, request_fields, image=image, display_model=display, owner=request.state.kinema_user, notes=notes
     )
     return to_video(record)
 
