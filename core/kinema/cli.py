@@ -695,7 +695,15 @@ def install():
     " Blender add-on, the OBS script) hold it open, so the server ends when they do, crashes"
     " included.",
 )
-def serve(host, port, default_backend, log_level, stop_with_stdin):
+@click.option(
+    "--ray",
+    "ray_address",
+    metavar="ADDRESS",
+    help="Run jobs on a Ray cluster's GPUs (pip install 'kinema[ray]'): the head's address (10.0.0.5:6379,"
+    " ray://host:10001), or auto for a Ray on this machine, bound to loopback. Keep a real cluster on a"
+    " private network: Ray's ports are unauthenticated.",
+)
+def serve(host, port, default_backend, log_level, stop_with_stdin, ray_address):
     """Serve the OpenAI Videos API (and kinema's extensions) for other programs.
 
     Blender, OBS and scripts written for OpenAI's Sora 2 API send jobs here;
@@ -722,6 +730,7 @@ def serve(host, port, default_backend, log_level, stop_with_stdin):
         log_level=log_level,
         on_ready=ready,
         stop_with_stdin=stop_with_stdin,
+        ray=ray_address,
     )
 
 

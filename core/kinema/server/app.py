@@ -60,17 +60,26 @@ def create_app(
     start_workers: bool = True,
     allowed_hosts: tuple[str, ...] = (),
     max_body_bytes: int = MAX_BODY_BYTES,
+    ray: str | None = None,
+    manager: JobManager | None = None,
 ) -> FastAPI:
     """The ASGI app. ``api_key`` defaults to ``KINEMA_API_KEY``; ``None`` or '' means no key.
 
     ``home`` is the data directory (default ``kinema_home()``); jobs live in ``home/jobs``.
     ``start_workers=False`` queues jobs without running them (schema fuzzing).
+    ``ray``: run jobs on the Ray cluster at that address (``auto``: one on this machine) instead of in-process
+    (``kinema.server.ray_pool``); ``manager``: a job manager made by the caller (tests).
     """
     if api_key is ...:
         api_key = os.environ.get("KINEMA_API_KEY") or None
     api_key = api_key or None
     expected = api_key.encode("utf-8") if api_key else None
-    manager = JobManager(home, start_workers=start_workers)
+    if manager is None and ray is not None:
+        from kinema.server.ray_pool import RayJobManager  # Ray is imported only with --ray
+
+        manager = RayJobManager(home, address=ray, start_workers=start_workers)
+    elif manager is None:
+        manager = JobManager(home, start_workers=start_workers)
 
     def startup() -> None:
         load_plugins()  # once, before requests: its first call is not safe from several threads at once
@@ -186,16 +195,24 @@ def serve(
     log_level: str = "info",
     on_ready: Any = None,
     stop_with_stdin: bool = False,
+    ray: str | None = None,
 ) -> None:
     """Bind, then serve until interrupted. ``port=0`` picks a free port; ``on_ready(url)`` runs once serving.
 
     ``stop_with_stdin``: also stop, as on Ctrl-C, when standard input reaches end of file. A host that
     starts the server keeps the other end of that pipe; the OS closes it when the host exits, however it
     exits (a crash or a kill included), so the server never outlives the program that owns it.
+
+    ``ray``: jobs run on the Ray cluster at that address (``auto`` starts one on this machine, on loopback); an
+    unreachable cluster is one clear error, before anything listens.
     """
     import uvicorn
 
     check_bind(host, api_key)
+    if ray is not None:
+        from kinema.server.ray_pool import connect  # Ray is imported only with --ray
+
+        connect(ray)
     jobs_dir = kinema_home() / "jobs"
     jobs_dir.mkdir(parents=True, exist_ok=True)
     _lock_directory(jobs_dir).close()  # fail early and clearly if another server owns the data directory
@@ -210,7 +227,7 @@ def serve(
     bound_port = sock.getsockname()[1]
     shown = f"[{host.strip('[]')}]" if family == socket.AF_INET6 else host
     url = f"http://{shown}:{bound_port}"
-    app = create_app(api_key=api_key, default_backend=default_backend)
+    app = create_app(api_key=api_key, default_backend=default_backend, ray=ray)
     config = uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=5, lifespan="on")
 
     class _Server(uvicorn.Server):

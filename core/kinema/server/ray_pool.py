@@ -1,0 +1,494 @@
+"""``kinema serve --ray ADDRESS``: the job server's jobs run on a pool of Ray actors, one per GPU of the cluster.
+
+The server keeps what it always kept: the HTTP API, the SQLite job store, the signing keys and the cameos. Only
+generation moves: each worker (``kinema.server.ray_worker.Worker``, a named, detached actor) keeps the model it
+last ran, and the server sends each job to a free worker that already holds the job's model when there is one,
+else to one holding nothing, else to any free one. The clip comes back unsaved; the server checks consent again,
+signs it and writes it atomically, as for a job run in-process.
+
+Ray is imported only here, and this module only with ``--ray`` (``pip install 'kinema[ray]'``).
+
+Faults: a worker or node lost mid-job puts the job back in the queue once (its attempt counts), then fails it
+with the reason. Workers outlive the server (detached, ``max_restarts=-1``): a server that restarts re-attaches
+to them, and a job that was running joins the generation still under way on its worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kinema.backends.base import BackendStatus
+from kinema.cameo.store import authorize_request
+from kinema.errors import GenerationCancelled, InvalidRequestError, KinemaError, MissingWeightsError
+from kinema.media.files import encode_jpeg, encode_png, read_image
+from kinema.progress import CancelToken, Progress
+from kinema.request import GenerationRequest
+from kinema.server.jobs import (
+    INPUT_FILE,
+    MAX_ATTEMPTS,
+    SPRITESHEET_FILE,
+    THUMBNAIL_FILE,
+    VIDEO_FILE,
+    JobManager,
+    _describe_failure,
+    _Live,
+    atomic_write,
+    spritesheet,
+)
+from kinema.server.ray_worker import Worker
+from kinema.version import __version__
+
+NAMESPACE = "kinema"
+WORKER_PREFIX = "kinema-worker-"
+DEVICE = "ray"  # the jobs table's device for jobs the pool runs
+POLL_S = 0.1  # how often a running job's progress is read from its worker
+START_TIMEOUT_S = 300.0  # a new worker imports torch and kinema: minutes on a busy machine
+REFRESH_S = 5.0  # how often workers that were lost or starting are asked again
+
+
+class RayUnavailableError(KinemaError):
+    """Ray is not installed, or the cluster cannot be reached."""
+
+
+class WorkerVersionError(KinemaError):
+    """A worker runs another kinema version than the server."""
+
+
+def _ray() -> Any:
+    try:
+        import ray  # only for --ray, and only here
+    except ImportError:
+        raise RayUnavailableError("kinema serve --ray needs Ray: pip install 'kinema[ray]'") from None
+    return ray
+
+
+def connect(address: str) -> None:
+    """Join the Ray cluster at ``address`` (``auto``: start one on this machine, bound to loopback)."""
+    ray = _ray()
+    if ray.is_initialized():
+        return
+    _reachable(address)
+    try:
+        if address == "auto":
+            # Ray's ports are unauthenticated: a cluster kinema starts itself listens on loopback only.
+            ray.init(
+                address="local",
+                namespace=NAMESPACE,
+                include_dashboard=False,
+                _node_ip_address="127.0.0.1",
+                logging_level="warning",
+            )
+        else:
+            ray.init(address=address, namespace=NAMESPACE, logging_level="warning")
+    except Exception as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise RayUnavailableError(
+            f"cannot reach Ray at {address!r} ({first}); start the head node with `ray start --head` and pass its"
+            " address (e.g. --ray 10.0.0.5:6379), or use --ray auto for a Ray on this machine only"
+        ) from None
+
+
+def _reachable(address: str, timeout: float = 5.0) -> None:
+    """A quick TCP check first: ``ray.init`` retries an unreachable address for minutes before it gives up."""
+    if address == "auto":
+        return
+    target = address.removeprefix("ray://")
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise RayUnavailableError(f"--ray takes HOST:PORT, ray://HOST:PORT or auto; got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise RayUnavailableError(
+            f"cannot reach Ray at {address!r} ({error.strerror or error}); start the head node with"
+            " `ray start --head` and pass its address (e.g. --ray 10.0.0.5:6379), or use --ray auto for a Ray on"
+            " this machine only"
+        ) from None
+
+
+@dataclass
+class Slot:
+    """One worker actor as the server sees it."""
+
+    name: str
+    handle: Any
+    info: dict | None = None  # its last report; None while it starts or after it was lost
+    job: str | None = None  # the job it runs now
+    pending: Any = None  # an info() call under way
+    since: float = field(default_factory=time.monotonic)
+
+    def holds(self, key: tuple) -> bool:
+        return self.info is not None and list(key) in self.info["resident"]
+
+    def can_run(self, backend: str) -> bool:
+        return self.info is not None and bool(self.info["backends"].get(backend, {}).get("ready"))
+
+    @property
+    def where(self) -> str:
+        return f"{self.name} on {self.info['host']}" if self.info else self.name
+
+
+class Pool:
+    """The workers: created (or found, when they outlive a server) by name, one per GPU, else one per CPU."""
+
+    def __init__(self, *, size: int | None = None, plugins: tuple[str, ...] = (), env: dict | None = None):
+        self.size = size
+        self.plugins = tuple(plugins)
+        self.env = dict(env or {})
+        self.slots: list[Slot] = []
+        self.lock = threading.RLock()
+
+    def attach(self, timeout: float = START_TIMEOUT_S) -> None:
+        ray = _ray()
+        resources = ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0))
+        size = self.size or gpus or int(resources.get("CPU", 0))
+        if size < 1:
+            raise RayUnavailableError("the Ray cluster has no GPU and no CPU for kinema's workers; add a worker node")
+        # One actor per GPU; CPU-only: one per CPU, with one torch thread each.
+        options: dict[str, Any] = {"num_gpus": 1, "num_cpus": 0} if gpus else {"num_cpus": 1}
+        threads = 0 if gpus else 1
+        remote = ray.remote(Worker)
+        existing = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == NAMESPACE}
+        names = [f"{WORKER_PREFIX}{i}" for i in range(size)]
+        names += sorted(n for n in existing if n.startswith(WORKER_PREFIX) and n not in names)  # outlived a resize
+        slots = []
+        for name in names:
+            handle = remote.options(
+                name=name,
+                namespace=NAMESPACE,
+                lifetime="detached",
+                get_if_exists=True,
+                max_restarts=-1,  # a lost node's worker starts again wherever there is room
+                max_task_retries=0,  # a lost job is retried by the server, once, not silently by Ray
+                max_concurrency=8,  # run() blocks; poll() and cancel() answer meanwhile
+                runtime_env={"env_vars": self.env} if self.env else None,
+                **options,
+            ).remote(threads, self.plugins)
+            slots.append(Slot(name, handle))
+        with self.lock:
+            self.slots = slots
+        refs = {slot.handle.info.remote(): slot for slot in slots}
+        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout)
+        for ref in ready:
+            self._take_info(refs[ref], ref)
+        for ref, slot in refs.items():
+            if ref not in ready:
+                slot.pending = ref
+        if not any(slot.info for slot in slots):
+            raise RayUnavailableError(
+                f"no kinema worker started on the Ray cluster within {timeout:.0f} s; is kinema installed on the"
+                " worker nodes? (see their logs: /tmp/ray/session_latest/logs)"
+            )
+
+    def _take_info(self, slot: Slot, ref: Any) -> None:
+        ray = _ray()
+        try:
+            info = ray.get(ref)
+        except ray.exceptions.RayError as error:
+            slot.info, slot.pending = None, None
+            print(f"kinema: Ray worker {slot.name} is not available: {_first_line(error)}", file=sys.stderr)
+            return
+        if info["version"] != __version__:
+            raise WorkerVersionError(
+                f"Ray worker {slot.name} on {info['host']} runs kinema {info['version']}, this server kinema"
+                f" {__version__}: install the same kinema on every node, then restart Ray there (ray stop; ray start"
+                " ...) so its kinema workers start anew"
+            )
+        slot.info, slot.pending, slot.since = info, None, time.monotonic()
+
+    def refresh(self) -> None:
+        """Ask workers that are starting, or were lost, for a report again (never waits)."""
+        ray = _ray()
+        with self.lock:
+            for slot in self.slots:
+                if slot.job is not None:
+                    continue
+                if slot.pending is not None:
+                    ready, _ = ray.wait([slot.pending], timeout=0)
+                    if ready:
+                        with contextlib.suppress(WorkerVersionError):  # refused: stays without info
+                            self._take_info(slot, slot.pending)
+                elif slot.info is None and time.monotonic() - slot.since > REFRESH_S:
+                    slot.pending, slot.since = slot.handle.info.remote(), time.monotonic()
+
+    def able(self, backend: str) -> list[Slot]:
+        with self.lock:
+            return [slot for slot in self.slots if slot.can_run(backend)]
+
+    def why_not(self, backend: str) -> str:
+        with self.lock:
+            details = sorted(
+                {
+                    slot.info["backends"][backend]["detail"]
+                    for slot in self.slots
+                    if slot.info is not None and backend in slot.info["backends"]
+                }
+            )
+        return "; ".join(details) if details else "no worker has that backend installed"
+
+    def pick(self, job_id: str, key: tuple) -> Slot | None:
+        """A free worker for the job: the one still running it (a restarted server), one holding its model, one
+        holding nothing (no unload), any other; None if all that can run it are busy."""
+        with self.lock:
+            free = [slot for slot in self.slots if slot.job is None and slot.can_run(key[0])]
+            for rule in (
+                lambda s: job_id in s.info["running"],
+                lambda s: s.holds(key),
+                lambda s: not s.info["resident"],
+                lambda s: True,
+            ):
+                for slot in free:
+                    if rule(slot):
+                        slot.job = job_id
+                        return slot
+        return None
+
+    def release(self, slot: Slot, *, resident: tuple | None = None, lost: bool = False) -> None:
+        with self.lock:
+            slot.job = None
+            if lost:
+                slot.info, slot.since = None, time.monotonic()  # asked again once Ray has restarted it
+            elif resident is not None and slot.info is not None:
+                slot.info = {**slot.info, "resident": [list(resident)], "running": []}
+
+    def reports(self) -> list[dict]:
+        """What each worker said last (the job it runs now included)."""
+        with self.lock:
+            return [{"name": s.name, "job": s.job, **(s.info or {"starting": True})} for s in self.slots]
+
+
+class _Detached(Exception):
+    """The server is stopping: the job goes back to the queue and its worker keeps generating."""
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+class RayJobManager(JobManager):
+    """The job server's manager with generation on a Ray pool (``JobManager`` keeps the store, events and files)."""
+
+    def __init__(
+        self,
+        home: Path | None = None,
+        *,
+        address: str = "auto",
+        start_workers: bool = True,
+        pool: Pool | None = None,
+    ):
+        super().__init__(home, start_workers=start_workers)
+        self.address = address
+        self.pool = pool or Pool()
+        self._wake = threading.Event()
+        self._dispatcher: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> RayJobManager:
+        connect(self.address)
+        self.pool.attach()
+        super().start()
+        if self.start_workers:
+            self._start_dispatcher()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop dispatching; running jobs go back to the queue while their workers keep generating, so a server
+        started again on this data directory collects their clips."""
+        self._stopping.set()
+        self._wake.set()
+        deadline = time.monotonic() + timeout
+        for thread in [self._dispatcher, *self._threads]:
+            if thread is not None:
+                thread.join(max(0.0, deadline - time.monotonic()))
+        if self.store is not None and not any(t.is_alive() for t in self._threads):
+            self.store.close()
+        self._release_lock()
+
+    # -- what JobManager asks
+
+    def _backend_status(self, backend: Any, request: GenerationRequest) -> Any:
+        if request.cameos or request.speech is not None:
+            raise InvalidRequestError(
+                "cameos and speech do not run on Ray workers yet; use a server without --ray for this clip"
+            )
+        able = self.pool.able(backend.name)
+        if not able:
+            model = f" (model {request.model})" if request.model else ""
+            raise MissingWeightsError(
+                f"no Ray worker can run {backend.name!r}{model}: {self.pool.why_not(backend.name)}. Put the model"
+                " on every worker node (kinema models pull MODEL there, or a shared KINEMA_HOME/models) or install"
+                " the backend's plugin there, then restart Ray on those nodes"
+            )
+        return BackendStatus(True, f"{len(able)} Ray worker(s) can run it", DEVICE)
+
+    def _ensure_worker(self, device: str) -> Any:
+        self._start_dispatcher()
+        return self  # the caller sets .wake
+
+    @property
+    def wake(self) -> threading.Event:
+        return self._wake
+
+    # -- dispatching
+
+    def _start_dispatcher(self) -> None:
+        with self._lock:
+            if self._dispatcher is None or not self._dispatcher.is_alive():
+                self._dispatcher = threading.Thread(target=self._dispatch, name="kinema-ray-dispatch", daemon=True)
+                self._dispatcher.start()
+
+    def _dispatch(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()
+            try:
+                self.pool.refresh()
+                started = self._dispatch_one()
+            except Exception:
+                traceback.print_exc()
+                started = False
+            if not started:
+                self._wake.wait(1.0)
+
+    def _dispatch_one(self) -> bool:
+        """Start the oldest queued job on a suitable free worker; False if there is none to start."""
+        for device in sorted(self._jobs.queued_devices()):
+            record = self._jobs.claim(device)
+            if record is None:
+                continue
+            request = record["request"]
+            key = (request["backend"], request["model"])
+            if not self.pool.able(key[0]):
+                self._jobs.finish(
+                    record["id"],
+                    "failed",
+                    code="model_not_found",
+                    message=f"no Ray worker can run {key[0]!r}: {self.pool.why_not(key[0])}",
+                )
+                self._publish_final(record["id"])
+                return True
+            slot = self.pool.pick(record["id"], key)
+            if slot is None:  # every worker that can run it is busy: back in line, this attempt not counted
+                self._jobs.requeue(record["id"])
+                return False
+            thread = threading.Thread(target=self._run_guarded, args=(record, slot), name=f"kinema-ray-{slot.name}")
+            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+            thread.start()
+            return True
+        return False
+
+    def _run_guarded(self, record: dict, slot: Slot) -> None:
+        try:
+            self._run_remote(record, slot)
+        except Exception:  # a bug in bookkeeping must not kill the pool
+            traceback.print_exc()
+            with contextlib.suppress(Exception):
+                self.pool.release(slot)
+                self._jobs.finish(record["id"], "failed", code="internal_error", message="internal error; see its log")
+                self._publish_final(record["id"])
+        finally:
+            self._wake.set()
+
+    def _run_remote(self, record: dict, slot: Slot) -> None:
+        ray = _ray()
+        job_id = record["id"]
+        token = CancelToken()
+        with self._lock:
+            live = self._live.setdefault(job_id, _Live())
+            live.token, live.step, live.total, live.stage = token, 0, record["plan"]["steps"], ""
+            live.history, live.preview = [], None
+        current = self._jobs.get(job_id)
+        if current is None or current["cancel_requested"]:
+            token.cancel()
+        self._publish(job_id, "video", self._with_live(record))
+        folder = self.directory / job_id
+        key = (record["request"]["backend"], record["request"]["model"])
+        lost = False
+        try:
+            if record["plan"].get("task"):
+                raise InvalidRequestError("remix, extend and storyboard jobs do not run on Ray workers yet")
+            image = read_image(folder / INPUT_FILE) if record["has_image"] else None
+            request = GenerationRequest(**record["request"], image=image)
+            authorize_request(request)  # consent when the job starts
+            token.raise_if_cancelled()
+            clip = self._generate_remote(ray, slot, job_id, record["request"], image, token)
+            authorize_request(request)  # and again before the clip is kept
+            token.raise_if_cancelled()
+            clip.save(folder / VIDEO_FILE)  # signed here, with the server's key; written atomically
+            atomic_write(folder / THUMBNAIL_FILE, encode_png(clip.frames[clip.frame_count // 2]))
+            atomic_write(folder / SPRITESHEET_FILE, encode_jpeg(spritesheet(clip.frames), 85))
+            if not self._jobs.finish(job_id, "completed", unless_cancel_requested=True):
+                raise GenerationCancelled("cancelled")
+        except _Detached:
+            self._jobs.requeue(job_id)
+        except GenerationCancelled:
+            self._jobs.finish(job_id, "cancelled", code="cancelled", message="cancelled by request")
+        except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.ObjectLostError) as e:
+            lost = True
+            self._lost(job_id, slot, e)
+        except Exception as error:
+            cause = getattr(error, "cause", None)  # a RayTaskError carries the worker's exception
+            if isinstance(cause, GenerationCancelled):
+                self._jobs.finish(job_id, "cancelled", code="cancelled", message="cancelled by request")
+            else:
+                code, message = _describe_failure(cause if isinstance(cause, Exception) else error)
+                if code == "internal_error":
+                    print(f"kinema: job {job_id} failed on {slot.where}:", file=sys.stderr)
+                    traceback.print_exc()
+                self._jobs.finish(job_id, "failed", code=code, message=message)
+        finally:
+            self.pool.release(slot, resident=None if lost else key, lost=lost)
+            with self._lock:
+                live.token = None
+                live.history, live.preview = [], None
+        self._purge_if_deleted(job_id)
+        self._publish_final(job_id)
+
+    def _generate_remote(self, ray: Any, slot: Slot, job_id: str, fields: dict, image: Any, token: CancelToken) -> Any:
+        result = slot.handle.run.remote(job_id, fields, image)
+        since = preview_seq = 0
+        cancelled = False
+        while True:
+            done, _ = ray.wait([result], timeout=POLL_S)
+            with contextlib.suppress(ray.exceptions.RayError):  # a lost worker shows in the result
+                events, preview, preview_seq = ray.get(
+                    slot.handle.poll.remote(job_id, since, preview_seq), timeout=max(5.0, 10 * POLL_S)
+                )
+                since += len(events)
+                for n, (step, total, stage) in enumerate(events):
+                    last = n == len(events) - 1
+                    self._on_progress(job_id, Progress(step, total, stage, preview if last else None))
+            if done:
+                try:
+                    return ray.get(result)
+                finally:
+                    with contextlib.suppress(ray.exceptions.RayError):
+                        slot.handle.forget.remote(job_id)
+            if self._stopping.is_set():
+                raise _Detached()
+            if token.cancelled and not cancelled:
+                slot.handle.cancel.remote(job_id)  # the worker stops at its next step
+                cancelled = True
+
+    def _lost(self, job_id: str, slot: Slot, error: BaseException) -> None:
+        reason = f"the Ray worker running it ({slot.where}) was lost: {_first_line(error)}"
+        print(f"kinema: job {job_id}: {reason}", file=sys.stderr)
+        current = self._jobs.get(job_id)
+        if current is not None and current["cancel_requested"]:
+            self._jobs.finish(job_id, "cancelled", code="cancelled", message="cancelled by request")
+        elif current is not None and current["attempts"] < MAX_ATTEMPTS and self._jobs.retry(job_id):
+            self._wake.set()  # runs once more, on another worker
+        else:
+            attempts = current["attempts"] if current else MAX_ATTEMPTS
+            self._jobs.finish(job_id, "failed", code="worker_lost", message=f"{reason}; tried {attempts} times")
+
+
+__all__ = ["Pool", "RayJobManager", "RayUnavailableError", "WorkerVersionError", "connect"]
