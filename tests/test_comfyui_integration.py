@@ -1,15 +1,21 @@
 """kinema's nodes inside a real ComfyUI, on the CPU, over its HTTP API.
 
-Runs only when KINEMA_COMFYUI_DIR points to a ComfyUI checkout (0.27 is what
-we check with); KINEMA_COMFYUI_PYTHON is the Python to run it with (it needs
-torch, torchvision, torchaudio, ComfyUI's requirements.txt and kinema), by
-default this one. CI has no ComfyUI, so there these tests skip.
+Runs only when KINEMA_COMFYUI_DIR points to a ComfyUI checkout; KINEMA_COMFYUI_PYTHON
+is the Python to run it with (torch, torchvision, torchaudio and ComfyUI's
+requirements.txt), by default this one. CI has no ComfyUI, so there these tests skip.
+
+The nodes go in the way that Python calls for: where it imports kinema, as
+`kinema install comfyui` links them (plugins/comfyui); where it does not, as
+ComfyUI's Manager installs a git URL: the repository's files in
+custom_nodes/kinema, with the root requirements.txt installed into that Python.
 
 ComfyUI runs with a temporary --base-directory, so the checkout is not touched.
 """
 
+import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -26,7 +32,8 @@ from kinema.media.files import probe
 COMFY_DIR = os.environ.get("KINEMA_COMFYUI_DIR")
 pytestmark = pytest.mark.skipif(not COMFY_DIR, reason="set KINEMA_COMFYUI_DIR to a ComfyUI checkout to run these")
 
-NODE_FOLDER = Path(__file__).resolve().parent.parent / "plugins" / "comfyui"
+REPO = Path(__file__).resolve().parent.parent
+NODE_FOLDER = REPO / "plugins" / "comfyui"
 EXAMPLE = NODE_FOLDER / "example_workflows" / "kinema_text_to_video_api.json"
 STARTUP_SECONDS = 300
 RUN_SECONDS = 600
@@ -81,18 +88,40 @@ class Comfy:
         return self.log.read_text(errors="replace")
 
 
-@pytest.fixture(scope="module")
-def comfy(tmp_path_factory, shared_models):
-    base = tmp_path_factory.mktemp("comfy-base")
-    (base / "custom_nodes").mkdir()
-    (base / "custom_nodes" / "comfyui-kinema").symlink_to(NODE_FOLDER, target_is_directory=True)
-    home = tmp_path_factory.mktemp("kinema-home-comfy")
-    (home / "models").symlink_to(shared_models, target_is_directory=True)
+def comfy_python() -> str:
+    return os.environ.get("KINEMA_COMFYUI_PYTHON", sys.executable)
+
+
+def python_has_kinema(python: str) -> bool:
+    return subprocess.run([python, "-c", "import kinema"], capture_output=True).returncode == 0
+
+
+def clone_into(folder: Path) -> Path:
+    """What a git clone of this working tree holds: its tracked and not-ignored files (uncommitted edits included)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source, target = REPO / name, folder / name
+        if source.is_symlink():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(os.readlink(source))
+        elif source.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    return folder
+
+
+@contextlib.contextmanager
+def running_comfy(base: Path, home: Path, python: str):
+    """ComfyUI serving on a free port, with ``base`` as its --base-directory and ``home`` as kinema's."""
     port = _free_port()
     log = base / "comfyui.log"
     env = {**os.environ, "KINEMA_HOME": str(home), "KINEMA_LOAD_PLUGINS": "", "PYTHONUNBUFFERED": "1"}
     env.pop("KINEMA_DEVICE", None)  # the nodes must follow ComfyUI's --cpu on their own
-    python = os.environ.get("KINEMA_COMFYUI_PYTHON", sys.executable)
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [
@@ -139,6 +168,21 @@ def comfy(tmp_path_factory, shared_models):
             process.wait()
 
 
+@pytest.fixture(scope="module")
+def comfy(tmp_path_factory, shared_models):
+    base = tmp_path_factory.mktemp("comfy-base")
+    (base / "custom_nodes").mkdir()
+    python = comfy_python()
+    if python_has_kinema(python):
+        (base / "custom_nodes" / "comfyui-kinema").symlink_to(NODE_FOLDER, target_is_directory=True)
+    else:
+        clone_into(base / "custom_nodes" / "kinema")
+    home = tmp_path_factory.mktemp("kinema-home-comfy")
+    (home / "models").symlink_to(shared_models, target_is_directory=True)
+    with running_comfy(base, home, python) as server:
+        yield server
+
+
 def small_workflow(**changes) -> dict:
     workflow = json.loads(EXAMPLE.read_text())
     workflow["2"]["inputs"].update({"seconds": 0.375, "width": 32, "height": 32, "steps": 2, **changes})
@@ -149,7 +193,7 @@ def test_comfyui_loads_the_nodes_with_their_declared_schema(comfy):
     from test_comfyui import import_like_comfyui
 
     spec = import_like_comfyui(NODE_FOLDER).spec
-    assert "IMPORT FAILED" not in comfy.log_text()
+    assert not [line for line in comfy.log_text().splitlines() if "IMPORT FAILED" in line and "kinema" in line]
     info = comfy.get("/object_info")
     for node in spec.NODES:
         entry = info[node.node_id]  # ComfyUI validated the V3 schema (Schema.validate) when it loaded the node

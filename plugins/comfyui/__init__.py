@@ -8,15 +8,25 @@ imported when ComfyUI asks for the nodes.
 """
 
 import logging
+import os
 import sys
 
 try:
     import kinema  # noqa: F401
 except ImportError as error:
-    message = (
-        f"kinema is not installed in ComfyUI's Python ({sys.executable}): run `{sys.executable} -m pip install"
-        " kinema` (or `-m pip install -e PATH_TO_KINEMA` for a source checkout), then restart ComfyUI"
-    )
+    _clone = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if error.name and error.name.split(".")[0] != "kinema":
+        # kinema is here (a clone of its repository, or an install), one of its dependencies is not.
+        message = (
+            f"kinema needs {error.name!r}, which ComfyUI's Python ({sys.executable}) lacks: run"
+            f" `{sys.executable} -m pip install -r {os.path.join(_clone, 'requirements.txt')}` for a clone of"
+            " kinema's repository in custom_nodes/ (or reinstall kinema), then restart ComfyUI"
+        )
+    else:
+        message = (
+            f"kinema is not installed in ComfyUI's Python ({sys.executable}): run `{sys.executable} -m pip install"
+            " kinema` (or `-m pip install -e PATH_TO_KINEMA` for a source checkout), then restart ComfyUI"
+        )
     logging.getLogger("kinema").error(message)
     raise ImportError(message) from error
 

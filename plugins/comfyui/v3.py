@@ -5,6 +5,7 @@ Imported only by ``comfy_entrypoint()``, inside ComfyUI.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -47,16 +48,21 @@ def _input(field: spec.Input) -> Any:
     return _SOCKETS[field.type].Input(field.id, **common)
 
 
+# Fields that only newer ComfyUIs' Schema has (search_aliases came after 0.8): given only where it has them.
+_SCHEMA_FIELDS = {f.name for f in dataclasses.fields(io.Schema)}
+
+
 def schema(node: spec.Node) -> io.Schema:
+    newer = {"search_aliases": list(node.search_aliases)} if "search_aliases" in _SCHEMA_FIELDS else {}
     return io.Schema(
         node_id=node.node_id,
         display_name=node.display_name,
         category=spec.CATEGORY,
         description=node.description,
-        search_aliases=list(node.search_aliases),
         inputs=[_input(field) for field in node.inputs],
         outputs=[_SOCKETS[out.type].Output(out.id, display_name=out.id, tooltip=out.tooltip) for out in node.outputs],
         is_output_node=node.output_node,
+        **newer,
     )
 
 

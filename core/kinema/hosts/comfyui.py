@@ -131,35 +131,28 @@ class ComfyUIHost:
                     f"{target} already exists and is not kinema's nodes; move it away or add --force"
                 )
             done = _place(source, target, copy)
-        lines = [f"kinema's ComfyUI nodes {done}: {target}" + (f" -> {source}" if done != "copied" else "")]
+        # Said at once, so that a problem with ComfyUI's Python below never reads as a failed install.
+        click.echo(f"kinema's ComfyUI nodes {done}: {target}" + (f" -> {source}" if done != "copied" else ""))
 
         python = Path(python).expanduser() if python else comfy_python(comfy_dir)
         if python is None:
-            raise HostInstallError(
-                "\n".join(
-                    lines
-                    + [
-                        "Could not find ComfyUI's Python (no venv/, .venv/ or python_embeded/ beside ComfyUI). Run again with"
-                        " --python PATH_TO_COMFYUI_PYTHON, or install kinema into the Python that runs ComfyUI:"
-                        " `PYTHON -m pip install kinema`, then restart ComfyUI."
-                    ]
-                )
+            return (
+                "Could not find ComfyUI's Python (no venv/, .venv/ or python_embeded/ beside ComfyUI), so it is not"
+                " checked. The nodes need kinema in the Python that runs ComfyUI: check with"
+                " `kinema install comfyui --comfy-dir DIR --python PATH_TO_COMFYUI_PYTHON`, or install it there"
+                " (`PYTHON -m pip install kinema`); then restart ComfyUI."
             )
         ok, detail = check_import(python)
         if not ok:
             raise HostInstallError(
-                "\n".join(
-                    lines
-                    + [
-                        f"ComfyUI's Python ({python}) cannot import kinema ({detail}). Run:",
-                        f"  {_pip_command(python)}",
-                        "then restart ComfyUI.",
-                    ]
-                )
+                f"ComfyUI's Python ({python}) cannot import kinema ({detail}). Run:\n"
+                f"  {_pip_command(python)}\n"
+                "then restart ComfyUI."
             )
-        lines.append(f"ComfyUI's Python ({python}) imports kinema {detail}")
-        lines.append("Restart ComfyUI; the nodes are under 'kinema' (example workflows: Workflow > Browse Templates).")
-        return "\n".join(lines)
+        return (
+            f"ComfyUI's Python ({python}) imports kinema {detail}\n"
+            "Restart ComfyUI; the nodes are under 'kinema' (example workflows: Workflow > Browse Templates)."
+        )
 
     @staticmethod
     def _ours(target: Path) -> bool:
