@@ -100,3 +100,143 @@ def test_a_length_beyond_the_backend_is_its_longest():
     assert fit_size(wan, 1280, 720)[:2] == (1280, 704)  # 1280x720 is a little over Wan 2.2's 1280x704
     width, height, note = fit_size(wan, 1792, 1024)
     assert width * height <= 1280 * 704 and abs(width / height - 1.75) < 0.1 and "at most 901,120 pixels" in note
+
+
+# --------------------------------------------------------------------------- every method, one source video
+
+
+def png_bytes(width: int = 32, height: int = 32) -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((height, width, 3), (200, 40, 40), np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_every_videos_method_of_the_sdk(app_client, tmp_path):
+    import base64
+
+    import openai
+    from openai.types import Video, VideoDeleteResponse
+    from polling import wait_final
+
+    from kinema.media.files import probe
+
+    sdk = sdk_for(app_client)
+    source = sdk.videos.create_and_poll(
+        prompt="a red kite",
+        model="tiny",
+        input_reference=("first.png", png_bytes(), "image/png"),
+        extra_body=FAST,
+        **SMALL,
+    )
+    assert isinstance(source, Video) and source.status == "completed" and source.model_extra["kinema"]["has_image"]
+    assert sdk.videos.retrieve(source.id).id == source.id
+    original = sdk.videos.download_content(source.id).read()
+    assert original[4:8] == b"ftyp"
+    assert sdk.videos.download_content(source.id, variant="thumbnail").read()[:4] == b"\x89PNG"
+    assert sdk.videos.download_content(source.id, variant="spritesheet").read()[:2] == b"\xff\xd8"
+
+    # The JSON forms the SDK refuses client-side: a data URL as the first frame, a video by id.
+    data_url = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
+    by_url = app_client.post(
+        "/v1/videos", json={"prompt": "a blue kite", "input_reference": {"image_url": data_url}, **SMALL, **FAST}
+    )
+    assert by_url.status_code == 200 and by_url.json()["kinema"]["has_image"], by_url.text
+    # kinema has no files API: a file_id is refused, naming the field.
+    by_file = app_client.post("/v1/videos", json={"prompt": "x", "input_reference": {"file_id": "file-abc"}})
+    assert by_file.status_code == 400 and by_file.json()["error"]["param"] == "input_reference"
+
+    remixed = sdk.videos.remix(source.id, prompt="a paper kite", extra_body=FAST)
+    edited = sdk.videos.edit(prompt="a green kite", video=("kite.mp4", original, "video/mp4"), extra_body=FAST)
+    edited_by_id = app_client.post(
+        "/v1/videos/edits", json={"prompt": "a yellow kite", "video": {"id": source.id}, **FAST}
+    ).json()
+    extended = sdk.videos.extend(
+        prompt="the kite climbs", seconds="4", video=("kite.mp4", original, "video/mp4"), extra_body=FAST
+    )
+    extended_by_id = app_client.post(
+        "/v1/videos/extensions", json={"prompt": "it falls", "seconds": "0.25", "video": {"id": source.id}, **FAST}
+    ).json()
+    assert remixed.remixed_from_video_id == source.id == edited_by_id["remixed_from_video_id"]
+    assert edited.remixed_from_video_id is None and edited.model_extra["kinema"]["parent"] is None  # an upload
+    # An extension's seconds are the whole clip's: 9 frames + 4 s at 24 fps.
+    assert extended.seconds == "4.375" and extended_by_id["seconds"] == "0.625"
+    made = {}
+    for video_id in (by_url.json()["id"], remixed.id, edited.id, edited_by_id["id"], extended.id, extended_by_id["id"]):
+        done = wait_final(app_client, video_id, timeout=300.0)
+        assert done["status"] == "completed", done["error"]
+        path = tmp_path / f"{video_id}.mp4"
+        sdk.videos.download_content(video_id).write_to_file(path)
+        made[video_id] = probe(path)
+    for video_id in (remixed.id, edited.id, edited_by_id["id"]):
+        assert made[video_id].frame_count == 9
+    longer = made[extended.id]
+    assert longer.frame_count == 9 + 96 and abs(longer.audio_duration - longer.video_duration) < 1e-3
+    assert json.loads(longer.metadata["kinema"])["kind"] == "extend"
+
+    page = sdk.videos.list(limit=2, order="asc")
+    assert [v.id for v in page.data] == [source.id, by_url.json()["id"]] and page.has_more
+    rest = sdk.videos.list(after=page.data[-1].id, limit=100, order="asc")
+    assert len(rest.data) == 5 and not rest.has_more
+    assert [v.id for v in sdk.videos.list(order="desc", limit=1).data] == [extended_by_id["id"]]
+
+    deleted = sdk.videos.delete(source.id)
+    assert isinstance(deleted, VideoDeleteResponse) and deleted.deleted and deleted.id == source.id
+    with pytest.raises(openai.NotFoundError):
+        sdk.videos.retrieve(source.id)
+    gone = app_client.post("/v1/videos/edits", json={"prompt": "x", "video": {"id": source.id}})
+    assert gone.status_code == 404 and gone.json()["error"]["param"] == "video"
+
+
+def test_edits_and_extensions_refuse_what_they_cannot_use(queue_only):
+    import openai
+
+    sdk = sdk_for(queue_only)
+    for path in ("/v1/videos/edits", "/v1/videos/extensions"):
+        body = {"prompt": "x", "seconds": "4"} if path.endswith("extensions") else {"prompt": "x"}
+        none = queue_only.post(path, json=body)
+        assert none.status_code == 400 and none.json()["error"]["code"] == "missing_required_parameter"
+        unknown = queue_only.post(path, json={**body, "video": {"id": MISSING}})
+        assert unknown.status_code == 404 and unknown.json()["error"]["param"] == "video"
+        junk = queue_only.post(path, data=body, files={"video": ("a.mp4", b"not a video", "video/mp4")})
+        assert junk.status_code == 400 and junk.json()["error"]["code"] == "invalid_video"
+    waiting = sdk.videos.create(prompt="x", model="tiny", **SMALL)
+    with pytest.raises(openai.ConflictError) as caught:  # not finished yet
+        sdk.videos.remix(waiting.id, prompt="y")
+    assert caught.value.code == "video_not_ready"
+    early = queue_only.post("/v1/videos/extensions", json={"prompt": "y", "seconds": "4", "video": {"id": waiting.id}})
+    assert early.status_code == 409 and early.json()["error"]["code"] == "video_not_ready"
+
+
+def test_another_users_videos_do_not_exist_for_you(kinema_env):
+    import openai
+    from fastapi.testclient import TestClient
+
+    from kinema.server.app import create_app
+    from kinema.server.users import add_key
+
+    keys = {user: add_key(user) for user in ("alice", "bob")}
+    with TestClient(create_app(api_key="master-key-0123456789", start_workers=False), base_url="http://127.0.0.1") as c:
+        alice, bob = sdk_for(c, keys["alice"]), sdk_for(c, keys["bob"])
+        video = alice.videos.create(prompt="alice's", model="tiny", **SMALL)
+        for call in (
+            lambda: bob.videos.retrieve(video.id),
+            lambda: bob.videos.download_content(video.id),
+            lambda: bob.videos.remix(video.id, prompt="mine now"),
+            lambda: bob.videos.delete(video.id),
+        ):
+            with pytest.raises(openai.NotFoundError):
+                call()
+        stolen = c.post(
+            "/v1/videos/edits",
+            headers={"Authorization": f"Bearer {keys['bob']}"},
+            json={"prompt": "x", "video": {"id": video.id}},
+        )
+        assert stolen.status_code == 404
+        assert bob.videos.list().data == [] and [v.id for v in alice.videos.list().data] == [video.id]
+        with pytest.raises(openai.AuthenticationError):
+            sdk_for(c, "wrong").videos.list()

@@ -64,6 +64,7 @@ from kinema.home import kinema_home
 from kinema.media.files import encode_jpeg, encode_png
 from kinema.progress import CancelToken, Progress
 from kinema.request import GenerationRequest
+from kinema.server.tasks import UPLOADED
 from kinema.server.tasks import prepare as prepare_task
 from kinema.server.tasks import run as run_task
 from kinema.styles import apply_style
@@ -77,6 +78,7 @@ THUMBNAIL_FILE = "thumbnail.png"
 SPRITESHEET_FILE = "spritesheet.jpg"
 SPRITESHEET_FRAMES, SPRITESHEET_COLUMNS, SPRITESHEET_TILE = 16, 4, 256  # a 4x4 grid, tiles at most 256 px wide
 INPUT_FILE = "input.png"
+SOURCE_FILE = "source.mp4"  # an uploaded video a remix or extend builds on (OpenAI's edits and extensions)
 PREVIEW_JPEG_QUALITY = 70
 
 # Fields of GenerationRequest stored as JSON (the image is stored as INPUT_FILE).
@@ -497,13 +499,15 @@ class JobManager:
         task: dict | None = None,
         owner: str = SERVER_OWNER,
         notes: tuple[str, ...] = (),
+        source_video: Path | None = None,
     ) -> dict:
         """Validate and plan now (bad requests fail here, not as failed jobs), then queue.
 
         ``fields`` are GenerationRequest keyword arguments; ``image`` a uint8 [H, W, 3] array;
         ``task`` a remix, extend or storyboard (``kinema.server.tasks``) run instead of one generation.
         ``owner`` is who asks: the job is theirs, and its cameos are checked for them. ``notes`` go first in
-        the plan's notes (what the server changed in the request, and why).
+        the plan's notes (what the server changed in the request, and why). ``source_video``: an uploaded video
+        the task (its ``parent`` is ``kinema.server.tasks.UPLOADED``) builds on; the job keeps a copy in its folder.
         Raises InvalidRequestError (a size limit included: kinema.backends.limits), UnknownBackendError or
         MissingWeightsError.
         """
@@ -521,7 +525,12 @@ class JobManager:
             raise MissingWeightsError(f"backend {backend.name!r} cannot run yet: {status.detail}")
         task_plan: dict = {}
         if task is not None:
-            task, task_plan = prepare_task(task, request, backend, lambda parent: self.artifact(parent, VIDEO_FILE))
+            task, task_plan = prepare_task(
+                task,
+                request,
+                backend,
+                lambda parent: source_video if parent == UPLOADED else self.artifact(parent, VIDEO_FILE),
+            )
             task_plan["task"] = task
         stored = {name: getattr(request, name) for name in REQUEST_FIELDS}
         stored["seed"] = plan.seed  # fixed now: a re-run after a crash makes the same clip
@@ -556,6 +565,8 @@ class JobManager:
         try:
             if request.image is not None:
                 atomic_write(folder / INPUT_FILE, encode_png(request.image))
+            if source_video is not None:
+                shutil.copyfile(source_video, folder / SOURCE_FILE)
             self._jobs.insert(record)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
@@ -613,6 +624,13 @@ class JobManager:
 
     def counts(self) -> dict[str, int]:
         return self._jobs.counts()
+
+    def _source(self, job_id: str, parent: str) -> Path | None:
+        """The video job ``job_id``'s remix or extend builds on: its upload, or the finished job ``parent``'s clip."""
+        if parent == UPLOADED:
+            path = self.directory / job_id / SOURCE_FILE
+            return path if path.is_file() else None
+        return self.artifact(parent, VIDEO_FILE)
 
     # -- cancelling and deleting
 
@@ -777,7 +795,7 @@ class JobManager:
                     task,
                     request,
                     backend,
-                    parent_video=lambda parent: self.artifact(parent, VIDEO_FILE),
+                    parent_video=lambda parent: self._source(job_id, parent),
                     progress=lambda p: self._on_progress(job_id, p),
                     cancel=token,
                 )

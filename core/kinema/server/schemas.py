@@ -7,6 +7,7 @@ renaming a class renames a schema clients may have generated code from.
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema
@@ -65,6 +66,7 @@ _NAME = NAME_PATTERN[1:-1]
 CAMEO_LIST_PATTERN = f"^ *{_NAME} *(?:, *{_NAME} *){{0,{MAX_CAMEOS_PER_REQUEST - 1}}}$"
 TEXT = r"\S"  # at least one character that is not white space
 VIDEO_ID_PATTERN = "^video_[0-9a-f]{32}$"
+_VIDEO_ID = re.compile(VIDEO_ID_PATTERN)
 
 
 def _one_of(names: tuple[str, ...]) -> Any:
@@ -344,6 +346,8 @@ def to_video(record: dict) -> dict:
     """A job record as OpenAI's Video object (with kinema's detail under ``kinema``)."""
     plan, request = record["plan"], record["request"]
     task = plan.get("task") or {}
+    parent = task.get("parent")
+    parent = parent if isinstance(parent, str) and _VIDEO_ID.match(parent) else None  # None: an uploaded video
     error = None
     if record["status"] in ("failed", "cancelled"):
         error = {"code": record["error_code"] or "failed", "message": record["error_message"] or "failed"}
@@ -357,7 +361,7 @@ def to_video(record: dict) -> dict:
         "expires_at": None,
         "model": record["model"],
         "prompt": record["prompt"],
-        "remixed_from_video_id": task.get("parent") if task.get("kind") == "remix" else None,
+        "remixed_from_video_id": parent if task.get("kind") == "remix" else None,
         "seconds": f"{plan['seconds']:g}",
         "size": f"{plan['width']}x{plan['height']}",
         "error": error,
@@ -385,7 +389,7 @@ def to_video(record: dict) -> dict:
             "started_at": record["started_at"],
             "notes": plan["notes"],
             "kind": task.get("kind", "generate"),
-            "parent": task.get("parent"),
+            "parent": parent,
         },
     }
 

@@ -28,6 +28,7 @@ from kinema.server.jobs import JobManager
 from kinema.server.users import user_for_key
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+VIDEO_UPLOAD_PATHS = frozenset({"/v1/cameos", "/v1/videos/edits", "/v1/videos/extensions", "/v1/videos/characters"})
 
 
 def is_loopback(host: str) -> bool:
@@ -93,8 +94,8 @@ class Guard:
                 )
                 return await response(scope, receive, send)
         length = headers.get("content-length")
-        # A cameo recording is a video upload: it gets its own, larger limit.
-        limit = max(self.max_body, CAMEO_UPLOAD_BYTES) if scope.get("path") == "/v1/cameos" else self.max_body
+        # A cameo recording and OpenAI's edits, extensions and characters are video uploads: a larger limit.
+        limit = max(self.max_body, CAMEO_UPLOAD_BYTES) if scope.get("path") in VIDEO_UPLOAD_PATHS else self.max_body
         if length is not None and (not length.isdigit() or int(length) > limit):
             response = error_response(413, str(BodyTooLarge(limit)), code="request_too_large")
             return await response(scope, receive, send)

@@ -21,6 +21,15 @@ from kinema.styles import get_style
 
 KINDS = ("remix", "extend", "storyboard")
 ParentLookup = Callable[[str], Path | None]  # a finished job's id -> its MP4, or None
+# A remix or extend of a video the client uploaded (OpenAI's edits and extensions): ``parent`` is this, not an id,
+# and the job keeps the upload in its own folder (``kinema.server.jobs.SOURCE_FILE``).
+UPLOADED = "upload"
+
+
+def source_id(task: dict) -> str | None:
+    """The id of the server's video a remix or extend builds on; None for an uploaded one (and storyboards)."""
+    parent = task.get("parent")
+    return parent if isinstance(parent, str) and parent != UPLOADED else None
 
 
 def prepare(task: dict, request: Any, backend: Any, parent_video: ParentLookup) -> tuple[dict, dict]:
@@ -158,7 +167,7 @@ def run(
                 steps=request.steps,
                 guidance=request.guidance,
                 tier=request.tier,
-                video_id=task["parent"],
+                video_id=source_id(task),
             )
             return remix(remixing, backend_obj=backend, progress=progress, cancel=cancel)
         extending = ExtendRequest(
@@ -171,7 +180,7 @@ def run(
             steps=request.steps,
             guidance=request.guidance,
             tier=request.tier,
-            video_id=task["parent"],
+            video_id=source_id(task),
         )
         return extend(extending, backend_obj=backend, progress=progress, cancel=cancel)
     return run_storyboard(

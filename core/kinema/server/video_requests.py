@@ -30,7 +30,13 @@ from kinema.tiers import DEFAULT_TIER
 OPENAI_MODEL_PREFIX = "sora-"
 
 
-async def read_create_body(request: Request) -> tuple[dict, UploadFile | None]:
+_NESTED = re.compile(r"([a-z_]{1,40})\[([a-z_]{1,40})\]")  # the SDK's form key for an object's field: video[id]
+
+
+async def read_create_body(
+    request: Request, file_field: str = "input_reference", what: str = "the image"
+) -> tuple[dict, UploadFile | None]:
+    """The body's fields (JSON, or a form as the openai SDK sends it) and the file sent as ``file_field``."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         try:
@@ -42,17 +48,18 @@ async def read_create_body(request: Request) -> tuple[dict, UploadFile | None]:
         fields: dict[str, Any] = {}
         upload = None
         for key, value in form.multi_items():
+            nested = _NESTED.fullmatch(key)
             if isinstance(value, UploadFile):
-                if key != "input_reference":
+                if key != file_field:
                     raise APIError(
                         400,
-                        f"unexpected file field {key[:64]!r}; send the image as input_reference",
+                        f"unexpected file field {key[:64]!r}; send {what} as {file_field}",
                         param=key[:64],
                         code="invalid_value",
                     )
                 upload = value
-            elif key in ("input_reference[image_url]", "input_reference[file_id]"):
-                fields.setdefault("input_reference", {})[key[16:-1]] = value
+            elif nested is not None and isinstance(fields.setdefault(nested[1], {}), dict):
+                fields[nested[1]][nested[2]] = value
             elif key.endswith("[]"):  # the SDK sends a list (extra_body={"cameos": [...]}) as repeated key[]
                 fields.setdefault(key[:-2], []).append(value)
             elif value != "":  # the SDK sends None as ''
@@ -255,10 +262,13 @@ async def queue_follow_up(
     extra: dict | None = None,
     *,
     owner: str,
+    source_video: Any = None,
+    notes: tuple[str, ...] = (),
 ) -> dict:
     """Queue a remix, extend or storyboard job for ``owner``: like create, with a task the worker runs instead.
 
     Without a model or backend in ``params``, a job made from ``parent`` uses the parent's, else ``default_backend``.
+    ``source_video`` is an uploaded video the task builds on, ``notes`` what the server changed (``JobManager.submit``).
     """
     check_text(params)
     await run_in_threadpool(check_style, params.style)
@@ -278,5 +288,13 @@ async def queue_follow_up(
         "model": model,
         **(extra or {}),
     }
-    record = await run_in_threadpool(manager.submit, request_fields, display_model=display, task=task, owner=owner)
+    record = await run_in_threadpool(
+        manager.submit,
+        request_fields,
+        display_model=display,
+        task=task,
+        owner=owner,
+        source_video=source_video,
+        notes=notes,
+    )
     return to_video(record)

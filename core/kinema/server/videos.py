@@ -22,6 +22,7 @@ from kinema.server.dependencies import default_backend, job_manager
 from kinema.server.errors import APIError, error_responses, validation_response, video_not_found
 from kinema.server.hosted import is_hosted
 from kinema.server.jobs import SPRITESHEET_FILE, TERMINAL, THUMBNAIL_FILE, VIDEO_FILE, Event, JobManager, is_valid_id
+from kinema.server.openai_videos import router as openai_router
 from kinema.server.schemas import (
     VIDEO_ID_PATTERN,
     Video,
@@ -202,6 +203,7 @@ async def extend_video(
 
 # Here, not after the other routes, so /v1/storyboards keeps its place in the published API.
 router.include_router(storyboard_router)
+router.include_router(openai_router)  # OpenAI's edits and extensions
 
 
 @router.get("/videos", response_model=VideoList, tags=["videos"], responses=error_responses())

@@ -1,0 +1,269 @@
+"""OpenAI's video edits and extensions (``POST /v1/videos/edits``, ``POST /v1/videos/extensions``): the source
+video is uploaded, or named by id (``{"id": ...}``; in the SDK's forms ``video[id]``).
+
+An edit is kinema's remix and an extension kinema's extend, run by the same job tasks as
+``/v1/videos/{id}/remix`` and ``/v1/videos/{id}/extend`` (``kinema.server.tasks``). An uploaded video is kept in
+the job's folder and checked against the limits a generated one meets: readable, each side and the length within
+what a request may ask, and the generation it needs planned (so within the backend's limits) before it is queued.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+from starlette.datastructures import UploadFile
+
+from kinema.media.files import MediaError, probe
+from kinema.request import MAX_SECONDS, MAX_SIDE, MIN_SIDE
+from kinema.server.dependencies import default_backend, job_manager
+from kinema.server.errors import APIError, error_responses, hide_paths, validation_response, video_not_found
+from kinema.server.hosted import fit_seconds
+from kinema.server.jobs import JobManager
+from kinema.server.schemas import VIDEO_ID_PATTERN, FollowUpParams, Prompt, Seconds, Video
+from kinema.server.tasks import UPLOADED
+from kinema.server.video_requests import parse_seconds, queue_follow_up, read_create_body, resolve_model
+
+MAX_VIDEO_UPLOAD_BYTES = 200 * 2**20  # as a cameo recording (kinema.server.cameos.MAX_UPLOAD_BYTES)
+CHUNK = 1 << 20
+
+router = APIRouter()
+Manager = Depends(job_manager)
+DefaultBackend = Depends(default_backend)
+
+
+class VideoReference(BaseModel):
+    """A finished video of yours, by id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: Annotated[str, Field(pattern=VIDEO_ID_PATTERN, description="The id of one of your completed videos.")]
+
+
+class VideoEditParams(FollowUpParams):
+    """OpenAI's edit: the video redone to follow ``prompt`` (kinema's remix, with its ``strength`` and ``keep_audio``)."""
+
+    prompt: Prompt = Field(description="What the edited clip shows and sounds like.")
+    video: VideoReference | None = Field(None, description="The video to edit (or upload it as the form's video).")
+    strength: float = Field(
+        0.6, gt=0, le=1, description="How far to move from the source: near 0 keeps it, 1 keeps only its length."
+    )
+    keep_audio: StrictBool = Field(False, description="Keep the source's sound instead of making new sound.")
+
+
+class VideoExtensionParams(FollowUpParams):
+    """OpenAI's extension: the video plus ``seconds`` of new footage, as one clip (kinema's extend)."""
+
+    prompt: Prompt = Field(description="What happens next.")
+    seconds: Seconds = Field(description="Seconds of new footage (the hosted API: 4, 8, 12, 16 or 20).")
+    video: VideoReference | None = Field(None, description="The video to extend (or upload it as the form's video).")
+
+
+def _request_body(params: type[BaseModel]) -> dict:
+    """The OpenAPI request body of a route that reads JSON or a multipart form with a ``video`` file itself."""
+    schema = _inline(params.model_json_schema())
+    form = {
+        "type": "object",
+        "required": [name for name in schema.get("required", []) if name != "video"] + ["video"],
+        "properties": {
+            **{name: {"type": "string"} for name in schema["properties"] if name != "video"},
+            "video": {"type": "string", "format": "binary", "description": "An MP4 (or another video PyAV reads)."},
+        },
+    }
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": schema},
+                "multipart/form-data": {"schema": form, "encoding": {"video": {"contentType": "video/*"}}},
+            },
+        }
+    }
+
+
+def _inline(schema: dict) -> dict:
+    """``schema`` with its ``$defs`` written where they are used (a route's own body, not a shared component)."""
+    defs = schema.pop("$defs", {})
+
+    def expand(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return expand(defs[ref[len("#/$defs/") :]])
+            return {key: expand(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [expand(item) for item in node]
+        return node
+
+    return expand(schema)
+
+
+async def _read(request: Request, params: type[BaseModel]) -> tuple[Any, UploadFile | None] | JSONResponse:
+    fields, upload = await read_create_body(request, "video", "the video")
+    try:
+        parsed = params.model_validate(fields)
+    except ValidationError as error:
+        return validation_response(error.errors(), prefix=())
+    given = (upload is not None) + (parsed.video is not None)  # type: ignore[attr-defined]
+    if given != 1:
+        raise APIError(
+            400,
+            'send the video either as an upload (the form\'s video file) or by id ({"id": "video_..."}), once',
+            param="video",
+            code="missing_required_parameter" if given == 0 else "invalid_value",
+        )
+    return parsed, upload
+
+
+def finished_video(manager: JobManager, video_id: str, caller: str) -> dict:
+    """The caller's completed video ``video_id`` (404 for an unknown or another user's, 409 for an unfinished one)."""
+    record = manager.find(video_id, caller)
+    if record is None:
+        raise APIError(404, video_not_found(video_id).message, param="video", code="not_found")
+    if record["status"] != "completed":
+        raise APIError(
+            409,
+            f"video {video_id!r} is {record['status']}; only a completed video can be edited or extended",
+            param="video",
+            code="video_not_ready",
+        )
+    return record
+
+
+async def save_video_upload(upload: UploadFile, folder: Path) -> Path:
+    """The upload written to ``folder``, at most ``MAX_VIDEO_UPLOAD_BYTES``."""
+    path = folder / "video.mp4"
+    total = 0
+    with open(path, "wb") as out:
+        while chunk := await upload.read(CHUNK):
+            total += len(chunk)
+            if total > MAX_VIDEO_UPLOAD_BYTES:
+                raise APIError(
+                    413,
+                    f"video is larger than the limit of {MAX_VIDEO_UPLOAD_BYTES // 2**20} MiB",
+                    param="video",
+                    code="upload_too_large",
+                )
+            out.write(chunk)
+    return path
+
+
+def check_uploaded_video(path: Path) -> Any:
+    """Probe an uploaded video; 400 unless it is one a request could have made (sides, length)."""
+    try:
+        info = probe(path)
+    except MediaError as error:
+        message = hide_paths(str(error), path, path.parent).replace("<kinema data>", "the video")
+        raise APIError(400, f"cannot read the uploaded video: {message}", param="video", code="invalid_video") from None
+    if not (MIN_SIDE <= info.width <= MAX_SIDE and MIN_SIDE <= info.height <= MAX_SIDE):
+        raise APIError(
+            400,
+            f"the uploaded video is {info.width}x{info.height}; each side must be {MIN_SIDE} to {MAX_SIDE} px",
+            param="video",
+            code="limit_exceeded",
+        )
+    if info.frame_count < 1 or info.video_duration > MAX_SECONDS:
+        raise APIError(
+            400,
+            f"the uploaded video lasts {info.video_duration:g} s with {info.frame_count} frames; send one frame to"
+            f" {MAX_SECONDS:g} s",
+            param="video",
+            code="limit_exceeded",
+        )
+    return info
+
+
+async def _queue(
+    request: Request,
+    manager: JobManager,
+    backend_default: str,
+    params: Any,
+    upload: UploadFile | None,
+    task: dict,
+    prompt: str,
+    fit: Any = None,
+) -> dict:
+    """Queue the task on the uploaded video or the one named by id; ``fit(backend, fps)`` -> (task changes, notes)."""
+    caller = request.state.kinema_user
+    parent = None if params.video is None else finished_video(manager, params.video.id, caller)
+    folder = None
+    try:
+        if upload is not None:
+            folder = Path(tempfile.mkdtemp(prefix=".upload-", dir=manager.directory))
+            source = await save_video_upload(upload, folder)
+            info = await run_in_threadpool(check_uploaded_video, source)
+            task = {**task, "parent": UPLOADED}
+        else:
+            source, info = None, None
+            task = {**task, "parent": parent["id"]}  # type: ignore[index]
+        notes: tuple[str, ...] = ()
+        if fit is not None:
+            if parent is not None and params.model is None and params.backend is None:
+                backend = parent["backend"]
+            else:
+                backend = (await run_in_threadpool(resolve_model, params.model, params.backend, backend_default))[0]
+            fps = float(info.fps if info is not None else Fraction(parent["plan"]["fps"]))  # type: ignore[index]
+            changes, notes = await run_in_threadpool(fit, backend, fps)
+            task = {**task, **changes}
+        return await queue_follow_up(
+            manager, backend_default, params, prompt, task, parent, owner=caller, source_video=source, notes=notes
+        )
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+@router.post(
+    "/videos/edits",
+    response_model=Video,
+    tags=["videos"],
+    responses=error_responses(409, 413, 415),
+    openapi_extra=_request_body(VideoEditParams),
+)
+async def edit_video(
+    request: Request, manager: JobManager = Manager, backend_default: str = DefaultBackend
+) -> dict | JSONResponse:
+    """A new video: the given one redone to follow ``prompt`` (OpenAI ``videos.edit``; kinema's remix)."""
+    read = await _read(request, VideoEditParams)
+    if isinstance(read, JSONResponse):
+        return read
+    params, upload = read
+    task = {"kind": "remix", "strength": params.strength, "keep_audio": params.keep_audio}
+    return await _queue(request, manager, backend_default, params, upload, task, params.prompt)
+
+
+@router.post(
+    "/videos/extensions",
+    response_model=Video,
+    tags=["videos"],
+    responses=error_responses(409, 413, 415),
+    openapi_extra=_request_body(VideoExtensionParams),
+)
+async def extend_video(
+    request: Request, manager: JobManager = Manager, backend_default: str = DefaultBackend
+) -> dict | JSONResponse:
+    """A new video: the given one followed by ``seconds`` of new footage, as one clip (OpenAI ``videos.extend``;
+    kinema's extend). Its ``seconds`` is the whole clip's; a length beyond what the backend makes in one
+    generation is its longest (``kinema.notes`` says so)."""
+    read = await _read(request, VideoExtensionParams)
+    if isinstance(read, JSONResponse):
+        return read
+    params, upload = read
+    seconds = parse_seconds(params.seconds) or 0.0  # the schema requires it, above 0
+
+    def fit(backend_name: str, fps: float) -> tuple[dict, tuple[str, ...]]:
+        from kinema.engine import get_backends
+
+        backend = get_backends()[backend_name]
+        fitted, note = fit_seconds(backend, seconds, fps, context_frames=backend.max_start_frames)
+        return {"seconds": fitted}, (note,) if note else ()
+
+    task = {"kind": "extend", "seconds": seconds, "prompt_given": True}
+    return await _queue(request, manager, backend_default, params, upload, task, params.prompt, fit)
