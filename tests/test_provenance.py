@@ -2,7 +2,11 @@
 
 import json
 import os
+import signal
 import stat
+import subprocess
+import sys
+import time
 
 import av
 import c2pa
@@ -13,7 +17,7 @@ from click.testing import CliRunner
 import kinema
 from kinema.cli import cli
 from kinema.errors import OutputError
-from kinema.media import files, provenance, watermark
+from kinema.media import files, provenance, temps, watermark
 
 
 def tiny_clip(size=32, seconds=0.4):
@@ -254,3 +258,67 @@ def test_parent_clip_is_recorded_and_embedded_as_an_ingredient(tmp_path):
     assert report.ok and report.ingredients == ["parent.mp4"]
     assert report.generation["parents"][0]["sha256"] == record["sha256"]
     assert report.digital_source_type.endswith("compositeWithTrainedAlgorithmicMedia")
+
+
+# A `kinema generate` that stops for good while signing: the unsigned clip is whole, the signed one just begun.
+STOP_WHILE_SIGNING = """
+import pathlib, sys, time
+import c2pa
+marker = pathlib.Path(sys.argv[1])
+def stop(self, *args, **kwargs):
+    marker.write_text("signing")
+    time.sleep(3600)
+c2pa.Builder.sign = stop
+from kinema.cli import main
+sys.argv = ["kinema", *sys.argv[2:]]
+main()
+"""
+
+
+def test_kill_9_while_saving_leaves_no_playable_unsigned_clip_and_the_next_run_sweeps(tmp_path, kinema_env):
+    out = tmp_path / "clips"
+    out.mkdir()
+    marker = tmp_path / "signing"
+    args = ["generate", "a red fox in snow", "--size", "32x32", "--seconds", "0.4", "--steps", "2", "-o"]
+    command = [sys.executable, "-c", STOP_WHILE_SIGNING, str(marker), *args, str(out / "fox.mp4")]
+    process = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"})  # no spinning threads on 2 cores
+    try:
+        deadline = time.monotonic() + 900  # a hang guard on a busy machine, not a speed check
+        while not marker.exists():
+            assert process.poll() is None, "kinema generate ended before it signed"
+            assert time.monotonic() < deadline, "kinema generate never reached signing"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+
+    # Beside the output: only the claimed signing temp, empty, with no playable name.
+    left = list(out.iterdir())
+    assert [p.name for p in left if not p.name.endswith(".kinema.part")] == []
+    assert left and all(p.stat().st_size == 0 for p in left)
+    # The whole unsigned clip is in a private workspace under the data directory.
+    (workspace,) = (kinema_env / "tmp").glob("work-*")
+    assert stat.S_IMODE(workspace.stat().st_mode) == 0o700 and (workspace / "clip.unsigned").stat().st_size > 0
+
+    # The next run sweeps both (their owner is dead: nobody holds their locks) and signs its clip.
+    again = CliRunner().invoke(cli, [*args, str(out / "fox.mp4")])
+    assert again.exit_code == 0, again.output
+    assert os.listdir(out) == ["fox.mp4"] and list((kinema_env / "tmp").iterdir()) == []
+    assert provenance.verify(out / "fox.mp4").manifest == "valid"
+
+
+def test_a_sweep_takes_only_dead_writers_temps(tmp_path):
+    live, claim = temps.claim(tmp_path, "live.mp4")
+    legacy = [tmp_path / ".old.mp4.0123abcd.unsigned.mp4", tmp_path / ".old.mp4.0123abcd.signed.part"]
+    others = [tmp_path / ".song.mp3.0123abcd.part", tmp_path / "notes.kinema.part", tmp_path / "clip.mp4"]
+    for path in [*legacy, *others]:
+        path.write_bytes(b"x")
+    try:
+        assert sorted(temps.sweep(tmp_path)) == sorted(legacy)  # a client's download, a user's own files: kept
+        assert live.exists()  # its writer (this test) still holds it
+    finally:
+        os.close(claim)
+    assert temps.sweep(tmp_path) == [live]
+    assert sorted(tmp_path.iterdir()) == sorted(others)

@@ -11,6 +11,7 @@ from kinema.cli import cli
 from kinema.media.assemble import Piece, join
 from kinema.media.files import probe
 from kinema.storyboard import StoryboardError, load_storyboard, parse_storyboard, plan_storyboard, run_storyboard
+from kinema.styles import get_style
 
 HEADER = "Size: 32x32\nSteps: 2\nFps: 24\n"
 
@@ -328,6 +329,19 @@ def test_plan_prints_frames_and_seeds_without_generating(tmp_path, pipeline_call
     result = CliRunner().invoke(cli, ["storyboard", str(path), "--plan", "--seed", "3"])
     assert result.exit_code == 0, result.output
     assert "2 shots, 36 frames = 1.500 s at 24 fps on tiny" in result.output
+    assert pipeline_calls == []
+
+
+def test_plan_shows_each_prompt_in_full_with_the_styles_text(tmp_path, pipeline_calls):
+    board = "Setting: a rainy night market\nStyle: cinematic\nShot 1 (1s): a fox\nShot 2 (1s): an owl\n  Style: noir\n"
+    result = CliRunner().invoke(cli, ["storyboard", str(write(tmp_path, board)), "--plan"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    cinematic, noir = get_style("cinematic"), get_style("noir")
+    assert lines[1].endswith(f"a fox. Setting: a rainy night market, {cinematic.prompt}")
+    assert lines[2].split() == ["negative:", *cinematic.negative_prompt.split()]
+    assert lines[3].endswith(f"an owl. Setting: a rainy night market, {noir.prompt}")
+    assert lines[2].index("negative:") == lines[1].index("a fox")  # under the prompt column
     assert pipeline_calls == []
 
 

@@ -30,6 +30,7 @@ from kinema.remix import RemixRequest
 from kinema.remix import remix as remix_clip
 from kinema.request import DEFAULT_BACKEND, GenerationRequest
 from kinema.storyboard import load_storyboard, plan_storyboard, run_storyboard
+from kinema.storyboard.plan import sent_prompts
 from kinema.styles import get_style, list_styles
 from kinema.tiers import DEFAULT_TIER, tier_names
 
@@ -257,7 +258,12 @@ def _describe(path, clip) -> str:
 @click.option("--style", help="Style for the whole film, instead of the storyboard's (see `kinema styles`).")
 @click.option("--no-audio", is_flag=True, help="Picture only.")
 @click.option("--no-cache", is_flag=True, help="Regenerate every shot instead of reusing unchanged ones.")
-@click.option("--plan", "plan_only", is_flag=True, help="Print each shot's frames, seed and prompt; generate nothing.")
+@click.option(
+    "--plan",
+    "plan_only",
+    is_flag=True,
+    help="Print each shot's frames, seed and full prompt (world and style included); generate nothing.",
+)
 def storyboard(
     file, output, backend, model, seed, size, fps, steps, guidance, tier, style, no_audio, no_cache, plan_only
 ):
@@ -301,10 +307,13 @@ def storyboard(
             f"{'shot':>4} {'line':>4} {'cut':<8} {'start':>7} {'seconds':>7} {'frames':>6} {'made':>5} {'seed':>6}  prompt"
         )
         for p in plans:
+            prompt, negative = sent_prompts(board, p)  # in full, as the backend gets it: world and style included
             click.echo(
                 f"{p.index + 1:>4} {p.shot.line or '':>4} {p.shot.cut:<8} {p.start:>7.3f} {p.seconds:>7.3f}"
-                f" {p.frames:>6} {p.generated:>5} {p.seed:>6}  {p.prompt}"
+                f" {p.frames:>6} {p.generated:>5} {p.seed:>6}  {prompt}"
             )
+            if negative:
+                click.echo(f"{'':>54}  negative: {negative}")
         total = sum(p.frames for p in plans)
         click.echo(
             f"{len(plans)} shots, {total} frames = {float(total / plans[0].fps):.3f} s at {float(plans[0].fps):g} fps"

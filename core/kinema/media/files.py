@@ -11,7 +11,9 @@ Design notes (the "why"):
 * :func:`write_mp4` is atomic. It encodes into a hidden temp file next to the
   destination, fsyncs it, then ``os.replace``-s it into place, so a crash,
   Ctrl-C or full disk never leaves a half-written clip at ``path`` (and an
-  existing file there survives a failed write untouched).
+  existing file there survives a failed write untouched). The temp is claimed
+  (:mod:`kinema.media.temps`): one left by ``kill -9`` is swept by the next write
+  into that folder.
 * Colour: frames are converted RGB -> YUV with the BT.709 matrix (limited
   range) and the stream is tagged BT.709, so players do not guess (most guess
   709 for HD and 601 for SD, which would shift colours on one of the two).
@@ -34,7 +36,6 @@ import numbers
 import os
 import pathlib
 import re
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -43,6 +44,8 @@ from typing import Any
 import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
+
+from kinema.media import temps
 
 __all__ = [
     "MediaError",
@@ -144,7 +147,8 @@ def write_mp4(
     tags = _check_metadata(metadata)
     _check_crf(crf)
 
-    tmp = _create_temp_beside(dest, path)
+    temps.sweep(dest.parent)  # what killed writers left here
+    tmp, claim = _create_temp_beside(dest, path)
     try:
         _encode_mp4(tmp, frames, rate, audio, sample_rate, tags, crf)
         _fsync_file(tmp)
@@ -155,6 +159,8 @@ def write_mp4(
         if isinstance(exc, (OSError, av.error.FFmpegError)):
             raise MediaWriteError(_write_failure_message(path, exc)) from exc
         raise
+    finally:
+        os.close(claim)  # held until the rename: a sweep never takes a temp still being written
     _fsync_dir(dest.parent)
     return dest
 
@@ -270,24 +276,19 @@ def _pad_to_even(rgb: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- write: files
 
 
-def _create_temp_beside(dest: pathlib.Path, shown: PathLike) -> pathlib.Path:
-    """Create an empty, uniquely named hidden temp file in dest's directory.
+def _create_temp_beside(dest: pathlib.Path, shown: PathLike) -> tuple[pathlib.Path, int]:
+    """Create an empty, uniquely named hidden temp file in dest's directory, claimed (``kinema.media.temps``).
 
     Same directory => same filesystem => ``os.replace`` is an atomic rename.
-    ``os.open(..., 0o666)`` honours the umask (``mkstemp`` would force 0600
-    and the final clip would end up unreadable to others).
+    Returns the path and the claim's fd, which the caller closes once the temp
+    is renamed or removed; a killed writer's temp is swept by the next write.
     """
-    stem = dest.name[:200]  # stay under NAME_MAX (255) with the suffix added
-    for _ in range(8):
-        tmp = dest.parent / f".{stem}.{secrets.token_hex(4)}.part"
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise MediaWriteError(_write_failure_message(shown, exc)) from exc
-        return tmp
-    raise MediaWriteError(f"could not create a temporary file in {dest.parent} — choose another -o path")
+    try:
+        return temps.claim(dest.parent, dest.name)
+    except FileExistsError:
+        raise MediaWriteError(f"could not create a temporary file in {dest.parent} — choose another -o path") from None
+    except OSError as exc:
+        raise MediaWriteError(_write_failure_message(shown, exc)) from exc
 
 
 def _fsync_file(path: pathlib.Path) -> None:

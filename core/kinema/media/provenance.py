@@ -28,7 +28,7 @@ import numpy as np
 
 from kinema.errors import OutputError
 from kinema.home import kinema_home
-from kinema.media import watermark
+from kinema.media import temps, watermark
 from kinema.media.files import probe
 from kinema.media.hashing import file_sha256
 from kinema.media.visible_mark import draw
@@ -308,10 +308,14 @@ def _parent_summary(parent: dict) -> dict:
 
 
 def write_signed(path: Path, write: Callable[[Path], Any], manifest: dict, parent: Any = None) -> Path:
-    """``write`` an unsigned MP4 to a hidden temp file, sign it into a second one, rename that to ``path``.
+    """``write`` an unsigned MP4 in a private workspace, sign it into a temp beside ``path``, rename that to ``path``.
 
     ``path`` appears only when the clip is both complete and signed; on any
     failure both temps are removed and an existing file at ``path`` is untouched.
+    The unsigned clip never lies beside the output, not even after ``kill -9``:
+    it is made under ``kinema_home()/tmp`` (0700, no playable name), and whatever a
+    killed save left there or beside an output is swept by the next save
+    (``kinema.media.temps``).
     """
     import c2pa
 
@@ -322,35 +326,40 @@ def write_signed(path: Path, write: Callable[[Path], Any], manifest: dict, paren
         raise OutputError(f"directory {dest.parent} does not exist — create it first")
     manifest = {**manifest, "title": dest.name}
     identity = signing_identity()
-    stem = f".{dest.name[:180]}.{secrets.token_hex(4)}"
-    unsigned, signed = dest.parent / f"{stem}.unsigned.mp4", dest.parent / f"{stem}.signed.part"
-    try:
+    temps.sweep(dest.parent)
+    with temps.workspace() as private:
+        unsigned = private / "clip.unsigned"
         write(unsigned)
         try:
-            signer = c2pa.Signer.from_info(
-                c2pa.C2paSignerInfo(identity.alg, identity.chain_pem, identity.key_pem, None)
-            )
-            builder = c2pa.Builder(manifest, context=c2pa.Context.from_dict(_OFFLINE))
-            with builder:
-                _add_parent(builder, parent)
-                fd = os.open(signed, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
-                with open(unsigned, "rb") as source, os.fdopen(fd, "w+b") as target:
+            signed, claim = temps.claim(dest.parent, dest.name)
+        except OSError as error:
+            raise OutputError(f"could not write beside {dest}: {error} — choose another -o path") from None
+        try:
+            try:
+                signer = c2pa.Signer.from_info(
+                    c2pa.C2paSignerInfo(identity.alg, identity.chain_pem, identity.key_pem, None)
+                )
+                builder = c2pa.Builder(manifest, context=c2pa.Context.from_dict(_OFFLINE))
+                with builder, open(unsigned, "rb") as source, open(signed, "w+b") as target:
+                    _add_parent(builder, parent)
                     builder.sign(signer, "video/mp4", source, target)
                     target.flush()
                     os.fsync(target.fileno())
-        except c2pa.C2paError as error:
-            raise OutputError(
-                f"could not sign {dest.name} ({error}) — check KINEMA_SIGNING_CERT/KEY, or save"
-                " with provenance off (--no-provenance) if you really mean to"
-            ) from None
-        try:
-            os.replace(signed, dest)
-        except OSError as error:
-            raise OutputError(f"could not write {dest}: {error.strerror or error} — choose another -o path") from None
-    finally:
-        for temp in (unsigned, signed):
+            except c2pa.C2paError as error:
+                raise OutputError(
+                    f"could not sign {dest.name} ({error}) — check KINEMA_SIGNING_CERT/KEY, or save"
+                    " with provenance off (--no-provenance) if you really mean to"
+                ) from None
+            try:
+                os.replace(signed, dest)
+            except OSError as error:
+                raise OutputError(
+                    f"could not write {dest}: {error.strerror or error} — choose another -o path"
+                ) from None
+        finally:
             with contextlib.suppress(OSError):
-                os.unlink(temp)
+                os.unlink(signed)
+            os.close(claim)  # after the rename: a sweep never takes a temp still being written
     with contextlib.suppress(OSError):
         fd = os.open(dest.parent, os.O_RDONLY)
         try:

@@ -154,6 +154,12 @@ def _check_limits(board: Storyboard, plans: list[ShotPlan], backend: Any) -> Non
         raise StoryboardError(board.source, problems)
 
 
+def sent_prompts(board: Storyboard, plan: ShotPlan) -> tuple[str, str]:
+    """The prompt and negative prompt the backend gets for this shot: the world folded in and the style added."""
+    request = apply_style(shot_request(board, plan, None))
+    return request.prompt, request.negative_prompt
+
+
 def shot_request(board: Storyboard, plan: ShotPlan, image: np.ndarray | None, user: str | None = None):
     shot = plan.shot
     negative = ", ".join(p for p in (board.negative_prompt, shot.negative_prompt) if p)
