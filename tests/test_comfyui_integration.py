@@ -34,7 +34,9 @@ pytestmark = pytest.mark.skipif(not COMFY_DIR, reason="set KINEMA_COMFYUI_DIR to
 
 REPO = Path(__file__).resolve().parent.parent
 NODE_FOLDER = REPO / "plugins" / "comfyui"
-EXAMPLE = NODE_FOLDER / "example_workflows" / "kinema_text_to_video_api.json"
+EXAMPLES = sorted((REPO / "example_workflows").glob("*.json"))
+EXAMPLE = REPO / "example_workflows" / "kinema_text_to_video.json"
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 STARTUP_SECONDS = 300
 RUN_SECONDS = 600
 
@@ -83,6 +85,11 @@ class Comfy:
                 return entry
             time.sleep(0.25)
         raise AssertionError(f"prompt {prompt_id} did not finish in {RUN_SECONDS} s; log: {self.log_text()[-3000:]}")
+
+    def object_info(self) -> dict:
+        if not hasattr(self, "_info"):
+            self._info = self.get("/object_info")
+        return self._info
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -183,10 +190,55 @@ def comfy(tmp_path_factory, shared_models):
         yield server
 
 
-def small_workflow(**changes) -> dict:
-    workflow = json.loads(EXAMPLE.read_text())
+def ui_to_api(workflow: dict, info: dict) -> dict:
+    """A UI-format workflow (what example_workflows/ holds) as the API-format prompt the frontend queues.
+
+    Widget values are in the order of the node's widget inputs in /object_info, required then optional, with one
+    extra value after each widget that has a control_after_generate (the frontend's randomize / fixed).
+    """
+    links = {link[0]: link for link in workflow["links"]}
+    prompt = {}
+    for node in workflow["nodes"]:
+        if node.get("mode", 0) != 0:
+            continue  # muted or bypassed
+        values = list(node.get("widgets_values") or [])
+        inputs: dict = {}
+        declared = info[node["type"]]["input"]
+        for section in ("required", "optional"):
+            for name, field in declared.get(section, {}).items():
+                kind, options = field[0], (field[1] if len(field) > 1 else {})
+                if not (isinstance(kind, list) or kind in WIDGET_TYPES) or not values:
+                    continue
+                inputs[name] = values.pop(0)
+                if options.get("control_after_generate"):
+                    values.pop(0)
+        for slot in node.get("inputs", []):
+            if slot.get("link") is not None:
+                link = links[slot["link"]]
+                inputs[slot["name"]] = [str(link[1]), link[2]]
+        prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
+    return prompt
+
+
+def small_workflow(comfy, **changes) -> dict:
+    workflow = ui_to_api(json.loads(EXAMPLE.read_text()), comfy.object_info())
     workflow["2"]["inputs"].update({"seconds": 0.375, "width": 32, "height": 32, "steps": 2, **changes})
     return workflow
+
+
+def test_every_example_workflow_has_its_nodes_and_renders(comfy):
+    info = comfy.object_info()
+    for path in EXAMPLES:
+        workflow = json.loads(path.read_text())
+        assert workflow["nodes"] and workflow["links"], path.name
+        assert {node["type"] for node in workflow["nodes"]} <= set(info), path.name
+        prompt = ui_to_api(workflow, info)
+        for entry in prompt.values():  # made small, so that it renders in seconds on a CPU
+            for key, value in {"seconds": 0.375, "width": 32, "height": 32, "steps": 2}.items():
+                if key in entry["inputs"]:
+                    entry["inputs"][key] = value
+        done = comfy.run(prompt)
+        assert done["status"]["status_str"] == "success", (path.name, comfy.errors(done))
 
 
 def test_comfyui_loads_the_nodes_with_their_declared_schema(comfy):
@@ -215,7 +267,7 @@ def test_comfyui_loads_the_nodes_with_their_declared_schema(comfy):
 
 
 def test_example_workflow_makes_mp4s_with_video_and_audio(comfy):
-    entry = comfy.run(small_workflow(seed=11, tier="draft"))
+    entry = comfy.run(small_workflow(comfy, seed=11, tier="draft"))
     assert entry["status"]["status_str"] == "success", comfy.errors(entry)
     outputs = entry["outputs"]
     for node_id in ("3", "4"):  # Kinema Save Clip, and ComfyUI's own Save Video fed by Generate's VIDEO
@@ -233,9 +285,9 @@ def test_example_workflow_makes_mp4s_with_video_and_audio(comfy):
 
 
 def test_interrupt_stops_generation_and_the_next_run_works(comfy):
-    prompt_id = comfy.post("/prompt", {"prompt": small_workflow(steps=500, seed=12), "client_id": "kinema-tests"})[
-        "prompt_id"
-    ]
+    prompt_id = comfy.post(
+        "/prompt", {"prompt": small_workflow(comfy, steps=500, seed=12), "client_id": "kinema-tests"}
+    )["prompt_id"]
     deadline = time.monotonic() + RUN_SECONDS
     while not comfy.get("/queue")["queue_running"]:
         assert time.monotonic() < deadline
@@ -245,23 +297,23 @@ def test_interrupt_stops_generation_and_the_next_run_works(comfy):
     entry = comfy.wait(prompt_id)
     events = [name for name, _ in entry["status"]["messages"]]
     assert "execution_interrupted" in events and "execution_error" not in events, events
-    again = comfy.run(small_workflow(seed=13))
+    again = comfy.run(small_workflow(comfy, seed=13))
     assert again["status"]["status_str"] == "success", comfy.errors(again)
 
 
 def test_freeing_memory_in_comfyui_releases_kinemas_pipelines(comfy):
-    assert comfy.run(small_workflow(seed=14))["status"]["status_str"] == "success"
+    assert comfy.run(small_workflow(comfy, seed=14))["status"]["status_str"] == "success"
     before = comfy.log_text().count("kinema: releasing loaded pipelines")
     comfy.post("/free", {"unload_models": True})
     deadline = time.monotonic() + 60
     while comfy.log_text().count("kinema: releasing loaded pipelines") == before:
         assert time.monotonic() < deadline, "ComfyUI's Unload Models did not reach kinema"
         time.sleep(0.25)
-    assert comfy.run(small_workflow(seed=15))["status"]["status_str"] == "success"  # loads again on demand
+    assert comfy.run(small_workflow(comfy, seed=15))["status"]["status_str"] == "success"  # loads again on demand
 
 
 def test_errors_read_like_errors(comfy):
-    entry = comfy.run(small_workflow(prompt="   ", seed=16))
+    entry = comfy.run(small_workflow(comfy, prompt="   ", seed=16))
     error = next(body for name, body in entry["status"]["messages"] if name == "execution_error")
     assert error["exception_message"].strip() == "kinema: prompt is empty: describe the clip you want"
     assert error["exception_type"].endswith("KinemaNodeError")
