@@ -240,3 +240,61 @@ def test_another_users_videos_do_not_exist_for_you(kinema_env):
         assert bob.videos.list().data == [] and [v.id for v in alice.videos.list().data] == [video.id]
         with pytest.raises(openai.AuthenticationError):
             sdk_for(c, "wrong").videos.list()
+
+
+# --------------------------------------------------------------------------- characters (cameos)
+
+
+def test_characters_are_cameos_owned_by_their_maker(kinema_env, tmp_path):
+    import openai
+
+    pytest.importorskip("cv2")
+    skimage_data = pytest.importorskip("skimage.data")
+    from fractions import Fraction
+
+    from fastapi.testclient import TestClient
+    from test_cameos import moving_crop
+
+    from kinema.media.files import write_mp4
+    from kinema.server.app import create_app
+    from kinema.server.users import add_key
+
+    person = write_mp4(tmp_path / "person.mp4", moving_crop(skimage_data.astronaut()), Fraction(10)).read_bytes()
+    coffee = moving_crop(skimage_data.coffee(), center=(300, 200))
+    noface = write_mp4(tmp_path / "noface.mp4", coffee, Fraction(10)).read_bytes()
+    keys = {user: add_key(user) for user in ("alice", "bob")}
+    with TestClient(create_app(api_key="master-key-0123456789", start_workers=False), base_url="http://127.0.0.1") as c:
+        alice, bob = sdk_for(c, keys["alice"]), sdk_for(c, keys["bob"])
+        made = alice.videos.create_character(name="Astro Naut", video=("me.mp4", person, "video/mp4"))
+        assert (made.id, made.name) == ("char_astro-naut", "astro-naut") and made.created_at > 0
+        assert alice.videos.get_character(made.id).name == "astro-naut"
+        with pytest.raises(openai.NotFoundError):  # only_me: bob does not see it
+            bob.videos.get_character(made.id)
+        with pytest.raises(openai.BadRequestError) as caught:
+            alice.videos.create_character(name="cup", video=("cup.mp4", noface, "video/mp4"))
+        assert caught.value.code == "cameo_no_face" and caught.value.body["param"] == "video"
+        with pytest.raises(openai.ConflictError):  # the name is taken
+            alice.videos.create_character(name="astro naut", video=("me.mp4", person, "video/mp4"))
+
+        # Used by id (extra_body) or by @name in the prompt; unknown: 400 naming it; not allowed: 403.
+        by_id = alice.videos.create(
+            prompt="surfing", model="tiny", extra_body={"characters": [{"id": made.id}]}, **SMALL
+        )
+        by_name = alice.videos.create(prompt="@astro-naut surfing at dawn", model="tiny", **SMALL)
+        assert c.get(f"/v1/videos/{by_id.id}", headers={"Authorization": f"Bearer {keys['alice']}"}).status_code == 200
+        for video in (by_id, by_name):
+            record = c.app.state.manager.get(video.id)
+            assert record["request"]["cameos"] == ["astro-naut"]
+        with pytest.raises(openai.BadRequestError) as caught:
+            alice.videos.create(prompt="@nobody waves", model="tiny", **SMALL)
+        assert caught.value.body["param"] == "prompt" and "'@nobody'" in caught.value.message
+        with pytest.raises(openai.BadRequestError):  # bob does not even learn it exists
+            bob.videos.create(prompt="@astro-naut waves", model="tiny", **SMALL)
+        owner = {"Authorization": f"Bearer {keys['alice']}"}
+        c.post("/v1/cameos/astro-naut/permissions", headers=owner, json={"permission": "listed", "add_users": ["eve"]})
+        with pytest.raises(openai.PermissionDeniedError) as caught:
+            bob.videos.create(prompt="@astro-naut waves", model="tiny", **SMALL)
+        assert caught.value.code == "cameo_not_allowed"
+        c.post("/v1/cameos/astro-naut/permissions", headers=owner, json={"permission": "everyone"})
+        assert bob.videos.get_character(made.id).id == made.id
+        assert bob.videos.create(prompt="@astro-naut waves", model="tiny", **SMALL).status == "queued"

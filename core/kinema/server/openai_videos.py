@@ -9,6 +9,7 @@ what a request may ask, and the generation it needs planned (so within the backe
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from fractions import Fraction
@@ -16,18 +17,24 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi import Path as PathParameter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 from starlette.datastructures import UploadFile
 
+from kinema.cameo import store as cameo_lib
+from kinema.cameo.capture import CaptureError, capture
+from kinema.cameo.store import NAME_PATTERN as NAME
+from kinema.cameo.store import CameoStore
 from kinema.media.files import MediaError, probe
 from kinema.request import MAX_SECONDS, MAX_SIDE, MIN_SIDE
-from kinema.server.dependencies import default_backend, job_manager
+from kinema.server.cameos import visible
+from kinema.server.dependencies import cameo_store, default_backend, job_manager
 from kinema.server.errors import APIError, error_responses, hide_paths, validation_response, video_not_found
 from kinema.server.hosted import fit_seconds
 from kinema.server.jobs import JobManager
-from kinema.server.schemas import VIDEO_ID_PATTERN, FollowUpParams, Prompt, Seconds, Video
+from kinema.server.schemas import VIDEO_ID_PATTERN, FollowUpParams, Prompt, Seconds, Video, as_form
 from kinema.server.tasks import UPLOADED
 from kinema.server.video_requests import parse_seconds, queue_follow_up, read_create_body, resolve_model
 
@@ -69,14 +76,18 @@ class VideoExtensionParams(FollowUpParams):
 def _request_body(params: type[BaseModel]) -> dict:
     """The OpenAPI request body of a route that reads JSON or a multipart form with a ``video`` file itself."""
     schema = _inline(params.model_json_schema())
-    form = {
-        "type": "object",
-        "required": [name for name in schema.get("required", []) if name != "video"] + ["video"],
-        "properties": {
-            **{name: {"type": "string"} for name in schema["properties"] if name != "video"},
-            "video": {"type": "string", "format": "binary", "description": "An MP4 (or another video PyAV reads)."},
-        },
+    form = as_form(schema, f"{schema['title']}Form")
+    form["required"] = [name for name in schema.get("required", []) if name != "video"] + ["video"]
+    form["properties"]["video"] = {
+        "type": "string",
+        "format": "binary",
+        "description": "An MP4 (or another video PyAV reads).",
     }
+    # JSON cannot carry an upload: there the video is named by id, and required.
+    schema["required"] = [*schema.get("required", []), "video"]
+    video = schema["properties"]["video"]
+    video.update(next(choice for choice in video.pop("anyOf") if choice.get("type") != "null"))
+    video.pop("default", None)
     return {
         "requestBody": {
             "required": True,
@@ -267,3 +278,138 @@ async def extend_video(
 
     task = {"kind": "extend", "seconds": seconds, "prompt_given": True}
     return await _queue(request, manager, backend_default, params, upload, task, params.prompt, fit)
+
+
+# --------------------------------------------------------------------------- characters (kinema's cameos)
+
+CHARACTER_PREFIX = "char_"
+MENTION = re.compile(r"(?<![\w@])@([a-z0-9][a-z0-9_-]{0,39})")  # @alice in a prompt: a character by name
+
+
+def character_id(name: str) -> str:
+    """A character's id: its cameo's name, seen the OpenAI way (``char_alice``)."""
+    return CHARACTER_PREFIX + name
+
+
+def character(cameo: Any) -> dict:
+    """A cameo as OpenAI's character (``VideoCreateCharacterResponse``), with kinema's consent detail."""
+    return {
+        "id": character_id(cameo.name),
+        "object": "character",
+        "created_at": int(cameo.created_at),
+        "name": cameo.name,
+        "kinema": {"owner": cameo.owner, "permission": cameo.permission, "has_voice": cameo.voice is not None},
+    }
+
+
+def cameo_name(display_name: str) -> str:
+    """The cameo name for a character's display name: lowercase, spaces and other signs as '-'."""
+    name = re.sub(r"[^a-z0-9_-]+", "-", display_name.strip().lower()).strip("-_")[:40]
+    if not NAME.fullmatch(name):
+        raise APIError(
+            400,
+            f"name {display_name[:64]!r} has no letters or digits to name the character by",
+            param="name",
+            code="invalid_value",
+        )
+    return name
+
+
+def characters_in(fields: dict, store: CameoStore, user: str) -> tuple[str, ...]:
+    """The cameos a create request names as characters: ``characters`` (ids, or ``{"id": ...}``; extra_body) and
+    ``@name`` in the prompt. Removes ``characters`` from ``fields``; 400 naming one that does not exist (or is not
+    visible to ``user``), 403 for one ``user`` may not use."""
+    given = fields.pop("characters", None)
+    single = fields.pop("characters[][id]", None)
+    items = ([given] if isinstance(given, (str, dict)) else list(given or ())) + ([single] if single else [])
+    names = []
+    for item in items:
+        ident = item.get("id") if isinstance(item, dict) else item
+        if not isinstance(ident, str) or not ident.startswith(CHARACTER_PREFIX):
+            raise APIError(400, f"characters: {str(ident)[:64]!r} is not a character id (char_...)", param="characters")
+        names.append((ident[len(CHARACTER_PREFIX) :], ident, "characters"))
+    prompt = fields.get("prompt")
+    if isinstance(prompt, str):
+        names += [(m, f"@{m}", "prompt") for m in MENTION.findall(prompt)]
+    found: dict[str, None] = {}
+    for name, shown, param in names:
+        try:
+            cameo = store.get(name, verify_files=False) if NAME.fullmatch(name) else None
+        except cameo_lib.CameoNotFoundError:
+            cameo = None
+        if cameo is None or (cameo.owner != user and cameo.permission == "only_me"):
+            raise APIError(400, f"unknown character {shown[:64]!r}", param=param, code="character_not_found")
+        allowed, reason, why = cameo.may_use(user)
+        if not allowed:
+            raise APIError(403, why, type="permission_error", param=param, code=f"cameo_{reason}")
+        found[name] = None
+    return tuple(found)
+
+
+@router.post(
+    "/videos/characters",
+    tags=["videos"],
+    responses=error_responses(409, 413, 415),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["name", "video"],
+                        "properties": {
+                            "name": {"type": "string", "minLength": 1, "maxLength": 200},
+                            "video": {"type": "string", "format": "binary"},
+                        },
+                    },
+                    "encoding": {"video": {"contentType": "video/*"}},
+                }
+            },
+        }
+    },
+)
+async def create_character(request: Request, store: CameoStore = Depends(cameo_store)) -> dict:
+    """A character from a video of one person, alone, facing the camera (OpenAI ``videos.create_character``): a
+    cameo owned by the caller, usable by them only until they widen it (``POST /v1/cameos/{name}/permissions``)."""
+    fields, upload = await read_create_body(request, "video", "the video")
+    display = fields.get("name")
+    if not isinstance(display, str) or not display.strip():
+        raise APIError(400, "name is required (e.g. 'Alice')", param="name", code="missing_required_parameter")
+    if upload is None:
+        raise APIError(400, "video is required: a file of one person", param="video", code="missing_required_parameter")
+    unknown = sorted(set(fields) - {"name"})
+    if unknown:
+        raise APIError(400, f"unknown parameter {unknown[0][:64]!r}", param=unknown[0][:64], code="invalid_value")
+    name = cameo_name(display)
+    folder = Path(tempfile.mkdtemp(prefix="kinema-character-"))
+    try:
+        path = await save_video_upload(upload, folder)
+        try:
+            captured = await run_in_threadpool(capture, path)
+        except CaptureError as error:
+            message = str(error).replace(str(folder) + "/", "")
+            raise APIError(400, message, param="video", code=f"cameo_{error.reason}") from None
+        made = await run_in_threadpool(store.create, name, request.state.kinema_user, captured, permission="only_me")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return character(made)
+
+
+@router.get("/videos/characters/{character_id}", tags=["videos"], responses=error_responses())
+def get_character(
+    character_id: Annotated[str, PathParameter(max_length=80)],
+    request: Request,
+    store: CameoStore = Depends(cameo_store),
+) -> dict:
+    """A character you own or may use (OpenAI ``videos.get_character``)."""
+    name = character_id[len(CHARACTER_PREFIX) :] if character_id.startswith(CHARACTER_PREFIX) else ""
+    if not NAME.fullmatch(name):
+        raise APIError(404, f"no character with id {character_id[:64]!r}", param="character_id", code="not_found")
+    try:
+        cameo = visible(store, name, request.state.kinema_user)
+    except APIError:
+        raise APIError(
+            404, f"no character with id {character_id[:64]!r}", param="character_id", code="not_found"
+        ) from None
+    return character(cameo)

@@ -223,16 +223,18 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
-def cameo_fields(params: Any) -> dict:
+def cameo_fields(params: Any, characters: tuple[str, ...] = ()) -> dict:
     """The cameo part of a create request (the job's owner is who asks for them).
 
     Speech may only name a cameo (the server reads no files for clients); that cameo joins the clip's cameos
     if the list leaves it out. The comma-separated form (multipart) may name a cameo twice; it counts once.
+    ``characters`` are cameos the request named the OpenAI way (``kinema.server.openai_videos.characters_in``).
     """
     if isinstance(params.cameos, str):
         names = tuple(dict.fromkeys(name.strip() for name in params.cameos.split(",")))
     else:
         names = tuple(params.cameos or ())
+    names = tuple(dict.fromkeys((*names, *characters)))
     if params.speech is not None and params.speech not in names:
         names = (*names, params.speech)
     return {"cameos": names, "speech": params.speech}

@@ -18,10 +18,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
-from kinema.server.dependencies import default_backend, job_manager
+from kinema.server.dependencies import cameo_store, default_backend, job_manager
 from kinema.server.errors import APIError, error_responses, validation_response, video_not_found
 from kinema.server.hosted import is_hosted
 from kinema.server.jobs import SPRITESHEET_FILE, TERMINAL, THUMBNAIL_FILE, VIDEO_FILE, Event, JobManager, is_valid_id
+from kinema.server.openai_videos import characters_in
 from kinema.server.openai_videos import router as openai_router
 from kinema.server.schemas import (
     VIDEO_ID_PATTERN,
@@ -116,6 +117,8 @@ async def create_video(
 ) -> dict | JSONResponse:
     """Queue a video job (OpenAI ``videos.create``). Bad requests fail here with 400, not as failed jobs."""
     fields, upload = await read_create_body(request)
+    # OpenAI's characters (kinema's cameos): by id in extra_body, or @name in the prompt.
+    characters = await run_in_threadpool(characters_in, fields, cameo_store(), request.state.kinema_user)
     try:
         params = VideoCreateParams.model_validate(fields)
     except ValidationError as error:
@@ -155,7 +158,7 @@ async def create_video(
         "audio": True if params.audio is None else params.audio,
         "backend": backend,
         "model": model,
-        **cameo_fields(params),
+        **cameo_fields(params, characters),
     }
     record = await run_in_threadpool(
         manager.submit, request_fields, image=image, display_model=display, owner=request.state.kinema_user, notes=notes
