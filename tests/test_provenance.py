@@ -117,6 +117,24 @@ def test_watermark_survives_reencoding_and_resizing(tmp_path):
         assert not watermark.read_file(copy).detected
 
 
+def test_the_default_models_64_px_clips_carry_the_mark_through_crf_30_and_half_size(tmp_path):
+    # The default backend's own size (64x64) gets the small layout; README's figures come from the demo world's clips.
+    clip = kinema.generate(kinema.GenerationRequest("a red fox in snow", seed=3, steps=2))
+    assert (clip.width, clip.height) == (64, 64)
+    marked = clip.save(tmp_path / "marked.mp4")
+    clip_id = clip.metadata["provenance"]["clip_id"]
+    assert clip.metadata["provenance"]["watermark"] == {"status": "embedded", "payload": clip_id}
+    lower = reencode(marked, tmp_path / "lower.mp4", crf=30)
+    half = reencode(marked, tmp_path / "half.mp4", scale=0.5)
+    assert files.probe(half).width == 32
+    for copy in (marked, lower, half):
+        reading = watermark.read_file(copy)
+        assert reading.detected and reading.clip_id == clip_id, (copy.name, reading)
+    plain = clip.save(tmp_path / "plain.mp4", provenance=False)
+    for copy in (plain, reencode(plain, tmp_path / "plain-half.mp4", scale=0.5)):
+        assert not watermark.read_file(copy).detected
+
+
 def test_watermark_keeps_frames_close_and_reads_from_arrays():
     rng = np.random.default_rng(0)
     frames = np.clip(rng.normal(128, 30, (3, 144, 176, 3)), 0, 255).astype(np.uint8)
@@ -125,8 +143,8 @@ def test_watermark_keeps_frames_close_and_reads_from_arrays():
     assert 10 * np.log10(255**2 / np.mean(difference**2)) > 36  # PSNR in dB
     assert watermark.read(marked).clip_id == "0123456789"
     assert not watermark.read(frames).detected
-    with pytest.raises(ValueError, match="minimum side is 128"):
-        watermark.embed(frames[:, :100], "0123456789")
+    with pytest.raises(ValueError, match="minimum side is 64"):
+        watermark.embed(frames[:, :50], "0123456789")
     with pytest.raises(ValueError, match="10 hex digits"):
         watermark.embed(frames, "not-hex")
 

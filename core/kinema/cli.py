@@ -709,8 +709,8 @@ def install():
     "ray_address",
     metavar="ADDRESS",
     help="Run jobs on a Ray cluster's GPUs (pip install 'kinema[ray]'): the head's address (10.0.0.5:6379,"
-    " ray://host:10001), or auto for a Ray on this machine, bound to loopback. Keep a real cluster on a"
-    " private network: Ray's ports are unauthenticated.",
+    " ray://host:10001), or auto for a Ray of this machine alone. Keep a cluster on a private network and"
+    " Ray's token authentication on: its ports listen on every interface.",
 )
 def serve(host, port, default_backend, log_level, stop_with_stdin, ray_address):
     """Serve the OpenAI Videos API (and kinema's extensions) for other programs.

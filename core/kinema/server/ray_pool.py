@@ -71,21 +71,17 @@ def _ray() -> Any:
 
 
 def connect(address: str) -> None:
-    """Join the Ray cluster at ``address`` (``auto``: start one on this machine, bound to loopback)."""
+    """Join the Ray cluster at ``address`` (``auto``: start one on this machine, for this server alone)."""
     ray = _ray()
     if ray.is_initialized():
         return
     _reachable(address)
     try:
         if address == "auto":
-            # Ray's ports are unauthenticated: a cluster kinema starts itself listens on loopback only.
-            ray.init(
-                address="local",
-                namespace=NAMESPACE,
-                include_dashboard=False,
-                _node_ip_address="127.0.0.1",
-                logging_level="warning",
-            )
+            # No dashboard. Ray cannot be held to loopback: it turns 127.0.0.1 into this machine's address
+            # (ray._private.services.resolve_ip_for_localhost) and its servers listen on every interface. A Ray that
+            # ray.init starts asks for a token (RAY_AUTH_MODE=token, ~/.ray/auth_token) by default in Ray 2.60.
+            ray.init(address="local", namespace=NAMESPACE, include_dashboard=False, logging_level="warning")
         else:
             ray.init(address=address, namespace=NAMESPACE, logging_level="warning")
     except Exception as error:
