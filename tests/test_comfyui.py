@@ -222,6 +222,18 @@ def test_loader_lists_model_folders_and_explains_missing_weights(nodes, kinema_e
         nodes.logic.load_model("tiny", memory="lots")
 
 
+@pytest.mark.parametrize("backend", ["ltx2", "wan"])
+def test_a_single_file_checkpoint_is_never_told_to_pull(nodes, tmp_path, backend):
+    single = tmp_path / "checkpoints" / "ltx-2-19b-dev.safetensors"
+    single.parent.mkdir()
+    single.write_bytes(b"\0" * 16)
+    for model in (str(single), str(tmp_path / "diffusion_models" / "wan2.2_ti2v_5B_fp16.safetensors")):
+        with pytest.raises(MissingWeightsError) as raised:
+            nodes.logic.load_model(backend, model_id=model)
+        said = next(part for part in str(raised.value).split("; ") if part.startswith(model))
+        assert "single-file checkpoint" in said and "models pull" not in said, raised.value
+
+
 # --------------------------------------------------------------------------- Generate
 
 

@@ -47,6 +47,28 @@ def resolve(model: str) -> Path:
     raise MissingWeightsError(f"model {model!r} is neither a folder nor a model id like 'Lightricks/LTX-2'")
 
 
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft")
+
+
+def missing_detail(model: str) -> str:
+    """Why ``model`` cannot be used now, and what to do: a pull only for a hub id, never for a path."""
+    path = Path(model).expanduser()
+    if path.suffix.lower() in SINGLE_FILE_SUFFIXES or path.is_file():
+        return (
+            f"{model} is a single-file checkpoint: kinema loads diffusers model folders (with model_index.json);"
+            " point it at such a folder, or at a pulled model id like 'Lightricks/LTX-2'"
+        )
+    if is_hub_id(model) and not path.exists():  # a path that does not exist yet reads as resolve() says
+        if _partial(local_dir_for(model)).is_dir():
+            return f"{model} did not finish downloading: run `{licences.pull_command(model)}` again to finish it"
+        return f"{model} not downloaded: run `{licences.pull_command(model)}`"
+    try:
+        resolve(model)
+    except (MissingWeightsError, InvalidRequestError) as error:
+        return str(error)
+    return f"{model} is ready"
+
+
 def is_present(model: str) -> bool:
     try:
         resolve(model)

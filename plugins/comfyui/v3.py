@@ -25,6 +25,10 @@ class KinemaNodeError(Exception):
     """A kinema error, raised from the node itself so ComfyUI shows one clear line, not kinema's internals."""
 
 
+# ComfyUI shows an error's type as module.qualname; this module's name is the node folder's path on disk.
+KinemaNodeError.__module__ = "kinema"
+
+
 def _input(field: spec.Input) -> Any:
     common = dict(tooltip=field.tooltip, optional=field.optional)
     if field.type == "INT":

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from kinema import licences, models
+from kinema import models
 from kinema.backends.base import (
     DEFAULT_STRENGTH,
     Backend,
@@ -75,9 +75,7 @@ class LTX2Backend(Backend):
         device = self._device or pick_device()
         if self._components is not None or models.is_present(self.model_id):
             return BackendStatus(True, f"{self.model_id} ready", device)
-        return BackendStatus(
-            False, f"{self.model_id} not downloaded: run `{licences.pull_command(self.model_id)}`", device
-        )
+        return BackendStatus(False, models.missing_detail(self.model_id), device)
 
     def _model_path(self):
         return models.resolve(self.model_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from kinema import licences, models
+from kinema import models
 from kinema.backends.base import (
     DEFAULT_STRENGTH,
     Backend,
@@ -80,8 +80,7 @@ class WanBackend(Backend):
             missing.append(self.audio_model_id)
         if not missing:
             return BackendStatus(True, f"{self.model_id} + {self.audio_model_id} ready", device)
-        pulls = " and ".join(f"`{licences.pull_command(m)}`" for m in missing)
-        return BackendStatus(False, f"{', '.join(missing)} not downloaded: run {pulls}", device)
+        return BackendStatus(False, "; ".join(models.missing_detail(m) for m in missing), device)
 
     def _pipeline(self, role: str) -> Any:
         if role in self._pipes:
