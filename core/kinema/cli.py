@@ -181,8 +181,7 @@ def generate(
     chosen.require_weights(request)  # then missing weights, before diffusers loads
     if chosen.is_demo:
         click.echo(
-            f"Note: '{chosen.name}' is kinema's tiny demo model (random weights: expect coloured noise and"
-            " noise for sound). For real clips: `kinema models pull Lightricks/LTX-2 --accept-license`, then add --backend ltx2.",
+            f"Note: '{chosen.name}' is {chosen.demo_note}. For real clips: `kinema models pull Lightricks/LTX-2 --accept-license`, then add --backend ltx2.",
             err=True,
         )
     for note in plan.notes:
@@ -322,9 +321,7 @@ def storyboard(
         return
     output = check_output(output or Path(f"{Path(file).stem}.mp4"))
     if chosen.is_demo:
-        click.echo(
-            f"Note: '{chosen.name}' is kinema's tiny demo model (random weights: expect coloured noise).", err=True
-        )
+        click.echo(f"Note: '{chosen.name}' is {chosen.demo_note}.", err=True)
     bar, on_progress = _progress_bar()
 
     def on_shot(result):

@@ -86,6 +86,8 @@ class Backend:
     supports_speech: ClassVar[bool] = False
     makes_audio: ClassVar[bool] = True
     is_demo: ClassVar[bool] = False
+    # What the CLI's note calls a demo backend, after "Note: '<name>' is".
+    demo_note: ClassVar[str] = "kinema's tiny demo model (random weights: expect coloured noise and noise for sound)"
     family: ClassVar[str] = ""  # model family the tier table keys its settings by ("ltx2", "wan")
     # The largest single generation (kinema.backends.limits): frames, pixels a frame, steps, seconds, and why.
     # ``plan`` refuses a request beyond them, or beyond what memory holds, before anything runs.

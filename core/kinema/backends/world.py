@@ -57,6 +57,10 @@ class WorldBackend(LTX2Backend):
     min_frames = 5
     max_start_frames = 9  # three latent frames: the first, then two of motion to continue
     is_demo = True
+    demo_note = (
+        "kinema's demo world (LTX-2 at toy size, trained on a ball bouncing in a room: 46 words, 64x64;"
+        " see docs/world_model.md)"
+    )
     limits = Limits(
         frames=241, pixels=WIDTH * HEIGHT, steps=500, seconds=20.0, why="the demo world: 64x64 at 12 fps, as trained"
     )
