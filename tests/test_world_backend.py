@@ -28,3 +28,11 @@ def test_not_ready_names_the_way_to_a_model(monkeypatch, tmp_path):
     monkeypatch.setenv("KINEMA_WORLD_MODEL", str(tmp_path / "missing"))
     status = get_backend("world").status()
     assert not status.ready and "KINEMA_WORLD_MODEL" in status.detail
+
+
+def test_the_cli_calls_the_world_trained_and_tiny_random():
+    from kinema.engine import get_backend
+
+    assert "trained on a ball bouncing in a room" in get_backend("world").demo_note
+    assert "random weights" not in get_backend("world").demo_note
+    assert "random weights" in get_backend("tiny").demo_note
