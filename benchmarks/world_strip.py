@@ -64,7 +64,7 @@ def strip(frames: np.ndarray, audio: np.ndarray, fps: float, rate: int, contacts
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prompt", default=README_PROMPT)
-    parser.add_argument("--backend", default="world")
+    parser.add_argument("--backend", default="tiny")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--every", type=int, default=3, help="draw every Nth frame")
     parser.add_argument("--scale", type=int, default=2)

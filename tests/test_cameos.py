@@ -434,7 +434,7 @@ def test_ltx2_receives_the_portrait_and_follows_the_speech(astro, monkeypatch):
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(LTX2ImageToVideoPipeline, "__call__", spy)
-    transformer = kinema.get_backend("tiny").pipeline().transformer
+    transformer = kinema.get_backend("tiny-ltx2").pipeline().transformer
     heard = []
     handle = transformer.register_forward_hook(
         lambda module, args, kwargs, out: heard.append(
@@ -479,7 +479,7 @@ def test_a_speech_file_drives_the_clip(media):
     "backend, fields, message",
     [
         ("tiny-wan", dict(cameos=("astro",)), "cannot put 1 cameo"),
-        ("tiny", dict(cameos=("astro", "other")), "at most 1"),
+        ("tiny-ltx2", dict(cameos=("astro", "other")), "at most 1"),
         ("tiny-wan-vace", dict(speech="astro", cameos=("astro",)), "cannot follow a speech line"),
     ],
 )
@@ -790,7 +790,7 @@ def test_comfyui_cameo_nodes_capture_pick_and_generate(media, monkeypatch):
 
     picked, portrait = cameo_logic.use_cameo("astro", speak=True)
     assert tuple(portrait.shape) == (1, 512, 512, 3)
-    model = nodes.logic.load_model("tiny")
+    model = nodes.logic.load_model("tiny-ltx2")
     images, sound, clip = nodes.logic.generate(
         model, "astro waves", seed=1, seconds=0.375, width=32, height=32, fps=24, steps=2, cameo=picked
     )
@@ -825,7 +825,7 @@ def test_cameo_nodes_inside_comfyui(media, comfy):
         },
         "3": {
             "class_type": "KinemaModelLoader",
-            "inputs": {"backend": "tiny", "model": "(backend default)", "precision": "auto", "memory": "auto"},
+            "inputs": {"backend": "tiny-ltx2", "model": "(backend default)", "precision": "auto", "memory": "auto"},
         },
         "4": {
             "class_type": "KinemaGenerate",

@@ -11,20 +11,37 @@ import pytest
 from click.testing import CliRunner
 
 from kinema.cli import cli
+from kinema.clip import Clip
 from kinema.media.files import probe
 
-FAST = ["--size", "32x32", "--seconds", "0.375", "--steps", "2"]
+FAST = ["--size", "32x32", "--seconds", "0.375", "--steps", "2", "--backend", "tiny-ltx2"]  # random weights: quick
 
 
 def run(*args):
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
+def test_the_default_is_the_demo_world_and_makes_what_the_prompt_asks(tmp_path):
+    """README command 1, as written: the default backend is the trained demo world, at its own size and rate."""
+    from kinema.world import detect
+
+    out = tmp_path / "ball.mp4"
+    prompt = "a big red ball drops onto a wooden floor in a room with pink walls"
+    result = run("generate", prompt, "--seed", "1", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert "demo world" in result.output and "does not know" not in result.output
+    info = probe(out)
+    assert (info.width, info.height, info.frame_count, info.has_audio) == (64, 64, 25, True)
+    clip = Clip.load(out)
+    seen = detect.detect_clip(clip.frames, clip.audio.mean(axis=0), float(clip.fps), clip.sample_rate)
+    assert (seen.colour, seen.size, seen.wall, seen.floor) == ("red", "large", "pink", "wood")
+
+
 def test_generate_writes_a_clip_with_sound(tmp_path):
     out = tmp_path / "fox.mp4"
     result = run("generate", "a red fox running through snow", "-o", str(out), "--seed", "4", *FAST)
     assert result.exit_code == 0, result.output
-    assert "tiny demo model" in result.output
+    assert "tiny demo model (random weights" in result.output
     info = probe(out)
     assert info.frame_count == 9 and info.has_audio
     assert [p.name for p in tmp_path.iterdir()] == ["fox.mp4"]

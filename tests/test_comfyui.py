@@ -194,10 +194,12 @@ def value_fits(field, value) -> bool:
 
 
 def test_loader_configures_a_backend_without_loading_weights(nodes):
-    handle = nodes.logic.load_model("tiny", precision="fp32", memory="offload")
-    assert handle.backend.name == "tiny" and handle.backend.precision == "fp32" and handle.backend.memory == "offload"
-    assert kinema.get_backend("tiny").memory == "auto"  # the registered backend is shared: never changed
-    assert "tiny" in repr(handle)
+    handle = nodes.logic.load_model("tiny-ltx2", precision="fp32", memory="offload")
+    assert (
+        handle.backend.name == "tiny-ltx2" and handle.backend.precision == "fp32" and handle.backend.memory == "offload"
+    )
+    assert kinema.get_backend("tiny-ltx2").memory == "auto"  # the registered backend is shared: never changed
+    assert "tiny-ltx2" in repr(handle)
 
 
 def test_loader_lists_model_folders_and_explains_missing_weights(nodes, kinema_env):
@@ -210,7 +212,7 @@ def test_loader_lists_model_folders_and_explains_missing_weights(nodes, kinema_e
         with pytest.raises(MissingWeightsError, match="Lightricks/LTX-2 not downloaded: run `kinema models pull"):
             nodes.logic.load_model("ltx2")
         with pytest.raises(InvalidRequestError, match="built-in demo model"):
-            nodes.logic.load_model("tiny", model="someone/my-ltx2")
+            nodes.logic.load_model("tiny-ltx2", model="someone/my-ltx2")
         with pytest.raises(MissingWeightsError, match="refresh"):
             nodes.logic.load_model("ltx2", model="gone/away")
     finally:
@@ -219,7 +221,7 @@ def test_loader_lists_model_folders_and_explains_missing_weights(nodes, kinema_e
     with pytest.raises(UnknownBackendError, match="unknown backend 'sora'; choose one of: .*tiny"):
         nodes.logic.load_model("sora")
     with pytest.raises(InvalidRequestError, match="memory must be one of auto, gpu, offload"):
-        nodes.logic.load_model("tiny", memory="lots")
+        nodes.logic.load_model("tiny-ltx2", memory="lots")
 
 
 @pytest.mark.parametrize("backend", ["ltx2", "wan"])
@@ -239,7 +241,7 @@ def test_a_single_file_checkpoint_is_never_told_to_pull(nodes, tmp_path, backend
 
 def test_generate_returns_comfyui_image_and_audio_with_progress_per_step(nodes):
     host = RecordingHost()
-    handle = nodes.logic.load_model("tiny")
+    handle = nodes.logic.load_model("tiny-ltx2")
     frames, audio, clip = nodes.logic.generate(handle, "waves at dawn", host=host, **SMALL)
 
     assert frames.dtype == torch.float32 and tuple(frames.shape) == (9, 32, 32, 3)
@@ -251,17 +253,19 @@ def test_generate_returns_comfyui_image_and_audio_with_progress_per_step(nodes):
     assert abs(wave.shape[-1] / rate - 9 / 24) <= 1 / 24  # as long as the picture
     assert [(step, total) for step, total, _ in host.events] == [(1, 2), (2, 2)]
     assert all(preview is None for _, _, preview in host.events)  # previews only when the host asks
-    assert host.calls == [("before", "tiny"), ("after", "tiny")]
-    assert clip.metadata["seed"] == 1 and clip.metadata["backend"] == "tiny" and clip.metadata["tier"] == "standard"
+    assert host.calls == [("before", "tiny-ltx2"), ("after", "tiny-ltx2")]
+    assert (
+        clip.metadata["seed"] == 1 and clip.metadata["backend"] == "tiny-ltx2" and clip.metadata["tier"] == "standard"
+    )
 
 
 def test_the_tier_input_reaches_the_plan(nodes):
-    handle = nodes.logic.load_model("tiny")
+    handle = nodes.logic.load_model("tiny-ltx2")
     host = RecordingHost()
     model_steps = {k: v for k, v in SMALL.items() if k != "steps"}  # explicit steps would win over the tier
     _frames, _audio, clip = nodes.logic.generate(handle, "waves at dawn", host=host, tier="draft", **model_steps)
-    draft_steps = kinema.get_backend("tiny").plan(kinema.GenerationRequest("x", tier="draft")).steps
-    assert draft_steps < kinema.get_backend("tiny").defaults.steps
+    draft_steps = kinema.get_backend("tiny-ltx2").plan(kinema.GenerationRequest("x", tier="draft")).steps
+    assert draft_steps < kinema.get_backend("tiny-ltx2").defaults.steps
     assert clip.metadata["tier"] == "draft" and clip.metadata["steps"] == draft_steps
     assert host.events[-1][:2] == (draft_steps, draft_steps)
     with pytest.raises(InvalidRequestError, match="tier must be one of draft, standard, final; got 'ultra'"):
@@ -280,7 +284,7 @@ def test_generate_with_audio_off_gives_silence_of_the_clips_length_and_a_first_f
     image = torch.zeros(2, 48, 48, 4)  # a batch of RGBA: the first image is used, alpha dropped
     image[0, :, 24:, :3] = 1.0
     frames, audio, clip = nodes.logic.generate(
-        nodes.logic.load_model("tiny"), "a door opens", audio=False, image=image, **SMALL
+        nodes.logic.load_model("tiny-ltx2"), "a door opens", audio=False, image=image, **SMALL
     )
     assert clip.audio is None and clip.metadata["first_frame_image"] is True
     assert float(audio["waveform"].abs().max()) == 0.0
@@ -289,12 +293,12 @@ def test_generate_with_audio_off_gives_silence_of_the_clips_length_and_a_first_f
 
 
 def test_cancel_stops_at_the_next_step_and_the_next_run_works(nodes):
-    handle = nodes.logic.load_model("tiny")
+    handle = nodes.logic.load_model("tiny-ltx2")
     host = RecordingHost(interrupt_at=2)
     with pytest.raises(HostInterrupt):
         nodes.logic.generate(handle, "storm at sea", host=host, **{**SMALL, "steps": 6})
     assert [step for step, _, _ in host.events] == [1, 2]
-    assert host.calls[-1] == ("after", "tiny")
+    assert host.calls[-1] == ("after", "tiny-ltx2")
     frames, _audio, _clip = nodes.logic.generate(handle, "storm at sea", host=RecordingHost(), **SMALL)
     assert frames.shape[0] == 9
 
@@ -308,7 +312,7 @@ def test_the_hosts_own_interrupt_passes_through_untouched(nodes):
             if step == 1:
                 raise HostInterrupt()
 
-    handle = nodes.logic.load_model("tiny")
+    handle = nodes.logic.load_model("tiny-ltx2")
     with pytest.raises(HostInterrupt):
         nodes.logic.generate(handle, "a bell", host=RaisingHost(), **{**SMALL, "steps": 4})
     assert nodes.logic.generate(handle, "a bell", **SMALL)[0].shape[0] == 9
@@ -328,19 +332,19 @@ def test_the_hosts_own_interrupt_passes_through_untouched(nodes):
 def test_bad_inputs_get_clear_messages(nodes, change, message):
     arguments = {"prompt": "a kite", **SMALL, **change}
     with pytest.raises(InvalidRequestError, match=message):
-        nodes.logic.generate(nodes.logic.load_model("tiny"), **arguments)
+        nodes.logic.generate(nodes.logic.load_model("tiny-ltx2"), **arguments)
 
 
 def test_generate_needs_a_loader_handle(nodes):
     with pytest.raises(InvalidRequestError, match="Kinema Model Loader"):
-        nodes.logic.generate("tiny", "a kite")
+        nodes.logic.generate("tiny-ltx2", "a kite")
 
 
 # --------------------------------------------------------------------------- Save Clip
 
 
 def test_save_clip_writes_mp4_with_sound_provenance_and_workflow(nodes, tmp_path):
-    _frames, _audio, clip = nodes.logic.generate(nodes.logic.load_model("tiny"), "a lighthouse", **SMALL)
+    _frames, _audio, clip = nodes.logic.generate(nodes.logic.load_model("tiny-ltx2"), "a lighthouse", **SMALL)
     tags = nodes.logic.workflow_tags({"1": {"class_type": "KinemaGenerate"}}, {"workflow": {"nodes": []}})
     path = nodes.logic.save_clip(clip, tmp_path / "clip.mp4", extra_tags=tags)
 
@@ -356,7 +360,7 @@ def test_save_clip_writes_mp4_with_sound_provenance_and_workflow(nodes, tmp_path
 
 
 def test_save_clip_takes_frames_and_sound_edited_downstream(nodes, tmp_path):
-    frames, _audio, clip = nodes.logic.generate(nodes.logic.load_model("tiny"), "a lighthouse", **SMALL)
+    frames, _audio, clip = nodes.logic.generate(nodes.logic.load_model("tiny-ltx2"), "a lighthouse", **SMALL)
     flipped = torch.flip(frames, dims=[2])
     tone = {"waveform": torch.full((1, 1, 48000), 0.25), "sample_rate": 48000}  # 1 s: longer than the clip
     path = nodes.logic.save_clip(clip, tmp_path / "edited.mp4", images=flipped, audio=tone)

@@ -280,7 +280,7 @@ def test_example_workflow_makes_mp4s_with_video_and_audio(comfy):
         assert abs(info.audio_duration - info.video_duration) <= 1024 / info.sample_rate
     ours = outputs["3"]["images"][0]
     clip = kinema.Clip.load(comfy.base / "output" / ours["subfolder"] / ours["filename"])
-    assert clip.metadata["backend"] == "tiny" and clip.metadata["seed"] == 11 and clip.metadata["tier"] == "draft"
+    assert clip.metadata["backend"] == "tiny-ltx2" and clip.metadata["seed"] == 11 and clip.metadata["tier"] == "draft"
     assert clip.metadata["prompt"].startswith("A red fox")
 
 

@@ -52,7 +52,7 @@ class Interrupt(BaseException):
 
 
 def test_storyboard_node_gives_one_film_as_comfyui_types(nodes):
-    handle = nodes.logic.load_model("tiny")
+    handle = nodes.logic.load_model("tiny-ltx2")
     host = Host()
     first = np.zeros((1, 48, 48, 3), np.float32)
     first[..., 0] = 1.0  # a red first frame for shot 1, as a ComfyUI IMAGE batch
@@ -66,7 +66,7 @@ def test_storyboard_node_gives_one_film_as_comfyui_types(nodes):
 
 
 def test_storyboard_node_tier_overrides_the_storyboards_own(nodes):
-    handle = nodes.logic.load_model("tiny")
+    handle = nodes.logic.load_model("tiny-ltx2")
     board = BOARD.replace("Steps: 2\n", "Steps: 2\nTier: final\n")
     assert nodes.logic.storyboard(handle, board, seed=5)[2].metadata["tier"] == "final"
     assert nodes.logic.storyboard(handle, board, seed=5, tier="draft")[2].metadata["tier"] == "draft"
@@ -75,7 +75,7 @@ def test_storyboard_node_tier_overrides_the_storyboards_own(nodes):
 
 
 def test_storyboard_node_stops_on_the_hosts_interrupt_and_explains_bad_text(nodes):
-    handle = nodes.logic.load_model("tiny")
+    handle = nodes.logic.load_model("tiny-ltx2")
     with pytest.raises(Interrupt):
         nodes.logic.storyboard(handle, BOARD.replace("a door", "a gate"), host=Host(interrupt_at=1))
     with pytest.raises(nodes.logic.InvalidRequestError, match="line 1: .*must be more than 0"):

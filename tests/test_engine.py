@@ -11,7 +11,7 @@ from kinema.media.files import probe
 SMALL = dict(width=32, height=32, seconds=0.375, fps=24, steps=2)
 
 
-@pytest.mark.parametrize("backend, frames", [("tiny", 9), ("tiny-wan", 9)])
+@pytest.mark.parametrize("backend, frames", [("tiny-ltx2", 9), ("tiny-wan", 9)])
 def test_clip_has_synchronised_audio(tmp_path, backend, frames):
     steps = []
     clip = kinema.generate(GenerationRequest("waves at dawn", backend=backend, seed=1, **SMALL), progress=steps.append)
@@ -27,14 +27,14 @@ def test_clip_has_synchronised_audio(tmp_path, backend, frames):
 
 
 def test_metadata_survives_the_file(tmp_path):
-    clip = kinema.generate(GenerationRequest("a lighthouse", seed=7, **SMALL))
+    clip = kinema.generate(GenerationRequest("a lighthouse", seed=7, backend="tiny-ltx2", **SMALL))
     loaded = kinema.Clip.load(clip.save(tmp_path / "c.mp4"))
     assert loaded.metadata["prompt"] == "a lighthouse"
     assert loaded.metadata["seed"] == 7 and loaded.metadata["model"] == "kinema/tiny-ltx2"
     assert loaded.frames.shape == clip.frames.shape
 
 
-@pytest.mark.parametrize("backend", ["tiny", "tiny-wan"])
+@pytest.mark.parametrize("backend", ["tiny-ltx2", "tiny-wan"])
 def test_same_seed_same_clip(backend):
     request = GenerationRequest("a red fox in snow", backend=backend, seed=42, **SMALL)
     first, second = kinema.generate(request), kinema.generate(request)
@@ -53,7 +53,7 @@ def test_cancel_stops_within_a_step_and_the_next_run_works():
         if event.step == 2:
             token.cancel()
 
-    request = GenerationRequest("storm at sea", seed=3, **{**SMALL, "steps": 6})
+    request = GenerationRequest("storm at sea", seed=3, backend="tiny-ltx2", **{**SMALL, "steps": 6})
     with pytest.raises(GenerationCancelled):
         kinema.generate(request, progress=progress, cancel=token)
     assert seen == [1, 2]
@@ -61,7 +61,7 @@ def test_cancel_stops_within_a_step_and_the_next_run_works():
     assert clip.frame_count == 9
 
 
-@pytest.mark.parametrize("backend", ["tiny", "tiny-wan"])
+@pytest.mark.parametrize("backend", ["tiny-ltx2", "tiny-wan"])
 def test_first_frame_image(backend):
     image = np.zeros((48, 48, 3), np.uint8)
     image[:, 24:] = 255
@@ -71,7 +71,7 @@ def test_first_frame_image(backend):
 
 
 def test_sizes_and_frames_are_snapped_and_reported():
-    plan = kinema.plan(GenerationRequest("x", width=100, height=50, seconds=1, fps=24))
+    plan = kinema.plan(GenerationRequest("x", width=100, height=50, seconds=1, fps=24, backend="tiny-ltx2"))
     assert (plan.width, plan.height, plan.num_frames) == (96, 64, 25)
     assert any("width 100" in note for note in plan.notes)
     assert any("25" in note for note in plan.notes)

@@ -18,9 +18,15 @@ from kinema.server.app import create_app
 # frames. The other values stay small, so that memory cannot be what refuses (see test_memory_lowers_...).
 TABLE = [
     # tiny: 481 frames, 20 s, 1024x1024 pixels (steps: any a request may ask, 500)
-    ("tiny", dict(size="64x64", fps=24, seconds=20.0), dict(seconds=20.5), "frames", ["489 frames", "481 frames"]),
-    ("tiny", dict(size="64x64", fps=12, seconds=20.0), dict(seconds=20.5), "seconds", ["20.67 s", "limit of 20 s"]),
-    ("tiny", dict(size="1024x1024", seconds=0.375), dict(size="1024x1056"), "size", ["1,081,344", "1,048,576"]),
+    ("tiny-ltx2", dict(size="64x64", fps=24, seconds=20.0), dict(seconds=20.5), "frames", ["489 frames", "481 frames"]),
+    (
+        "tiny-ltx2",
+        dict(size="64x64", fps=12, seconds=20.0),
+        dict(seconds=20.5),
+        "seconds",
+        ["20.67 s", "limit of 20 s"],
+    ),
+    ("tiny-ltx2", dict(size="1024x1024", seconds=0.375), dict(size="1024x1056"), "size", ["1,081,344", "1,048,576"]),
     # ltx2: 497 frames, 20 s, 3840x2176 pixels, 100 steps
     ("ltx2", dict(size="64x64", fps=50, seconds=9.94), dict(seconds=10.1), "frames", ["505 frames", "497 frames"]),
     ("ltx2", dict(size="64x64", fps=24, seconds=20.0), dict(seconds=20.5), "seconds", ["20.33 s", "limit of 20 s"]),
@@ -48,7 +54,7 @@ def server(kinema_env):
 @pytest.mark.parametrize("backend, inside, change, limit, words", TABLE, ids=IDS)
 def test_server_limit_table(server, backend, inside, change, limit, words):
     accepted = server.post("/v1/videos", json=api_body(backend, inside))
-    if backend == "tiny":
+    if backend == "tiny-ltx2":
         assert accepted.status_code == 200 and accepted.json()["status"] == "queued", accepted.text
     else:  # past every limit, stopped only because LTX-2 is not downloaded here
         assert accepted.status_code == 409 and accepted.json()["error"]["code"] == "model_not_ready", accepted.text
@@ -90,10 +96,25 @@ def test_cli_limit_table(tmp_path, backend, inside, change, limit, words):
 
 
 def test_cli_generate_just_inside_makes_the_clip(tmp_path):
-    """One generation at a limit, small everywhere else: 481 frames of 32x32 (tiny's frame limit)."""
+    """One generation at a limit, small everywhere else: 481 frames of 32x32 (tiny-ltx2's frame limit)."""
     out = tmp_path / "long.mp4"
     made = CliRunner().invoke(
-        cli, ["generate", "a fox", "-o", str(out), "--size", "32x32", "--seconds", "20", "--steps", "2", "--no-audio"]
+        cli,
+        [
+            "generate",
+            "a fox",
+            "-o",
+            str(out),
+            "--size",
+            "32x32",
+            "--seconds",
+            "20",
+            "--steps",
+            "2",
+            "--no-audio",
+            "--backend",
+            "tiny-ltx2",
+        ],
     )
     assert made.exit_code == 0, made.output
     assert "481 frames" in made.output and out.exists()
@@ -105,16 +126,18 @@ def test_extend_remix_and_storyboard_are_checked_before_they_start(tmp_path, kin
     clip = tmp_path / "fox.mp4"
     assert (
         runner.invoke(
-            cli, ["generate", "a fox", "-o", str(clip), "--size", "32x32", "--seconds", "0.375", "--steps", "2"]
+            cli,
+            ["generate", "a fox", "-o", str(clip), "--size", "32x32", "--seconds", "0.375", "--steps", "2"]
+            + ["--backend", "tiny-ltx2"],
         ).exit_code
         == 0
     )
     board = tmp_path / "film.txt"
-    board.write_text("Shot 1 (2s): a fox\nShot 2 (21s): the fox sleeps\n")
+    board.write_text("Backend: tiny-ltx2\nShot 1 (2s): a fox\nShot 2 (21s): the fox sleeps\n")
     for args, words in [
         (["extend", str(clip), "--seconds", "20.5"], "frames: one generation of 505 frames"),
         (["remix", str(clip), "paper", "--backend", "ltx2", "--steps", "101"], "steps 101 is over ltx2's limit"),
-        (["storyboard", str(board)], "line 2: shot 2: frames: one generation of 505 frames"),
+        (["storyboard", str(board)], "line 3: shot 2: frames: one generation of 505 frames"),
     ]:
         refused = runner.invoke(cli, args)
         assert refused.exit_code == 1 and words in refused.output and refused.output.count("\n") == 1, refused.output
@@ -123,7 +146,10 @@ def test_extend_remix_and_storyboard_are_checked_before_they_start(tmp_path, kin
     from polling import wait_final
 
     with TestClient(create_app(api_key=None), base_url="http://127.0.0.1") as client:
-        parent = client.post("/v1/videos", json={"prompt": "a fox", "size": "32x32", "seconds": "0.375", "steps": 2})
+        parent = client.post(
+            "/v1/videos",
+            json={"prompt": "a fox", "size": "32x32", "seconds": "0.375", "steps": 2, "model": "tiny-ltx2"},
+        )
         assert wait_final(client, parent.json()["id"])["status"] == "completed"
         before = client.get("/v1/videos").json()["data"]
         for path, body, words in [
@@ -133,7 +159,7 @@ def test_extend_remix_and_storyboard_are_checked_before_they_start(tmp_path, kin
                 {"prompt": "paper", "model": "ltx2", "steps": 101},
                 "steps 101",
             ),
-            ("/v1/storyboards", {"storyboard": board.read_text()}, "line 2: shot 2: frames"),
+            ("/v1/storyboards", {"storyboard": board.read_text()}, "line 3: shot 2: frames"),
         ]:
             refused = client.post(path, json=body)
             assert refused.status_code == 400 and words in refused.json()["error"]["message"], refused.text
@@ -145,7 +171,7 @@ def test_memory_lowers_the_frame_limit():
     from kinema.engine import get_backend
     from kinema.request import GenerationRequest
 
-    tiny = get_backend("tiny")
+    tiny = get_backend("tiny-ltx2")
     plan = tiny.plan(GenerationRequest("x", width=1024, height=1024, seconds=0.375))  # 9 frames
     small = [limits.MemoryBound("RAM", 2**28, limits.RAM_BYTES_PER_PIXEL)]  # 128 MiB for frames: 4 of 1024x1024
     assert small[0].frames_at(1024 * 1024) == 4
@@ -157,5 +183,5 @@ def test_memory_lowers_the_frame_limit():
 
 def test_doctor_prints_each_backends_limits():
     shown = CliRunner().invoke(cli, ["doctor"]).output
-    assert "limits tiny: 481 frames, 20 s, 1,048,576 pixels a frame, 500 steps" in shown
+    assert "limits tiny-ltx2: 481 frames, 20 s, 1,048,576 pixels a frame, 500 steps" in shown
     assert "limits ltx2: 497 frames, 20 s, 8,355,840 pixels a frame, 100 steps (LTX-2" in shown

@@ -30,7 +30,7 @@ def test_projection_is_an_upscaled_uint8_picture():
     assert picture[:, -1, 0].min() == 255 and picture[:, 0, 0].max() == 0 and picture[..., 1:].max() == 0
 
 
-@pytest.mark.parametrize("backend", ["tiny", "tiny-wan"])
+@pytest.mark.parametrize("backend", ["tiny-ltx2", "tiny-wan"])
 def test_previews_arrive_with_each_step_only_when_asked_and_change_nothing(backend):
     request = GenerationRequest("embers rising", backend=backend, audio=False, **SMALL)
     plain, with_previews = [], []

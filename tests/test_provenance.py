@@ -23,7 +23,7 @@ from kinema.media import files, provenance, temps, watermark
 def tiny_clip(size=32, seconds=0.4):
     return kinema.generate(
         kinema.GenerationRequest(
-            "a red fox in snow", seconds=seconds, width=size, height=size, seed=3, steps=2, backend="tiny"
+            "a red fox in snow", seconds=seconds, width=size, height=size, seed=3, steps=2, backend="tiny-ltx2"
         )
     )
 
@@ -70,7 +70,7 @@ def test_a_saved_clip_carries_a_valid_signed_manifest(tmp_path, kinema_env):
     import hashlib
 
     assert generation["prompt_sha256"] == hashlib.sha256(b"a red fox in snow").hexdigest()
-    assert (generation["backend"], generation["model"], generation["seed"]) == ("tiny", "kinema/tiny-ltx2", 3)
+    assert (generation["backend"], generation["model"], generation["seed"]) == ("tiny-ltx2", "kinema/tiny-ltx2", 3)
     assert generation["kinema_version"] == kinema.__version__ and generation["cameos"] == ["astro"]
     assert generation["clip_id"] == clip.metadata["provenance"]["clip_id"]
     assert manifest["signature_info"]["common_name"].startswith("kinema on ")

@@ -161,7 +161,7 @@ def test_openai_sdk_creates_polls_and_downloads(server, tmp_path):
     client = openai.OpenAI(base_url=server.url + "/v1", api_key=KEY, max_retries=0)
     video = client.videos.create_and_poll(
         prompt="waves at dawn, gulls crying",
-        model="tiny",
+        model="tiny-ltx2",
         poll_interval_ms=100,
         size="32x32",
         seconds="0.4",
@@ -173,7 +173,7 @@ def test_openai_sdk_creates_polls_and_downloads(server, tmp_path):
         100,
         "32x32",
         "0.375",
-        "tiny",
+        "tiny-ltx2",
     )
     assert video.completed_at >= video.created_at and video.error is None
     path = tmp_path / "clip.mp4"
@@ -471,7 +471,7 @@ def test_create_json_validates_early(app_client):
         ({"prompt": "x", "model": "sora-3000-nope"}, 200, None),  # sora-* runs the default backend
         ({"prompt": "x", "model": "../../etc"}, 404, "model"),
         ({"prompt": "x", "backend": "nope"}, 404, "backend"),
-        ({"prompt": "x", "model": "tiny", "backend": "wan"}, 400, "backend"),
+        ({"prompt": "x", "model": "tiny-ltx2", "backend": "wan"}, 400, "backend"),
         ({"prompt": "x", "style": "no-such-style"}, 404, "style"),
         ({"prompt": "   "}, 400, "prompt"),
         ({"prompt": "x", "size": " 32x32"}, 400, "size"),
@@ -657,7 +657,7 @@ def test_models_health_and_openapi(app_client):
     health = app_client.get("/health").json()
     assert health["status"] == "ok" and health["auth"] is False
     models = app_client.get("/v1/models").json()
-    tiny = next(m for m in models["data"] if m["id"] == "tiny")
+    tiny = next(m for m in models["data"] if m["id"] == "tiny-ltx2")
     assert tiny["ready"] is True and tiny["object"] == "model" and "demo" in tiny["aliases"]
     schema = app_client.get("/openapi.json").json()
     body = schema["paths"]["/v1/videos"]["post"]["requestBody"]["content"]
@@ -711,8 +711,8 @@ def test_recovery_requeues_once_then_fails(kinema_env):
                 "id": ids[name],
                 "status": "queued",
                 "device": "cpu",
-                "model": "tiny",
-                "backend": "tiny",
+                "model": "tiny-ltx2",
+                "backend": "tiny-ltx2",
                 "prompt": name,
                 "request": {"prompt": name},
                 "plan": {"steps": 2},
@@ -760,8 +760,8 @@ def test_transitions_happen_exactly_once(kinema_env):
             "id": job_id,
             "status": "queued",
             "device": "cpu",
-            "model": "tiny",
-            "backend": "tiny",
+            "model": "tiny-ltx2",
+            "backend": "tiny-ltx2",
             "prompt": "p",
             "request": {},
             "plan": {},

@@ -60,7 +60,7 @@ def test_unknown_tier_is_refused_with_the_choices():
         GenerationRequest("a fox", tier="ultra")
 
 
-@pytest.mark.parametrize("backend", ["tiny", "tiny-wan"])
+@pytest.mark.parametrize("backend", ["tiny-ltx2", "tiny-wan"])
 @pytest.mark.parametrize("tier", list(TIERS))
 def test_every_tier_runs_and_is_recorded(backend, tier):
     clip = kinema.generate(GenerationRequest(backend=backend, tier=tier, **FAST))
@@ -255,7 +255,7 @@ def test_mag_cache_needs_ratios():
 # --------------------------------------------------------------------------- memory policies
 
 
-@pytest.mark.parametrize("backend", ["tiny", "tiny-wan"])
+@pytest.mark.parametrize("backend", ["tiny-ltx2", "tiny-wan"])
 def test_every_cpu_policy_runs_with_near_identical_output(backend, monkeypatch, fresh_pipelines):
     reference = None
     for policy in memory.policies_for("cpu"):  # "full" first: the reference
@@ -347,7 +347,7 @@ def _oom_once(pipe):
 
 
 def test_out_of_memory_retries_once_with_the_next_lighter_policy(fresh_pipelines):
-    backend = kinema.get_backend("tiny")
+    backend = kinema.get_backend("tiny-ltx2")
     handle, calls = _oom_once(backend.pipeline())
     try:
         clip = kinema.generate(GenerationRequest(steps=2, **FAST))
@@ -361,7 +361,7 @@ def test_out_of_memory_retries_once_with_the_next_lighter_policy(fresh_pipelines
 
 def test_out_of_memory_with_hooks_reloads_the_pipeline(monkeypatch, fresh_pipelines):
     monkeypatch.setenv(memory.ENV, "fp8")
-    backend = kinema.get_backend("tiny")
+    backend = kinema.get_backend("tiny-ltx2")
     before = backend.pipeline()
     handle, _calls = _oom_once(before)
     try:
@@ -374,7 +374,7 @@ def test_out_of_memory_with_hooks_reloads_the_pipeline(monkeypatch, fresh_pipeli
 
 def test_out_of_memory_twice_or_with_nothing_lighter_is_one_clear_error(monkeypatch, fresh_pipelines):
     monkeypatch.setenv(memory.ENV, "disk-offload")  # the lightest CPU policy
-    backend = kinema.get_backend("tiny")
+    backend = kinema.get_backend("tiny-ltx2")
     handle, _calls = _oom_once(backend.pipeline())
     try:
         with pytest.raises(OutOfMemoryError, match="no lighter memory policy.*--tier draft"):

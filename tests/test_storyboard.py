@@ -13,7 +13,7 @@ from kinema.media.files import probe
 from kinema.storyboard import StoryboardError, load_storyboard, parse_storyboard, plan_storyboard, run_storyboard
 from kinema.styles import get_style
 
-HEADER = "Size: 32x32\nSteps: 2\nFps: 24\n"
+HEADER = "Size: 32x32\nSteps: 2\nFps: 24\nBackend: tiny-ltx2\n"  # random weights: quick, any size
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -118,13 +118,15 @@ def test_editing_shot_2_remakes_it_and_the_continue_shot_after_it_only(tmp_path,
 
 
 def test_the_storyboards_tier_reaches_every_shot(pipeline_calls):
-    run_storyboard(parse_storyboard("Size: 32x32\nTier: draft\nShot 1 (0.25s): boats\nShot 2 (0.25s): gulls\n"))
+    run_storyboard(
+        parse_storyboard("Size: 32x32\nTier: draft\nBackend: tiny-ltx2\nShot 1 (0.25s): boats\nShot 2 (0.25s): gulls\n")
+    )
     from kinema.tiers import TIERS
 
     assert TIERS["draft"] != TIERS["standard"]
-    draft_steps = kinema.get_backend("tiny").plan(kinema.GenerationRequest("x", tier="draft")).steps
+    draft_steps = kinema.get_backend("tiny-ltx2").plan(kinema.GenerationRequest("x", tier="draft")).steps
     assert [call["num_inference_steps"] for call in pipeline_calls] == [draft_steps, draft_steps]
-    assert draft_steps < kinema.get_backend("tiny").defaults.steps
+    assert draft_steps < kinema.get_backend("tiny-ltx2").defaults.steps
 
 
 def test_a_style_changes_the_prompt_and_parameters_that_reach_the_pipeline(tmp_path, pipeline_calls, kinema_env):
@@ -136,7 +138,7 @@ def test_a_style_changes_the_prompt_and_parameters_that_reach_the_pipeline(tmp_p
         )
     )
     text = (
-        "Size: 32x32\nStyle: inky\nSetting: a harbour\n"
+        "Size: 32x32\nStyle: inky\nSetting: a harbour\nBackend: tiny-ltx2\n"
         "Shot 1 (0.25s): boats\nShot 2 (0.25s): gulls\n  Style: cinematic\n"
     )
     run_storyboard(parse_storyboard(text))
@@ -147,12 +149,14 @@ def test_a_style_changes_the_prompt_and_parameters_that_reach_the_pipeline(tmp_p
     assert (first["guidance_scale"], first["num_inference_steps"]) == (2.5, 3)
     assert second["prompt"].startswith("gulls. Setting: a harbour, cinematic shot")
     assert second["guidance_scale"] == 4.5  # cinematic's; the tiny backend's default steps
-    assert second["num_inference_steps"] == kinema.get_backend("tiny").defaults.steps
+    assert second["num_inference_steps"] == kinema.get_backend("tiny-ltx2").defaults.steps
 
 
 def test_extend_continues_from_the_last_frames_and_records_the_parent(tmp_path, pipeline_calls):
     parent = kinema.generate(
-        kinema.GenerationRequest("a kite", width=32, height=32, seconds=0.75, fps=24, steps=2, seed=1, tier="draft")
+        kinema.GenerationRequest(
+            "a kite", width=32, height=32, seconds=0.75, fps=24, steps=2, seed=1, tier="draft", backend="tiny-ltx2"
+        )
     )
     path = parent.save(tmp_path / "kite.mp4")
     stored = kinema.Clip.load(path)
@@ -193,7 +197,7 @@ def test_extend_on_an_image_only_backend_continues_from_the_last_frame(tmp_path)
     assert "content_sha256" in longer.metadata["parent"]
 
 
-@pytest.mark.parametrize("backend", ["tiny", "tiny-wan"])
+@pytest.mark.parametrize("backend", ["tiny-ltx2", "tiny-wan"])
 def test_remix_keeps_length_and_records_the_parent(tmp_path, backend, pipeline_calls):
     parent = kinema.generate(
         kinema.GenerationRequest(
@@ -205,7 +209,7 @@ def test_remix_keeps_length_and_records_the_parent(tmp_path, backend, pipeline_c
             fps=24,
             steps=2,
             seed=1,
-            audio=backend == "tiny",
+            audio=backend == "tiny-ltx2",
         )
     )
     path = parent.save(tmp_path / "kite.mp4")
@@ -219,7 +223,7 @@ def test_remix_keeps_length_and_records_the_parent(tmp_path, backend, pipeline_c
     assert remixed.metadata["kind"] == "remix" and remixed.metadata["parent"]["prompt"] == "a kite"
     assert remixed.metadata["backend"] == backend and remixed.metadata["prompt"] == "a paper kite"
     assert remixed.metadata["tier"] == "final"
-    if backend == "tiny":
+    if backend == "tiny-ltx2":
         (condition,) = pipeline_calls[-1]["conditions"]
         assert condition.strength == pytest.approx(0.5) and len(condition.frames) == 9
         assert remixed.audio is not None and remixed.metadata["audio_from"] == "remix"
@@ -321,14 +325,15 @@ Shot 2 (1.5s, continue): she turns
     assert plans[1].prompt == (
         'she turns. Mara: a woman in a yellow raincoat. Setting: a rainy night market. Mara says: "Where did it go?"'
     )
-    assert [p.frames for p in plans] == [48, 36] and [p.generated for p in plans] == [49, 41]
+    # The default backend, the demo world, makes 12 fps and 4k+1 frames.
+    assert [p.frames for p in plans] == [24, 18] and [p.generated for p in plans] == [25, 21]
 
 
 def test_plan_prints_frames_and_seeds_without_generating(tmp_path, pipeline_calls):
-    path = write(tmp_path, "Shot 1 (1s): a\nShot 2 (0.5s, continue): b\n")
+    path = write(tmp_path, "Backend: tiny-ltx2\nShot 1 (1s): a\nShot 2 (0.5s, continue): b\n")
     result = CliRunner().invoke(cli, ["storyboard", str(path), "--plan", "--seed", "3"])
     assert result.exit_code == 0, result.output
-    assert "2 shots, 36 frames = 1.500 s at 24 fps on tiny" in result.output
+    assert "2 shots, 36 frames = 1.500 s at 24 fps on tiny-ltx2" in result.output
     assert pipeline_calls == []
 
 

@@ -29,7 +29,7 @@ def test_openai_sdk_remix_and_kinema_extend_record_their_parent(app_client, tmp_
     sdk = openai.OpenAI(base_url="http://127.0.0.1/v1", api_key="-", http_client=app_client, max_retries=0)
     source = sdk.videos.create(
         prompt="a kite over a beach",
-        model="tiny",
+        model="tiny-ltx2",
         size="32x32",
         seconds="0.4",
         extra_body={"steps": 2, "seed": 5, "tier": "draft"},
@@ -37,7 +37,7 @@ def test_openai_sdk_remix_and_kinema_extend_record_their_parent(app_client, tmp_
     assert wait_final(app_client, source.id)["status"] == "completed"
 
     remixed = sdk.videos.remix(source.id, prompt="a paper kite over a beach", extra_body={"strength": 0.5, "steps": 4})
-    assert remixed.remixed_from_video_id == source.id and remixed.model == "tiny"
+    assert remixed.remixed_from_video_id == source.id and remixed.model == "tiny-ltx2"
     done = wait_final(app_client, remixed.id)
     assert done["status"] == "completed", done["error"]
     assert done["kinema"]["kind"] == "remix" and done["kinema"]["parent"] == source.id

@@ -11,7 +11,7 @@ from kinema import GenerationRequest
 from kinema.cli import cli
 from kinema.styles import get_style, list_styles
 
-SMALL = dict(width=32, height=32, seconds=0.375, fps=24, steps=2, seed=1)
+SMALL = dict(width=32, height=32, seconds=0.375, fps=24, steps=2, seed=1, backend="tiny-ltx2")
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -22,7 +22,7 @@ def make_lora(path, rank=4, scale=0.5):
     import torch
     from safetensors.torch import save_file
 
-    transformer = kinema.get_backend("tiny").pipeline().transformer
+    transformer = kinema.get_backend("tiny-ltx2").pipeline().transformer
     generator = torch.Generator().manual_seed(0)
     tensors = {}
     for name, module in transformer.named_modules():

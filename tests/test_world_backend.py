@@ -35,4 +35,4 @@ def test_the_cli_calls_the_world_trained_and_tiny_random():
 
     assert "trained on a ball bouncing in a room" in get_backend("world").demo_note
     assert "random weights" not in get_backend("world").demo_note
-    assert "random weights" in get_backend("tiny").demo_note
+    assert "random weights" in get_backend("tiny-ltx2").demo_note

@@ -105,7 +105,7 @@ MODEL_LOADER = Node(
         Input(
             "backend",
             "COMBO",
-            "Model family: tiny is kinema's offline demo (noise); ltx2 makes picture and"
+            "Model family: tiny is kinema's offline demo world (a ball bouncing in a room, with its sound); ltx2 makes picture and"
             " sound in one pass; wan adds a Stable Audio pass.",
             default=DEFAULT_BACKEND,
             options=_backends,

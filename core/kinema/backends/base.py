@@ -138,6 +138,10 @@ class Backend:
         backends whose weights are always there keep this default.
         """
 
+    def snap_fps(self, fps: float) -> float:
+        """The frame rate this backend makes when asked for ``fps``: most make any; a trained toy makes its own."""
+        return fps
+
     def plan(self, request: GenerationRequest) -> Plan:
         if request.image is not None and not self.supports_image:
             raise InvalidRequestError(

@@ -62,7 +62,7 @@ class _Tiny:
 
 
 class TinyBackend(_Tiny, LTX2Backend):
-    name = "tiny"
+    name = "tiny-ltx2"
     description = "embedded tiny LTX-2 (demo, random weights): video and audio in one pass, anywhere"
     default_model = "kinema/tiny-ltx2"
     defaults = Defaults(width=64, height=64, fps=24, seconds=1.0, steps=8, guidance=3.0)
@@ -92,5 +92,5 @@ class TinyWanBackend(_Tiny, WanBackend):
 
 @hookimpl
 def register_backends(register):
-    register(TinyBackend(), aliases=("tiny-ltx2", "demo"))
+    register(TinyBackend())
     register(TinyWanBackend())

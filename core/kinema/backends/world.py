@@ -48,7 +48,7 @@ def is_complete(folder: Path) -> bool:
 
 
 class WorldBackend(LTX2Backend):
-    name = "world"
+    name = "tiny"  # the default everywhere; "world" and "demo" name it too
     description = "the demo world (trained LTX-2 at toy size): a ball bouncing in a room, with its sound"
     default_model = "kinema/world"
     defaults = Defaults(width=WIDTH, height=HEIGHT, fps=FPS, seconds=CLIP_FRAMES / FPS, steps=16, guidance=3.0)
@@ -85,6 +85,9 @@ class WorldBackend(LTX2Backend):
             raise MissingWeightsError(self.status().detail)
         return folder
 
+    def snap_fps(self, fps: float) -> float:
+        return float(FPS)
+
     def plan(self, request) -> Plan:
         notes = []
         changes: dict[str, Any] = {}
@@ -111,4 +114,4 @@ class WorldBackend(LTX2Backend):
 
 @hookimpl
 def register_backends(register):
-    register(WorldBackend())
+    register(WorldBackend(), aliases=("world", "demo"))

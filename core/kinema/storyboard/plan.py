@@ -78,7 +78,8 @@ def plan_storyboard(board: Storyboard, backend: Any = None) -> list[ShotPlan]:
     so a storyboard that cannot be made fails here, before its first shot.
     """
     backend = backend or get_backend(board.backend)
-    fps = Fraction(board.fps or backend.defaults.fps).limit_denominator(1001)
+    # A backend that makes one frame rate only (the demo world) sets the film's: frames are counted in it.
+    fps = Fraction(backend.snap_fps(float(board.fps or backend.defaults.fps))).limit_denominator(1001)
     multiple = max(1, int(getattr(backend, "frame_multiple", 1)))
     minimum = max(1, int(getattr(backend, "min_frames", 1)))
     plans: list[ShotPlan] = []
