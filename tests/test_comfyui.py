@@ -81,6 +81,9 @@ def test_folder_imports_the_way_comfyui_imports_it_without_comfyui(nodes):
         "KinemaSaveClip",
         "KinemaCameoCapture",
         "KinemaCameo",
+        "KinemaLoRA",
+        "KinemaExtend",
+        "KinemaRemix",
     }
 
 

@@ -40,6 +40,7 @@ class ExtendRequest:
     backend: str | None = None
     model: str | None = None
     video_id: str | None = None
+    loras: tuple = ()  # (safetensors path, weight) pairs loaded for the new part, as GenerationRequest.loras
 
 
 def extend(
@@ -48,6 +49,7 @@ def extend(
     progress: Callable[[Any], None] | None = None,
     cancel: Any = None,
     backend_obj: Any = None,
+    preview: bool = False,
 ) -> Any:
     """``request.source`` (a Clip or an MP4 path) followed by ``request.seconds`` more, as one new Clip.
 
@@ -56,7 +58,8 @@ def extend(
     last frame, image-to-video). Those frames are re-created first and dropped,
     so the picture runs on without a repeated frame. ``prompt`` defaults to the
     clip's own; ``backend`` and ``tier`` default to the ones that made the clip.
-    The result's metadata names the clip as its ``parent``.
+    The result's metadata names the clip as its ``parent``. ``preview=True`` adds a
+    small RGB preview of each step to the progress events (``engine.generate``).
     """
     clip, parent = open_source(request.source, video_id=request.video_id)
     seconds = check_seconds(request.seconds, name="seconds to add", required=True)
@@ -89,8 +92,9 @@ def extend(
         backend=chosen.name,
         model=model,
         tier=tier,
+        loras=tuple(request.loras),
     )
-    more = engine.generate(generation, progress=progress, cancel=cancel, backend=chosen)
+    more = engine.generate(generation, progress=progress, cancel=cancel, backend=chosen, preview=preview)
     recreated = resize_frames(more.frames[:context], clip.width, clip.height)
     frames = resize_frames(more.frames[context : context + wanted], clip.width, clip.height)
     frames = carry_tone(last, recreated, frames)

@@ -37,6 +37,7 @@ class RemixRequest:
     backend: str | None = None
     model: str | None = None
     video_id: str | None = None
+    loras: tuple = ()  # (safetensors path, weight) pairs loaded for the new part, as GenerationRequest.loras
 
 
 def remix(
@@ -45,6 +46,7 @@ def remix(
     progress: Callable[[Any], None] | None = None,
     cancel: Any = None,
     backend_obj: Any = None,
+    preview: bool = False,
 ) -> Any:
     """A new Clip like ``request.source`` (a Clip or an MP4 path) but following ``request.prompt``.
 
@@ -54,6 +56,7 @@ def remix(
     The sound is made anew for the new prompt unless ``keep_audio``. Same
     length, frame rate and size as the source; ``backend`` and ``tier``
     default to the ones that made it; ``parent`` in the metadata names the source.
+    ``preview=True`` adds a small RGB preview of each step to the progress events.
     """
     clip, parent = open_source(request.source, video_id=request.video_id)
     prompt, strength, keep_audio = request.prompt, request.strength, request.keep_audio
@@ -83,8 +86,9 @@ def remix(
         backend=chosen.name,
         model=model,
         tier=tier,
+        loras=tuple(request.loras),
     )
-    made = engine.generate(generation, progress=progress, cancel=cancel, backend=chosen)
+    made = engine.generate(generation, progress=progress, cancel=cancel, backend=chosen, preview=preview)
     frames = resize_frames(made.frames[:count], clip.width, clip.height)
     if keep_audio:
         audio, rate = clip.audio, clip.sample_rate

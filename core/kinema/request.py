@@ -50,6 +50,8 @@ class GenerationRequest:
     guidance: float | None = None
     style: str | None = None
     image: Any = field(default=None, repr=False)  # first frame: path or uint8 [H, W, 3]
+    # Last frame: the clip ends on this picture (backends with ``supports_last_frame``); with ``image``, both ends.
+    last_image: Any = field(default=None, repr=False)  # path or uint8 [H, W, 3]
     audio: bool = True
     backend: str = DEFAULT_BACKEND
     model: str | None = None
@@ -89,6 +91,8 @@ class GenerationRequest:
             raise InvalidRequestError("backend must be a backend name; see `kinema backends`")
         if self.image is not None:
             object.__setattr__(self, "image", _load_image(self.image))
+        if self.last_image is not None:
+            object.__setattr__(self, "last_image", _load_image(self.last_image, name="last_image"))
         for name in ("video", "start_frames"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, _check_frames(name, getattr(self, name)))
@@ -102,6 +106,10 @@ class GenerationRequest:
                 f"give only one of image (first frame), video (remix) or start_frames (extend), got {' and '.join(given)}"
             )
 
+        if self.last_image is not None and (self.video is not None or self.start_frames is not None):
+            raise InvalidRequestError(
+                "last_image ends a new clip: it cannot be combined with video (remix) or start_frames (extend)"
+            )
         _check_cameo_fields(self)
 
     def with_(self, **changes: Any) -> GenerationRequest:
@@ -210,26 +218,26 @@ def _check_frames(name: str, frames: Any) -> np.ndarray:
     return frames
 
 
-def _load_image(image: Any) -> np.ndarray:
+def _load_image(image: Any, name: str = "image") -> np.ndarray:
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise InvalidRequestError(f"image must be uint8 [H, W, 3], got {image.dtype} {list(image.shape)}")
+            raise InvalidRequestError(f"{name} must be uint8 [H, W, 3], got {image.dtype} {list(image.shape)}")
         if min(image.shape[:2]) < MIN_SIDE:
             raise InvalidRequestError(
-                f"image is {image.shape[1]}x{image.shape[0]}; use one at least {MIN_SIDE} px on each side"
+                f"{name} is {image.shape[1]}x{image.shape[0]}; use one at least {MIN_SIDE} px on each side"
             )
         return image
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
         if not path.is_file():
-            raise InvalidRequestError(f"image {str(path)!r} does not exist or is not a file")
+            raise InvalidRequestError(f"{name} {str(path)!r} does not exist or is not a file")
         try:
-            return _load_image(read_image(path))
+            return _load_image(read_image(path), name)
         except MediaError as error:
             raise InvalidRequestError(
-                f"image {str(path)!r} is not a readable picture (PNG, JPEG or WebP): {error}"
+                f"{name} {str(path)!r} is not a readable picture (PNG, JPEG or WebP): {error}"
             ) from None
-    raise InvalidRequestError(f"image must be a file path or a uint8 array, got {type(image).__name__}")
+    raise InvalidRequestError(f"{name} must be a file path or a uint8 array, got {type(image).__name__}")
 
 
 def _check_cameo_fields(request: GenerationRequest) -> None:

@@ -7,6 +7,7 @@ outside ComfyUI, so CI runs the same code the nodes run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from .spec import DEFAULT_MODEL, STORYBOARD_TIER
 
 SILENCE_SAMPLE_RATE = 48000  # the AUDIO output's rate when the clip has no sound
 MODEL_FOLDER = "kinema"  # ComfyUI's models/<name> folder for kinema models
+LORA_FOLDER = "loras"  # ComfyUI's models/loras, where its own LoRA loaders look
 
 
 class NullHost:
@@ -58,9 +60,17 @@ class ModelHandle:
 
     backend: Backend
     label: str
+    loras: tuple[tuple[str, float], ...] = ()  # (safetensors path, weight), from Kinema LoRA nodes
 
     def __repr__(self) -> str:  # ComfyUI shows node outputs in some errors
-        return f"<kinema {self.backend.name}: {self.label}>"
+        loras = "".join(f" + {Path(path).stem} x{weight:g}" for path, weight in self.loras)
+        return f"<kinema {self.backend.name}: {self.label}{loras}>"
+
+
+def check_handle(handle: Any) -> ModelHandle:
+    if not isinstance(handle, ModelHandle):
+        raise InvalidRequestError("model must come from a Kinema Model Loader node")
+    return handle
 
 
 # --------------------------------------------------------------------------- models
@@ -133,6 +143,54 @@ def load_model(
     return ModelHandle(configured, configured.model_id)
 
 
+# --------------------------------------------------------------------------- LoRAs
+
+
+def lora_folders() -> list[Path]:
+    """Where LoRAs are looked for: ComfyUI's models/loras (and extra_model_paths.yaml), then kinema's own."""
+    from kinema.home import kinema_home
+
+    folders: list[Path] = []
+    try:
+        import folder_paths  # ComfyUI's module: only importable inside ComfyUI
+
+        folders += [Path(p) for p in folder_paths.get_folder_paths(LORA_FOLDER)]
+    except (ImportError, KeyError):
+        pass
+    folders.append(kinema_home() / "loras")
+    return folders
+
+
+def lora_choices() -> dict[str, str]:
+    """LoRA files by the name the LoRA node lists (relative to their folder, as ComfyUI's LoRA loaders show them).
+
+    Only ``.safetensors``: kinema loads no pickled weights.
+    """
+    choices: dict[str, str] = {}
+    for folder in lora_folders():
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.rglob("*.safetensors")):
+            choices.setdefault(path.relative_to(folder).as_posix(), str(path))
+    return choices
+
+
+def add_lora(handle: ModelHandle, lora: str, weight: float = 1.0) -> ModelHandle:
+    """Kinema LoRA: ``handle`` with one more LoRA, loaded for each clip made with it (as a style's LoRAs are)."""
+    handle = check_handle(handle)
+    choices = lora_choices()
+    if lora not in choices:
+        raise InvalidRequestError(
+            f"LoRA {lora!r} is not in {', '.join(map(str, lora_folders()))}: put .safetensors LoRAs in"
+            f" ComfyUI's models/{LORA_FOLDER} and press R to refresh the list"
+        )
+    if not -4.0 <= weight <= 4.0:
+        raise InvalidRequestError(f"LoRA weight must be from -4 to 4, got {weight:g}")
+    if weight == 0:
+        return handle
+    return dataclasses.replace(handle, loras=(*handle.loras, (choices[lora], float(weight))))
+
+
 # --------------------------------------------------------------------------- ComfyUI types <-> kinema arrays
 
 
@@ -173,6 +231,46 @@ def image_to_frames(images: Any) -> np.ndarray:
     return (np.clip(array[..., :3], 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
 
+def speech_line(audio: Any) -> tuple[np.ndarray, int] | None:
+    """ComfyUI AUDIO -> a mono speech line ``(float32 [N], rate)`` for ``GenerationRequest.speech``."""
+    if audio is None:
+        return None
+    samples, rate = audio_to_array(audio)
+    return samples.mean(axis=0).astype(np.float32), rate
+
+
+def comfy_clip(images: Any, fps: Any, audio: Any = None, metadata: dict | None = None) -> Clip:
+    """A kinema Clip from ComfyUI frames (IMAGE), a frame rate and optional sound (AUDIO), to extend or remix."""
+    frames = image_to_frames(images)
+    try:
+        rate = Fraction(fps).limit_denominator(1001) if not isinstance(fps, Fraction) else fps
+    except (TypeError, ValueError):
+        raise InvalidRequestError(f"fps must be a number, got {fps!r}") from None
+    if not 0 < rate <= 240:
+        raise InvalidRequestError(f"fps must be in (0, 240], got {float(rate):g}")
+    sound = sample_rate = None
+    if audio is not None:
+        sound, sample_rate = audio_to_array(audio)
+        sound = fit_audio(sound, sample_rate, frames.shape[0], rate)
+    return Clip(frames, rate, sound, sample_rate, dict(metadata or {}))
+
+
+def source_clip(video: tuple | None, images: Any = None, audio: Any = None, fps: float = 24.0) -> Clip:
+    """The clip Extend or Remix builds on: ``video`` as (IMAGE, frame rate, AUDIO or None), or ``images`` at ``fps``.
+
+    ``audio``, if connected, is the clip's sound (with a video: instead of the video's own).
+    """
+    if (video is None) == (images is None):
+        raise InvalidRequestError(
+            "connect the clip as video (e.g. Load Video) or as images (frames), one of them"
+            + (", not both" if video is not None else "")
+        )
+    if video is not None:
+        video_images, video_fps, video_audio = video
+        return comfy_clip(video_images, video_fps, audio if audio is not None else video_audio)
+    return comfy_clip(images, fps, audio)
+
+
 def clip_to_audio(clip: Clip) -> dict:
     """The clip's sound as ComfyUI AUDIO ``{"waveform": float32 [1, C, N], "sample_rate"}``; silence if it has none."""
     if clip.audio is None:
@@ -199,6 +297,34 @@ def audio_to_array(audio: Any) -> tuple[np.ndarray, int]:
 # --------------------------------------------------------------------------- nodes
 
 
+def _run_hosted(handle: ModelHandle, host: Any, run: Any) -> Any:
+    """``run(progress, cancel, preview)`` with the host's progress bar, previews, interrupt and memory manager.
+
+    Progress goes to ``host.progress`` every step; when ``host.interrupted()``
+    turns true the run stops at that step and ``host.raise_interrupt()`` raises
+    the host's own exception, which this function never catches.
+    """
+    token = CancelToken()
+
+    def on_progress(event: Progress) -> None:
+        if host.interrupted():
+            token.cancel()
+            token.raise_if_cancelled()  # stops here, at the end of this step
+        host.progress(event.step, event.total, event.preview)
+
+    if host.interrupted():
+        host.raise_interrupt()
+    host.before_generate(handle.backend)
+    try:
+        return run(on_progress, token, bool(getattr(host, "previews", False)))
+    except GenerationCancelled:
+        if host.interrupted():
+            host.raise_interrupt()
+        raise
+    finally:
+        host.after_generate(handle.backend)
+
+
 def generate(
     handle: ModelHandle,
     prompt: str,
@@ -216,19 +342,28 @@ def generate(
     host: Any = None,
     cameo: Any = None,
     tier: str = DEFAULT_TIER,
+    last_image: Any = None,
+    speech: Any = None,
 ) -> tuple[torch.Tensor, dict, Clip]:
     """Kinema Generate: (IMAGE frames, AUDIO, the clip). 0 (or -1 for guidance) means the model's default.
 
     ``tier`` (draft, standard or final; ``kinema.tiers``) picks the steps and
     step caching for the model; explicit ``steps`` and ``guidance`` win.
+    ``last_image`` is the frame the clip ends on (backends that can: ltx2);
+    ``speech`` (AUDIO) a recorded line the clip follows, picture and sound (ltx2).
+    The handle's LoRAs (Kinema LoRA) are loaded for this clip.
 
-    Progress goes to ``host.progress`` every step; when ``host.interrupted()``
-    turns true the run stops at that step and ``host.raise_interrupt()`` raises
-    the host's own exception, which this function never catches.
+    Progress and interrupts: see ``_run_hosted``.
     """
-    if not isinstance(handle, ModelHandle):
-        raise InvalidRequestError("model must come from a Kinema Model Loader node")
+    handle = check_handle(handle)
     host = host or NullHost()
+    fields = request_fields(cameo)
+    if speech is not None:
+        if fields.get("speech"):
+            raise InvalidRequestError(
+                "two speech lines: the cameo speaks (Kinema Cameo's speak) and speech is connected; use one"
+            )
+        fields["speech"] = speech_line(speech)
     request = kinema.GenerationRequest(
         prompt=prompt,
         negative_prompt=negative_prompt or "",
@@ -241,36 +376,20 @@ def generate(
         guidance=None if guidance is None or guidance < 0 else guidance,
         style=None if style in (None, "", "none") else style,
         image=first_frame(image),
+        last_image=first_frame(last_image),
         audio=bool(audio),
         backend=handle.backend.name,
         tier=tier or DEFAULT_TIER,
-        **request_fields(cameo),
+        loras=handle.loras,
+        **fields,
     )
-    token = CancelToken()
-
-    def on_progress(event: Progress) -> None:
-        if host.interrupted():
-            token.cancel()
-            token.raise_if_cancelled()  # stops here, at the end of this step
-        host.progress(event.step, event.total, event.preview)
-
-    if host.interrupted():
-        host.raise_interrupt()
-    host.before_generate(handle.backend)
-    try:
-        clip = kinema.generate(
-            request,
-            progress=on_progress,
-            cancel=token,
-            backend=handle.backend,
-            preview=bool(getattr(host, "previews", False)),
-        )
-    except GenerationCancelled:
-        if host.interrupted():
-            host.raise_interrupt()
-        raise
-    finally:
-        host.after_generate(handle.backend)
+    clip = _run_hosted(
+        handle,
+        host,
+        lambda progress, cancel, preview: kinema.generate(
+            request, progress=progress, cancel=cancel, backend=handle.backend, preview=preview
+        ),
+    )
     return frames_to_image(clip.frames), clip_to_audio(clip), clip
 
 
@@ -292,14 +411,16 @@ def storyboard(
 
     ``tier`` sets every shot's quality tier; ``STORYBOARD_TIER`` (or empty) keeps the storyboard's own.
 
-    Progress and interrupts work as in ``generate``, across all the shots.
+    Progress, previews and interrupts work as in ``generate``, across all the shots.
     """
-    import dataclasses
-
     from kinema.storyboard import parse_storyboard, run_storyboard
 
-    if not isinstance(handle, ModelHandle):
-        raise InvalidRequestError("model must come from a Kinema Model Loader node")
+    handle = check_handle(handle)
+    if handle.loras:
+        raise InvalidRequestError(
+            "Kinema LoRA feeds Generate, Extend and Remix; for a storyboard, name the LoRA in a style"
+            " (its loras list) and pick that style"
+        )
     host = host or NullHost()
     chosen_tier = None if tier in (None, "", STORYBOARD_TIER) else check_tier(tier)
     board = parse_storyboard(text or "", source="storyboard").with_(
@@ -314,28 +435,102 @@ def storyboard(
     )
     if style not in (None, "", "none"):
         board = board.with_(world=dataclasses.replace(board.world, style=style))
-    token = CancelToken()
-
-    def on_progress(event: Progress) -> None:
-        if host.interrupted():
-            token.cancel()
-            token.raise_if_cancelled()
-        host.progress(event.step, event.total, event.preview)
-
-    if host.interrupted():
-        host.raise_interrupt()
-    host.before_generate(handle.backend)
-    try:
-        film = run_storyboard(
-            board, backend=handle.backend, progress=on_progress, cancel=token, start_image=first_frame(image)
-        ).film
-    except GenerationCancelled:
-        if host.interrupted():
-            host.raise_interrupt()
-        raise
-    finally:
-        host.after_generate(handle.backend)
+    film = _run_hosted(
+        handle,
+        host,
+        lambda progress, cancel, preview: (
+            run_storyboard(
+                board,
+                backend=handle.backend,
+                progress=progress,
+                cancel=cancel,
+                start_image=first_frame(image),
+                preview=preview,
+            ).film
+        ),
+    )
     return frames_to_image(film.frames), clip_to_audio(film), film
+
+
+def extend(
+    handle: ModelHandle,
+    source: Clip,
+    prompt: str,
+    seconds: float,
+    negative_prompt: str = "",
+    seed: int = 0,
+    tier: str = DEFAULT_TIER,
+    host: Any = None,
+) -> tuple[torch.Tensor, dict, Clip]:
+    """Kinema Extend: ``source`` followed by ``seconds`` more, continued from its last frames (kinema.extend).
+
+    The result is the whole longer clip; its sound is crossfaded across the seam (silence before it when
+    the source had none). Progress and interrupts as in ``generate``.
+    """
+    from kinema.extend import ExtendRequest
+    from kinema.extend import extend as run_extend
+
+    handle = check_handle(handle)
+    host = host or NullHost()
+    request = ExtendRequest(
+        source=source,
+        seconds=seconds,
+        prompt=prompt or None,
+        negative_prompt=negative_prompt or None,
+        seed=int(seed),
+        tier=check_tier(tier or DEFAULT_TIER),
+        backend=handle.backend.name,
+        loras=handle.loras,
+    )
+    clip = _run_hosted(
+        handle,
+        host,
+        lambda progress, cancel, preview: run_extend(
+            request, progress=progress, cancel=cancel, backend_obj=handle.backend, preview=preview
+        ),
+    )
+    return frames_to_image(clip.frames), clip_to_audio(clip), clip
+
+
+def remix(
+    handle: ModelHandle,
+    source: Clip,
+    prompt: str,
+    strength: float,
+    negative_prompt: str = "",
+    seed: int = 0,
+    keep_audio: bool = False,
+    tier: str = DEFAULT_TIER,
+    host: Any = None,
+) -> tuple[torch.Tensor, dict, Clip]:
+    """Kinema Remix: ``source`` redone to follow ``prompt``, ``strength`` from near 0 (keep) to 1 (only the prompt).
+
+    Same length, size and frame rate; new sound for the new prompt unless ``keep_audio``.
+    """
+    from kinema.remix import RemixRequest
+    from kinema.remix import remix as run_remix
+
+    handle = check_handle(handle)
+    host = host or NullHost()
+    request = RemixRequest(
+        source=source,
+        prompt=prompt,
+        strength=float(strength),
+        negative_prompt=negative_prompt or "",
+        seed=int(seed),
+        tier=check_tier(tier or DEFAULT_TIER),
+        keep_audio=bool(keep_audio),
+        backend=handle.backend.name,
+        loras=handle.loras,
+    )
+    clip = _run_hosted(
+        handle,
+        host,
+        lambda progress, cancel, preview: run_remix(
+            request, progress=progress, cancel=cancel, backend_obj=handle.backend, preview=preview
+        ),
+    )
+    return frames_to_image(clip.frames), clip_to_audio(clip), clip
 
 
 def edited_clip(clip: Clip, images: Any = None, audio: Any = None) -> Clip:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kinema.backends.base import DEFAULT_STRENGTH as DEFAULT_REMIX_STRENGTH
 from kinema.request import DEFAULT_BACKEND, MAX_FPS, MAX_GUIDANCE, MAX_SECONDS, MAX_SIDE, MAX_STEPS
 from kinema.tiers import DEFAULT_TIER, TIERS
 
@@ -207,6 +208,20 @@ GENERATE = Node(
             " their portrait starts the clip; wan-vace and tiny-wan-vace: a reference picture).",
             optional=True,
         ),
+        Input(
+            "last_image",
+            "IMAGE",
+            "Optional last frame: the clip ends on it (with image: goes from one to the other). ltx2 and"
+            " tiny-ltx2 can; other backends say so.",
+            optional=True,
+        ),
+        Input(
+            "speech",
+            "AUDIO",
+            "Optional speech line (e.g. from Load Audio) that drives the clip: mouth and motion follow it and"
+            " it is the clip's sound (ltx2 and tiny-ltx2).",
+            optional=True,
+        ),
     ),
     outputs=(
         Output("frames", "IMAGE", "The clip's frames, [frames, height, width, 3] in 0..1."),
@@ -391,4 +406,120 @@ CAMEO = Node(
     ),
 )
 
-NODES = (MODEL_LOADER, GENERATE, STORYBOARD, SAVE_CLIP, CAMEO_CAPTURE, CAMEO)
+
+def _loras() -> list[str]:
+    from .logic import lora_choices
+
+    return [NO_LORA, *lora_choices()]
+
+
+NO_LORA = "(pick a LoRA)"
+
+LORA = Node(
+    node_id="KinemaLoRA",
+    display_name="Kinema LoRA",
+    description="Adds a LoRA from ComfyUI's models/loras (.safetensors) to a Kinema model: it is loaded for each"
+    " clip Generate, Extend or Remix makes with it and removed after, as a kinema style's LoRAs are. Chain"
+    " several for several LoRAs.",
+    search_aliases=("lora", "load lora", "lora loader", "kinema"),
+    inputs=(
+        Input("model", "KINEMA_MODEL", "From Kinema Model Loader (or another Kinema LoRA)."),
+        Input(
+            "lora_name",
+            "COMBO",
+            "A .safetensors LoRA in models/loras (or kinema's loras folder); press R after adding one.",
+            default=NO_LORA,
+            options=_loras,
+        ),
+        Input(
+            "strength",
+            "FLOAT",
+            "How strongly it applies (1: as trained; 0: not at all; negative: the opposite).",
+            default=1.0,
+            min=-4.0,
+            max=4.0,
+            step=0.05,
+        ),
+    ),
+    outputs=(Output("model", "KINEMA_MODEL", "The model with the LoRA, for Kinema Generate, Extend or Remix."),),
+)
+
+_SOURCE_INPUTS = (
+    Input("video", "VIDEO", "Optional: the clip (e.g. from Load Video or Kinema Generate's video).", optional=True),
+    Input(
+        "images",
+        "IMAGE",
+        "Optional, instead of video: the clip's frames (e.g. Kinema Generate's frames), played at fps.",
+        optional=True,
+    ),
+    Input("audio", "AUDIO", "Optional, with images: the clip's sound.", optional=True),
+)
+
+EXTEND = Node(
+    node_id="KinemaExtend",
+    display_name="Kinema Extend (longer video + audio)",
+    description="Makes a clip longer: new frames continue from its last ones (ltx2: its last 17 frames, so motion"
+    " carries on; others: the last frame), and the sound is crossfaded across the seam. Gives the whole"
+    " longer clip. Connect video, or images (with fps and optionally audio).",
+    search_aliases=("extend video", "continue video", "longer video", "video extension", "kinema"),
+    inputs=(
+        Input("model", "KINEMA_MODEL", "From Kinema Model Loader."),
+        Input("prompt", "STRING", "What happens next, and what it sounds like.", default="", multiline=True),
+        Input("seconds", "FLOAT", "Seconds to add.", default=1.0, min=0.125, max=MAX_SECONDS, step=0.125),
+        Input(
+            "seed",
+            "INT",
+            "Same seed and inputs, same extension.",
+            default=0,
+            min=0,
+            max=MAX_SEED,
+            control_after_generate=True,
+        ),
+        Input("fps", "FLOAT", "Frame rate of images (a video keeps its own).", default=24.0, min=1.0, max=MAX_FPS),
+        Input("tier", "COMBO", TIER_TOOLTIP, default=DEFAULT_TIER, options=tuple(TIERS)),
+        Input(
+            "negative_prompt", "STRING", "What the new part should not show or sound like.", default="", optional=True
+        ),
+        *_SOURCE_INPUTS,
+    ),
+    outputs=GENERATE.outputs,
+)
+
+REMIX = Node(
+    node_id="KinemaRemix",
+    display_name="Kinema Remix (video to video + audio)",
+    description="Redoes a clip to follow a new prompt, keeping as much of it as strength says: same length, size"
+    " and frame rate, new sound for the new prompt unless keep_audio (ltx2, wan and the tiny demos). Connect"
+    " video, or images (with fps and optionally audio).",
+    search_aliases=("remix", "video to video", "v2v", "restyle video", "kinema"),
+    inputs=(
+        Input("model", "KINEMA_MODEL", "From Kinema Model Loader."),
+        Input("prompt", "STRING", "What the clip should become, and sound like.", default="", multiline=True),
+        Input(
+            "strength",
+            "FLOAT",
+            "How far to move from the clip: near 0 keeps it, 1 follows only the prompt.",
+            default=DEFAULT_REMIX_STRENGTH,
+            min=0.05,
+            max=1.0,
+            step=0.05,
+        ),
+        Input(
+            "seed",
+            "INT",
+            "Same seed and inputs, same remix.",
+            default=0,
+            min=0,
+            max=MAX_SEED,
+            control_after_generate=True,
+        ),
+        Input("keep_audio", "BOOLEAN", "Keep the clip's own sound instead of making new sound.", default=False),
+        Input("fps", "FLOAT", "Frame rate of images (a video keeps its own).", default=24.0, min=1.0, max=MAX_FPS),
+        Input("tier", "COMBO", TIER_TOOLTIP, default=DEFAULT_TIER, options=tuple(TIERS)),
+        Input("negative_prompt", "STRING", "What the remix should not show or sound like.", default="", optional=True),
+        *_SOURCE_INPUTS,
+    ),
+    outputs=GENERATE.outputs,
+)
+
+NODES = (MODEL_LOADER, GENERATE, STORYBOARD, SAVE_CLIP, CAMEO_CAPTURE, CAMEO, LORA, EXTEND, REMIX)

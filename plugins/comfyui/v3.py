@@ -78,6 +78,25 @@ def _run(function, *arguments, **keywords):
         raise KinemaNodeError(f"kinema: {error}") from None
 
 
+def _clip_outputs(frames, sound, clip) -> io.NodeOutput:
+    """frames, audio, video and the clip: the outputs every clip-making node gives."""
+    video = InputImpl.VideoFromComponents(
+        Types.VideoComponents(images=frames, frame_rate=clip.fps, audio=sound if clip.audio is not None else None)
+    )
+    return io.NodeOutput(frames, sound, video, clip)
+
+
+def _source(video, images, audio, fps: float):
+    parts = video.get_components() if video is not None else None
+    return _run(
+        logic.source_clip,
+        (parts.images, parts.frame_rate, parts.audio) if parts is not None else None,
+        images,
+        audio,
+        fps,
+    )
+
+
 class KinemaModelLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -112,6 +131,8 @@ class KinemaGenerate(io.ComfyNode):
         tier: str = spec.DEFAULT_TIER,
         image=None,
         cameo=None,
+        last_image=None,
+        speech=None,
     ) -> io.NodeOutput:
         frames, sound, clip = _run(
             logic.generate,
@@ -131,15 +152,10 @@ class KinemaGenerate(io.ComfyNode):
             host=comfy_host.ComfyHost(),
             cameo=cameo,
             tier=tier,
+            last_image=last_image,
+            speech=speech,
         )
-        video = InputImpl.VideoFromComponents(
-            Types.VideoComponents(
-                images=frames,
-                frame_rate=clip.fps,
-                audio=sound if clip.audio is not None else None,
-            )
-        )
-        return io.NodeOutput(frames, sound, video, clip)
+        return _clip_outputs(frames, sound, clip)
 
 
 class KinemaStoryboard(io.ComfyNode):
@@ -177,14 +193,7 @@ class KinemaStoryboard(io.ComfyNode):
             host=comfy_host.ComfyHost(),
             tier=tier,
         )
-        video = InputImpl.VideoFromComponents(
-            Types.VideoComponents(
-                images=frames,
-                frame_rate=clip.fps,
-                audio=sound if clip.audio is not None else None,
-            )
-        )
-        return io.NodeOutput(frames, sound, video, clip)
+        return _clip_outputs(frames, sound, clip)
 
 
 class KinemaSaveClip(io.ComfyNode):
@@ -247,9 +256,99 @@ class KinemaCameo(io.ComfyNode):
         return io.NodeOutput(cameo, portrait)
 
 
+class KinemaLoRA(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return schema(spec.LORA)
+
+    @classmethod
+    def execute(cls, model, lora_name: str, strength: float) -> io.NodeOutput:
+        return io.NodeOutput(_run(logic.add_lora, model, lora_name, strength))
+
+
+class KinemaExtend(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return schema(spec.EXTEND)
+
+    @classmethod
+    def execute(
+        cls,
+        model,
+        prompt: str,
+        seconds: float,
+        seed: int,
+        fps: float,
+        tier: str,
+        negative_prompt: str = "",
+        video=None,
+        images=None,
+        audio=None,
+    ) -> io.NodeOutput:
+        source = _source(video, images, audio, fps)
+        frames, sound, clip = _run(
+            logic.extend,
+            model,
+            source,
+            prompt,
+            seconds,
+            negative_prompt=negative_prompt,
+            seed=seed,
+            tier=tier,
+            host=comfy_host.ComfyHost(),
+        )
+        return _clip_outputs(frames, sound, clip)
+
+
+class KinemaRemix(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return schema(spec.REMIX)
+
+    @classmethod
+    def execute(
+        cls,
+        model,
+        prompt: str,
+        strength: float,
+        seed: int,
+        keep_audio: bool,
+        fps: float,
+        tier: str,
+        negative_prompt: str = "",
+        video=None,
+        images=None,
+        audio=None,
+    ) -> io.NodeOutput:
+        source = _source(video, images, audio, fps)
+        frames, sound, clip = _run(
+            logic.remix,
+            model,
+            source,
+            prompt,
+            strength,
+            negative_prompt=negative_prompt,
+            seed=seed,
+            keep_audio=keep_audio,
+            tier=tier,
+            host=comfy_host.ComfyHost(),
+        )
+        return _clip_outputs(frames, sound, clip)
+
+
 class KinemaExtension(ComfyExtension):
     async def on_load(self) -> None:
         comfy_host.register_model_folders()
 
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [KinemaModelLoader, KinemaGenerate, KinemaStoryboard, KinemaSaveClip, KinemaCameoCapture, KinemaCameo]
+        return [
+            KinemaModelLoader,
+            KinemaGenerate,
+            KinemaStoryboard,
+            KinemaSaveClip,
+            KinemaCameoCapture,
+            KinemaCameo,
+            KinemaLoRA,
+            KinemaExtend,
+            KinemaRemix,
+        ]

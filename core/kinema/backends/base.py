@@ -80,6 +80,7 @@ class Backend:
     supports_image: ClassVar[bool] = True
     supports_remix: ClassVar[bool] = False  # video-to-video from ``request.video`` at ``request.strength``
     max_start_frames: ClassVar[int] = 1  # how many leading frames an extend can condition on (1: the first frame)
+    supports_last_frame: ClassVar[bool] = False  # can end a clip on ``request.last_image``
     # Cameos (people) one clip can carry, and whether a recorded speech line can drive the clip. Backends that
     # allow either get ``conditioning=`` (kinema.cameo.store.Conditioning: consented cameos, speech) in ``generate``.
     max_cameos: ClassVar[int] = 0
@@ -146,6 +147,11 @@ class Backend:
         if request.image is not None and not self.supports_image:
             raise InvalidRequestError(
                 f"backend {self.name!r} cannot start from an image; drop --image or pick another backend"
+            )
+        if getattr(request, "last_image", None) is not None and not self.supports_last_frame:
+            raise InvalidRequestError(
+                f"backend {self.name!r} cannot end a clip on a given last frame; use ltx2 (or tiny-ltx2), or drop"
+                " the last frame"
             )
         if request.video is not None and not self.supports_remix:
             raise InvalidRequestError(

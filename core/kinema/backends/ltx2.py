@@ -46,6 +46,7 @@ class LTX2Backend(Backend):
     max_start_frames = 17  # two latent frames of motion to continue from
     max_cameos = 1  # through the conditioning image (see ltx2_conditioning)
     supports_speech = True
+    supports_last_frame = True  # a condition at the last latent frame (LTX2ConditionPipeline)
     family = "ltx2"
     limits = Limits(
         frames=497,
@@ -114,6 +115,7 @@ class LTX2Backend(Backend):
             for what, present in (
                 ("a remix", request.video is not None),
                 ("an extension", request.start_frames is not None),
+                ("a last frame", request.last_image is not None),
                 ("a cameo", bool(request.cameos)),
                 ("a speech line", request.speech is not None),
             )
@@ -181,7 +183,19 @@ class LTX2Backend(Backend):
 
         pipe = placed = self.pipeline()
         kwargs: dict[str, Any] = {}
-        if request.image is not None:
+        if request.last_image is not None:
+            from diffusers import LTX2ConditionPipeline
+            from diffusers.pipelines.ltx2.pipeline_ltx2_condition import LTX2VideoCondition
+
+            pipe = LTX2ConditionPipeline(**pipe.components)
+            pipe.set_progress_bar_config(disable=True)
+            # Keyframes: the last latent frame (index -1) is the given picture, and the first one when there is one.
+            ends = [(request.image, 0)] if request.image is not None else []
+            kwargs["conditions"] = [
+                LTX2VideoCondition(frames=Image.fromarray(picture), index=index, strength=1.0)
+                for picture, index in [*ends, (request.last_image, -1)]
+            ]
+        elif request.image is not None:
             from diffusers import LTX2ImageToVideoPipeline
 
             # Same modules, different sampling loop: nothing is loaded twice.

@@ -95,9 +95,9 @@ def condition(pipe: Any, request: Any, plan: Plan, conditioning: Any, kwargs: di
     from PIL import Image
 
     if conditioning.cameos:
-        if any(getattr(request, name, None) is not None for name in ("image", "video", "start_frames")):
+        if any(getattr(request, name, None) is not None for name in ("image", "last_image", "video", "start_frames")):
             raise InvalidRequestError(
-                "ltx2 puts a cameo in through the first frame, so it cannot also take a first"
+                "ltx2 puts a cameo in through the first frame, so it cannot also take a first or last"
                 " image, a remix video or an extend; use wan-vace for that"
             )
         from diffusers import LTX2ImageToVideoPipeline

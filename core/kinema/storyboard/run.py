@@ -55,6 +55,7 @@ def run_storyboard(
     on_shot: Callable[[ShotResult], None] | None = None,
     user: str | None = None,
     start_image: np.ndarray | None = None,
+    preview: bool = False,
 ) -> StoryboardResult:
     """Make every shot (or take it from the cache) and assemble the film.
 
@@ -62,7 +63,8 @@ def run_storyboard(
     ("shot 2/3 video"); ``cancel`` stops within one step; ``on_shot`` is called
     as each shot is ready. ``user`` is who asks (for cameo consent; None is the
     local user). ``start_image`` (uint8 [H, W, 3]) is the first shot's first
-    frame, unless that shot names an image of its own.
+    frame, unless that shot names an image of its own. ``preview=True`` adds a small RGB
+    preview of each step to the events (``engine.generate``), for hosts with a live view.
     """
     backend = backend or engine.resolve_backend(
         GenerationRequest("storyboard", backend=board.backend, model=board.model)
@@ -103,7 +105,7 @@ def run_storyboard(
                     )
 
             try:
-                clip = engine.generate(request, progress=on_progress, cancel=cancel, backend=backend)
+                clip = engine.generate(request, progress=on_progress, cancel=cancel, backend=backend, preview=preview)
             except InvalidRequestError as error:
                 raise StoryboardError(board.source, [(plan.shot.line, f"shot {plan.index + 1}: {error}")]) from None
             done_steps += seen["total"]
