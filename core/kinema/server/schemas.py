@@ -394,20 +394,26 @@ def to_video(record: dict) -> dict:
     }
 
 
-def add_create_video_schemas(components: dict) -> None:
-    """Publish ``POST /v1/videos``'s bodies, which the route reads itself (JSON or multipart) rather than by type."""
-    json_schema = VideoCreateParams.model_json_schema(ref_template="#/components/schemas/{model}")
-    components.update(json_schema.pop("$defs", {}))
-    components["VideoCreateParams"] = json_schema
+def as_form(json_schema: dict, title: str) -> dict:
+    """A JSON body's schema as that of the multipart form with the same fields. A form's fields are text: no nulls
+    (leave a field out instead), and seconds and cameos only in their text forms."""
     form = json.loads(json.dumps(json_schema))
-    form["title"] = "VideoCreateForm"
-    # A form's fields are text: no nulls (leave a field out instead), seconds and cameos only in their text forms.
+    form["title"] = title
     for field in form["properties"].values():
         choices = [c for c in field.pop("anyOf", [field]) if c.get("type") != "null"]
         if len(choices) > 1:
             choices = [c for c in choices if c.get("type") == "string"] or choices
         field.pop("default", None)
         field.update(choices[0] if len(choices) == 1 else {"anyOf": choices})
+    return form
+
+
+def add_create_video_schemas(components: dict) -> None:
+    """Publish ``POST /v1/videos``'s bodies, which the route reads itself (JSON or multipart) rather than by type."""
+    json_schema = VideoCreateParams.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(json_schema.pop("$defs", {}))
+    components["VideoCreateParams"] = json_schema
+    form = as_form(json_schema, "VideoCreateForm")
     form["properties"]["input_reference"] = {
         "type": "string",
         "format": "binary",
