@@ -211,3 +211,27 @@ def test_storyboard_sends_a_preview_every_step_as_generate_does(nodes):
     nodes.logic.storyboard(nodes.logic.load_model("tiny-ltx2"), board, seed=7, host=host)
     assert [step for step, _, _ in host.events] == [1, 2, 3, 4]
     assert all(p is not None and p.dtype == np.uint8 and p.ndim == 3 for _, _, p in host.events)
+
+
+# --------------------------------------------------------------------------- widget defaults
+
+
+def test_generate_widgets_show_the_default_backends_real_values(nodes):
+    import kinema
+    from kinema.request import DEFAULT_BACKEND
+
+    defaults = kinema.get_backend(DEFAULT_BACKEND).defaults
+    widgets = {field.id: field for field in nodes.spec.GENERATE.inputs}
+    assert (widgets["width"].default, widgets["height"].default) == (defaults.width, defaults.height)
+    assert widgets["fps"].default == defaults.fps and widgets["steps"].default == defaults.steps
+    assert widgets["guidance"].default == defaults.guidance
+    assert abs(widgets["seconds"].default - defaults.seconds) <= 0.0625
+    assert not any("(0:" in field.tooltip or "(-1:" in field.tooltip for field in nodes.spec.GENERATE.inputs)
+    # The steps widget is the standard tier's; draft halves it, final takes 1.5x; 0 (old workflows) is the model's.
+    assert [nodes.logic.tier_steps(8, tier) for tier in ("draft", "standard", "final")] == [4, 8, 12]
+    assert nodes.logic.tier_steps(0, "draft") is None
+    host = Host()
+    _frames, _audio, clip = nodes.logic.generate(
+        nodes.logic.load_model("tiny-ltx2"), "waves", tier="draft", host=host, **{**SMALL, "steps": 8}
+    )
+    assert clip.metadata["steps"] == 4 and len(host.events) == 4

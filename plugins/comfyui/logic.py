@@ -297,6 +297,19 @@ def audio_to_array(audio: Any) -> tuple[np.ndarray, int]:
 # --------------------------------------------------------------------------- nodes
 
 
+def tier_steps(steps: int, tier: str) -> int | None:
+    """Generate's steps widget is the standard tier's: draft and final scale it by their factor (``kinema.tiers``).
+
+    0 (workflows saved before the widget showed real values) is None, the model's default for the tier.
+    """
+    from kinema.tiers import TIERS
+
+    if not steps:
+        return None
+    entry = TIERS[check_tier(tier)]
+    return max(int(entry["min_steps"]), round(steps * entry["steps_factor"]))
+
+
 def _run_hosted(handle: ModelHandle, host: Any, run: Any) -> Any:
     """``run(progress, cancel, preview)`` with the host's progress bar, previews, interrupt and memory manager.
 
@@ -347,8 +360,8 @@ def generate(
 ) -> tuple[torch.Tensor, dict, Clip]:
     """Kinema Generate: (IMAGE frames, AUDIO, the clip). 0 (or -1 for guidance) means the model's default.
 
-    ``tier`` (draft, standard or final; ``kinema.tiers``) picks the steps and
-    step caching for the model; explicit ``steps`` and ``guidance`` win.
+    ``tier`` (draft, standard or final; ``kinema.tiers``) picks the step caching
+    and scales ``steps`` (the standard tier's; ``tier_steps``); ``guidance`` wins.
     ``last_image`` is the frame the clip ends on (backends that can: ltx2);
     ``speech`` (AUDIO) a recorded line the clip follows, picture and sound (ltx2).
     The handle's LoRAs (Kinema LoRA) are loaded for this clip.
@@ -372,7 +385,7 @@ def generate(
         width=width or None,
         height=height or None,
         seed=int(seed),
-        steps=steps or None,
+        steps=tier_steps(steps, tier or DEFAULT_TIER),
         guidance=None if guidance is None or guidance < 0 else guidance,
         style=None if style in (None, "", "none") else style,
         image=first_frame(image),

@@ -63,6 +63,16 @@ class Node:
     search_aliases: tuple[str, ...] = field(default=())
 
 
+def _default_backend_defaults() -> Any:
+    """The default backend's own settings, which Generate's widgets show (registering backends loads no weights)."""
+    from kinema.engine import get_backend
+
+    return get_backend(DEFAULT_BACKEND).defaults
+
+
+_DEFAULTS = _default_backend_defaults()
+
+
 def _backends() -> list[str]:
     from kinema.engine import get_backends
 
@@ -149,33 +159,64 @@ MODEL_LOADER = Node(
 GENERATE = Node(
     node_id="KinemaGenerate",
     display_name="Kinema Generate (video + audio)",
-    description="Text or image to a video clip with synchronized sound, in one node. 0 means the model's default"
-    " for seconds, size, fps and steps (-1 for guidance); sizes are snapped to what the model accepts.",
+    description="Text or image to a video clip with synchronized sound, in one node. Sizes, length and steps are"
+    " snapped to what the model accepts; the clip's metadata says what it used.",
     search_aliases=("text to video", "image to video", "video with audio", "t2v", "i2v", "kinema"),
     inputs=(
         Input("model", "KINEMA_MODEL", "From Kinema Model Loader."),
         Input("prompt", "STRING", "What happens, and what it sounds like.", default="", multiline=True),
         Input("negative_prompt", "STRING", "What the clip should not show or sound like.", default="", multiline=True),
+        # Real values, as native nodes show (the default backend's own); 0 (-1 for guidance) from workflows saved
+        # before still means the model's default, so the minimums stay.
         Input(
             "seconds",
             "FLOAT",
-            "Clip length (0: the model's default).",
-            default=0.0,
+            "Clip length in seconds; the model rounds it to the frame counts it makes.",
+            default=round(_DEFAULTS.seconds * 8) / 8,
             min=0.0,
             max=MAX_SECONDS,
             step=0.125,
         ),
-        Input("width", "INT", "Width in pixels (0: the model's default).", default=0, min=0, max=MAX_SIDE, step=32),
-        Input("height", "INT", "Height in pixels (0: the model's default).", default=0, min=0, max=MAX_SIDE, step=32),
         Input(
-            "fps", "FLOAT", "Frames per second (0: the model's default).", default=0.0, min=0.0, max=MAX_FPS, step=1.0
+            "width",
+            "INT",
+            "Width in pixels; snapped to what the model accepts.",
+            default=_DEFAULTS.width,
+            min=0,
+            max=MAX_SIDE,
+            step=32,
         ),
-        Input("steps", "INT", "Denoising steps (0: the model's default).", default=0, min=0, max=MAX_STEPS),
+        Input(
+            "height",
+            "INT",
+            "Height in pixels; snapped to what the model accepts.",
+            default=_DEFAULTS.height,
+            min=0,
+            max=MAX_SIDE,
+            step=32,
+        ),
+        Input(
+            "fps",
+            "FLOAT",
+            "Frames per second (a model that makes one rate, like the demo world, makes its own).",
+            default=float(_DEFAULTS.fps),
+            min=0.0,
+            max=MAX_FPS,
+            step=1.0,
+        ),
+        Input(
+            "steps",
+            "INT",
+            "Denoising steps at the standard tier; draft and final scale them as the tier says.",
+            default=_DEFAULTS.steps,
+            min=0,
+            max=MAX_STEPS,
+        ),
         Input(
             "guidance",
             "FLOAT",
-            "Guidance scale (-1: the model's default).",
-            default=-1.0,
+            "Guidance scale: how closely the clip follows the prompt.",
+            default=float(_DEFAULTS.guidance),
             min=-1.0,
             max=MAX_GUIDANCE,
             step=0.1,
@@ -195,7 +236,7 @@ GENERATE = Node(
         Input(
             "tier",
             "COMBO",
-            f"{TIER_TOOLTIP}. Steps or guidance set here win over the tier's.",
+            f"{TIER_TOOLTIP}. Scales the steps set here.",
             default=DEFAULT_TIER,
             options=tuple(TIERS),
             optional=True,
