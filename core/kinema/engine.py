@@ -106,10 +106,11 @@ def generate(
             "seed": the_plan.seed,
             "steps": the_plan.steps,
             "guidance": the_plan.guidance,
-            "width": the_plan.width,
-            "height": the_plan.height,
-            "num_frames": the_plan.num_frames,
-            "fps": str(the_plan.fps),
+            # What the clip holds: the plan's values for local backends, the far side's for a remote one.
+            "width": clip.width,
+            "height": clip.height,
+            "num_frames": clip.frame_count,
+            "fps": str(clip.fps),
             "audio": clip.audio is not None,
             "backend": backend.name,
             "model": backend.model_id,
@@ -117,7 +118,7 @@ def generate(
             "kinema_version": __version__,
             "created_at": int(started),
             "generation_seconds": round(time.time() - started, 3),
-            "notes": [*the_plan.notes, *memory_notes],
+            "notes": [*the_plan.notes, *memory_notes, *clip.metadata.get("notes", ())],
             "tier": the_plan.tier,
         }
     )

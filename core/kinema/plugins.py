@@ -22,6 +22,7 @@ DEFAULT_PLUGINS = (
     "kinema.backends.tiny",
     "kinema.backends.wan_vace",
     "kinema.backends.world",
+    "kinema.backends.remote",  # remote:NAME for each server named in KINEMA_HOME/remotes.json
     "kinema.cameo.store",  # notes where cameo clips are saved, for their owners' use logs
     "kinema.hosts.obs",
     "kinema.hosts.comfyui",
@@ -79,7 +80,14 @@ def get_backend(name: str) -> Backend:
         return backends[name]
     except KeyError:
         names = ", ".join(sorted({b.name for b in backends.values()}))
-        raise UnknownBackendError(f"unknown backend {name!r}; choose one of: {names} (see `kinema backends`)") from None
+        hint = (
+            " (name remote servers in KINEMA_HOME/remotes.json; `kinema remotes` lists them)"
+            if name.startswith("remote:")
+            else ""
+        )
+        raise UnknownBackendError(
+            f"unknown backend {name!r}; choose one of: {names} (see `kinema backends`){hint}"
+        ) from None
 
 
 def _enable_tracing() -> None:

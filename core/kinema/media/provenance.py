@@ -277,6 +277,7 @@ def _manifest(metadata: dict[str, Any], record: dict[str, Any]) -> dict[str, Any
         "steps": metadata.get("steps"),
         "cameos": list(metadata.get("cameos") or []),
         "parents": [_parent_summary(parent)] if parent else [],
+        "remote": metadata.get("remote"),  # the server that made it, for a remote:NAME backend
         "watermark": {"algorithm": "kinema-ss-v1", **record["watermark"]},
     }
     generator = f"kinema {__version__}" + (

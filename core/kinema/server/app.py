@@ -32,6 +32,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 
 from kinema.errors import KinemaError
 from kinema.home import kinema_home
@@ -49,6 +50,15 @@ from kinema.server.videos import router as video_router
 from kinema.version import __version__
 
 DEFAULT_PORT = 8765
+# The /v1/videos calls vLLM-Omni, SGLang and OpenAI's hosted API share (create_app(videos_only=True)).
+PLAIN_VIDEO_ROUTES = frozenset(
+    {
+        ("/videos", "POST"),
+        ("/videos/{video_id}", "GET"),
+        ("/videos/{video_id}/content", "GET"),
+        ("/videos/{video_id}", "DELETE"),
+    }
+)
 MAX_BODY_BYTES = MAX_IMAGE_BYTES * 4 // 3 + 2**20  # the image as base64 JSON, plus the other fields
 
 
@@ -62,6 +72,7 @@ def create_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     ray: str | None = None,
     manager: JobManager | None = None,
+    videos_only: bool = False,
 ) -> FastAPI:
     """The ASGI app. ``api_key`` defaults to ``KINEMA_API_KEY``; ``None`` or '' means no key.
 
@@ -69,6 +80,8 @@ def create_app(
     ``start_workers=False`` queues jobs without running them (schema fuzzing).
     ``ray``: run jobs on the Ray cluster at that address (``auto``: one on this machine) instead of in-process
     (``kinema.server.ray_pool``); ``manager``: a job manager made by the caller (tests).
+    ``videos_only``: serve only the plain ``/v1/videos`` subset other engines share (create, retrieve, content,
+    delete; no kinema extras, cameos or models), as a far side for the ``remote`` backend's tests.
     """
     if api_key is ...:
         api_key = os.environ.get("KINEMA_API_KEY") or None
@@ -123,16 +136,26 @@ def create_app(
         dependencies=[Depends(authorize), Depends(owned_jobs_only)],
         responses={401: {"model": ErrorResponse}},
     )
-    v1.include_router(video_router)
-    v1.include_router(models_router())
-    v1.include_router(styles_router)
-    app.include_router(v1)
-    app.include_router(
-        cameo_router,
-        prefix="/v1",
-        dependencies=[Depends(authorize)],
-        responses={401: {"model": ErrorResponse}},
-    )
+    if videos_only:
+        plain = APIRouter()
+        plain.routes.extend(
+            route
+            for route in video_router.routes
+            if isinstance(route, APIRoute) and any((route.path, m) in PLAIN_VIDEO_ROUTES for m in route.methods or ())
+        )
+        v1.include_router(plain)
+        app.include_router(v1)
+    else:
+        v1.include_router(video_router)
+        v1.include_router(models_router())
+        v1.include_router(styles_router)
+        app.include_router(v1)
+        app.include_router(
+            cameo_router,
+            prefix="/v1",
+            dependencies=[Depends(authorize)],
+            responses={401: {"model": ErrorResponse}},
+        )
 
     def openapi() -> dict:
         if app.openapi_schema is None:
