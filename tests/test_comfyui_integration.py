@@ -318,3 +318,56 @@ def test_errors_read_like_errors(comfy):
     assert error["exception_message"].strip() == "kinema: prompt is empty: describe the clip you want"
     assert error["exception_type"] == "kinema.KinemaNodeError"  # a short name, not the node folder's path
     assert not any("diffusers" in line for line in error["traceback"])
+
+
+def test_extend_and_remix_nodes_run_in_a_graph(comfy):
+    """Generate -> Kinema Extend (its VIDEO) -> Kinema Remix (the longer clip's frames and sound) -> Save Clip."""
+    small = {"seconds": 0.375, "width": 32, "height": 32, "steps": 2, "fps": 24.0, "guidance": 3.0}
+    loader = {"backend": "tiny-ltx2", "model": "(backend default)", "precision": "auto", "memory": "auto"}
+    prompt = {
+        "1": {"class_type": "KinemaModelLoader", "inputs": loader},
+        "2": {
+            "class_type": "KinemaGenerate",
+            "inputs": {
+                "model": ["1", 0],
+                "prompt": "a door",
+                "negative_prompt": "",
+                "seed": 21,
+                "style": "none",
+                "audio": True,
+                **small,
+            },
+        },
+        "3": {
+            "class_type": "KinemaExtend",
+            "inputs": {
+                "model": ["1", 0],
+                "prompt": "it opens",
+                "seconds": 0.25,
+                "seed": 22,
+                "fps": 24.0,
+                "tier": "draft",
+                "video": ["2", 2],
+            },
+        },
+        "4": {
+            "class_type": "KinemaRemix",
+            "inputs": {
+                "model": ["1", 0],
+                "prompt": "in snow",
+                "strength": 0.5,
+                "seed": 23,
+                "keep_audio": True,
+                "fps": 24.0,
+                "tier": "draft",
+                "images": ["3", 0],
+                "audio": ["3", 1],
+            },
+        },
+        "5": {"class_type": "KinemaSaveClip", "inputs": {"clip": ["4", 3], "filename_prefix": "kinema/remixed"}},
+    }
+    entry = comfy.run(prompt)
+    assert entry["status"]["status_str"] == "success", comfy.errors(entry)
+    saved = entry["outputs"]["5"]["images"][0]
+    clip = kinema.Clip.load(comfy.base / "output" / saved["subfolder"] / saved["filename"])
+    assert clip.metadata["kind"] == "remix" and clip.frame_count == 9 + 6 and clip.audio is not None
