@@ -176,12 +176,10 @@ def plan_extension(
     """(context, added, generated) for extending a clip of ``frame_count`` frames by ``seconds`` on ``backend``:
     the last frames it continues from, the frames it gains, and the frames the backend makes.
 
-    Raises if that is less than a frame, or if the longer clip would not fit in memory (kinema.backends.limits);
+    Less than a frame adds one. Raises if the longer clip would not fit in memory (kinema.backends.limits);
     the generation itself is checked where it is planned.
     """
-    wanted = seconds_to_frames(seconds, fps)
-    if wanted < 1:
-        raise InvalidRequestError(f"{seconds:g} s is less than one frame at {float(fps):g} fps")
+    wanted = max(1, seconds_to_frames(seconds, fps))  # at least a frame, as a clip's length is snapped
     multiple = max(1, int(getattr(backend, "frame_multiple", 1)))
     context = min(backend.max_start_frames, frame_count)
     context = multiple * ((context - 1) // multiple) + 1

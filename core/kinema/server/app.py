@@ -42,7 +42,7 @@ from kinema.server.cameos import router as cameo_router
 from kinema.server.errors import APIError, add_error_handlers
 from kinema.server.jobs import JobManager, JobsBusyError, _lock_directory
 from kinema.server.models import models_router
-from kinema.server.schemas import ErrorResponse, Health, add_create_video_schemas, to_video
+from kinema.server.schemas import VIDEO_ID_PATTERN, ErrorResponse, Health, add_create_video_schemas, to_video
 from kinema.server.security import Guard, authorize, check_bind, is_loopback, owned_jobs_only
 from kinema.server.styles import router as styles_router
 from kinema.server.video_requests import MAX_IMAGE_BYTES, MAX_IMAGE_SIDE, decode_image  # noqa: F401 (re-exported)
@@ -180,6 +180,9 @@ def publish_truthfully(schema: dict, *, key_required: bool) -> None:
                 responses.setdefault("400", {"description": "The request is not valid.", **_ERROR_CONTENT})
             if not key_required and operation.get("security"):
                 operation["security"] = [*operation["security"], {}]
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") == "path" and parameter.get("name") == "video_id":
+                    parameter["schema"]["pattern"] = VIDEO_ID_PATTERN  # any other id is a video not found (404)
     _restore_integer_bounds(schema)
     schema.get("components", {}).get("schemas", {}).pop("HTTPValidationError", None)
     schema.get("components", {}).get("schemas", {}).pop("ValidationError", None)

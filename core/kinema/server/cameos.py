@@ -140,7 +140,12 @@ form_schema = {
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"multipart/form-data": {"schema": form_schema}},
+            "content": {
+                "multipart/form-data": {
+                    "schema": form_schema,
+                    "encoding": {"video": {"contentType": "video/*"}, "audio": {"contentType": "audio/*"}},
+                }
+            },
         }
     },
 )

@@ -95,14 +95,24 @@ def hide_paths(text: str, *folders: object) -> str:
     return text
 
 
-def allowed_methods(app: FastAPI, path: str) -> list[str]:
-    """Every method some route answers at ``path`` (for a 405's ``Allow``), not only the first route's."""
-    methods: set[str] = set()
-    for route in app.routes:
-        regex = getattr(route, "path_regex", None)
-        if regex is not None and regex.match(path):
-            methods |= set(getattr(route, "methods", None) or ())
-    return sorted(methods)
+def _routes(app: FastAPI) -> list[Any]:
+    """Every route of ``app``, those of included routers too (FastAPI 0.16x no longer copies them into app.routes)."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # older FastAPI: app.routes holds them all
+        return list(app.routes)
+    return list(iter_route_contexts(app.routes))
+
+
+def allowed_methods(app: FastAPI, path: str, *, own_only: bool = False) -> list[str]:
+    """Every method some route answers at ``path`` (for a 405's ``Allow``), not only the first route's.
+
+    A path that is a route of its own (``/v1/videos/edits``) is not also a value of another route's parameter
+    (``/v1/videos/{video_id}``); ``own_only``: only such routes' methods.
+    """
+    routes = [route for route in _routes(app) if getattr(route, "path_regex", None) and route.path_regex.match(path)]
+    own = [route for route in routes if not getattr(route, "param_convertors", None)]
+    return sorted({method for route in (own if own or own_only else routes) for method in route.methods or ()})
 
 
 class _ASCIIJSONResponse(JSONResponse):

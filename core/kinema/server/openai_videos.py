@@ -359,9 +359,11 @@ def characters_in(fields: dict, store: CameoStore, user: str) -> tuple[str, ...]
                         "type": "object",
                         "required": ["name", "video"],
                         "properties": {
-                            "name": {"type": "string", "minLength": 1, "maxLength": 200},
+                            # a letter or digit to name the character's cameo by (cameo_name)
+                            "name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "[A-Za-z0-9]"},
                             "video": {"type": "string", "format": "binary"},
                         },
+                        "additionalProperties": False,
                     },
                     "encoding": {"video": {"contentType": "video/*"}},
                 }

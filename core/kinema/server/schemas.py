@@ -10,7 +10,7 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, WithJsonSchema
 from pydantic.json_schema import SkipJsonSchema
 
 from kinema.cameo.store import MAX_CAMEOS_PER_REQUEST
@@ -64,7 +64,9 @@ SECONDS_PATTERN = f"^(?:{_WHOLE_SECONDS}(?:\\.[0-9]+)?|0?\\.[0-9]*[1-9][0-9]*|{i
 NAME_PATTERN = "^[a-z0-9][a-z0-9_-]{0,39}$"  # a cameo's name (kinema.cameo.store.NAME_PATTERN)
 _NAME = NAME_PATTERN[1:-1]
 CAMEO_LIST_PATTERN = f"^ *{_NAME} *(?:, *{_NAME} *){{0,{MAX_CAMEOS_PER_REQUEST - 1}}}$"
-TEXT = r"\S"  # at least one character that is not white space
+# At least one character that is not white space, as Python's str.strip() sees it (the server's check): spelled
+# out, because \S differs between regex dialects (ECMA's, which clients read the schema with, keeps U+0085).
+TEXT = r"[^\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 VIDEO_ID_PATTERN = "^video_[0-9a-f]{32}$"
 _VIDEO_ID = re.compile(VIDEO_ID_PATTERN)
 
@@ -85,12 +87,41 @@ Tier = Annotated[
 Prompt = Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS, pattern=TEXT)]
 Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS, strict=True)] | Annotated[str, Field(pattern=SECONDS_PATTERN)]
 Size = Annotated[str, Field(pattern=SIZE_PATTERN, description="WIDTHxHEIGHT, e.g. '768x512'.")]
-Steps = Annotated[int, Field(ge=1, le=MAX_STEPS)]
-Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
-Guidance = Annotated[float, Field(ge=0, le=MAX_GUIDANCE)]
-Fps = Annotated[float, Field(ge=1, le=MAX_FPS)]
+
+
+def _not_a_bool(value: Any) -> Any:
+    if isinstance(value, bool):  # pydantic would read true as 1
+        raise ValueError("must be a number, not true or false")
+    return value
+
+
+Number = BeforeValidator(_not_a_bool)  # after a Field's bounds (before them, pydantic publishes ge/le as such)
+Steps = Annotated[int, Field(ge=1, le=MAX_STEPS), Number]
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED), Number]
+Guidance = Annotated[float, Field(ge=0, le=MAX_GUIDANCE), Number]
+Fps = Annotated[float, Field(ge=1, le=MAX_FPS), Number]
 NegativePrompt = Annotated[str, Field(max_length=MAX_PROMPT_CHARS)]
 CameoName = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+def model_and_backend_agree(schema: dict[str, Any]) -> None:
+    """A ``model`` that names one backend with a ``backend`` that names another is refused (400, resolve_model):
+    the schema says so, one ``not`` per backend, from the backends this server has (plugins' included)."""
+    from kinema.engine import get_backends
+
+    names: dict[int, list[str]] = {}
+    for name, backend in get_backends().items():
+        names.setdefault(id(backend), []).append(name)
+    every = [name for group in names.values() for name in group]
+    schema["allOf"] = [
+        {
+            "not": {
+                "required": ["model", "backend"],
+                "properties": {"model": {"enum": group}, "backend": {"enum": [n for n in every if n not in group]}},
+            }
+        }
+        for group in names.values()
+    ]
 
 
 class VideoError(BaseModel):
@@ -212,7 +243,7 @@ class VideoCreateParams(BaseModel):
     ``audio`` is true or false, not 0 or "no" (a multipart form's "true" and "false" are read as those).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=model_and_backend_agree)
 
     prompt: Prompt = Field(description="What the clip shows and sounds like.")
     model: str | None = Field(
@@ -249,7 +280,7 @@ class VideoCreateParams(BaseModel):
 class FollowUpParams(BaseModel):
     """What remix, extend and storyboard share with create: kinema's generation settings (all optional)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=model_and_backend_agree)
 
     model: str | None = Field(
         None, description="Backend or pulled model id (default: the one that made the source video)."
@@ -267,7 +298,7 @@ class VideoRemixParams(FollowUpParams):
     """OpenAI's remix (``prompt``), plus kinema's ``strength`` and ``keep_audio``."""
 
     prompt: Prompt = Field(description="What the remixed clip shows and sounds like.")
-    strength: float = Field(
+    strength: Annotated[float, Number] = Field(
         0.6, gt=0, le=1, description="How far to move from the source: near 0 keeps it, 1 keeps only its length."
     )
     keep_audio: StrictBool = Field(
@@ -311,7 +342,8 @@ StoryboardObject = Annotated[
             "type": "object",
             "required": ["shots"],
             "properties": {
-                "title": {"type": "string", "maxLength": MAX_PROMPT_CHARS},
+                # null reads as no title, and a number as its text (YAML's `title: 2026`)
+                "title": {"type": ["string", "number", "null"], "maxLength": MAX_PROMPT_CHARS},
                 "shots": {
                     "type": "array",
                     "minItems": 1,

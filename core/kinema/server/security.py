@@ -18,12 +18,13 @@ from typing import Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kinema.cameo.store import SERVER_OWNER
 from kinema.errors import KinemaError
 from kinema.server.cameos import MAX_UPLOAD_BYTES as CAMEO_UPLOAD_BYTES
 from kinema.server.dependencies import job_manager
-from kinema.server.errors import APIError, BodyTooLarge, error_response, video_not_found
+from kinema.server.errors import APIError, BodyTooLarge, allowed_methods, error_response, video_not_found
 from kinema.server.jobs import JobManager
 from kinema.server.users import user_for_key
 
@@ -147,4 +148,6 @@ def owned_jobs_only(
     """
     video_id = request.path_params.get("video_id")
     if video_id is not None and manager.find(video_id, user) is None:
+        if allowed_methods(request.app, request.url.path, own_only=True):
+            raise StarletteHTTPException(405)  # GET /v1/videos/edits: a POST route, not the video 'edits'
         raise video_not_found(video_id)

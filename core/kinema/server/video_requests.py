@@ -63,7 +63,8 @@ async def read_create_body(
             elif key.endswith("[]"):  # the SDK sends a list (extra_body={"cameos": [...]}) as repeated key[]
                 fields.setdefault(key[:-2], []).append(value)
             elif value != "":  # the SDK sends None as ''
-                fields[key] = {"true": True, "false": False}.get(value, value) if key == "audio" else value
+                boolean = key in ("audio", "keep_audio")
+                fields[key] = {"true": True, "false": False}.get(value, value) if boolean else value
         return fields, upload
     if content_type not in ("application/json", ""):
         raise APIError(

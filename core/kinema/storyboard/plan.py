@@ -96,15 +96,11 @@ def plan_storyboard(board: Storyboard, backend: Any = None) -> list[ShotPlan]:
                 )
             )
         seconds = Fraction(shot.seconds or board.seconds or backend.defaults.seconds).limit_denominator(10**6)
+        seconds = max(seconds, 1 / fps)  # a shot shorter than a frame lasts one frame, as a clip does
         # Cumulative rounding: the film's frame count is the total length rounded once, never N roundings.
         start, end = seconds_to_frames(elapsed, fps), seconds_to_frames(elapsed + seconds, fps)
         elapsed += seconds
-        frames = end - start
-        if frames < 1:
-            problems.append(
-                (shot.line, f"shot {index + 1}: {float(seconds):g} s is less than one frame at {float(fps):g} fps")
-            )
-            continue
+        frames = max(1, end - start)  # rounding half to even can leave a one-frame shot none
         head = (
             0 if index == 0 else 1
         )  # sound from before the cut, to crossfade with; and no repeated frame after a continue
