@@ -343,6 +343,11 @@ def test_generate_from_camera_sends_the_rendered_frame(blender, server):
     assert movie["props"]["kinema_first_frame"] is True and movie["props"]["kinema_tier"] == "draft"
     assert movie["duration"] == job["video"]["kinema"]["num_frames"]  # 24 fps scene, 24 fps clip
     assert outcome["engine_restored"] and outcome["resolution"] == [1920, 1080]
+    from kinema.tiers import DEFAULT_TIER, TIERS
+
+    # The Tier menu is the server's once it has answered (Client.tiers()), and keeps the choice.
+    assert outcome["server_tiers"] == [list(TIERS), DEFAULT_TIER]
+    assert outcome["tier_menu"] == list(TIERS) and outcome["tier"] == "draft"
 
     assert scenario(blender, "no_camera", url=server)["poll"] is False
 

@@ -141,6 +141,32 @@ def test_client_tiers_are_kinemas():
     assert tier_names() == client_module.TIERS and client_module.DEFAULT_TIER == DEFAULT_TIER
 
 
+def test_tiers_come_from_the_server_else_from_the_copy(client, monkeypatch):
+    """Client.tiers(): the server's tier names and default (its OpenAPI schema), for hosts' tier menus; the copied
+    list when the server is unreachable or too old to say."""
+    from kinema.tiers import DEFAULT_TIER, TIERS
+
+    copy = (client_module.TIERS, client_module.DEFAULT_TIER)
+    monkeypatch.setattr(client_module, "TIERS", ("stale",))  # the server's answer wins over the copy
+    monkeypatch.setattr(client_module, "DEFAULT_TIER", "stale")
+    assert client.tiers() == (tuple(TIERS), DEFAULT_TIER)
+    monkeypatch.undo()
+
+    assert Client(f"http://127.0.0.1:{closed_port()}").tiers() == copy  # offline
+
+    def old_server(method, path, body=None):  # answers, but names no tiers (a server from before them)
+        return {"openapi": "3.1.0", "components": {"schemas": {"VideoCreateParams": {"properties": {}}}}}
+
+    monkeypatch.setattr(client, "_json", old_server)
+    assert client.tiers() == copy
+
+    def no_schema(method, path, body=None):
+        raise NotFoundError("Not Found", status=404)
+
+    monkeypatch.setattr(client, "_json", no_schema)
+    assert client.tiers() == copy
+
+
 # --------------------------------------------------------------------------- errors
 
 

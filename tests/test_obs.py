@@ -368,6 +368,8 @@ def test_quality_picture_and_cameo_pickers(rig, live, probe, tmp_path):
     assert [value for _, value in tier["items"]] == ["draft", "standard", "final"] and not tier["editable"]
     assert tier["label"] == "Quality" and tier["value"] == "standard"
     assert "fast preview" in tier["long_description"] and "no caching" in tier["long_description"]
+    # The list is the server's (Client.tiers(), read when the script loaded), not only the copied client's.
+    assert any("tiers draft, standard, final (standard by default)" in line for line in script_log(instance))
     image = shown["image"]
     assert image["type"] == "path" and image["file"] and image["label"] == "Start from picture"
     assert all(f"*.{ext}" in image["filter"] for ext in ("png", "jpg", "jpeg", "webp")) and image["value"] == ""

@@ -56,8 +56,9 @@ __all__ = [
 ]
 
 DEFAULT_URL = "http://127.0.0.1:8765"
-# Quality tiers, for the menus of hosts that copy this file (Blender, OBS). A copy of kinema.tiers, because this
-# file imports nothing of kinema; tests/test_client.py checks that the two agree.
+# Quality tiers, for the menus of hosts that copy this file (Blender, OBS): what ``Client.tiers()`` answers when the
+# server cannot say. A copy of kinema.tiers, because this file imports nothing of kinema; tests/test_client.py
+# checks that the two agree.
 TIERS = ("draft", "standard", "final")
 DEFAULT_TIER = "standard"
 BACKGROUND_NICE = 10  # ensure_server(background=True): how much lower the server's CPU priority is than the caller's
@@ -186,6 +187,19 @@ class Client:
     def styles(self) -> list:
         """Style presets the server offers, its users' own included (``id``, ``description``, ``source``)."""
         return self._json("GET", "/v1/styles")["data"]
+
+    def tiers(self) -> tuple[tuple[str, ...], str]:
+        """The server's quality tiers and its default one, ``(names, default)``, for a host's tier menu.
+
+        Read from the server's OpenAPI schema (``GET /openapi.json``: the ``tier`` enum of a video request, and
+        the tier a job gets when it names none). When the server does not answer, refuses, or is too old to
+        name its tiers, this file's own copy: ``(TIERS, DEFAULT_TIER)``. Never raises.
+        """
+        try:
+            found = _schema_tiers(self._json("GET", "/openapi.json"))
+        except ClientError:
+            found = None
+        return found or (TIERS, DEFAULT_TIER)
 
     def submit(
         self,
@@ -492,6 +506,40 @@ def _settings(settings: dict[str, Any]) -> dict[str, Any]:
     if isinstance(size, (tuple, list)):
         settings = {**settings, "size": f"{int(size[0])}x{int(size[1])}"}
     return {key: value for key, value in settings.items() if value is not None}
+
+
+def _schema_tiers(schema: Any) -> tuple[tuple[str, ...], str] | None:
+    """``(names, default)`` of the ``tier`` properties in an OpenAPI schema; None if it names no tiers."""
+    components = schema.get("components") if isinstance(schema, dict) else None
+    models = components.get("schemas") if isinstance(components, dict) else None
+    if not isinstance(models, dict):
+        return None
+
+    def resolve(node: Any) -> dict:
+        ref = node.get("$ref") if isinstance(node, dict) else None
+        if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+            node = models.get(ref.rsplit("/", 1)[-1])
+        return node if isinstance(node, dict) else {}
+
+    names: tuple[str, ...] = ()
+    defaults = []
+    # A video request's own first (a job's tier), then every other model with a `tier`.
+    for name in ["VideoCreateParams", *(key for key in models if key != "VideoCreateParams")]:
+        tier = resolve((resolve(models.get(name)).get("properties") or {}).get("tier"))
+        if not tier:
+            continue
+        if isinstance(tier.get("default"), str):
+            defaults.append(tier["default"])
+        for option in [tier, *(resolve(o) for key in ("anyOf", "oneOf", "allOf") for o in tier.get(key) or ())]:
+            enum = option.get("enum")
+            if not names and isinstance(enum, list) and enum and all(isinstance(v, str) for v in enum):
+                names = tuple(enum)
+    if not names:
+        return None
+    default = next((value for value in defaults if value in names), None)
+    if default is None:
+        default = DEFAULT_TIER if DEFAULT_TIER in names else names[0]
+    return names, default
 
 
 def _quote(job_id: str) -> str:

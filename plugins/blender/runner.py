@@ -202,6 +202,7 @@ class Connection:
                 cameos = [row["id"] for row in client.cameos() if row.get("usable")]
             except api.ClientError:
                 cameos = []  # a server from before cameos
+            tiers, default_tier = client.tiers()  # the copied client's own if the server cannot say
             post(
                 Update(
                     0,
@@ -212,6 +213,8 @@ class Connection:
                         "url": client.base_url,
                         "models": models,
                         "cameos": cameos,
+                        "tiers": list(tiers),
+                        "default_tier": default_tier,
                     },
                 )
             )

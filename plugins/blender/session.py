@@ -113,6 +113,8 @@ class ServerState:
     url: str = ""
     models: list = dataclasses.field(default_factory=list)
     cameos: list = dataclasses.field(default_factory=list)  # cameo names the server lets this user use
+    tiers: list = dataclasses.field(default_factory=list)  # the server's tier names; empty until it answers
+    default_tier: str = ""
     ask_python: bool = False  # no server, and no kinema found to start one: the panel asks where it is
 
 

@@ -12,6 +12,7 @@ STYLES = tuple(install_defaults().get("styles") or ())
 BACKENDS = ("tiny", "tiny-wan", "ltx2", "wan")
 # Quality tiers and what each trades, from the kinema that built the add-on; the names are the server's `tier` values.
 # Without that file, the tiers of the client copied in beside this one (kinema/client.py, built with the add-on).
+# Once the server answers, the Tier menu shows the server's own tiers (Client.tiers()).
 _TIER_HINTS = {"draft": "Fast preview", "standard": "The model's default steps", "final": "The shot you keep"}
 TIERS = dict(install_defaults().get("tiers") or {name: _TIER_HINTS.get(name, name) for name in TIER_NAMES})
 _TIER_NUMBERS = {"draft": 0, "standard": 1, "final": 2}  # a .blend saves the choice by number: never renumber
@@ -35,6 +36,26 @@ def _cameo_names():
     from . import session
 
     return list(session.server.cameos)
+
+
+_tier_items: dict[tuple, list] = {}  # Blender keeps no reference to a dynamic enum's strings: this does
+
+
+def _tiers(self, context):
+    """The Tier menu: the server's tiers once it has answered, else those known when the add-on was built."""
+    from . import session
+
+    names = tuple(session.server.tiers) or tuple(TIERS)
+    default = session.server.default_tier
+    key = (names, default)
+    if key not in _tier_items:
+        items = []
+        for index, name in enumerate(names):
+            hint = TIERS.get(name) or _TIER_HINTS.get(name) or name
+            hint = hint[:1].upper() + hint[1:] + (" (the server's default)" if name == default else "")
+            items.append((name, name.title(), hint, _TIER_NUMBERS.get(name, 100 + index)))
+        _tier_items[key] = items
+    return _tier_items[key]
 
 
 class KINEMA_PG_settings(bpy.types.PropertyGroup):
@@ -81,12 +102,9 @@ class KINEMA_PG_settings(bpy.types.PropertyGroup):
     )
     tier: EnumProperty(
         name="Tier",
-        default=DEFAULT_TIER,
+        default=_TIER_NUMBERS.get(DEFAULT_TIER, 1),  # a menu filled by a function takes its default by number
         description="Quality tier: speed against quality (Generate from Markers: every shot's)",
-        items=[
-            (name, name.title(), description[:1].upper() + description[1:], _TIER_NUMBERS.get(name, 100 + index))
-            for index, (name, description) in enumerate(TIERS.items())
-        ],
+        items=_tiers,
     )
     steps: IntProperty(
         name="Steps",

@@ -37,7 +37,7 @@ SOURCE_PREFIX = "Kinema Clip"  # a scene's source is "Kinema Clip (<scene>)", as
 SOURCE_KIND = "ffmpeg_source"
 TICK_MS = 100
 DEFAULT_URL = "http://127.0.0.1:8765"
-# The tier menu's labels; the tiers themselves (and the default) come from the copied client.py.
+# The tier menu's labels; the tiers themselves (and the default) come from the server, else the copied client.py.
 TIER_LABELS = {"draft": "Draft: fast preview", "standard": "Standard", "final": "Final: more steps, no caching"}
 PICTURE_FILTER = "Pictures (*.png *.jpg *.jpeg *.webp);;All files (*.*)"
 PREVIEW_SOURCE = "Kinema Preview"  # where clips are reviewed outside Studio Mode: in no scene, so never on air
@@ -129,6 +129,8 @@ class _State:
         self.server_note = ""
         self.backends = []
         self.styles = []  # the server's style presets (its users' own included), for the Style list
+        self.tiers = list(TIERS)  # the server's tier names, for the Quality list; the client's copy until it answers
+        self.default_tier = DEFAULT_TIER
         self.status_text = ""  # what the timer last wrote to the status text source
         self.ticks = 0
         self.cameos = []  # cameo names this server's user may use, for the Cameo list
@@ -197,7 +199,7 @@ def script_properties():
     )
     _combo(clip, "size", "Size", SIZES, "WIDTHxHEIGHT; blank: the model's default")
     tier = obs.obs_properties_add_list(clip, "tier", "Quality", obs.OBS_COMBO_TYPE_LIST, obs.OBS_COMBO_FORMAT_STRING)
-    for value in TIERS:
+    for value in state.tiers:
         obs.obs_property_list_add_string(tier, TIER_LABELS.get(value, value.title()), value)
     obs.obs_property_set_long_description(
         tier,
@@ -283,7 +285,7 @@ def script_update(settings):
         "cameo": obs.obs_data_get_string(settings, "cameo").strip(),
         "size": obs.obs_data_get_string(settings, "size").strip().lower().replace(" ", ""),
         "steps": obs.obs_data_get_int(settings, "steps"),
-        "tier": obs.obs_data_get_string(settings, "tier").strip() or DEFAULT_TIER,
+        "tier": obs.obs_data_get_string(settings, "tier").strip() or state.default_tier,
         "image": obs.obs_data_get_string(settings, "image").strip(),
         "scene": obs.obs_data_get_string(settings, "scene"),
         "auto_play": obs.obs_data_get_bool(settings, "auto_play"),
@@ -498,7 +500,7 @@ def _client(config):
             state.server_process = client.process
             state.server_note = f"started kinema serve (pid {client.process.pid}) at a lower CPU priority than OBS"
             _log(f"started kinema serve (pid {client.process.pid}) at {client.base_url}, below OBS's CPU priority")
-            _check_server(config, started=True)  # its backends, cameos and styles, for the lists
+            _check_server(config, started=True)  # its backends, cameos, styles and tiers, for the lists
         return client
 
 
@@ -602,8 +604,8 @@ def _read_picture(path):
 
 
 def _check_server(config, started=False):
-    """Is the server there, and what does it offer (for the Backend, Cameo and Style lists)? At load, and after
-    the script started one."""
+    """Is the server there, and what does it offer (for the Backend, Cameo, Style and Quality lists)? At load, and
+    after the script started one."""
     client = client_module.Client(config["server_url"], api_key=config.get("api_key") or None, timeout=10)
     try:
         client.health()
@@ -617,11 +619,13 @@ def _check_server(config, started=False):
         except client_module.APIError as error:  # a server from before /v1/styles, or a broken style file
             state.styles = []
             _log(f"the server's styles are not listed: {error}")
+        tiers, state.default_tier = client.tiers()  # the client's own list if the server cannot say
+        state.tiers = list(tiers)
         if not started:
             state.server_note = f"{client.base_url} is up"
         _log(
-            f"server {client.base_url} lists {len(state.backends)} backends, {len(state.cameos)} cameos"
-            f" and {len(state.styles)} styles"
+            f"server {client.base_url} lists {len(state.backends)} backends, {len(state.cameos)} cameos,"
+            f" {len(state.styles)} styles and tiers {', '.join(state.tiers)} ({state.default_tier} by default)"
         )
     except client_module.ServerUnavailable:
         then = (

@@ -172,6 +172,9 @@ def camera(args):
         "strips": strips_info(scene),
         "engine_restored": scene.render.engine == engine_before,
         "resolution": [scene.render.resolution_x, scene.render.resolution_y],
+        "server_tiers": [list(addon.session.server.tiers), addon.session.server.default_tier],
+        "tier_menu": [item[0] for item in addon.settings._tiers(scene.kinema, bpy.context)],
+        "tier": scene.kinema.tier,
     }
 
 
