@@ -325,7 +325,7 @@ def test_generate_adds_movie_and_sound_strips_at_the_playhead(blender, server, t
             props = strip["props"]
             assert props["kinema_prompt"] == "a red fox running through snow, wind howling"
             assert props["kinema_seed"] == 7
-            assert props["kinema_backend"] == "tiny"
+            assert props["kinema_backend"] == "tiny-ltx2"
             assert props["kinema_job"] == job["server_id"]
             assert props["kinema_first_frame"] is False
             assert props["kinema_tier"] == "standard"  # the panel's default

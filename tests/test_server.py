@@ -573,7 +573,9 @@ def test_models_health_and_openapi(app_client):
     assert health["status"] == "ok" and health["auth"] is False
     models = app_client.get("/v1/models").json()
     tiny = next(m for m in models["data"] if m["id"] == "tiny-ltx2")
-    assert tiny["ready"] is True and tiny["object"] == "model" and "demo" in tiny["aliases"]
+    assert tiny["ready"] is True and tiny["object"] == "model"
+    world = next(m for m in models["data"] if m["id"] == "tiny")  # the default: the trained demo world
+    assert world["ready"] is True and {"world", "demo"} <= set(world["aliases"])
     schema = app_client.get("/openapi.json").json()
     body = schema["paths"]["/v1/videos"]["post"]["requestBody"]["content"]
     assert set(body) == {"application/json", "multipart/form-data"}

@@ -61,7 +61,7 @@ def test_openai_sdk_remix_and_kinema_extend_record_their_parent(app_client, tmp_
 
 
 def test_a_storyboard_job_makes_one_film(app_client, tmp_path):
-    text = "Shot 1 (0.25s): a door\nShot 2 (0.25s, continue): it opens\nShot 3 (0.25s): a hallway\n"
+    text = "Backend: tiny-ltx2\nShot 1 (0.25s): a door\nShot 2 (0.25s, continue): it opens\nShot 3 (0.25s): a hallway\n"
     video = app_client.post(
         "/v1/storyboards", json={"storyboard": text, "size": "32x32", "steps": 2, "seed": 4, "tier": "draft"}
     ).json()

@@ -54,7 +54,7 @@ def configure(addon, args, *, fps=30, frame=11):
     options.seed = 7
     if "tier" in args:
         options.tier = args["tier"]
-    options.backend = args.get("backend", "")
+    options.backend = args.get("backend", "tiny-ltx2")  # random weights: any size, quick; the default is the demo world
     return scene
 
 

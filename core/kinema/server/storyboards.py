@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
+from kinema.request import DEFAULT_BACKEND
 from kinema.server.dependencies import default_backend, job_manager
 from kinema.server.errors import error_responses
 from kinema.server.jobs import JobManager
@@ -64,9 +65,11 @@ async def create_storyboard(
     title = board.title or board.shots[0].prompt
     # The style is the film's, applied per shot; the tier is the request's, else the storyboard's own.
     shared = params.model_copy(update={"style": None, "tier": params.tier or board.tier})
+    # A storyboard that names its backend is made (and described) on it; else on the server's default.
+    backend = board.backend if board.backend != DEFAULT_BACKEND else backend_default
     return await queue_follow_up(
         manager,
-        backend_default,
+        backend,
         shared,
         title,
         task,
