@@ -199,7 +199,7 @@ def test_consent_matrix(store, astro, state):
         store.revoke("astro", "alice")
     for user in ("alice", "bob", "eve"):  # owner, listed, anyone else
         # What the engine runs when a generation starts (and the server when a job is submitted).
-        request = GenerationRequest("astro surfing at dawn", cameos=("astro",), user=user, **SMALL)
+        request = GenerationRequest("astro surfing at dawn", cameos=("astro",), user=user, backend="tiny-ltx2", **SMALL)
         if ALLOWED[(state, user)]:
             assert [c.name for c in cameo_lib.prepare(request).cameos] == ["astro"]
         else:
@@ -211,10 +211,14 @@ def test_consent_matrix(store, astro, state):
 def test_the_engine_refuses_before_any_step_and_runs_when_allowed(store, astro):
     steps = []
     with pytest.raises(CameoNotAllowedError, match="'bob' may not use cameo 'astro'"):
-        kinema.generate(GenerationRequest("x", cameos=("astro",), user="bob", **SMALL), progress=steps.append)
+        kinema.generate(
+            GenerationRequest("x", cameos=("astro",), user="bob", backend="tiny-ltx2", **SMALL), progress=steps.append
+        )
     assert steps == []
     store.allow("astro", "alice", add_users=("bob",))
-    clip = kinema.generate(GenerationRequest("x", cameos=("astro",), user="bob", **SMALL), progress=steps.append)
+    clip = kinema.generate(
+        GenerationRequest("x", cameos=("astro",), user="bob", backend="tiny-ltx2", **SMALL), progress=steps.append
+    )
     assert clip.metadata["cameos"] == ["astro"] and len(steps) == SMALL["steps"]
 
 
@@ -250,7 +254,7 @@ def test_a_hand_edited_record_is_refused(store, astro):
     with pytest.raises(CameoTamperedError, match="signature"):
         store.authorize("astro", "eve")
     with pytest.raises(CameoTamperedError):
-        kinema.generate(GenerationRequest("x", cameos=("astro",), user="alice", **SMALL))
+        kinema.generate(GenerationRequest("x", cameos=("astro",), user="alice", backend="tiny-ltx2", **SMALL))
 
 
 def test_a_swapped_picture_is_refused(store, astro):
@@ -277,13 +281,18 @@ def test_revoking_during_generation_withholds_the_clip(store, astro):
             store.revoke("astro", "alice")
 
     with pytest.raises(CameoNotAllowedError, match="revoked"):
-        kinema.generate(GenerationRequest("x", cameos=("astro",), user="alice", **SMALL), progress=revoke_midway)
+        kinema.generate(
+            GenerationRequest("x", cameos=("astro",), user="alice", backend="tiny-ltx2", **SMALL),
+            progress=revoke_midway,
+        )
     assert store.uses("astro", "alice") == []
 
 
 def test_the_owner_sees_every_clip_made_with_it(store, astro, tmp_path):
     store.allow("astro", "alice", add_users=("bob",))
-    clip = kinema.generate(GenerationRequest("astro on the moon", cameos=("astro",), user="bob", **SMALL))
+    clip = kinema.generate(
+        GenerationRequest("astro on the moon", cameos=("astro",), user="bob", backend="tiny-ltx2", **SMALL)
+    )
     path = clip.save(tmp_path / "moon.mp4")
     uses = store.uses("astro", "alice")
     assert len(uses) == 1
@@ -339,7 +348,9 @@ def test_an_edited_use_log_refuses_the_cameo_and_its_owner_can_delete_it(store, 
         lambda: store.uses("astro", "alice"),
         lambda: store.authorize("astro", "alice"),
         lambda: store.log_use("astro", {"use": "u3"}),
-        lambda: cameo_lib.prepare(GenerationRequest("x", cameos=("astro",), user="alice", **SMALL)),
+        lambda: cameo_lib.prepare(
+            GenerationRequest("x", cameos=("astro",), user="alice", backend="tiny-ltx2", **SMALL)
+        ),
     ):
         with pytest.raises(CameoTamperedError, match=f"use log \\(uses.jsonl\\) was changed outside kinema \\({why}"):
             refused()
@@ -444,14 +455,16 @@ def test_ltx2_receives_the_portrait_and_follows_the_speech(astro, monkeypatch):
     )
     try:
         clip = kinema.generate(
-            GenerationRequest("astro says hello", cameos=("astro",), speech="astro", user="alice", **SMALL)
+            GenerationRequest(
+                "astro says hello", cameos=("astro",), speech="astro", user="alice", backend="tiny-ltx2", **SMALL
+            )
         )
         plain = []
         handle.remove()
         handle = transformer.register_forward_hook(
             lambda module, args, kwargs, out: plain.append(kwargs["audio_hidden_states"].clone()), with_kwargs=True
         )
-        kinema.generate(GenerationRequest("astro says hello", **SMALL))
+        kinema.generate(GenerationRequest("astro says hello", backend="tiny-ltx2", **SMALL))
     finally:
         handle.remove()
 
@@ -470,7 +483,7 @@ def test_ltx2_receives_the_portrait_and_follows_the_speech(astro, monkeypatch):
 
 
 def test_a_speech_file_drives_the_clip(media):
-    clip = kinema.generate(GenerationRequest("someone talks", speech=str(media["voice"]), **SMALL))
+    clip = kinema.generate(GenerationRequest("someone talks", speech=str(media["voice"]), backend="tiny-ltx2", **SMALL))
     assert clip.metadata["speech"] == "voice.wav"
     assert np.abs(clip.audio).max() > 0.05
 
@@ -554,7 +567,9 @@ def test_identity_embedding_and_score(media, embedder_model, store):
     assert cameo_lib.identity_scores(read_mp4(media["noface"])[0], (made,))["astro"]["score"] is None
 
     # A generated clip carries the score entry in its metadata (the tiny model draws noise, so no face).
-    clip = kinema.generate(GenerationRequest("astro waves", cameos=("astro",), user="alice", **SMALL))
+    clip = kinema.generate(
+        GenerationRequest("astro waves", cameos=("astro",), user="alice", backend="tiny-ltx2", **SMALL)
+    )
     entry = clip.metadata["cameo_identity"]["astro"]
     assert entry["model"] == "toy-arcface.onnx" and entry["frames_checked"] == 8 and "score" in entry
 

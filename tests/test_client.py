@@ -32,7 +32,7 @@ from kinema.client import (
     ensure_server,
 )
 
-SMALL = {"size": "32x32", "seconds": 0.4, "steps": 2}
+SMALL = {"size": "32x32", "seconds": 0.4, "steps": 2, "model": "tiny-ltx2"}  # random weights: any size
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

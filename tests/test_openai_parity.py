@@ -32,7 +32,9 @@ def queue_only(kinema_env):
 
     from kinema.server.app import create_app
 
-    with TestClient(create_app(api_key=None, start_workers=False), base_url="http://127.0.0.1") as client:
+    # The random-weight tiny LTX-2 as the default: it makes any shape, small (the demo world makes 64x64 only).
+    app = create_app(api_key=None, start_workers=False, default_backend="tiny-ltx2")
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         yield client
 
 
@@ -54,7 +56,7 @@ def test_errors_come_in_openais_shape_and_the_sdk_raises_its_types(queue_only):
     with pytest.raises(openai.BadRequestError) as caught:
         sdk.videos.create(prompt="x", size="32x32", extra_body={"steps": 0})
     assert caught.value.body["param"] == "steps" and caught.value.code == "invalid_value"
-    video = sdk.videos.create(prompt="x", model="tiny", **SMALL)
+    video = sdk.videos.create(prompt="x", model="tiny-ltx2", **SMALL)
     with pytest.raises(openai.ConflictError) as caught:  # not finished yet
         sdk.videos.download_content(video.id)
     assert caught.value.code == "not_ready" and "queued" in caught.value.message
@@ -66,13 +68,13 @@ def test_errors_come_in_openais_shape_and_the_sdk_raises_its_types(queue_only):
 def test_sora_names_sizes_and_seconds_are_made_as_the_backend_makes_them(queue_only, kinema_env):
     sdk = sdk_for(queue_only)
     video = sdk.videos.create(prompt="waves at dawn", model="sora-2", size="1280x720", seconds="4")
-    # No LTX-2 or Wan here, so sora-2 runs the server's default backend, the tiny demo: small pictures.
+    # No LTX-2 or Wan here, so sora-2 runs the server's default backend, here tiny-ltx2: small pictures.
     assert (video.model, video.size, video.seconds) == ("sora-2", "96x64", "4.04167")
     info = video.model_extra["kinema"]
-    assert info["backend"] == "tiny" and info["tier"] == "standard"
+    assert info["backend"] == "tiny-ltx2" and info["tier"] == "standard"
     assert info["notes"][:2] == [
-        "sora-2 runs tiny at tier standard: the server's default backend",
-        "size 1280x720 made as 96x64: tiny is a demo that makes small pictures; same shape",
+        "sora-2 runs tiny-ltx2 at tier standard: the server's default backend",
+        "size 1280x720 made as 96x64: tiny-ltx2 is a demo that makes small pictures; same shape",
     ]
     portrait = sdk.videos.create(prompt="x", model="sora-2-pro-2025-10-06", size="1024x1792", seconds="12")
     assert portrait.size == "64x96" and float(portrait.seconds) == pytest.approx(12, abs=0.05)
@@ -128,7 +130,7 @@ def test_every_videos_method_of_the_sdk(app_client, tmp_path):
     sdk = sdk_for(app_client)
     source = sdk.videos.create_and_poll(
         prompt="a red kite",
-        model="tiny",
+        model="tiny-ltx2",
         input_reference=("first.png", png_bytes(), "image/png"),
         extra_body=FAST,
         **SMALL,
@@ -151,12 +153,17 @@ def test_every_videos_method_of_the_sdk(app_client, tmp_path):
     assert by_file.status_code == 400 and by_file.json()["error"]["param"] == "input_reference"
 
     remixed = sdk.videos.remix(source.id, prompt="a paper kite", extra_body=FAST)
-    edited = sdk.videos.edit(prompt="a green kite", video=("kite.mp4", original, "video/mp4"), extra_body=FAST)
+    edited = sdk.videos.edit(
+        prompt="a green kite", video=("kite.mp4", original, "video/mp4"), extra_body={**FAST, "model": "tiny-ltx2"}
+    )
     edited_by_id = app_client.post(
         "/v1/videos/edits", json={"prompt": "a yellow kite", "video": {"id": source.id}, **FAST}
     ).json()
     extended = sdk.videos.extend(
-        prompt="the kite climbs", seconds="4", video=("kite.mp4", original, "video/mp4"), extra_body=FAST
+        prompt="the kite climbs",
+        seconds="4",
+        video=("kite.mp4", original, "video/mp4"),
+        extra_body={**FAST, "model": "tiny-ltx2"},  # an upload is made on the server's default unless told
     )
     extended_by_id = app_client.post(
         "/v1/videos/extensions", json={"prompt": "it falls", "seconds": "0.25", "video": {"id": source.id}, **FAST}
@@ -204,7 +211,7 @@ def test_edits_and_extensions_refuse_what_they_cannot_use(queue_only):
         assert unknown.status_code == 404 and unknown.json()["error"]["param"] == "video"
         junk = queue_only.post(path, data=body, files={"video": ("a.mp4", b"not a video", "video/mp4")})
         assert junk.status_code == 400 and junk.json()["error"]["code"] == "invalid_video"
-    waiting = sdk.videos.create(prompt="x", model="tiny", **SMALL)
+    waiting = sdk.videos.create(prompt="x", model="tiny-ltx2", **SMALL)
     with pytest.raises(openai.ConflictError) as caught:  # not finished yet
         sdk.videos.remix(waiting.id, prompt="y")
     assert caught.value.code == "video_not_ready"
@@ -222,7 +229,7 @@ def test_another_users_videos_do_not_exist_for_you(kinema_env):
     keys = {user: add_key(user) for user in ("alice", "bob")}
     with TestClient(create_app(api_key="master-key-0123456789", start_workers=False), base_url="http://127.0.0.1") as c:
         alice, bob = sdk_for(c, keys["alice"]), sdk_for(c, keys["bob"])
-        video = alice.videos.create(prompt="alice's", model="tiny", **SMALL)
+        video = alice.videos.create(prompt="alice's", model="tiny-ltx2", **SMALL)
         for call in (
             lambda: bob.videos.retrieve(video.id),
             lambda: bob.videos.download_content(video.id),
@@ -278,23 +285,23 @@ def test_characters_are_cameos_owned_by_their_maker(kinema_env, tmp_path):
 
         # Used by id (extra_body) or by @name in the prompt; unknown: 400 naming it; not allowed: 403.
         by_id = alice.videos.create(
-            prompt="surfing", model="tiny", extra_body={"characters": [{"id": made.id}]}, **SMALL
+            prompt="surfing", model="tiny-ltx2", extra_body={"characters": [{"id": made.id}]}, **SMALL
         )
-        by_name = alice.videos.create(prompt="@astro-naut surfing at dawn", model="tiny", **SMALL)
+        by_name = alice.videos.create(prompt="@astro-naut surfing at dawn", model="tiny-ltx2", **SMALL)
         assert c.get(f"/v1/videos/{by_id.id}", headers={"Authorization": f"Bearer {keys['alice']}"}).status_code == 200
         for video in (by_id, by_name):
             record = c.app.state.manager.get(video.id)
             assert record["request"]["cameos"] == ["astro-naut"]
         with pytest.raises(openai.BadRequestError) as caught:
-            alice.videos.create(prompt="@nobody waves", model="tiny", **SMALL)
+            alice.videos.create(prompt="@nobody waves", model="tiny-ltx2", **SMALL)
         assert caught.value.body["param"] == "prompt" and "'@nobody'" in caught.value.message
         with pytest.raises(openai.BadRequestError):  # bob does not even learn it exists
-            bob.videos.create(prompt="@astro-naut waves", model="tiny", **SMALL)
+            bob.videos.create(prompt="@astro-naut waves", model="tiny-ltx2", **SMALL)
         owner = {"Authorization": f"Bearer {keys['alice']}"}
         c.post("/v1/cameos/astro-naut/permissions", headers=owner, json={"permission": "listed", "add_users": ["eve"]})
         with pytest.raises(openai.PermissionDeniedError) as caught:
-            bob.videos.create(prompt="@astro-naut waves", model="tiny", **SMALL)
+            bob.videos.create(prompt="@astro-naut waves", model="tiny-ltx2", **SMALL)
         assert caught.value.code == "cameo_not_allowed"
         c.post("/v1/cameos/astro-naut/permissions", headers=owner, json={"permission": "everyone"})
         assert bob.videos.get_character(made.id).id == made.id
-        assert bob.videos.create(prompt="@astro-naut waves", model="tiny", **SMALL).status == "queued"
+        assert bob.videos.create(prompt="@astro-naut waves", model="tiny-ltx2", **SMALL).status == "queued"
