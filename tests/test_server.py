@@ -26,7 +26,12 @@ import numpy as np
 import pytest
 from polling import wait_final
 
-SMALL = {"size": "32x32", "seconds": "0.4", "steps": 2}  # 9 frames: the smallest clip tiny makes
+SMALL = {
+    "size": "32x32",
+    "seconds": "0.4",
+    "steps": 2,
+    "model": "tiny-ltx2",
+}  # 9 frames: the smallest clip tiny-ltx2 makes
 KEY = "kinema-test-key-0123456789abcdef"
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),  # the openai SDK marks videos.* deprecated

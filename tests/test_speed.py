@@ -286,7 +286,7 @@ def test_cpu_never_calls_accelerator_only_paths(monkeypatch, fresh_pipelines):
         assert memory.get_policy(name, "cpu").name == "full"
     assert all(p.offload not in ("model", "group") for p in memory.policies_for("cpu"))
     monkeypatch.setenv(memory.ENV, "model-offload")
-    assert kinema.generate(GenerationRequest(steps=2, **FAST)).metadata["memory_policy"] == "full"
+    assert kinema.generate(GenerationRequest(steps=2, backend="tiny-ltx2", **FAST)).metadata["memory_policy"] == "full"
     with pytest.raises(InvalidRequestError, match="does not run on cuda"):
         memory.get_policy("disk-offload", "cuda")
 
@@ -350,13 +350,16 @@ def test_out_of_memory_retries_once_with_the_next_lighter_policy(fresh_pipelines
     backend = kinema.get_backend("tiny-ltx2")
     handle, calls = _oom_once(backend.pipeline())
     try:
-        clip = kinema.generate(GenerationRequest(steps=2, **FAST))
+        clip = kinema.generate(GenerationRequest(steps=2, backend="tiny-ltx2", **FAST))
     finally:
         handle.remove()
     assert clip.metadata["memory_policy"] == "vae-tiling"
     assert any("out of memory with memory policy full; retried with vae-tiling" in n for n in clip.metadata["notes"])
     # The lighter policy stays for the next job.
-    assert kinema.generate(GenerationRequest(steps=2, **FAST)).metadata["memory_policy"] == "vae-tiling"
+    assert (
+        kinema.generate(GenerationRequest(steps=2, backend="tiny-ltx2", **FAST)).metadata["memory_policy"]
+        == "vae-tiling"
+    )
 
 
 def test_out_of_memory_with_hooks_reloads_the_pipeline(monkeypatch, fresh_pipelines):
@@ -365,7 +368,7 @@ def test_out_of_memory_with_hooks_reloads_the_pipeline(monkeypatch, fresh_pipeli
     before = backend.pipeline()
     handle, _calls = _oom_once(before)
     try:
-        clip = kinema.generate(GenerationRequest(steps=2, **FAST))
+        clip = kinema.generate(GenerationRequest(steps=2, backend="tiny-ltx2", **FAST))
     finally:
         handle.remove()
     assert clip.metadata["memory_policy"] == "disk-offload"
@@ -378,7 +381,7 @@ def test_out_of_memory_twice_or_with_nothing_lighter_is_one_clear_error(monkeypa
     handle, _calls = _oom_once(backend.pipeline())
     try:
         with pytest.raises(OutOfMemoryError, match="no lighter memory policy.*--tier draft"):
-            kinema.generate(GenerationRequest(steps=2, **FAST))
+            kinema.generate(GenerationRequest(steps=2, backend="tiny-ltx2", **FAST))
     finally:
         handle.remove()
 
