@@ -315,10 +315,10 @@ def test_kill_9_with_jobs_queued_and_running_loses_nothing(tmp_path, tiny_models
     first = ServerProcess(home)
     try:
         client = Client(first.url)
-        done = client.submit("finished before the crash", size="32x32", seconds=0.4, steps=2)
+        done = client.submit("finished before the crash", size="32x32", seconds=0.4, steps=2, model="tiny-ltx2")
         client.wait(done["id"])
-        running = client.submit("interrupted", size="32x32", seconds=0.4, steps=60, audio=False)
-        queued = [client.submit(f"queued {i}", size="32x32", seconds=0.4, steps=2) for i in range(3)]
+        running = client.submit("interrupted", size="32x32", seconds=0.4, steps=60, audio=False, model="tiny-ltx2")
+        queued = [client.submit(f"queued {i}", size="32x32", seconds=0.4, steps=2, model="tiny-ltx2") for i in range(3)]
         for name, _ in sse_events(f"{first.url}/v1/videos/{running['id']}/events"):
             if name == "progress":
                 break
