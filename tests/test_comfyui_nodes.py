@@ -4,19 +4,14 @@ The node pack is imported the way ComfyUI imports it and its logic runs for real
 (``tiny-ltx2``); tests/test_comfyui_integration.py runs a graph of each node in a real ComfyUI.
 """
 
-import importlib.util
-import sys
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from test_comfyui import NODE_FOLDER, SMALL, import_like_comfyui
 
 from kinema.errors import InvalidRequestError
-
-NODE_FOLDER = Path(__file__).resolve().parent.parent / "plugins" / "comfyui"
-SMALL = dict(seconds=0.375, width=32, height=32, fps=24, steps=2, seed=1)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -24,14 +19,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def nodes():
     """Imported the way ComfyUI imports a custom node folder."""
-    name = str(NODE_FOLDER).replace(".", "_x_")
-    module = sys.modules.get(name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(name, NODE_FOLDER / "__init__.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return module
+    return import_like_comfyui(NODE_FOLDER)
 
 
 class Host:
