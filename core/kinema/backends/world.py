@@ -97,9 +97,9 @@ class WorldBackend(LTX2Backend):
                 f" {request.width or WIDTH}x{request.height or HEIGHT}"
             )
             changes.update(width=WIDTH, height=HEIGHT)
-        if request.fps and float(request.fps) != FPS:
+        if request.fps and self.snap_fps(float(request.fps)) != float(request.fps):
             notes.append(f"the demo world runs at {FPS} fps; using that instead of {float(request.fps):g}")
-            changes["fps"] = FPS
+            changes["fps"] = self.snap_fps(float(request.fps))
         unknown = unknown_words(request.prompt or "")
         if unknown:
             notes.append(
