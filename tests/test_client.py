@@ -9,12 +9,12 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from processes import wait_until_gone
+from servers import ThreadServer
 
 import kinema.client as client_module
 from kinema.client import (
@@ -52,28 +52,6 @@ def shared_home(tmp_path_factory) -> Path:
 @pytest.fixture(autouse=True)
 def _shared_home(kinema_env, shared_home, monkeypatch):
     monkeypatch.setenv("KINEMA_HOME", str(shared_home))
-
-
-class ThreadServer:
-    """The real app under uvicorn on a free loopback port, in a background thread."""
-
-    def __init__(self, app):
-        import uvicorn
-
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "server did not start"
-            time.sleep(0.02)
-
-    def stop(self):
-        self.server.should_exit = True
-        self.thread.join(20)
 
 
 @pytest.fixture(scope="module")
