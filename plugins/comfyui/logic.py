@@ -80,15 +80,17 @@ def model_folders() -> list[Path]:
     """Where model folders are looked for: ComfyUI's models/kinema (and extra_model_paths.yaml), then kinema's own."""
     from kinema.home import models_dir
 
-    folders: list[Path] = []
+    return [*comfyui_folders(MODEL_FOLDER), models_dir()]
+
+
+def comfyui_folders(kind: str) -> list[Path]:
+    """ComfyUI's folders for ``kind`` (its models/<kind> and extra_model_paths.yaml's); none outside ComfyUI."""
     try:
         import folder_paths  # ComfyUI's module: only importable inside ComfyUI
 
-        folders += [Path(p) for p in folder_paths.get_folder_paths(MODEL_FOLDER)]
+        return [Path(p) for p in folder_paths.get_folder_paths(kind)]
     except (ImportError, KeyError):
-        pass
-    folders.append(models_dir())
-    return folders
+        return []
 
 
 def model_choices() -> dict[str, str]:
@@ -150,15 +152,7 @@ def lora_folders() -> list[Path]:
     """Where LoRAs are looked for: ComfyUI's models/loras (and extra_model_paths.yaml), then kinema's own."""
     from kinema.home import kinema_home
 
-    folders: list[Path] = []
-    try:
-        import folder_paths  # ComfyUI's module: only importable inside ComfyUI
-
-        folders += [Path(p) for p in folder_paths.get_folder_paths(LORA_FOLDER)]
-    except (ImportError, KeyError):
-        pass
-    folders.append(kinema_home() / "loras")
-    return folders
+    return [*comfyui_folders(LORA_FOLDER), kinema_home() / "loras"]
 
 
 def lora_choices() -> dict[str, str]:
