@@ -18,6 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from kinema.world import model as M
@@ -25,6 +26,15 @@ from kinema.world.captions import VOCABULARY
 from kinema.world.train import final_weights, latest
 
 CARD_FILE = "kinema_world.json"
+
+
+def _clips(latents: Path) -> int:
+    """How many training clips the cached latents hold (each shard lists its scenes)."""
+    total = 0
+    for path in latents.glob("shard-*.safetensors"):
+        with safe_open(str(path), "pt") as handle:
+            total += len(json.loads(handle.metadata()["scenes"]))
+    return total
 
 
 def assemble(train_dir: Path, out: Path) -> Path:
@@ -47,7 +57,7 @@ def assemble(train_dir: Path, out: Path) -> Path:
         "kind": "kinema-world",
         "version": 1,
         "steps": steps,
-        "clips": len(list((train_dir / "latents").glob("shard-*.safetensors"))),
+        "clips": _clips(train_dir / "latents"),
         "width": M.WIDTH,
         "height": M.HEIGHT,
         "fps": M.FPS,
