@@ -17,6 +17,7 @@ import textwrap
 
 import pytest
 from click.testing import CliRunner
+from polling import wait_final
 
 from kinema import engine
 from kinema.backends.limits import LimitError
@@ -147,3 +148,63 @@ def test_missing_weights_are_refused_before_diffusers_loads(tmp_path):
         " first"
     )
     assert not (tmp_path / "x.mp4").exists()
+
+
+# --------------------------------------------------------------------------- the server's two_stage field
+
+PULLED = "test/tiny-ltx-2.5"  # the tiny 2.5 folder as if pulled: requests name models, never folders
+SERVER_SMALL = {"size": "64x64", "seconds": "0.375", "steps": 2, "seed": 3}
+
+
+@pytest.fixture
+def pulled_ltx25(ltx25, ltx23, kinema_env):
+    for name, folder in ((PULLED, ltx25), ("test/tiny-ltx-2.3", ltx23)):
+        target = kinema_env / "models" / name.replace("/", "--")
+        if not target.exists():
+            shutil.copytree(folder, target)
+    return PULLED
+
+
+def test_the_server_takes_two_stage_and_says_so_in_its_schema(app_client, pulled_ltx25, tmp_path):
+    schema = app_client.get("/openapi.json").json()["components"]["schemas"]
+    field = schema["VideoCreateParams"]["properties"]["two_stage"]
+    assert {"type": "boolean"} in field["anyOf"] and "latent upsampler" in field["description"]
+    assert schema["VideoCreateForm"]["properties"]["two_stage"]["type"] == "boolean"
+    assert "two_stage" in schema["KinemaVideoInfo"]["properties"]
+
+    created = app_client.post(
+        "/v1/videos", json={"prompt": "a kite", "model": pulled_ltx25, "two_stage": True, **SERVER_SMALL}
+    )
+    assert created.status_code == 200, created.text
+    assert created.json()["kinema"]["two_stage"] is True
+    assert any("two-stage: 32x32" in note for note in created.json()["kinema"]["notes"])
+    done = wait_final(app_client, created.json()["id"])
+    assert done["status"] == "completed", done
+    out = tmp_path / "kite.mp4"
+    out.write_bytes(app_client.get(f"/v1/videos/{done['id']}/content").content)
+    assert Clip.load(out).metadata["recipe"]["path"] == "two-stage"
+
+    # a form (the openai SDK's multipart) reads 'false' as false; the final tier's default path is then not taken
+    form = {"prompt": "a kite", "model": pulled_ltx25, "two_stage": "false", "tier": "final", **SERVER_SMALL}
+    one = app_client.post("/v1/videos", data={k: str(v) for k, v in form.items()})
+    assert one.status_code == 200, one.text
+    assert one.json()["kinema"]["two_stage"] is False
+
+
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        ({"model": "tiny-ltx2"}, "backend 'tiny-ltx2' has no second stage"),
+        ({"model": "tiny-wan"}, "backend 'tiny-wan' has no second stage"),
+        ({"model": "tiny"}, "backend 'tiny' has no second stage"),
+        ({"model": "test/tiny-ltx-2.3"}, "has no latent upsampler"),
+        ({"model": PULLED, "two_stage": "yes"}, "two_stage"),
+    ],
+)
+def test_two_stage_where_there_is_no_second_stage_is_a_clear_400(app_client, pulled_ltx25, fields, says):
+    body = {"prompt": "a kite", "two_stage": True, **SERVER_SMALL, **fields}
+    answer = app_client.post("/v1/videos", json=body)
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["param"] == "two_stage" and says in error["message"], error
+    assert app_client.get("/v1/videos").json()["data"] == []  # refused before any job exists

@@ -81,6 +81,9 @@ class Backend:
     supports_remix: ClassVar[bool] = False  # video-to-video from ``request.video`` at ``request.strength``
     max_start_frames: ClassVar[int] = 1  # how many leading frames an extend can condition on (1: the first frame)
     supports_last_frame: ClassVar[bool] = False  # can end a clip on ``request.last_image``
+    # Has a second stage (LTX-2.x's two-stage recipe, kinema.backends.ltx2): a request's ``two_stage`` True is
+    # refused by backends without one rather than ignored, so a client never believes it got what it did not.
+    has_second_stage: ClassVar[bool] = False
     # Cameos (people) one clip can carry, and whether a recorded speech line can drive the clip. Backends that
     # allow either get ``conditioning=`` (kinema.cameo.store.Conditioning: consented cameos, speech) in ``generate``.
     max_cameos: ClassVar[int] = 0
@@ -171,6 +174,12 @@ class Backend:
             )
         if request.speech is not None and not self.supports_speech:
             raise InvalidRequestError(f"backend {self.name!r} cannot follow a speech line; use ltx2 (or tiny)")
+        if getattr(request, "two_stage", None) and not self.has_second_stage:
+            raise InvalidRequestError(
+                f"two_stage: backend {self.name!r} has no second stage (the two-stage recipe is LTX-2.x's, with a"
+                " checkpoint that has a latent upsampler); use ltx2 with such a checkpoint, or ask for one stage"
+                " (--one-stage, or two_stage false)"
+            )
         d = self.defaults
         notes: list[str] = []
         width = _snap(request.width or d.width, self.size_multiple, "width", notes)

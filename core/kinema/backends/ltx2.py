@@ -47,6 +47,7 @@ class LTX2Backend(Backend):
     max_cameos = 1  # through the conditioning image (see ltx2_conditioning)
     supports_speech = True
     supports_last_frame = True  # a condition at the last latent frame (LTX2ConditionPipeline)
+    has_second_stage = True  # when the checkpoint folder has a latent upsampler (plan checks it)
     family = "ltx2"
     limits = Limits(
         frames=497,
@@ -107,8 +108,8 @@ class LTX2Backend(Backend):
             return plan
         if upsampler is None:
             raise InvalidRequestError(
-                f"{self.model_id} has no latent upsampler (a latent_upsampler/ folder): it cannot run the two-stage"
-                " recipe; drop --two-stage"
+                f"two_stage: {self.model_id} has no latent upsampler (a latent_upsampler/ folder), so it has no second"
+                " stage; ask for one stage (--one-stage, or two_stage false) or use a checkpoint that has one"
             )
         conditioned = [
             what

@@ -41,6 +41,7 @@ def tiny_model_path(kind: str) -> Path:
 class _Tiny:
     name: ClassVar[str]  # set by the backend classes it is mixed into
     is_demo = True
+    has_second_stage = False  # no latent upsampler is built for the demos
     # Small frames, so the demo stays a demo on any machine. Steps are left at every request's own limit: a
     # tiny step takes milliseconds, and hosts' tests use long step runs as jobs to cancel.
     limits = Limits(

@@ -57,6 +57,7 @@ class WorldBackend(LTX2Backend):
     min_frames = 5
     max_start_frames = 9  # three latent frames: the first, then two of motion to continue
     is_demo = True
+    has_second_stage = False  # trained at 64x64 only: no latent upsampler
     demo_note = (
         "kinema's demo world (LTX-2 at toy size, trained on a ball bouncing in a room: 46 words, 64x64;"
         " see docs/world_model.md)"

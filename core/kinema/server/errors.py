@@ -193,6 +193,7 @@ _PARAMS = (
     "guidance",
     "style",
     "tier",
+    "two_stage",
     "image",
     "backend",
     "model",

@@ -149,6 +149,7 @@ class KinemaVideoInfo(BaseModel):
     negative_prompt: str
     style: str | None
     tier: str = DEFAULT_TIER
+    two_stage: bool = Field(False, description="Whether the clip is made by the two-stage recipe (see two_stage).")
     has_image: bool
     attempts: int
     cancel_requested: bool
@@ -261,6 +262,12 @@ class VideoCreateParams(BaseModel):
     fps: Fps | None = None
     style: str | None = Field(None, description="A style preset (`kinema styles`); an unknown one answers 404.")
     tier: Tier | None = Field(None, description=TIER_DESCRIPTION)
+    two_stage: StrictBool | None = Field(
+        None,
+        description="LTX-2.x's two-stage recipe: the clip at half size, the latent upsampler x2, then a few"
+        " refining steps. true asks for it (400 on a backend or checkpoint without a second stage), false never;"
+        " null: the final tier's path when the checkpoint has a latent upsampler.",
+    )
     backend: str | None = None
     audio: StrictBool | None = Field(None, description="false for picture only (default true).")
     cameos: (
@@ -415,6 +422,7 @@ def to_video(record: dict) -> dict:
             "negative_prompt": request.get("negative_prompt") or "",
             "style": request.get("style"),
             "tier": request.get("tier") or DEFAULT_TIER,
+            "two_stage": bool(plan.get("two_stage")),
             "has_image": record["has_image"],
             "attempts": record["attempts"],
             "cancel_requested": record["cancel_requested"],

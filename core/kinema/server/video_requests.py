@@ -63,7 +63,7 @@ async def read_create_body(
             elif key.endswith("[]"):  # the SDK sends a list (extra_body={"cameos": [...]}) as repeated key[]
                 fields.setdefault(key[:-2], []).append(value)
             elif value != "":  # the SDK sends None as ''
-                boolean = key in ("audio", "keep_audio")
+                boolean = key in ("audio", "keep_audio", "two_stage")
                 fields[key] = {"true": True, "false": False}.get(value, value) if boolean else value
         return fields, upload
     if content_type not in ("application/json", ""):

@@ -155,6 +155,7 @@ async def create_video(
         "guidance": params.guidance,
         "style": params.style,
         "tier": tier or DEFAULT_TIER,
+        "two_stage": params.two_stage,
         "audio": True if params.audio is None else params.audio,
         "backend": backend,
         "model": model,
