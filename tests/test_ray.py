@@ -1,91 +1,26 @@
 """kinema serve --ray: jobs on a pool of Ray actors, tested on Ray's in-process multi-node cluster.
 
-One cluster for the module (a head with no CPU, so workers land only on the two worker nodes of one CPU each),
-small object stores, no dashboard, short health checks. The backends (tests/ray_backends.py) sleep a step at a
-time, so jobs can be watched, cancelled and lost mid-way. Without Ray these tests skip, except under CI=true.
+One cluster for the module (tests/ray_cluster.py: a head with no CPU, so workers land only on the two worker nodes
+of one CPU each). The backends (tests/ray_backends.py) sleep a step at a time, so jobs can be watched, cancelled
+and lost mid-way. Without Ray these tests skip, except under CI=true.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from polling import wait_final
-
-TESTS = Path(__file__).parent
-STORE = 80 * 2**20  # Ray's smallest object store
+from ray_cluster import backends, ray_cluster, server  # noqa: F401 (backends is a fixture)
 
 
 @pytest.fixture(scope="module")
-def ray_cluster(tmp_path_factory):
-    try:
-        import ray
-        from ray.cluster_utils import Cluster
-    except ImportError:
-        if os.environ.get("CI", "").lower() in ("true", "1"):
-            pytest.fail("Ray is not installed (tests/setup.sh installs kinema[test], which brings it)")
-        pytest.skip("Ray is not installed: pip install 'kinema[ray]'")
-    health = {
-        "health_check_initial_delay_ms": 0,
-        "health_check_period_ms": 500,
-        "health_check_timeout_ms": 500,
-        "health_check_failure_threshold": 3,
-    }
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={
-            "num_cpus": 0,
-            "object_store_memory": STORE,
-            "include_dashboard": False,
-            "_system_config": health,
-        },
-    )
-    nodes = [cluster.add_node(num_cpus=1, object_store_memory=STORE) for _ in range(2)]
-    cluster.wait_for_nodes()
-    ray.init(address=cluster.address, namespace="kinema", logging_level="warning")
-    worker_home = tmp_path_factory.mktemp("worker-home")
-    env = {
-        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-        "KINEMA_HOME": str(worker_home),
-        "KINEMA_LOAD_PLUGINS": "",
-        "KINEMA_DEVICE": "cpu",
-    }
-    try:
-        yield cluster, nodes, env
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-
-
-@pytest.fixture
-def backends():
-    """The slow test backends on the server too (it plans jobs; the workers run them)."""
-    import ray_backends
-
-    from kinema.plugins import load_plugins, pm
-
-    load_plugins()
-    pm.register(ray_backends, name="ray_backends")
-    try:
-        yield
-    finally:
-        pm.unregister(name="ray_backends")
-
-
-def _server(ray_cluster, home):
-    from fastapi.testclient import TestClient
-
-    from kinema.server.app import create_app
-    from kinema.server.ray_pool import Pool, RayJobManager
-
-    cluster, _, env = ray_cluster
-    manager = RayJobManager(home, address=cluster.address, pool=Pool(plugins=("ray_backends",), env=env))
-    return TestClient(create_app(api_key=None, manager=manager), base_url="http://127.0.0.1")
+def cluster(tmp_path_factory):
+    with ray_cluster(2, tmp_path_factory.mktemp("worker-home")) as made:
+        yield made
 
 
 def _infos(client) -> dict:
@@ -111,10 +46,10 @@ def _wait_step(client, video_id, step=2, timeout=60.0):
 pytestmark = pytest.mark.usefixtures("backends")
 
 
-def test_jobs_spread_over_two_nodes_and_reuse_the_loaded_worker(ray_cluster, kinema_env):
+def test_jobs_spread_over_two_nodes_and_reuse_the_loaded_worker(cluster, kinema_env):
     """Two jobs at once run on both worker nodes; a job for a model a worker holds goes there and loads nothing;
     progress events with previews reach /events' subscribers; the clip is signed and written on the server."""
-    with _server(ray_cluster, kinema_env) as client:
+    with server(cluster, kinema_env) as client:
         manager = client.app.state.manager
         before = _infos(client)
         events: list = []
@@ -146,7 +81,7 @@ def test_jobs_spread_over_two_nodes_and_reuse_the_loaded_worker(ray_cluster, kin
         assert len(holder) == 1 and again[holder[0]]["started"] == loaded[holder[0]]["started"] + 1
 
 
-def test_a_model_no_worker_has_fails_at_once_naming_it(ray_cluster, kinema_env):
+def test_a_model_no_worker_has_fails_at_once_naming_it(cluster, kinema_env):
     from ray_backends import Slow
 
     from kinema import hookimpl
@@ -164,7 +99,7 @@ def test_a_model_no_worker_has_fails_at_once_naming_it(ray_cluster, kinema_env):
 
     pm.register(Plugin(), name="server-only")
     try:
-        with _server(ray_cluster, kinema_env) as client:
+        with server(cluster, kinema_env) as client:
             started = time.monotonic()
             response = client.post("/v1/videos", json={"prompt": "p", "model": "server-only"})
             assert response.status_code == 409
@@ -178,8 +113,8 @@ def test_a_model_no_worker_has_fails_at_once_naming_it(ray_cluster, kinema_env):
         pm.unregister(name="server-only")
 
 
-def test_cancel_stops_a_running_job_within_a_step(ray_cluster, kinema_env):
-    with _server(ray_cluster, kinema_env) as client:
+def test_cancel_stops_a_running_job_within_a_step(cluster, kinema_env):
+    with server(cluster, kinema_env) as client:
         video_id = _submit(client, steps=100)
         _wait_step(client, video_id)
         asked = time.monotonic()
@@ -191,13 +126,13 @@ def test_cancel_stops_a_running_job_within_a_step(ray_cluster, kinema_env):
         assert all(not info["running"] for info in _infos(client).values())  # the worker stopped too
 
 
-def test_a_restarted_server_reattaches_and_loses_nothing(ray_cluster, kinema_env):
+def test_a_restarted_server_reattaches_and_loses_nothing(cluster, kinema_env):
     """The server stops mid-job; the worker keeps generating; the next server joins that generation."""
-    with _server(ray_cluster, kinema_env) as client:
+    with server(cluster, kinema_env) as client:
         video_id = _submit(client, steps=40)
         _wait_step(client, video_id)
         before = _infos(client)
-    with _server(ray_cluster, kinema_env) as client:
+    with server(cluster, kinema_env) as client:
         video = wait_final(client, video_id, timeout=60)
         assert video["status"] == "completed", video
         after = _infos(client)
@@ -205,17 +140,17 @@ def test_a_restarted_server_reattaches_and_loses_nothing(ray_cluster, kinema_env
         assert client.app.state.manager.get(video_id)["attempts"] == 1
 
 
-def test_a_node_lost_mid_job_runs_it_once_more_elsewhere(ray_cluster, kinema_env):
+def test_a_node_lost_mid_job_runs_it_once_more_elsewhere(cluster, kinema_env):
     """Kill the node under a running job: the job completes on the other node, once, on its second attempt."""
-    cluster, nodes, _ = ray_cluster
-    with _server(ray_cluster, kinema_env) as client:
+    made, nodes, _ = cluster
+    with server(cluster, kinema_env) as client:
         video_id = _submit(client, steps=30)
         _wait_step(client, video_id)
         slot = next(s for s in client.app.state.manager.pool.slots if s.job == video_id)
         node = next(n for n in nodes if n.node_id == slot.info["node"])
         done: list = []
         threading.Thread(target=lambda: done.append(wait_final(client, video_id, timeout=120))).start()
-        cluster.remove_node(node, allow_graceful=False)
+        made.remove_node(node, allow_graceful=False)
         deadline = time.monotonic() + 150
         while not done:
             assert time.monotonic() < deadline

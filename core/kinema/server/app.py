@@ -40,9 +40,10 @@ from kinema.plugins import load_plugins
 from kinema.request import DEFAULT_BACKEND, MAX_SEED
 from kinema.server.cameos import router as cameo_router
 from kinema.server.errors import APIError, add_error_handlers
+from kinema.server.health import ServerHealth
 from kinema.server.jobs import JobManager, JobsBusyError, _lock_directory
 from kinema.server.models import models_router
-from kinema.server.schemas import VIDEO_ID_PATTERN, ErrorResponse, Health, add_create_video_schemas, to_video
+from kinema.server.schemas import VIDEO_ID_PATTERN, ErrorResponse, add_create_video_schemas, to_video
 from kinema.server.security import Guard, authorize, check_bind, is_loopback, owned_jobs_only
 from kinema.server.styles import router as styles_router
 from kinema.server.video_requests import MAX_IMAGE_BYTES, MAX_IMAGE_SIDE, decode_image  # noqa: F401 (re-exported)
@@ -125,10 +126,15 @@ def create_app(
     )
     add_error_handlers(app)
 
-    @app.get("/health", response_model=Health, tags=["kinema"])
+    @app.get("/health", response_model=ServerHealth, tags=["kinema"])
     def health() -> dict:
-        """Liveness: answers as soon as the server accepts jobs."""
-        return {"status": "ok", "version": __version__, "auth": expected is not None}
+        """Liveness: answers as soon as the server accepts jobs. With --ray, the cluster too: a lost one keeps the
+        server up (status stays ok: jobs are still taken, and wait for it) and says so under ``ray``."""
+        report: dict[str, Any] = {"status": "ok", "version": __version__, "auth": expected is not None}
+        ray_health = getattr(manager, "health", None)  # kinema.server.ray_pool.RayJobManager
+        if callable(ray_health):
+            report["ray"] = ray_health()
+        return report
 
     # Every /v1 route: who is asking, and a job named in the path must be theirs (or the owner asks).
     v1 = APIRouter(

@@ -10,12 +10,15 @@ Ray is imported only here, and this module only with ``--ray`` (``pip install 'k
 
 Faults: a worker or node lost mid-job puts the job back in the queue once (its attempt counts), then fails it
 with the reason. Workers outlive the server (detached, ``max_restarts=-1``): a server that restarts re-attaches
-to them, and a job that was running joins the generation still under way on its worker.
+to them, and a job that was running joins the generation still under way on its worker. The cluster itself lost
+(its head's GCS unreachable): the server stays up and says so on ``/health``, queued jobs wait for it, and a
+running job whose worker stops answering counts as lost (once more when the cluster is back, else failed).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import sys
 import threading
@@ -52,6 +55,13 @@ DEVICE = "ray"  # the jobs table's device for jobs the pool runs
 POLL_S = 0.1  # how often a running job's progress is read from its worker
 START_TIMEOUT_S = 300.0  # a new worker imports torch and kinema: minutes on a busy machine
 REFRESH_S = 5.0  # how often workers that were lost or starting are asked again
+PROBE_S = 1.0  # how often the cluster's head (its GCS) is checked
+SILENT_S = 15.0  # with the cluster lost, a running job's worker silent this long is taken for lost
+# Without its GCS a Ray driver ends its own process after gcs_rpc_server_reconnect_timeout_s (60 s by default):
+# that would take the whole server down with the cluster. A year instead: the server stays up, says so on /health
+# and picks up again if the head comes back with its state (Ray's GCS fault tolerance). A cluster that sets its
+# own value in its system config keeps it.
+GCS_RECONNECT = ("RAY_gcs_rpc_server_reconnect_timeout_s", str(365 * 24 * 3600))
 
 
 class RayUnavailableError(KinemaError):
@@ -76,6 +86,7 @@ def connect(address: str) -> None:
     if ray.is_initialized():
         return
     _reachable(address)
+    os.environ.setdefault(*GCS_RECONNECT)
     try:
         if address == "auto":
             # No dashboard. Ray cannot be held to loopback: it turns 127.0.0.1 into this machine's address
@@ -90,6 +101,18 @@ def connect(address: str) -> None:
             f"cannot reach Ray at {address!r} ({first}); start the head node with `ray start --head` and pass its"
             " address (e.g. --ray 10.0.0.5:6379), or use --ray auto for a Ray on this machine only"
         ) from None
+
+
+def head_address(address: str) -> tuple[str, int] | None:
+    """Where the cluster's head answers (its GCS, or the Ray Client server for ray://), to check it is there."""
+    target = address.removeprefix("ray://") if address.startswith("ray://") else None
+    if target is None:
+        with contextlib.suppress(Exception):
+            target = _ray().get_runtime_context().gcs_address
+    if not target:
+        return None
+    host, _, port = target.rpartition(":")
+    return (host.strip("[]"), int(port)) if host and port.isdigit() else None
 
 
 def _reachable(address: str, timeout: float = 5.0) -> None:
@@ -117,6 +140,7 @@ class Slot:
     name: str
     handle: Any
     info: dict | None = None  # its last report; None while it starts or after it was lost
+    known: dict | None = None  # its last report ever, kept while it is lost (what jobs it takes while Ray is away)
     job: str | None = None  # the job it runs now
     pending: Any = None  # an info() call under way
     since: float = field(default_factory=time.monotonic)
@@ -124,8 +148,9 @@ class Slot:
     def holds(self, key: tuple) -> bool:
         return self.info is not None and list(key) in self.info["resident"]
 
-    def can_run(self, backend: str) -> bool:
-        return self.info is not None and bool(self.info["backends"].get(backend, {}).get("ready"))
+    def can_run(self, backend: str, *, known: bool = False) -> bool:
+        info = self.known if known else self.info
+        return info is not None and bool(info["backends"].get(backend, {}).get("ready"))
 
     @property
     def where(self) -> str:
@@ -141,6 +166,9 @@ class Pool:
         self.env = dict(env or {})
         self.slots: list[Slot] = []
         self.lock = threading.RLock()
+        self.head: tuple[str, int] | None = None  # checked every PROBE_S (head_address)
+        self.lost_since: float | None = None  # when the head stopped answering (wall clock); None while it answers
+        self.lost_reason = ""
 
     def attach(self, timeout: float = START_TIMEOUT_S) -> None:
         ray = _ray()
@@ -199,7 +227,7 @@ class Pool:
                 f" {__version__}: install the same kinema on every node, then restart Ray there (ray stop; ray start"
                 " ...) so its kinema workers start anew"
             )
-        slot.info, slot.pending, slot.since = info, None, time.monotonic()
+        slot.info, slot.known, slot.pending, slot.since = info, info, None, time.monotonic()
 
     def refresh(self) -> None:
         """Ask workers that are starting, or were lost, for a report again (never waits)."""
@@ -216,17 +244,51 @@ class Pool:
                 elif slot.info is None and time.monotonic() - slot.since > REFRESH_S:
                     slot.pending, slot.since = slot.handle.info.remote(), time.monotonic()
 
-    def able(self, backend: str) -> list[Slot]:
+    def probe(self, timeout: float = PROBE_S) -> bool:
+        """Whether the cluster's head answers now. A plain TCP connection, not a Ray call: Ray's own calls to a lost
+        GCS wait instead of failing. Records when it stopped answering, and asks every free worker again when it
+        is back."""
+        if self.head is None:
+            return True
+        try:
+            socket.create_connection(self.head, timeout=timeout).close()
+        except OSError as error:
+            with self.lock:
+                if self.lost_since is None:
+                    self.lost_since, self.lost_reason = time.time(), str(error.strerror or error)
+                    print(
+                        f"kinema: the Ray cluster's head {self.head[0]}:{self.head[1]} does not answer"
+                        f" ({self.lost_reason}); queued jobs wait for it",
+                        file=sys.stderr,
+                    )
+            return False
         with self.lock:
-            return [slot for slot in self.slots if slot.can_run(backend)]
+            if self.lost_since is not None:
+                self.lost_since = None
+                print("kinema: the Ray cluster's head answers again", file=sys.stderr)
+                for slot in self.slots:
+                    if slot.job is None and slot.pending is None:
+                        with contextlib.suppress(Exception):
+                            slot.pending, slot.since = slot.handle.info.remote(), time.monotonic()
+        return True
+
+    @property
+    def lost(self) -> bool:
+        return self.lost_since is not None
+
+    def able(self, backend: str) -> list[Slot]:
+        """Workers that could run ``backend`` when last heard of: one lost, or the whole cluster, is restarted by
+        Ray and then asked again, so its jobs wait for it rather than fail."""
+        with self.lock:
+            return [slot for slot in self.slots if slot.can_run(backend, known=True)]
 
     def why_not(self, backend: str) -> str:
         with self.lock:
             details = sorted(
                 {
-                    slot.info["backends"][backend]["detail"]
+                    slot.known["backends"][backend]["detail"]
                     for slot in self.slots
-                    if slot.info is not None and backend in slot.info["backends"]
+                    if slot.known is not None and backend in slot.known["backends"]
                 }
             )
         return "; ".join(details) if details else "no worker has that backend installed"
@@ -266,6 +328,10 @@ class _Detached(Exception):
     """The server is stopping: the job goes back to the queue and its worker keeps generating."""
 
 
+class _Silent(Exception):
+    """The cluster's head is lost and the job's worker has stopped answering: taken for lost."""
+
+
 def _first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
@@ -286,15 +352,47 @@ class RayJobManager(JobManager):
         self.pool = pool or Pool()
         self._wake = threading.Event()
         self._dispatcher: threading.Thread | None = None
+        self._watcher: threading.Thread | None = None
         self._threads: list[threading.Thread] = []
+        self.silent_s = SILENT_S
 
     def start(self) -> RayJobManager:
         connect(self.address)
         self.pool.attach()
+        self.pool.head = head_address(self.address)
         super().start()
+        self._watcher = threading.Thread(target=self._watch, name="kinema-ray-watch", daemon=True)
+        self._watcher.start()
         if self.start_workers:
             self._start_dispatcher()
         return self
+
+    def health(self) -> dict:
+        """The cluster as ``/health`` shows it: connected or lost (since when, and what to do), and its workers."""
+        pool = self.pool
+        with pool.lock:
+            workers = len(pool.slots)
+            ready = sum(1 for slot in pool.slots if slot.info is not None)
+            busy = sum(1 for slot in pool.slots if slot.job is not None)
+            lost_since, reason = pool.lost_since, pool.lost_reason
+        report: dict[str, Any] = {
+            "address": self.address,
+            "state": "lost" if lost_since is not None else "connected",
+            "workers": workers,
+            "ready": ready,
+            "busy": busy,
+        }
+        if lost_since is not None:
+            head = f"{pool.head[0]}:{pool.head[1]}" if pool.head else self.address
+            report["lost_since"] = int(lost_since)
+            report["message"] = (
+                f"the Ray cluster's head ({head}) has not answered since"
+                f" {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(lost_since))} ({reason}): queued jobs wait for"
+                " it, and a running job whose worker stops answering runs once more when it is back, else fails."
+                " Start the head again; if it comes back without its state (no GCS fault tolerance), restart"
+                " kinema serve too"
+            )
+        return report
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop dispatching; running jobs go back to the queue while their workers keep generating, so a server
@@ -302,7 +400,7 @@ class RayJobManager(JobManager):
         self._stopping.set()
         self._wake.set()
         deadline = time.monotonic() + timeout
-        for thread in [self._dispatcher, *self._threads]:
+        for thread in [self._dispatcher, self._watcher, *self._threads]:
             if thread is not None:
                 thread.join(max(0.0, deadline - time.monotonic()))
         if self.store is not None and not any(t.is_alive() for t in self._threads):
@@ -342,12 +440,19 @@ class RayJobManager(JobManager):
                 self._dispatcher = threading.Thread(target=self._dispatch, name="kinema-ray-dispatch", daemon=True)
                 self._dispatcher.start()
 
+    def _watch(self) -> None:
+        while not self._stopping.is_set():
+            lost = self.pool.lost
+            if not self.pool.probe() or lost:  # lost, or back: the dispatcher looks again
+                self._wake.set()
+            self._stopping.wait(PROBE_S)
+
     def _dispatch(self) -> None:
         while not self._stopping.is_set():
             self._wake.clear()
             try:
                 self.pool.refresh()
-                started = self._dispatch_one()
+                started = False if self.pool.lost else self._dispatch_one()  # queued jobs wait for the cluster
             except Exception:
                 traceback.print_exc()
                 started = False
@@ -430,6 +535,8 @@ class RayJobManager(JobManager):
         except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.ObjectLostError) as e:
             lost = True
             self._lost(job_id, slot, e)
+        except _Silent as silent:  # the worker keeps its last report: it is asked again when the head is back
+            self._lost(job_id, slot, silent)
         except Exception as error:
             cause = getattr(error, "cause", None)  # a RayTaskError carries the worker's exception
             if isinstance(cause, GenerationCancelled):
@@ -452,12 +559,14 @@ class RayJobManager(JobManager):
         result = slot.handle.run.remote(job_id, fields, image)
         since = preview_seq = 0
         cancelled = False
+        answered = time.monotonic()
         while True:
             done, _ = ray.wait([result], timeout=POLL_S)
             with contextlib.suppress(ray.exceptions.RayError):  # a lost worker shows in the result
                 events, preview, preview_seq = ray.get(
                     slot.handle.poll.remote(job_id, since, preview_seq), timeout=max(5.0, 10 * POLL_S)
                 )
+                answered = time.monotonic()
                 since += len(events)
                 for n, (step, total, stage) in enumerate(events):
                     last = n == len(events) - 1
@@ -470,12 +579,21 @@ class RayJobManager(JobManager):
                         slot.handle.forget.remote(job_id)
             if self._stopping.is_set():
                 raise _Detached()
+            # Ray learns that an actor died from its GCS: with the head lost, a dead worker's result never comes.
+            silent = time.monotonic() - answered
+            if self.pool.lost and silent > self.silent_s and not done:
+                raise _Silent(
+                    f"it has not answered for {silent:.0f} s while the Ray cluster's head is unreachable"
+                    f" ({self.pool.lost_reason})"
+                )
             if token.cancelled and not cancelled:
                 slot.handle.cancel.remote(job_id)  # the worker stops at its next step
                 cancelled = True
 
     def _lost(self, job_id: str, slot: Slot, error: BaseException) -> None:
         reason = f"the Ray worker running it ({slot.where}) was lost: {_first_line(error)}"
+        if self.pool.lost and not isinstance(error, _Silent):
+            reason += f"; the Ray cluster's head is unreachable ({self.pool.lost_reason})"
         print(f"kinema: job {job_id}: {reason}", file=sys.stderr)
         current = self._jobs.get(job_id)
         if current is not None and current["cancel_requested"]:
@@ -487,4 +605,4 @@ class RayJobManager(JobManager):
             self._jobs.finish(job_id, "failed", code="worker_lost", message=f"{reason}; tried {attempts} times")
 
 
-__all__ = ["Pool", "RayJobManager", "RayUnavailableError", "WorkerVersionError", "connect"]
+__all__ = ["Pool", "RayJobManager", "RayUnavailableError", "WorkerVersionError", "connect", "head_address"]
