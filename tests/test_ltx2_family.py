@@ -99,6 +99,7 @@ def test_the_final_tier_runs_the_two_stage_recipe_when_the_folder_has_an_upsampl
         "first_stage": "32x32",
         "upsampler": "latent_upsampler",
         "refine_steps": 3,
+        "refiner": "full weights",  # no distilled LoRA in this folder
     }
     assert final.frames.shape == standard.frames.shape == (9, 64, 64, 3)
     assert final.sample_rate == 48000 and final.audio.shape == standard.audio.shape
@@ -110,6 +111,81 @@ def test_the_final_tier_runs_the_two_stage_recipe_when_the_folder_has_an_upsampl
     assert off.metadata["recipe"] == {"path": "one-stage"}
     snapped, _ = make(ltx25, width=96, two_stage=True)  # half of 96 is not on the 32 grid: 128
     assert snapped.frames.shape[1:3] == (64, 128) and snapped.metadata["recipe"]["first_stage"] == "64x32"
+
+
+@pytest.fixture(scope="module")
+def ltx25_distilled(tmp_path_factory):
+    """The tiny 2.5 folder with a distilled LoRA beside it, as Lightricks/LTX-2 ships ltx-2-19b-distilled-lora-384."""
+    from kinema.backends.tiny_ltx25 import build_tiny_ltx25
+
+    return build_tiny_ltx25(tmp_path_factory.mktemp("ckpt") / "tiny-ltx-2.5-lora", distilled_lora=True)
+
+
+def batch_sizes(folder, run):
+    """``run()``'s transformer calls on ``folder``'s pipeline, as the batch each call carried (2: with guidance)."""
+    backend = engine.resolve_backend(GenerationRequest("x", backend="ltx2", model=str(folder)))
+    calls = []
+    hook = backend.pipeline().transformer.register_forward_hook(
+        lambda module, args, kwargs, output: calls.append(kwargs["hidden_states"].shape[0]), with_kwargs=True
+    )
+    try:
+        result = run()
+    finally:
+        hook.remove()
+    return result, calls
+
+
+def test_the_second_stage_runs_the_distilled_lora_without_guidance_and_leaves_the_first_alone(
+    ltx25, ltx25_distilled, tmp_path
+):
+    from kinema.backends.ltx2_checkpoint import read
+    from kinema.backends.tiny_ltx25 import DISTILLED_LORA
+
+    assert read(ltx25_distilled).refiner_lora.name == DISTILLED_LORA
+    one_before, _ = make(ltx25_distilled, tier="final", two_stage=False)
+    (two, _), calls = batch_sizes(ltx25_distilled, lambda: make(ltx25_distilled, tier="final"))
+    assert two.metadata["recipe"]["refiner"] == f"distilled LoRA {DISTILLED_LORA}"
+    assert any(f"with the distilled LoRA {DISTILLED_LORA}, no guidance" in note for note in two.metadata["notes"])
+    # each of the 2 first-stage steps with guidance (CFG as a batch of 2, then the STG and modality passes), then
+    # the 3 refining steps in one call each: no guidance
+    assert calls == [2, 1, 1] * 2 + [1] * 3
+
+    full, _ = make(ltx25, tier="final")  # the same weights, no LoRA: the full weights refine with guidance
+    assert full.metadata["recipe"]["refiner"] == "full weights"
+    assert not (full.frames == two.frames).all()
+    _, full_calls = batch_sizes(ltx25, lambda: make(ltx25, tier="final"))
+    assert full_calls == [2, 1, 1] * 5
+
+    # a style's LoRA stays on through both stages, beside the distilled one in the second
+    from kinema.backends.tiny_ltx25 import save_tiny_distilled_lora
+
+    styled_lora = save_tiny_distilled_lora(
+        engine.resolve_backend(GenerationRequest("x", backend="ltx2", model=str(ltx25))).pipeline().transformer,
+        tmp_path / "style.safetensors",
+        rank=2,
+    )
+    styled, _ = make(ltx25_distilled, tier="final", loras=((str(styled_lora), 0.7),))
+    assert styled.metadata["recipe"]["refiner"] == f"distilled LoRA {DISTILLED_LORA}"
+    assert not (styled.frames == two.frames).all()
+
+    one_after, _ = make(ltx25_distilled, tier="final", two_stage=False)
+    assert (one_after.frames == one_before.frames).all()  # every LoRA came out after the clip
+    assert (one_after.audio == one_before.audio).all()
+
+
+def test_a_distilled_checkpoint_refines_with_itself(ltx25, tmp_path):
+    folder = tmp_path / "tiny-LTX-2.5-Distilled"
+    shutil.copytree(ltx25, folder)
+    from kinema.backends.tiny_ltx25 import save_tiny_distilled_lora
+
+    # A LoRA beside distilled weights would add the distillation twice: it is left out.
+    save_tiny_distilled_lora(
+        engine.resolve_backend(GenerationRequest("x", backend="ltx2", model=str(folder))).pipeline().transformer,
+        folder / "x-distilled-lora.safetensors",
+    )
+    (clip, _), calls = batch_sizes(folder, lambda: make(folder, two_stage=True))
+    assert clip.metadata["recipe"]["refiner"] == "distilled checkpoint" and calls[-3:] == [1, 1, 1]
+    assert "distilled" in read(folder).describe()
 
 
 def test_the_cli_asks_for_two_stages_and_the_saved_clip_records_it(ltx25, tmp_path):

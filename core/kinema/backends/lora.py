@@ -15,6 +15,11 @@ from typing import Any
 from kinema.errors import InvalidRequestError, MissingWeightsError
 
 
+def adapter_names(loras: Sequence[tuple[str, float]]) -> list[str]:
+    """The adapter names ``loras_loaded`` gives ``loras`` on a pipeline, in order."""
+    return [f"kinema_lora_{index}" for index in range(len(loras))]
+
+
 @contextlib.contextmanager
 def loras_loaded(pipe: Any, loras: Sequence[tuple[str, float]], backend: str) -> Iterator[None]:
     """Run the body with ``loras`` ((path, weight), ...) active on ``pipe``; a no-op without any."""
@@ -37,7 +42,7 @@ def loras_loaded(pipe: Any, loras: Sequence[tuple[str, float]], backend: str) ->
                     f"LoRA {path} does not exist; put the .safetensors file there"
                     " (relative paths in a style start at the style file's folder)"
                 )
-            name = f"kinema_lora_{index}"
+            name = adapter_names(loras)[index]
             try:
                 pipe.load_lora_weights(str(path), adapter_name=name)
             except (ValueError, KeyError, RuntimeError, OSError) as error:

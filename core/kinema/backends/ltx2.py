@@ -27,6 +27,10 @@ from kinema.backends.lora import loras_loaded
 from kinema.backends.ltx2_checkpoint import Checkpoint
 from kinema.backends.ltx2_checkpoint import read as read_checkpoint
 from kinema.backends.ltx2_conditioning import condition as apply_conditioning
+from kinema.backends.ltx2_refine import SIGMAS as REFINE_SIGMAS
+from kinema.backends.ltx2_refine import Refiner
+from kinema.backends.ltx2_refine import active as refiner_active
+from kinema.backends.ltx2_refine import choose as choose_refiner
 from kinema.backends.previews import ltx2_preview
 from kinema.clip import Clip, fit_audio
 from kinema.errors import InvalidRequestError
@@ -59,9 +63,9 @@ class LTX2Backend(Backend):
     )
     # Extra pipeline arguments for this checkpoint family (the tiny model turns off the extra guidance passes).
     pipeline_kwargs: ClassVar[dict[str, Any]] = {}
-    # The two-stage recipe's refining pass: the distilled second-stage sigmas Lightricks publishes
-    # (diffusers.pipelines.ltx2.utils.STAGE_2_DISTILLED_SIGMA_VALUES), one step each.
-    refine_sigmas: ClassVar[tuple[float, ...]] = (0.909375, 0.725, 0.421875)
+    # The two-stage recipe's refining pass: the distilled second-stage sigmas Lightricks publishes, one step each,
+    # run by distilled weights where the checkpoint has them (kinema.backends.ltx2_refine).
+    refine_sigmas: ClassVar[tuple[float, ...]] = REFINE_SIGMAS
 
     def __init__(self, model: str | None = None, *, components: dict | None = None, device: str | None = None):
         self.model_id = model or self.default_model
@@ -134,7 +138,7 @@ class LTX2Backend(Backend):
             )
         notes.append(
             f"two-stage: {width // 2}x{height // 2} in {plan.steps} steps, the latent upsampler x2, then"
-            f" {len(self.refine_sigmas)} refining steps at {width}x{height}"
+            f" {len(self.refine_sigmas)} refining steps at {width}x{height} with {choose_refiner(checkpoint).describe()}"
         )
         two = dataclasses.replace(plan, width=width, height=height, notes=tuple(notes), two_stage=True)
         check_plan(two, self)
@@ -224,6 +228,7 @@ class LTX2Backend(Backend):
         cancel.raise_if_cancelled()
         metadata: dict[str, Any] = {}
         refine = len(self.refine_sigmas) if plan.two_stage else 0
+        refiner = choose_refiner(self.checkpoint()) if plan.two_stage else None
         # The first (or only) pass: at half size when two-stage, where it hands its latents on.
         first_width, first_height = (plan.width // 2, plan.height // 2) if plan.two_stage else (plan.width, plan.height)
         with loras_loaded(pipe, request.loras, self.name):
@@ -255,13 +260,15 @@ class LTX2Backend(Backend):
                 placed=placed,
             )
             if plan.two_stage:
-                output = self._refine(pipe, request, plan, output, kwargs, progress, cancel)
+                assert refiner is not None
+                output = self._refine(pipe, request, plan, output, kwargs, refiner, progress, cancel)
         metadata["recipe"] = (
             {
                 "path": "two-stage",
                 "first_stage": f"{first_width}x{first_height}",
                 "upsampler": self.checkpoint().upsampler.name,  # type: ignore[union-attr]  # plan checked it
                 "refine_steps": refine,
+                "refiner": refiner.recorded() if refiner is not None else None,
             }
             if plan.two_stage
             else {"path": "one-stage"}
@@ -275,7 +282,7 @@ class LTX2Backend(Backend):
         clip.metadata.update(metadata)
         return clip
 
-    def _refine(self, pipe, request, plan: Plan, first, kwargs, progress, cancel) -> Any:
+    def _refine(self, pipe, request, plan: Plan, first, kwargs, refiner: Refiner, progress, cancel) -> Any:
         """The two-stage recipe after its first pass: the video latents doubled by the latent upsampler, then
         video and sound refined together at full size in a few steps from the distilled second-stage sigmas."""
         from diffusers import FlowMatchEulerDiscreteScheduler, LTX2LatentUpsamplePipeline
@@ -299,25 +306,29 @@ class LTX2Backend(Backend):
         second = type(pipe)(**{**pipe.components, "scheduler": scheduler})
         second.set_progress_bar_config(disable=True)
         sigmas = list(self.refine_sigmas)
-        return second(
-            prompt=request.prompt,
-            negative_prompt=request.negative_prompt or None,
-            width=plan.width,
-            height=plan.height,
-            num_frames=plan.num_frames,
-            frame_rate=float(plan.fps),
-            num_inference_steps=len(sigmas),
-            sigmas=sigmas,
-            noise_scale=sigmas[0],
-            latents=latents,
-            audio_latents=first.audio,
-            guidance_scale=plan.guidance,
-            generator=torch_generator(plan.seed + 1),
-            output_type="np",
-            callback_on_step_end=step_callback(plan.steps + len(sigmas), "video", progress, cancel, offset=plan.steps),
-            **self.pipeline_kwargs,
-            **kwargs,
-        )
+        # Distilled weights run without guidance: their arguments override the backend's own.
+        guidance = {**self.pipeline_kwargs, **refiner.guidance(plan.guidance)}
+        with refiner_active(second, refiner, request.loras):
+            return second(
+                prompt=request.prompt,
+                negative_prompt=request.negative_prompt or None,
+                width=plan.width,
+                height=plan.height,
+                num_frames=plan.num_frames,
+                frame_rate=float(plan.fps),
+                num_inference_steps=len(sigmas),
+                sigmas=sigmas,
+                noise_scale=sigmas[0],
+                latents=latents,
+                audio_latents=first.audio,
+                generator=torch_generator(plan.seed + 1),
+                output_type="np",
+                callback_on_step_end=step_callback(
+                    plan.steps + len(sigmas), "video", progress, cancel, offset=plan.steps
+                ),
+                **guidance,
+                **kwargs,
+            )
 
     def lighten_memory(self) -> str | None:
         return step_down(self.pipeline())

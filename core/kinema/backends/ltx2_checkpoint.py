@@ -10,7 +10,10 @@ LTX-2, 2.3 and 2.5 load through the same diffusers ``LTX2Pipeline`` family; the 
   made for clips inside them;
 * a latent upsampler (``latent_upsampler/`` or ``spatial_upsampler/``, an ``LTX2LatentUpsamplerModel``): the
   two-stage recipe, which makes the clip at half size and doubles it in latent space, so a clip can be twice as
-  wide and high as one pass reaches.
+  wide and high as one pass reaches;
+* distilled weights for that recipe's second stage (``kinema.backends.ltx2_refine``): a distilled LoRA beside the
+  checkpoint (``ltx-2-19b-distilled-lora-384.safetensors`` in Lightricks/LTX-2), or a checkpoint that is itself
+  distilled (its folder's name says so, as ``diffusers/LTX-2.3-Distilled-Diffusers`` does).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from typing import Any
 from kinema.backends.limits import Limits
 
 UPSAMPLER_FOLDERS = ("latent_upsampler", "spatial_upsampler")
+# Where a distilled LoRA sits: at the folder's top, as Lightricks names it, or alone in a folder of its own.
+REFINER_PATTERNS = ("*distilled*lora*.safetensors", "distilled_lora/*.safetensors")
 # LTX-2 as Lightricks serves it: 500 frames in 20 s (25 fps); the frame limit keeps that rate for shorter extents.
 FRAMES_PER_SECOND_OF_EXTENT = 25
 
@@ -37,6 +42,8 @@ class Checkpoint:
     width: int | None  # the positional extent in space, pixels
     height: int | None
     upsampler: Path | None  # the latent upsampler's folder: the two-stage recipe is available
+    refiner_lora: Path | None = None  # a distilled LoRA for the two-stage recipe's second stage
+    distilled: bool = False  # the checkpoint's own weights are distilled (8 steps, no guidance)
 
     def limits(self, base: Limits) -> Limits:
         """``base`` narrowed to what this checkpoint reaches: its extent in seconds and pixels (x4 with an upsampler)."""
@@ -58,8 +65,13 @@ class Checkpoint:
 
     def describe(self) -> str:
         two = f", two-stage with {self.upsampler.name}/" if self.upsampler else ""
+        if self.upsampler and self.distilled:
+            two += " (distilled weights refine)"
+        elif self.upsampler and self.refiner_lora:
+            two += f" and the distilled LoRA {self.refiner_lora.name}"
         rate = f", {self.sample_rate / 1000:g} kHz sound" if self.sample_rate else ""
-        return f"{self.version}{rate}{two}"
+        distilled = " distilled" if self.distilled else ""
+        return f"{self.version}{distilled}{rate}{two}"
 
 
 def _json(path: Path) -> dict[str, Any]:
@@ -87,6 +99,14 @@ def find_upsampler(folder: Path) -> Path | None:
     return None
 
 
+def find_refiner_lora(folder: Path) -> Path | None:
+    for pattern in REFINER_PATTERNS:
+        found = sorted(path for path in folder.glob(pattern) if path.is_file())
+        if found:
+            return found[0]
+    return None
+
+
 @functools.lru_cache(maxsize=16)
 def _read(folder: Path, stamp: float) -> Checkpoint:
     index = _json(folder / "model_index.json")
@@ -106,14 +126,17 @@ def _read(folder: Path, stamp: float) -> Checkpoint:
         width=int(width) if isinstance(width, int) else None,
         height=int(height) if isinstance(height, int) else None,
         upsampler=find_upsampler(folder),
+        refiner_lora=find_refiner_lora(folder),
+        distilled="distilled" in folder.name.lower(),
     )
 
 
 def read(folder: Path) -> Checkpoint:
-    """The checkpoint in ``folder`` (re-read when its model_index.json changes)."""
+    """The checkpoint in ``folder`` (re-read when its model_index.json changes, or a file is added beside it: a
+    distilled LoRA put there for the two-stage recipe)."""
     folder = Path(folder)
     try:
-        stamp = (folder / "model_index.json").stat().st_mtime
+        stamp = max((folder / "model_index.json").stat().st_mtime, folder.stat().st_mtime)
     except OSError:
         stamp = 0.0
     return _read(folder, stamp)

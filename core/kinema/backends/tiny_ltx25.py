@@ -2,7 +2,9 @@
 
 The tiny LTX-2 (``tiny_parts.tiny_ltx2_components``) with what makes a folder LTX-2.5 rather than 2.0: the
 bandwidth-extending vocoder (16 kHz stage, BWE to 48 kHz), a transformer with gated attention and cross-attention
-modulation, a duration head, and a ``latent_upsampler/`` for the two-stage recipe. The transformer's positional
+modulation, a duration head, a ``latent_upsampler/`` for the two-stage recipe and, when asked, a distilled LoRA for
+its second stage (random, like the rest: it changes the refined clip, which is what tests look for). The transformer's
+positional
 extent is small on purpose (10 s, 64x64 pixels), so that limits read from the checkpoint can be seen at toy sizes.
 For tests: real diffusers classes, no hub, safetensors.
 """
@@ -21,6 +23,7 @@ from kinema.backends.tiny_parts import SEED, tiny_ltx2_components
 
 SECONDS = 10  # the transformer's positional extent in time
 SIDE = 64  # ... and in space, each side
+DISTILLED_LORA = "tiny-ltx-2.5-distilled-lora-4.safetensors"  # named as Lightricks names theirs
 
 
 def tiny_ltx25_components() -> dict:
@@ -89,12 +92,29 @@ def tiny_latent_upsampler(latent_channels: int) -> LTX2LatentUpsamplerModel:
         torch.random.set_rng_state(state)
 
 
-def build_tiny_ltx25(directory: pathlib.Path, *, upsampler: bool = True) -> pathlib.Path:
-    """Save the tiny LTX-2.5 pipeline (safetensors) to ``directory``, with ``latent_upsampler/`` unless told not to."""
+def save_tiny_distilled_lora(transformer: torch.nn.Module, path: pathlib.Path, rank: int = 4) -> pathlib.Path:
+    """A random LoRA on ``transformer``'s video and audio self-attention, in diffusers' safetensors layout."""
+    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(SEED)
+    tensors = {}
+    for name, module in transformer.named_modules():
+        if name.endswith(("attn1.to_q", "attn1.to_v")):
+            for part, shape in (("lora_A", (rank, module.in_features)), ("lora_B", (module.out_features, rank))):
+                tensors[f"transformer.{name}.{part}.weight"] = torch.randn(*shape, generator=generator) * 0.5
+    save_file(tensors, str(path))
+    return path
+
+
+def build_tiny_ltx25(directory: pathlib.Path, *, upsampler: bool = True, distilled_lora: bool = False) -> pathlib.Path:
+    """Save the tiny LTX-2.5 pipeline (safetensors) to ``directory``, with ``latent_upsampler/`` unless told not to,
+    and with a distilled LoRA for the second stage (``DISTILLED_LORA``) when asked."""
     directory = pathlib.Path(directory)
     components = tiny_ltx25_components()
     LTX2Pipeline(**components).save_pretrained(directory, safe_serialization=True)
     if upsampler:
         channels = components["transformer"].config.in_channels
         tiny_latent_upsampler(channels).save_pretrained(directory / "latent_upsampler", safe_serialization=True)
+    if distilled_lora:
+        save_tiny_distilled_lora(components["transformer"], directory / DISTILLED_LORA)
     return directory

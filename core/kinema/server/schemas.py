@@ -265,8 +265,9 @@ class VideoCreateParams(BaseModel):
     two_stage: StrictBool | None = Field(
         None,
         description="LTX-2.x's two-stage recipe: the clip at half size, the latent upsampler x2, then a few"
-        " refining steps. true asks for it (400 on a backend or checkpoint without a second stage), false never;"
-        " null: the final tier's path when the checkpoint has a latent upsampler.",
+        " refining steps, by distilled weights where the checkpoint has them. true asks for it (400 on a backend or"
+        " checkpoint without a second stage), false never; null: the final tier's path when the checkpoint has a"
+        " latent upsampler.",
     )
     backend: str | None = None
     audio: StrictBool | None = Field(None, description="false for picture only (default true).")
