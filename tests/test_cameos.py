@@ -20,6 +20,8 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 skimage_data = pytest.importorskip("skimage.data")
 
+from cameo_helpers import VERIFIED, mark_verified  # noqa: E402
+
 import kinema  # noqa: E402
 from kinema import GenerationRequest, InvalidRequestError  # noqa: E402
 from kinema.cameo import store as cameo_lib  # noqa: E402
@@ -63,7 +65,11 @@ def moving_crop(image: np.ndarray, frames: int = 20, out: int = 256, center=(224
 
 @pytest.fixture(scope="module")
 def media(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cameo-media")
+    return make_media(tmp_path_factory.mktemp("cameo-media"))
+
+
+def make_media(root):
+    """The recordings the cameo tests capture from, written into ``root``."""
     astronaut = skimage_data.astronaut()
     fps = Fraction(10)
     files = {
@@ -85,6 +91,10 @@ def media(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def captured(media):
+    return capture_person(media)
+
+
+def capture_person(media):
     from kinema.cameo.face import HaarDetector
 
     # Module-scoped, so it runs before the per-test KINEMA_HOME exists: name the detector rather than look one up.
@@ -98,7 +108,7 @@ def store():
 
 @pytest.fixture
 def astro(store, captured):
-    return store.create("astro", "alice", captured)
+    return store.create("astro", "alice", captured, verification=VERIFIED)
 
 
 # ---------------------------------------------------------------------------------- capture
@@ -589,7 +599,11 @@ def test_cli_cameo_commands(media, monkeypatch, tmp_path):
     )
     assert made.exit_code == 0, made.output
     assert "4 reference pictures" in made.output and "voice: " in made.output
-    assert "astro (owner alice, voice): only the owner" in runner.invoke(cli, ["cameo", "list"]).output
+    assert "astro (owner alice, voice, unverified): only the owner" in runner.invoke(cli, ["cameo", "list"]).output
+    # Captured without a challenge, it is unverified: its owner's alone until verified.
+    refused = runner.invoke(cli, ["cameo", "allow", "astro", "bob"])
+    assert refused.exit_code != 0 and "unverified" in refused.output and "kinema cameo challenge" in refused.output
+    mark_verified("astro")
     assert runner.invoke(cli, ["cameo", "allow", "astro", "bob", "--expires", "30d"]).exit_code == 0
 
     monkeypatch.setenv("KINEMA_USER", "eve")
@@ -666,6 +680,11 @@ def test_server_creates_cameos_from_uploads_and_enforces_consent(media, keys):
             assert refused.status_code == 400 and refused.json()["error"]["code"] == code
             assert refused.json()["error"]["param"] == param
         assert client.get("/v1/cameos/astro/reference", headers=keys["alice"]).headers["content-type"] == "image/png"
+        # Made without a challenge, it is unverified: alice may not share it until it is verified.
+        shared = client.post("/v1/cameos/astro/permissions", headers=keys["alice"], json={"permission": "everyone"})
+        assert shared.status_code == 403 and shared.json()["error"]["code"] == "cameo_widen_unverified"
+        assert made.json()["verified"] is False and made.json()["capture"]
+        mark_verified("astro")
 
         for state, change in STATES.items():
             body = {
@@ -756,13 +775,14 @@ def test_a_key_named_after_the_login_user_is_not_the_owner(store, captured, monk
 
     monkeypatch.delenv("KINEMA_USER", raising=False)
     login = cameo_lib._login_name()
-    assert store.create("owners", cameo_lib.local_user(), captured).owner == cameo_lib.SERVER_OWNER  # the CLI
+    made = store.create("owners", cameo_lib.local_user(), captured, verification=VERIFIED)
+    assert made.owner == cameo_lib.SERVER_OWNER  # the CLI
     # As kinema wrote it before keys had identities: format 1, the owner under the login name.
-    legacy = store.create("legacy", login, captured)
+    legacy = store.create("legacy", login, captured, verification=VERIFIED)
     record = json.loads((legacy.directory / cameo_lib.RECORD_FILE).read_text())["record"]
     store._write_record(legacy.directory, {**record, "format": 1})
     # What a key of the login name makes now is that user's, not the owner's.
-    store.create("theirs", login, captured)
+    store.create("theirs", login, captured, verification=VERIFIED)
     login_key = {"Authorization": f"Bearer {add_key(login)}"}
     master = {"Authorization": "Bearer master-secret"}
     everyone = {"permission": "everyone"}

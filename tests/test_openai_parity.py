@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from cameo_helpers import mark_verified
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),  # the openai SDK marks videos.* deprecated
@@ -298,6 +299,8 @@ def test_characters_are_cameos_owned_by_their_maker(kinema_env, tmp_path):
         with pytest.raises(openai.BadRequestError):  # bob does not even learn it exists
             bob.videos.create(prompt="@astro-naut waves", model="tiny-ltx2", **SMALL)
         owner = {"Authorization": f"Bearer {keys['alice']}"}
+        assert made.model_extra["kinema"]["verified"] is False  # no challenge: alice's alone until verified
+        mark_verified("astro-naut")
         c.post("/v1/cameos/astro-naut/permissions", headers=owner, json={"permission": "listed", "add_users": ["eve"]})
         with pytest.raises(openai.PermissionDeniedError) as caught:
             bob.videos.create(prompt="@astro-naut waves", model="tiny-ltx2", **SMALL)

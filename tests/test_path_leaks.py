@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cameo_helpers import mark_verified
 
 import kinema
 
@@ -105,10 +106,12 @@ def test_no_response_holds_a_server_path(kinema_env, tmp_path, tmp_path_factory)
         call = Recorder(client)
 
         # A cameo from a real face recording, and its failures.
-        made = call(
-            "POST", "/v1/cameos", headers=alice, data={"name": "astro", "permission": "everyone"}, files=files()
-        )
+        made = call("POST", "/v1/cameos", headers=alice, data={"name": "astro"}, files=files())
         assert made.status_code == 201, made.text
+        widened = call("POST", "/v1/cameos/astro/permissions", headers=alice, json={"permission": "everyone"})
+        assert widened.status_code == 403, widened.text  # unverified: alice's alone
+        mark_verified("astro")
+        assert call("POST", "/v1/cameos/astro/permissions", headers=alice, json={"permission": "everyone"}).is_success
         for name, upload, code in [
             ("noise", files(video=b"\x00not a video" * 100), 400),
             ("still", files(video=png(256)), 400),

@@ -16,6 +16,7 @@ from kinema import models as model_store
 from kinema.backends import limits
 from kinema.backends.device import free_memory_bytes, pick_device, pick_dtype
 from kinema.backends.memory import policy_report
+from kinema.cameo import verify as cameo_verification
 from kinema.cameo.face import KNOWN_FACE_MODELS, pull_face_model
 from kinema.cameo.store import authorize_request, local_user
 from kinema.cli_options import check_output, parse_size
@@ -606,6 +607,8 @@ def doctor():
     hosts: list[Any] = []
     load_plugins().hook.register_hosts(register=hosts.append)
     line("hosts", ", ".join(h.name for h in hosts) or "none registered")
+    ready, detail = cameo_verification.status()
+    line("cameo verification", detail, ok=ready)
 
 
 # --------------------------------------------------------------------------- install (register_hosts)

@@ -50,14 +50,16 @@ def capture_cameo(
     allowed_users: str = "",
     replace: bool = False,
     video_audio: tuple[np.ndarray, int] | None = None,
+    challenge: str = "",
 ) -> tuple[CameoHandle, torch.Tensor, str]:
     """Kinema Cameo Capture: (the cameo, its reference portraits as an IMAGE batch, a one-line report).
 
     ``audio`` is a voice recording given on purpose (no speech in it is an error); ``video_audio`` the
-    video's own sound, used for the voice when it has enough speech.
+    video's own sound, used for the voice when it has enough speech. ``challenge``: the id whose phrase the
+    video shows the person saying (``kinema cameo challenge``); it verifies the cameo.
     """
-    from kinema.cameo.capture import capture
-    from kinema.cameo.store import CameoStore, check_name, local_user
+    from kinema.cameo.make import make_cameo
+    from kinema.cameo.store import check_name, local_user
     from kinema.media.files import write_mp4
     from kinema.media.speech import write_wav
 
@@ -80,19 +82,26 @@ def capture_cameo(
             voice = write_wav(
                 folder / "voice.wav", np.asarray(wave, np.float32).reshape(-1, wave.shape[-1]).mean(0), int(rate)
             )
-        captured = capture(video, voice)
+        if permission == "listed" and not users:
+            raise InvalidRequestError("permission 'listed' needs allowed_users, e.g. 'bob, carol'")
+        made, captured = make_cameo(
+            name,
+            local_user(),
+            video,
+            voice,
+            challenge=challenge.strip() or None,
+            permission=permission,
+            allowed_users=users,
+            replace=replace,
+        )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    if permission == "listed" and not users:
-        raise InvalidRequestError("permission 'listed' needs allowed_users, e.g. 'bob, carol'")
-    made = CameoStore().create(
-        name, local_user(), captured, permission=permission, allowed_users=users, replace=replace
-    )
     references = torch.from_numpy(np.stack(captured.references)).to(torch.float32).div_(255.0)
     report = captured.report
     summary = (
         f"cameo {made.name}: {len(made.references)} references, face {report['face_px']} px,"
-        f" voice {report.get('voice_seconds', 0):g} s, embedding {made.embedding_model or 'none'}"
+        f" voice {report.get('voice_seconds', 0):g} s, embedding {made.embedding_model or 'none'},"
+        f" {'verified' if made.verified else 'unverified (only you may use it)'}"
     )
     return CameoHandle(made.name), references, "; ".join([summary, *captured.notes])
 

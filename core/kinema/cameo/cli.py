@@ -9,8 +9,9 @@ from pathlib import Path
 
 import click
 
-from kinema.cameo.capture import capture
-from kinema.cameo.store import CameoStore, CameoTamperedError, check_name, local_user
+from kinema.cameo import challenge as challenges
+from kinema.cameo.make import make_cameo
+from kinema.cameo.store import VERIFY_HINT, CameoStore, CameoTamperedError, check_name, local_user
 
 
 def _store():
@@ -23,6 +24,10 @@ def _me() -> str:
 
 def _when(moment) -> str:
     return "never" if moment is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(moment))
+
+
+def _verify_hint(name: str) -> str:
+    return VERIFY_HINT.split("; ", 1)[1].replace("NAME", name)
 
 
 def _who(row: dict) -> str:
@@ -47,6 +52,23 @@ def cameo(ctx):
         ctx.invoke(cameo_list)
 
 
+@cameo.command("challenge")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def cameo_challenge(as_json):
+    """A one-time phrase to say on camera when you record your cameo.
+
+    It is valid for a few minutes, once, and only for you. Example: kinema cameo challenge, then record yourself saying it, then
+    kinema cameo create alice --video me.mp4 --challenge chl_...
+    """
+    issued = challenges.issue(_me())
+    if as_json:
+        click.echo(json.dumps(issued.public(), indent=2))
+        return
+    click.echo(f'Say: "{issued.phrase}"  ({issued.digits})')
+    click.echo(f"challenge id: {issued.id} (valid {challenges.CHALLENGE_SECONDS // 60} minutes, once)")
+    click.echo(f"Then: kinema cameo create NAME --video RECORDING.mp4 --challenge {issued.id}")
+
+
 @cameo.command("create")
 @click.argument("name")
 @click.option(
@@ -64,15 +86,31 @@ def cameo(ctx):
 @click.option("--everyone", is_flag=True, help="Let every user of this kinema use it.")
 @click.option("--expires", help="Consent ends then: a date (2026-01-31) or a duration (30d, 12h).")
 @click.option("--replace", is_flag=True, help="Replace your existing cameo of that name.")
-def cameo_create(name, video, audio, allowed, everyone, expires, replace):
-    """Capture cameo NAME from a video of yourself. Example: kinema cameo create alice --video me.mp4"""
+@click.option(
+    "--challenge",
+    help="The id from `kinema cameo challenge` whose phrase the video shows you saying (verifies the cameo).",
+)
+def cameo_create(name, video, audio, allowed, everyone, expires, replace, challenge):
+    """Capture cameo NAME from a video of yourself.
+
+    Example: kinema cameo create alice --video me.mp4 --challenge chl_...
+    (the id from `kinema cameo challenge`, whose phrase the video shows you saying)
+    """
     check_name(name)
     owner = _me()
     click.echo(f"Capturing {video.name}" + (f" with the voice from {audio.name}" if audio else "") + "...", err=True)
-    captured = capture(video, audio)
     permission = "everyone" if everyone else ("listed" if allowed else "only_me")
-    made = _store().create(
-        name, owner, captured, permission=permission, allowed_users=tuple(allowed), expires=expires, replace=replace
+    made, captured = make_cameo(
+        name,
+        owner,
+        video,
+        audio,
+        challenge=challenge,
+        store=_store(),
+        permission=permission,
+        allowed_users=tuple(allowed),
+        expires=expires,
+        replace=replace,
     )
     report = captured.report
     click.echo(
@@ -85,6 +123,7 @@ def cameo_create(name, video, audio, allowed, everyone, expires, replace):
     )
     click.echo("  identity embedding: " + (made.embedding_model or "none"))
     click.echo(f"  owner {made.owner}; may use it: {_who(made.public())}; expires {_when(made.expires_at)}")
+    click.echo("  verified" if made.verified else f"  {made.public()['verification']}")
     for note in captured.notes:
         click.echo(f"Note: {note}", err=True)
 
@@ -105,7 +144,10 @@ def cameo_list(as_json):
             continue
         state = "" if row["usable"] else f" [{row['status'].replace('_', ' ')}]"
         voice = ", voice" if row["has_voice"] else ""
-        click.echo(f"{row['name']} (owner {row['owner']}{voice}): {_who(row)}{state}")
+        verified = ", verified" if row["verified"] else ", unverified"
+        click.echo(f"{row['name']} (owner {row['owner']}{voice}{verified}): {_who(row)}{state}")
+        if row["on_hold"] and row["owner"] == _me():
+            click.echo(f"  on hold: only you may use it until it is verified; {_verify_hint(row['name'])}")
 
 
 @cameo.command("show")

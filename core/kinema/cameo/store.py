@@ -93,7 +93,7 @@ class CameoNotAllowedError(CameoError):
 
     def __init__(self, message: str, reason: str):
         super().__init__(message)
-        self.reason = reason  # "not_owner", "not_allowed", "revoked", "expired"
+        self.reason = reason  # "not_owner", "not_allowed", "revoked", "expired", "unverified", "widen_unverified"
 
 
 class CameoTamperedError(CameoError):
@@ -180,6 +180,18 @@ class Cameo:
     embedding_model: str | None
     capture: dict = field(default_factory=dict, compare=False)
     directory: Path = field(default=Path("."), compare=False)
+    # How the person was verified at capture (kinema.cameo.verify); a record from before verification has none.
+    verification: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def verified(self) -> bool:
+        """Whether the capture proved the person: they said a one-time challenge on camera and it checked out."""
+        return self.verification.get("status") == "verified"
+
+    @property
+    def on_hold(self) -> bool:
+        """Widened to others before it was verified: the permission is kept, but only the owner may use it."""
+        return not self.verified and (self.permission != "only_me" or bool(self.allowed_users))
 
     def may_use(self, user: str, now: float | None = None) -> tuple[bool, str, str]:
         """(allowed, reason code, sentence) for ``user`` at ``now``."""
@@ -188,9 +200,16 @@ class Cameo:
             return False, "revoked", f"cameo {self.name!r} was revoked by its owner"
         if self.expires_at is not None and now >= self.expires_at:
             return False, "expired", f"consent for cameo {self.name!r} expired on {_when(self.expires_at)}"
-        if user == self.owner or self.permission == "everyone":
+        if user == self.owner:
             return True, "allowed", ""
-        if self.permission == "listed" and user in self.allowed_users:
+        if self.permission == "everyone" or (self.permission == "listed" and user in self.allowed_users):
+            if not self.verified:
+                return (
+                    False,
+                    "unverified",
+                    f"cameo {self.name!r} is unverified (nothing proved that the person in it made it): only its"
+                    f" owner ({self.owner}) may use it until they verify it",
+                )
             return True, "allowed", ""
         return (
             False,
@@ -224,7 +243,19 @@ class Cameo:
             "voice_seconds": self.capture.get("voice_seconds"),
             "has_embedding": self.embedding is not None,
             "embedding_model": self.embedding_model,
+            "verified": self.verified,
+            "verification": self.verification.get("why") or ("verified" if self.verified else VERIFY_HINT),
+            "on_hold": self.on_hold,
         }
+
+
+# What an unverified cameo's owner is told: the only way to verify is a new recording made for a challenge.
+VERIFY_HINT = (
+    "unverified: only its owner may use it; to verify it, run `kinema cameo challenge` (or POST"
+    " /v1/cameos/challenge), record yourself saying the phrase, and capture it again with that challenge"
+    " (`kinema cameo create NAME --replace --video NEW.mp4 --challenge ID`)"
+)
+UNVERIFIED_BEFORE = "captured before kinema verified the person in a cameo"
 
 
 def _when(moment: float) -> str:
@@ -412,12 +443,20 @@ class CameoStore:
         allowed_users: tuple[str, ...] = (),
         expires: Any = None,
         replace: bool = False,
+        verification: dict[str, Any] | None = None,
     ) -> Cameo:
-        """Store ``captured`` as cameo ``name`` owned by ``owner``: all files appear at once or not at all."""
+        """Store ``captured`` as cameo ``name`` owned by ``owner``: all files appear at once or not at all.
+
+        ``verification`` is what ``kinema.cameo.verify`` found (signed into the record); without one, or
+        unless it says verified, the cameo is its owner's alone and may not be widened to others.
+        """
         check_name(name)
         check_identity(owner)
         permission = _check_permission(permission)
         allowed = tuple(sorted({check_identity(u) for u in allowed_users}))
+        verification = dict(verification or {"status": "unverified", "why": "captured without a challenge"})
+        if verification.get("status") != "verified" and (permission != "only_me" or allowed):
+            raise _widen_unverified(name)
         expires_at = parse_expiry(expires)
         if not captured.references:
             raise InvalidRequestError("the capture has no reference pictures")
@@ -462,6 +501,7 @@ class CameoStore:
                     else [round(float(v), 7) for v in captured.embedding],
                     "embedding_model": captured.embedding_model,
                     "capture": {**captured.report, "notes": list(captured.notes)},
+                    "verification": verification,
                     "files": files,
                     USE_LOG_CHAINED: True,
                 }
@@ -510,6 +550,8 @@ class CameoStore:
         ``expires=None`` removes an expiry, leaving it out keeps the current one.
         """
         current = self._require_owner(name, user, action="change")
+        if not current.verified and (add_users or permission in ("listed", "everyone")):
+            raise _widen_unverified(name)
         users = set(current.allowed_users) | {check_identity(u) for u in add_users}
         users -= set(remove_users)
         if permission is None:
@@ -615,6 +657,13 @@ class CameoStore:
                 self._chain_old_log(name, record)
         entries: dict[str, dict[str, Any]] = {}
         for item in self._read_uses(name):
+            if "takedown" in item:  # a clip made with these uses was taken down (take_down)
+                for taken in item.get("uses") or ():
+                    if taken in entries:
+                        entries[taken].setdefault("taken_down", []).append(
+                            {k: item.get(k) for k in ("takedown", "at", "reason")}
+                        )
+                continue
             use_id = item.get("use")
             if not use_id:
                 continue
@@ -624,6 +673,14 @@ class CameoStore:
             else:
                 entries[use_id] = {**item, "saved_to": []}
         return sorted(entries.values(), key=lambda e: e.get("at", 0))
+
+    def log_takedown(
+        self, name: str, user: str, *, clip: str, uses: builtins.list[str], maker: Any, reason: str
+    ) -> None:
+        """Write to the cameo's use log that its owner took down ``clip`` (made with ``uses``), and why."""
+        self._require_owner(name, user, action="take down clips of")
+        entry = {"takedown": clip, "uses": uses, "maker": maker, "by": user, "reason": reason, "at": int(time.time())}
+        self.log_use(name, entry)
 
     # -- the chained use log
 
@@ -714,6 +771,13 @@ class CameoStore:
         return record
 
 
+def _widen_unverified(name: str) -> CameoNotAllowedError:
+    return CameoNotAllowedError(
+        f"cameo {name!r} is unverified, so only you may use it; " + VERIFY_HINT.split("; ", 1)[1].replace("NAME", name),
+        "widen_unverified",
+    )
+
+
 def _check_permission(permission: str) -> str:
     if permission not in PERMISSIONS:
         raise InvalidRequestError(f"permission must be one of {', '.join(PERMISSIONS)}, got {permission!r}")
@@ -760,6 +824,7 @@ def _from_record(record: dict, directory: Path) -> Cameo:
         embedding_model=record.get("embedding_model"),
         capture=record.get("capture", {}),
         directory=directory,
+        verification=record.get("verification") or {"status": "unverified", "why": UNVERIFIED_BEFORE},
     )
 
 
@@ -831,6 +896,8 @@ def finish(request: GenerationRequest, clip: Clip, conditioning: Conditioning, s
     use_id = secrets.token_hex(8)
     clip.metadata["cameos"] = [c.name for c in conditioning.cameos]
     clip.metadata["cameo_use"] = use_id
+    # Provenance says whether the person shown proved it was them when the cameo was captured.
+    clip.metadata["cameo_consent"] = {c.name: "verified" if c.verified else "unverified" for c in conditioning.cameos}
     if conditioning.speech_source:
         clip.metadata["speech"] = conditioning.speech_source
     clip.metadata["cameo_identity"] = identity_scores(clip.frames, conditioning.cameos)
@@ -857,13 +924,17 @@ def clip_saved(clip: Clip, path: Any) -> None:
 
 def note_saved(clip: Clip, path: Any, store: CameoStore | None = None) -> None:
     """Add where a cameo clip was saved to each cameo's use log (the ``clip_saved`` hook)."""
-    use_id = clip.metadata.get("cameo_use")
-    if not use_id:
-        return
-    store = store or CameoStore()
-    for name in clip.metadata.get("cameos", []):
-        if NAME_PATTERN.match(str(name)) and store.exists(name):
-            store.log_use(name, {"use": use_id, "saved_to": str(Path(path).resolve()), "at": int(time.time())})
+    # A clip's own use, or each shot's of a storyboard film (kinema.storyboard.run).
+    made_with = [(clip.metadata.get("cameo_use"), clip.metadata.get("cameos") or [])]
+    made_with += [(shot.get("cameo_use"), shot.get("cameos") or []) for shot in clip.metadata.get("shots") or ()]
+    saved = str(Path(path).resolve())
+    for use_id, names in made_with:
+        if not use_id:
+            continue
+        store = store or CameoStore()
+        for name in names:
+            if NAME_PATTERN.match(str(name)) and store.exists(name):
+                store.log_use(name, {"use": use_id, "saved_to": saved, "at": int(time.time())})
 
 
 def identity_scores(frames: np.ndarray, cameos: tuple[Cameo, ...], *, samples: int = 8) -> dict[str, dict[str, Any]]:

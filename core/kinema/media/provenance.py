@@ -276,6 +276,8 @@ def _manifest(metadata: dict[str, Any], record: dict[str, Any]) -> dict[str, Any
         "seed": metadata.get("seed"),
         "steps": metadata.get("steps"),
         "cameos": list(metadata.get("cameos") or []),
+        # Per cameo: "verified" (the person said a one-time challenge at capture) or "unverified".
+        "cameo_consent": metadata.get("cameo_consent") or None,
         "parents": [_parent_summary(parent)] if parent else [],
         "remote": metadata.get("remote"),  # the server that made it, for a remote:NAME backend
         "watermark": {"algorithm": "kinema-ss-v1", **record["watermark"]},
@@ -460,7 +462,9 @@ class VerifyReport:
                 f"clip id: {g.get('clip_id')}  backend: {g.get('backend')}  model: {g.get('model')}"
                 f"  seed: {g.get('seed')}"
             )
-            out.append(f"cameos: {', '.join(g.get('cameos') or []) or 'none'}")
+            consent = g.get("cameo_consent") or {}
+            cameos = [f"{c} ({consent[c]})" if c in consent else c for c in g.get("cameos") or []]
+            out.append(f"cameos: {', '.join(cameos) or 'none'}")
             if g.get("parents"):
                 out.append(
                     "parents: "

@@ -20,13 +20,17 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
+from kinema.cameo import challenge as challenges
 from kinema.cameo import store as cameo_lib
-from kinema.cameo.capture import CaptureError, capture
+from kinema.cameo.capture import CaptureError
+from kinema.cameo.make import make_cameo
 from kinema.cameo.store import SERVER_OWNER, USER_PATTERN
+from kinema.cameo.verify import VerificationError
 from kinema.server.dependencies import cameo_store, current_user, job_manager
 from kinema.server.errors import APIError, BodyTooLarge, error_responses
 from kinema.server.jobs import VIDEO_FILE, JobManager
-from kinema.server.schemas import NAME_PATTERN
+from kinema.server.schemas import NAME_PATTERN, VIDEO_ID_PATTERN
+from kinema.storyboard.cache import ShotCache
 
 MAX_UPLOAD_BYTES = 200 * 2**20  # a cameo recording: a few seconds of phone video
 CHUNK = 1 << 20
@@ -78,6 +82,21 @@ async def _save_upload(upload: UploadFile, folder: Path, name: str) -> Path:
     return path
 
 
+async def run_make_cameo(folder: Path, *args: Any, **kwargs: Any) -> tuple[cameo_lib.Cameo, Any]:
+    """``make_cameo`` in a thread, its refusals as API errors: ``challenge_<reason>`` (403 for another user's
+    challenge, else 400), ``cameo_<reason>`` for a capture or a verification that failed."""
+    try:
+        return await run_in_threadpool(make_cameo, *args, **kwargs)
+    except challenges.ChallengeError as error:
+        status = 403 if error.reason == "not_yours" else 400
+        kind = "permission_error" if status == 403 else "invalid_request_error"
+        raise APIError(status, str(error), type=kind, param="challenge", code=f"challenge_{error.reason}") from None
+    except (CaptureError, VerificationError) as error:
+        raise APIError(
+            400, str(error).replace(str(folder) + "/", ""), param=error.source, code=f"cameo_{error.reason}"
+        ) from None
+
+
 router = APIRouter(tags=["cameos"], responses=error_responses(403, 409))
 User = Depends(current_user)
 Store = Depends(cameo_store)
@@ -115,6 +134,11 @@ form_schema = {
             "description": "the person alone, facing the camera, 3-10 s",
         },
         "audio": {"type": "string", "format": "binary", "description": "optional: the person talking, 3 s or more"},
+        "challenge": {
+            "type": "string",
+            "pattern": challenges.ID_PATTERN.pattern,
+            "description": "the id from POST /v1/cameos/challenge whose phrase the video shows the person saying",
+        },
         "permission": {"type": "string", "enum": ["only_me", "listed", "everyone"]},
         "allowed_users": {
             "type": "string",
@@ -151,6 +175,7 @@ form_schema = {
 )
 async def create_cameo(request: Request, user: str = User, store: cameo_lib.CameoStore = Store) -> dict:
     """Create a cameo from a multipart upload: ``name``, ``video`` (file), optional ``audio`` (file),
+    ``challenge`` (the id whose phrase the video shows the person saying: verifies the cameo),
     ``permission``, ``allowed_users`` (comma-separated or repeated), ``expires``."""
     try:
         form = await request.form(max_files=2, max_fields=32, max_part_size=1024 * 1024)
@@ -181,21 +206,19 @@ async def create_cameo(request: Request, user: str = User, store: cameo_lib.Came
         if u.strip()
     ]
     permission = form.get("permission") or ("listed" if allowed else "only_me")
+    challenge = form.get("challenge")
     folder = Path(tempfile.mkdtemp(prefix="kinema-cameo-upload-"))
     try:
         video_path = await _save_upload(video, folder, "video")
         audio_path = await _save_upload(audio, folder, "audio") if isinstance(audio, UploadFile) else None
-        try:
-            captured = await run_in_threadpool(capture, video_path, audio_path)
-        except CaptureError as error:
-            raise APIError(
-                400, str(error).replace(str(folder) + "/", ""), param=error.source, code=f"cameo_{error.reason}"
-            ) from None
-        made = await run_in_threadpool(
-            store.create,
+        made, _ = await run_make_cameo(
+            folder,
             name,
             user,
-            captured,
+            video_path,
+            audio_path,
+            challenge=challenge if isinstance(challenge, str) and challenge else None,
+            store=store,
             permission=str(permission),
             allowed_users=tuple(allowed),
             expires=form.get("expires") or None,
@@ -203,6 +226,13 @@ async def create_cameo(request: Request, user: str = User, store: cameo_lib.Came
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return {**row(made, user), "capture": {**made.capture}}
+
+
+@router.post("/cameos/challenge", status_code=201)
+def issue_challenge(user: str = User) -> dict:
+    """A one-time phrase for you to say on camera while recording a cameo: valid a few minutes, once, for you.
+    Send its ``id`` as ``challenge`` with the recording (``POST /v1/cameos``, or ``/v1/videos/characters``)."""
+    return challenges.issue(user).public()
 
 
 @router.get("/cameos")
@@ -260,6 +290,95 @@ def uses(
     """Every clip made with it (owner only); ``saved_to`` names the server's videos by id, and other files by
     their file name only (where the server keeps files is not the client's business)."""
     return {"object": "list", "data": [_public_use(entry, manager) for entry in store.uses(name, user)]}
+
+
+class CameoTakedown(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    video: Annotated[str, Field(pattern=VIDEO_ID_PATTERN, description="The id of a video made with the cameo.")]
+    reason: Annotated[str, Field(min_length=1, max_length=500, description="Why; its maker is told.")] = (
+        "the person shown did not agree to it"
+    )
+
+
+def _server_videos(entries: list[dict[str, Any]], manager: JobManager) -> dict[str, dict[str, Any]]:
+    """The server's videos among the uses' saved files: video id -> what the cameo's owner may know of it."""
+    jobs = manager.directory.resolve()
+    videos: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        for place in entry.get("saved_to") or ():
+            path = Path(str(place))
+            if path.parent.parent != jobs or path.name != VIDEO_FILE:
+                continue
+            video = videos.setdefault(
+                path.parent.name,
+                {
+                    "object": "cameo.video",
+                    "id": path.parent.name,
+                    "made_by": entry.get("user"),
+                    "prompt": entry.get("prompt"),
+                    "created_at": entry.get("at"),
+                    "uses": [],
+                },
+            )
+            video["uses"].append(entry["use"])
+            if entry.get("taken_down"):
+                video["taken_down"] = entry["taken_down"][-1]
+    for video_id, video in videos.items():
+        record = manager.get(video_id)
+        if record is None:
+            video["status"] = "deleted"
+        elif record.get("taken_down_at") is not None:
+            video["status"] = "taken_down"
+            video["taken_down"] = {
+                "at": record["taken_down_at"],
+                "reason": record["takedown_reason"],
+                "takedown": video_id,
+            }
+        else:
+            video["status"] = record["status"]
+    return videos
+
+
+@router.get("/cameos/{name}/videos")
+def cameo_videos(
+    name: Name, user: str = User, store: cameo_lib.CameoStore = Store, manager: JobManager = Depends(job_manager)
+) -> dict:
+    """Every video on this server made with your cameo (owner only), whoever made it: what you may take down."""
+    videos = _server_videos(store.uses(name, user), manager)
+    return {"object": "list", "data": sorted(videos.values(), key=lambda v: v.get("created_at") or 0)}
+
+
+@router.post("/cameos/{name}/takedowns")
+def take_down(
+    name: Name,
+    body: CameoTakedown,
+    user: str = User,
+    store: cameo_lib.CameoStore = Store,
+    manager: JobManager = Depends(job_manager),
+) -> dict:
+    """Take down a video made with your cameo (owner only): its maker gets 410 ``taken_down`` with your reason,
+    everyone else 404; it can no longer be downloaded, remixed, extended or edited; shots of it kept in the shot
+    cache are deleted; the takedown is written to the cameo's use log. Copies already downloaded keep their
+    provenance."""
+    video = _server_videos(store.uses(name, user), manager).get(body.video)
+    if video is None or video["status"] == "deleted":
+        raise APIError(404, f"no video {body.video!r} made with your cameo {name!r}", param="video", code="not_found")
+    if video["status"] == "taken_down":
+        raise APIError(409, f"video {body.video!r} is already taken down", param="video", code="already_taken_down")
+    uses = list(dict.fromkeys(video["uses"]))
+    # The log first: if the server stops between the two, the record of the takedown is what survives.
+    store.log_takedown(name, user, clip=body.video, uses=uses, maker=video["made_by"], reason=body.reason)
+    manager.take_down(body.video, name, body.reason)
+    purged = ShotCache(limit_bytes=0).purge_uses(set(uses))
+    return {
+        "object": "cameo.takedown",
+        "cameo": name,
+        "video": body.video,
+        "made_by": video["made_by"],
+        "reason": body.reason,
+        "shots_purged": len(purged),
+    }
 
 
 def _public_use(entry: dict[str, Any], manager: JobManager) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from kinema.cameo import store as cameo_lib
 from kinema.cameo.store import CameoError
 from kinema.errors import InvalidRequestError, KinemaError, MissingWeightsError, UnknownBackendError
 from kinema.request import MAX_SECONDS, MAX_SIDE, MIN_SIDE
-from kinema.server.jobs import ShuttingDown
+from kinema.server.jobs import ShuttingDown, TakenDown
 from kinema.server.schemas import ErrorResponse
 
 
@@ -72,6 +72,7 @@ _MEANINGS = {
     404: "No such video, cameo, model or style (or not one you may see).",
     409: "Not possible in the current state (e.g. the video is not finished, the model is not downloaded).",
     413: "The request body or an upload is larger than the limit the message gives.",
+    410: "The video was taken down by the person shown in it (code taken_down; the message gives their reason).",
     415: "The body is neither JSON nor multipart/form-data.",
     503: "The server is shutting down.",
 }
@@ -172,6 +173,8 @@ def kinema_error(error: KinemaError) -> APIError:
         return APIError(404, str(error), param="model", code="model_not_found")
     if isinstance(error, MissingWeightsError):
         return APIError(409, str(error), param="model", code="model_not_ready")
+    if isinstance(error, TakenDown):
+        return APIError(410, str(error), param="video_id", code="taken_down")
     if isinstance(error, ShuttingDown):
         return APIError(503, str(error), type="server_error", code="shutting_down")
     if isinstance(error, LimitError):

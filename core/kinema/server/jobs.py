@@ -122,6 +122,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     attempts INTEGER NOT NULL DEFAULT 0,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     deleted INTEGER NOT NULL DEFAULT 0,         -- deleted while running: gone for clients, purged once it stops
+    taken_down_at INTEGER,                     -- taken down by the person in one of its cameos (see take_down)
+    takedown_reason TEXT,
+    takedown_cameo TEXT,
     error_code TEXT,
     error_message TEXT
 );
@@ -144,6 +147,17 @@ class JobsBusyError(KinemaError):
 
 class ShuttingDown(KinemaError):
     """The server is stopping and takes no new jobs."""
+
+
+class TakenDown(KinemaError):
+    """A video its maker asked for, taken down by the person shown in it (410 ``taken_down``)."""
+
+    def __init__(self, record: dict):
+        self.video_id, self.cameo, self.reason = record["id"], record["takedown_cameo"], record["takedown_reason"]
+        super().__init__(
+            f"video {self.video_id!r} was taken down by the person shown in it (cameo {self.cameo!r}):"
+            f" {self.reason}; it can no longer be downloaded, remixed, extended or edited"
+        )
 
 
 # --------------------------------------------------------------------------- the store
@@ -221,7 +235,8 @@ class JobStore:
         """A page of jobs in submission order, only ``owner``'s unless None; ``after`` is the last id of the
         previous page (KeyError if it is not one of those jobs)."""
         descending = order == "desc"
-        conditions, args = (["deleted = 0", "owner = ?"], [owner]) if owner is not None else (["deleted = 0"], [])
+        visible = ["deleted = 0", "taken_down_at IS NULL"]  # a clip taken down is no longer listed
+        conditions, args = ([*visible, "owner = ?"], [owner]) if owner is not None else (visible, [])
         if after is not None:
             with self._lock:
                 anchor = self._db.execute(
@@ -298,6 +313,14 @@ class JobStore:
         """Delete a job that is not running (a running one is ``mark_deleted`` and purged when it stops)."""
         return self._change("DELETE FROM jobs WHERE id = ? AND status != 'in_progress'", (job_id,))
 
+    def take_down(self, job_id: str, cameo: str, reason: str) -> bool:
+        """Mark a finished job taken down by the person shown (``JobManager.take_down``); False if it was already."""
+        return self._change(
+            "UPDATE jobs SET taken_down_at = ?, takedown_reason = ?, takedown_cameo = ?"
+            " WHERE id = ? AND deleted = 0 AND taken_down_at IS NULL AND status != 'in_progress'",
+            (int(time.time()), reason, cameo, job_id),
+        )
+
     def mark_deleted(self, job_id: str) -> bool:
         """A running job: gone for clients at once, and asked to stop."""
         return self._change(
@@ -360,6 +383,10 @@ def _migrate(db: sqlite3.Connection) -> None:
         db.execute(f"ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '{SERVER_OWNER}'")
     if "deleted" not in columns:
         db.execute("ALTER TABLE jobs ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0")
+    if "taken_down_at" not in columns:
+        db.execute("ALTER TABLE jobs ADD COLUMN taken_down_at INTEGER")
+        db.execute("ALTER TABLE jobs ADD COLUMN takedown_reason TEXT")
+        db.execute("ALTER TABLE jobs ADD COLUMN takedown_cameo TEXT")
 
 
 def may_see(record: dict, caller: str) -> bool:
@@ -595,9 +622,24 @@ class JobManager:
         return self._with_live(record) if record is not None else None
 
     def find(self, job_id: str, caller: str) -> dict | None:
-        """The job if ``caller`` may see it (``may_see``), else None: to them, another user's job does not exist."""
+        """The job if ``caller`` may see it (``may_see``), else None: to them, another user's job does not exist.
+
+        A job taken down raises ``TakenDown`` for those who may see it (its maker, the server's owner).
+        """
         record = self.get(job_id)
-        return record if record is not None and may_see(record, caller) else None
+        if record is None or not may_see(record, caller):
+            return None
+        if record.get("taken_down_at") is not None:
+            raise TakenDown(record)
+        return record
+
+    def take_down(self, job_id: str, cameo: str, reason: str) -> bool:
+        """Take a finished job down for the person shown in it: its row stays (so its maker is told why, with 410),
+        its files go. False when there is no such finished job, or it was already taken down."""
+        if not is_valid_id(job_id) or not self._jobs.take_down(job_id, cameo, reason):
+            return False
+        shutil.rmtree(self.directory / job_id, ignore_errors=True)
+        return True
 
     def list(self, *, caller: str, **kwargs: Any) -> tuple[builtins.list[dict], bool]:
         """A page of the jobs ``caller`` may see (``JobStore.list`` arguments)."""

@@ -24,12 +24,12 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 from starlette.datastructures import UploadFile
 
 from kinema.cameo import store as cameo_lib
-from kinema.cameo.capture import CaptureError, capture
+from kinema.cameo.challenge import ID_PATTERN as CHALLENGE_ID
 from kinema.cameo.store import NAME_PATTERN as NAME
 from kinema.cameo.store import CameoStore
 from kinema.media.files import MediaError, probe
 from kinema.request import MAX_SECONDS, MAX_SIDE, MIN_SIDE
-from kinema.server.cameos import visible
+from kinema.server.cameos import run_make_cameo, visible
 from kinema.server.dependencies import cameo_store, default_backend, job_manager
 from kinema.server.errors import APIError, error_responses, hide_paths, validation_response, video_not_found
 from kinema.server.hosted import fit_seconds
@@ -298,7 +298,12 @@ def character(cameo: Any) -> dict:
         "object": "character",
         "created_at": int(cameo.created_at),
         "name": cameo.name,
-        "kinema": {"owner": cameo.owner, "permission": cameo.permission, "has_voice": cameo.voice is not None},
+        "kinema": {
+            "owner": cameo.owner,
+            "permission": cameo.permission,
+            "has_voice": cameo.voice is not None,
+            "verified": cameo.verified,
+        },
     }
 
 
@@ -362,6 +367,8 @@ def characters_in(fields: dict, store: CameoStore, user: str) -> tuple[str, ...]
                             # a letter or digit to name the character's cameo by (cameo_name)
                             "name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "[A-Za-z0-9]"},
                             "video": {"type": "string", "format": "binary"},
+                            # kinema's: the challenge the video shows the person saying (extra_body)
+                            "challenge": {"type": "string", "pattern": CHALLENGE_ID.pattern},
                         },
                         "additionalProperties": False,
                     },
@@ -373,26 +380,28 @@ def characters_in(fields: dict, store: CameoStore, user: str) -> tuple[str, ...]
 )
 async def create_character(request: Request, store: CameoStore = Depends(cameo_store)) -> dict:
     """A character from a video of one person, alone, facing the camera (OpenAI ``videos.create_character``): a
-    cameo owned by the caller, usable by them only until they widen it (``POST /v1/cameos/{name}/permissions``)."""
+    cameo owned by the caller, usable by them only until they widen it (``POST /v1/cameos/{name}/permissions``).
+    kinema's ``challenge`` (in ``extra_body``: the id from ``POST /v1/cameos/challenge`` whose phrase the video
+    shows the person saying) verifies it; without one it stays unverified, its owner's alone."""
     fields, upload = await read_create_body(request, "video", "the video")
     display = fields.get("name")
     if not isinstance(display, str) or not display.strip():
         raise APIError(400, "name is required (e.g. 'Alice')", param="name", code="missing_required_parameter")
     if upload is None:
         raise APIError(400, "video is required: a file of one person", param="video", code="missing_required_parameter")
-    unknown = sorted(set(fields) - {"name"})
+    unknown = sorted(set(fields) - {"name", "challenge"})
     if unknown:
         raise APIError(400, f"unknown parameter {unknown[0][:64]!r}", param=unknown[0][:64], code="invalid_value")
+    challenge = fields.get("challenge")
+    if challenge is not None and not isinstance(challenge, str):
+        raise APIError(400, "challenge must be a challenge id (chl_...)", param="challenge", code="invalid_value")
     name = cameo_name(display)
     folder = Path(tempfile.mkdtemp(prefix="kinema-character-"))
     try:
         path = await save_video_upload(upload, folder)
-        try:
-            captured = await run_in_threadpool(capture, path)
-        except CaptureError as error:
-            message = str(error).replace(str(folder) + "/", "")
-            raise APIError(400, message, param="video", code=f"cameo_{error.reason}") from None
-        made = await run_in_threadpool(store.create, name, request.state.kinema_user, captured, permission="only_me")
+        made, _ = await run_make_cameo(
+            folder, name, request.state.kinema_user, path, challenge=challenge or None, store=store
+        )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return character(made)

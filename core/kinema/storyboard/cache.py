@@ -129,6 +129,20 @@ class ShotCache:
         self.trim(keep=path)
         return path
 
+    def purge_uses(self, uses: set[str]) -> list[Path]:
+        """Delete every cached shot made as one of the cameo ``uses`` (a clip taken down by the person in it)."""
+        removed = []
+        for entry in sorted(self.folder.glob("*.npz")) if self.folder.is_dir() else ():
+            try:
+                with np.load(entry, allow_pickle=False) as data:
+                    use = json.loads(str(data["metadata"])).get("cameo_use")
+            except (OSError, ValueError, KeyError):
+                continue
+            if use in uses:
+                entry.unlink(missing_ok=True)
+                removed.append(entry)
+        return removed
+
     def trim(self, keep: Path | None = None) -> list[Path]:
         """Delete least recently used shots until the folder fits the limit; returns what went."""
         entries = []

@@ -180,6 +180,8 @@ def _shot_metadata(result: ShotResult) -> dict:
         "camera": plan.shot.camera,
         "dialogue": [dataclasses.asdict(line) for line in plan.shot.dialogue],
         "cameos": list(plan.shot.cameos),
+        # The shot's entry in its cameos' use logs: the film is logged where it is saved, and can be taken down.
+        "cameo_use": result.generated.metadata.get("cameo_use"),
         "style": plan.style,
         "seed": plan.seed,
         "start": round(plan.start, 6),

@@ -1,0 +1,54 @@
+"""Making a cameo, the one path for the CLI, the server and the hosts: challenge, capture, verification, record."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from kinema.cameo import challenge as challenges
+from kinema.cameo import verify as verification
+from kinema.cameo.capture import CaptureResult, capture
+from kinema.cameo.store import Cameo, CameoStore, _widen_unverified, check_identity, check_name
+
+
+def make_cameo(
+    name: str,
+    owner: str,
+    video: str | os.PathLike[str],
+    audio: str | os.PathLike[str] | None = None,
+    *,
+    challenge: str | None = None,
+    store: CameoStore | None = None,
+    permission: str = "only_me",
+    allowed_users: tuple[str, ...] = (),
+    expires: Any = None,
+    replace: bool = False,
+    detector: Any = None,
+    embedder: Any = "installed",
+) -> tuple[Cameo, CaptureResult]:
+    """Capture cameo ``name`` for ``owner`` from ``video``, checked against ``challenge`` (an id from
+    ``kinema cameo challenge``) when given; the challenge is used up whatever the outcome.
+
+    Raises ``ChallengeError`` (unknown, expired, used, not yours), ``CaptureError`` (not one clear person)
+    or ``VerificationError`` (the recording does not say the challenge with the face shown).
+    """
+    check_name(name)
+    check_identity(owner)
+    store = store or CameoStore()
+    issued = challenges.redeem(challenge, owner) if challenge is not None else None
+    if (permission != "only_me" or allowed_users) and (issued is None or not verification.status()[0]):
+        raise _widen_unverified(name)  # before the slow part: it could only end unverified
+    captured = capture(video, audio, detector=detector, embedder=embedder)
+    checked = verification.verify(Path(video), captured, issued)
+    made = store.create(
+        name,
+        owner,
+        captured,
+        permission=permission,
+        allowed_users=allowed_users,
+        expires=expires,
+        replace=replace,
+        verification=checked,
+    )
+    return made, captured
