@@ -371,3 +371,33 @@ def test_extend_and_remix_nodes_run_in_a_graph(comfy):
     saved = entry["outputs"]["5"]["images"][0]
     clip = kinema.Clip.load(comfy.base / "output" / saved["subfolder"] / saved["filename"])
     assert clip.metadata["kind"] == "remix" and clip.frame_count == 9 + 6 and clip.audio is not None
+
+
+def test_the_loader_shows_a_models_licence_and_refuses_a_restricted_one_until_accepted(comfy, tmp_path):
+    """Issue 22: a restricted licence (LTX-2.x's) stops the graph at Kinema Model Loader with its terms; with
+    accept_license on, the loader shows it and the clip is made."""
+    from kinema.backends.tiny_ltx25 import build_tiny_ltx25
+
+    folder = build_tiny_ltx25(tmp_path / "LTX-2.5-tiny", upsampler=False)
+    info = comfy.object_info()["KinemaModelLoader"]
+    assert "Licences: " in info["description"] and "LTX-2 Community License" in info["description"]
+    loader = {"backend": "ltx2", "model": "(backend default)", "precision": "auto", "memory": "auto"}
+    loader["model_id"] = str(folder)
+    small = {"seconds": 0.375, "width": 64, "height": 64, "steps": 2, "fps": 24.0, "guidance": 3.0}
+    generate = {"model": ["1", 0], "prompt": "a kite", "negative_prompt": "", "seed": 31, "style": "none"}
+    prompt = {
+        "1": {"class_type": "KinemaModelLoader", "inputs": loader},
+        "2": {"class_type": "KinemaGenerate", "inputs": {**generate, "audio": True, **small}},
+        "3": {"class_type": "KinemaSaveClip", "inputs": {"clip": ["2", 3], "filename_prefix": "kinema/licensed"}},
+    }
+    refused = comfy.run(prompt)
+    (error,) = comfy.errors(refused)
+    assert error.startswith("KinemaModelLoader: kinema: LTX-2.5-tiny is under the LTX-2 Community License"), error
+    assert "$10M annual revenue" in error and "turn on accept_license" in error and str(tmp_path) not in error
+
+    loader["accept_license"] = True
+    accepted = comfy.run(prompt)
+    assert accepted["status"]["status_str"] == "success", comfy.errors(accepted)
+    (shown,) = accepted["outputs"]["1"]["text"]
+    assert shown.startswith("Licence: LTX-2.5-tiny: LTX-2 Community License") and shown.endswith("(accepted here)")
+    assert "3" in accepted["outputs"]

@@ -25,6 +25,7 @@ from kinema.errors import GenerationCancelled, InvalidRequestError, MissingWeigh
 from kinema.progress import CancelToken, Progress
 from kinema.tiers import DEFAULT_TIER, check_tier
 
+from . import licence_logic
 from .cameo_logic import request_fields
 from .spec import DEFAULT_MODEL, STORYBOARD_TIER
 
@@ -61,6 +62,7 @@ class ModelHandle:
     backend: Backend
     label: str
     loras: tuple[tuple[str, float], ...] = ()  # (safetensors path, weight), from Kinema LoRA nodes
+    licences: tuple[str, ...] = ()  # a line per model it runs: its licence (licence_logic.licence_lines)
 
     def __repr__(self) -> str:  # ComfyUI shows node outputs in some errors
         loras = "".join(f" + {Path(path).stem} x{weight:g}" for path, weight in self.loras)
@@ -119,8 +121,10 @@ def load_model(
     memory: str = "auto",
     model_id: str = "",
     device: str | None = None,
+    accept_license: bool = False,
 ) -> ModelHandle:
-    """Pick and configure a backend; checks the weights are here, loads nothing yet."""
+    """Pick and configure a backend; checks the weights are here and their licences accepted (a restricted one
+    needs ``accept_license``, or a pull that accepted it), loads nothing yet."""
     chosen_backend = kinema.get_backend(backend)
     wanted = (model_id or "").strip()
     if not wanted and model and model != DEFAULT_MODEL:
@@ -142,7 +146,8 @@ def load_model(
     status = configured.status()
     if not status.ready:
         raise MissingWeightsError(f"{status.detail}; put diffusers model folders in ComfyUI's models/{MODEL_FOLDER}")
-    return ModelHandle(configured, configured.model_id)
+    shown = licence_logic.check_accepted(configured, accept_license)
+    return ModelHandle(configured, configured.model_id, licences=tuple(shown))
 
 
 # --------------------------------------------------------------------------- LoRAs

@@ -99,6 +99,14 @@ def _styles() -> list[str]:
     return ["none", *sorted(list_styles())]
 
 
+def _licence_summary() -> str:
+    from kinema.engine import get_backends
+
+    from .licence_logic import summary
+
+    return summary(get_backends())
+
+
 # Built from kinema's tier table, so the tooltip says what each tier trades in this kinema version.
 TIER_TOOLTIP = "Speed against quality. " + "; ".join(
     f"{name} — {entry['description']}" for name, entry in TIERS.items()
@@ -110,7 +118,9 @@ MODEL_LOADER = Node(
     display_name="Kinema Model Loader",
     description="Picks a kinema backend and model (from models/kinema, kinema's own model folder, or a pulled hub id)"
     " and how to hold it in memory. Weights load on the first Generate and stay loaded until ComfyUI"
-    " frees memory.",
+    " frees memory. It shows the chosen models' licences, and refuses one that restricts use (a revenue"
+    f" threshold, non-commercial only, a required credit) until accept_license is on. Licences: {_licence_summary()}"
+    " (each model card is the authority).",
     search_aliases=("kinema", "ltx-2 loader", "wan loader", "video with audio"),
     inputs=(
         Input(
@@ -150,6 +160,15 @@ MODEL_LOADER = Node(
             "STRING",
             "Optional: a pulled hub id (e.g. Lightricks/LTX-2) or a folder path; overrides the model list.",
             default="",
+            optional=True,
+        ),
+        Input(
+            "accept_license",
+            "BOOLEAN",
+            "Accept the licence of a model whose licence restricts use (LTX-2.x: a paid licence above $10M annual"
+            " revenue; Stable Audio, wan's sound: above $1M). Off, such a model is refused with its licence's terms;"
+            " one pulled with `kinema models pull --accept-license` is already accepted.",
+            default=False,
             optional=True,
         ),
     ),

@@ -103,9 +103,20 @@ class KinemaModelLoader(io.ComfyNode):
         return schema(spec.MODEL_LOADER)
 
     @classmethod
-    def execute(cls, backend: str, model: str, precision: str, memory: str, model_id: str = "") -> io.NodeOutput:
-        handle = _run(logic.load_model, backend, model, precision, memory, model_id, device=comfy_host.comfy_device())
-        return io.NodeOutput(handle)
+    def execute(
+        cls, backend: str, model: str, precision: str, memory: str, model_id: str = "", accept_license: bool = False
+    ) -> io.NodeOutput:
+        handle = _run(
+            logic.load_model,
+            backend,
+            model,
+            precision,
+            memory,
+            model_id,
+            device=comfy_host.comfy_device(),
+            accept_license=accept_license,
+        )
+        return io.NodeOutput(handle, ui=ui.PreviewText("Licence: " + "\n".join(handle.licences)))
 
 
 class KinemaGenerate(io.ComfyNode):
