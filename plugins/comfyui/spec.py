@@ -435,6 +435,14 @@ CAMEO_CAPTURE = Node(
             "Optional: the person talking for at least 3 s (default: the video's sound).",
             optional=True,
         ),
+        Input(
+            "challenge",
+            "STRING",
+            "The id from `kinema cameo challenge` whose phrase the video shows you saying: verifies the cameo"
+            " (without one it stays unverified: only you may use it).",
+            default="",
+            optional=True,
+        ),
     ),
     outputs=(
         Output("cameo", "KINEMA_CAMEO", "The new cameo, for Kinema Generate."),

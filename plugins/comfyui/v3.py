@@ -232,7 +232,9 @@ class KinemaCameoCapture(io.ComfyNode):
         return schema(spec.CAMEO_CAPTURE)
 
     @classmethod
-    def execute(cls, name: str, video, permission: str, allowed_users: str, replace: bool, audio=None) -> io.NodeOutput:
+    def execute(
+        cls, name: str, video, permission: str, allowed_users: str, replace: bool, audio=None, challenge: str = ""
+    ) -> io.NodeOutput:
         parts = video.get_components()
         frames = _run(logic.image_to_frames, parts.images)
         voice = _run(logic.audio_to_array, audio) if audio is not None else None
@@ -247,6 +249,7 @@ class KinemaCameoCapture(io.ComfyNode):
             allowed_users,
             replace,
             video_audio=own,
+            challenge=challenge,
         )
         return io.NodeOutput(cameo, references, ui=ui.PreviewText(report))
 
