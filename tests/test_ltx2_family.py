@@ -247,6 +247,13 @@ def test_the_server_takes_two_stage_and_says_so_in_its_schema(app_client, pulled
     assert {"type": "boolean"} in field["anyOf"] and "latent upsampler" in field["description"]
     assert schema["VideoCreateForm"]["properties"]["two_stage"]["type"] == "boolean"
     assert "two_stage" in schema["KinemaVideoInfo"]["properties"]
+    # the schema says where two_stage true is refused: a backend without a second stage, named or the default
+    (rule,) = [r for r in schema["VideoCreateParams"]["allOf"] if "if" in r]
+    assert rule["if"]["properties"]["two_stage"] == {"const": True}
+    no_second = rule["then"]["allOf"][0]["not"]["properties"]["model"]["enum"]
+    assert {"tiny", "tiny-ltx2", "tiny-wan", "wan"} <= set(no_second) and "ltx2" not in no_second
+    assert rule["then"]["allOf"][2] == {"anyOf": [{"required": ["model"]}, {"required": ["backend"]}]}  # tiny default
+    assert rule in schema["VideoCreateForm"]["allOf"]
 
     created = app_client.post(
         "/v1/videos", json={"prompt": "a kite", "model": pulled_ltx25, "two_stage": True, **SERVER_SMALL}
@@ -265,6 +272,11 @@ def test_the_server_takes_two_stage_and_says_so_in_its_schema(app_client, pulled
     one = app_client.post("/v1/videos", data={k: str(v) for k, v in form.items()})
     assert one.status_code == 200, one.text
     assert one.json()["kinema"]["two_stage"] is False
+
+
+def test_two_stage_on_ltx2_without_weights_says_they_are_missing(app_client):
+    answer = app_client.post("/v1/videos", json={"prompt": "a kite", "model": "ltx2", "two_stage": True})
+    assert answer.status_code == 409 and answer.json()["error"]["code"] == "model_not_ready", answer.text
 
 
 @pytest.mark.parametrize(

@@ -111,6 +111,8 @@ class LTX2Backend(Backend):
         if not want:
             return plan
         if upsampler is None:
+            if checkpoint is None:
+                self.require_weights()  # not downloaded: say that (409 on the server), not that it lacks a stage
             raise InvalidRequestError(
                 f"two_stage: {self.model_id} has no latent upsampler (a latent_upsampler/ folder), so it has no second"
                 " stage; ask for one stage (--one-stage, or two_stage false) or use a checkpoint that has one"

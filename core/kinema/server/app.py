@@ -166,7 +166,9 @@ def create_app(
     def openapi() -> dict:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
-            add_create_video_schemas(schema.setdefault("components", {}).setdefault("schemas", {}))
+            add_create_video_schemas(
+                schema.setdefault("components", {}).setdefault("schemas", {}), app.state.default_backend
+            )
             publish_truthfully(schema, key_required=expected is not None)
             app.openapi_schema = schema
         return app.openapi_schema

@@ -449,9 +449,31 @@ def as_form(json_schema: dict, title: str) -> dict:
     return form
 
 
-def add_create_video_schemas(components: dict) -> None:
+def two_stage_needs_a_second_stage(schema: dict[str, Any], default_backend: str) -> None:
+    """``two_stage`` true on a backend without a second stage is refused (400, ``Backend.has_second_stage``): the
+    schema says so, from this server's backends and its default one (a request naming neither runs on it)."""
+    from kinema.engine import get_backends
+
+    backends = get_backends()
+    without = sorted(name for name, backend in backends.items() if not getattr(backend, "has_second_stage", False))
+    if not without:
+        return
+    rules: list[dict[str, Any]] = [
+        {"not": {"required": [field], "properties": {field: {"enum": without}}}} for field in ("model", "backend")
+    ]
+    if default_backend in without:
+        rules.append({"anyOf": [{"required": ["model"]}, {"required": ["backend"]}]})
+    schema.setdefault("allOf", []).append(
+        {"if": {"required": ["two_stage"], "properties": {"two_stage": {"const": True}}}, "then": {"allOf": rules}}
+    )
+
+
+def add_create_video_schemas(components: dict, default_backend: str | None = None) -> None:
     """Publish ``POST /v1/videos``'s bodies, which the route reads itself (JSON or multipart) rather than by type."""
+    from kinema.request import DEFAULT_BACKEND
+
     json_schema = VideoCreateParams.model_json_schema(ref_template="#/components/schemas/{model}")
+    two_stage_needs_a_second_stage(json_schema, default_backend or DEFAULT_BACKEND)
     components.update(json_schema.pop("$defs", {}))
     components["VideoCreateParams"] = json_schema
     form = as_form(json_schema, "VideoCreateForm")
