@@ -236,7 +236,8 @@ def test_a_single_file_checkpoint_is_never_told_to_pull(nodes, tmp_path, backend
         with pytest.raises(MissingWeightsError) as raised:
             nodes.logic.load_model(backend, model_id=model)
         said = next(part for part in str(raised.value).split("; ") if part.startswith(model))
-        assert "single-file checkpoint" in said and "models pull" not in said, raised.value
+        # What is wrong with the file itself (kinema loads LTX-2 and Wan single files), never a pull of it.
+        assert ("not a readable .safetensors file" in said or "does not exist" in said) and "pull" not in said, said
 
 
 # --------------------------------------------------------------------------- Generate

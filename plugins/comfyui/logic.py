@@ -27,6 +27,7 @@ from kinema.tiers import DEFAULT_TIER, check_tier
 
 from . import licence_logic
 from .cameo_logic import request_fields
+from .single_files import missing_hint, single_file_choices
 from .spec import DEFAULT_MODEL, STORYBOARD_TIER
 
 SILENCE_SAMPLE_RATE = 48000  # the AUDIO output's rate when the clip has no sound
@@ -111,6 +112,9 @@ def model_choices() -> dict[str, str]:
                 choices.setdefault(entry.name.replace("--", "/", 1), entry.name.replace("--", "/", 1))
             else:
                 choices.setdefault(entry.name, str(entry))
+    # Single-file LTX-2 and Wan checkpoints from ComfyUI's own checkpoints and diffusion_models folders.
+    for name, path in single_file_choices().items():
+        choices.setdefault(name, path)
     return choices
 
 
@@ -145,7 +149,7 @@ def load_model(
     configured = chosen_backend.configure(precision=precision, memory=memory, device=device)
     status = configured.status()
     if not status.ready:
-        raise MissingWeightsError(f"{status.detail}; put diffusers model folders in ComfyUI's models/{MODEL_FOLDER}")
+        raise MissingWeightsError(status.detail + missing_hint(wanted))
     shown = licence_logic.check_accepted(configured, accept_license)
     return ModelHandle(configured, configured.model_id, licences=tuple(shown))
 

@@ -29,8 +29,13 @@ def load_pipeline(pipeline_cls: Any, path: Path, device: str, dtype: Any, policy
 
 def _from_pretrained(pipeline_cls: Any, path: Path, dtype: Any) -> Any:
     quiet_libraries()
-    # safetensors only and local files only: nothing is fetched or executed from the folder.
-    pipe = pipeline_cls.from_pretrained(path, dtype=dtype, use_safetensors=True, local_files_only=True)
+    if Path(path).is_file():  # a single-file checkpoint (ComfyUI's models/checkpoints and the like)
+        from kinema.backends import single_file
+
+        pipe = single_file.load_pipeline(pipeline_cls, path, dtype)
+    else:
+        # safetensors only and local files only: nothing is fetched or executed from the folder.
+        pipe = pipeline_cls.from_pretrained(path, dtype=dtype, use_safetensors=True, local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
     pipe._kinema_source = (pipeline_cls, path, dtype)
     return pipe

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from kinema import models
+from kinema.backends import single_file
 from kinema.backends.base import (
     DEFAULT_STRENGTH,
     Backend,
@@ -79,11 +80,15 @@ class LTX2Backend(Backend):
 
     def status(self) -> BackendStatus:
         device = self._device or pick_device()
+        if self._components is None and single_file.is_single_file(self.model_id):
+            return BackendStatus(*single_file.status(self.model_id, self.family), device)
         if self._components is not None or models.is_present(self.model_id):
             return BackendStatus(True, f"{self.model_id} ready", device)
         return BackendStatus(False, models.missing_detail(self.model_id), device)
 
     def _model_path(self):
+        if single_file.is_single_file(self.model_id):
+            return single_file.model_path(self.model_id, self.family)
         return models.resolve(self.model_id)
 
     def require_weights(self, request=None) -> None:
@@ -92,7 +97,9 @@ class LTX2Backend(Backend):
 
     def checkpoint(self) -> Checkpoint | None:
         """What the pulled checkpoint folder says about itself (JSON only), or None when there is none."""
-        if self._components is not None or not models.is_present(self.model_id):
+        if self._components is not None or single_file.is_single_file(self.model_id):
+            return None  # a single file carries no folder of configs to read; its variant's limits are the class's
+        if not models.is_present(self.model_id):
             return None
         return read_checkpoint(models.resolve(self.model_id))
 

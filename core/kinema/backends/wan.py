@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from kinema import models
+from kinema.backends import single_file
 from kinema.backends.base import (
     DEFAULT_STRENGTH,
     Backend,
@@ -74,13 +75,18 @@ class WanBackend(Backend):
     def status(self) -> BackendStatus:
         device = self._device or pick_device()
         missing = []
-        if self._components is None and not models.is_present(self.model_id):
+        problems = []
+        if self._components is None and single_file.is_single_file(self.model_id):
+            ready, detail = single_file.status(self.model_id, self.family)
+            if not ready:
+                problems.append(detail)
+        elif self._components is None and not models.is_present(self.model_id):
             missing.append(self.model_id)
         if self._audio_components is None and not models.is_present(self.audio_model_id):
             missing.append(self.audio_model_id)
-        if not missing:
+        if not missing and not problems:
             return BackendStatus(True, f"{self.model_id} + {self.audio_model_id} ready", device)
-        return BackendStatus(False, "; ".join(models.missing_detail(m) for m in missing), device)
+        return BackendStatus(False, "; ".join([*problems, *(models.missing_detail(m) for m in missing)]), device)
 
     def _pipeline(self, role: str) -> Any:
         if role in self._pipes:
@@ -107,6 +113,8 @@ class WanBackend(Backend):
         return pipe
 
     def _model_path(self, model: str):
+        if single_file.is_single_file(model):
+            return single_file.model_path(model, self.family)
         return models.resolve(model)
 
     def require_weights(self, request=None) -> None:
