@@ -180,6 +180,18 @@ class Client:
         """Backends and pulled models the server can run."""
         return self._json("GET", "/v1/models")["data"]
 
+    def pull_model(self, model: str, *, accept_license: bool, revision: str | None = None) -> dict:
+        """Ask the server to download ``model`` (a hub id) in the background; returns the pull (``status``,
+        ``progress``, ``licence``...). Show the model's licence (``models()``, its ``licence``) first: one whose
+        ``must_accept`` is true needs ``accept_license=True``. Only the server's owner may pull."""
+        body = {"model": model, "accept_license": bool(accept_license), "revision": revision}
+        return self._json("POST", "/v1/models/pulls", body)
+
+    def model_pull(self, model: str) -> dict:
+        """The server's pull of ``model``: ``status`` queued, downloading, completed or failed (``error``),
+        ``progress`` 0..1 (None until the size is known), ``downloaded_bytes``, ``total_bytes``."""
+        return self._json("GET", "/v1/models/pulls/" + urllib.parse.quote(model, safe="/"))
+
     def cameos(self) -> list:
         """Cameos this key's user owns or may use now (``name``, ``owner``, ``has_voice``, ``usable``...)."""
         return self._json("GET", "/v1/cameos")["data"]

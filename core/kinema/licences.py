@@ -30,7 +30,8 @@ class Licence:
 
     def line(self, model: str = "") -> str:
         """One line: the licence, whether it restricts use, its terms and where to read them."""
-        where = f"; read {card_url(model)}" if model and "/" in model and not Path(model).is_dir() else ""
+        card = model and "/" in model and not model.startswith("kinema/") and not Path(model).is_dir()
+        where = f"; read {card_url(model)}" if card else ""  # kinema's embedded models have no card
         kind = "restricted" if self.restricted else "permissive"
         return f"{self.name} ({self.family}, {kind}): {self.terms}{where}"
 
@@ -133,17 +134,55 @@ def record(folder: Path, model: str, accepted: bool) -> None:
     (Path(folder) / RECORD_FILE).write_text(json.dumps(entry, indent=2))
 
 
-def installed(folder: Path, model: str) -> str:
-    """One line about the licence of the model pulled into ``folder``: as recorded at its pull, else the table's."""
+def _recorded(folder: Path) -> dict | None:
+    """What ``record`` kept in ``folder``, or None (never pulled by kinema, or unreadable)."""
     try:
         entry = json.loads((Path(folder) / RECORD_FILE).read_text())
-        known = entry.get("licence")
-    except (OSError, ValueError, AttributeError):
-        return describe(model)
+    except (OSError, ValueError):
+        return None
+    return entry if isinstance(entry, dict) else None
+
+
+def _recorded_licence(entry: dict | None) -> Licence | None:
+    known = entry.get("licence") if entry else None
     if not isinstance(known, dict):
-        return describe(model)
+        return None
     try:
-        line = Licence(**{k: known[k] for k in ("family", "name", "restricted", "terms")}).line(model)
+        return Licence(**{k: known[k] for k in ("family", "name", "restricted", "terms")})
     except (KeyError, TypeError):
+        return None
+
+
+def installed(folder: Path, model: str) -> str:
+    """One line about the licence of the model pulled into ``folder``: as recorded at its pull, else the table's."""
+    entry = _recorded(folder)
+    licence = _recorded_licence(entry)
+    if entry is None or licence is None:
         return describe(model)
-    return f"{line} (accepted)" if entry.get("accepted") and known.get("restricted") else line
+    line = licence.line(model)
+    return f"{line} (accepted)" if entry.get("accepted") and licence.restricted else line
+
+
+def listing(model: str, folder: Path | None = None) -> dict:
+    """``model``'s licence as the server lists it (``GET /v1/models``, each row's ``licence``).
+
+    ``known``: kinema's table (or the record of its pull) knows it; ``name``, ``family``, ``restricted`` and
+    ``terms`` are then the table's, else None (``restricted`` None: read the card). ``must_accept``: a pull
+    must accept it (``accept_license``). ``url``: the model card, the authority (None for kinema's embedded
+    models). ``summary``: the one line ``kinema models list`` prints. ``accepted``: for a model pulled into
+    ``folder``, whether its licence was accepted then; None when not pulled.
+    """
+    entry = _recorded(folder) if folder is not None else None
+    licence = _recorded_licence(entry) or licence_for(model)
+    hub = "/" in model and not model.startswith("kinema/") and not Path(model).is_dir()
+    return {
+        "known": licence is not None,
+        "name": licence.name if licence else None,
+        "family": licence.family if licence else None,
+        "restricted": licence.restricted if licence else None,
+        "terms": licence.terms if licence else None,
+        "must_accept": bool(licence and licence.restricted),
+        "url": card_url(model) if hub else None,
+        "summary": installed(folder, model) if folder is not None else describe(model),
+        "accepted": bool(entry.get("accepted")) if entry is not None else None,
+    }

@@ -6,7 +6,9 @@ import contextlib
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from kinema import licences
 from kinema.errors import DownloadError, InvalidRequestError, MissingWeightsError
@@ -81,8 +83,19 @@ def _partial(target: Path) -> Path:
     return target.with_name(target.name + PARTIAL_SUFFIX)
 
 
-def pull(hub_id: str, *, revision: str | None = None, accept_license: bool = False) -> Path:
-    """Download a model's safetensors weights and configs into kinema's model folder (progress bars from huggingface_hub).
+# What a pull reports as it goes: (done, total or None, unit), the unit "B" for bytes or "files".
+PullProgress = Callable[[float, float | None, str], None]
+
+
+def pull(
+    hub_id: str,
+    *,
+    revision: str | None = None,
+    accept_license: bool = False,
+    progress: PullProgress | None = None,
+) -> Path:
+    """Download a model's safetensors weights and configs into kinema's model folder (progress bars from huggingface_hub,
+    or, given ``progress``, none: the counts go to that function instead).
 
     A model whose licence restricts use (``kinema.licences``) is refused unless ``accept_license``, before any
     network call; the folder records the licence it was pulled under. The model appears under its name only
@@ -99,7 +112,8 @@ def pull(hub_id: str, *, revision: str | None = None, accept_license: bool = Fal
     if target.is_dir() and not staging.exists():
         os.replace(target, staging)
     try:
-        snapshot_download(hub_id, revision=revision, local_dir=staging, allow_patterns=PULL_PATTERNS)
+        bars: dict[str, Any] = {} if progress is None else {"tqdm_class": silent_bars(progress)}
+        snapshot_download(hub_id, revision=revision, local_dir=staging, allow_patterns=PULL_PATTERNS, **bars)
     except Exception as error:  # noqa: BLE001 - every way a download fails becomes one line
         with contextlib.suppress(OSError):
             staging.rmdir()  # nothing came: no half-downloaded model to resume
@@ -111,6 +125,49 @@ def pull(hub_id: str, *, revision: str | None = None, accept_license: bool = Fal
         shutil.rmtree(target)
     os.replace(staging, target)
     return target
+
+
+def silent_bars(report: PullProgress) -> type:
+    """A tqdm class for ``snapshot_download`` that draws nothing and hands its counts to ``report``.
+
+    huggingface_hub passes it the bars of the bytes received (2.x: several bars count the same bytes, so the
+    largest is reported) and of the files fetched (the only one older versions pass); bytes win when there are any.
+    """
+    import threading
+
+    from tqdm.auto import tqdm
+
+    lock = threading.Lock()
+    live: list[Any] = []
+
+    class Bars(tqdm):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.pop("name", None)  # huggingface_hub's own bar class takes it; tqdm's refuses it
+            kwargs.update(file=_Nowhere(), disable=False, mininterval=0.5)
+            super().__init__(*args, **kwargs)
+            with lock:
+                live.append(self)
+
+        def update(self, n: float | None = 1) -> bool | None:
+            shown = super().update(n)
+            with lock:
+                in_bytes = [bar for bar in live if bar.unit == "B"]
+                chosen = max(in_bytes or live, key=lambda bar: (bar.total or 0, bar.n))
+                done, total, unit = chosen.n, chosen.total, "B" if in_bytes else "files"
+            report(float(done), float(total) if total else None, unit)
+            return shown
+
+    return Bars
+
+
+class _Nowhere:
+    """A file that swallows what tqdm draws (the server has no terminal to draw on)."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
 
 
 def download_problem(hub_id: str, revision: str | None, error: BaseException) -> str:
