@@ -6,12 +6,14 @@ lost mid-way; each step carries a small preview.
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
 
 from kinema import Clip, hookimpl
 from kinema.backends.base import Backend, BackendStatus, Defaults
+from kinema.backends.limits import Limits
 from kinema.progress import Progress
 
 STEP_S = 0.1
@@ -27,6 +29,10 @@ class Slow(Backend):
 
     def status(self):
         return BackendStatus(True, "test backend", "cpu")
+
+    def job_limits(self):
+        # The workers' own limit (tests/ray_cluster.py sets it there only): the server must check against it.
+        return Limits(frames=int(os.environ.get("KINEMA_TEST_WORKER_FRAMES", "257")), why="the test workers'")
 
     def generate(self, request, plan, *, progress, cancel, preview=False):
         for step in range(plan.steps):
@@ -45,3 +51,26 @@ class Slow2(Slow):
 def register_backends(register):
     register(Slow())
     register(Slow2())
+    register(SlowCameo())
+
+
+class SlowCameo(Slow):
+    """Takes one cameo: its frames are the cameo's first portrait's mean, and its metadata what the worker got."""
+
+    name = "slow-cameo"
+    max_cameos = 1
+
+    def generate(self, request, plan, *, progress, cancel, preview=False, conditioning=None):
+        clip = super().generate(request, plan, progress=progress, cancel=cancel, preview=preview)
+        if conditioning and conditioning.cameos:
+            cameo = conditioning.cameos[0]
+            clip.frames[:] = int(cameo.reference_images()[0].mean())
+            clip.metadata["worker_got"] = {
+                "name": cameo.name,
+                "references": len(cameo.references),
+                "faces": len(cameo.faces),
+                "voice": cameo.voice,
+                "embedding": cameo.embedding,
+                "allowed_users": list(cameo.allowed_users),
+            }
+        return clip

@@ -50,6 +50,7 @@ def ray_cluster(worker_nodes: int, worker_home: Path) -> Iterator[tuple]:
         "KINEMA_HOME": str(worker_home),
         "KINEMA_LOAD_PLUGINS": "",
         "KINEMA_DEVICE": "cpu",
+        "KINEMA_TEST_WORKER_FRAMES": "6",  # the slow backends' limit on the workers (the server's own: 257)
     }
     try:
         yield cluster, nodes, env

@@ -14,7 +14,7 @@ import time
 
 import pytest
 from polling import wait_final
-from ray_cluster import backends, ray_cluster, server  # noqa: F401 (backends is a fixture)
+from ray_cluster import STORE, backends, ray_cluster, server  # noqa: F401 (backends is a fixture)
 
 
 @pytest.fixture(scope="module")
@@ -151,14 +151,26 @@ def test_a_node_lost_mid_job_runs_it_once_more_elsewhere(cluster, kinema_env):
         done: list = []
         threading.Thread(target=lambda: done.append(wait_final(client, video_id, timeout=120))).start()
         made.remove_node(node, allow_graceful=False)
-        deadline = time.monotonic() + 150
-        while not done:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        assert done[0]["status"] == "completed", done[0]
-        record = client.app.state.manager.get(video_id)
-        assert record["attempts"] == 2
-        assert client.get(f"/v1/videos/{video_id}/content").status_code == 200
+        try:
+            deadline = time.monotonic() + 150
+            while not done:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            assert done[0]["status"] == "completed", done[0]
+            record = client.app.state.manager.get(video_id)
+            assert record["attempts"] == 2
+            assert client.get(f"/v1/videos/{video_id}/content").status_code == 200
+        finally:  # the cluster as it was for the module's other tests: Ray restarts the lost worker there
+            nodes[nodes.index(node)] = made.add_node(num_cpus=1, object_store_memory=STORE)
+            made.wait_for_nodes()
+            deadline = time.monotonic() + 180
+            while True:  # until the restarted worker answers
+                try:
+                    _infos(client)
+                    break
+                except Exception:
+                    assert time.monotonic() < deadline, "the lost worker did not start again"
+                    time.sleep(0.5)
 
 
 def test_ray_is_never_imported_without_the_flag():
@@ -197,3 +209,140 @@ def test_a_worker_of_another_version_is_refused():
             pool._take_info(slot, Ref())
     finally:
         ray.get = original
+
+
+def test_remix_extend_and_storyboards_run_on_the_workers_as_in_process(cluster, kinema_env, tmp_path):
+    """Each follow-up job runs on a worker (the server sends the clip it builds on) and makes the clip the
+    in-process server makes from the same job: the same frames and sound, the same metadata, the same lineage."""
+    import numpy as np
+    import torch
+
+    from kinema import Clip, engine
+    from kinema.request import GenerationRequest
+    from kinema.server.tasks import run as run_task
+
+    small = {"size": "32x32", "steps": 2}
+    with server(cluster, kinema_env) as client:
+        manager = client.app.state.manager
+        base = client.post(
+            "/v1/videos", json={"prompt": "a kite", "model": "tiny-ltx2", "seconds": 0.4, "seed": 5, **small}
+        )
+        base_id = base.json()["id"]
+        assert wait_final(client, base_id, timeout=300)["status"] == "completed"
+        before = sum(info["started"] for info in _infos(client).values())
+        jobs = [
+            client.post(f"/v1/videos/{base_id}/remix", json={"prompt": "a paper kite", "strength": 0.5, "steps": 2}),
+            client.post(f"/v1/videos/{base_id}/extend", json={"seconds": 0.25, "steps": 2}),
+            client.post(
+                "/v1/storyboards",
+                json={
+                    "storyboard": "Shot 1 (0.25s): a door\nShot 2 (0.25s, continue): it opens\n",
+                    "seed": 4,
+                    "model": "tiny-ltx2",
+                    **small,
+                },
+            ),
+        ]
+        ids = [job.json()["id"] for job in jobs]
+        for video_id in ids:
+            done = wait_final(client, video_id, timeout=300)
+            assert done["status"] == "completed", done["error"]
+        assert sum(info["started"] for info in _infos(client).values()) == before + 3  # all three on workers
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # as each worker
+        try:
+            for video_id in ids:
+                record = manager.get(video_id)
+                request = GenerationRequest(**record["request"])
+                local = run_task(
+                    record["plan"]["task"],
+                    request,
+                    engine.resolve_backend(request),
+                    parent_video=lambda parent: manager.artifact(parent, "video.mp4"),
+                )
+                local.save(tmp_path / f"{video_id}.mp4")
+                local, remote = (
+                    Clip.load(tmp_path / f"{video_id}.mp4"),
+                    Clip.load(manager.artifact(video_id, "video.mp4")),
+                )
+                kind = record["plan"]["task"]["kind"]
+                assert remote.frames.shape == local.frames.shape, kind
+                # Mostly the same to the bit. Not always: a film assembled in-process keeps a strided array, which
+                # encodes a little differently (0.86/255 apart on average), and now and then a worker's remix came
+                # out 2.5/255 apart (cause not found; in-process runs repeat exactly).
+                assert np.abs(remote.frames.astype(int) - local.frames.astype(int)).mean() < 4, kind
+                assert np.allclose(remote.audio, local.audio, atol=1e-3), kind
+                differ = {"created_at", "generation_seconds", "provenance"}  # provenance: each clip's own id
+                ours = {k: v for k, v in remote.metadata.items() if k not in differ}
+                assert ours == {k: v for k, v in local.metadata.items() if k not in differ}, kind
+                assert remote.metadata["provenance"]["c2pa"] == "signed"
+        finally:
+            torch.set_num_threads(threads)
+
+
+def test_cameos_run_on_the_workers_with_consent_kept_on_the_server(cluster, kinema_env):
+    """A worker gets a consented cameo's portraits and nothing else of it; a revoke mid-job stops the worker and
+    fails the job; the use is scored and logged in the server's cameo store."""
+    import numpy as np
+
+    from kinema import Clip
+    from kinema.cameo.capture import CaptureResult
+    from kinema.cameo.store import SERVER_OWNER, CameoStore
+
+    store = CameoStore()  # the server's: KINEMA_HOME is the server's data directory
+    for name, grey in (("alice", 200), ("bob", 90)):
+        captured = CaptureResult(
+            references=[np.full((64, 64, 3), grey, np.uint8)],
+            faces=[np.full((112, 112, 3), 7, np.uint8)],
+            embedding=np.ones(4, np.float32) / 2,
+            embedding_model="test",
+            voice=np.zeros(16000, np.float32),
+        )
+        store.create(name, SERVER_OWNER, captured)
+
+    def post(cameo: str, steps: int) -> str:
+        body = {"prompt": "p", "model": "slow-cameo", "steps": steps, "seconds": 0.5, "cameos": [cameo]}
+        response = client.post("/v1/videos", json=body)
+        assert response.status_code == 200, response.text
+        return response.json()["id"]
+
+    with server(cluster, kinema_env) as client:
+        revoked = post("alice", 100)
+        _wait_step(client, revoked)
+        store.revoke("alice", SERVER_OWNER)
+        video = wait_final(client, revoked, timeout=60)
+        assert video["error"]["code"] == "cameo_revoked", video["error"]
+        assert client.app.state.manager.artifact(revoked, "video.mp4") is None
+        assert all(not info["running"] for info in _infos(client).values())  # the worker stopped too
+
+        kept = post("bob", 3)
+        assert wait_final(client, kept, timeout=60)["status"] == "completed"
+        clip = Clip.load(client.app.state.manager.artifact(kept, "video.mp4"))
+        assert abs(int(clip.frames.mean()) - 90) <= 2  # made from bob's portrait, sent by the server
+        got = clip.metadata["worker_got"]
+        assert got == {
+            "name": "bob",
+            "references": 1,
+            "faces": 0,
+            "voice": None,
+            "embedding": None,
+            "allowed_users": [],
+        }
+        assert clip.metadata["cameos"] == ["bob"] and "bob" in clip.metadata["cameo_identity"]
+        uses = store.uses("bob", SERVER_OWNER)
+        assert [u["use"] for u in uses] == [clip.metadata["cameo_use"]] and uses[0]["saved_to"]
+
+
+def test_request_limits_come_from_the_workers_reports(cluster, kinema_env):
+    """The slow backends allow 6 frames on the workers and 257 on the server: the server refuses a 9-frame job up
+    front, naming the workers' limit; memory bounds are the workers' too."""
+    with server(cluster, kinema_env) as client:
+        response = client.post("/v1/videos", json={"prompt": "p", "model": "slow", "seconds": 1, "steps": 2})
+        assert response.status_code == 400
+        assert "over slow's limit of 6 frames" in response.json()["error"]["message"]
+        assert client.get("/v1/videos").json()["data"] == []
+        limits, memory = client.app.state.manager.pool.limits()["slow"]
+        reported = [b for info in _infos(client).values() for b in info["backends"]["slow"]["memory"]]
+        assert limits.frames == 6 and {b.where for b in memory} == {"RAM"}
+        assert memory[0].total == min(b["total"] for b in reported if b["where"] == "RAM")

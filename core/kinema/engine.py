@@ -58,6 +58,7 @@ def generate(
     cancel: CancelToken | None = None,
     backend: Backend | None = None,
     preview: bool = False,
+    conditioning: cameos.Conditioning | None = None,
 ) -> Clip:
     """Generate one clip. ``progress`` gets every step; ``cancel`` stops within one step.
 
@@ -65,13 +66,19 @@ def generate(
     latent with each step (``Progress.preview``); hosts with a live view ask,
     the CLI and server do not pay for it. Raises ``GenerationCancelled`` when
     cancelled; memory is released either way and the next call works.
+
+    ``conditioning``: the request's cameos and speech as its caller already consented and loaded them (a Ray
+    worker gets them from the server, which keeps the cameo store): this machine's store is then not read, and
+    checking consent again and logging the use are the caller's.
     """
     request = apply_style(request)
     backend = backend or resolve_backend(request)
     the_plan = backend.plan(request)
     backend.require_weights(request)  # missing weights: refused now, before diffusers loads
     # Consent is checked here, when the job actually starts: a cameo revoked while the job was queued stops it.
-    conditioning = cameos.prepare(request)
+    given = conditioning is not None
+    if conditioning is None:
+        conditioning = cameos.prepare(request)
     cancel = cancel or CancelToken()
     hook = load_plugins().hook
 
@@ -123,8 +130,9 @@ def generate(
         }
     )
     clip.metadata.setdefault("cache", None)  # backends that cached said how; None: every block ran every step
-    cameos.recheck(request, conditioning)  # a revoke during generation: the clip is not handed over
-    cameos.finish(request, clip, conditioning)
+    if not given:
+        cameos.recheck(request, conditioning)  # a revoke during generation: the clip is not handed over
+        cameos.finish(request, clip, conditioning)
     hook.clip_generated(request=request, clip=clip)
     return clip
 

@@ -17,8 +17,10 @@ checks what is assembled beyond one generation: an extended clip, a whole film.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -92,8 +94,38 @@ def memory_bounds(device: str) -> tuple[MemoryBound, ...]:
     return tuple(bounds)
 
 
+# Set while requests are checked for other machines (a Ray cluster's workers): theirs, by backend name, not ours.
+_ELSEWHERE: ContextVar[Mapping[str, tuple[Limits, Sequence[MemoryBound]]] | None] = ContextVar(
+    "kinema_limits_elsewhere", default=None
+)
+
+
+@contextlib.contextmanager
+def checked_elsewhere(reports: Mapping[str, tuple[Limits, Sequence[MemoryBound]]]) -> Iterator[None]:
+    """Within this block, a plan for a backend named in ``reports`` is checked against that backend's (limits,
+    memory bounds) there: what the machines that will run it reported (``kinema serve --ray``), not this one's."""
+    token = _ELSEWHERE.set(reports)
+    try:
+        yield
+    finally:
+        _ELSEWHERE.reset(token)
+
+
+def _elsewhere(backend: Backend) -> tuple[Limits, Sequence[MemoryBound]] | None:
+    reports = _ELSEWHERE.get()
+    return None if reports is None else reports.get(backend.name)
+
+
+def _local_bounds(backend: Backend) -> Sequence[MemoryBound]:
+    report = _elsewhere(backend)
+    return report[1] if report is not None else memory_bounds(device_of(backend))
+
+
 def job_limits(backend: Backend) -> Limits:
     """``backend``'s limits: its ``job_limits()`` (read from its checkpoint, for LTX-2.x), else its ``limits``."""
+    report = _elsewhere(backend)
+    if report is not None:
+        return report[0]
     own = getattr(backend, "job_limits", None)
     return own() if callable(own) else getattr(backend, "limits", Limits())
 
@@ -150,7 +182,7 @@ def check_frames_fit(
     bounds: Sequence[MemoryBound] | None = None,
 ) -> None:
     """Raise ``LimitError`` if ``frames`` decoded frames of ``width`` x ``height`` do not fit in memory."""
-    for bound in memory_bounds(device_of(backend)) if bounds is None else bounds:
+    for bound in _local_bounds(backend) if bounds is None else bounds:
         fit = bound.frames_at(width * height)
         if frames > fit:
             need = frames * width * height * bound.bytes_per_pixel
@@ -170,7 +202,7 @@ def describe(backend: Backend, bounds: Sequence[MemoryBound] | None = None) -> s
         f" ({limits.why})"
     )
     d = backend.defaults
-    for bound in memory_bounds(device_of(backend)) if bounds is None else bounds:
+    for bound in _local_bounds(backend) if bounds is None else bounds:
         fit = bound.frames_at(d.width * d.height)
         if fit < limits.frames:
             text += f"; {bound.where} holds {fit} frames at {d.width}x{d.height}"

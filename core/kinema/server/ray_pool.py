@@ -28,8 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from kinema.backends.base import BackendStatus
-from kinema.cameo.store import authorize_request
+from kinema.backends.limits import Limits, MemoryBound, checked_elsewhere
+from kinema.cameo import store as cameo_store
 from kinema.errors import GenerationCancelled, InvalidRequestError, KinemaError, MissingWeightsError
 from kinema.media.files import encode_jpeg, encode_png, read_image
 from kinema.progress import CancelToken, Progress
@@ -46,7 +49,9 @@ from kinema.server.jobs import (
     atomic_write,
     spritesheet,
 )
+from kinema.server.ray_cameos import for_worker
 from kinema.server.ray_worker import Worker
+from kinema.server.tasks import cameos_in as task_cameos
 from kinema.version import __version__
 
 NAMESPACE = "kinema"
@@ -55,6 +60,7 @@ DEVICE = "ray"  # the jobs table's device for jobs the pool runs
 POLL_S = 0.1  # how often a running job's progress is read from its worker
 START_TIMEOUT_S = 300.0  # a new worker imports torch and kinema: minutes on a busy machine
 REFRESH_S = 5.0  # how often workers that were lost or starting are asked again
+CONSENT_S = 1.0  # how often a running cameo job's consent is asked again (a revoke stops the worker)
 PROBE_S = 1.0  # how often the cluster's head (its GCS) is checked
 SILENT_S = 15.0  # with the cluster lost, a running job's worker silent this long is taken for lost
 # Without its GCS a Ray driver ends its own process after gcs_rpc_server_reconnect_timeout_s (60 s by default):
@@ -282,6 +288,27 @@ class Pool:
         with self.lock:
             return [slot for slot in self.slots if slot.can_run(backend, known=True)]
 
+    def limits(self) -> dict[str, tuple[Limits, tuple[MemoryBound, ...]]]:
+        """Each backend's limits and memory as its workers reported them, the smallest of each where they differ:
+        a job accepted may run on whichever of them is free."""
+        reports: dict[str, list[dict]] = {}
+        with self.lock:
+            for slot in self.slots:
+                for name, backend in (slot.known or {}).get("backends", {}).items():
+                    if backend.get("ready") and backend.get("limits"):
+                        reports.setdefault(name, []).append(backend)
+        combined = {}
+        for name, found in reports.items():
+            fields = {f: min(r["limits"][f] for r in found) for f in ("frames", "pixels", "steps", "seconds")}
+            why = found[0]["limits"]["why"] if len(found) == 1 else "the smallest of the Ray workers' own limits"
+            memory: dict[str, MemoryBound] = {}
+            for report in found:
+                for bound in (MemoryBound(**b) for b in report.get("memory", [])):
+                    if bound.where not in memory or bound.total < memory[bound.where].total:
+                        memory[bound.where] = bound
+            combined[name] = (Limits(**fields, why=why), tuple(memory.values()))
+        return combined
+
     def why_not(self, backend: str) -> str:
         with self.lock:
             details = sorted(
@@ -330,6 +357,15 @@ class _Detached(Exception):
 
 class _Silent(Exception):
     """The cluster's head is lost and the job's worker has stopped answering: taken for lost."""
+
+
+def _owned(clip: Any) -> Any:
+    """The clip with arrays of its own: Ray hands back read-only views of its object store, with the worker's
+    strides, and the encoder then makes a slightly different file from the same frames than in-process."""
+    clip.frames = np.ascontiguousarray(clip.frames).copy()
+    if clip.audio is not None:
+        clip.audio = np.ascontiguousarray(clip.audio).copy()
+    return clip
 
 
 def _first_line(error: BaseException) -> str:
@@ -409,11 +445,13 @@ class RayJobManager(JobManager):
 
     # -- what JobManager asks
 
+    def submit(self, fields: dict, **kwargs: Any) -> dict:
+        """As in-process, with every generation it plans checked against the limits and memory of the workers that
+        can run it (their own reports), not this machine's: the server never generates."""
+        with checked_elsewhere(self.pool.limits()):
+            return super().submit(fields, **kwargs)
+
     def _backend_status(self, backend: Any, request: GenerationRequest) -> Any:
-        if request.cameos or request.speech is not None:
-            raise InvalidRequestError(
-                "cameos and speech do not run on Ray workers yet; use a server without --ray for this clip"
-            )
         able = self.pool.able(backend.name)
         if not able:
             model = f" (model {request.model})" if request.model else ""
@@ -514,14 +552,38 @@ class RayJobManager(JobManager):
         key = (record["request"]["backend"], record["request"]["model"])
         lost = False
         try:
-            if record["plan"].get("task"):
-                raise InvalidRequestError("remix, extend and storyboard jobs do not run on Ray workers yet")
+            task = record["plan"].get("task")
             image = read_image(folder / INPUT_FILE) if record["has_image"] else None
             request = GenerationRequest(**record["request"], image=image)
-            authorize_request(request)  # consent when the job starts
+            if task and task_cameos(task, request):
+                raise InvalidRequestError(
+                    "storyboards with cameos do not run on Ray workers yet; use a server without --ray for this film"
+                )
+            conditioning = cameo_store.prepare(request)  # consent when the job starts; the speech line loaded here
+            share = for_worker(conditioning)  # only what generating needs of the cameos the requester may use
+            fields = dict(record["request"])
+            if share is not None and request.speech is not None:
+                fields["speech"] = conditioning.speech  # the samples: the server's file stays here
+            source = self._task_source(job_id, task)
             token.raise_if_cancelled()
-            clip = self._generate_remote(ray, slot, job_id, record["request"], image, token)
-            authorize_request(request)  # and again before the clip is kept
+            clip = self._generate_remote(
+                ray,
+                slot,
+                job_id,
+                fields,
+                image,
+                token,
+                task,
+                source.read_bytes() if source else None,
+                share,
+                (request, conditioning) if conditioning.cameos else None,
+            )
+            if source is not None and isinstance(clip.metadata.get("parent"), dict):
+                # The worker built on its own copy: the lineage names the server's clip, as in-process (and the
+                # signature below embeds it as an ingredient when it is still the same file).
+                clip.metadata["parent"]["path"] = str(source.resolve())
+            cameo_store.recheck(request, conditioning)  # and again before the clip is kept
+            cameo_store.finish(request, clip, conditioning)  # scored and logged here, with the cameo store
             token.raise_if_cancelled()
             clip.save(folder / VIDEO_FILE)  # signed here, with the server's key; written atomically
             atomic_write(folder / THUMBNAIL_FILE, encode_png(clip.frames[clip.frame_count // 2]))
@@ -555,12 +617,43 @@ class RayJobManager(JobManager):
         self._purge_if_deleted(job_id)
         self._publish_final(job_id)
 
-    def _generate_remote(self, ray: Any, slot: Slot, job_id: str, fields: dict, image: Any, token: CancelToken) -> Any:
-        result = slot.handle.run.remote(job_id, fields, image)
+    def _task_source(self, job_id: str, task: dict | None) -> Path | None:
+        """The server's clip a remix or extend builds on (None for other jobs); gone is a clear failure."""
+        if not task or task["kind"] not in ("remix", "extend"):
+            return None
+        path = self._source(job_id, task["parent"])
+        if path is None:
+            raise InvalidRequestError(f"video {task['parent']!r} was deleted before this {task['kind']} could run")
+        return path
+
+    def _generate_remote(
+        self,
+        ray: Any,
+        slot: Slot,
+        job_id: str,
+        fields: dict,
+        image: Any,
+        token: CancelToken,
+        task: dict | None = None,
+        source: bytes | None = None,
+        share: dict | None = None,
+        consent: tuple | None = None,
+    ) -> Any:
+        """The worker's clip; ``consent`` (request, conditioning) is asked again every CONSENT_S while it runs."""
+        result = slot.handle.run.remote(job_id, fields, image, task, source, share)
         since = preview_seq = 0
         cancelled = False
-        answered = time.monotonic()
+        answered = asked = time.monotonic()
         while True:
+            if consent is not None and time.monotonic() - asked > CONSENT_S:
+                asked = time.monotonic()
+                try:
+                    cameo_store.recheck(*consent)
+                except Exception:  # revoked (or expired) mid-job: the worker stops, the job fails saying why
+                    slot.handle.cancel.remote(job_id)
+                    ray.wait([result], timeout=START_TIMEOUT_S)  # within a step; its slot is free only then
+                    slot.handle.forget.remote(job_id)
+                    raise
             done, _ = ray.wait([result], timeout=POLL_S)
             with contextlib.suppress(ray.exceptions.RayError):  # a lost worker shows in the result
                 events, preview, preview_seq = ray.get(
@@ -573,7 +666,7 @@ class RayJobManager(JobManager):
                     self._on_progress(job_id, Progress(step, total, stage, preview if last else None))
             if done:
                 try:
-                    return ray.get(result)
+                    return _owned(ray.get(result))
                 finally:
                     with contextlib.suppress(ray.exceptions.RayError):
                         slot.handle.forget.remote(job_id)

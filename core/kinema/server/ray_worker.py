@@ -16,17 +16,22 @@ import contextlib
 import os
 import platform
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import Future
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from kinema import engine
+from kinema.backends.limits import device_of, job_limits, memory_bounds
 from kinema.errors import KinemaError
 from kinema.plugins import get_backends, load_plugins, pm
 from kinema.progress import CancelToken, Progress
 from kinema.request import GenerationRequest
+from kinema.server.ray_cameos import on_worker
+from kinema.server.tasks import run as run_task
 from kinema.version import __version__
 
 KEEP_FINISHED_S = 600.0  # a finished job's result waits this long for a server that restarted to collect it
@@ -79,10 +84,18 @@ class Worker:
                     "ready": bool(status.ready),
                     "detail": status.detail,
                     "device": status.device,
-                    "limits": asdict(backend.job_limits()),
+                    "limits": asdict(job_limits(backend)),
+                    # What its decoded frames must fit in here: the server checks requests against this.
+                    "memory": [asdict(bound) for bound in memory_bounds(device_of(backend))],
                 }
             except Exception as error:  # a broken plugin must not hide the others
-                backends[name] = {"ready": False, "detail": f"status failed: {error}", "device": "", "limits": {}}
+                backends[name] = {
+                    "ready": False,
+                    "detail": f"status failed: {error}",
+                    "device": "",
+                    "limits": {},
+                    "memory": [],
+                }
         with self._lock:
             running = list(self._runs)  # generating, or finished and not yet collected
         ray = sys.modules.get("ray")  # loaded in an actor; this module never imports Ray itself
@@ -100,8 +113,21 @@ class Worker:
             "backends": backends,
         }
 
-    def run(self, job_id: str, fields: dict, image: Any = None) -> Any:
-        """Generate the job's clip and return it (unsaved); joins the job's generation if it is already running."""
+    def run(
+        self,
+        job_id: str,
+        fields: dict,
+        image: Any = None,
+        task: dict | None = None,
+        source: Any = None,
+        share: dict | None = None,
+    ) -> Any:
+        """Generate the job's clip and return it (unsaved); joins the job's generation if it is already running.
+
+        ``task``: a remix, extend or storyboard (``kinema.server.tasks``) run instead of one generation, as the
+        server runs it in-process; ``source``: the bytes of the MP4 a remix or extend builds on (the server's);
+        ``share``: the job's cameos and speech as the server consented them (``kinema.server.ray_cameos``).
+        """
         with self._lock:
             self._forget_old()
             run = self._runs.get(job_id)
@@ -112,7 +138,7 @@ class Worker:
         assert run is not None
         if fresh:
             try:
-                run.future.set_result(self._generate(run, fields, image))
+                run.future.set_result(self._generate(run, fields, image, task, source, share))
             except BaseException as error:
                 run.future.set_exception(error)
             finally:
@@ -148,7 +174,15 @@ class Worker:
 
     # -- generating
 
-    def _generate(self, run: _Run, fields: dict, image: Any) -> Any:
+    def _generate(
+        self,
+        run: _Run,
+        fields: dict,
+        image: Any,
+        task: dict | None = None,
+        source: Any = None,
+        share: dict | None = None,
+    ) -> Any:
         request = GenerationRequest(**fields, image=image)
 
         def progress(event: Progress) -> None:
@@ -157,9 +191,27 @@ class Worker:
                 if event.preview is not None:
                     run.preview, run.preview_seq = event.preview, run.preview_seq + 1
 
-        return engine.generate(
-            request, progress=progress, cancel=run.token, backend=self._backend_for(request), preview=True
-        )
+        backend = self._backend_for(request)
+        # What the server sent (a cameo's portraits, the clip a remix or extend builds on) lives in a private
+        # folder only while the job runs; the server puts its own path back in the result's lineage.
+        with tempfile.TemporaryDirectory(prefix="kinema-ray-job-") as folder:
+            if task is None:
+                conditioning = on_worker(share, Path(folder)) if share else None
+                return engine.generate(
+                    request,
+                    progress=progress,
+                    cancel=run.token,
+                    backend=backend,
+                    preview=True,
+                    conditioning=conditioning,
+                )
+            path = None
+            if source is not None:
+                path = Path(folder) / "source.mp4"
+                path.write_bytes(source)
+            return run_task(
+                task, request, backend, parent_video=lambda parent: path, progress=progress, cancel=run.token
+            )
 
     def _backend_for(self, request: GenerationRequest) -> Any:
         key = (request.backend, request.model)
