@@ -72,5 +72,7 @@ class SlowCameo(Slow):
                 "voice": cameo.voice,
                 "embedding": cameo.embedding,
                 "allowed_users": list(cameo.allowed_users),
+                "capture": cameo.capture,
+                "verification": getattr(cameo, "verification", {}),
             }
         return clip

@@ -328,6 +328,8 @@ def test_cameos_run_on_the_workers_with_consent_kept_on_the_server(cluster, kine
             "voice": None,
             "embedding": None,
             "allowed_users": [],
+            "capture": {},
+            "verification": {},
         }
         assert clip.metadata["cameos"] == ["bob"] and "bob" in clip.metadata["cameo_identity"]
         uses = store.uses("bob", SERVER_OWNER)

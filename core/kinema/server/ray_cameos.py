@@ -2,8 +2,9 @@
 
 The server keeps the cameo store. It checks consent when the job starts (``kinema.cameo.store.prepare``), and
 sends the worker only what generating needs from each cameo the requester may use: its name and its reference
-portraits. Never its face crops, identity embedding, voice file, owner's allow list or capture report; a speech
-line (a cameo's voice included) goes as the samples the server loaded. Consent is asked again while the job runs
+portraits. Never its face crops, identity embedding, voice file, owner's allow list, capture or verification
+report (every field but its name, owner, permission and dates is emptied); a speech line (a cameo's voice
+included) goes as the samples the server loaded. Consent is asked again while the job runs
 and before the clip is kept, and the use is scored and logged on the server (``kinema.server.ray_pool``).
 """
 
@@ -23,19 +24,27 @@ def for_worker(conditioning: Conditioning) -> dict | None:
     cameos = []
     for cameo in conditioning.cameos:
         portraits = [(cameo.directory / name).read_bytes() for name in cameo.references]
-        bare = dataclasses.replace(
-            cameo,
-            allowed_users=(),
-            references=(),
-            faces=(),
-            voice=None,
-            embedding=None,
-            embedding_model=None,
-            capture={},
-            directory=Path("."),
-        )
-        cameos.append((bare, portraits))
+        cameos.append((_bare(cameo), portraits))
     return {"cameos": cameos, "speech": conditioning.speech, "speech_source": conditioning.speech_source}
+
+
+# What a worker may know of a cameo besides its portraits; every other field is emptied, new ones included.
+_KEPT = frozenset({"name", "owner", "permission", "created_at", "expires_at", "revoked_at"})
+_EMPTY = {"allowed_users": (), "references": (), "faces": (), "voice": None, "embedding": None, "embedding_model": None}
+
+
+def _bare(cameo: Any) -> Any:
+    empty: dict[str, Any] = {}
+    for spec in dataclasses.fields(cameo):
+        if spec.name in _KEPT:
+            continue
+        if spec.name in _EMPTY:
+            empty[spec.name] = _EMPTY[spec.name]
+        elif spec.default_factory is not dataclasses.MISSING:
+            empty[spec.name] = spec.default_factory()
+        elif spec.default is not dataclasses.MISSING:
+            empty[spec.name] = spec.default
+    return dataclasses.replace(cameo, **empty)
 
 
 def on_worker(share: dict, folder: Path) -> Conditioning:
