@@ -30,9 +30,11 @@ def requirement_names(lines) -> list[str]:
 
 
 def test_root_requirements_are_kinemas_dependencies_without_torch():
-    dependencies = pyproject(REPO / "pyproject.toml")["project"]["dependencies"]
+    project = pyproject(REPO / "pyproject.toml")["project"]
     requirements = requirement_names((REPO / "requirements.txt").read_text().splitlines())
-    assert requirements == [d for d in dependencies if not d.startswith("torch")]
+    # The Kinema LoRA node is part of the pack: the lora extra comes along.
+    lora = project["optional-dependencies"]["lora"]
+    assert requirements == [d for d in project["dependencies"] if not d.startswith("torch")] + lora
     assert not any(r.split(">")[0].split("=")[0].split("<")[0].strip().startswith("torch") for r in requirements)
 
 

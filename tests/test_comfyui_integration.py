@@ -222,6 +222,7 @@ def ui_to_api(workflow: dict, info: dict) -> dict:
 
 def small_workflow(comfy, **changes) -> dict:
     workflow = ui_to_api(json.loads(EXAMPLE.read_text()), comfy.object_info())
+    workflow["1"]["inputs"]["backend"] = "tiny-ltx2"  # any size (the example's demo world makes 64x64 only)
     workflow["2"]["inputs"].update({"seconds": 0.375, "width": 32, "height": 32, "steps": 2, **changes})
     return workflow
 
@@ -401,3 +402,124 @@ def test_the_loader_shows_a_models_licence_and_refuses_a_restricted_one_until_ac
     (shown,) = accepted["outputs"]["1"]["text"]
     assert shown.startswith("Licence: LTX-2.5-tiny: LTX-2 Community License") and shown.endswith("(accepted here)")
     assert "3" in accepted["outputs"]
+
+
+SMALL = {"seconds": 0.375, "width": 32, "height": 32, "steps": 2, "fps": 24.0, "guidance": 3.0}
+
+
+def generate_node(model: list, prompt: str, seed: int, **inputs) -> dict:
+    fields = {"prompt": prompt, "negative_prompt": "", "seed": seed, "style": "none", "audio": True, **SMALL}
+    return {"class_type": "KinemaGenerate", "inputs": {"model": model, **fields, **inputs}}
+
+
+def saved_clip(comfy, entry: dict, node: str) -> kinema.Clip:
+    saved = entry["outputs"][node]["images"][0]
+    return kinema.Clip.load(comfy.base / "output" / saved["subfolder"] / saved["filename"])
+
+
+def loader_options(comfy, field: str, node: str = "KinemaModelLoader") -> list:
+    return comfy.get("/object_info")[node]["input"]["required"][field][1]["options"]
+
+
+def test_lora_speech_and_last_frame_run_in_a_graph(comfy):
+    """A LoRA from models/loras changes the clip; Generate follows a speech AUDIO and ends on a last IMAGE."""
+    from test_styles import make_lora
+
+    loras = comfy.base / "models" / "loras"
+    loras.mkdir(parents=True, exist_ok=True)
+    make_lora(loras / "grain.safetensors")
+    assert "grain.safetensors" in loader_options(comfy, "lora_name", "KinemaLoRA")  # listed without a restart
+    loader = {"backend": "tiny-ltx2", "model": "(backend default)", "precision": "auto", "memory": "auto"}
+    prompt = {
+        "1": {"class_type": "KinemaModelLoader", "inputs": loader},
+        "2": {
+            "class_type": "KinemaLoRA",
+            "inputs": {"model": ["1", 0], "lora_name": "grain.safetensors", "strength": 0.8},
+        },
+        "3": generate_node(["1", 0], "a door opens", 31),
+        "4": generate_node(["2", 0], "a door opens", 31),
+        # The first clip's sound as the speech line, its frames' first picture as the frame to end on.
+        "5": generate_node(["1", 0], "a woman says hello", 32, speech=["3", 1], last_image=["3", 0]),
+        "6": {"class_type": "KinemaSaveClip", "inputs": {"clip": ["3", 3], "filename_prefix": "kinema/plain"}},
+        "7": {"class_type": "KinemaSaveClip", "inputs": {"clip": ["4", 3], "filename_prefix": "kinema/lora"}},
+        "8": {"class_type": "KinemaSaveClip", "inputs": {"clip": ["5", 3], "filename_prefix": "kinema/speech"}},
+    }
+    entry = comfy.run(prompt)
+    assert entry["status"]["status_str"] == "success", comfy.errors(entry)
+    plain, styled, spoken = (saved_clip(comfy, entry, node) for node in ("6", "7", "8"))
+    assert plain.frames.shape == styled.frames.shape == spoken.frames.shape == (9, 32, 32, 3)
+    assert abs(plain.frames.astype(int) - styled.frames.astype(int)).mean() > 1  # the LoRA took part
+    assert spoken.metadata["speech"] == "audio" and spoken.audio is not None
+
+
+def test_a_single_file_checkpoint_in_models_checkpoints_is_listed_and_renders(comfy):
+    """An LTX-2 single file (the authors' key layout) in ComfyUI's models/checkpoints, picked from the loader's list."""
+    from single_files import write_ltx2
+
+    from kinema.backends.tiny import tiny_model_path
+
+    write_ltx2(tiny_model_path("ltx2"), comfy.base / "models" / "checkpoints" / "ltx-2-tiny.safetensors")
+    (comfy.base / "models" / "checkpoints" / "not-a-video-model.safetensors").write_bytes(b"\0" * 16)
+    options = loader_options(comfy, "model")
+    assert "checkpoints/ltx-2-tiny.safetensors" in options
+    assert not any("not-a-video-model" in option for option in options)
+    loader = {
+        "backend": "ltx2",
+        "model": "checkpoints/ltx-2-tiny.safetensors",
+        "precision": "auto",
+        "memory": "auto",
+        "accept_license": True,  # an LTX-2 file is under LTX-2's licence, as a pulled LTX-2 is
+    }
+    prompt = {
+        "1": {"class_type": "KinemaModelLoader", "inputs": loader},
+        "2": generate_node(["1", 0], "a ball drops", 41),
+        "3": {"class_type": "KinemaSaveClip", "inputs": {"clip": ["2", 3], "filename_prefix": "kinema/single"}},
+    }
+    entry = comfy.run(prompt)
+    assert entry["status"]["status_str"] == "success", comfy.errors(entry)
+    clip = saved_clip(comfy, entry, "3")
+    assert clip.metadata["backend"] == "ltx2" and clip.metadata["model"].endswith("ltx-2-tiny.safetensors")
+    assert clip.frames.shape == (9, 32, 32, 3) and clip.audio is not None
+
+
+def test_every_example_opens_in_the_frontend_and_renders_when_queued_from_it(comfy, tmp_path):
+    """ComfyUI's own frontend (the comfyui-frontend-package it serves) in Chromium, driven by Playwright.
+
+    Needs node, Chromium (KINEMA_CHROMIUM, default /usr/bin/chromium: Debian's package) and playwright-core
+    (KINEMA_PLAYWRIGHT_CORE: its package folder, from `npm install playwright-core`); skips without them.
+    """
+    import shutil
+
+    playwright = os.environ.get("KINEMA_PLAYWRIGHT_CORE")
+    chromium = os.environ.get("KINEMA_CHROMIUM", "/usr/bin/chromium")
+    if not playwright or not shutil.which("node") or not os.path.exists(chromium):
+        pytest.skip("set KINEMA_PLAYWRIGHT_CORE to playwright-core's folder (and have node and Chromium) to run this")
+    before = set(comfy.get("/history"))
+    screenshot = tmp_path / "frontend.png"
+    done = subprocess.run(
+        ["node", str(REPO / "tests" / "comfyui_frontend.cjs"), comfy.url, str(screenshot), *map(str, EXAMPLES)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "KINEMA_PLAYWRIGHT_CORE": playwright, "KINEMA_CHROMIUM": chromium},
+    )
+    lines = done.stdout.strip().splitlines()
+    report = json.loads(lines[-1]) if lines else {"error": done.stderr[-3000:]}
+    assert done.returncode == 0 and "error" not in report, report
+    assert len(report["results"]) == len(EXAMPLES) and screenshot.stat().st_size > 0
+    for path, result in zip(EXAMPLES, report["results"], strict=True):
+        expected = sorted(node["type"] for node in json.loads(path.read_text())["nodes"])
+        assert sorted(result["types"]) == expected and not result["unknown"], (path.name, result)
+        assert "KinemaGenerate.seconds" in result["shrunk"], result
+    deadline = time.monotonic() + RUN_SECONDS
+    while True:
+        new = {key: entry for key, entry in comfy.get("/history").items() if key not in before}
+        finished = [entry for entry in new.values() if entry["status"].get("status_str") in ("success", "error")]
+        if len(finished) >= len(EXAMPLES):
+            break
+        assert time.monotonic() < deadline, f"{len(finished)} of {len(EXAMPLES)} queued examples finished"
+        time.sleep(0.5)
+    assert all(entry["status"]["status_str"] == "success" for entry in finished), [comfy.errors(e) for e in finished]
+    for entry in finished:  # what the frontend queued is the shrunk graph
+        generate = next(n for n in entry["prompt"][2].values() if n["class_type"] == "KinemaGenerate")
+        assert generate["inputs"]["width"] == 32 and generate["inputs"]["seconds"] == 0.375
