@@ -186,6 +186,11 @@ def test_a_distilled_checkpoint_refines_with_itself(ltx25, tmp_path):
     (clip, _), calls = batch_sizes(folder, lambda: make(folder, two_stage=True))
     assert clip.metadata["recipe"]["refiner"] == "distilled checkpoint" and calls[-3:] == [1, 1, 1]
     assert "distilled" in read(folder).describe()
+    # its first stage: with guidance when asked for it (2 steps x CFG, STG, modality) ...
+    assert calls[:-3] == [2, 1, 1] * 2
+    # ... and none at all at guidance 1, the draft tier's for distilled weights: one call a step
+    _, calls = batch_sizes(folder, lambda: make(folder, guidance=1.0))
+    assert calls == [1, 1]
 
 
 def test_the_cli_asks_for_two_stages_and_the_saved_clip_records_it(ltx25, tmp_path):

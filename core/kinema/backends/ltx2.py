@@ -29,7 +29,7 @@ from kinema.backends.ltx2_checkpoint import Checkpoint
 from kinema.backends.ltx2_checkpoint import read as read_checkpoint
 from kinema.backends.ltx2_conditioning import condition as apply_conditioning
 from kinema.backends.ltx2_refine import SIGMAS as REFINE_SIGMAS
-from kinema.backends.ltx2_refine import Refiner
+from kinema.backends.ltx2_refine import Refiner, first_stage_guidance
 from kinema.backends.ltx2_refine import active as refiner_active
 from kinema.backends.ltx2_refine import choose as choose_refiner
 from kinema.backends.previews import ltx2_preview
@@ -240,6 +240,7 @@ class LTX2Backend(Backend):
         refiner = choose_refiner(self.checkpoint()) if plan.two_stage else None
         # The first (or only) pass: at half size when two-stage, where it hands its latents on.
         first_width, first_height = (plan.width // 2, plan.height // 2) if plan.two_stage else (plan.width, plan.height)
+        guidance = {**self.pipeline_kwargs, **first_stage_guidance(self.checkpoint(), plan.guidance)}
         with loras_loaded(pipe, request.loras, self.name):
             output = run_cached(
                 pipe,
@@ -252,7 +253,6 @@ class LTX2Backend(Backend):
                     num_frames=plan.num_frames,
                     frame_rate=float(plan.fps),
                     num_inference_steps=plan.steps,
-                    guidance_scale=plan.guidance,
                     generator=torch_generator(plan.seed),
                     output_type="latent" if plan.two_stage else "np",
                     callback_on_step_end=step_callback(
@@ -262,7 +262,7 @@ class LTX2Backend(Backend):
                         cancel,
                         preview=ltx2_preview(pipe, plan.num_frames, first_height, first_width) if preview else None,
                     ),
-                    **self.pipeline_kwargs,
+                    **guidance,
                     **kwargs,
                 ),
                 metadata,

@@ -71,6 +71,15 @@ class Refiner:
         return {"distilled-checkpoint": "distilled checkpoint"}.get(self.weights, "full weights")
 
 
+def first_stage_guidance(checkpoint: Checkpoint | None, plan_guidance: float) -> dict[str, Any]:
+    """The first (or only) pass's guidance arguments. A distilled checkpoint asked for no guidance (the draft
+    tier's 1.0) gets every pass off: diffusers' LTX2Pipeline would otherwise still run audio CFG (its
+    ``audio_guidance_scale`` defaults to 7), STG and modality guidance. A request's own guidance above 1 wins."""
+    if checkpoint is not None and checkpoint.distilled and plan_guidance <= 1.0:
+        return dict(NO_GUIDANCE)
+    return {"guidance_scale": plan_guidance}
+
+
 def choose(checkpoint: Checkpoint | None) -> Refiner:
     """The second stage's weights for ``checkpoint`` (JSON and file names only: cheap enough for every plan)."""
     if checkpoint is None:
