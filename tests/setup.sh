@@ -19,6 +19,16 @@ if ! command -v obs >/dev/null || ! command -v Xvfb >/dev/null || ! command -v i
     fi
 fi
 
+# espeak-ng speaks the challenge digits of tests/test_cameo_verify.py (offline, Debian's); without it they skip.
+if ! command -v espeak-ng >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends espeak-ng >/dev/null
+    else
+        echo "tests/setup.sh: not root, so espeak-ng is not installed; tests/test_cameo_verify.py will skip" >&2
+    fi
+fi
+
 # Blender as a Python module (bpy 5.0.1: Python 3.11, numpy<2, ~820 MB) in its own venv, the way a user's Blender
 # has its own Python, for tests/test_blender.py (KINEMA_BLENDER_PYTHON points elsewhere). Without Python 3.11
 # those tests skip, and fail under CI=true.

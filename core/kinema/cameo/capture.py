@@ -53,6 +53,9 @@ class CaptureResult:
     voice_rate: int = speech.VOICE_RATE
     report: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # Every face track seen, the portraits' first: (time, centre x, centre y, size) in the video's pixels, for
+    # kinema.cameo.verify to check that the face that speaks is the face kept.
+    tracks: list[list[tuple[float, float, float, float]]] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- frames
@@ -296,6 +299,11 @@ def capture(
         references=[facelib.portrait_crop(frames[c["index"]][1], c["face"], REFERENCE_SIZE) for c in chosen],
         faces=[c["aligned"] for c in chosen],
     )
+    result.tracks = [
+        [(frames[i][0], *face.center, face.size) for i, face in track.detections]
+        for track in tracks
+        if track is main or len(track.detections) >= 2
+    ]
     result.report.update(
         {
             "video_seconds": round(duration, 2),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,21 +27,24 @@ def make_cameo(
     replace: bool = False,
     detector: Any = None,
     embedder: Any = "installed",
+    transcriber: Callable[..., str] | None = None,
 ) -> tuple[Cameo, CaptureResult]:
     """Capture cameo ``name`` for ``owner`` from ``video``, checked against ``challenge`` (an id from
     ``kinema cameo challenge``) when given; the challenge is used up whatever the outcome.
 
     Raises ``ChallengeError`` (unknown, expired, used, not yours), ``CaptureError`` (not one clear person)
     or ``VerificationError`` (the recording does not say the challenge with the face shown).
+    ``transcriber(sound, rate)`` replaces the installed speech recogniser (``kinema.cameo.verify.verify``).
     """
     check_name(name)
     check_identity(owner)
     store = store or CameoStore()
     issued = challenges.redeem(challenge, owner) if challenge is not None else None
-    if (permission != "only_me" or allowed_users) and (issued is None or not verification.status()[0]):
+    can_verify = transcriber is not None or verification.status()[0]
+    if (permission != "only_me" or allowed_users) and (issued is None or not can_verify):
         raise _widen_unverified(name)  # before the slow part: it could only end unverified
     captured = capture(video, audio, detector=detector, embedder=embedder)
-    checked = verification.verify(Path(video), captured, issued)
+    checked = verification.verify(Path(video), captured, issued, transcriber=transcriber)
     made = store.create(
         name,
         owner,
