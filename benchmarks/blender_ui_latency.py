@@ -8,7 +8,10 @@ the real bpy (KINEMA_BLENDER_PYTHON, default .venv-blender/bin/python):
 * the Generate button (``bpy.ops.kinema.generate``): submits on a worker thread;
 * every timer tick while the clip is made, until its strips are in the Sequencer;
 * the baseline: the same clip fetched on the main thread with kinema's client
-  (submit, wait, download), which is what an add-on without threads would do.
+  (submit, wait, download), which is what an add-on without threads would do;
+* Generate from Camera at 768x512 and 1920x1080 (Workbench): the button (which saves a copy of the file for
+  another Blender to render) and each tick until the frame is there, against the old path, the same render
+  on the main thread (camera.render_first_frame), measured in the same run.
 
 Usage: python benchmarks/blender_ui_latency.py [--runs 5] [--steps 8]
 """
@@ -26,6 +29,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+SIZES = [[768, 512], [1920, 1080]]  # Generate from Camera, Workbench, at the sizes the issue measured
 
 MEASURE = r"""
 import json, os, statistics, sys, tempfile, time
@@ -66,6 +70,42 @@ for run in range(args["runs"] + 1):  # the first is a warm-up
     if run:
         rows["generate"].append(pressed); rows["tick"].extend(ticks)
         rows["blocking"].append(blocking); rows["wall"].append(wall)
+# Generate from Camera: the old path rendered on this thread (camera.render_first_frame); now another Blender
+# renders and this one only saves a copy of the file and ticks. Measured until the frame is there (the job then
+# goes to the server like any other, as above), for each size.
+bpy.ops.mesh.primitive_monkey_add(location=(0, 0, 0))
+cam = bpy.data.objects.new("Bench Camera", bpy.data.cameras.new("Bench Camera"))
+scene.collection.objects.link(cam)
+cam.location, cam.rotation_euler = (0.0, -4.0, 1.0), (1.35, 0.0, 0.0)
+scene.camera = cam
+o.backend = "tiny-ltx2"
+for width, height in args["sizes"]:
+    key = f"{width}x{height}"
+    o.width, o.height = width, height
+    rows[f"old {key}"], rows[f"press {key}"], rows[f"tick {key}"], rows[f"wall {key}"] = [], [], [], []
+    for run in range(args["runs"] + 1):
+        t = time.perf_counter()
+        addon.camera.render_first_frame(scene, width, height)
+        old = time.perf_counter() - t
+        start = time.perf_counter()
+        bpy.ops.kinema.generate_from_camera()
+        pressed = time.perf_counter() - start
+        job = addon.session.jobs[-1]
+        ticks = []
+        while job.status == "rendering":
+            time.sleep(addon.session.TICK_SECONDS)
+            t = time.perf_counter()
+            addon.session.tick()
+            ticks.append(time.perf_counter() - t)
+        wall = time.perf_counter() - start
+        assert job.status != "failed", job
+        addon.session.cancel(job.id)
+        while job.active:
+            time.sleep(0.05)
+            addon.session.tick()
+        if run:
+            rows[f"old {key}"].append(old); rows[f"press {key}"].append(pressed)
+            rows[f"tick {key}"].extend(ticks); rows[f"wall {key}"].append(wall)
 print("RESULT " + json.dumps(rows))
 """
 
@@ -110,7 +150,7 @@ def main() -> None:
         if url is None:
             sys.exit("kinema serve did not start")
         done = subprocess.run(
-            [python, "-c", MEASURE, json.dumps({"url": url, "runs": args.runs, "steps": args.steps})],
+            [python, "-c", MEASURE, json.dumps({"url": url, "runs": args.runs, "steps": args.steps, "sizes": SIZES})],
             env=env,
             capture_output=True,
             text=True,
@@ -137,6 +177,21 @@ def main() -> None:
     ):
         values = rows[key]
         print(f"| {name:<46} | {len(values):>5} | {ms(values, 0.5):>9.2f} | {ms(values, 1.0):>9.2f} |")
+    print(f"\nGenerate from Camera (Workbench), main-thread time per call, {args.runs} renders per size:\n")
+    print(
+        f"| {'size':<9} | {'old: render on main thread, median ms':>37} | {'new: button, median/max ms':>26} |"
+        f" {'new: longest tick ms':>20} | {'old / new longest hold':>22} | {'frame ready after, s':>20} |"
+    )
+    print(f"|{'-' * 11}|{'-' * 39}|{'-' * 28}|{'-' * 22}|{'-' * 24}|{'-' * 22}|")
+    for width, height in SIZES:
+        key = f"{width}x{height}"
+        old, press, ticks = rows[f"old {key}"], rows[f"press {key}"], rows[f"tick {key}"]
+        hold = max(press + ticks)
+        print(
+            f"| {key:<9} | {ms(old, 0.5):>37.1f} | {ms(press, 0.5):>12.1f} / {ms(press, 1.0):>11.1f} |"
+            f" {ms(ticks, 1.0):>20.1f} | {statistics.median(old) / hold:>21.1f}x |"
+            f" {statistics.median(rows[f'wall {key}']):>20.2f} |"
+        )
     longest = max(rows["generate"] + rows["tick"])
     print(
         f"\nLongest main-thread hold with the add-on: {1000 * longest:.1f} ms; the baseline holds it"

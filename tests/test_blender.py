@@ -587,3 +587,73 @@ def test_step_previews_and_clips_of_an_unsaved_file_move_beside_it_when_saved(bl
     assert outcome["after"] == outcome["sound_after"] == f"//kinema/{name}"  # relative to the saved .blend
     assert outcome["exists"] and (work / "kinema" / name).is_file()
     assert outcome["left_in_temp"] == []
+
+
+def test_the_preferences_list_models_with_licences_and_download_only_when_online_and_accepted(
+    blender, tmp_path_factory, shared_models
+):
+    """Against a server that cannot reach the Hub (HF_HUB_OFFLINE): the list shows LTX-2's licence and that it is not
+    downloaded; Download is refused while Blender's online access is off and until the licence is accepted; then the
+    server's pull is followed to its end, and why it failed reaches the preferences."""
+    home = tmp_path_factory.mktemp("blender-models-home")
+    (home / "models").symlink_to(shared_models, target_is_directory=True)
+    env = dict(_server_env(home), HF_HUB_OFFLINE="1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kinema.cli", "serve", "--port", "0", "--log-level", "warning"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        url = None
+        for line in process.stdout:
+            if "serving the OpenAI Videos API on " in line:
+                url = line.split(" on ", 1)[1].split("/v1", 1)[0]
+                break
+        assert url, "kinema serve did not start"
+        outcome = scenario(blender, "models", url=url, model="Lightricks/LTX-2")
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    rows = {row["id"]: row for row in outcome["catalogue"]}
+    ltx = rows["Lightricks/LTX-2"]
+    assert ltx["installed"] is False and ltx["licence"]["must_accept"] is True
+    assert outcome["licence_lines"][0].startswith("RESTRICTS USE: LTX-2 Community License")
+    assert (
+        "stabilityai/stable-audio-open-1.0" in rows and "stabilityai/stable-audio-open-1.0" not in outcome["suggested"]
+    )
+    assert "online access" in outcome["refused"]["offline"]
+    assert "tick 'I accept its licence'" in outcome["refused"]["not_accepted"]
+    assert outcome["started"] == ["FINISHED"]
+    pull = outcome["pull"]
+    assert pull["status"] == "failed" and "HF_HUB_OFFLINE" in pull["error"]["message"], pull
+    assert pull["licence"]["accepted"] is None  # nothing was pulled, so nothing recorded
+    assert outcome["pull_text"].startswith("Kinema: Lightricks/LTX-2 was not downloaded: cannot download")
+
+
+def test_frame_fit_pads_or_crops_to_the_grid_without_stretching():
+    import numpy as np
+
+    frame_fit = _load("frame_fit")
+    assert frame_fit.clip_size(96, 54) == (96, 64) and frame_fit.clip_size(1920, 1080) == (1920, 1088)
+    assert frame_fit.clip_size(10, 10) == (32, 32)
+    assert frame_fit.render_size(96, 54, (96, 64), "pad") == (96, 54)  # inside: bars above and below
+    assert frame_fit.render_size(96, 54, (96, 64), "crop") == (114, 64)  # covering: the sides are cut
+    picture = np.full((54, 96, 3), 200, np.uint8)
+    padded = frame_fit.fit(picture, (96, 64), "pad")
+    assert padded.shape == (64, 96, 3) and padded[:5].max() == 0 and padded[-5:].max() == 0
+    assert (padded[5:59] == 200).all()
+    wide = np.zeros((64, 114, 3), np.uint8)
+    wide[:, 9:105] = 200  # what a crop keeps: the middle 96 columns
+    assert (frame_fit.fit(wide, (96, 64), "crop") == 200).all()
+
+
+def test_the_first_frame_renders_in_another_blender_padded_or_cropped(blender):
+    outcome = scenario(blender, "fit")
+    assert outcome["target"] == [96, 64]
+    pad, crop = outcome["rows"]["pad"], outcome["rows"]["crop"]
+    assert pad["size"] == crop["size"] == [96, 64]
+    assert max(pad["row_means"][:5] + pad["row_means"][-5:]) == 0  # 5 black rows above and below the 96x54 view
+    assert min(pad["row_means"][5:59]) > 0.5 and min(crop["row_means"]) > 0.5  # the white world; crop has no bars
+    assert outcome["resolution"] == [1920, 1080]  # this Blender's scene was never changed for the render

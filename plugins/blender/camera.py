@@ -1,4 +1,8 @@
-"""Render the active camera's current frame as the clip's first frame."""
+"""Render the active camera's current frame (or a strip's) as the clip's first frame.
+
+These block the Blender they run in for the whole render, so the add-on calls them in a Blender of its own
+(render_worker.py, started by background_render.py), never in the user's.
+"""
 
 from __future__ import annotations
 

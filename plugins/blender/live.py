@@ -12,7 +12,7 @@ import tempfile
 
 import bpy
 
-from . import clipfiles, preferences
+from . import background_render, clipfiles, preferences
 
 _previews = None  # a bpy.utils.previews collection, made on first use
 
@@ -76,8 +76,8 @@ def move_clip(path: str, folder: str) -> str:
 def on_save_pre(blend_path, *_args) -> None:
     """First save of a file with Kinema clips in the temporary folder: move them beside it, before it is written,
     so the strips' paths are saved relative to it."""
-    if bpy.data.filepath or not blend_path:
-        return
+    if bpy.data.filepath or not blend_path or background_render.saving_copy:
+        return  # a copy saved for a background render is not the user's first save
     try:
         relocate_unsaved_clips(str(blend_path))
     except OSError as error:

@@ -1,9 +1,9 @@
 """Buttons: Generate, Generate from Camera, Cancel, and a few helpers. None of them waits on the network."""
 
 import bpy
-from bpy.props import EnumProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
-from . import camera, preferences, session, timeline
+from . import background_render, camera, frame_fit, preferences, session, timeline
 
 
 class KINEMA_OT_generate(bpy.types.Operator):
@@ -43,14 +43,27 @@ class KINEMA_OT_generate_from_camera(bpy.types.Operator):
 
     def execute(self, context):
         prefs = preferences.get(context)
-        width, height = session.size_for(timeline.target_scene(context))
+        target_scene = timeline.target_scene(context)
+        width, height = session.size_for(target_scene)
+        size = frame_fit.clip_size(width, height)
+        task = None
         try:
             # The camera lives in the active scene, which in Blender 5 may differ from the Sequencer's scene.
-            image = camera.render_first_frame(
-                context.scene, width, height, engine=prefs.camera_engine, cycles_samples=prefs.cycles_samples
+            # Rendered by another Blender: this one only saves a copy of the file, then goes on.
+            task = background_render.start(
+                context.scene,
+                what="camera",
+                width=width,
+                height=height,
+                target=size,
+                fit=target_scene.kinema.image_fit,
+                engine=prefs.camera_engine,
+                cycles_samples=prefs.cycles_samples,
             )
-            made = session.submit(context, image=image)
+            made = session.submit(context, render=task, size=size)
         except (camera.CameraError, session.UserError) as error:
+            if task is not None:
+                task.cancel()
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
         self.report(
@@ -125,7 +138,7 @@ class KINEMA_OT_from_strip(bpy.types.Operator):
     def execute(self, context):
         scene = timeline.target_scene(context)
         strips = selected_movie_strips(context)
-        image = None
+        task = size = None
         try:
             if self.action == "frame":
                 frame = scene.frame_current
@@ -135,9 +148,20 @@ class KINEMA_OT_from_strip(bpy.types.Operator):
                         "Select one movie strip under the playhead: its frame there starts the new clip"
                     )
                 width, height = session.size_for(scene)
-                image = camera.render_strip_frame(scene, strips[0], width, height)
-            made = session.submit_from_strips(context, self.action, strips, image=image)
+                size = frame_fit.clip_size(width, height)
+                task = background_render.start(
+                    scene,
+                    what="strip",
+                    strip=strips[0].name,
+                    width=width,
+                    height=height,
+                    target=size,
+                    fit=scene.kinema.image_fit,
+                )
+            made = session.submit_from_strips(context, self.action, strips, render=task, size=size)
         except (camera.CameraError, session.UserError) as error:
+            if task is not None:
+                task.cancel()
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
         self.report({"INFO"}, f"Kinema: {len(made)} new clip(s) from {len(strips)} strip(s)")
@@ -213,6 +237,67 @@ class KINEMA_OT_stop_server(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class KINEMA_OT_refresh_models(bpy.types.Operator):
+    """Read the server's models: each one's licence, and whether it is downloaded"""
+
+    bl_idname = "kinema.refresh_models"
+    bl_label = "Refresh Models"
+    bl_options = {"REGISTER", "INTERNAL"}
+
+    def execute(self, context):
+        session.refresh_models(context)
+        return {"FINISHED"}
+
+
+class KINEMA_OT_pull_model(bpy.types.Operator):
+    """Download a model on the kinema server, after showing its licence"""
+
+    bl_idname = "kinema.pull_model"
+    bl_label = "Download Model"
+    bl_options = {"REGISTER", "INTERNAL"}
+
+    model: StringProperty(name="Model", description="A Hugging Face model id, e.g. Lightricks/LTX-2")
+    accept_license: BoolProperty(
+        name="I accept its licence",
+        description="You have read the model's licence (shown here, and on its model card) and accept it",
+        default=False,
+        options={"SKIP_SAVE"},
+    )
+
+    def invoke(self, context, event):
+        return context.window_manager.invoke_props_dialog(self, width=480, confirm_text="Download")
+
+    def draw(self, context):
+        layout = self.layout
+        layout.label(text=self.model, icon="IMPORT")
+        for line in licence_lines(session.catalogue_row(self.model), self.model):
+            layout.label(text=line)
+        layout.prop(self, "accept_license")
+
+    def execute(self, context):
+        try:
+            session.pull_model(context, self.model or preferences.get(context).pull_model_id, self.accept_license)
+        except session.UserError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Kinema: downloading {self.model or preferences.get(context).pull_model_id}")
+        return {"FINISHED"}
+
+
+def licence_lines(row: dict | None, model: str, width: int = 72) -> list[str]:
+    """The licence as the dialog and the preferences show it, wrapped to ``width`` characters."""
+    import textwrap
+
+    licence = (row or {}).get("licence") or {}
+    if not licence:
+        text = f"Licence not known here: read https://huggingface.co/{model} before downloading"
+    else:
+        text = licence.get("summary") or ""
+        if licence.get("must_accept"):
+            text = "RESTRICTS USE: " + text
+    return textwrap.wrap(text, width) or [""]
+
+
 class KINEMA_OT_report(bpy.types.Operator):
     """Show a message from a finished job in the status bar and the Info log"""
 
@@ -237,5 +322,7 @@ classes = (
     KINEMA_OT_dismiss,
     KINEMA_OT_connect,
     KINEMA_OT_stop_server,
+    KINEMA_OT_refresh_models,
+    KINEMA_OT_pull_model,
     KINEMA_OT_report,
 )

@@ -83,6 +83,12 @@ class KINEMA_AP_preferences(bpy.types.AddonPreferences):
         default=True,
     )
 
+    pull_model_id: StringProperty(
+        name="Other model",
+        description="A Hugging Face model id to download on the server (safetensors only), e.g. Lightricks/LTX-2",
+        default="",
+    )
+
     def draw(self, context):
         layout = self.layout
         layout.use_property_split = True
@@ -109,6 +115,47 @@ class KINEMA_AP_preferences(bpy.types.AddonPreferences):
         column = layout.column(heading="Started server")
         column.prop(self, "stop_server_on_quit")
         column.operator("kinema.stop_server", icon="CANCEL")
+        self._draw_models(layout.box())
+
+    def _draw_models(self, box) -> None:
+        """The server's models, each with its licence, whether it is downloaded, and a Download button."""
+        from . import operators, session
+
+        server = session.server
+        header = box.row()
+        header.label(text="Models on the server", icon="FILE_3D")
+        header.operator("kinema.refresh_models", text="", icon="FILE_REFRESH")
+        if not bpy.app.online_access:
+            box.label(text="Downloads need online access (Preferences > System > Network)", icon="ERROR")
+        if server.models_message:
+            box.label(text=server.models_message, icon="INFO")
+        for row in server.catalogue:
+            if "/" not in row.get("id", "") or row.get("id", "").startswith("kinema/"):
+                continue  # backends and embedded models: nothing to download
+            item = box.box()
+            line = item.row()
+            installed = row.get("installed")
+            line.label(text=row["id"], icon="CHECKMARK" if installed else "IMPORT")
+            pull = server.pulls.get(row["id"])
+            for text in operators.licence_lines(row, row["id"]):
+                item.label(text=text)
+            if pull and pull.get("status") in ("queued", "downloading"):
+                progress = pull.get("progress")
+                text = session.pull_text(pull)
+                if hasattr(item, "progress") and progress is not None:
+                    item.progress(factor=progress, type="BAR", text=text)
+                else:
+                    item.label(text=text, icon="SORTTIME")
+            elif pull and pull.get("status") == "failed":
+                item.label(text=session.pull_text(pull), icon="ERROR")
+            if not installed and not (pull and pull.get("status") in ("queued", "downloading")):
+                sub = line.row()
+                sub.enabled = bpy.app.online_access
+                sub.operator("kinema.pull_model", text="Download…", icon="IMPORT").model = row["id"]
+        row = box.row(align=True)
+        row.enabled = bpy.app.online_access
+        row.prop(self, "pull_model_id")
+        row.operator("kinema.pull_model", text="Download…", icon="IMPORT").model = self.pull_model_id.strip()
 
 
 def get(context=None) -> KINEMA_AP_preferences:

@@ -16,6 +16,7 @@ import secrets
 import shutil
 import subprocess
 import threading
+import time
 import traceback
 from typing import Any
 
@@ -195,9 +196,10 @@ class Connection:
                 client.health()
             self._client, self._settings = client, settings
             try:
-                models = [row["id"] for row in client.models()]
+                catalogue = client.models()
             except api.ClientError:
-                models = []  # only suggestions for the panel
+                catalogue = []  # only suggestions for the panel, and the preferences' model list
+            models = [row["id"] for row in catalogue if row.get("role") != "component"]
             try:
                 cameos = [row["id"] for row in client.cameos() if row.get("usable")]
             except api.ClientError:
@@ -212,6 +214,7 @@ class Connection:
                         "ask_python": False,
                         "url": client.base_url,
                         "models": models,
+                        "catalogue": catalogue,
                         "cameos": cameos,
                         "tiers": list(tiers),
                         "default_tier": default_tier,
@@ -290,6 +293,45 @@ class Runner:
                 self.post(Update(0, server_error(error, settings)))
 
         threading.Thread(target=work, name="kinema-connect", daemon=True).start()
+
+    def list_models(self, settings: ServerSettings) -> None:
+        """The server's models, with licences and whether each is installed, for the preferences (off the main
+        thread); arrives as an Update for job 0 (``catalogue``, or ``models_message`` saying why not)."""
+
+        def work():
+            try:
+                client = self.connection.client(settings, self.post)
+                self.post(Update(0, {"catalogue": client.models(), "models_message": ""}))
+            except (api.ClientError, OSError) as error:
+                self.connection.forget()
+                self.post(Update(0, {"models_message": describe(error, settings)}))
+
+        threading.Thread(target=work, name="kinema-models", daemon=True).start()
+
+    def pull_model(self, model: str, accept_license: bool, settings: ServerSettings, poll_seconds: float = 0.5) -> None:
+        """Ask the server to download ``model``, then follow it: each poll arrives as an Update for job 0 with
+        ``pull`` (the server's ModelPull), and the model list again once it ends."""
+
+        def work():
+            try:
+                client = self.connection.client(settings, self.post)
+                pull = client.pull_model(model, accept_license=accept_license)
+                self.post(Update(0, {"pull": pull}))
+                while pull.get("status") in ("queued", "downloading"):
+                    time.sleep(poll_seconds)
+                    pull = client.model_pull(model)
+                    self.post(Update(0, {"pull": pull}))
+                self.post(Update(0, {"catalogue": client.models()}))
+            except (api.ClientError, OSError) as error:
+                failed = {
+                    "model": model,
+                    "status": "failed",
+                    "progress": None,
+                    "error": {"message": describe(error, settings)},
+                }
+                self.post(Update(0, {"pull": failed}))
+
+        threading.Thread(target=work, name=f"kinema-pull-{model}", daemon=True).start()
 
     # -- worker side
 

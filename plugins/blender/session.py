@@ -19,9 +19,10 @@ import bpy
 from . import clipfiles, live, markers, preferences, runner, settings, timeline
 
 TICK_SECONDS = 0.2
-ACTIVE = ("starting", "connecting", "queued", "running", "downloading", "cancelling")
+ACTIVE = ("rendering", "starting", "connecting", "queued", "running", "downloading", "cancelling")
 FINAL = ("done", "failed", "cancelled")
 STATUS_TEXT = {
+    "rendering": "Rendering the first frame",
     "starting": "Starting",
     "connecting": "Connecting",
     "queued": "Queued",
@@ -116,6 +117,13 @@ class ServerState:
     tiers: list = dataclasses.field(default_factory=list)  # the server's tier names; empty until it answers
     default_tier: str = ""
     ask_python: bool = False  # no server, and no kinema found to start one: the panel asks where it is
+    catalogue: list = dataclasses.field(default_factory=list)  # GET /v1/models rows: licences, installed
+    models_message: str = ""  # why the model list could not be read
+    pulls: dict = dataclasses.field(default_factory=dict)  # model id -> the server's pull of it, as last polled
+
+    @property
+    def pulling(self) -> bool:
+        return any(pull.get("status") in ("queued", "downloading") for pull in self.pulls.values())
 
 
 jobs: list[Job] = []
@@ -133,12 +141,15 @@ def latest_active() -> Job | None:
     return next((job for job in reversed(jobs) if job.active and job.status != "cancelling"), None)
 
 
-def submit(context, *, image: bytes | None = None, from_markers: bool = False) -> list[Job]:
+def submit(
+    context, *, image: bytes | None = None, from_markers: bool = False, render=None, size: tuple | None = None
+) -> list[Job]:
     """Start jobs from the scene's Kinema settings (one per variation); raises UserError for what the user must
     fix first.
 
     ``from_markers``: one film from the timeline markers (kinema storyboard), placed at the first marker;
-    the prompt, if any, is the setting every shot shares.
+    the prompt, if any, is the setting every shot shares. ``render``: a background_render.RenderTask whose frame
+    starts the clips once it is there (they wait as "rendering"); ``size``: the clip's size instead of the scene's.
     """
     scene = timeline.target_scene(context)
     options = scene.kinema
@@ -158,7 +169,7 @@ def submit(context, *, image: bytes | None = None, from_markers: bool = False) -
     elif not prompt:
         raise UserError("Type a prompt first")
     _check_online(context)
-    width, height = size_for(scene)
+    width, height = size or size_for(scene)
     model = options.backend.strip() or preferences.get(context).default_backend.strip()
     fields = {
         "seconds": round(options.seconds, 3),
@@ -183,7 +194,17 @@ def submit(context, *, image: bytes | None = None, from_markers: bool = False) -
         )
     count = 1 if board is not None else options.variations
     return [
-        _start(context, scene, prompt, model, dict(fields, seed=seed), frame=frame, image=image, storyboard=board)
+        _start(
+            context,
+            scene,
+            prompt,
+            model,
+            dict(fields, seed=seed),
+            frame=frame,
+            image=image,
+            storyboard=board,
+            render=render,
+        )
         for seed in seeds(options, count)
     ]
 
@@ -192,7 +213,9 @@ STRIP_ACTIONS = ("frame", "extend", "remix", "regenerate")
 FOLLOW_UP_FIELDS = ("model", "backend", "negative_prompt", "seed", "steps", "guidance", "style", "tier")
 
 
-def submit_from_strips(context, action: str, strips, *, image: bytes | None = None) -> list[Job]:
+def submit_from_strips(
+    context, action: str, strips, *, image: bytes | None = None, render=None, size: tuple | None = None
+) -> list[Job]:
     """New clips from Sequencer strips, each recording its parent; the panel's Variations make several of each.
 
     ``frame``: image to video from ``image`` (the strip's frame under the playhead), placed at the playhead;
@@ -220,7 +243,7 @@ def submit_from_strips(context, action: str, strips, *, image: bytes | None = No
         fps = round(timeline.scene_fps(scene), 6)
         model = str(recorded.get("model") or recorded.get("backend") or "") or options.backend.strip()
         if action == "frame":
-            width, height = size_for(scene)
+            width, height = size or size_for(scene)
             model = options.backend.strip() or preferences.get(context).default_backend.strip()
             fields = {
                 "seconds": round(options.seconds, 3),
@@ -272,6 +295,7 @@ def submit_from_strips(context, action: str, strips, *, image: bytes | None = No
                     image=image if action == "frame" else None,
                     lineage=lineage,
                     above=above,
+                    render=render if action == "frame" else None,
                 )
             )
     if not started:
@@ -312,6 +336,7 @@ def _start(
     storyboard: dict | None = None,
     lineage: dict | None = None,
     above: int = 0,
+    render=None,
 ) -> Job:
     lineage = dict(lineage or {})
     action = lineage.get("action", "")
@@ -325,7 +350,7 @@ def _start(
         scene_name=scene.name,
         blend_path=bpy.data.filepath,
         frame=frame,
-        has_image=image is not None,
+        has_image=image is not None or render is not None,
         fields=fields,
         parent=lineage.get("parent", ""),
         parent_strip=lineage.get("parent_strip", ""),
@@ -342,9 +367,53 @@ def _start(
         storyboard=storyboard,
         follow_up=lineage if action in ("extend", "remix") else None,
     )
-    work.start(job.id, spec, preferences.server_settings(context))
+    if render is not None:  # the frame is still rendering: tick() starts the job once it is there
+        job.status = "rendering"
+        _rendering.setdefault(id(render), (render, []))[1].append((job.id, spec, preferences.server_settings(context)))
+    else:
+        work.start(job.id, spec, preferences.server_settings(context))
     ensure_ticking()
     return job
+
+
+# Renders in flight: id(task) -> (task, [(job id, spec, server settings)]) for the jobs that wait on its frame.
+_rendering: dict[int, tuple] = {}
+
+
+def _poll_renders() -> bool:
+    """Start the jobs whose frame has arrived, fail those whose render failed; True if any changed."""
+    changed = False
+    for key, (task, waiting) in list(_rendering.items()):
+        try:
+            image = task.poll()
+        except Exception as error:  # camera.CameraError with the reason, or a bug: the jobs must not hang
+            del _rendering[key]
+            for job_id, _spec, _settings in waiting:
+                job = get(job_id)
+                if job is not None and job.status == "rendering":
+                    job.status, job.message = "failed", str(error)
+            notify("ERROR", f"Kinema: {error}")
+            changed = True
+            continue
+        if image is None:
+            continue
+        del _rendering[key]
+        for job_id, spec, server_settings in waiting:
+            job = get(job_id)
+            if job is not None and job.status == "rendering":
+                job.status = "starting"
+                work.start(job.id, dataclasses.replace(spec, image=image), server_settings)
+        changed = True
+    return changed
+
+
+def _cancel_render(job_id: int) -> None:
+    """A job cancelled while its frame renders: the render stops when no other job waits on it."""
+    for key, (task, waiting) in list(_rendering.items()):
+        waiting[:] = [entry for entry in waiting if entry[0] != job_id]
+        if not waiting:
+            task.cancel()
+            del _rendering[key]
 
 
 def size_for(scene) -> tuple[int, int]:
@@ -360,6 +429,11 @@ def cancel(job_id: int, context=None) -> bool:
     job = get(job_id)
     if job is None or not job.active or job.status == "cancelling":
         return False
+    if job.status == "rendering":
+        _cancel_render(job.id)
+        job.status, job.message = "cancelled", "Cancelled"
+        ensure_ticking()
+        return True
     work.cancel(job.id, preferences.server_settings(context))
     if job.status in ("starting", "connecting"):
         job.status, job.message = "cancelled", "Cancelled"  # never reached the server; its thread gives up
@@ -390,15 +464,65 @@ def connect(context=None) -> None:
 def tick() -> float | None:
     """Apply worker news; returns when to run again (None: nothing to wait for, the timer stops)."""
     updates = work.drain()
+    rendered = False
     try:
+        rendered = _poll_renders()
         for update in updates:
             _apply(update)
     except Exception:  # a timer that raises is dropped by Blender for good; keep the add-on alive
         traceback.print_exc()
-    if updates:
+    if updates or rendered:
         _redraw()
-    waiting = any(job.active for job in jobs) or server.state == "starting"
+    waiting = any(job.active for job in jobs) or server.state == "starting" or server.pulling
     return TICK_SECONDS if waiting else None
+
+
+def refresh_models(context=None) -> None:
+    """Read the server's models (licences, installed) for the preferences, off the main thread."""
+    refusal = preferences.online_refusal(context)
+    if refusal:
+        server.models_message = refusal
+        return
+    server.models_message = "Reading the models…"
+    work.list_models(preferences.server_settings(context))
+    ensure_ticking()
+
+
+def pull_model(context, model: str, accept_license: bool) -> None:
+    """Have the server download ``model`` once its licence was shown and accepted; raises UserError first for
+    what the user must fix. The server downloads from the Internet, so Blender's online access must allow it."""
+    model = model.strip()
+    if not bpy.app.online_access:
+        raise UserError("Downloading a model needs Blender's online access: allow it in Preferences > System > Network")
+    refusal = preferences.online_refusal(context)
+    if refusal:
+        raise UserError(refusal)
+    if "/" not in model:
+        raise UserError("Name the model by its Hugging Face id, e.g. Lightricks/LTX-2")
+    if not accept_license:
+        raise UserError(f"Read the licence of {model} and tick 'I accept its licence' first")
+    if server.pulls.get(model, {}).get("status") in ("queued", "downloading"):
+        raise UserError(f"{model} is already being downloaded")
+    server.pulls[model] = {"model": model, "status": "queued", "progress": None}
+    work.pull_model(model, accept_license, preferences.server_settings(context))
+    ensure_ticking()
+
+
+def catalogue_row(model: str) -> dict | None:
+    return next((row for row in server.catalogue if row.get("id") == model), None)
+
+
+def pull_text(pull: dict) -> str:
+    """One line about a pull, for the preferences and the status bar."""
+    model, status = pull.get("model", ""), pull.get("status")
+    if status == "failed":
+        return f"Kinema: {model} was not downloaded: {(pull.get('error') or {}).get('message', 'failed')}"
+    if status == "completed":
+        return f"Kinema: {model} is downloaded"
+    progress = pull.get("progress")
+    done = pull.get("downloaded_bytes")
+    size = f" ({done / 1e9:.2f} of {pull['total_bytes'] / 1e9:.2f} GB)" if done and pull.get("total_bytes") else ""
+    return f"Downloading {model}" + (f" {progress:.0%}{size}" if progress is not None else "…")
 
 
 def ensure_ticking() -> None:
@@ -409,6 +533,11 @@ def ensure_ticking() -> None:
 def _apply(update: runner.Update) -> None:
     changes = dict(update.changes)
     if update.job == 0:
+        pull = changes.pop("pull", None)
+        if pull:
+            server.pulls[pull["model"]] = pull
+            if pull.get("status") in ("completed", "failed"):
+                notify("INFO" if pull["status"] == "completed" else "ERROR", pull_text(pull))
         for key, value in changes.items():
             setattr(server, key, value)
         return
@@ -525,6 +654,10 @@ def shutdown() -> None:
                 work.cancel(job.id, server_settings)
     except Exception:  # preferences or context already torn down
         pass
+    for task, _waiting in list(_rendering.values()):
+        with contextlib.suppress(Exception):
+            task.cancel()
+    _rendering.clear()
     try:
         if bpy.app.timers.is_registered(tick):
             bpy.app.timers.unregister(tick)

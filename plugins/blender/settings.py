@@ -132,6 +132,16 @@ class KINEMA_PG_settings(bpy.types.PropertyGroup):
     remix_keep_audio: BoolProperty(
         name="Keep Sound", default=False, description="A remix keeps the strip's sound instead of making new sound"
     )
+    image_fit: EnumProperty(
+        name="Fit",
+        description="A first frame (camera or strip) whose aspect differs from the clip's, which is on the model's"
+        " 32-pixel grid: padded or cropped, never stretched",
+        items=(
+            ("pad", "Pad", "Keep the whole picture, with black bars where the clip is wider or taller", 0),
+            ("crop", "Crop", "Fill the clip, cutting the picture's edges", 1),
+        ),
+        default="pad",
+    )
     show_advanced: BoolProperty(name="More", default=False)
 
 

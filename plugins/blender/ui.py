@@ -87,7 +87,9 @@ class KINEMA_PT_generate(bpy.types.Panel):
         column = layout.column(align=True)
         column.scale_y = 1.4
         column.operator("kinema.generate", icon="RENDER_ANIMATION")
-        column.operator("kinema.generate_from_camera", icon="CAMERA_DATA")
+        row = column.row(align=True)
+        row.operator("kinema.generate_from_camera", icon="CAMERA_DATA")
+        row.prop(options, "image_fit", text="")
         column.operator("kinema.generate_from_markers", icon="MARKER_HLT")
         self._draw_strip(layout, context, options)
 

@@ -432,6 +432,75 @@ def portable(args):
     }
 
 
+def fit(args):
+    """A 96x54 camera view for a 96x64 clip, rendered by another Blender: padded (black bars above and below) or
+    cropped (the sides cut), never stretched; the UI's Blender keeps its own settings."""
+    addon = enable()
+    scene = bpy.context.scene
+    world = scene.world or bpy.data.worlds.new("World")
+    scene.world = world
+    world.color = (1.0, 1.0, 1.0)  # a white background, so that bars show as black
+    camera_data = bpy.data.cameras.new("Fit Camera")
+    camera_object = bpy.data.objects.new("Fit Camera", camera_data)
+    scene.collection.objects.link(camera_object)
+    scene.camera = camera_object
+    target = addon.frame_fit.clip_size(96, 54)
+    rows = {}
+    for mode in ("pad", "crop"):
+        task = addon.background_render.start(scene, what="camera", width=96, height=54, target=target, fit=mode)
+        deadline = time.monotonic() + TIMEOUT
+        while (png := task.poll()) is None:
+            assert time.monotonic() < deadline, "the background render never finished"
+            time.sleep(0.05)
+        path = os.path.join(bpy.app.tempdir or "/tmp", f"kinema-fit-{mode}.png")
+        with open(path, "wb") as file:
+            file.write(png)
+        image = bpy.data.images.load(path)
+        width, height = image.size
+        pixels = list(image.pixels)
+        # the mean of each row's red channel, top row first (Blender keeps rows bottom up)
+        means = [sum(pixels[(y * width + x) * 4] for x in range(width)) / width for y in range(height)][::-1]
+        rows[mode] = {"size": [width, height], "row_means": means}
+        os.unlink(path)
+    return {"target": list(target), "rows": rows, "resolution": [scene.render.resolution_x, scene.render.resolution_y]}
+
+
+def models(args):
+    """The preferences' model list: each model's licence and whether it is downloaded; a download needs Blender's
+    online access and the licence accepted, then follows the server's pull to its end."""
+    addon = enable()
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    prefs.server_url, prefs.start_server = args["url"], False
+    system = bpy.context.preferences.system
+    system.use_online_access = False
+    session = addon.session
+    session.refresh_models(bpy.context)
+    run_until(addon, lambda: session.server.catalogue or "Reading" not in session.server.models_message, timeout=60)
+    model = args["model"]
+
+    def pull(**options):
+        try:
+            return sorted(bpy.ops.kinema.pull_model(model=model, **options))
+        except RuntimeError as error:  # an operator that reports an error raises it in a script
+            return str(error)
+
+    refused = {"offline": pull(accept_license=True)}
+    system.use_online_access = True
+    refused["not_accepted"] = pull()
+    started = pull(accept_license=True)
+    run_until(addon, lambda: not session.server.pulling, timeout=60)
+    row = session.catalogue_row(model)
+    return {
+        "catalogue": session.server.catalogue,
+        "suggested": list(session.server.models),
+        "refused": refused,
+        "started": started,
+        "pull": session.server.pulls.get(model),
+        "pull_text": session.pull_text(session.server.pulls.get(model) or {}),
+        "licence_lines": addon.operators.licence_lines(row, model),
+    }
+
+
 if __name__ == "__main__":
     argv = sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else sys.argv[1:]  # blender -b --python … -- ARGS
     name, arguments = argv[0], json.loads(argv[1])
