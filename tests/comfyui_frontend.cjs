@@ -1,11 +1,12 @@
-// Opens ComfyUI's own frontend in Chromium (Playwright), loads each workflow file as the frontend loads a
-// dropped or template workflow (app.loadGraphData), reports the node types it built and which it could not,
-// shrinks the clip widgets so a CPU renders them in seconds, queues each one from the page (the frontend turns
-// it into the prompt it posts), and saves a screenshot of the first. Prints one JSON line.
+// Opens ComfyUI's own frontend in Chromium (Playwright) and, for each workflow file, opens it as a user does:
+// from the Templates browser (its "kinema" extension entry, then the card named after the file). It reports the
+// node types the frontend built and which it could not, shrinks the clip widgets so a CPU renders them in
+// seconds, queues each one from the page (the frontend turns it into the prompt it posts), and saves screenshots
+// of the browser and of the first graph. Prints one JSON line.
 //
 // Usage: node comfyui_frontend.cjs URL SCREENSHOT WORKFLOW.json...
 // KINEMA_PLAYWRIGHT_CORE: the playwright-core package folder; KINEMA_CHROMIUM: the browser (/usr/bin/chromium).
-const fs = require("fs");
+const path = require("path");
 const { chromium } = require(process.env.KINEMA_PLAYWRIGHT_CORE);
 
 const SMALL = { seconds: 0.375, width: 32, height: 32, steps: 2 };
@@ -26,9 +27,16 @@ const SMALL = { seconds: 0.375, width: 32, height: 32, steps: 2 };
     { timeout: 120000 });
   const results = [];
   for (const [index, file] of files.entries()) {
-    const workflow = JSON.parse(fs.readFileSync(file, "utf8"));
-    const loaded = await page.evaluate(async ([workflow, small]) => {
-      await window.app.loadGraphData(workflow, true, true, "kinema-test");
+    const name = path.basename(file, ".json");
+    await page.evaluate(() => window.app.graph.clear());
+    const open = await page.getByText("All Templates").first().isVisible().catch(() => false);
+    if (!open) await page.evaluate(() => window.app.extensionManager.command.execute("Comfy.BrowseTemplates"));
+    await page.getByText("kinema", { exact: true }).first().click({ timeout: 30000 });
+    if (index === 0) await page.screenshot({ path: screenshot.replace(/\.png$/, "-templates.png") });
+    await page.getByText(new RegExp(name.replace(/[_ -]/g, "[_ -]"), "i")).first().click({ timeout: 30000 });
+    await page.waitForFunction(() => window.app.graph._nodes.length > 0, null, { timeout: 60000 });
+    await page.keyboard.press("Escape"); // the browser closes on opening; make sure no dialog hides the graph
+    const loaded = await page.evaluate(async ([small]) => {
       const nodes = window.app.graph._nodes;
       return {
         types: nodes.map((node) => node.type),
@@ -39,7 +47,7 @@ const SMALL = { seconds: 0.375, width: 32, height: 32, steps: 2 };
           return `${node.type}.${w.name}`;
         })),
       };
-    }, [workflow, SMALL]);
+    }, [SMALL]);
     if (index === 0) await page.screenshot({ path: screenshot });
     await page.evaluate(() => window.app.queuePrompt(0, 1));
     results.push({ file, ...loaded });

@@ -223,3 +223,22 @@ def test_generate_widgets_show_the_default_backends_real_values(nodes):
         nodes.logic.load_model("tiny-ltx2"), "waves", tier="draft", host=host, **{**SMALL, "steps": 8}
     )
     assert clip.metadata["steps"] == 4 and len(host.events) == 4
+
+
+def test_the_example_workflow_shows_real_values_as_the_node_does(nodes):
+    """The example opens with the numbers a new Generate node shows, not the old '0 = model default'."""
+    import json
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parent.parent / "example_workflows" / "kinema_text_to_video.json"
+    generate = next(n for n in json.loads(example.read_text())["nodes"] if n["type"] == "KinemaGenerate")
+    widgets = [f for f in nodes.spec.GENERATE.inputs if f.type in nodes.spec.WIDGET_TYPES]
+    values = list(generate["widgets_values"])
+    shown = {}
+    for field in widgets:  # in order; the seed's randomize/fixed control follows the seed
+        shown[field.id] = values.pop(0)
+        if field.control_after_generate:
+            values.pop(0)
+    for name in ("seconds", "width", "height", "fps", "steps", "guidance"):
+        default = next(f.default for f in widgets if f.id == name)
+        assert shown[name] == default, (name, shown[name], default)

@@ -28,6 +28,7 @@ PREFIX = "model.diffusion_model."
 LTX2_MARK = "av_ca_a2v_gate_adaln_single.emb.timestep_embedder.linear_1.weight"
 WAN_MARK = "head.modulation"
 FAMILY_NAMES = {"ltx2": "LTX-2", "wan": "Wan"}
+A_FAMILY = {"ltx2": "an LTX-2", "wan": "a Wan"}
 _MAX_HEADER = 256 * 1024 * 1024  # a safetensors header is JSON; anything larger is not one
 
 
@@ -168,7 +169,7 @@ def _inspect(path: Path, stamp: tuple[float, int]) -> SingleFile:
         if variant is not None and found == variant.transformer_in and blocks == variant.blocks:
             return SingleFile(path, variant, _components(shapes, family))
     raise InvalidRequestError(
-        f"{path.name} is a {FAMILY_NAMES[family]} checkpoint of a size kinema has no configs for ({blocks} blocks,"
+        f"{path.name} is {A_FAMILY[family]} checkpoint of a size kinema has no configs for ({blocks} blocks,"
         f" input projection {list(found or ())}); it knows "
         + ", ".join(v.name for v in _shipped_variants() if v.family == family)
         + ": use a diffusers model folder for this one"
@@ -200,7 +201,7 @@ def base_folder(single: SingleFile) -> Path:
     except (MissingWeightsError, InvalidRequestError):
         lacking = _lacking(single)
         raise MissingWeightsError(
-            f"{single.path.name} is a {single.describe()}; its {', '.join(lacking)} come from {base}, which is"
+            f"{single.path.name} ({single.describe()}): its {', '.join(lacking)} come from {base}, which is"
             f" not here: run `kinema models pull {base}` (kinema reads only those parts of it)"
         ) from None
 
@@ -240,7 +241,7 @@ def check_family(model: str, family: str) -> SingleFile:
     single = inspect(model)
     if single.variant.family != family:
         raise InvalidRequestError(
-            f"{single.path.name} is a {FAMILY_NAMES[single.variant.family]} checkpoint:"
+            f"{single.path.name} is {A_FAMILY[single.variant.family]} checkpoint:"
             f" pick the {single.variant.family} backend for it"
         )
     return single
