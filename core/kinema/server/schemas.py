@@ -192,23 +192,6 @@ class VideoDeleted(BaseModel):
     deleted: bool
 
 
-class ModelInfo(BaseModel):
-    id: str
-    object: Literal["model"] = "model"
-    created: int = 0
-    owned_by: str = "kinema"
-    backend: str
-    ready: bool
-    detail: str
-    description: str
-    aliases: list[str]
-
-
-class ModelList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[ModelInfo]
-
-
 class Health(BaseModel):
     status: Literal["ok"]
     version: str
