@@ -609,7 +609,8 @@ def _check_server(config, started=False):
     client = client_module.Client(config["server_url"], api_key=config.get("api_key") or None, timeout=10)
     try:
         client.health()
-        state.backends = [row["id"] for row in client.models() if row.get("id")]
+        # A "component" (wan's sound model) is downloaded for a backend, never named in a job.
+        state.backends = [row["id"] for row in client.models() if row.get("id") and row.get("role") != "component"]
         try:
             state.cameos = [row["id"] for row in client.cameos() if row.get("usable")]
         except client_module.APIError:
