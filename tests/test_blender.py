@@ -657,3 +657,46 @@ def test_the_first_frame_renders_in_another_blender_padded_or_cropped(blender):
     assert max(pad["row_means"][:5] + pad["row_means"][-5:]) == 0  # 5 black rows above and below the 96x54 view
     assert min(pad["row_means"][5:59]) > 0.5 and min(crop["row_means"]) > 0.5  # the white world; crop has no bars
     assert outcome["resolution"] == [1920, 1080]  # this Blender's scene was never changed for the render
+
+
+def test_a_model_downloads_from_the_preferences_with_its_progress(blender, tmp_path):
+    """Through the real huggingface_hub, from a Hub of one model on loopback (tests/fake_hub.py, HF_ENDPOINT): the
+    preferences show the pull half done (the Hub holds the second half of the weights until the scenario has seen
+    it), then done, and the model installed where `kinema models pull` puts it, its licence recorded as accepted."""
+    from fake_hub import FakeHub
+
+    model = "someone/tiny-pipeline"
+    weights = b"\0" * 24_000_000  # past huggingface_hub's 10 MB chunk, so half of it shows as progress
+    hub = FakeHub(model, {"model_index.json": b"{}", "weights.safetensors": weights}, "weights.safetensors")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = dict(_server_env(home), HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"), HF_HUB_DISABLE_XET="1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kinema.cli", "serve", "--port", "0", "--log-level", "warning"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        url = None
+        for line in process.stdout:
+            if "serving the OpenAI Videos API on " in line:
+                url = line.split(" on ", 1)[1].split("/v1", 1)[0]
+                break
+        assert url, "kinema serve did not start"
+        outcome = scenario(blender, "pull", url=url, hub=hub.url, model=model)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+        hub.stop()
+    half, final, row = outcome["half"], outcome["final"], outcome["row"]
+    assert outcome["operator"] == ["FINISHED"]
+    assert half["status"] == "downloading" and 0 < half["progress"] < 1, half
+    assert half["total_bytes"] == len(weights) + 2 and 0 < half["downloaded_bytes"] < half["total_bytes"]
+    assert outcome["shown"].startswith(f"Downloading {model} ") and "GB)" in outcome["shown"]
+    assert final["status"] == "completed" and final["progress"] == 1.0, final
+    assert row["installed"] is True and row["licence"]["accepted"] is True and row["licence"]["known"] is False
+    folder = home / "models" / "someone--tiny-pipeline"
+    assert (folder / "weights.safetensors").read_bytes() == weights
+    assert json.loads((folder / "kinema_licence.json").read_text())["accepted"] is True

@@ -150,12 +150,21 @@ def silent_bars(report: PullProgress) -> type:
 
         def update(self, n: float | None = 1) -> bool | None:
             shown = super().update(n)
+            self._report()
+            return shown
+
+        def refresh(self, *args: Any, **kwargs: Any) -> None:
+            super().refresh(*args, **kwargs)
+            self._report()  # huggingface_hub grows a bar's total as each file starts, then refreshes it
+
+        def _report(self) -> None:
             with lock:
+                if not live:
+                    return
                 in_bytes = [bar for bar in live if bar.unit == "B"]
                 chosen = max(in_bytes or live, key=lambda bar: (bar.total or 0, bar.n))
                 done, total, unit = chosen.n, chosen.total, "B" if in_bytes else "files"
             report(float(done), float(total) if total else None, unit)
-            return shown
 
     return Bars
 

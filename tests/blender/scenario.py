@@ -501,6 +501,42 @@ def models(args):
     }
 
 
+def pull(args):
+    """Download a model from the preferences through a server whose Hub is tests/fake_hub.py: the progress bar's
+    pull stands half done until this scenario has seen it, then releases the Hub, and the model is installed."""
+    import urllib.request
+
+    addon = enable()
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    prefs.server_url, prefs.start_server = args["url"], False
+    bpy.context.preferences.system.use_online_access = True
+    session = addon.session
+    model = args["model"]
+    prefs.pull_model_id = model  # "Other model": any Hub id
+    result = bpy.ops.kinema.pull_model(model=model, accept_license=True)
+    seen = []
+
+    def half_done():
+        pull = session.server.pulls.get(model) or {}
+        seen.append([pull.get("status"), pull.get("progress")])
+        progress = pull.get("progress")
+        return pull.get("status") == "downloading" and progress is not None and 0 < progress < 1
+
+    run_until(addon, half_done, timeout=120)
+    half = dict(session.server.pulls[model])
+    shown = session.pull_text(half)
+    urllib.request.urlopen(args["hub"] + "/release", timeout=30).read()
+    run_until(addon, lambda: not session.server.pulling, timeout=120)
+    run_until(addon, lambda: (session.catalogue_row(model) or {}).get("installed"), timeout=60)
+    return {
+        "operator": sorted(result),
+        "half": half,
+        "shown": shown,
+        "final": session.server.pulls[model],
+        "row": session.catalogue_row(model),
+    }
+
+
 if __name__ == "__main__":
     argv = sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else sys.argv[1:]  # blender -b --python … -- ARGS
     name, arguments = argv[0], json.loads(argv[1])
