@@ -129,6 +129,8 @@ class KINEMA_AP_preferences(bpy.types.AddonPreferences):
             box.label(text="Downloads need online access (Preferences > System > Network)", icon="ERROR")
         if server.models_message:
             box.label(text=server.models_message, icon="INFO")
+        elif not server.catalogue:
+            box.label(text="Press the refresh button to read the server's models and their licences")
         for row in server.catalogue:
             if "/" not in row.get("id", "") or row.get("id", "").startswith("kinema/"):
                 continue  # backends and embedded models: nothing to download
