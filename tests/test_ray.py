@@ -14,7 +14,7 @@ import time
 
 import pytest
 from polling import wait_final
-from ray_cluster import STORE, backends, ray_cluster, server  # noqa: F401 (backends is a fixture)
+from ray_cluster import STORE, TESTS, backends, ray_cluster, server  # noqa: F401 (backends is a fixture)
 
 
 @pytest.fixture(scope="module")
@@ -348,3 +348,27 @@ def test_request_limits_come_from_the_workers_reports(cluster, kinema_env):
         reported = [b for info in _infos(client).values() for b in info["backends"]["slow"]["memory"]]
         assert limits.frames == 6 and {b.where for b in memory} == {"RAM"}
         assert memory[0].total == min(b["total"] for b in reported if b["where"] == "RAM")
+
+
+def test_the_overhead_benchmark_measures_both_paths(cluster, kinema_env, tmp_path):
+    """benchmarks/ray_overhead.py's ``measure`` on a toy job, in-process and on the cluster (its figures are for
+    the benchmark to print: no timing is asserted here), so the benchmark cannot rot."""
+    import importlib.util
+
+    from kinema.server.jobs import JobManager
+
+    path = TESTS.parent / "benchmarks" / "ray_overhead.py"
+    spec = importlib.util.spec_from_file_location("ray_overhead", path)
+    assert spec is not None and spec.loader is not None
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    fields = {"prompt": "p", "backend": "slow", "steps": 2, "seconds": 0.5}
+    local = JobManager(tmp_path / "local").start()
+    try:
+        in_process = benchmark.measure(local, fields, 1)
+    finally:
+        local.stop()
+    with server(cluster, kinema_env) as client:
+        on_ray = benchmark.measure(client.app.state.manager, fields, 1)
+    for figures in (in_process, on_ray):
+        assert figures["job"] > 0 and figures["first"] > 0
