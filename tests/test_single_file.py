@@ -151,6 +151,19 @@ def test_files_kinema_cannot_run_say_why(tmp_path, name, tensors, says):
     assert not status.ready and says in status.detail and f"pull {path}" not in status.detail
 
 
+def test_an_fp8_file_is_refused_rather_than_loaded_without_its_scales(tmp_path):
+    path = tmp_path / "ltx-2-19b-dev-fp8.safetensors"
+    save_file(
+        {
+            f"{single_file.PREFIX}{single_file.LTX2_MARK}": torch.zeros(2, 2, dtype=torch.float8_e4m3fn),
+            f"{single_file.PREFIX}patchify_proj.weight": torch.zeros(2, 2, dtype=torch.float8_e4m3fn),
+        },
+        str(path),
+    )
+    status = LTX2Backend(str(path)).status()
+    assert not status.ready and "fp8" in status.detail and "bf16 or fp16 file" in status.detail
+
+
 def test_pickled_and_missing_files_are_refused_without_reading_them(tmp_path):
     pickled = tmp_path / "model.ckpt"
     pickled.write_bytes(b"not read")

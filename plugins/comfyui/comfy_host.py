@@ -166,6 +166,9 @@ def _weights_bytes(backend: Backend) -> int:
     for model in (backend.model_id, getattr(backend, "audio_model_id", None)):
         if not model:
             continue
+        if os.path.isfile(model):  # a single-file checkpoint (models/checkpoints, diffusion_models)
+            total += os.path.getsize(model)
+            continue
         try:
             folder = models.resolve(model)
         except KinemaError:

@@ -62,6 +62,11 @@ def is_single_file(model: str | Path) -> bool:
 
 def tensor_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     """Every tensor's name and shape, from the safetensors header (no tensor is read)."""
+    return {name: tuple(entry["shape"]) for name, entry in _header(path).items()}
+
+
+def _header(path: Path) -> dict[str, dict]:
+    """The safetensors header: each tensor's dtype, shape and offsets."""
     try:
         with open(path, "rb") as handle:
             size = int.from_bytes(handle.read(8), "little")
@@ -72,7 +77,7 @@ def tensor_shapes(path: Path) -> dict[str, tuple[int, ...]]:
         raise InvalidRequestError(f"{path} is not a readable .safetensors file ({error})") from None
     if not isinstance(header, dict):
         raise InvalidRequestError(f"{path} is not a .safetensors file")
-    return {name: tuple(entry["shape"]) for name, entry in header.items() if name != "__metadata__"}
+    return {name: entry for name, entry in header.items() if name != "__metadata__"}
 
 
 def _family(shapes: dict[str, tuple[int, ...]]) -> str | None:
@@ -156,8 +161,16 @@ def _components(shapes: dict[str, tuple[int, ...]], family: str) -> tuple[str, .
 
 @functools.lru_cache(maxsize=64)
 def _inspect(path: Path, stamp: tuple[float, int]) -> SingleFile:
-    shapes = tensor_shapes(path)
+    header = _header(path)
+    shapes = {name: tuple(entry["shape"]) for name, entry in header.items()}
     family = _family(shapes)
+    quantised = sorted({entry["dtype"] for entry in header.values() if str(entry.get("dtype", "")).startswith("F8")})
+    if family is not None and quantised:
+        # fp8 files carry scales in layouts of their own; loaded as plain weights they would run, wrongly.
+        raise InvalidRequestError(
+            f"{path.name} holds {'/'.join(quantised)} (fp8) weights, which kinema does not load from single files"
+            " yet: use the bf16 or fp16 file of the same model"
+        )
     if family is None:
         raise InvalidRequestError(
             f"{path.name} is not an LTX-2 or Wan checkpoint kinema knows (no LTX-2 or Wan transformer in it);"
