@@ -372,3 +372,25 @@ def test_the_overhead_benchmark_measures_both_paths(cluster, kinema_env, tmp_pat
         on_ray = benchmark.measure(client.app.state.manager, fields, 1)
     for figures in (in_process, on_ray):
         assert figures["job"] > 0 and figures["first"] > 0
+
+
+def test_a_remote_backend_job_runs_on_the_server_not_on_a_worker(cluster, kinema_env, monkeypatch, tmp_path):
+    from test_remote import FarPlugin, configure, start_far
+
+    from kinema.plugins import pm
+
+    pm.register(FarPlugin(), name="test-remote-far")
+    far = start_far(tmp_path)
+    try:
+        configure(kinema_env, monkeypatch, far.url)
+        with server(cluster, kinema_env) as client:
+            before = sum(info["started"] for info in _infos(client).values())
+            response = client.post("/v1/videos", json={"prompt": "a red ball", "model": "remote:far"})
+            assert response.status_code == 200, response.text
+            video = wait_final(client, response.json()["id"], timeout=120)
+            assert video["status"] == "completed", video["error"]
+            assert client.app.state.manager.get(video["id"])["device"] == "remote:far"
+            assert sum(info["started"] for info in _infos(client).values()) == before
+    finally:
+        far.stop()
+        pm.unregister(name="test-remote-far")

@@ -32,6 +32,7 @@ import numpy as np
 
 from kinema.backends.base import BackendStatus
 from kinema.backends.limits import Limits, MemoryBound, checked_elsewhere
+from kinema.backends.remote import RemoteBackend
 from kinema.cameo import store as cameo_store
 from kinema.errors import GenerationCancelled, InvalidRequestError, KinemaError, MissingWeightsError
 from kinema.media.files import encode_jpeg, encode_png, read_image
@@ -435,11 +436,20 @@ class RayJobManager(JobManager):
         started again on this data directory collects their clips."""
         self._stopping.set()
         self._wake.set()
+        with self._lock:  # jobs run here (remote backends) go back to the queue, as without --ray
+            local = list(self._workers.values())
+            running = [(job_id, live.token) for job_id, live in self._live.items() if live.token is not None]
+        for job_id, token in running:
+            record = self._jobs.get(job_id)
+            if record is not None and record["device"] != DEVICE:
+                token.cancel()
         deadline = time.monotonic() + timeout
-        for thread in [self._dispatcher, self._watcher, *self._threads]:
+        for worker in local:
+            worker.wake.set()
+        for thread in [self._dispatcher, self._watcher, *self._threads, *local]:
             if thread is not None:
                 thread.join(max(0.0, deadline - time.monotonic()))
-        if self.store is not None and not any(t.is_alive() for t in self._threads):
+        if self.store is not None and not any(t.is_alive() for t in [*self._threads, *local]):
             self.store.close()
         self._release_lock()
 
@@ -452,6 +462,8 @@ class RayJobManager(JobManager):
             return super().submit(fields, **kwargs)
 
     def _backend_status(self, backend: Any, request: GenerationRequest) -> Any:
+        if isinstance(backend, RemoteBackend):  # another server generates: its jobs run here, not on a worker
+            return super()._backend_status(backend, request)
         able = self.pool.able(backend.name)
         if not able:
             model = f" (model {request.model})" if request.model else ""
@@ -463,6 +475,8 @@ class RayJobManager(JobManager):
         return BackendStatus(True, f"{len(able)} Ray worker(s) can run it", DEVICE)
 
     def _ensure_worker(self, device: str) -> Any:
+        if device != DEVICE:  # a remote backend's jobs: the in-process worker of that device
+            return super()._ensure_worker(device)
         self._start_dispatcher()
         return self  # the caller sets .wake
 
@@ -499,7 +513,7 @@ class RayJobManager(JobManager):
 
     def _dispatch_one(self) -> bool:
         """Start the oldest queued job on a suitable free worker; False if there is none to start."""
-        for device in sorted(self._jobs.queued_devices()):
+        for device in sorted(self._jobs.queued_devices() & {DEVICE}):
             record = self._jobs.claim(device)
             if record is None:
                 continue
