@@ -140,14 +140,25 @@ def test_a_real_ltx2_file_is_recognised_and_asks_for_what_it_lacks_not_for_a_pul
         (
             "wan-14b.safetensors",
             {"head.modulation": (1,), "patch_embedding.weight": (5120, 16, 1, 2, 2), "blocks.0.modulation": (1,)},
-            "of a size kinema has no configs for",
+            "kinema has no configs for",
+        ),
+        (
+            "ltx-2.3-22b-dev.safetensors",  # LTX-2's sizes, plus prompt modulation
+            {
+                f"{single_file.PREFIX}{single_file.LTX2_MARK}": (1,),
+                f"{single_file.PREFIX}patchify_proj.weight": (4096, 128),
+                f"{single_file.PREFIX}prompt_adaln_single.linear.weight": (1,),
+                **{f"{single_file.PREFIX}transformer_blocks.{i}.scale_shift_table": (1,) for i in range(48)},
+            },
+            "kinema has no configs for",
         ),
     ],
 )
 def test_files_kinema_cannot_run_say_why(tmp_path, name, tensors, says):
     path = tmp_path / name
     header_only(path, tensors)
-    status = WanBackend(str(path)).status()
+    backend = LTX2Backend if "ltx" in name else WanBackend
+    status = backend(str(path)).status()
     assert not status.ready and says in status.detail and f"pull {path}" not in status.detail
 
 

@@ -42,6 +42,7 @@ class Variant:
     base: str  # a model id or folder holding the components the file lacks (text encoder, tokenizer, ...)
     transformer_in: tuple[int, ...]  # the shape of the transformer's input projection: tells variants apart
     blocks: int
+    excludes: tuple[str, ...] = ()  # name parts that mark a later model of the same sizes (LTX-2.3's prompt modulation)
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ def _shipped_variants() -> list[Variant]:
                 base=data["base"],
                 transformer_in=tuple(data["transformer_in"]),
                 blocks=int(data["blocks"]),
+                excludes=tuple(data.get("excludes", ())),
             )
         )
     return variants
@@ -179,11 +181,13 @@ def _inspect(path: Path, stamp: tuple[float, int]) -> SingleFile:
     found = _input_shape(shapes, family)
     blocks = _blocks(shapes, "transformer_blocks" if family == "ltx2" else "blocks")
     for variant in (*[v for v in _shipped_variants() if v.family == family], _tiny_variant(family)):
-        if variant is not None and found == variant.transformer_in and blocks == variant.blocks:
+        if variant is None or any(part in name for part in variant.excludes for name in shapes):
+            continue
+        if found == variant.transformer_in and blocks == variant.blocks:
             return SingleFile(path, variant, _components(shapes, family))
     raise InvalidRequestError(
-        f"{path.name} is {A_FAMILY[family]} checkpoint of a size kinema has no configs for ({blocks} blocks,"
-        f" input projection {list(found or ())}); it knows "
+        f"{path.name} is {A_FAMILY[family]} checkpoint kinema has no configs for ({blocks} blocks, input"
+        f" projection {list(found or ())}; LTX-2.3 and 2.5 files are not supported yet); it knows "
         + ", ".join(v.name for v in _shipped_variants() if v.family == family)
         + ": use a diffusers model folder for this one"
     )
