@@ -143,13 +143,13 @@ def test_server_challenges_on_cameos_and_characters(media, keys):
         assert made.status_code == 201, made.text
         assert made.json()["verified"] is False and made.json()["capture"]
         reused = send(keys["alice"], body["id"], name="astro2")
-        assert reused.status_code == 400 and reused.json()["error"]["code"] == "challenge_used"
+        assert reused.status_code == 409 and reused.json()["error"]["code"] == "challenge_used"
         unknown = send(keys["alice"], "chl_" + "1" * 24, name="astro3")
-        assert unknown.json()["error"]["code"] == "challenge_unknown"
+        assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "challenge_unknown"
         late = client.post("/v1/cameos/challenge", headers=keys["alice"]).json()
         _expire(late["id"])
         expired = send(keys["alice"], late["id"], name="astro4")
-        assert expired.status_code == 400 and expired.json()["error"]["code"] == "challenge_expired"
+        assert expired.status_code == 409 and expired.json()["error"]["code"] == "challenge_expired"
 
         # OpenAI's create_character takes it in extra_body: a form field named challenge.
         fresh = client.post("/v1/cameos/challenge", headers=keys["bob"]).json()
@@ -295,7 +295,7 @@ def test_the_person_shown_takes_a_clip_down(captured, keys, tmp_path):
         refused = client.post("/v1/cameos/astro/takedowns", headers=eve, json={"video": film_id})
         assert refused.status_code == 403 and refused.json()["error"]["code"] == "cameo_not_owner"
         elsewhere = client.post("/v1/cameos/astro/takedowns", headers=alice, json={"video": "video_" + "0" * 32})
-        assert elsewhere.status_code == 404
+        assert elsewhere.status_code == 409 and elsewhere.json()["error"]["code"] == "not_made_with_cameo"
 
         reason = "I never agreed to dance"
         done = client.post("/v1/cameos/astro/takedowns", headers=alice, json={"video": film_id, "reason": reason})

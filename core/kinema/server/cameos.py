@@ -84,11 +84,13 @@ async def _save_upload(upload: UploadFile, folder: Path, name: str) -> Path:
 
 async def run_make_cameo(folder: Path, *args: Any, **kwargs: Any) -> tuple[cameo_lib.Cameo, Any]:
     """``make_cameo`` in a thread, its refusals as API errors: ``challenge_<reason>`` (403 for another user's
-    challenge, else 400), ``cameo_<reason>`` for a capture or a verification that failed."""
+    challenge, 404 for an unknown one, 409 for one used or expired), ``cameo_<reason>`` (400) for a capture or a
+    verification that failed."""
     try:
         return await run_in_threadpool(make_cameo, *args, **kwargs)
     except challenges.ChallengeError as error:
-        status = 403 if error.reason == "not_yours" else 400
+        # No such challenge is a 404 like any unknown id; one used up or expired cannot be used in its state.
+        status = {"not_yours": 403, "unknown": 404}.get(error.reason, 409)
         kind = "permission_error" if status == 403 else "invalid_request_error"
         raise APIError(status, str(error), type=kind, param="challenge", code=f"challenge_{error.reason}") from None
     except (CaptureError, VerificationError) as error:
@@ -363,7 +365,14 @@ def take_down(
     provenance."""
     video = _server_videos(store.uses(name, user), manager).get(body.video)
     if video is None or video["status"] == "deleted":
-        raise APIError(404, f"no video {body.video!r} made with your cameo {name!r}", param="video", code="not_found")
+        # 409, not 404: the cameo is there; the video is not one of its (GET /v1/cameos/{name}/videos lists those).
+        raise APIError(
+            409,
+            f"no video {body.video!r} on this server was made with your cameo {name!r}; GET /v1/cameos/{name}/videos"
+            " lists those that were",
+            param="video",
+            code="not_made_with_cameo",
+        )
     if video["status"] == "taken_down":
         raise APIError(409, f"video {body.video!r} is already taken down", param="video", code="already_taken_down")
     uses = list(dict.fromkeys(video["uses"]))

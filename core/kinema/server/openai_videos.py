@@ -354,7 +354,7 @@ def characters_in(fields: dict, store: CameoStore, user: str) -> tuple[str, ...]
 @router.post(
     "/videos/characters",
     tags=["videos"],
-    responses=error_responses(409, 413, 415),
+    responses=error_responses(403, 409, 413, 415),
     openapi_extra={
         "requestBody": {
             "required": True,

@@ -16,7 +16,7 @@ from kinema.server.dependencies import default_backend, job_manager
 from kinema.server.errors import error_responses
 from kinema.server.jobs import JobManager
 from kinema.server.schemas import StoryboardCreateParams, Video
-from kinema.server.video_requests import parse_size, queue_follow_up
+from kinema.server.video_requests import check_style, parse_size, queue_follow_up
 from kinema.storyboard import from_dict, parse_storyboard
 
 router = APIRouter()
@@ -44,6 +44,7 @@ async def create_storyboard(
         if v is not None
     }
     if params.style:
+        await run_in_threadpool(check_style, params.style)  # 404 for an unknown one, as for a video
         overrides["world_style"] = params.style
     if params.tier is not None:
         overrides["tier"] = params.tier
