@@ -23,8 +23,9 @@ It reports, per model:
   generated second, and the ratio to the limit (the clip's FLOPs at the chip's
   dense bf16 rate);
 * peak memory and time per step per memory policy (``kinema.backends.memory``);
-* on CUDA only: SDPA backends, and regional ``torch.compile`` of the repeated
-  blocks with ``--compile``. Those paths have not run on a GPU yet.
+* the attention choices of ``KINEMA_ATTENTION`` (on CUDA every SDPA backend), and regional ``torch.compile``
+  of the repeated blocks with ``--compile`` (``--record`` keeps its times for the engine's ``KINEMA_COMPILE``).
+  The CUDA paths have not run on a GPU yet.
 
 Only the transformer is measured: the text encoder, VAE decode and vocoder are
 not. ``--budget-s`` stops cleanly between steps and prints what was measured.
@@ -652,7 +653,7 @@ def measure_steps(spec: Spec, config: dict, work: Workload, args: Any, results: 
         with step_cache.step_cache(model, never_skip, steps=1) as stats:
             row["hooked_s"] += timed_steps(model, denoiser, [sigma, sigma_next], device, budget, f"{spec.name}: hooked")
         assert stats.blocks_run == stats.blocks_total  # threshold 0 never skips
-    if args.device.startswith("cuda") and spec.name == args.models[0]:
+    if spec.name == args.models[0]:
         measure_attention(model, spec, config, work, args, results, budget)
     del model, denoiser
     release(device)
@@ -713,15 +714,21 @@ def measure_policies(spec: Spec, config: dict, work: Workload, args: Any, result
 def measure_attention(
     model: Any, spec: Spec, config: dict, work: Workload, args: Any, results: Results, budget: Budget
 ):
-    """CUDA: each SDPA backend diffusers offers that torch has built in (untested on a GPU so far)."""
+    """kinema's attention choices (KINEMA_ATTENTION): auto and plain SDPA anywhere; on CUDA each diffusers
+    backend torch has built in, or flash-attn where installed (untested on a GPU so far)."""
     denoiser = Denoiser(spec, config, work, args.device, torch.bfloat16)
-    for backend in ("native", "_native_flash", "_native_cudnn", "_native_efficient", "flash", "_flash_3"):
+    # "auto" is kinema's KINEMA_ATTENTION=auto (torch tries flash, cuDNN, efficient, math per call); the rest are
+    # diffusers' attention backends, as KINEMA_ATTENTION=<name> sets them.
+    gpu = ("_native_flash", "_native_cudnn", "_native_efficient", "flash", "_flash_3")
+    for backend in ("auto", "native", *(gpu if args.device.startswith("cuda") else ())):
         if not budget.check(f"{spec.name}: attention {backend}"):
             return
         try:
-            model.set_attention_backend(backend)
-            timed_steps(model, denoiser, sigmas(2)[:2], args.device, budget, "attention warm-up")
-            times = timed_steps(model, denoiser, sigmas(args.steps_timed), args.device, budget, f"attention {backend}")
+            with memory.attention([model], args.device, backend):
+                timed_steps(model, denoiser, sigmas(2)[:2], args.device, budget, "attention warm-up")
+                times = timed_steps(
+                    model, denoiser, sigmas(args.steps_timed), args.device, budget, f"attention {backend}"
+                )
             results.attention.append(dict(model=spec.name, backend=backend, step_s=times))
         except Exception as error:  # noqa: BLE001 - a backend this build lacks, or one that refuses masks: report it
             first = (str(error).splitlines() or [type(error).__name__])[0][:100]
@@ -736,13 +743,22 @@ def measure_compile(spec: Spec, config: dict, work: Workload, args: Any, results
     model = materialise(spec, config, args.device, torch.bfloat16)
     denoiser = Denoiser(spec, config, work, args.device, torch.bfloat16)
     eager = median(results.models[spec.name].get("direct_s", []))
-    model.compile_repeated_blocks(fullgraph=True)
+    options = {"backend": args.compile_backend} if args.compile_backend else {}
+    if not memory.compile_blocks(model, **options):  # as the engine compiles: fullgraph, the repeated blocks only
+        raise RuntimeError(f"{type(model).__name__} declares no repeated blocks")
     first = timed_steps(model, denoiser, sigmas(1), args.device, budget, f"{spec.name}: compile")
     times = timed_steps(model, denoiser, sigmas(args.steps_timed), args.device, budget, f"{spec.name}: compiled")
     entry: dict[str, Any] = dict(model=spec.name, first_s=first, step_s=times, eager_s=eager)
-    compiled = median(times)
-    if first and compiled and eager and compiled < eager:
-        entry["break_even_steps"] = (first[0] - compiled) / (eager - compiled)
+    direct = results.models[spec.name].get("direct_s", [])
+    if first and times and direct:
+        # The same numbers kinema's engine decides with (kinema.backends.memory.compile_decision).
+        measured = memory.CompileTimes.from_steps(first[0], times, direct)
+        entry["break_even_steps"] = measured.break_even_steps
+        entry["pays_back"] = {r.tier: measured.pays_back(r.steps) for r in tier_settings(spec)}
+        if args.record:
+            key = memory.compile_key(model, args.device)
+            memory.record_compile_times(key, measured)
+            entry["recorded"] = key
     results.compile.append(entry)
     del model
     release(args.device)
@@ -848,22 +864,23 @@ def tables(results: Results) -> str:
             )
         lines.append(f"(peak memory: {h['peak_kind']})")
     if results.attention:
-        lines += ["", "| model | SDPA backend (untested on a GPU until this table exists) | s/step |", "|---|---|---|"]
+        lines += ["", "| model | attention (KINEMA_ATTENTION) | s/step |", "|---|---|---|"]
         for a in results.attention:
             shown = _fmt_s(median(a["step_s"])) if "step_s" in a else f"not usable: {a['error']}"
             lines.append(f"| {results.models[a['model']]['title']} | {a['backend']} | {shown} |")
     if results.compile:
         lines += [
             "",
-            "| model | compile: first step s | compiled s/step | eager s/step | pays back after |",
-            "|---|---|---|---|---|",
+            "| model | compile: first step s | compiled s/step | eager s/step | pays back after | tiers it pays back in |",
+            "|---|---|---|---|---|---|",
         ]
         for c in results.compile:
             even = c.get("break_even_steps")
+            paying = ", ".join(tier for tier, pays in c.get("pays_back", {}).items() if pays) or "none"
             lines.append(
                 f"| {results.models[c['model']]['title']} | {_fmt_s(c['first_s'][0] if c['first_s'] else None)} |"
                 f" {_fmt_s(median(c['step_s']))} | {_fmt_s(c['eager_s'])} |"
-                f" {f'{even:.1f} steps' if even is not None else 'never (not faster)'} |"
+                f" {f'{even:.1f} steps' if even is not None else 'never (not faster)'} | {paying} |"
             )
     for error in results.errors:
         lines.append(f"failed: {error}")
@@ -891,6 +908,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--policy-models", type=int, default=1, help="measure memory policies on the first N models")
     parser.add_argument("--no-policies", action="store_true")
     parser.add_argument("--compile", action="store_true", help="also time regional torch.compile (opt-in)")
+    parser.add_argument("--compile-backend", help="--compile: torch.compile's backend (default: inductor)")
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="--compile: keep the measured compile times in KINEMA_HOME, where KINEMA_COMPILE=1 decides with them",
+    )
     parser.add_argument("--budget-s", type=float, help="stop cleanly after this long (default: 270 on CUDA, 600 else)")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument(

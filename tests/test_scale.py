@@ -97,6 +97,27 @@ def test_reduced_form_runs_and_writes_its_tables(tmp_path):
     assert all(p["peak"] and len(p["step_s"]) == 1 for p in data["policies"])
     fp8, full = data["policies"][1]["weights"], data["policies"][0]["weights"]
     assert fp8 < full  # the blocks' matrices stored in one byte instead of two
+    assert [(a["backend"], len(a["step_s"])) for a in data["attention"]] == [("auto", 1), ("native", 1)]
+    assert "| LTX-2 | auto |" in table
+
+
+def test_compile_is_measured_and_recorded_for_the_engine(tmp_path):
+    # aot_eager: the engine's regional compile path (dynamo, fullgraph) without generating C++ on a busy CPU.
+    done = run_reduced(
+        tmp_path, "--models", "wan-5b", "--no-policies", "--compile", "--compile-backend", "aot_eager", "--record"
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = json.loads((tmp_path / "out" / "scale.json").read_text())
+    (entry,) = data["compile"]
+    assert len(entry["first_s"]) == 1 and len(entry["step_s"]) == 1
+    assert set(entry["pays_back"]) == {"draft", "standard", "final"}
+    recorded = json.loads((tmp_path / "home" / "compile_times.json").read_text())[entry["recorded"]]
+    assert entry["recorded"].startswith("WanTransformer3DModel/") and entry["recorded"].endswith("/cpu")
+    steps = {"draft": 25, "standard": 50, "final": 75}  # TI2V-5B's 50 steps by tier
+    for tier, pays in entry["pays_back"].items():  # what the engine will decide, from the measured numbers
+        cost = recorded["compile_s"] + steps[tier] * recorded["compiled_step_s"]
+        assert pays == (cost < steps[tier] * recorded["eager_step_s"])
+    assert "| Wan 2.2 TI2V-5B | " in (tmp_path / "out" / "scale.md").read_text().split("pays back after")[1]
 
 
 def test_budget_stops_cleanly_with_what_was_measured(scale, capsys, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from kinema.backends import memory
 from kinema.backends.device import PLACEMENT_POLICIES, PRECISIONS, pick_dtype
 from kinema.backends.limits import Limits, check_plan
 from kinema.backends.memory import current
@@ -256,17 +258,26 @@ def run_cached(
 
     Records the cache (and the memory policy ``placed``, the loaded pipeline, runs under) in ``metadata``.
     """
-    metadata["memory_policy"] = current(placed if placed is not None else pipe)[0]
-    if not plan.cache:
-        return call()
+    placement = placed if placed is not None else pipe
+    name, device = current(placement)
+    metadata["memory_policy"] = name
     transformers = [
         t for t in (getattr(pipe, "transformer", None), getattr(pipe, "transformer_2", None)) if t is not None
     ]
-    if not all(supported(t) for t in transformers):
-        metadata["cache"] = None  # e.g. VACE blocks: their extra streams are not described yet, so run uncached
-        return call()
-    with step_cache(transformers, CacheConfig.from_dict(plan.cache), steps=steps or plan.steps) as stats:
-        result = call()
+    # The opt-in speed paths (kinema.backends.memory): recorded only when asked for.
+    compiled = memory.compile_for_clip(placement, transformers, plan.tier, steps or plan.steps)
+    if compiled is not None:
+        metadata["compile"] = compiled
+    if os.environ.get(memory.ATTENTION_ENV):
+        metadata["attention"] = os.environ[memory.ATTENTION_ENV]
+    with memory.attention(transformers, device or str(getattr(pipe, "device", "cpu"))):
+        if not plan.cache:
+            return call()
+        if not all(supported(t) for t in transformers):
+            metadata["cache"] = None  # e.g. VACE blocks: their extra streams are not described yet, so run uncached
+            return call()
+        with step_cache(transformers, CacheConfig.from_dict(plan.cache), steps=steps or plan.steps) as stats:
+            result = call()
     metadata["cache"] = {**plan.cache, "blocks_computed": round(stats.fraction, 4)}
     return result
 

@@ -533,3 +533,189 @@ def policy_report(device: str, dtype: Any) -> list[tuple[str, str]]:
 
 def _human(size: int) -> str:
     return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
+
+
+# --------------------------------------------------------------------------- speed paths (opt-in)
+#
+# Beside where the weights live, a placement can take two speed paths; both are opt-in because neither has run at
+# real size on a GPU yet (benchmarks/scale.py measures them there). fp8 storage with layerwise upcasting and group
+# offload with CUDA streams are memory policies above.
+
+# "1": regional torch.compile where it pays back within one clip; another value names torch.compile's backend
+# (aot_eager checks the graphs without generating code).
+COMPILE_ENV = "KINEMA_COMPILE"
+ATTENTION_ENV = "KINEMA_ATTENTION"  # "auto": flash > cuDNN > efficient > math per call; or a diffusers backend name
+COMPILE_TIERS = ("draft", "standard")  # final is the shot you keep: no compiler in its path
+COMPILE_TIMES = "compile_times.json"  # in KINEMA_HOME, written by benchmarks/scale.py --compile --record
+
+
+@dataclass(frozen=True)
+class CompileTimes:
+    """What regional compilation cost and bought for one transformer on one device, as measured."""
+
+    compile_s: float  # the first compiled step's time beyond a compiled step's
+    eager_step_s: float
+    compiled_step_s: float
+
+    @classmethod
+    def from_steps(cls, first_s: float, compiled_s: list[float], eager_s: list[float]) -> CompileTimes:
+        import statistics
+
+        compiled, eager = statistics.median(compiled_s), statistics.median(eager_s)
+        return cls(compile_s=max(0.0, first_s - compiled), eager_step_s=eager, compiled_step_s=compiled)
+
+    def pays_back(self, steps: int) -> bool:
+        """Whether ``steps`` compiled steps and the compile take less time than ``steps`` eager ones."""
+        return self.compile_s + steps * self.compiled_step_s < steps * self.eager_step_s
+
+    @property
+    def break_even_steps(self) -> float | None:
+        gain = self.eager_step_s - self.compiled_step_s
+        return self.compile_s / gain if gain > 0 else None
+
+
+def compile_key(transformer: Any, device: str) -> str:
+    """Which measurement applies: the transformer's class and size, and the device's name."""
+    count = sum(p.numel() for p in transformer.parameters())
+    return f"{type(transformer).__name__}/{count}/{device_name(device)}"
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        import torch
+
+        return str(torch.cuda.get_device_name(torch.device(device)))
+    return device.split(":")[0]
+
+
+def recorded_compile_times(key: str) -> CompileTimes | None:
+    path = kinema_home() / COMPILE_TIMES
+    try:
+        entry = json.loads(path.read_text()).get(key)
+    except (OSError, ValueError):
+        return None
+    return CompileTimes(**entry) if entry else None
+
+
+def record_compile_times(key: str, times: CompileTimes) -> None:
+    """Keep ``times`` for ``key`` (written atomically; other keys are kept)."""
+    import dataclasses
+    import tempfile
+
+    path = kinema_home() / COMPILE_TIMES
+    try:
+        table = json.loads(path.read_text())
+    except (OSError, ValueError):
+        table = {}
+    table[key] = dataclasses.asdict(times)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".part", delete=False) as handle:
+        json.dump(table, handle, indent=1)
+    os.replace(handle.name, path)
+
+
+def compile_backend() -> str | None:
+    """None: compilation is off; "": torch.compile's default backend; else the backend ``KINEMA_COMPILE`` names."""
+    value = os.environ.get(COMPILE_ENV, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return None
+    return "" if value in ("1", "true", "yes", "on") else value
+
+
+def compile_decision(tier: str, steps: int, times: CompileTimes | None) -> tuple[bool, str]:
+    """Whether a clip of ``tier`` with ``steps`` steps should compile its transformer's blocks, and why."""
+    if compile_backend() is None:
+        return False, f"off ({COMPILE_ENV}=1 turns it on)"
+    if tier not in COMPILE_TIERS:
+        return False, f"the {tier} tier runs eager"
+    if times is None:
+        return False, "not measured on this device yet (benchmarks/scale.py --compile --record measures it)"
+    if not times.pays_back(steps):
+        even = times.break_even_steps
+        after = f"pays back after {even:.0f} steps" if even is not None else "compiled steps are not faster"
+        return False, f"{after}; this clip has {steps}"
+    return True, f"pays back after {times.break_even_steps:.0f} of {steps} steps"
+
+
+def compile_blocks(transformer: Any, **options: Any) -> bool:
+    """Regional torch.compile of ``transformer``'s repeated blocks (diffusers' compile_repeated_blocks), once.
+
+    Returns False, changing nothing, for a model that does not declare its repeated blocks.
+    """
+    if getattr(transformer, "_kinema_compiled", False):
+        return True
+    if not getattr(transformer, "_repeated_blocks", None) or not hasattr(transformer, "compile_repeated_blocks"):
+        return False
+    transformer.compile_repeated_blocks(fullgraph=True, **options)
+    transformer._kinema_compiled = True
+    return True
+
+
+def attention_backends(device: str) -> list[Any]:
+    """torch's SDPA backends in the order kinema prefers them on ``device`` (each call uses the first that fits)."""
+    from torch.nn.attention import SDPBackend
+
+    if device.startswith("cuda"):
+        return [
+            SDPBackend.FLASH_ATTENTION,
+            SDPBackend.CUDNN_ATTENTION,
+            SDPBackend.EFFICIENT_ATTENTION,
+            SDPBackend.MATH,
+        ]
+    return [SDPBackend.FLASH_ATTENTION, SDPBackend.MATH]
+
+
+@contextlib.contextmanager
+def attention(transformers: list[Any], device: str, choice: str | None = None) -> Any:
+    """Run the block with the attention ``choice`` (default: ``KINEMA_ATTENTION``; unset: torch's own pick).
+
+    ``auto``: torch's SDPA tries flash, then cuDNN, then memory-efficient, then the plain kernel, per call, so a
+    call flash cannot take (a mask, a dtype) falls back instead of failing. Any other value is a diffusers
+    attention backend (``_native_cudnn``, ``flash``…), set on the transformers for the block and reset after.
+    """
+    choice = choice if choice is not None else os.environ.get(ATTENTION_ENV, "")
+    if not choice:
+        yield
+        return
+    if choice == "auto":
+        from torch.nn.attention import sdpa_kernel
+
+        with sdpa_kernel(attention_backends(device), set_priority=True):
+            yield
+        return
+    from diffusers.models.attention_dispatch import AttentionBackendName
+
+    names = [member.value for member in AttentionBackendName]
+    if choice not in names:
+        raise InvalidRequestError(f"{ATTENTION_ENV} must be auto or one of {', '.join(names)}; got {choice!r}")
+    chosen = [t for t in transformers if hasattr(t, "set_attention_backend")]
+    try:
+        for transformer in chosen:
+            transformer.set_attention_backend(choice)
+        yield
+    finally:
+        for transformer in chosen:
+            transformer.reset_attention_backend()
+
+
+def compile_for_clip(pipe: Any, transformers: list[Any], tier: str, steps: int) -> dict[str, Any] | None:
+    """Compile ``transformers``' repeated blocks for a clip of ``tier`` when it pays back; what was decided.
+
+    None when compilation is off (nothing to record). Pipelines under offload or fp8 hooks stay eager: the
+    hooks and a compiled graph together have not been measured.
+    """
+    backend = compile_backend()
+    if backend is None or not transformers:
+        return None
+    name, device = current(pipe)
+    device = device or str(getattr(pipe, "device", "cpu"))
+    if all(getattr(transformer, "_kinema_compiled", False) for transformer in transformers):
+        return {"compiled": True, "why": "compiled for an earlier clip of this loaded model"}
+    if has_hooks(name):
+        return {"compiled": False, "why": f"memory policy {name} runs eager"}
+    times = recorded_compile_times(compile_key(transformers[0], device))
+    decided, why = compile_decision(tier, steps, times)
+    options = {"backend": backend} if backend else {}
+    compiled = decided and all(compile_blocks(transformer, **options) for transformer in transformers)
+    if decided and not compiled:
+        why = "the model declares no repeated blocks"
+    return {"compiled": compiled, "why": why}
