@@ -4,13 +4,17 @@ shipped model's quality is checked in test_world_model.py)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from kinema.world import model as M
 from kinema.world import train
 from kinema.world.assemble import CARD_FILE, assemble
+from kinema.world.captions import VOCABULARY
 
 
 def _run(stage, directory, steps, batch=2):
@@ -91,9 +95,13 @@ def test_assembled_folder_runs_in_ltx2_pipeline(trained, tmp_path):
     from diffusers import LTX2Pipeline
 
     folder = assemble(trained, tmp_path / "world")
-    assert (folder / CARD_FILE).is_file()
+    card = json.loads((folder / CARD_FILE).read_text())
+    assert card["clips"] == 4 and card["steps"]["transformer"] == 2
     assert not list(folder.rglob("*.bin")) and list(folder.rglob("*.safetensors"))
     pipe = LTX2Pipeline.from_pretrained(folder)
+    seeded, _ = M.text_encoder_and_tokenizer(tuple(sorted(VOCABULARY)))
+    trained_words = pipe.text_encoder.get_input_embeddings().weight
+    assert not torch.equal(trained_words, seeded.get_input_embeddings().weight), "word embeddings train too"
     stats = load_file(str(trained / "latents" / "stats.safetensors"))
     assert torch.equal(pipe.vae.latents_mean, stats["video_mean"])
     pipe.set_progress_bar_config(disable=True)
@@ -111,3 +119,15 @@ def test_assembled_folder_runs_in_ltx2_pipeline(trained, tmp_path):
     assert out.frames.shape == (1, 25, 64, 64, 3)
     assert out.audio.shape[-1] == pytest.approx(25 / 12 * 16000, rel=0.03)
     assert np.isfinite(out.frames).all()
+
+
+def test_training_noise_levels_reach_the_samplers_first_steps():
+    """The steps where only the prompt decides colours (sigma >= 0.9) get their share, not the ~3 % of logit-normal."""
+    gen = torch.Generator().manual_seed(0)
+    mu = 0.744  # the shift calculate_shift gives the world's 448 video tokens
+    plain = train.sample_sigmas(gen, 20000, mu)
+    moved = train.training_sigmas(gen, 20000, mu)
+    assert (plain >= train.HIGH_NOISE_FLOOR).float().mean() < 0.1
+    top = (moved >= train.HIGH_NOISE_FLOOR).float().mean().item()
+    assert train.HIGH_NOISE_SHARE <= top <= train.HIGH_NOISE_SHARE + 0.1
+    assert moved.min() > 0 and moved.max() <= 1

@@ -47,6 +47,9 @@ def assemble(train_dir: Path, out: Path) -> Path:
     parts["vocoder"].load_state_dict(final_weights(train_dir, "vocoder", "vocoder"))
     parts["transformer"].load_state_dict(final_weights(train_dir, "transformer", "transformer", ema=True))
     parts["connectors"].load_state_dict(final_weights(train_dir, "transformer", "connectors", ema=True))
+    embedding = final_weights(train_dir, "transformer", "text_embedding", ema=True)
+    if embedding:  # trained since step 15,500; before that the text encoder stayed at its seeded initialisation
+        parts["text_encoder"].get_input_embeddings().load_state_dict(embedding)
     stats = load_file(str(train_dir / "latents" / "stats.safetensors"))
     parts["vae"].latents_mean.copy_(stats["video_mean"])
     parts["vae"].latents_std.copy_(stats["video_std"])

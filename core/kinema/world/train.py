@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -61,6 +61,17 @@ CLIP_SECONDS = M.NUM_FRAMES / M.FPS
 # the picture (speech lines); independent noise levels per stream = the streams need not move together.
 CONDITION_SHARES = {"text": 0.55, "first_frame": 0.20, "extend": 0.10, "audio": 0.10, "streams_apart": 0.05}
 CAPTION_DROP = 0.10  # empty prompt, so classifier-free guidance has an unconditional model to push from
+# Share of samples whose noise level is drawn evenly from [HIGH_NOISE_FLOOR, 1]: the sampler's first steps
+# (1, 0.97, 0.94 at 16 steps), where only the prompt can decide colours. The shifted logit-normal alone gives
+# them about 3 % of samples, and through step 13,250 the walls' hue went unlearned (docs/world_model.md).
+HIGH_NOISE_SHARE, HIGH_NOISE_FLOOR = 0.3, 0.9
+# The frozen, randomly initialised text encoder happened to put "white" near "pink" and "grey" near "mint"
+# (the whole prompt moves 0.17 and 0.26 between them, against 0.34-0.38 across the pairs), and the model
+# painted exactly those pairs alike. So from step 15,500 its word embeddings train too (the layers above stay
+# frozen), at a tenth of the learning rate: a real LTX-2's Gemma arrives with words already apart, this one
+# has to move them. (Steps 15,500-16,000 moved them 3 %; whether faster pays is still to try.)
+TEXT_EMBEDDING_LR_SCALE = 0.1
+TEXT_EMBEDDING_KEY = "model.language_model.embed_tokens.weight"
 
 
 @dataclass
@@ -157,9 +168,13 @@ class Trainee:
         return out
 
     def load(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Restore from a checkpoint; a module it does not hold (one that started training later) keeps its weights."""
         for m, module in self.modules.items():
             prefix = f"model.{m}."
-            module.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
+            state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+            if not state:
+                continue
+            module.load_state_dict(state)
             if self.ema:
                 prefix = f"ema.{m}."
                 self.ema[m] = {k[len(prefix) :]: v.clone() for k, v in tensors.items() if k.startswith(prefix)}
@@ -257,9 +272,13 @@ def seed_from_shipped(train_dir: Path, say: Callable[[str], None] = print) -> bo
     parts = {m: WEIGHTS / m / "diffusion_pytorch_model.safetensors" for m in ("transformer", "connectors")}
     if not step or not all(p.is_file() for p in parts.values()):
         return False
+    shipped = {m: load_file(str(path)) for m, path in parts.items()}
+    text_encoder = WEIGHTS / "text_encoder" / "model.safetensors"
+    if text_encoder.is_file():
+        shipped["text_embedding"] = {"weight": load_file(str(text_encoder))[TEXT_EMBEDDING_KEY]}
     tensors = {}
-    for m, path in parts.items():
-        for k, v in load_file(str(path)).items():
+    for m, state in shipped.items():
+        for k, v in state.items():
             tensors[f"model.{m}.{k}"] = v
             tensors[f"ema.{m}.{k}"] = v.clone()
     save_checkpoint(stage_dir, step, None, [], warm_start=step, tensors=tensors)
@@ -294,7 +313,7 @@ def run_stage(
     started, running = time.monotonic(), dict[str, float]()
     for step in range(start, steps):
         for group in trainee.optimizer.param_groups:
-            group["lr"] = _lr(config, step, warm_start)
+            group["lr"] = _lr(config, step, warm_start) * group.get("lr_scale", 1.0)
         losses = loss_fn(step)
         total = sum(losses.values())
         assert isinstance(total, torch.Tensor)  # loss_fn returns at least one loss
@@ -323,10 +342,17 @@ def run_stage(
         m.eval()
 
 
-def _adam(modules: dict[str, torch.nn.Module], lr: float) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(
-        [p for m in modules.values() for p in m.parameters()], lr=lr, weight_decay=0.0, betas=(0.9, 0.99)
-    )
+def _adam(
+    modules: dict[str, torch.nn.Module], lr: float, lr_scale: dict[str, float] | None = None
+) -> torch.optim.Optimizer:
+    """One AdamW over the modules; those in ``lr_scale`` get their own group (appended, so a checkpoint taken
+    before they trained still lines its moments up with the other parameters)."""
+    lr_scale = lr_scale or {}
+    groups: list[dict[str, Any]] = [
+        {"params": [p for m, mod in modules.items() if m not in lr_scale for p in mod.parameters()]}
+    ]
+    groups += [{"params": list(modules[m].parameters()), "lr_scale": scale} for m, scale in lr_scale.items()]
+    return torch.optim.AdamW(groups, lr=lr, weight_decay=0.0, betas=(0.9, 0.99))
 
 
 # --------------------------------------------------------------------------------------------- stages
@@ -519,6 +545,14 @@ def sample_sigmas(gen: torch.Generator, n: int, mu: float) -> torch.Tensor:
     return math.exp(mu) / (math.exp(mu) + (1 / u - 1))
 
 
+def training_sigmas(gen: torch.Generator, n: int, mu: float) -> torch.Tensor:
+    """The sampler's noise levels (``sample_sigmas``), with ``HIGH_NOISE_SHARE`` of them moved to the top."""
+    sigma = sample_sigmas(gen, n, mu)
+    high = torch.rand(n, generator=gen) < HIGH_NOISE_SHARE
+    top = HIGH_NOISE_FLOOR + (1 - HIGH_NOISE_FLOOR) * torch.rand(n, generator=gen)
+    return torch.where(high, top, sigma)
+
+
 def train_transformer(train_dir: Path, steps: int, seed: int, say=print, config: StageConfig | None = None) -> None:
     from diffusers import LTX2Pipeline
     from diffusers.pipelines.ltx2.pipeline_ltx2 import calculate_shift
@@ -528,11 +562,12 @@ def train_transformer(train_dir: Path, steps: int, seed: int, say=print, config:
     parts = M.components(tuple(sorted(VOCABULARY)))
     pipe = LTX2Pipeline(**parts)
     frozen(parts["text_encoder"])
+    embedding = parts["text_encoder"].get_input_embeddings().requires_grad_(True)
     transformer, connectors = parts["transformer"], parts["connectors"]
-    modules = {"transformer": transformer, "connectors": connectors}
+    modules = {"transformer": transformer, "connectors": connectors, "text_embedding": embedding}
     trainee = Trainee(
         modules,
-        _adam(modules, config.lr),
+        _adam(modules, config.lr, {"text_embedding": TEXT_EMBEDDING_LR_SCALE}),
         ema={m: {k: v.detach().clone() for k, v in mod.state_dict().items()} for m, mod in modules.items()},
     )
     frames, height, width = data.latent_shape
@@ -548,12 +583,11 @@ def train_transformer(train_dir: Path, steps: int, seed: int, say=print, config:
         index = rng.integers(0, len(data), config.batch)
         x0, a0 = data.video[index], data.audio[index]
         prompts = ["" if rng.random() < CAPTION_DROP else caption(data.scenes[i], rng) for i in index]
-        with torch.no_grad():
-            embeds, mask, _, _ = pipe.encode_prompt(
-                prompts, do_classifier_free_guidance=False, max_sequence_length=64, device="cpu"
-            )
+        embeds, mask, _, _ = pipe.encode_prompt(
+            prompts, do_classifier_free_guidance=False, max_sequence_length=64, device="cpu"
+        )
         text, audio_text, text_mask = connectors(embeds, mask, padding_side=pipe.tokenizer.padding_side)
-        sigma = sample_sigmas(gen, config.batch, mu)
+        sigma = training_sigmas(gen, config.batch, mu)
         sigma_audio = sigma.clone()
         clean_frames = torch.zeros(config.batch, dtype=torch.long)
         for b, mode in enumerate(rng.choice(len(modes), size=config.batch, p=shares)):
