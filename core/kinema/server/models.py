@@ -117,18 +117,6 @@ class ModelPullList(BaseModel):
     data: list[ModelPull]
 
 
-class RayHealth(BaseModel):
-    address: str = Field(description="The --ray address the server was given.")
-    state: Literal["connected", "lost"] = Field(
-        description="'lost' while the cluster's head does not answer: queued jobs wait for it."
-    )
-    workers: int = Field(description="kinema's workers on the cluster.")
-    ready: int = Field(description="Workers that have reported what they can run.")
-    busy: int = Field(description="Workers running a job now.")
-    lost_since: int | None = Field(None, description="Unix time the head stopped answering.")
-    message: str | None = Field(None, description="While lost: since when, what jobs do meanwhile and what to do.")
-
-
 def server_pulls(request: Request) -> ModelPulls:
     """The app's downloads, made on first use; paused (queued, never run) when its job workers are paused."""
     state = request.app.state
