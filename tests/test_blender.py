@@ -13,6 +13,7 @@ Without the Blender venv these tests skip, except under CI=true, where they fail
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib.util
 import json
 import os
@@ -194,15 +195,15 @@ def _server_env(home: Path) -> dict:
     return env
 
 
-@pytest.fixture(scope="module")
-def server(tiny_home):
-    """`kinema serve` on a free loopback port; yields its URL."""
+@contextlib.contextmanager
+def kinema_serve(env):
+    """`kinema serve` on a free loopback port with ``env``; yields its URL, and stops it with Ctrl-C after."""
     process = subprocess.Popen(
         [sys.executable, "-m", "kinema.cli", "serve", "--port", "0", "--log-level", "warning"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=_server_env(tiny_home),
+        env=env,
     )
     url = None
     lines = []
@@ -214,12 +215,21 @@ def server(tiny_home):
     if url is None:
         process.kill()
         pytest.fail("kinema serve did not start:\n" + "".join(lines))
-    yield url
-    process.send_signal(signal.SIGINT)
     try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
+        yield url
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_home):
+    """`kinema serve` on a free loopback port; yields its URL."""
+    with kinema_serve(_server_env(tiny_home)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -598,24 +608,8 @@ def test_the_preferences_list_models_with_licences_and_download_only_when_online
     home = tmp_path_factory.mktemp("blender-models-home")
     (home / "models").symlink_to(shared_models, target_is_directory=True)
     env = dict(_server_env(home), HF_HUB_OFFLINE="1")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kinema.cli", "serve", "--port", "0", "--log-level", "warning"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    try:
-        url = None
-        for line in process.stdout:
-            if "serving the OpenAI Videos API on " in line:
-                url = line.split(" on ", 1)[1].split("/v1", 1)[0]
-                break
-        assert url, "kinema serve did not start"
+    with kinema_serve(env) as url:
         outcome = scenario(blender, "models", url=url, model="Lightricks/LTX-2")
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
     rows = {row["id"]: row for row in outcome["catalogue"]}
     ltx = rows["Lightricks/LTX-2"]
     assert ltx["installed"] is False and ltx["licence"]["must_accept"] is True
@@ -671,24 +665,10 @@ def test_a_model_downloads_from_the_preferences_with_its_progress(blender, tmp_p
     home = tmp_path / "home"
     home.mkdir()
     env = dict(_server_env(home), HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"), HF_HUB_DISABLE_XET="1")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kinema.cli", "serve", "--port", "0", "--log-level", "warning"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
     try:
-        url = None
-        for line in process.stdout:
-            if "serving the OpenAI Videos API on " in line:
-                url = line.split(" on ", 1)[1].split("/v1", 1)[0]
-                break
-        assert url, "kinema serve did not start"
-        outcome = scenario(blender, "pull", url=url, hub=hub.url, model=model)
+        with kinema_serve(env) as url:
+            outcome = scenario(blender, "pull", url=url, hub=hub.url, model=model)
     finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
         hub.stop()
     half, final, row = outcome["half"], outcome["final"], outcome["row"]
     assert outcome["operator"] == ["FINISHED"]
