@@ -131,3 +131,17 @@ def test_training_noise_levels_reach_the_samplers_first_steps():
     top = (moved >= train.HIGH_NOISE_FLOOR).float().mean().item()
     assert train.HIGH_NOISE_SHARE <= top <= train.HIGH_NOISE_SHARE + 0.1
     assert moved.min() > 0 and moved.max() <= 1
+
+
+def test_a_lost_training_folder_goes_on_from_the_shipped_weights(tmp_path):
+    """--from-shipped seeds the transformer stage with the shipped transformer, connectors and word embeddings."""
+    from kinema.world.paths import WEIGHTS
+
+    assert train.seed_from_shipped(tmp_path, say=lambda _: None)
+    step, path = train.latest(tmp_path / "transformer")
+    assert step == json.loads((WEIGHTS / CARD_FILE).read_text())["steps"]["transformer"]
+    seeded = load_file(str(path))
+    shipped = load_file(str(WEIGHTS / "text_encoder" / "model.safetensors"))
+    words = next(shipped[k] for k in train.TEXT_EMBEDDING_KEYS if k in shipped)
+    assert torch.equal(seeded["model.text_embedding.weight"], words)
+    assert not train.seed_from_shipped(tmp_path, say=lambda _: None), "a folder with a checkpoint is left alone"
