@@ -167,6 +167,34 @@ def test_server_challenges_on_cameos_and_characters(media, keys):
     assert record["challenge"]["id"] == fresh["id"]
 
 
+def test_the_hosts_client_asks_for_a_challenge_and_sends_it_with_the_recording(media, keys):
+    """kinema's stdlib client (Blender's and OBS's copy): the phrase, then the upload with the challenge id; the
+    server's refusals arrive as APIError with its code."""
+    from servers import ThreadServer
+
+    from kinema.client import APIError, Client
+    from kinema.server.app import create_app
+
+    server = ThreadServer(create_app(api_key=None, start_workers=False))
+    try:
+        alice = Client(server.url, api_key=keys["alice"]["Authorization"][7:])
+        issued = alice.cameo_challenge()
+        assert issued["phrase"].endswith(" ".join(challenges.DIGIT_WORDS[int(d)] for d in issued["digits"]))
+        assert issued["expires_at"] - issued["issued_at"] == challenges.CHALLENGE_SECONDS
+        made = alice.create_cameo("astro", media["person"], challenge=issued["id"], audio=media["voice"])
+        assert made["owner"] == "alice" and made["verified"] is False and made["has_voice"]
+        assert "no speech-recognition model" in made["verification"]
+        with pytest.raises(APIError) as caught:
+            alice.create_cameo("astro2", media["person"], challenge=issued["id"])
+        assert (caught.value.status, caught.value.code, caught.value.param) == (409, "challenge_used", "challenge")
+        with pytest.raises(APIError) as caught:
+            alice.create_cameo("astro3", media["person"], permission="everyone")
+        assert (caught.value.status, caught.value.code) == (403, "cameo_widen_unverified")
+    finally:
+        server.stop()
+    assert CameoStore().get("astro").verification["challenge"]["id"] == issued["id"]
+
+
 def test_comfyui_capture_takes_a_challenge(media, monkeypatch):
     from test_comfyui import NODE_FOLDER, import_like_comfyui
 
