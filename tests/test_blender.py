@@ -507,6 +507,65 @@ def test_the_panel_puts_a_cameo_in_the_clip(blender, server, tiny_home):
     assert Clip.load(job["path"]).metadata["cameos"] == ["astro"]
 
 
+@pytest.fixture(scope="module")
+def cameo_media(tmp_path_factory):
+    """A recording of a person talking, made here: scikit-image's astronaut filmed by a moving crop (tests/test_cameos.py)."""
+    pytest.importorskip("cv2")
+    pytest.importorskip("skimage.data")
+    from test_cameos import make_media
+
+    return make_media(tmp_path_factory.mktemp("blender-cameo-media"))
+
+
+def test_make_a_cameo_shows_the_phrase_and_sends_the_recording_with_its_challenge(blender, server, cameo_media):
+    """Without a speech recogniser on the server the cameo is made unverified, and the panel says why; the phrase
+    cannot be used twice, and one whose minutes ran out is refused in Blender before anything is sent."""
+    outcome = scenario(
+        blender,
+        "cameo_capture",
+        url=server,
+        cameo="selfie",
+        video=str(cameo_media["person"]),
+        audio=str(cameo_media["voice"]),
+    )
+    assert outcome["make_before_phrase"] is False and outcome["asked"] == ["FINISHED"]
+    shown = outcome["shown"]
+    assert shown["state"] == "ready" and shown["challenge"].startswith("chl_") and len(shown["digits"]) == 5
+    assert " ".join(shown["lines"]) == f'"{shown["phrase"]}"' and shown["phrase"].startswith("my kinema code is ")
+    assert shown["time_left"].endswith(" left to record and make the cameo") and 240 < shown["seconds_left"] <= 300
+    assert "Choose the recording" in outcome["no_recording"]
+    result = outcome["result"]
+    assert outcome["made"] == ["FINISHED"] and result["state"] == "unverified", result
+    assert result["cameo"]["owner"] and result["cameo"]["verified"] is False and result["challenge_left"] == ""
+    assert result["message"].startswith("Cameo 'selfie' is unverified, so only you may use it: ")
+    assert "no speech-recognition model" in result["message"] and "selfie" in result["listed"]
+    assert "Kinema: Cameo 'selfie' is unverified" in outcome["log"]  # Blender's report (printed when headless)
+    reused = outcome["reused"]
+    assert reused["state"] == "refused" and reused["code"] == "challenge_used"
+    assert reused["message"].startswith("That phrase was already used for a capture: ")
+    expired = outcome["expired"]
+    assert expired["time_left"] == "Expired: get a new phrase" and expired["poll"] is False
+    assert expired["refused"] and "poll" in expired["refused"]  # Make Cameo is greyed out
+
+
+def test_make_a_cameo_says_why_the_server_refused_the_recording(blender, cameo_media, tmp_path_factory):
+    """With a speech recogniser installed (a tiny random Whisper, which hears nonsense), the recording does not say
+    the phrase's code: the panel and Blender's report give the server's reason, and a new phrase is needed."""
+    pytest.importorskip("transformers")
+    from tiny_whisper import build_tiny_whisper
+
+    whisper = build_tiny_whisper(tmp_path_factory.mktemp("blender-tiny-whisper"))
+    home = tmp_path_factory.mktemp("blender-verifying-home")  # its own server, beside the module's
+    env = dict(_server_env(home), KINEMA_SPEECH_RECOGNIZER=str(whisper))
+    with kinema_serve(env) as url:
+        outcome = scenario(blender, "cameo_capture", url=url, cameo="heard", video=str(cameo_media["person"]))
+    result = outcome["result"]
+    assert result["state"] == "refused" and result["code"] == "cameo_wrong_code", result
+    assert result["message"].startswith("The recording does not say the phrase's code: the recording does not say")
+    assert result["challenge_left"] == ""  # used up: the panel asks for a new phrase
+    assert "Kinema: The recording does not say the phrase's code" in outcome["log"]
+
+
 @pytest.mark.parametrize("built_by", ["kinema", "blender"])
 def test_the_extension_installs_in_a_fresh_profile_elsewhere_and_finds_kinema(blender, tmp_path, built_by):
     """Install from Disk into a new Blender profile on another path, for kinema's zip and for Blender's own

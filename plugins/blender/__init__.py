@@ -12,15 +12,22 @@ import atexit
 
 import bpy
 
-from . import live, operators, preferences, session, settings, ui
+from . import cameo_panel, live, operators, preferences, session, settings, ui
 
-_classes = (preferences.KINEMA_AP_preferences, settings.KINEMA_PG_settings, *operators.classes, *ui.classes)
+_classes = (
+    preferences.KINEMA_AP_preferences,
+    settings.KINEMA_PG_settings,
+    *operators.classes,
+    *ui.classes,
+    *cameo_panel.classes,
+)
 
 
 def register() -> None:
     for cls in _classes:
         bpy.utils.register_class(cls)
     settings.register()
+    cameo_panel.register()
     ui.register()
     bpy.app.handlers.save_pre.append(live.on_save_pre)
     atexit.register(session.shutdown)
@@ -32,6 +39,7 @@ def unregister() -> None:
     if live.on_save_pre in bpy.app.handlers.save_pre:
         bpy.app.handlers.save_pre.remove(live.on_save_pre)
     ui.unregister()
+    cameo_panel.unregister()
     settings.unregister()
     for cls in reversed(_classes):
         bpy.utils.unregister_class(cls)

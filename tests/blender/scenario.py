@@ -390,6 +390,79 @@ def cameo(args):
     return {"jobs": [job_info(job) for job in addon.session.jobs], "listed": list(addon.session.server.cameos)}
 
 
+def cameo_capture(args):
+    """Make a Cameo: the server's phrase with its time left, the recording sent with the challenge's id, and what
+    the server decided, as the panel and Blender's reports say it."""
+    addon = enable()
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    prefs.server_url, prefs.start_server = args["url"], False
+    panel, session = addon.cameo_panel, addon.session
+    state, fields = panel.state, bpy.context.window_manager.kinema_cameo
+
+    def settle():
+        deadline = time.monotonic() + TIMEOUT
+        while state.busy:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"timed out; cameo capture: {state}")
+            panel.tick()
+            time.sleep(0.05)
+        panel.tick()
+        session.tick()
+
+    def refused(operator):
+        try:
+            operator()
+        except RuntimeError as error:  # an operator's ERROR report, as Blender raises it to scripts
+            return str(error)
+        return None
+
+    outcome = {"make_before_phrase": panel.KINEMA_OT_cameo_create.poll(bpy.context)}
+    outcome["asked"] = sorted(bpy.ops.kinema.cameo_phrase())
+    settle()
+    outcome["shown"] = {
+        "state": state.state,
+        "phrase": state.phrase,
+        "digits": state.digits,
+        "challenge": state.challenge,
+        "lines": panel.phrase_lines(),
+        "time_left": state.time_left_text(),
+        "seconds_left": state.seconds_left(),
+    }
+    fields.name = args["cameo"]
+    outcome["no_recording"] = refused(bpy.ops.kinema.cameo_create)
+    fields.video = args["video"]
+    fields.audio = args.get("audio", "")
+    if args.get("permission"):
+        fields.permission = args["permission"]
+    sent = state.challenge
+    outcome["made"] = sorted(bpy.ops.kinema.cameo_create())
+    settle()
+    outcome["result"] = {
+        "state": state.state,
+        "message": state.message,
+        "code": state.code,
+        "cameo": state.cameo,
+        "challenge_left": state.challenge,
+        "listed": list(session.server.cameos),
+    }
+    # The same phrase again, as if it had been kept: the server refuses it as used.
+    state.state, state.challenge, state.deadline = "ready", sent, time.monotonic() + 60
+    fields.name = args["cameo"] + "-again"
+    bpy.ops.kinema.cameo_create()
+    settle()
+    outcome["reused"] = {"state": state.state, "message": state.message, "code": state.code}
+    # A phrase whose minutes ran out in the panel: Make Cameo is refused before anything is sent.
+    bpy.ops.kinema.cameo_phrase()
+    settle()
+    state.deadline = time.monotonic() - 1
+    outcome["expired"] = {
+        "time_left": state.time_left_text(),
+        "poll": panel.KINEMA_OT_cameo_create.poll(bpy.context),
+        "refused": refused(bpy.ops.kinema.cameo_create),
+    }
+    return outcome
+
+
 def portable(args):
     """A fresh Blender profile installs a zip with Install from Disk (Blender's own build of plugins/blender when
     ``build`` names that folder), enables it, finds kinema on PATH, and without one asks for it."""
