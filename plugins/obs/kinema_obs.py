@@ -46,6 +46,27 @@ TEXT_KINDS = ("text_ft2_source", "text_gdiplus")  # unversioned ids of OBS's Tex
 STATUS_TICKS = 5  # the timer refreshes the status every 5 ticks (0.5 s), and writes it only when it changed
 BACKENDS = ("", "ltx2", "wan", "tiny", "tiny-wan")
 SIZES = ("", "768x512", "512x768", "1280x704", "704x1280", "512x512")
+VIDEO_FILTER = "Videos (*.mp4 *.mkv *.mov *.webm *.flv *.ts);;All files (*.*)"
+CAMEO_PERMISSIONS = (
+    ("only_me", "Only me"),
+    ("listed", "Me and the users below (verified cameos only)"),
+    ("everyone", "Everyone on the server (verified cameos only)"),
+)
+# What each refusal of a cameo means to the person at the camera; the server's own sentence follows it.
+CAMEO_REFUSALS = {
+    "challenge_expired": "The phrase expired before the recording arrived",
+    "challenge_used": "That phrase was already used for a capture",
+    "challenge_unknown": "The server does not know that phrase",
+    "challenge_not_yours": "That phrase was issued to another user",
+    "cameo_wrong_code": "The recording does not say the phrase's code",
+    "cameo_no_speech_heard": "No speech was heard in the recording",
+    "cameo_lips_mismatch": "The mouth in the recording does not follow the voice",
+    "cameo_different_face": "The voice comes from another face than the one kept",
+    "cameo_widen_unverified": "Only a verified cameo may be shared",
+    "cameo_no_face": "No face was found in the recording",
+    "cameo_several_people": "More than one person is in the recording",
+    "cameo_too_short": "The recording is too short",
+}
 HOTKEYS = (
     ("kinema.generate", "Kinema: Generate a clip from the prompt", "generate"),
     ("kinema.play_next", "Kinema: Play the next clip on air", "play_next"),
@@ -134,6 +155,9 @@ class _State:
         self.status_text = ""  # what the timer last wrote to the status text source
         self.ticks = 0
         self.cameos = []  # cameo names this server's user may use, for the Cameo list
+        # Make a cameo: state idle, asking, ready (phrase shown), uploading, verified, unverified or refused
+        self.cameo = {"state": "idle", "challenge": "", "phrase": "", "digits": "", "deadline": 0.0, "until": 0.0}
+        self.cameo_message = ""
         self.hotkeys = {}
 
 
@@ -166,6 +190,7 @@ def script_defaults(settings):
     obs.obs_data_set_default_string(settings, "tier", DEFAULT_TIER)
     obs.obs_data_set_default_bool(settings, "auto_play", False)
     obs.obs_data_set_default_string(settings, "at_end", AT_END[0][0])
+    obs.obs_data_set_default_string(settings, "cameo_permission", CAMEO_PERMISSIONS[0][0])
 
 
 def script_properties():
@@ -259,6 +284,8 @@ def script_properties():
     )
     obs.obs_properties_add_group(props, "air", "On air", obs.OBS_GROUP_NORMAL, air)
 
+    _cameo_properties(props)
+
     server = obs.obs_properties_create()
     obs.obs_properties_add_text(server, "server_url", "Server URL", obs.OBS_TEXT_DEFAULT)
     obs.obs_properties_add_bool(server, "start_local", "Start kinema serve if none is running")
@@ -292,6 +319,10 @@ def script_update(settings):
         "at_end": obs.obs_data_get_string(settings, "at_end") or AT_END[0][0],
         "queue": obs.obs_data_get_string(settings, "queue"),
         "status_source": obs.obs_data_get_string(settings, "status_source"),
+        "cameo_name": obs.obs_data_get_string(settings, "cameo_name").strip(),
+        "cameo_video": obs.obs_data_get_string(settings, "cameo_video").strip(),
+        "cameo_permission": obs.obs_data_get_string(settings, "cameo_permission") or CAMEO_PERMISSIONS[0][0],
+        "cameo_users": obs.obs_data_get_string(settings, "cameo_users").strip(),
     }
 
 
@@ -450,6 +481,197 @@ def _find(path):
 
 def cancel_jobs():
     threading.Thread(target=_cancel_running, name="kinema-cancel", daemon=True).start()
+
+
+# --------------------------------------------------------------------------- making a cameo
+
+
+def _cameo_properties(props):
+    """The "Make a cameo" group: the server's one-time phrase, then the recording of you saying it."""
+    group = obs.obs_properties_create()
+    info = obs.obs_properties_add_text(group, "cameo_info", "", obs.OBS_TEXT_INFO)
+    obs.obs_property_text_set_info_word_wrap(info, True)
+    kind = {"refused": "OBS_TEXT_INFO_ERROR", "unverified": "OBS_TEXT_INFO_WARNING"}.get(_cameo()["state"])
+    if kind and hasattr(obs, "obs_property_text_set_info_type"):  # OBS 28+
+        obs.obs_property_text_set_info_type(info, getattr(obs, kind))
+    obs.obs_properties_add_button(group, "cameo_phrase", "Get a phrase to say", _button(cameo_phrase))
+    obs.obs_properties_add_text(group, "cameo_name", "Name", obs.OBS_TEXT_DEFAULT)
+    video = obs.obs_properties_add_path(group, "cameo_video", "Recording", obs.OBS_PATH_FILE, VIDEO_FILTER, None)
+    obs.obs_property_set_long_description(
+        video, "You alone, facing the camera, saying the phrase aloud (3-10 s, with its sound)"
+    )
+    obs.obs_properties_add_button(
+        group, "cameo_last_recording", "Use my last OBS recording", _button(cameo_use_last_recording)
+    )
+    permission = obs.obs_properties_add_list(
+        group, "cameo_permission", "Who may use it", obs.OBS_COMBO_TYPE_LIST, obs.OBS_COMBO_FORMAT_STRING
+    )
+    for value, label in CAMEO_PERMISSIONS:
+        obs.obs_property_list_add_string(permission, label, value)
+    obs.obs_properties_add_text(group, "cameo_users", "Users (comma-separated)", obs.OBS_TEXT_DEFAULT)
+    obs.obs_properties_add_button(group, "cameo_create", "Make cameo", _button(cameo_create))
+    obs.obs_properties_add_group(props, "cameo_group", "Make a cameo", obs.OBS_GROUP_NORMAL, group)
+
+
+def _cameo():
+    with state.lock:
+        return dict(state.cameo)
+
+
+def _cameo_update(message=None, **fields):
+    with state.lock:
+        state.cameo.update(fields)
+        if message is not None:
+            state.cameo_message = message
+
+
+def _cameo_seconds_left(cameo):
+    return max(0.0, cameo["deadline"] - time.monotonic()) if cameo.get("challenge") else 0.0
+
+
+def _cameo_text():
+    """What the "Make a cameo" group says: the phrase and its time left, or the outcome of the last capture."""
+    cameo = _cameo()
+    lines = []
+    left = _cameo_seconds_left(cameo)
+    if cameo["state"] == "asking":
+        lines.append("Asking the server for a phrase…")
+    elif cameo["state"] in ("ready", "uploading") and left > 0:
+        lines.append(f"Say this on camera: “{cameo['phrase']}” (code {' '.join(cameo['digits'])})")
+        until = time.strftime("%H:%M:%S", time.localtime(cameo["until"]))
+        if cameo["state"] == "uploading":
+            lines.append("Checking the recording…")
+        else:
+            lines.append(f"Valid until {until} ({int(left) // 60}:{int(left) % 60:02d} left) and once only")
+    elif cameo.get("challenge"):
+        lines.append("The phrase expired: get a new one, and record yourself saying it")
+    else:
+        lines.append(
+            "Get a phrase, then record yourself alone, facing the camera, saying it (e.g. Start Recording with your"
+            " camera in the scene), and make the cameo from that recording"
+        )
+    if state.cameo_message:
+        lines.append(state.cameo_message)
+    return "\n".join(lines)
+
+
+def cameo_phrase():
+    """Ask the server for a one-time phrase to say on camera (UI thread; the request on a thread)."""
+    if CLIENT_ERROR:
+        _cameo_update(CLIENT_ERROR, state="refused")
+        return
+    if _cameo()["state"] in ("asking", "uploading"):
+        return
+    _cameo_update("", state="asking", challenge="", phrase="", digits="")
+    threading.Thread(target=_ask_phrase, args=(dict(state.config),), name="kinema-cameo-phrase", daemon=True).start()
+
+
+def _ask_phrase(config):
+    try:
+        client = _client(config)
+        asked = time.monotonic()
+        issued = client.cameo_challenge()
+        lifetime = max(0.0, float(issued["expires_at"]) - float(issued["issued_at"]))
+        _cameo_update(
+            "",
+            state="ready",
+            challenge=issued["id"],
+            phrase=issued["phrase"],
+            digits=issued.get("digits", ""),
+            deadline=asked + lifetime,  # from when it was asked for: never later than the server's own expiry
+            until=time.time() - (time.monotonic() - asked) + lifetime,
+        )
+        _log(f"cameo phrase to say on camera: “{issued['phrase']}” (valid {lifetime / 60:.0f} minutes, once)")
+    except Exception as error:  # noqa: BLE001 - every failure becomes the group's message
+        _cameo_failed(error, config, keep_phrase=False)
+
+
+def cameo_use_last_recording():
+    """Recording ← the file of OBS's last recording (UI thread): record yourself with OBS, then use it."""
+    last = getattr(obs, "obs_frontend_get_last_recording", lambda: None)()
+    if not last:
+        _cameo_update(
+            "OBS has no recording yet: put your camera in a scene, Start Recording, say the phrase, Stop Recording"
+        )
+        return
+    if state.settings is not None:
+        obs.obs_data_set_string(state.settings, "cameo_video", last)
+        script_update(state.settings)
+    _cameo_update(f"Recording: {last}")
+
+
+def cameo_create():
+    """Send the recording with the phrase's challenge id (UI thread; the upload on a thread)."""
+    config = dict(state.config)
+    cameo = _cameo()
+    problem = None
+    if CLIENT_ERROR:
+        problem = CLIENT_ERROR
+    elif cameo["state"] in ("asking", "uploading"):
+        return
+    elif not cameo.get("challenge"):
+        problem = "Get a phrase first, then record yourself saying it"
+    elif _cameo_seconds_left(cameo) <= 0:
+        problem = "The phrase expired: get a new one, and record yourself saying it"
+    elif not config.get("cameo_name"):
+        problem = "Name the cameo first (1-40 lowercase letters, digits, - or _, e.g. alice)"
+    elif not config.get("cameo_video"):
+        problem = "Choose the recording of you saying the phrase (or Use my last OBS recording)"
+    elif not os.path.isfile(os.path.expanduser(config["cameo_video"])):
+        problem = f"No recording at {config['cameo_video']}: choose the file you recorded"
+    if problem:
+        _cameo_update(problem)
+        _log(f"cameo not sent: {problem}")
+        return
+    _cameo_update("", state="uploading")
+    threading.Thread(
+        target=_send_cameo, args=(config, cameo["challenge"]), name="kinema-cameo-create", daemon=True
+    ).start()
+
+
+def _send_cameo(config, challenge):
+    permission = config.get("cameo_permission") or "only_me"
+    users = [u.strip() for u in config.get("cameo_users", "").split(",") if u.strip()] if permission == "listed" else []
+    try:
+        client = _client(config)
+        made = client.create_cameo(
+            config["cameo_name"],
+            os.path.expanduser(config["cameo_video"]),
+            challenge=challenge,
+            permission=permission,
+            allowed_users=users,
+        )
+    except Exception as error:  # noqa: BLE001 - every failure becomes the group's message
+        _cameo_failed(error, config, keep_phrase=False)
+        return
+    name = made.get("name") or config["cameo_name"]
+    if made.get("verified"):
+        message = f"Cameo “{name}” is verified: you said the phrase on camera; others may use it if you let them"
+    else:
+        message = f"Cameo “{name}” is unverified, so only you may use it: {made.get('verification') or 'unverified'}"
+    with contextlib.suppress(client_module.ClientError):  # the Cameo list offers it at once
+        state.cameos = [row["id"] for row in client.cameos() if row.get("usable")]
+    _cameo_update(message, state="verified" if made.get("verified") else "unverified", challenge="")
+    _log(message)
+
+
+def _cameo_failed(error, config, keep_phrase):
+    code = getattr(error, "code", None) or ""
+    if client_module is not None and isinstance(error, client_module.APIError):
+        title = CAMEO_REFUSALS.get(code)
+        message = f"{title}: {error}" if title else str(error)
+        # The server uses a challenge up before it looks at the recording: after these, a new phrase is needed.
+        keep_phrase = not code.startswith(("challenge_", "cameo_"))
+    elif client_module is not None and isinstance(error, client_module.ServerUnavailable):
+        message = f"no kinema server answered at {config['server_url']}: start `kinema serve`, or check the Server URL"
+        keep_phrase = True
+    else:
+        message = str(error) or type(error).__name__
+    fields = {"state": "ready" if keep_phrase and _cameo().get("challenge") else "refused"}
+    if not keep_phrase:
+        fields["challenge"] = ""
+    _cameo_update(f"Cameo refused: {message}" if code else message, **fields)
+    _log(f"cameo refused ({code or type(error).__name__}): {message}")
 
 
 ACTIONS = {"generate": generate, "play_next": play_next, "clear_queue": clear_queue, "cancel": cancel_jobs}
@@ -1095,6 +1317,10 @@ def _status_text():
         lines.append("Type a prompt and press Generate.")
     if state.message:
         lines.append(state.message)
+    cameo = _cameo()
+    if cameo["state"] == "ready" and _cameo_seconds_left(cameo) > 0:
+        left = int(_cameo_seconds_left(cameo))
+        lines.append(f"Cameo: say “{cameo['phrase']}” on camera ({left // 60}:{left % 60:02d} left)")
     if state.server_note:
         lines.append(f"Server: {state.server_note}")
     if CLIENT_ERROR:
@@ -1105,6 +1331,7 @@ def _status_text():
 def _show_status():
     if state.settings is not None:
         obs.obs_data_set_string(state.settings, "status", _status_text())
+        obs.obs_data_set_string(state.settings, "cameo_info", _cameo_text())
 
 
 def _refresh_status():

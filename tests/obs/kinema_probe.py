@@ -8,7 +8,8 @@ runs the command in ``$KINEMA_PROBE_DIR/command.json`` and writes
 
 - ``{"id": N, "do": "properties", "names": [...]}``: build the kinema script's
   properties (what the Scripts dialog shows) and describe the named ones:
-  type, label, long description, list items (label, value), path filter, value.
+  type, label, long description, list items (label, value), path filter, value,
+  and an info text's kind (normal, warning, error).
 - ``{"id": N, "do": "set", "settings": {...}}``: set values in the script's
   settings and call its ``script_update``, as OBS does when a property is edited.
 - ``{"id": N, "do": "press", "button": NAME}``: press one of the script's
@@ -90,6 +91,9 @@ def _properties(command):
                 entry["file"] = obs.obs_property_path_type(prop) == obs.OBS_PATH_FILE
             if kind in ("list", "path", "text"):
                 entry["value"] = obs.obs_data_get_string(kinema.state.settings, name)
+            if kind == "text" and obs.obs_property_text_type(prop) == obs.OBS_TEXT_INFO:
+                info_types = {obs.OBS_TEXT_INFO_NORMAL: "normal", obs.OBS_TEXT_INFO_WARNING: "warning"}
+                entry["info_type"] = info_types.get(obs.obs_property_text_info_type(prop), "error")
             found[name] = entry
     finally:
         obs.obs_properties_destroy(props)
