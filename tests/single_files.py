@@ -146,3 +146,161 @@ def write_wan(folder: Path, target: Path, prefixed: bool = False) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(target), metadata={"format": "pt"})
     return target
+
+
+# --------------------------------------------------------------------------- files beside a checkpoint (ComfyUI)
+
+
+def sentencepiece_model(tokenizer) -> bytes:
+    """A SentencePiece model holding ``tokenizer``'s pieces in id order (BPE scores are minus the rank, as
+    SentencePiece's own BPE models have them), as ComfyUI stores one in a text encoder file."""
+    import json
+
+    from transformers.convert_slow_tokenizer import import_protobuf
+
+    model = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
+    proto = import_protobuf().ModelProto()
+    if model["type"] == "Unigram":
+        proto.trainer_spec.model_type = 1
+        pieces = [(piece, float(score)) for piece, score in model["vocab"]]
+    else:
+        proto.trainer_spec.model_type = 2
+        pieces = [(piece, -float(index)) for piece, index in sorted(model["vocab"].items(), key=lambda kv: kv[1])]
+    for piece, score in pieces:
+        entry = proto.pieces.add()
+        entry.piece, entry.score = piece, score
+    return proto.SerializeToString()
+
+
+def comfy_text_encoder_key(name: str) -> str | None:
+    """transformers' Gemma 3 / UMT5 names -> ComfyUI's (its Gemma3_12B holds the language model under model.;
+    its T5 has no copy of the tied encoder.embed_tokens); None for what ComfyUI's file lacks."""
+    for old, new in (
+        ("model.language_model.", "model."),
+        ("model.vision_tower.", ""),
+        ("model.multi_modal_projector.", "multi_modal_projector."),
+    ):
+        if name.startswith(old):
+            return new + name[len(old) :]
+    return None if name in ("encoder.embed_tokens.weight", "lm_head.weight") else name
+
+
+def write_text_encoder(folder: Path, target: Path, tokenizer: bool = True, fp8: str | None = None) -> Path:
+    """The text encoder of a tiny model folder as ComfyUI keeps it in models/text_encoders (with its tokenizer
+    as ``spiece_model`` unless ``tokenizer`` is False; ``fp8``: see ``to_fp8``)."""
+    import torch
+    import transformers
+    from transformers import AutoConfig, AutoTokenizer
+
+    architecture = AutoConfig.from_pretrained(folder / "text_encoder").architectures[0]
+    encoder = getattr(transformers, architecture).from_pretrained(folder / "text_encoder", dtype=torch.float32)
+    tensors = {}
+    for name, tensor in encoder.state_dict().items():
+        new = comfy_text_encoder_key(name)
+        if new is not None:
+            tensors[new] = tensor.contiguous()
+    if fp8:
+        tensors = to_fp8(tensors, fp8, skip=("shared.weight", "model.embed_tokens.weight"))
+    if tokenizer:
+        model = sentencepiece_model(AutoTokenizer.from_pretrained(folder / "tokenizer"))
+        tensors["spiece_model"] = torch.tensor(list(model), dtype=torch.uint8)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(target))
+    return target
+
+
+def to_fp8(tensors: dict, layout: str, skip: tuple[str, ...] = ()) -> dict:
+    """``tensors`` with each matrix stored as float8_e4m3fn and a per-tensor scale, as Comfy-Org ships fp8 files:
+    ``scaled_fp8`` (a marker and ``.scale_weight``) or ``comfy_quant`` (``.weight_scale`` and a format record)."""
+    import json
+
+    import torch
+
+    out = {}
+    for name, tensor in tensors.items():
+        if not (name.endswith(".weight") and tensor.dim() == 2 and tensor.is_floating_point()) or name in skip:
+            out[name] = tensor
+            continue
+        layer = name[: -len(".weight")]
+        scale = (tensor.abs().max().float() / 448.0).clamp(min=1e-12)
+        out[name] = (tensor.float() / scale).to(torch.float8_e4m3fn)
+        if layout == "scaled_fp8":
+            out[f"{layer}.scale_weight"] = scale.reshape(())
+        else:
+            out[f"{layer}.weight_scale"] = scale.reshape(())
+            record = json.dumps({"format": "float8_e4m3fn"}).encode()
+            out[f"{layer}.comfy_quant"] = torch.tensor(list(record), dtype=torch.uint8)
+    if layout == "scaled_fp8":
+        out["scaled_fp8"] = torch.empty(0, dtype=torch.float8_e4m3fn)
+    return out
+
+
+def from_fp8(tensors: dict) -> dict:
+    """What kinema should load from ``to_fp8``'s output: each fp8 matrix times its scale, in float32."""
+    import torch
+
+    out = {}
+    for name, tensor in tensors.items():
+        if tensor.dtype == torch.float8_e4m3fn and name.endswith(".weight"):
+            layer = name[: -len(".weight")]
+            scale = tensors.get(f"{layer}.scale_weight", tensors.get(f"{layer}.weight_scale"))
+            out[name] = tensor.float() * scale.float()
+        elif not name.endswith((".scale_weight", ".weight_scale", ".comfy_quant", "scaled_fp8")):
+            out[name] = tensor
+    return out
+
+
+_WAN_VAE_RESIDUAL = {"norm1": "residual.0", "conv1": "residual.2", "norm2": "residual.3", "conv2": "residual.6"}
+
+
+def wan_vae_key(name: str, resnets: dict[str, int]) -> str:
+    """diffusers' Wan 2.2 VAE names -> Wan's original (ComfyUI's models/vae) names; ``resnets`` counts each block's
+    resnets (its resampler comes after them)."""
+    side, _, rest = name.partition(".")
+    if side in ("quant_conv", "post_quant_conv"):
+        return {"quant_conv": "conv1", "post_quant_conv": "conv2"}[side] + "." + rest
+    parts = rest.split(".")
+    if parts[0] == "conv_in":
+        return f"{side}.conv1.{parts[1]}"
+    if parts[0] in ("norm_out", "conv_out"):
+        return f"{side}.head.{0 if parts[0] == 'norm_out' else 2}.{parts[1]}"
+    if parts[0] == "mid_block":
+        kind, index, *tail = parts[1:]
+        if kind == "attentions":
+            return f"{side}.middle.1.{'.'.join(tail)}"
+        return f"{side}.middle.{2 * int(index)}.{_WAN_VAE_RESIDUAL[tail[0]]}.{'.'.join(tail[1:])}"
+    outer = "downsamples" if side == "encoder" else "upsamples"
+    block = parts[1]
+    if parts[2] == "resnets":
+        index, layer, *tail = parts[3:]
+        layer = _WAN_VAE_RESIDUAL.get(layer, "shortcut" if layer == "conv_shortcut" else layer)
+        return f"{side}.{outer}.{block}.{outer}.{index}.{layer}.{'.'.join(tail)}"
+    return f"{side}.{outer}.{block}.{outer}.{resnets[f'{side}.{block}']}.{'.'.join(parts[3:])}"
+
+
+def write_wan_vae(folder: Path, target: Path, fp8: str | None = None) -> Path:
+    """A tiny Wan 2.2 VAE as ComfyUI keeps it in models/vae (Wan's original names)."""
+    import re
+
+    tensors = _component(folder, "vae")
+    resnets: dict[str, int] = {}
+    for name in tensors:
+        found = re.match(r"^(encoder|decoder)\.(?:down|up)_blocks\.(\d+)\.resnets\.(\d+)\.", name)
+        if found:
+            key = f"{found[1]}.{found[2]}"
+            resnets[key] = max(resnets.get(key, 0), int(found[3]) + 1)
+    out = {wan_vae_key(name, resnets): tensor.contiguous() for name, tensor in tensors.items()}
+    if fp8:
+        out = to_fp8(out, fp8)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_file(out, str(target))
+    return target
+
+
+def header_only_file(path: Path, tensors: dict) -> Path:
+    """A safetensors file with these names and shapes (zeros): what a header-only check reads."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({name: torch.zeros(shape, dtype=torch.float16) for name, shape in tensors.items()}, str(path))
+    return path

@@ -162,17 +162,17 @@ def test_files_kinema_cannot_run_say_why(tmp_path, name, tensors, says):
     assert not status.ready and says in status.detail and f"pull {path}" not in status.detail
 
 
-def test_an_fp8_file_is_refused_rather_than_loaded_without_its_scales(tmp_path):
+def test_an_fp8_file_is_recognised_and_asks_only_for_what_it_lacks(tmp_path):
+    """fp8 weights are upcast as they load (tests/test_single_file_parts.py): the file is not refused for them."""
     path = tmp_path / "ltx-2-19b-dev-fp8.safetensors"
-    save_file(
-        {
-            f"{single_file.PREFIX}{single_file.LTX2_MARK}": torch.zeros(2, 2, dtype=torch.float8_e4m3fn),
-            f"{single_file.PREFIX}patchify_proj.weight": torch.zeros(2, 2, dtype=torch.float8_e4m3fn),
-        },
-        str(path),
-    )
+    tensors = {f"{single_file.PREFIX}transformer_blocks.{i}.scale_shift_table": torch.zeros(1) for i in range(48)}
+    tensors[f"{single_file.PREFIX}{single_file.LTX2_MARK}"] = torch.zeros(2, 2, dtype=torch.float8_e4m3fn)
+    tensors[f"{single_file.PREFIX}patchify_proj.weight"] = torch.zeros(4096, 128, dtype=torch.float8_e4m3fn)
+    tensors[f"{single_file.PREFIX}patchify_proj.weight_scale"] = torch.ones(())
+    save_file(tensors, str(path))
     status = LTX2Backend(str(path)).status()
-    assert not status.ready and "fp8" in status.detail and "bf16 or fp16 file" in status.detail
+    assert not status.ready and "text_encoder, tokenizer" in status.detail
+    assert "cannot load" not in status.detail and "does not load" not in status.detail
 
 
 def test_pickled_and_missing_files_are_refused_without_reading_them(tmp_path):
@@ -198,6 +198,15 @@ def test_the_shipped_configs_build_the_models_they_describe():
         index = json.loads((variant.configs / "model_index.json").read_text())
         for component in sorted(p.parent.name for p in variant.configs.glob("*/config.json")):
             config = json.loads((variant.configs / component / "config.json").read_text())
+            if component == "text_encoder":  # a transformers config: the class model_index.json names builds it
+                import transformers
+
+                built = transformers.AutoConfig.for_model(**config)
+                assert config["architectures"] == [index[component][1]]
+                with torch.device("meta"):
+                    encoder = getattr(transformers, index[component][1])(built)
+                assert sum(p.numel() for p in encoder.parameters()) > 4e9, variant.name  # UMT5-XXL, Gemma 3 12B
+                continue
             assert index[component][1] == config["_class_name"]
             cls = classes.get(config["_class_name"]) or getattr(diffusers, config["_class_name"])
             with torch.device("meta"):
