@@ -240,6 +240,33 @@ def test_a_single_file_checkpoint_is_never_told_to_pull(nodes, tmp_path, backend
         assert ("not a readable .safetensors file" in said or "does not exist" in said) and "pull" not in said, said
 
 
+def test_the_loader_lists_text_encoders_and_vaes_kinema_can_use(nodes, tmp_path):
+    from single_files import header_only_file, write_text_encoder, write_wan_vae
+
+    from kinema.backends.tiny import tiny_model_path
+
+    encoders, vaes = tmp_path / "text_encoders", tmp_path / "vae"
+    write_text_encoder(tiny_model_path("wan"), encoders / "umt5-tiny.safetensors")
+    write_text_encoder(tiny_model_path("ltx2"), encoders / "gemma" / "gemma-3-tiny.safetensors")
+    write_wan_vae(tiny_model_path("wan"), vaes / "wan2.2-vae-tiny.safetensors")
+    header_only_file(encoders / "clip_l.safetensors", {"text_model.encoder.layers.0.mlp.fc1.weight": (2, 2)})
+    header_only_file(vaes / "ae.safetensors", {"decoder.conv_in.weight": (2, 2)})
+    (encoders / "umt5.bin").write_bytes(b"not read")
+    listed = nodes.single_files.part_choices("text_encoder", [encoders])
+    assert listed == {
+        "gemma/gemma-3-tiny.safetensors": str(encoders / "gemma" / "gemma-3-tiny.safetensors"),
+        "umt5-tiny.safetensors": str(encoders / "umt5-tiny.safetensors"),
+    }
+    assert list(nodes.single_files.part_choices("vae", [vaes])) == ["wan2.2-vae-tiny.safetensors"]
+
+
+def test_text_encoder_and_vae_picks_are_for_single_files_only(nodes):
+    with pytest.raises(InvalidRequestError, match="text_encoder pick files for a single-file checkpoint"):
+        nodes.logic.load_model("ltx2", text_encoder="gemma-3-12b.safetensors")
+    with pytest.raises(InvalidRequestError, match="vae 'gone.safetensors' is not in ComfyUI's models/vae"):
+        nodes.logic.load_model("wan", model_id="/x/wan2.2_ti2v_5B_fp16.safetensors", vae="gone.safetensors")
+
+
 # --------------------------------------------------------------------------- Generate
 
 

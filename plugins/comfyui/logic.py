@@ -27,7 +27,7 @@ from kinema.tiers import DEFAULT_TIER, check_tier
 
 from . import licence_logic
 from .cameo_logic import request_fields
-from .single_files import missing_hint, single_file_choices
+from .single_files import MODELS_OWN, missing_hint, single_file_choices, with_parts
 from .spec import DEFAULT_MODEL, STORYBOARD_TIER
 
 SILENCE_SAMPLE_RATE = 48000  # the AUDIO output's rate when the clip has no sound
@@ -126,9 +126,12 @@ def load_model(
     model_id: str = "",
     device: str | None = None,
     accept_license: bool = False,
+    text_encoder: str = MODELS_OWN,
+    vae: str = MODELS_OWN,
 ) -> ModelHandle:
     """Pick and configure a backend; checks the weights are here and their licences accepted (a restricted one
-    needs ``accept_license``, or a pull that accepted it), loads nothing yet."""
+    needs ``accept_license``, or a pull that accepted it), loads nothing yet. ``text_encoder`` and ``vae`` name
+    files from ComfyUI's models/text_encoders and models/vae for a single-file checkpoint."""
     chosen_backend = kinema.get_backend(backend)
     wanted = (model_id or "").strip()
     if not wanted and model and model != DEFAULT_MODEL:
@@ -139,6 +142,7 @@ def load_model(
                 " press R in ComfyUI to refresh the list"
             )
         wanted = choices[model]
+    wanted, label = with_parts(wanted, text_encoder, vae)
     if wanted and wanted != chosen_backend.model_id:
         if chosen_backend.is_demo:
             raise InvalidRequestError(
@@ -149,9 +153,9 @@ def load_model(
     configured = chosen_backend.configure(precision=precision, memory=memory, device=device)
     status = configured.status()
     if not status.ready:
-        raise MissingWeightsError(status.detail + missing_hint(wanted))
+        raise MissingWeightsError(status.detail + missing_hint(wanted, status.detail))
     shown = licence_logic.check_accepted(configured, accept_license)
-    return ModelHandle(configured, configured.model_id, licences=tuple(shown))
+    return ModelHandle(configured, label or configured.model_id, licences=tuple(shown))
 
 
 # --------------------------------------------------------------------------- LoRAs
