@@ -81,6 +81,68 @@ def test_jobs_spread_over_two_nodes_and_reuse_the_loaded_worker(cluster, kinema_
         assert len(holder) == 1 and again[holder[0]]["started"] == loaded[holder[0]]["started"] + 1
 
 
+def test_a_job_goes_to_the_worker_whose_unload_costs_least(cluster, kinema_env):
+    """Two workers hold real tiny models (tiny-ltx2, tiny-wan), each measuring its weights in bytes; a job for a
+    third model goes to the worker whose model is smaller, so the larger stays loaded and its next job loads
+    nothing: one load in all after the two first ones, counted by the workers themselves."""
+    small = {"prompt": "p", "size": "32x32", "steps": 2, "seconds": 0.2}
+    with server(cluster, kinema_env) as client:
+
+        def run(model: str) -> None:
+            response = client.post("/v1/videos", json={**small, "model": model})
+            assert response.status_code == 200, response.text
+            assert wait_final(client, response.json()["id"], timeout=300)["status"] == "completed"
+
+        threads = [threading.Thread(target=run, args=(model,)) for model in ("tiny-wan", "tiny-ltx2")]
+        for thread in threads:  # at once: each on its own worker
+            thread.start()
+        for thread in threads:
+            thread.join()
+        before = _infos(client)
+        holder = {tuple(info["resident"][0]): name for name, info in before.items()}
+        assert set(holder) == {("tiny-wan", None), ("tiny-ltx2", None)}, holder
+        size = {key: before[name]["resident_bytes"] for key, name in holder.items()}
+        assert all(size.values()), size
+        larger, smaller = sorted(size, key=size.get, reverse=True)
+
+        _ = wait_final(client, _submit(client, "slow", steps=2))
+        after = _infos(client)
+        assert after[holder[smaller]]["started"] == before[holder[smaller]]["started"] + 1  # it took the job
+        assert after[holder[larger]]["resident"] == [list(larger)]  # the larger model stays loaded
+        assert after[holder[smaller]]["resident"] == [["slow", None]] and after[holder[smaller]]["resident_bytes"] == 0
+
+        run(larger[0])
+        again = _infos(client)
+        assert again[holder[larger]]["started"] == after[holder[larger]]["started"] + 1
+        loads = {name: again[name]["loads"] - before[name]["loads"] for name in again}
+        assert loads == {holder[smaller]: 1, holder[larger]: 0}
+
+
+def test_the_cheapest_unload_is_an_empty_worker_then_a_copy_then_the_fewest_bytes():
+    """Pool.pick's order on the workers' own reports (no cluster): the job's model, holding nothing, a model
+    another worker also holds, then the fewest bytes of weights; a busy worker is never picked."""
+    from kinema.server.ray_pool import Pool, Slot
+
+    def slot(name, model=None, size=0, job=None):
+        resident = [[model, None]] if model else []
+        info = {"resident": resident, "resident_bytes": size, "running": [], "backends": {"b": {"ready": True}}}
+        return Slot(name, None, info=info, job=job)
+
+    def pick(*slots):
+        pool = Pool()
+        pool.slots = list(slots)
+        chosen = pool.pick("job", ("b", None))
+        return chosen.name if chosen else None
+
+    big, small = slot("big", "ltx2", 10**11), slot("small", "wan", 10**10)
+    assert pick(big, small) == "small"
+    # The busy worker holds ltx2 too: unloading the free copy loses nothing the cluster does not still hold.
+    assert pick(slot("small", "wan", 10**10), slot("copy", "ltx2", 10**11), slot("busy", "ltx2", 1, job="x")) == "copy"
+    assert pick(slot("big", "ltx2", 10**11), slot("small", "wan", 10**10), slot("empty")) == "empty"
+    assert pick(slot("big", "ltx2", 10**11), slot("holds", "b", 10**12)) == "holds"
+    assert pick(slot("holds", "b", job="other")) is None
+
+
 def test_a_model_no_worker_has_fails_at_once_naming_it(cluster, kinema_env):
     from ray_backends import Slow
 
@@ -220,6 +282,7 @@ def test_remix_extend_and_storyboards_run_on_the_workers_as_in_process(cluster, 
     from kinema import Clip, engine
     from kinema.request import GenerationRequest
     from kinema.server.tasks import run as run_task
+    from kinema.storyboard import ShotCache
 
     small = {"size": "32x32", "steps": 2}
     with server(cluster, kinema_env) as client:
@@ -247,7 +310,9 @@ def test_remix_extend_and_storyboards_run_on_the_workers_as_in_process(cluster, 
         for video_id in ids:
             done = wait_final(client, video_id, timeout=300)
             assert done["status"] == "completed", done["error"]
-        assert sum(info["started"] for info in _infos(client).values()) == before + 3  # all three on workers
+        # All on workers: the remix and the extend one generation each, the storyboard one for each of its shots.
+        assert sum(info["started"] for info in _infos(client).values()) == before + 4
+        ShotCache().folder.rename(tmp_path / "server-shots")  # the in-process film below makes its shots anew
 
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # as each worker
@@ -279,6 +344,86 @@ def test_remix_extend_and_storyboards_run_on_the_workers_as_in_process(cluster, 
                 assert remote.metadata["provenance"]["c2pa"] == "signed"
         finally:
             torch.set_num_threads(threads)
+
+
+def test_a_storyboards_shots_spread_over_the_workers_in_order_and_the_shot_cache_holds(cluster, kinema_env, tmp_path):
+    """Shots that share nothing run on both workers (a continue shot after the shot it continues, on any worker),
+    and the server assembles the film in shot order: the film in-process, shot for shot. Made again, every shot
+    comes from the server's shot cache and no worker generates."""
+    import numpy as np
+    import torch
+
+    from kinema import Clip, engine
+    from kinema.request import GenerationRequest
+    from kinema.server.tasks import run as run_task
+    from kinema.storyboard import ShotCache
+
+    board = (
+        "Shot 1 (0.25s): a door\nShot 2 (0.25s, continue): it opens\nShot 3 (0.25s): a hallway\n"
+        "Shot 4 (0.25s): a window at night\n"
+    )
+    body = {"storyboard": board, "seed": 4, "model": "tiny-ltx2", "size": "32x32", "steps": 2}
+    with server(cluster, kinema_env) as client:
+        manager = client.app.state.manager
+        before = _infos(client)
+        film = client.post("/v1/storyboards", json=body).json()["id"]
+        done = wait_final(client, film, timeout=300)
+        assert done["status"] == "completed", done["error"]
+        after = _infos(client)
+        shots = {name: after[name]["started"] - before[name]["started"] for name in after}
+        assert sum(shots.values()) == 4 and all(shots.values()), shots  # every shot on a worker, both workers used
+        made = Clip.load(manager.artifact(film, "video.mp4"))
+        assert [shot["shot"] for shot in made.metadata["shots"]] == [1, 2, 3, 4]
+        assert not any(shot["cached"] for shot in made.metadata["shots"])
+
+        again = client.post("/v1/storyboards", json=body).json()["id"]
+        assert wait_final(client, again, timeout=300)["status"] == "completed"
+        assert sum(info["started"] for info in _infos(client).values()) == sum(i["started"] for i in after.values())
+        cached = Clip.load(manager.artifact(again, "video.mp4"))
+        assert all(shot["cached"] for shot in cached.metadata["shots"])
+        assert np.abs(cached.frames.astype(int) - made.frames.astype(int)).mean() < 1
+
+        ShotCache().folder.rename(tmp_path / "server-shots")  # the in-process film makes its shots anew
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # as each worker
+        try:
+            record = manager.get(film)
+            request = GenerationRequest(**record["request"])
+            local = run_task(
+                record["plan"]["task"], request, engine.resolve_backend(request), parent_video=lambda parent: None
+            )
+        finally:
+            torch.set_num_threads(threads)
+        local.save(tmp_path / "local.mp4")
+        local = Clip.load(tmp_path / "local.mp4")
+        assert made.frames.shape == local.frames.shape
+        starts = [shot["start"] for shot in made.metadata["shots"]]
+        assert starts == [shot["start"] for shot in local.metadata["shots"]]
+        for n, start in enumerate(starts):  # each shot where it belongs (a shot out of place differs by far more)
+            first = round(start * float(made.fps))
+            assert np.abs(made.frames[first].astype(int) - local.frames[first].astype(int)).mean() < 4, n + 1
+        assert np.allclose(made.audio, local.audio, atol=1e-3)
+
+
+def test_cancelling_a_film_stops_every_worker_making_its_shots(cluster, kinema_env):
+    """Three hard cuts run on both workers at once; a cancel stops both within a step and keeps no film."""
+    board = "Shot 1 (0.25s): a\nShot 2 (0.25s): b\nShot 3 (0.25s): c\n"
+    with server(cluster, kinema_env) as client:
+        body = {"storyboard": board, "model": "tiny-ltx2", "size": "32x32", "steps": 150}
+        response = client.post("/v1/storyboards", json=body)
+        assert response.status_code == 200, response.text
+        film = response.json()["id"]
+        deadline = time.monotonic() + 120
+        while sum(1 for slot in client.app.state.manager.pool.slots if slot.job is not None) < 2:
+            assert time.monotonic() < deadline, "the film's shots did not spread over both workers"
+            time.sleep(0.05)
+        _wait_step(client, film, timeout=300)  # the first shot on a fresh worker builds and loads the model
+        assert client.post(f"/v1/videos/{film}/cancel").status_code == 200
+        video = wait_final(client, film, timeout=60)
+        assert video["error"]["code"] == "cancelled", video["error"]
+        assert client.app.state.manager.artifact(film, "video.mp4") is None
+        assert all(not info["running"] for info in _infos(client).values())  # both workers stopped
+        assert all(slot.job is None for slot in client.app.state.manager.pool.slots)  # and went back to the pool
 
 
 def test_cameos_run_on_the_workers_with_consent_kept_on_the_server(cluster, kinema_env):

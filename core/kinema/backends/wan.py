@@ -128,6 +128,7 @@ class WanBackend(Backend):
 
     def unload(self) -> None:
         self._pipes.clear()
+        self._in_use = []  # they hold the same weights: kept here, the memory would never come back
 
     def _remix_pipeline(self, video_pipe: Any, request, plan: Plan) -> tuple[Any, int]:
         """Wan's video-to-video pipeline on the loaded modules, and how many steps it will run."""

@@ -3,7 +3,7 @@
 The server keeps what it always kept: the HTTP API, the SQLite job store, the signing keys and the cameos. Only
 generation moves: each worker (``kinema.server.ray_worker.Worker``, a named, detached actor) keeps the model it
 last ran, and the server sends each job to a free worker that already holds the job's model when there is one,
-else to one holding nothing, else to any free one. The clip comes back unsaved; the server checks consent again,
+else to the free worker whose unload costs least (``Pool.pick``). The clip comes back unsaved; the server checks consent again,
 signs it and writes it atomically, as for a job run in-process.
 
 Ray is imported only here, and this module only with ``--ray`` (``pip install 'kinema[ray]'``).
@@ -18,18 +18,22 @@ running job whose worker stops answering counts as lost (once more when the clus
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import socket
 import sys
 import threading
 import time
 import traceback
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from kinema import engine
 from kinema.backends.base import BackendStatus
 from kinema.backends.limits import Limits, MemoryBound, checked_elsewhere
 from kinema.backends.remote import RemoteBackend
@@ -53,6 +57,9 @@ from kinema.server.jobs import (
 from kinema.server.ray_cameos import for_worker
 from kinema.server.ray_worker import Worker
 from kinema.server.tasks import cameos_in as task_cameos
+from kinema.server.tasks import run as run_task
+from kinema.storyboard.cache import cache_key
+from kinema.storyboard.run import Chain, ShotMaker
 from kinema.version import __version__
 
 NAMESPACE = "kinema"
@@ -151,6 +158,7 @@ class Slot:
     job: str | None = None  # the job it runs now
     pending: Any = None  # an info() call under way
     since: float = field(default_factory=time.monotonic)
+    used: float = 0.0  # when its last job ended (monotonic): of two workers equally cheap to unload, the older
 
     def holds(self, key: tuple) -> bool:
         return self.info is not None and list(key) in self.info["resident"]
@@ -322,27 +330,43 @@ class Pool:
         return "; ".join(details) if details else "no worker has that backend installed"
 
     def pick(self, job_id: str, key: tuple) -> Slot | None:
-        """A free worker for the job: the one still running it (a restarted server), one holding its model, one
-        holding nothing (no unload), any other; None if all that can run it are busy."""
+        """A free worker for the job: the one still running it (a restarted server), else one holding its model
+        (nothing to load), else the one whose unload costs least (``unload_cost``); None if all that can run it
+        are busy."""
         with self.lock:
             free = [slot for slot in self.slots if slot.job is None and slot.can_run(key[0])]
-            for rule in (
-                lambda s: job_id in s.info["running"],
-                lambda s: s.holds(key),
-                lambda s: not s.info["resident"],
-                lambda s: True,
-            ):
-                for slot in free:
-                    if rule(slot):
-                        slot.job = job_id
-                        return slot
-        return None
+            chosen = next((s for s in free if job_id in (s.info or {}).get("running", ())), None)
+            chosen = chosen or next((s for s in free if s.holds(key)), None)
+            if chosen is None and free:
+                chosen = min(free, key=self.unload_cost)
+            if chosen is not None:
+                chosen.job = job_id
+            return chosen
 
-    def release(self, slot: Slot, *, resident: tuple | None = None, lost: bool = False) -> None:
+    def unload_cost(self, slot: Slot) -> tuple:
+        """What switching ``slot`` to another model throws away, to be made as small as possible: nothing for a
+        worker that holds nothing; nothing either for a copy of a model another worker also holds (the cluster
+        keeps it); else the bytes of its model's weights, which a later job for that model loads again. Ties go to
+        the worker unloaded sooner anyway: holding nothing, then the one idle longest."""
+        info = slot.info or {}
+        resident = info.get("resident") or []
+        if not resident:
+            return (0, 0, slot.used)
+        copies = sum(1 for other in self.slots if other.info and resident[0] in other.info["resident"])
+        lost = 0 if copies > 1 else int(info.get("resident_bytes") or 0)
+        return (lost, 1, slot.used)
+
+    def release(
+        self, slot: Slot, *, resident: tuple | None = None, lost: bool = False, held: dict | None = None
+    ) -> None:
+        """The slot is free again; ``held`` is what its worker said it holds after the job (``Worker.held``), else
+        ``resident`` is taken to be its model."""
         with self.lock:
-            slot.job = None
+            slot.job, slot.used = None, time.monotonic()
             if lost:
                 slot.info, slot.since = None, time.monotonic()  # asked again once Ray has restarted it
+            elif slot.info is not None and held is not None:
+                slot.info = {**slot.info, **held, "running": []}
             elif resident is not None and slot.info is not None:
                 slot.info = {**slot.info, "resident": [list(resident)], "running": []}
 
@@ -360,6 +384,31 @@ class _Silent(Exception):
     """The cluster's head is lost and the job's worker has stopped answering: taken for lost."""
 
 
+class _LaneLost(Exception):
+    """A worker lent to a storyboard's shots was lost (``error``): the job runs again, as for its own worker."""
+
+    def __init__(self, slot: Slot, error: BaseException):
+        super().__init__(str(error))
+        self.slot, self.error = slot, error
+
+
+class _Either(CancelToken):
+    """Cancelled by its own ``cancel()`` or when ``parent`` is: a film's shots stop when the job is cancelled, and
+    when a sibling chain failed."""
+
+    def __init__(self, parent: CancelToken):
+        super().__init__()
+        self.parent = parent
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set() or self.parent.cancelled
+
+    def raise_if_cancelled(self) -> None:
+        if self.cancelled:
+            raise GenerationCancelled("generation cancelled")
+
+
 def _owned(clip: Any) -> Any:
     """The clip with arrays of its own: Ray hands back read-only views of its object store, with the worker's
     strides, and the encoder then makes a slightly different file from the same frames than in-process."""
@@ -367,6 +416,11 @@ def _owned(clip: Any) -> Any:
     if clip.audio is not None:
         clip.audio = np.ascontiguousarray(clip.audio).copy()
     return clip
+
+
+def _lost_errors(ray: Any) -> tuple[type[BaseException], ...]:
+    """What Ray raises when the worker running a job is gone."""
+    return (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.ObjectLostError)
 
 
 def _first_line(error: BaseException) -> str:
@@ -392,6 +446,7 @@ class RayJobManager(JobManager):
         self._watcher: threading.Thread | None = None
         self._threads: list[threading.Thread] = []
         self.silent_s = SILENT_S
+        self._held: dict[str, dict] = {}  # a worker's name -> what it holds after its last job (its last poll)
 
     def start(self) -> RayJobManager:
         connect(self.address)
@@ -564,7 +619,7 @@ class RayJobManager(JobManager):
         self._publish(job_id, "video", self._with_live(record))
         folder = self.directory / job_id
         key = (record["request"]["backend"], record["request"]["model"])
-        lost = False
+        lost = film = False
         try:
             task = record["plan"].get("task")
             image = read_image(folder / INPUT_FILE) if record["has_image"] else None
@@ -580,18 +635,22 @@ class RayJobManager(JobManager):
                 fields["speech"] = conditioning.speech  # the samples: the server's file stays here
             source = self._task_source(job_id, task)
             token.raise_if_cancelled()
-            clip = self._generate_remote(
-                ray,
-                slot,
-                job_id,
-                fields,
-                image,
-                token,
-                task,
-                source.read_bytes() if source else None,
-                share,
-                (request, conditioning) if conditioning.cameos else None,
-            )
+            if task and task["kind"] == "storyboard":
+                film = True
+                clip = self._film(ray, slot, job_id, request, task, token)
+            else:
+                clip = self._generate_remote(
+                    ray,
+                    slot,
+                    job_id,
+                    fields,
+                    image,
+                    token,
+                    task,
+                    source.read_bytes() if source else None,
+                    share,
+                    (request, conditioning) if conditioning.cameos else None,
+                )
             if source is not None and isinstance(clip.metadata.get("parent"), dict):
                 # The worker built on its own copy: the lineage names the server's clip, as in-process (and the
                 # signature below embeds it as an ingredient when it is still the same file).
@@ -608,11 +667,13 @@ class RayJobManager(JobManager):
             self._jobs.requeue(job_id)
         except GenerationCancelled:
             self._jobs.finish(job_id, "cancelled", code="cancelled", message="cancelled by request")
-        except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.ObjectLostError) as e:
+        except _lost_errors(ray) as e:
             lost = True
             self._lost(job_id, slot, e)
         except _Silent as silent:  # the worker keeps its last report: it is asked again when the head is back
             self._lost(job_id, slot, silent)
+        except _LaneLost as lane:  # a worker lent to a storyboard's shots: the job's own worker is still there
+            self._lost(job_id, lane.slot, lane.error)
         except Exception as error:
             cause = getattr(error, "cause", None)  # a RayTaskError carries the worker's exception
             if isinstance(cause, GenerationCancelled):
@@ -624,7 +685,8 @@ class RayJobManager(JobManager):
                     traceback.print_exc()
                 self._jobs.finish(job_id, "failed", code=code, message=message)
         finally:
-            self.pool.release(slot, resident=None if lost else key, lost=lost)
+            held = self._held.pop(slot.name, None)  # a film's: None when no shot ran on it (all cached, or lent out)
+            self.pool.release(slot, resident=None if lost or film else key, lost=lost, held=held)
             with self._lock:
                 live.token = None
                 live.history, live.preview = [], None
@@ -652,8 +714,14 @@ class RayJobManager(JobManager):
         source: bytes | None = None,
         share: dict | None = None,
         consent: tuple | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+        detach: bool = True,
     ) -> Any:
-        """The worker's clip; ``consent`` (request, conditioning) is asked again every CONSENT_S while it runs."""
+        """The worker's clip; ``consent`` (request, conditioning) is asked again every CONSENT_S while it runs.
+        What the worker holds afterwards (its last poll) goes into ``self._held[slot.name]`` for ``Pool.release``.
+        ``on_progress`` gets its step events (default: the job's); ``detach=False`` stops the worker too when the
+        server stops (a film's shot: the film starts again from the shot cache)."""
+        publish = on_progress or (lambda event: self._on_progress(job_id, event))
         result = slot.handle.run.remote(job_id, fields, image, task, source, share)
         since = preview_seq = 0
         cancelled = False
@@ -670,14 +738,16 @@ class RayJobManager(JobManager):
                     raise
             done, _ = ray.wait([result], timeout=POLL_S)
             with contextlib.suppress(ray.exceptions.RayError):  # a lost worker shows in the result
-                events, preview, preview_seq = ray.get(
+                events, preview, preview_seq, held = ray.get(
                     slot.handle.poll.remote(job_id, since, preview_seq), timeout=max(5.0, 10 * POLL_S)
                 )
+                if done:  # asked after the result was ready: what the worker holds now the job is over
+                    self._held[slot.name] = held
                 answered = time.monotonic()
                 since += len(events)
                 for n, (step, total, stage) in enumerate(events):
                     last = n == len(events) - 1
-                    self._on_progress(job_id, Progress(step, total, stage, preview if last else None))
+                    publish(Progress(step, total, stage, preview if last else None))
             if done:
                 try:
                     return _owned(ray.get(result))
@@ -685,6 +755,8 @@ class RayJobManager(JobManager):
                     with contextlib.suppress(ray.exceptions.RayError):
                         slot.handle.forget.remote(job_id)
             if self._stopping.is_set():
+                if not detach:
+                    slot.handle.cancel.remote(job_id)
                 raise _Detached()
             # Ray learns that an actor died from its GCS: with the head lost, a dead worker's result never comes.
             silent = time.monotonic() - answered
@@ -696,6 +768,94 @@ class RayJobManager(JobManager):
             if token.cancelled and not cancelled:
                 slot.handle.cancel.remote(job_id)  # the worker stops at its next step
                 cancelled = True
+
+    def _film(
+        self, ray: Any, own: Slot, job_id: str, request: GenerationRequest, task: dict, token: CancelToken
+    ) -> Any:
+        """A storyboard made here with its shots on workers, the film assembled here in shot order.
+
+        Shots that share nothing (``kinema.storyboard.run.shot_chains``: a hard cut starts a chain, a continue shot
+        needs the previous shot's last frame) run at once: the job's own worker takes the first chain, and each
+        other chain a worker lent to the film while one is free and no other job waits for it (a lent worker goes
+        back when one does). Shots come from, and go to, the server's shot cache, so a film run again (a lost
+        worker, a restarted server) makes only what is missing. One chain failing stops the others.
+        """
+        backend = engine.resolve_backend(request)  # it plans the shots here; the workers load the model
+        key = (request.backend, request.model)
+        stop = _Either(token)  # a chain failed: the others stop within a step
+
+        def maker(slot: Slot) -> ShotMaker:
+            def make(shot: GenerationRequest, on_progress: Callable[[Progress], None]) -> Any:
+                fields = {f.name: getattr(shot, f.name) for f in dataclasses.fields(shot) if f.name != "image"}
+                run_id = f"{job_id}-{cache_key(shot, backend)[:16]}"  # the same shot gets the same id
+                try:
+                    return self._generate_remote(
+                        ray, slot, run_id, fields, shot.image, stop, on_progress=on_progress, detach=False
+                    )
+                except ray.exceptions.RayTaskError as error:  # the worker's own error, as in-process
+                    if isinstance(error.cause, KinemaError):
+                        raise error.cause from None
+                    raise
+
+            return make
+
+        def run_chains(chains: list[Chain]) -> None:
+            pending = deque(chains)
+            lock = threading.Lock()
+            errors: list[BaseException] = []
+            lent: list[threading.Thread] = []
+
+            def waiting() -> bool:
+                return DEVICE in self._jobs.queued_devices()
+
+            def lane(slot: Slot, borrowed: bool) -> None:
+                try:
+                    while not stop.cancelled and not (borrowed and waiting()):
+                        with lock:
+                            if not pending:
+                                return
+                            chain = pending.popleft()
+                        if not borrowed:
+                            borrow()
+                        chain(maker(slot))
+                except BaseException as error:
+                    lost = borrowed and isinstance(error, (*_lost_errors(ray), _Silent))
+                    errors.append(_LaneLost(slot, error) if lost else error)
+                    stop.cancel()
+                    if lost:
+                        self.pool.release(slot, lost=True)
+                        borrowed = False
+                finally:
+                    if borrowed:
+                        self.pool.release(slot, held=self._held.pop(slot.name, None))
+                        self._wake.set()
+
+            def borrow() -> None:
+                with lock:
+                    wanted = len(pending) - 1  # the own worker takes one of them
+                for n in range(wanted):
+                    slot = None if waiting() else self.pool.pick(f"{job_id}-lent-{n}", key)
+                    if slot is None:
+                        return
+                    thread = threading.Thread(target=lane, args=(slot, True), name=f"kinema-ray-{slot.name}")
+                    lent.append(thread)
+                    thread.start()
+
+            lane(own, False)
+            for thread in lent:
+                thread.join()
+            if errors:
+                raise errors[0]  # the first: the others are the stops it caused
+
+        return run_task(
+            task,
+            request,
+            backend,
+            parent_video=lambda parent: None,
+            progress=lambda event: self._on_progress(job_id, event),
+            cancel=token,
+            run_chains=run_chains,
+        )
 
     def _lost(self, job_id: str, slot: Slot, error: BaseException) -> None:
         reason = f"the Ray worker running it ({slot.where}) was lost: {_first_line(error)}"

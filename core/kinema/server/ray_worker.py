@@ -1,9 +1,11 @@
 """One kinema worker of a Ray cluster (``kinema serve --ray``): the code a Ray actor runs on a worker node.
 
 Nothing here imports Ray: ``kinema.server.ray_pool`` wraps ``Worker`` in ``ray.remote`` with the actor's options
-(one GPU, or one CPU; named and detached). A worker keeps the model it last ran loaded, chooses its memory policy
-from its own free memory (as any kinema does), and generates clips: it never saves or signs one. The server keeps
-the signing keys, the cameos and the job store, and writes every clip itself.
+(one GPU, or one CPU; named and detached). A worker keeps the model it last ran loaded, and only that one: a job
+for another model unloads it first (its weights leave memory, so a later job for it loads them again), which is
+why the server routes by what each worker holds and what unloading it would cost (``resident_bytes``). It chooses
+its memory policy from its own free memory (as any kinema does), and generates clips: it never saves or signs one.
+The server keeps the signing keys, the cameos and the job store, and writes every clip itself.
 
 Jobs are keyed by their id, so a server that restarted while a job ran joins the generation already under way
 instead of starting it again. The actor runs its methods on several threads (``max_concurrency``): ``run``
@@ -26,6 +28,7 @@ from typing import Any
 
 from kinema import engine
 from kinema.backends.limits import device_of, job_limits, memory_bounds
+from kinema.backends.loading import loaded_pipelines, release_all
 from kinema.errors import KinemaError
 from kinema.plugins import get_backends, load_plugins, pm
 from kinema.progress import CancelToken, Progress
@@ -69,6 +72,7 @@ class Worker:
         self._backend_key: tuple | None = None
         self._backend: Any = None
         self.loads = 0  # how many times a model was loaded (a job for the resident model loads nothing)
+        self.resident_bytes = 0  # what the resident model's weights take in memory, measured after each job
         self.started = 0  # generations started (a job joined after a server restart starts none)
         self.started_at = time.time()
 
@@ -106,8 +110,7 @@ class Worker:
             "node": node,
             "pid": os.getpid(),
             "threads": self.threads,
-            "resident": [list(self._backend_key)] if self._backend_key else [],
-            "loads": self.loads,
+            **self.held(),
             "started": self.started,
             "running": running,
             "backends": backends,
@@ -138,12 +141,24 @@ class Worker:
         assert run is not None
         if fresh:
             try:
-                run.future.set_result(self._generate(run, fields, image, task, source, share))
+                clip = self._generate(run, fields, image, task, source, share)
             except BaseException as error:
-                run.future.set_exception(error)
-            finally:
+                self._measure()
                 run.finished_at = time.time()
+                run.future.set_exception(error)
+            else:
+                self._measure()  # before the result is ready: the server reads it with the job's last poll
+                run.finished_at = time.time()
+                run.future.set_result(clip)
         return run.future.result()
+
+    def held(self) -> dict:
+        """The model it holds, what its weights take (what unloading it would throw away) and how many loads so far."""
+        return {
+            "resident": [list(self._backend_key)] if self._backend_key else [],
+            "resident_bytes": self.resident_bytes,
+            "loads": self.loads,
+        }
 
     def forget(self, job_id: str) -> None:
         """The server has the job's outcome: drop it (a later run of this id starts anew)."""
@@ -152,16 +167,17 @@ class Worker:
             if run is not None and run.finished_at is not None:
                 del self._runs[job_id]
 
-    def poll(self, job_id: str, since: int = 0, preview_seq: int = 0) -> tuple[list, Any, int]:
-        """Progress events from index ``since`` on, and the latest preview if newer than ``preview_seq``."""
+    def poll(self, job_id: str, since: int = 0, preview_seq: int = 0) -> tuple[list, Any, int, dict]:
+        """Progress events from index ``since`` on, the latest preview if newer than ``preview_seq``, and what the
+        worker holds (``held``: read once the job is done, it is what the server routes the next jobs by)."""
         with self._lock:
             run = self._runs.get(job_id)
             if run is None:
-                return [], None, preview_seq
+                return [], None, preview_seq, self.held()
             events = run.events[since:]
             if run.preview_seq > preview_seq:
-                return events, run.preview, run.preview_seq
-            return events, None, preview_seq
+                return events, run.preview, run.preview_seq, self.held()
+            return events, None, preview_seq, self.held()
 
     def cancel(self, job_id: str) -> bool:
         """Stop the job's generation at its next step."""
@@ -219,7 +235,10 @@ class Worker:
             if self._backend is not None:
                 with contextlib.suppress(Exception):
                     self._backend.unload()
-            self._backend, self._backend_key = None, None
+                # Backends leave their pipelines in kinema's load cache (kinema.backends.loading) for the next job;
+                # a worker keeps one model, so switching really frees the old one's memory.
+                release_all()
+            self._backend, self._backend_key, self.resident_bytes = None, None, 0
             backend = engine.resolve_backend(request)
             status = backend.status()
             if not status.ready:
@@ -228,6 +247,11 @@ class Worker:
             self.loads += 1
         return self._backend
 
+    def _measure(self) -> None:
+        if self._backend is not None:
+            with contextlib.suppress(Exception):  # a figure for routing: never a reason to fail a job
+                self.resident_bytes = weights_bytes(self._backend)
+
     def _forget_old(self) -> None:
         now = time.time()
         for job_id, run in list(self._runs.items()):
@@ -235,4 +259,36 @@ class Worker:
                 del self._runs[job_id]
 
 
-__all__ = ["Worker"]
+def weights_bytes(backend: Any) -> int:
+    """Bytes of the tensors this process holds for ``backend``: its loaded pipelines (kinema's load cache) and any
+    modules or pipelines the backend keeps itself. Each storage counts once."""
+    torch = sys.modules.get("torch")
+    if torch is None:  # nothing imported torch: nothing is loaded
+        return 0
+    pending: list[Any] = [pipe for pipe, _device, _placement in loaded_pipelines()]
+    pending += list(vars(backend).values())
+    visited: set[int] = set()
+    storages: set[tuple[str, int]] = set()
+    total = 0
+    while pending:
+        value = pending.pop()
+        if id(value) in visited:
+            continue
+        visited.add(id(value))
+        if isinstance(value, torch.nn.Module):
+            for tensor in [*value.parameters(), *value.buffers()]:
+                storage = tensor.untyped_storage()
+                where = (str(tensor.device), storage.data_ptr())
+                if where not in storages:
+                    storages.add(where)
+                    total += storage.nbytes()
+        elif isinstance(getattr(value, "components", None), dict):  # a diffusers pipeline
+            pending.extend(value.components.values())
+        elif isinstance(value, dict):
+            pending.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            pending.extend(value)
+    return total
+
+
+__all__ = ["Worker", "weights_bytes"]

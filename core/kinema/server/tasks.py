@@ -155,8 +155,10 @@ def run(
     parent_video: ParentLookup,
     progress: Callable[[Any], None] | None = None,
     cancel: Any = None,
+    run_chains: Any = None,
 ) -> Any:
-    """Make the task's clip (a kinema.Clip)."""
+    """Make the task's clip (a kinema.Clip). ``run_chains``: how a storyboard's independent chains of shots run
+    (``kinema.storyboard.run.ChainRunner``; one after another here by default)."""
     kind = task["kind"]
     if kind in ("remix", "extend"):
         path = parent_video(task["parent"])
@@ -191,5 +193,10 @@ def run(
         )
         return extend(extending, backend_obj=backend, progress=progress, cancel=cancel)
     return run_storyboard(
-        _board(task, request), backend=backend, progress=progress, cancel=cancel, user=getattr(request, "user", None)
+        _board(task, request),
+        backend=backend,
+        progress=progress,
+        cancel=cancel,
+        user=getattr(request, "user", None),
+        run_chains=run_chains,
     ).film

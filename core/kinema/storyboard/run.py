@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +47,29 @@ class StoryboardResult:
         return [r.plan.index + 1 for r in self.shots if not r.cached]
 
 
+ShotMaker = Callable[[GenerationRequest, Callable[[Progress], None]], Any]
+"""Makes one shot's clip from its request, sending step events to the callback (``engine.generate`` by default)."""
+Chain = Callable[[ShotMaker], None]
+"""Makes one chain's shots in order with the maker it is given (``shot_chains``)."""
+ChainRunner = Callable[[list[Chain]], None]
+"""Runs a film's chains, which share nothing: one after another here, or at once on several workers."""
+
+
+def shot_chains(plans: list[ShotPlan]) -> list[list[int]]:
+    """The shots that must be made one after another, as lists of 0-based indices in film order.
+
+    A ``continue`` shot starts from the previous shot's last frame, so it joins that shot's chain; any other cut
+    starts a new one. Different chains depend on nothing of each other, and may be made at the same time.
+    """
+    chains: list[list[int]] = []
+    for plan in plans:
+        if chains and plan.shot.cut == "continue":
+            chains[-1].append(plan.index)
+        else:
+            chains.append([plan.index])
+    return chains
+
+
 def run_storyboard(
     board: Storyboard,
     *,
@@ -56,6 +81,7 @@ def run_storyboard(
     user: str | None = None,
     start_image: np.ndarray | None = None,
     preview: bool = False,
+    run_chains: ChainRunner | None = None,
 ) -> StoryboardResult:
     """Make every shot (or take it from the cache) and assemble the film.
 
@@ -65,6 +91,10 @@ def run_storyboard(
     local user). ``start_image`` (uint8 [H, W, 3]) is the first shot's first
     frame, unless that shot names an image of its own. ``preview=True`` adds a small RGB
     preview of each step to the events (``engine.generate``), for hosts with a live view.
+    ``run_chains`` runs the film's independent chains of shots (``shot_chains``), each given the ``ShotMaker`` to
+    make its shots with: by default one after another with ``engine.generate``; ``kinema serve --ray`` runs them
+    on several workers at once. The film is assembled in shot order either way; with chains at once, ``on_shot``
+    and ``progress`` are called from their threads, one at a time.
     """
     backend = backend or engine.resolve_backend(
         GenerationRequest("storyboard", backend=board.backend, model=board.model)
@@ -73,55 +103,60 @@ def run_storyboard(
     cancel = cancel or CancelToken()
     store = ShotCache() if cache else None
     started = time.time()
-    results: list[ShotResult] = []
-    previous_last: np.ndarray | None = None
-    done_steps = 0
-    per_shot = board.steps or backend.defaults.steps  # a first guess at each shot's steps, corrected by its events
-    for plan in plans:
-        cancel.raise_if_cancelled()
-        conditioning = previous_last if plan.shot.cut == "continue" else None
-        if plan.index == 0 and start_image is not None and plan.shot.image is None:
-            conditioning = start_image
-        request = shot_request(board, plan, conditioning, user)
-        key = cache_key(request, backend)
-        clip = store.get(key) if store else None
-        if clip is not None and request.cameos:
-            authorize_request(request)  # consent is asked again: a cached likeness is still a likeness
-        cached = clip is not None
-        if clip is None:
-            remaining = len(plans) - plan.index - 1
-            seen = {"total": per_shot}
+    slots: list[ShotResult | None] = [None] * len(plans)
+    steps = _FilmProgress(len(plans), board.steps or backend.defaults.steps, progress)
 
-            def on_progress(event, _plan=plan, _remaining=remaining, _seen=seen, _done=done_steps):
-                _seen["total"] = event.total
-                if progress is not None:
-                    progress(
-                        Progress(
-                            step=_done + event.step,
-                            total=_done + event.total * (1 + _remaining),
-                            stage=f"shot {_plan.index + 1}/{len(plans)} {event.stage}",
-                            preview=event.preview,
-                        )
+    def here(request: GenerationRequest, on_progress: Callable[[Progress], None]) -> Any:
+        return engine.generate(request, progress=on_progress, cancel=cancel, backend=backend, preview=preview)
+
+    def chain_of(indices: list[int]) -> Chain:
+        def make(generate: ShotMaker) -> None:
+            previous_last: np.ndarray | None = None
+            for index in indices:
+                plan = plans[index]
+                cancel.raise_if_cancelled()
+                conditioning = previous_last if plan.shot.cut == "continue" else None
+                if plan.index == 0 and start_image is not None and plan.shot.image is None:
+                    conditioning = start_image
+                request = shot_request(board, plan, conditioning, user)
+                key = cache_key(request, backend)
+                clip = store.get(key) if store else None
+                if clip is not None and request.cameos:
+                    authorize_request(request)  # consent is asked again: a cached likeness is still a likeness
+                cached = clip is not None
+                if clip is None:
+                    try:
+                        clip = generate(request, functools.partial(steps.on, index))
+                    except InvalidRequestError as error:
+                        raise StoryboardError(
+                            board.source, [(plan.shot.line, f"shot {plan.index + 1}: {error}")]
+                        ) from None
+                    if store:
+                        store.put(key, clip)
+                steps.done(index)
+                if clip.frame_count < plan.head + plan.frames:
+                    raise InvalidRequestError(
+                        f"shot {plan.index + 1}: backend {backend.name!r} made {clip.frame_count} frames"
+                        f" where {plan.generated} were planned"
                     )
+                result = ShotResult(plan, _kept_clip(clip, plan), clip, cached, request, conditioning)
+                slots[index] = result
+                previous_last = result.clip.frames[-1]
+                if on_shot is not None:
+                    with steps.lock:
+                        on_shot(result)
 
-            try:
-                clip = engine.generate(request, progress=on_progress, cancel=cancel, backend=backend, preview=preview)
-            except InvalidRequestError as error:
-                raise StoryboardError(board.source, [(plan.shot.line, f"shot {plan.index + 1}: {error}")]) from None
-            done_steps += seen["total"]
-            per_shot = seen["total"]
-            if store:
-                store.put(key, clip)
-        if clip.frame_count < plan.head + plan.frames:
-            raise InvalidRequestError(
-                f"shot {plan.index + 1}: backend {backend.name!r} made {clip.frame_count} frames"
-                f" where {plan.generated} were planned"
-            )
-        result = ShotResult(plan, _kept_clip(clip, plan), clip, cached, request, conditioning)
-        results.append(result)
-        previous_last = result.clip.frames[-1]
-        if on_shot is not None:
-            on_shot(result)
+        return make
+
+    chains = [chain_of(indices) for indices in shot_chains(plans)]
+    if run_chains is None:
+        for chain in chains:
+            chain(here)
+    else:
+        run_chains(chains)
+    results = [result for result in slots if result is not None]
+    if len(results) != len(plans):
+        raise RuntimeError(f"the storyboard's chains made {len(results)} of its {len(plans)} shots")
 
     sample_rate = next((r.generated.sample_rate for r in results if r.generated.sample_rate), None)
     pieces = [
@@ -152,6 +187,47 @@ def run_storyboard(
     return StoryboardResult(film, results)
 
 
+class _FilmProgress:
+    """The film's steps as one count over its shots, made one after another or at once.
+
+    A shot's own events say where it is; a shot not begun yet is counted at the steps the latest event said a shot
+    takes, a shot taken from the cache at none. Made one after another, this is "steps done so far" out of "so far
+    plus this shot's total for this and every later shot", as the film's events always read.
+    """
+
+    def __init__(self, shots: int, per_shot: int, progress: Callable[[Any], None] | None):
+        self.lock = threading.RLock()
+        self.progress = progress
+        self.per_shot = per_shot
+        self.seen: dict[int, tuple[int, int]] = {}  # shot index -> (step, total), begun or finished
+        self.finished: set[int] = set()
+        self.shots = shots
+
+    def on(self, index: int, event: Progress) -> None:
+        with self.lock:
+            self.seen[index] = (event.step, event.total)
+            self.per_shot = event.total
+            if self.progress is None:
+                return
+            waiting = self.shots - len(self.seen.keys() | self.finished)
+            step = sum(step for step, _total in self.seen.values())
+            total = sum(total for _step, total in self.seen.values()) + waiting * self.per_shot
+            self.progress(
+                Progress(
+                    step=step,
+                    total=total,
+                    stage=f"shot {index + 1}/{self.shots} {event.stage}",
+                    preview=event.preview,
+                )
+            )
+
+    def done(self, index: int) -> None:
+        with self.lock:
+            self.finished.add(index)
+            _step, total = self.seen.get(index, (0, 0))  # a cached shot: no steps
+            self.seen[index] = (total, total)
+
+
 def _kept_clip(clip: Any, plan: ShotPlan) -> Any:
     """The frames the shot keeps, with exactly their sound."""
     frames = clip.frames[plan.head : plan.head + plan.frames]
@@ -179,7 +255,8 @@ def _shot_metadata(result: ShotResult) -> dict:
         "cut": plan.shot.cut,
         "camera": plan.shot.camera,
         "dialogue": [dataclasses.asdict(line) for line in plan.shot.dialogue],
-        "cameos": list(plan.shot.cameos),
+        # By id, as the shot's clip records them (names are per user; note_saved logs the film's save by these).
+        "cameos": list(result.generated.metadata.get("cameos") or plan.shot.cameos),
         # The shot's entry in its cameos' use logs: the film is logged where it is saved, and can be taken down.
         "cameo_use": result.generated.metadata.get("cameo_use"),
         "style": plan.style,
