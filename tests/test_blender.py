@@ -712,6 +712,94 @@ def test_the_first_frame_renders_in_another_blender_padded_or_cropped(blender):
     assert outcome["resolution"] == [1920, 1080]  # this Blender's scene was never changed for the render
 
 
+def test_a_clip_off_the_grid_goes_back_to_exactly_the_render_size():
+    """100x54 is on no 32-pixel grid: the clip is asked for at 96x64; what frame_fit.placement crops and scales."""
+    frame_fit = _load("frame_fit")
+    target, clip = (100, 54), frame_fit.clip_size(100, 54)
+    assert clip == (96, 64)
+    # From a frame, Pad: the 96x52 picture sits between 6-row bars; cropped off, it is scaled back to 100x54.
+    crop, scale = frame_fit.placement(target, clip, "pad", from_frame=True)
+    assert crop == (0, 0, 6, 6) and (96 * scale[0], 52 * scale[1]) == pytest.approx(target)
+    # From a frame, Crop: the clip is the middle 96 of a 119x64 picture; scaled back, the cut edges stay empty.
+    crop, scale = frame_fit.placement(target, clip, "crop", from_frame=True)
+    assert crop == (0, 0, 0, 0) and 119 * scale[0] == pytest.approx(100) and 64 * scale[1] == pytest.approx(54)
+    # From a prompt alone: inside the frame (Pad) or covering it, cropped to it (Crop); one scale for both sides.
+    assert frame_fit.placement(target, clip, "pad", from_frame=False) == ((0, 0, 0, 0), (54 / 64, 54 / 64))
+    crop, scale = frame_fit.placement(target, clip, "crop", from_frame=False)
+    assert crop == (0, 0, 6, 6) and scale == (100 / 96, 100 / 96) and round(52 * scale[1]) == 54
+    # On the grid already: nothing to do.
+    assert frame_fit.placement((96, 64), (96, 64), "pad", from_frame=True) == ((0, 0, 0, 0), (1.0, 1.0))
+    with pytest.raises(ValueError, match="pad, crop"):
+        frame_fit.placement(target, clip, "stretch", from_frame=False)
+
+
+def _fit_clips(folder: Path) -> list[dict]:
+    """96x64 movies as a 100x54 frame becomes on the grid, each with the frame's left quarter red (the rest white):
+    padded between black bars, or the middle 96 columns of the frame rendered 119 wide; and a plain white clip."""
+    from fractions import Fraction
+
+    import numpy as np
+
+    from kinema.media.files import write_mp4
+
+    def framed(width, height):
+        picture = np.full((height, width, 3), 255, np.uint8)
+        picture[:, : width // 4] = (255, 0, 0)
+        return picture
+
+    padded = np.zeros((64, 96, 3), np.uint8)
+    padded[6:58] = framed(96, 52)
+    cropped = framed(119, 64)[:, 11:107]
+    plain = np.full((64, 96, 3), 255, np.uint8)
+    cases = []
+    for name, picture, mode, from_frame in (
+        ("pad-frame", padded, "pad", True),
+        ("crop-frame", cropped, "crop", True),
+        ("pad-prompt", plain, "pad", False),
+        ("crop-prompt", plain, "crop", False),
+    ):
+        path = write_mp4(folder / f"{name}.mp4", np.stack([picture] * 3), Fraction(12))
+        cases.append({"name": name, "path": str(path), "mode": mode, "from_frame": from_frame})
+    return cases
+
+
+def test_clips_show_at_exactly_the_render_size_lined_up_with_their_first_frame(blender, tmp_path):
+    """In Blender's own Sequencer output at 100x54: Pad's bars are gone and the red quarter is where the frame had
+    it; Crop keeps the red quarter in place and leaves the cut edges black; a prompt's clip is fitted or covers."""
+    outcome = scenario(blender, "fit_back", target=[100, 54], cases=_fit_clips(tmp_path))
+    frames = outcome["frames"]
+    for frame in frames.values():
+        assert frame["size"] == [100, 54] and frame["clip"] == [96, 64]
+    black, lit = 0.1, 0.8
+    pad = frames["pad-frame"]
+    assert min(pad["row_red"]) > lit and min(pad["column_red"]) > lit  # no bar anywhere: it fills the frame
+    assert max(pad["column_green"][1:23]) < black and min(pad["column_green"][28:]) > lit  # red: columns 0-24
+    crop = frames["crop-frame"]
+    assert min(crop["row_red"]) > black  # every row lit: it fills the frame's height
+    assert max(crop["column_red"][:8]) < black and max(crop["column_red"][92:]) < black  # the cut edges: ~9 px
+    assert min(crop["column_red"][11:89]) > lit
+    assert max(crop["column_green"][11:23]) < black and min(crop["column_green"][28:89]) > lit  # red: columns 0-24
+    fitted = frames["pad-prompt"]
+    assert max(fitted["column_red"][:7]) < black and min(fitted["column_red"][10:90]) > lit  # bars at the sides
+    assert min(frames["crop-prompt"]["column_red"]) > lit and min(frames["crop-prompt"]["row_red"]) > lit
+
+
+def test_generate_off_the_grid_asks_for_the_grid_and_shows_the_render_size(blender, server):
+    outcome = scenario(blender, "fit_generate", url=server)
+    camera, again, prompt = outcome["from_camera"], outcome["regenerated"], outcome["from_prompt"]
+    assert outcome["camera"] == outcome["new_seed"] == outcome["prompt"] == ["FINISHED"]
+    assert camera["job"]["status"] == "done" and camera["job"]["video"]["size"] == "96x64", camera["job"]
+    assert camera["size"] == [96, 64] and camera["crop"] == [0, 0, 6, 6] and camera["offset"] == [0.0, 0.0]
+    assert camera["scale"] == pytest.approx([100 / 96, 54 / 52])
+    assert again["job"]["video"]["size"] == "96x64" and again["name"] != camera["name"]
+    assert [again[key] for key in ("crop", "scale", "offset")] == [camera[key] for key in ("crop", "scale", "offset")]
+    # A prompt alone in Crop: 100x54 snapped by the server (the add-on sends the render size), covering the frame.
+    width, height = map(int, prompt["job"]["video"]["size"].split("x"))
+    scale = max(100 / width, 54 / height)
+    assert prompt["size"] == [width, height] and prompt["scale"] == pytest.approx([scale, scale])
+    assert width * scale >= 100 and height * scale >= 54
+
+
 def test_a_model_downloads_from_the_preferences_with_its_progress(blender, tmp_path):
     """Through the real huggingface_hub, from a Hub of one model on loopback (tests/fake_hub.py, HF_ENDPOINT): the
     preferences show the pull half done (the Hub holds the second half of the weights until the scenario has seen

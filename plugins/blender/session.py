@@ -16,7 +16,7 @@ import traceback
 
 import bpy
 
-from . import clipfiles, live, markers, preferences, runner, settings, timeline
+from . import clipfiles, frame_fit, live, markers, preferences, runner, settings, timeline
 
 TICK_SECONDS = 0.2
 ACTIVE = ("rendering", "starting", "connecting", "queued", "running", "downloading", "cancelling")
@@ -67,6 +67,8 @@ class Job:
     previews: int = 0  # step previews received
     preview_icon: int = 0  # the newest one, for the panel (live.show_preview)
     preview_path: str = ""
+    # How the clip goes back into the frame: (the size it must show at, Fit mode, the size asked for)
+    fit: tuple = ()
 
     @property
     def active(self) -> bool:
@@ -204,6 +206,7 @@ def submit(
             image=image,
             storyboard=board,
             render=render,
+            fit=(size_for(scene), options.image_fit, (width, height)),
         )
         for seed in seeds(options, count)
     ]
@@ -296,6 +299,7 @@ def submit_from_strips(
                     lineage=lineage,
                     above=above,
                     render=render if action == "frame" else None,
+                    fit=(size_for(scene), options.image_fit, fields["size"] if action == "frame" else ()),
                 )
             )
     if not started:
@@ -337,6 +341,7 @@ def _start(
     lineage: dict | None = None,
     above: int = 0,
     render=None,
+    fit: tuple = (),
 ) -> Job:
     lineage = dict(lineage or {})
     action = lineage.get("action", "")
@@ -356,6 +361,7 @@ def _start(
         parent_strip=lineage.get("parent_strip", ""),
         action=action or "generate",
         above=above,
+        fit=fit,
     )
     jobs.append(job)
     spec = runner.JobSpec(
@@ -590,10 +596,28 @@ def _add_to_sequencer(job: Job) -> None:
         job.message = f"Saved {job.path}, but could not add it to the Sequencer: {error}"
         notify("ERROR", f"Kinema: {job.message}")
         return
+    _place(job, scene, movie)
     job.strips = tuple(strip.name for strip in (movie, sound) if strip is not None)
     job.message = warning or f"Added '{movie.name}' on channel {movie.channel}"
     _undo_push("Kinema: add clip")
     notify("WARNING" if warning else "INFO", f"Kinema: {job.message}")
+
+
+def _place(job: Job, scene, movie) -> None:
+    """Show the clip at exactly the size it was made for (the render size), by the panel's Fit: a clip made from a
+    strip at its size as that strip is; one started from a frame lined up with that frame; else fitted or covering."""
+    size = timeline.picture_size(movie)
+    every = getattr(scene.sequence_editor, "strips_all", None) or scene.sequence_editor.sequences_all  # 4.2, 4.3
+    parent = every.get(job.parent_strip) if job.parent_strip and job.action != "frame" else None
+    if parent is not None and parent.type == "MOVIE" and timeline.picture_size(parent) == size:
+        timeline.same_placement(movie, parent)
+        return
+    if not job.fit or not all(size):
+        return
+    target, mode, asked = job.fit
+    from_frame = job.has_image and tuple(asked) == tuple(size)  # else the server made another size than asked
+    crop, scale = frame_fit.placement(tuple(target), size, mode, from_frame=from_frame)
+    timeline.place(movie, crop, scale)
 
 
 # --------------------------------------------------------------------------- talking to the user

@@ -134,11 +134,24 @@ class KINEMA_PG_settings(bpy.types.PropertyGroup):
     )
     image_fit: EnumProperty(
         name="Fit",
-        description="A first frame (camera or strip) whose aspect differs from the clip's, which is on the model's"
-        " 32-pixel grid: padded or cropped, never stretched",
+        description="Clips are made on the model's 32-pixel grid, then shown at exactly the size asked for, never"
+        " stretched. A first frame (camera or strip) is padded or cropped into the clip, and the clip lines up with"
+        " it; a clip from the prompt alone is fitted inside the frame or covers it",
         items=(
-            ("pad", "Pad", "Keep the whole picture, with black bars where the clip is wider or taller", 0),
-            ("crop", "Crop", "Fill the clip, cutting the picture's edges", 1),
+            (
+                "pad",
+                "Pad",
+                "Keep the whole picture: a first frame gets black bars in the clip, cut off again when the clip is"
+                " shown, so it fills the frame; a clip from a prompt shows whole, with bars if its shape differs",
+                0,
+            ),
+            (
+                "crop",
+                "Crop",
+                "Fill the clip, cutting the picture's edges: those edges stay empty when a clip from a first frame"
+                " is shown; a clip from a prompt covers the frame, its edges cut",
+                1,
+            ),
         ),
         default="pad",
     )

@@ -78,6 +78,31 @@ def insert_clip(
     return movie, audio, warning
 
 
+def place(strip, crop: tuple[int, int, int, int], scale: tuple[float, float]) -> None:
+    """Crop ``crop`` (left, right, bottom, top pixels) off a strip shown at its own size, keep what is left centred,
+    and scale it by ``scale``: frame_fit.placement's answer, so the clip shows at exactly the size asked for."""
+    left, right, bottom, top = crop
+    strip.crop.min_x, strip.crop.max_x, strip.crop.min_y, strip.crop.max_y = left, right, bottom, top
+    strip.transform.scale_x, strip.transform.scale_y = scale
+    # A crop leaves the picture where it was; an uneven one would move what is left off the frame's centre.
+    strip.transform.offset_x = (right - left) / 2 * scale[0]
+    strip.transform.offset_y = (top - bottom) / 2 * scale[1]
+
+
+def same_placement(strip, parent) -> None:
+    """``strip`` cropped, scaled and moved as ``parent`` is (a clip made from it, at its size)."""
+    for name in ("min_x", "max_x", "min_y", "max_y"):
+        setattr(strip.crop, name, getattr(parent.crop, name))
+    for name in ("scale_x", "scale_y", "offset_x", "offset_y"):
+        setattr(strip.transform, name, getattr(parent.transform, name))
+
+
+def picture_size(strip) -> tuple[int, int]:
+    """The movie's own width and height, as Blender read them."""
+    element = strip.elements[0]
+    return element.orig_width, element.orig_height
+
+
 def top_level_strips(editor):
     """``strips`` since Blender 4.4 (the only name in 5.0); ``sequences`` in 4.2 and 4.3."""
     return editor.strips if hasattr(editor, "strips") else editor.sequences

@@ -68,6 +68,7 @@ class KINEMA_PT_generate(bpy.types.Panel):
             sub = column.column(align=True)
             sub.prop(options, "width")
             sub.prop(options, "height", text="Height")
+        column.row().prop(options, "image_fit", expand=True)  # Pad | Crop: how a clip fits the size above
         column.prop(options, "random_seed")
         sub = column.row()
         sub.enabled = not options.random_seed
@@ -87,9 +88,7 @@ class KINEMA_PT_generate(bpy.types.Panel):
         column = layout.column(align=True)
         column.scale_y = 1.4
         column.operator("kinema.generate", icon="RENDER_ANIMATION")
-        row = column.row(align=True)
-        row.operator("kinema.generate_from_camera", icon="CAMERA_DATA")
-        row.prop(options, "image_fit", text="")
+        column.operator("kinema.generate_from_camera", icon="CAMERA_DATA")
         column.operator("kinema.generate_from_markers", icon="MARKER_HLT")
         self._draw_strip(layout, context, options)
 

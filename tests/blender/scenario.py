@@ -538,6 +538,101 @@ def fit(args):
     return {"target": list(target), "rows": rows, "resolution": [scene.render.resolution_x, scene.render.resolution_y]}
 
 
+def _sequencer_frame(scene):
+    """The Sequencer's output at the scene's size: per row and per column, the mean red and green (rows top first)."""
+    path = os.path.join(bpy.app.tempdir or "/tmp", "kinema-sequencer.png")
+    scene.render.use_sequencer = True
+    scene.render.image_settings.file_format = "PNG"
+    scene.render.filepath = path
+    bpy.ops.render.render(write_still=True, scene=scene.name)
+    image = bpy.data.images.load(path)
+    width, height = image.size
+    pixels = list(image.pixels)
+    bpy.data.images.remove(image)
+    os.unlink(path)
+
+    def mean(channel, cells):
+        cells = list(cells)
+        return round(sum(pixels[i * 4 + channel] for i in cells) / len(cells), 3)
+
+    rows = range(height)[::-1]  # Blender keeps rows bottom up
+    return {
+        "size": [width, height],
+        "row_red": [mean(0, (y * width + x for x in range(width))) for y in rows],
+        "column_red": [mean(0, (y * width + x for y in range(height))) for x in range(width)],
+        "column_green": [mean(1, (y * width + x for y in range(height))) for x in range(width)],
+    }
+
+
+def fit_back(args):
+    """Clips on the 32-pixel grid shown at a render size off it: each movie is placed as the add-on places a
+    finished clip (frame_fit.placement, timeline.place), and the Sequencer's output is read back."""
+    addon = enable()
+    scene = bpy.context.scene
+    scene.render.resolution_x, scene.render.resolution_y = args["target"]
+    scene.render.resolution_percentage = 100
+    scene.view_settings.view_transform = "Standard"  # white stays 1.0
+    editor = scene.sequence_editor_create()
+    frames = {}
+    for case in args["cases"]:
+        movie = addon.timeline.top_level_strips(editor).new_movie(case["name"], case["path"], 1, 1)
+        size = addon.timeline.picture_size(movie)
+        crop, scale = addon.frame_fit.placement(
+            tuple(args["target"]), size, case["mode"], from_frame=case["from_frame"]
+        )
+        addon.timeline.place(movie, crop, scale)
+        scene.frame_current = 1
+        frames[case["name"]] = {"clip": list(size), "crop": list(crop), "scale": list(scale), **_sequencer_frame(scene)}
+        addon.timeline.top_level_strips(editor).remove(movie)
+    return {"frames": frames}
+
+
+def fit_generate(args):
+    """At a render size off the grid (100x54): Generate from Camera asks for the grid size and its clip is shown
+    at exactly the render size, lined up with the frame; New Seed keeps its parent's placement; Generate (a prompt
+    alone) covers the frame in Crop."""
+    addon = enable()
+    scene = configure(addon, args, fps=24, frame=1)
+    options = scene.kinema
+    options.use_scene_size = True
+    scene.render.resolution_x, scene.render.resolution_y = 100, 54
+    scene.render.resolution_percentage = 100
+    options.image_fit = "pad"
+    camera_data = bpy.data.cameras.new("Fit Camera")
+    camera_object = bpy.data.objects.new("Fit Camera", camera_data)
+    scene.collection.objects.link(camera_object)
+    scene.camera = camera_object
+    result = {"camera": sorted(bpy.ops.kinema.generate_from_camera())}
+    run_until(addon, lambda: all(not job.active for job in addon.session.jobs))
+    (made,) = addon.session.jobs
+    strip = scene.sequence_editor.strips_all[made.strips[0]]
+
+    def placed(strip):
+        return {
+            "name": strip.name,
+            "size": list(addon.timeline.picture_size(strip)),
+            "crop": [strip.crop.min_x, strip.crop.max_x, strip.crop.min_y, strip.crop.max_y],
+            "scale": [strip.transform.scale_x, strip.transform.scale_y],
+            "offset": [strip.transform.offset_x, strip.transform.offset_y],
+        }
+
+    result["from_camera"] = {"job": job_info(made), **placed(strip)}
+    for other in addon.timeline.top_level_strips(scene.sequence_editor):
+        other.select = other == strip
+    scene.sequence_editor.active_strip = strip
+    result["new_seed"] = sorted(bpy.ops.kinema.from_strip(action="regenerate"))
+    run_until(addon, lambda: all(not job.active for job in addon.session.jobs))
+    again = addon.session.jobs[-1]
+    result["regenerated"] = {"job": job_info(again), **placed(scene.sequence_editor.strips_all[again.strips[0]])}
+    options.image_fit = "crop"
+    scene.frame_current = 200
+    result["prompt"] = sorted(bpy.ops.kinema.generate())
+    run_until(addon, lambda: all(not job.active for job in addon.session.jobs))
+    last = addon.session.jobs[-1]
+    result["from_prompt"] = {"job": job_info(last), **placed(scene.sequence_editor.strips_all[last.strips[0]])}
+    return result
+
+
 def models(args):
     """The preferences' model list: each model's licence and whether it is downloaded; a download needs Blender's
     online access and the licence accepted, then follows the server's pull to its end."""
