@@ -507,6 +507,30 @@ def test_the_panel_puts_a_cameo_in_the_clip(blender, server, tiny_home):
     assert Clip.load(job["path"]).metadata["cameos"] == ["astro"]
 
 
+def test_the_panel_gives_the_cameo_a_line_in_its_voice(blender, tiny_home, tmp_path):
+    """The panel's Says field: the line is spoken in the cameo's voice by the server's voice model (a tiny random
+    Dia, tests/tiny_dia.py) and drives the clip (tests/test_voice_lines.py checks the sound sample for sample)."""
+    import numpy as np
+    from tiny_dia import build_tiny_dia
+
+    from kinema import Clip
+    from kinema.cameo.capture import CaptureResult
+    from kinema.cameo.store import CameoStore, local_user
+
+    portrait = np.zeros((512, 512, 3), np.uint8)
+    portrait[128:384, 160:352] = 200
+    voice = (0.3 * np.sin(np.arange(24000) * 2 * np.pi * 150 / 24000)).astype(np.float32)
+    captured = CaptureResult(references=[portrait], faces=[portrait[:112, :112].copy()], voice=voice)
+    CameoStore(tiny_home / "cameos").create("speaker", local_user(), captured, replace=True)
+    env = dict(_server_env(tiny_home), KINEMA_VOICE_MODEL=str(build_tiny_dia(tmp_path / "tiny-dia")))
+    with kinema_serve(env) as url:
+        outcome = scenario(blender, "cameo", url=url, cameo="speaker", dialogue="Welcome aboard.", seconds=0.3)
+    (job,) = outcome["jobs"]
+    assert job["status"] == "done", job
+    line = Clip.load(job["path"]).metadata["voice_line"]
+    assert line["synthetic"] is True and line["voice_of"] == "speaker" and line["text"] == "Welcome aboard."
+
+
 @pytest.fixture(scope="module")
 def cameo_media(tmp_path_factory):
     """A recording of a person talking, made here: scikit-image's astronaut filmed by a moving crop (tests/test_cameos.py)."""
@@ -515,6 +539,30 @@ def cameo_media(tmp_path_factory):
     from test_cameos import make_media
 
     return make_media(tmp_path_factory.mktemp("blender-cameo-media"))
+
+
+def test_make_a_cameos_words_for_each_outcome():
+    """What the panel says for a verified cameo (no recogniser here can verify one end to end), an unverified one,
+    and each refusal; and which refusals use the phrase up."""
+    _load_runner()
+    capture = importlib.import_module("kinema_addon_pkg.cameo_capture")
+    level, text = capture.outcome_text({"name": "alice", "verified": True})
+    assert level == "INFO" and text.startswith("Cameo 'alice' is verified: you said the phrase on camera")
+    level, text = capture.outcome_text(
+        {"name": "alice", "verified": False, "verification": "captured without a challenge"}
+    )
+    assert (
+        level == "WARNING"
+        and text == "Cameo 'alice' is unverified, so only you may use it: captured without a challenge"
+    )
+    assert capture.refusal_text("cameo_lips_mismatch", "score 0.2").startswith("The mouth in the recording does not")
+    assert capture.refusal_text("something_new", "as the server says") == "as the server says"
+    assert capture.uses_up_the_phrase("challenge_used") and capture.uses_up_the_phrase("cameo_no_face")
+    assert not capture.uses_up_the_phrase("invalid_value")  # e.g. a bad name: refused before the phrase is looked at
+    state = capture.CaptureState(state="ready", challenge="chl_x", deadline=100.0)
+    assert state.time_left_text(now=100.0 - 272.4) == "4:32 left to record and make the cameo"
+    assert state.phrase_live(now=99.0) and not state.phrase_live(now=100.0)
+    assert state.time_left_text(now=100.5) == "Expired: get a new phrase"
 
 
 def test_make_a_cameo_shows_the_phrase_and_sends_the_recording_with_its_challenge(blender, server, cameo_media):
