@@ -81,6 +81,7 @@ def _apply(update: dict) -> None:
 def ensure_ticking() -> None:
     if not bpy.app.timers.is_registered(tick):
         bpy.app.timers.register(tick, first_interval=session.TICK_SECONDS, persistent=True)
+    session.ensure_ticking()  # finding or starting the server posts its news to the add-on's own tick
 
 
 class KINEMA_OT_cameo_phrase(bpy.types.Operator):
