@@ -66,9 +66,11 @@ KNOWN: tuple[Licence, ...] = (
     Licence(
         "Wan", "Apache-2.0", False, "any use, commercial included, keeping the licence and notices", (r"^wan-ai/",)
     ),
-    # Text to speech (voice lines): kinema ships none yet; these are the candidates' terms.
+    # Text to speech (voice lines, kinema.media.tts: Dia); the other candidates' terms too.
     Licence("Dia (text to speech)", "Apache-2.0", False, "any use, commercial included", (r"^nari-labs/dia",)),
     Licence("CSM (text to speech)", "Apache-2.0", False, "any use, commercial included", (r"^sesame/csm",)),
+    # Dia's audio codec, which voice lines load beside it (kinema.media.tts).
+    Licence("DAC audio codec", "MIT", False, "any use", (r"^descript/dac",)),
     Licence("F5-TTS (text to speech)", "CC-BY-NC-4.0", True, "non-commercial use only, with credit", (r"f5-?tts",)),
     Licence(
         "XTTS-v2 (text to speech)",

@@ -278,6 +278,8 @@ def _manifest(metadata: dict[str, Any], record: dict[str, Any]) -> dict[str, Any
         "cameos": list(metadata.get("cameos") or []),
         # Per cameo: "verified" (the person said a one-time challenge at capture) or "unverified".
         "cameo_consent": metadata.get("cameo_consent") or None,
+        # A dialogue line a voice model spoke (kinema.cameo.voice_lines): synthetic, whose voice, which model.
+        "voice_line": _voice_line(metadata.get("voice_line")),
         "parents": [_parent_summary(parent)] if parent else [],
         "remote": metadata.get("remote"),  # the server that made it, for a remote:NAME backend
         "watermark": {"algorithm": "kinema-ss-v1", **record["watermark"]},
@@ -299,6 +301,16 @@ def _manifest(metadata: dict[str, Any], record: dict[str, Any]) -> dict[str, Any
             {"label": "c2pa.actions.v2", "data": {"actions": [action]}},
             {"label": ASSERTION, "data": {k: v for k, v in generation.items() if v is not None}},
         ],
+    }
+
+
+def _voice_line(line: Any) -> dict | None:
+    """What the manifest says of a spoken line: that it is synthetic and whose voice; the words stay private."""
+    if not isinstance(line, dict):
+        return None
+    keys = ("synthetic", "voice_of", "voice_consent", "model")
+    return {"text_sha256": hashlib.sha256(str(line.get("text", "")).encode()).hexdigest()} | {
+        key: line.get(key) for key in keys
     }
 
 
@@ -465,6 +477,10 @@ class VerifyReport:
             consent = g.get("cameo_consent") or {}
             cameos = [f"{c} ({consent[c]})" if c in consent else c for c in g.get("cameos") or []]
             out.append(f"cameos: {', '.join(cameos) or 'none'}")
+            line = g.get("voice_line")
+            if isinstance(line, dict):
+                whose = f"{line.get('voice_of')}'s voice" if line.get("voice_of") else "the model's own voice"
+                out.append(f"voice: synthetic, a line spoken by {line.get('model')} in {whose}")
             if g.get("parents"):
                 out.append(
                     "parents: "
