@@ -166,9 +166,27 @@ def sentencepiece_model(tokenizer) -> bytes:
     else:
         proto.trainer_spec.model_type = 2
         pieces = [(piece, -float(index)) for piece, index in sorted(model["vocab"].items(), key=lambda kv: kv[1])]
+    # What SentencePiece itself checks as it loads: which pieces are control, unknown and byte pieces, and their ids.
+    special = set(tokenizer.all_special_tokens)
     for piece, score in pieces:
         entry = proto.pieces.add()
         entry.piece, entry.score = piece, score
+        if piece == tokenizer.unk_token:
+            entry.type = 2
+        elif piece in special:
+            entry.type = 3
+        elif re.fullmatch(r"<0x[0-9A-F]{2}>", piece):
+            entry.type = 6
+            proto.trainer_spec.byte_fallback = True
+    trainer = proto.trainer_spec
+    for field, token in (
+        ("unk_id", "unk_token"),
+        ("bos_id", "bos_token"),
+        ("eos_id", "eos_token"),
+        ("pad_id", "pad_token"),
+    ):
+        value = getattr(tokenizer, token, None)
+        setattr(trainer, field, tokenizer.convert_tokens_to_ids(value) if value else -1)
     return proto.SerializeToString()
 
 
