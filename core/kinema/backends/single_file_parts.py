@@ -97,8 +97,9 @@ def load_text_encoder(path: Path, family: str, configs: Path, dtype: Any) -> tup
 
         encoder_cls = UMT5EncoderModel
     try:
+        # Mismatched shapes are reported below, by name, rather than raised by transformers.
         model, info = encoder_cls.from_pretrained(
-            None, config=config, state_dict=state, dtype=dtype, output_loading_info=True
+            None, config=config, state_dict=state, dtype=dtype, output_loading_info=True, ignore_mismatched_sizes=True
         )
     except (RuntimeError, ValueError) as error:
         raise InvalidRequestError(
