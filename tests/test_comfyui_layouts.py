@@ -106,3 +106,52 @@ def test_comfyuis_umt5_encodes_the_same_through_kinema(comfy_files, tmp_path):
         hidden = encoder(io["ids"]).last_hidden_state
     assert tokenizer is None  # ComfyUI's class holds no tokenizer; Comfy-Org's files add it as spiece_model
     assert torch.allclose(hidden, io["hidden"], atol=1e-4)
+
+
+CONFIG_SCRIPT = r"""
+import dataclasses, json, sys
+sys.argv[1:] = ["--cpu"]
+sys.path.insert(0, ".")
+import comfy.options
+comfy.options.enable_args_parsing()
+from comfy.text_encoders.llama import Gemma3_12B_Config
+gemma = {k: getattr(Gemma3_12B_Config, k) for k in dir(Gemma3_12B_Config) if not k.startswith("_")}
+umt5 = json.load(open("comfy/text_encoders/umt5_config_xxl.json"))
+print(json.dumps({"gemma": gemma, "umt5": umt5}, default=str))
+"""
+
+
+def test_the_shipped_text_encoder_configs_are_the_models_comfyui_builds():
+    """kinema's configs for LTX-2's Gemma 3 12B and Wan's UMT5-XXL say what ComfyUI's own definitions say."""
+    from kinema.backends.single_file import CONFIGS
+
+    python = os.environ.get("KINEMA_COMFYUI_PYTHON", sys.executable)
+    done = subprocess.run([python, "-c", CONFIG_SCRIPT], cwd=COMFY_DIR, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    theirs = json.loads(done.stdout.strip().splitlines()[-1])
+    gemma, umt5 = theirs["gemma"], theirs["umt5"]
+    ours = json.loads((CONFIGS / "ltx-2-19b" / "text_encoder" / "config.json").read_text())["text_config"]
+    for mine, comfy in (
+        ("vocab_size", "vocab_size"),
+        ("hidden_size", "hidden_size"),
+        ("intermediate_size", "intermediate_size"),
+        ("num_hidden_layers", "num_hidden_layers"),
+        ("num_attention_heads", "num_attention_heads"),
+        ("num_key_value_heads", "num_key_value_heads"),
+        ("head_dim", "head_dim"),
+        ("rms_norm_eps", "rms_norm_eps"),
+        ("hidden_activation", "mlp_activation"),
+    ):
+        assert ours[mine] == gemma[comfy], mine
+    # ComfyUI: [global, local] rope thetas and scales, and a sliding window on 5 layers of every 6.
+    rope = ours["rope_parameters"]
+    assert [rope["full_attention"]["rope_theta"], rope["sliding_attention"]["rope_theta"]] == gemma["rope_theta"]
+    assert [rope["full_attention"]["factor"], 1.0] == gemma["rope_scale"]
+    windows = gemma["sliding_attention"]
+    expected = ["sliding_attention" if windows[i % len(windows)] else "full_attention" for i in range(48)]
+    assert ours["layer_types"] == expected and ours["sliding_window"] == windows[0]
+
+    ours = json.loads((CONFIGS / "wan2.2-ti2v-5b" / "text_encoder" / "config.json").read_text())
+    for key in ("vocab_size", "d_model", "d_kv", "d_ff", "num_heads", "num_layers", "relative_attention_num_buckets"):
+        assert ours[key] == umt5[key], key
+    assert ours["is_gated_act"] and umt5["is_gated_act"]
