@@ -192,3 +192,25 @@ def test_a_real_checkpoint_without_its_text_encoder_says_which_file_supplies_it(
     assert not status.ready
     assert "umt5_xxl_fp16.safetensors" in status.detail and "wan2.2_vae.safetensors" in status.detail
     assert "kinema models pull Wan-AI/Wan2.2-TI2V-5B-Diffusers" in status.detail
+
+
+def test_fp8_scales_per_tensor_and_per_row_in_either_fp8_format_and_nothing_else():
+    import json
+
+    from kinema.backends import single_file_fp8
+    from kinema.errors import InvalidRequestError
+
+    weight = torch.linspace(-2, 2, 12).reshape(3, 4)
+    rows = torch.tensor([0.5, 1.0, 2.0])
+    for fp8 in (torch.float8_e4m3fn, torch.float8_e5m2):
+        stored = (weight / rows[:, None]).to(fp8)
+        state = {"a.weight": stored, "a.weight_scale": rows, "a.input_scale": torch.ones(()), "a.bias": rows}
+        out = single_file_fp8.upcast(state, torch.bfloat16)
+        assert set(out) == {"a.weight", "a.bias"} and out["a.weight"].dtype == torch.bfloat16
+        assert torch.equal(out["a.weight"], (stored.float() * rows[:, None]).to(torch.bfloat16))
+        assert out["a.bias"] is rows  # not fp8: left for the module's own cast
+    with pytest.raises(InvalidRequestError, match="scale of shape \\[2, 2\\]"):
+        single_file_fp8.upcast({"a.weight": weight.to(torch.float8_e4m3fn), "a.weight_scale": torch.ones(2, 2)}, None)
+    record = torch.tensor(list(json.dumps({"format": "nvfp4"}).encode()), dtype=torch.uint8)
+    with pytest.raises(InvalidRequestError, match="stored as nvfp4"):
+        single_file_fp8.upcast({"a.weight": weight, "a.comfy_quant": record}, torch.float32)
