@@ -149,9 +149,12 @@ def test_every_videos_method_of_the_sdk(app_client, tmp_path):
         "/v1/videos", json={"prompt": "a blue kite", "input_reference": {"image_url": data_url}, **SMALL, **FAST}
     )
     assert by_url.status_code == 200 and by_url.json()["kinema"]["has_image"], by_url.text
-    # kinema has no files API: a file_id is refused, naming the field.
-    by_file = app_client.post("/v1/videos", json={"prompt": "x", "input_reference": {"file_id": "file-abc"}})
-    assert by_file.status_code == 400 and by_file.json()["error"]["param"] == "input_reference"
+    # Or an image uploaded once with the SDK's files.create, named by its file_id (tests/test_files_api.py).
+    uploaded = sdk.files.create(file=("first.png", png_bytes(), "image/png"), purpose="vision")
+    by_file = app_client.post(
+        "/v1/videos", json={"prompt": "a kite", "input_reference": {"file_id": uploaded.id}, **SMALL, **FAST}
+    )
+    assert by_file.status_code == 200 and by_file.json()["kinema"]["has_image"], by_file.text
 
     remixed = sdk.videos.remix(source.id, prompt="a paper kite", extra_body=FAST)
     edited = sdk.videos.edit(
@@ -189,7 +192,7 @@ def test_every_videos_method_of_the_sdk(app_client, tmp_path):
     page = sdk.videos.list(limit=2, order="asc")
     assert [v.id for v in page.data] == [source.id, by_url.json()["id"]] and page.has_more
     rest = sdk.videos.list(after=page.data[-1].id, limit=100, order="asc")
-    assert len(rest.data) == 5 and not rest.has_more
+    assert len(rest.data) == 6 and not rest.has_more  # the 8 made here, after the first 2
     assert [v.id for v in sdk.videos.list(order="desc", limit=1).data] == [extended_by_id["id"]]
 
     deleted = sdk.videos.delete(source.id)
@@ -292,7 +295,7 @@ def test_characters_are_cameos_owned_by_their_maker(kinema_env, tmp_path):
         assert c.get(f"/v1/videos/{by_id.id}", headers={"Authorization": f"Bearer {keys['alice']}"}).status_code == 200
         for video in (by_id, by_name):
             record = c.app.state.manager.get(video.id)
-            assert record["request"]["cameos"] == ["astro-naut"]
+            assert record["request"]["cameos"] == ["char_astro-naut"]  # by id: names are per user
         with pytest.raises(openai.BadRequestError) as caught:
             alice.videos.create(prompt="@nobody waves", model="tiny-ltx2", **SMALL)
         assert caught.value.body["param"] == "prompt" and "'@nobody'" in caught.value.message

@@ -11,7 +11,7 @@ from typing import Any, Literal, Union, overload
 
 import numpy as np
 
-from kinema.cameo.store import MAX_CAMEOS_PER_REQUEST, check_identity, check_name
+from kinema.cameo.store import MAX_CAMEOS_PER_REQUEST, check_identity, check_ref
 from kinema.errors import InvalidRequestError
 from kinema.media.files import MediaError, read_image
 from kinema.tiers import DEFAULT_TIER, MAX_STEPS, check_tier
@@ -246,7 +246,7 @@ def _check_cameo_fields(request: GenerationRequest) -> None:
         cameos = (cameos,)
     if not isinstance(cameos, (tuple, list)):
         raise InvalidRequestError(f"cameos must be a list of cameo names, got {type(cameos).__name__}")
-    cameos = tuple(check_name(name) for name in cameos)
+    cameos = tuple(check_ref(name) for name in cameos)
     if len(set(cameos)) != len(cameos):
         raise InvalidRequestError(f"cameos lists a name twice: {list(cameos)}")
     if len(cameos) > MAX_CAMEOS_PER_REQUEST:

@@ -145,7 +145,9 @@ def cameo_list(as_json):
         state = "" if row["usable"] else f" [{row['status'].replace('_', ' ')}]"
         voice = ", voice" if row["has_voice"] else ""
         verified = ", verified" if row["verified"] else ", unverified"
-        click.echo(f"{row['name']} (owner {row['owner']}{voice}{verified}): {_who(row)}{state}")
+        # Names are unique per owner only: the id (char_...) names one for everyone.
+        ident = "" if row["id"] == row["name"] else f", id {row['character_id']}"
+        click.echo(f"{row['name']} (owner {row['owner']}{ident}{voice}{verified}): {_who(row)}{state}")
         if row["on_hold"] and row["owner"] == _me():
             click.echo(f"  on hold: only you may use it until it is verified; {_verify_hint(row['name'])}")
 
@@ -153,8 +155,12 @@ def cameo_list(as_json):
 @cameo.command("show")
 @click.argument("name")
 def cameo_show(name):
-    """Everything about cameo NAME, as JSON. Example: kinema cameo show alice"""
-    item = _store().get(name)
+    """Everything about cameo NAME (yours first, else one shared with you; or its id, char_...), as JSON.
+
+    Example: kinema cameo show alice
+    """
+    store = _store()
+    item = store.get(store.resolve(name, _me()).id)
     usable, reason, message = item.may_use(_me())
     info = {**item.public(), "usable_by_you": usable, "status": message or reason, "capture": item.capture}
     click.echo(json.dumps(info, indent=2, default=str))
@@ -221,8 +227,89 @@ def cameo_delete(name, yes):
     """Delete your cameo NAME and every file of it. Example: kinema cameo delete alice --yes"""
     store = _store()
     with contextlib.suppress(CameoTamperedError):  # a tampered cameo can still be deleted
-        store.get(name, verify_files=False)  # say "no such cameo" before asking
+        store.resolve(name, _me())  # say "no such cameo" before asking
     if not yes:
         click.confirm(f"Delete cameo {name} and all its files?", abort=True)
     store.delete(name, _me())
     click.echo(f"deleted {name}")
+
+
+# ---------------------------------------------------------------- takedowns: on a server, where the clips are
+
+_server_options = [
+    click.option(
+        "--url",
+        envvar="KINEMA_URL",
+        default="http://127.0.0.1:8765",
+        show_default=True,
+        help="The kinema server the clips are on (or set KINEMA_URL).",
+    ),
+    click.option(
+        "--api-key",
+        envvar="KINEMA_API_KEY",
+        help="Your key on that server: who you are there (or set KINEMA_API_KEY).",
+    ),
+]
+
+
+def _server(function):
+    for option in reversed(_server_options):
+        function = option(function)
+    return function
+
+
+def _client(url: str, api_key: str | None):
+    from kinema.client import Client
+
+    return Client(url, api_key=api_key)
+
+
+def _client_errors(call):
+    """The server's refusal as a CLI error that says what to do (its message names the fix)."""
+    from kinema.client import ClientError
+
+    try:
+        return call()
+    except ClientError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@cameo.command("clips")
+@click.argument("name")
+@_server
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def cameo_clips(name, url, api_key, as_json):
+    """Every video on a kinema server made with your cameo NAME, whoever made it: what you may take down.
+
+    Example: KINEMA_API_KEY=... kinema cameo clips alice --url http://studio:8765
+    """
+    videos = _client_errors(lambda: _client(url, api_key).cameo_videos(name))
+    if as_json:
+        click.echo(json.dumps(videos, indent=2))
+        return
+    if not videos:
+        click.echo(f"no video on {url} was made with {name}")
+    for video in videos:
+        state = video.get("status")
+        if state == "taken_down":
+            state = f"taken down: {video['taken_down'].get('reason')}"
+        click.echo(f"{video['id']}  {_when(video.get('created_at'))}  by {video.get('made_by')}  [{state}]")
+        click.echo(f"  {video.get('prompt')!r}")
+
+
+@cameo.command("takedown")
+@click.argument("name")
+@click.argument("video_id")
+@click.option("--reason", help="Why; the video's maker is told. Default: the person shown did not agree to it.")
+@_server
+def cameo_takedown(name, video_id, reason, url, api_key):
+    """Take down VIDEO_ID, a video made with your cameo NAME, on a kinema server (see `kinema cameo clips`).
+
+    Its maker then gets 410 taken_down with your reason; remix, extend and edit of it are refused, its cached
+    shots deleted, and the takedown is written to the cameo's use log. Copies already downloaded keep their
+    provenance. Example: kinema cameo takedown alice video_... --reason "I never agreed to this"
+    """
+    done = _client_errors(lambda: _client(url, api_key).take_down(name, video_id, reason=reason))
+    click.echo(f"took down {done['video']} (made by {done['made_by']}): {done['reason']}")
+    if done.get("shots_purged"):
+        click.echo(f"  {done['shots_purged']} cached shot(s) of it deleted")

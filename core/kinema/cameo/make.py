@@ -10,7 +10,7 @@ from typing import Any
 from kinema.cameo import challenge as challenges
 from kinema.cameo import verify as verification
 from kinema.cameo.capture import CaptureResult, capture
-from kinema.cameo.store import Cameo, CameoStore, _widen_unverified, check_identity, check_name
+from kinema.cameo.store import Cameo, CameoError, CameoStore, _widen_unverified, check_identity, check_name
 
 
 def make_cameo(
@@ -30,7 +30,8 @@ def make_cameo(
     transcriber: Callable[..., str] | None = None,
 ) -> tuple[Cameo, CaptureResult]:
     """Capture cameo ``name`` for ``owner`` from ``video``, checked against ``challenge`` (an id from
-    ``kinema cameo challenge``) when given; the challenge is used up whatever the outcome.
+    ``kinema cameo challenge``) when given; the challenge is used up whatever the capture's outcome (a name
+    the owner has already is refused before it is used).
 
     Raises ``ChallengeError`` (unknown, expired, used, not yours), ``CaptureError`` (not one clear person)
     or ``VerificationError`` (the recording does not say the challenge with the face shown).
@@ -39,6 +40,8 @@ def make_cameo(
     check_name(name)
     check_identity(owner)
     store = store or CameoStore()
+    if not replace and store.own(name, owner) is not None:  # before the slow part (and before the challenge is used)
+        raise CameoError(f"you already have a cameo named {name!r}; pick another name, or delete it first")
     issued = challenges.redeem(challenge, owner) if challenge is not None else None
     can_verify = transcriber is not None or verification.status()[0]
     if (permission != "only_me" or allowed_users) and (issued is None or not can_verify):

@@ -63,6 +63,11 @@ if TYPE_CHECKING:
     from kinema.request import GenerationRequest
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+# A cameo's id, global, is its folder's name; ``char_`` before it (OpenAI's character id) names it by id anywhere
+# a name is taken (resolve), where a bare name means the asker's own cameo first.
+ID_PREFIX = "char_"
+REF_PATTERN = re.compile(r"^(?:char_)?[a-z0-9][a-z0-9_-]{0,39}$")
+SUFFIXED_ID_STEM = 30  # a new id that needs a suffix: 30 characters of the name, '-', 4 hex digits (<= 40 in all)
 USER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}$")
 PERMISSIONS = ("only_me", "listed", "everyone")
 RECORD_FILE = "cameo.json"
@@ -86,6 +91,10 @@ class CameoError(KinemaError):
 
 class CameoNotFoundError(CameoError):
     """No cameo by that name here."""
+
+
+class CameoAmbiguousError(CameoError):
+    """A name that several cameos the asker may use answer to (none of them the asker's own)."""
 
 
 class CameoNotAllowedError(CameoError):
@@ -136,6 +145,21 @@ def check_name(name: Any) -> str:
     return name
 
 
+def check_ref(ref: Any) -> str:
+    """A name of a cameo, or its id written ``char_ID`` (see ``CameoStore.resolve``)."""
+    if not isinstance(ref, str) or not REF_PATTERN.match(ref):
+        raise InvalidRequestError(
+            f"cameo {ref!r} is neither a cameo name (1-40 lowercase letters, digits, '-' or '_', e.g. 'alice')"
+            " nor a cameo id (char_ and its id, e.g. char_alice)"
+        )
+    return ref
+
+
+def character_id(cameo: Cameo) -> str:
+    """The id that names ``cameo`` for everyone: ``char_`` and its folder (OpenAI's character id)."""
+    return ID_PREFIX + cameo.id
+
+
 def parse_expiry(value: Any, now: float | None = None) -> float | None:
     """None, a Unix time, an ISO date/time, or a duration like '30d', '12h', '90m' from now."""
     if value is None or value == "":
@@ -182,6 +206,12 @@ class Cameo:
     directory: Path = field(default=Path("."), compare=False)
     # How the person was verified at capture (kinema.cameo.verify); a record from before verification has none.
     verification: dict = field(default_factory=dict, compare=False)
+    # Its global id (its folder's name). The name is unique per owner only; a record from before ids has its name.
+    id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            object.__setattr__(self, "id", self.name)
 
     @property
     def verified(self) -> bool:
@@ -232,6 +262,7 @@ class Cameo:
         """What hosts and the API show: no file paths, no embedding numbers."""
         return {
             "name": self.name,
+            "character_id": character_id(self),
             "owner": self.owner,
             "permission": self.permission,
             "allowed_users": list(self.allowed_users),
@@ -389,9 +420,9 @@ class CameoStore:
                 f"cameo {name!r} was changed outside kinema (its consent record's signature does not match);"
                 f" it cannot be used: its owner can delete it (`kinema cameo delete {name}`) and capture it again"
             )
-        if record.get("name") != name:
+        if record.get("id", record.get("name")) != name:
             raise CameoTamperedError(
-                f"cameo folder {name!r} holds the record of {record.get('name')!r}; it cannot be used"
+                f"cameo folder {name!r} holds the record of {record.get('id', record.get('name'))!r}; it cannot be used"
             )
         if verify_files:
             for file_name, digest in record.get("files", {}).items():
@@ -406,6 +437,7 @@ class CameoStore:
         return _from_record(record, directory)
 
     def names(self) -> list[str]:
+        """Every cameo's id (its folder's name)."""
         return sorted(
             p.name
             for p in self.root.iterdir()
@@ -428,8 +460,70 @@ class CameoStore:
             usable, reason, _ = cameo.may_use(user or cameo.owner)
             if user is not None and cameo.owner != user and not usable:
                 continue  # others see a cameo only while they may use it
-            rows.append({**cameo.public(), "usable": usable, "status": reason})
+            rows.append({"id": cameo.id, **cameo.public(), "usable": usable, "status": reason})
         return rows
+
+    # -- names and ids
+
+    def _records(self) -> Iterator[Cameo]:
+        """Every cameo whose record is sound (a damaged one answers to no name; its id still finds it)."""
+        for key in self.names():
+            with contextlib.suppress(CameoError):
+                yield self.get(key, verify_files=False)
+
+    def own(self, name: str, owner: str) -> Cameo | None:
+        """``owner``'s cameo called ``name``, if they have one (names are unique per owner)."""
+        return next((c for c in self._records() if c.name == name and c.owner == owner), None)
+
+    def resolve(self, ref: str, user: str) -> Cameo:
+        """The cameo ``ref`` means when ``user`` says it (not yet checked: ``authorize`` asks whether they may use it).
+
+        ``char_ID`` is the cameo with that id. A name is, in order: the user's own cameo of that name; else the
+        one cameo of that name others let the user use now (several: ``CameoAmbiguousError``, which lists their
+        ids); else one of that name shared with the user or with everyone that they may not use now (revoked,
+        expired, unverified: ``authorize`` says why); else another's (``authorize`` says to ask its owner; the
+        server answers as if it did not exist where its owner keeps it to themselves); else the cameo whose id it
+        is, which is how cameos made before ids, and hosts that pass an id bare, keep working.
+        """
+        check_ref(ref)
+        if ref.startswith(ID_PREFIX) and NAME_PATTERN.match(ref[len(ID_PREFIX) :]):
+            with contextlib.suppress(CameoNotFoundError):
+                return self.get(ref[len(ID_PREFIX) :], verify_files=False)
+        named = [c for c in self._records() if c.name == ref]
+        mine = [c for c in named if c.owner == user]
+        if mine:
+            return mine[0]
+        others = [c for c in named if c.permission != "only_me"]
+        usable = [c for c in others if c.may_use(user)[0]]
+        if len(usable) > 1:
+            choices = ", ".join(f"{character_id(c)} (owned by {c.owner})" for c in usable)
+            raise CameoAmbiguousError(
+                f"several cameos called {ref!r} are shared with you: {choices}; name the one you mean by its id"
+            )
+        shared = [c for c in others if c.permission == "everyone" or user in c.allowed_users]
+        for group in (usable, shared, others, named):
+            if group:
+                return min(group, key=lambda c: c.created_at)
+        if NAME_PATTERN.match(ref):
+            return self.get(ref, verify_files=False)  # by id; raises CameoNotFoundError when there is none
+        raise CameoNotFoundError(f"no cameo named {ref!r}; see `kinema cameo list`")
+
+    def _owned_id(self, ref: str, user: str) -> str:
+        """The id of the cameo an owner's command names: their own of that name, else ``ref`` as an id."""
+        if ref.startswith(ID_PREFIX) and NAME_PATTERN.match(ref[len(ID_PREFIX) :]):
+            return ref[len(ID_PREFIX) :]
+        if NAME_PATTERN.match(ref):
+            mine = self.own(ref, user)
+            if mine is not None:
+                return mine.id
+        return check_name(ref)
+
+    def _new_id(self, name: str) -> str:
+        """A folder for a new cameo: its name when free (so most ids read as names), else the name and a suffix."""
+        key = name
+        while (self.root / key).exists():
+            key = f"{name[:SUFFIXED_ID_STEM].rstrip('-_') or name[0]}-{secrets.token_hex(2)}"
+        return key
 
     # -- writing
 
@@ -447,10 +541,17 @@ class CameoStore:
     ) -> Cameo:
         """Store ``captured`` as cameo ``name`` owned by ``owner``: all files appear at once or not at all.
 
+        Names are unique per owner: another owner's cameo of the same name is left alone, and the new one gets
+        an id of its own (``resolve`` says which one a name means). ``replace`` replaces the owner's own.
+
         ``verification`` is what ``kinema.cameo.verify`` found (signed into the record); without one, or
         unless it says verified, the cameo is its owner's alone and may not be widened to others.
         """
         check_name(name)
+        if name.startswith(ID_PREFIX):
+            raise InvalidRequestError(
+                f"cameo name {name!r} starts with {ID_PREFIX!r}, which marks a cameo's id; pick a name without it"
+            )
         check_identity(owner)
         permission = _check_permission(permission)
         allowed = tuple(sorted({check_identity(u) for u in allowed_users}))
@@ -461,12 +562,12 @@ class CameoStore:
         if not captured.references:
             raise InvalidRequestError("the capture has no reference pictures")
         with _locked(self.root):
-            final = self.root / name
-            if final.exists():
-                if not replace:
-                    raise CameoError(f"cameo {name!r} already exists; pick another name, or delete it first")
-                self._require_owner(name, owner, action="replace")
-            staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".new", dir=self.root))
+            mine = self.own(name, owner)
+            if mine is not None and not replace:
+                raise CameoError(f"you already have a cameo named {name!r}; pick another name, or delete it first")
+            key = mine.id if mine is not None else self._new_id(name)
+            final = self.root / key
+            staging = Path(tempfile.mkdtemp(prefix=f".{key}.", suffix=".new", dir=self.root))
             try:
                 os.chmod(staging, 0o700)
                 files: dict[str, str] = {}
@@ -486,6 +587,7 @@ class CameoStore:
                     files[file_name] = file_sha256(staging / file_name)
                 record = {
                     "format": FORMAT,
+                    "id": key,
                     "name": name,
                     "owner": owner,
                     "permission": permission,
@@ -506,9 +608,9 @@ class CameoStore:
                     USE_LOG_CHAINED: True,
                 }
                 self._write_record(staging, record)
-                self._write_head(staging, name, 0, "")
+                self._write_head(staging, key, 0, "")
                 if final.exists():
-                    old = final.with_name(f".{name}.{secrets.token_hex(4)}.old")
+                    old = final.with_name(f".{key}.{secrets.token_hex(4)}.old")
                     os.replace(final, old)
                     os.replace(staging, final)
                     shutil.rmtree(old, ignore_errors=True)
@@ -517,7 +619,7 @@ class CameoStore:
             finally:
                 if staging.exists():
                     shutil.rmtree(staging, ignore_errors=True)
-        return self.get(name)
+        return self.get(key)
 
     def _require_owner(self, name: str, user: str, *, action: str) -> Cameo:
         cameo = self.get(name, verify_files=False)
@@ -549,6 +651,7 @@ class CameoStore:
         ``add_users`` implies the 'listed' permission unless ``permission`` says otherwise;
         ``expires=None`` removes an expiry, leaving it out keeps the current one.
         """
+        name = self._owned_id(name, user)
         current = self._require_owner(name, user, action="change")
         if not current.verified and (add_users or permission in ("listed", "everyone")):
             raise _widen_unverified(name)
@@ -571,6 +674,7 @@ class CameoStore:
         Takes effect at once: queued and running generations re-check before
         they start and before they deliver their clip.
         """
+        name = self._owned_id(name, user)
         current = self._require_owner(name, user, action="revoke")
         if users:
             remaining = sorted(set(current.allowed_users) - set(users))
@@ -580,6 +684,7 @@ class CameoStore:
     def delete(self, name: str, user: str) -> None:
         """Remove the cameo and every file of it (owner only; a tampered one, see ``_may_delete_tampered``)."""
         with _locked(self.root):
+            name = self._owned_id(name, user)
             directory = self.path(name)
             try:
                 self._require_owner(name, user, action="delete")
@@ -609,8 +714,9 @@ class CameoStore:
     # -- consent checks and the use log
 
     def authorize(self, name: str, user: str, now: float | None = None) -> Cameo:
-        """The cameo if ``user`` may use it now; else ``CameoNotAllowedError`` saying why."""
-        cameo = self.get(check_name(name))
+        """The cameo ``name`` means for ``user`` (a name or ``char_ID``, see ``resolve``) if they may use it now;
+        else ``CameoNotAllowedError`` saying why."""
+        cameo = self.get(self.resolve(name, check_identity(user)).id)
         allowed, reason, message = cameo.may_use(check_identity(user), now)
         if not allowed:
             raise CameoNotAllowedError(message, reason)
@@ -650,6 +756,7 @@ class CameoStore:
 
         Raises ``CameoTamperedError`` when the log was edited outside kinema.
         """
+        name = self._owned_id(name, user)
         cameo = self._require_owner(name, user, action="see the uses of")
         with _locked(self.root):
             record = json.loads((cameo.directory / RECORD_FILE).read_text())["record"]
@@ -678,6 +785,7 @@ class CameoStore:
         self, name: str, user: str, *, clip: str, uses: builtins.list[str], maker: Any, reason: str
     ) -> None:
         """Write to the cameo's use log that its owner took down ``clip`` (made with ``uses``), and why."""
+        name = self._owned_id(name, user)
         self._require_owner(name, user, action="take down clips of")
         entry = {"takedown": clip, "uses": uses, "maker": maker, "by": user, "reason": reason, "at": int(time.time())}
         self.log_use(name, entry)
@@ -825,6 +933,7 @@ def _from_record(record: dict, directory: Path) -> Cameo:
         capture=record.get("capture", {}),
         directory=directory,
         verification=record.get("verification") or {"status": "unverified", "why": UNVERIFIED_BEFORE},
+        id=record.get("id") or record["name"],
     )
 
 
@@ -849,22 +958,29 @@ def requester(request: GenerationRequest) -> str:
 
 def authorize_request(request: GenerationRequest, store: CameoStore | None = None) -> tuple[Cameo, ...]:
     """Fail fast (at submit time) when the requester may not use one of the request's cameos."""
+    named = _authorized(request, store)
+    return tuple({c.id: c for c in named.values()}.values())  # a name and its id: once
+
+
+def _authorized(request: GenerationRequest, store: CameoStore | None = None) -> dict[str, Cameo]:
+    """Each of the request's cameos as the requester means it (a name, or ``char_ID``), once consent is checked."""
     if not request.cameos:
-        return ()
+        return {}
     store = store or CameoStore()
     user = requester(request)
-    return tuple(store.authorize(name, user) for name in request.cameos)
+    return {ref: store.authorize(ref, user) for ref in request.cameos}
 
 
 def prepare(request: GenerationRequest, store: CameoStore | None = None) -> Conditioning:
     """Check consent for every cameo of ``request`` and load what the backend needs; raises if any is refused."""
     if not request.cameos and request.speech is None:
         return Conditioning()
-    cameos = authorize_request(request, store)
+    named = _authorized(request, store)
+    cameos = tuple({c.id: c for c in named.values()}.values())
     speech = source = None
     if request.speech is not None:
-        if isinstance(request.speech, str) and request.speech in request.cameos:
-            cameo = next(c for c in cameos if c.name == request.speech)
+        if isinstance(request.speech, str) and request.speech in named:
+            cameo = named[request.speech]
             if cameo.voice_path is None:
                 raise InvalidRequestError(f"cameo {cameo.name!r} has no voice sample; re-create it with --audio")
             speech, source = load_speech(cameo.voice_path), f"cameo:{cameo.name}"
@@ -883,7 +999,7 @@ def recheck(request: GenerationRequest, conditioning: Conditioning, store: Cameo
         store = store or CameoStore()
         user = requester(request)
         for cameo in conditioning.cameos:
-            store.authorize(cameo.name, user)
+            store.authorize(character_id(cameo), user)
 
 
 def finish(request: GenerationRequest, clip: Clip, conditioning: Conditioning, store: CameoStore | None = None) -> None:
@@ -894,17 +1010,17 @@ def finish(request: GenerationRequest, clip: Clip, conditioning: Conditioning, s
         return
     store = store or CameoStore()
     use_id = secrets.token_hex(8)
-    clip.metadata["cameos"] = [c.name for c in conditioning.cameos]
+    clip.metadata["cameos"] = [c.id for c in conditioning.cameos]  # ids: note_saved logs each save by them
     clip.metadata["cameo_use"] = use_id
     # Provenance says whether the person shown proved it was them when the cameo was captured.
-    clip.metadata["cameo_consent"] = {c.name: "verified" if c.verified else "unverified" for c in conditioning.cameos}
+    clip.metadata["cameo_consent"] = {c.id: "verified" if c.verified else "unverified" for c in conditioning.cameos}
     if conditioning.speech_source:
         clip.metadata["speech"] = conditioning.speech_source
     clip.metadata["cameo_identity"] = identity_scores(clip.frames, conditioning.cameos)
     user = requester(request)
     for cameo in conditioning.cameos:
         store.log_use(
-            cameo.name,
+            cameo.id,
             {
                 "use": use_id,
                 "at": int(time.time()),
@@ -912,7 +1028,7 @@ def finish(request: GenerationRequest, clip: Clip, conditioning: Conditioning, s
                 "prompt": request.prompt,
                 "backend": clip.metadata.get("backend") or request.backend,
                 "seed": clip.metadata.get("seed"),
-                "identity": clip.metadata["cameo_identity"].get(cameo.name, {}).get("score"),
+                "identity": clip.metadata["cameo_identity"].get(cameo.id, {}).get("score"),
             },
         )
 
@@ -947,18 +1063,18 @@ def identity_scores(frames: np.ndarray, cameos: tuple[Cameo, ...], *, samples: i
     try:
         embedder = facelib.get_embedder()
     except facelib.FaceModelError as error:
-        return {c.name: {"score": None, "note": str(error)} for c in cameos}
+        return {c.id: {"score": None, "note": str(error)} for c in cameos}
     if embedder is None:
         note = "no face embedding model installed (kinema models pull opencv/face_recognition_sface)"
-        return {c.name: {"score": None, "note": note} for c in cameos}
+        return {c.id: {"score": None, "note": note} for c in cameos}
     targets: dict[str, np.ndarray | None] = {}
     for cameo in cameos:
         if cameo.embedding is not None and cameo.embedding_model == embedder.name:
-            targets[cameo.name] = np.asarray(cameo.embedding, np.float32)
+            targets[cameo.id] = np.asarray(cameo.embedding, np.float32)
         else:
             # Captured before this model was installed, or with another one: embed its stored aligned crops now.
             vectors = embedder.embed(cameo.face_images()) if cameo.faces else None
-            targets[cameo.name] = None if vectors is None else vectors.mean(0)
+            targets[cameo.id] = None if vectors is None else vectors.mean(0)
     detector = facelib.get_detector()
     picks = np.unique(np.linspace(0, len(frames) - 1, min(samples, len(frames))).round().astype(int))
     per_cameo: dict[str, list[float]] = {name: [] for name in targets}

@@ -39,7 +39,8 @@ from kinema.home import kinema_home
 from kinema.plugins import load_plugins
 from kinema.request import DEFAULT_BACKEND, MAX_SEED
 from kinema.server.cameos import router as cameo_router
-from kinema.server.errors import APIError, add_error_handlers
+from kinema.server.errors import APIError, add_error_handlers, error_responses
+from kinema.server.files import router as files_router
 from kinema.server.health import ServerHealth
 from kinema.server.jobs import JobManager, JobsBusyError, _lock_directory
 from kinema.server.models import models_router
@@ -156,12 +157,13 @@ def create_app(
         v1.include_router(models_router())
         v1.include_router(styles_router)
         app.include_router(v1)
-        app.include_router(
-            cameo_router,
-            prefix="/v1",
-            dependencies=[Depends(authorize)],
-            responses={401: {"model": ErrorResponse}},
-        )
+        for router in (cameo_router, files_router):  # their ids are no video's: owned_jobs_only has nothing to check
+            app.include_router(
+                router,
+                prefix="/v1",
+                dependencies=[Depends(authorize)],
+                responses={401: {"model": ErrorResponse}},
+            )
 
     def openapi() -> dict:
         if app.openapi_schema is None:
@@ -181,11 +183,13 @@ def publish_truthfully(schema: dict, *, key_required: bool) -> None:
     """Make the generated schema say what the server does: its validation failures are 400 in OpenAI's error
     shape (FastAPI would document 422), and without ``KINEMA_API_KEY`` a key is optional (a user's own key
     still picks who asks; no key on loopback acts as the server's owner)."""
-    for operations in schema.get("paths", {}).values():
+    for path, operations in schema.get("paths", {}).items():
         for operation in operations.values():
             responses = operation.get("responses", {})
             if responses.pop("422", None) is not None:
                 responses.setdefault("400", {"description": "The request is not valid.", **_ERROR_CONTENT})
+            if "{video_id}" in path:  # owned_jobs_only tells a taken-down video's maker so, on every such route
+                responses.setdefault("410", {"description": TAKEN_DOWN, **_ERROR_CONTENT})
             if not key_required and operation.get("security"):
                 operation["security"] = [*operation["security"], {}]
             for parameter in operation.get("parameters", []):
@@ -214,6 +218,7 @@ def _restore_integer_bounds(node: Any) -> None:
             _restore_integer_bounds(child)
 
 
+TAKEN_DOWN = error_responses(410)[410]["description"]
 _ERROR_CONTENT = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
 
 

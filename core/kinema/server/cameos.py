@@ -29,7 +29,7 @@ from kinema.cameo.verify import VerificationError
 from kinema.server.dependencies import cameo_store, current_user, job_manager
 from kinema.server.errors import APIError, BodyTooLarge, error_responses
 from kinema.server.jobs import VIDEO_FILE, JobManager
-from kinema.server.schemas import NAME_PATTERN, VIDEO_ID_PATTERN
+from kinema.server.schemas import CAMEO_REF_PATTERN, NAME_PATTERN, VIDEO_ID_PATTERN
 from kinema.storyboard.cache import ShotCache
 
 MAX_UPLOAD_BYTES = 200 * 2**20  # a cameo recording: a few seconds of phone video
@@ -102,13 +102,20 @@ async def run_make_cameo(folder: Path, *args: Any, **kwargs: Any) -> tuple[cameo
 router = APIRouter(tags=["cameos"], responses=error_responses(403, 409))
 User = Depends(current_user)
 Store = Depends(cameo_store)
-Name = Annotated[str, PathParameter(pattern=NAME_PATTERN, description="The cameo's name, e.g. 'alice'.")]
+Name = Annotated[
+    str,
+    PathParameter(
+        pattern=CAMEO_REF_PATTERN,
+        description="The cameo's name, e.g. 'alice' (yours first, else one shared with you), or its id: char_ID.",
+    ),
+]
 
 
 def visible(store: cameo_lib.CameoStore, name: str, user: str) -> cameo_lib.Cameo:
-    """The cameo if ``user`` owns it or may use it now; otherwise it does not exist for them."""
+    """The cameo ``name`` means for ``user`` (``CameoStore.resolve``) if they own it or may use it now; otherwise
+    it does not exist for them."""
     try:
-        cameo = store.get(name, verify_files=False)
+        cameo = store.resolve(name, user)
     except cameo_lib.CameoNotFoundError:
         raise APIError(404, f"no cameo named {name!r}", code="cameo_not_found", param="name") from None
     if cameo.owner != user and not cameo.may_use(user)[0]:
@@ -118,7 +125,7 @@ def visible(store: cameo_lib.CameoStore, name: str, user: str) -> cameo_lib.Came
 
 def row(cameo: cameo_lib.Cameo, user: str) -> dict[str, Any]:
     usable, reason, _ = cameo.may_use(user)
-    return {"object": "cameo", "id": cameo.name, **cameo.public(), "usable": usable, "status": reason}
+    return {"object": "cameo", "id": cameo.id, **cameo.public(), "usable": usable, "status": reason}
 
 
 form_schema = {
@@ -241,7 +248,7 @@ def issue_challenge(user: str = User) -> dict:
 def list_cameos(user: str = User, store: cameo_lib.CameoStore = Store) -> dict:
     """Cameos you own or may use now (for hosts' cameo pickers)."""
     rows = [r for r in store.list(user) if "error" not in r]  # a damaged record proves no owner
-    return {"object": "list", "data": [{"object": "cameo", "id": r["name"], **r} for r in rows]}
+    return {"object": "list", "data": [{"object": "cameo", **r} for r in rows]}
 
 
 @router.get("/cameos/{name}")
@@ -257,7 +264,7 @@ def get_cameo(name: Name, user: str = User, store: cameo_lib.CameoStore = Store)
 def cameo_reference(name: Name, user: str = User, store: cameo_lib.CameoStore = Store) -> Response:
     """The cameo's best portrait (PNG), for pickers."""
     cameo = visible(store, name, user)
-    store.get(name)  # the picture shown must be the one consented to
+    store.get(cameo.id)  # the picture shown must be the one consented to
     return Response((cameo.directory / cameo.references[0]).read_bytes(), media_type="image/png")
 
 

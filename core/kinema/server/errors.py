@@ -53,6 +53,8 @@ def cameo_status(error: cameo_lib.CameoError) -> tuple[int, str, str]:
     """(HTTP status, error code, error type) for a cameo error."""
     if isinstance(error, cameo_lib.CameoNotFoundError):
         return 404, "cameo_not_found", "invalid_request_error"
+    if isinstance(error, cameo_lib.CameoAmbiguousError):
+        return 400, "cameo_ambiguous", "invalid_request_error"
     if isinstance(error, cameo_lib.CameoNotAllowedError):
         return 403, f"cameo_{error.reason}", "permission_error"
     if isinstance(error, cameo_lib.CameoTamperedError):

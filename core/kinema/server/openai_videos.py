@@ -235,7 +235,7 @@ async def _queue(
     "/videos/edits",
     response_model=Video,
     tags=["videos"],
-    responses=error_responses(409, 413, 415),
+    responses=error_responses(409, 410, 413, 415),
     openapi_extra=_request_body(VideoEditParams),
 )
 async def edit_video(
@@ -254,7 +254,7 @@ async def edit_video(
     "/videos/extensions",
     response_model=Video,
     tags=["videos"],
-    responses=error_responses(409, 413, 415),
+    responses=error_responses(409, 410, 413, 415),
     openapi_extra=_request_body(VideoExtensionParams),
 )
 async def extend_video(
@@ -282,19 +282,16 @@ async def extend_video(
 
 # --------------------------------------------------------------------------- characters (kinema's cameos)
 
-CHARACTER_PREFIX = "char_"
-MENTION = re.compile(r"(?<![\w@])@([a-z0-9][a-z0-9_-]{0,39})")  # @alice in a prompt: a character by name
-
-
-def character_id(name: str) -> str:
-    """A character's id: its cameo's name, seen the OpenAI way (``char_alice``)."""
-    return CHARACTER_PREFIX + name
+CHARACTER_PREFIX = cameo_lib.ID_PREFIX
+# @alice in a prompt: a character by name (yours first, else one shared with you); @char_ID by its id.
+MENTION = re.compile(r"(?<![\w@])@((?:char_)?[a-z0-9][a-z0-9_-]{0,39})")
 
 
 def character(cameo: Any) -> dict:
-    """A cameo as OpenAI's character (``VideoCreateCharacterResponse``), with kinema's consent detail."""
+    """A cameo as OpenAI's character (``VideoCreateCharacterResponse``), with kinema's consent detail: its id is
+    global (``char_`` and the cameo's id), its name unique among its owner's."""
     return {
-        "id": character_id(cameo.name),
+        "id": cameo_lib.character_id(cameo),
         "object": "character",
         "created_at": int(cameo.created_at),
         "name": cameo.name,
@@ -322,8 +319,9 @@ def cameo_name(display_name: str) -> str:
 
 def characters_in(fields: dict, store: CameoStore, user: str) -> tuple[str, ...]:
     """The cameos a create request names as characters: ``characters`` (ids, or ``{"id": ...}``; extra_body) and
-    ``@name`` in the prompt. Removes ``characters`` from ``fields``; 400 naming one that does not exist (or is not
-    visible to ``user``), 403 for one ``user`` may not use."""
+    ``@name`` or ``@char_ID`` in the prompt, as ``char_ID`` each. Removes ``characters`` from ``fields``; 400
+    naming one that does not exist (or is not visible to ``user``) or a name several cameos shared with ``user``
+    answer to, 403 for one ``user`` may not use."""
     given = fields.pop("characters", None)
     single = fields.pop("characters[][id]", None)
     items = ([given] if isinstance(given, (str, dict)) else list(given or ())) + ([single] if single else [])
@@ -332,22 +330,24 @@ def characters_in(fields: dict, store: CameoStore, user: str) -> tuple[str, ...]
         ident = item.get("id") if isinstance(item, dict) else item
         if not isinstance(ident, str) or not ident.startswith(CHARACTER_PREFIX):
             raise APIError(400, f"characters: {str(ident)[:64]!r} is not a character id (char_...)", param="characters")
-        names.append((ident[len(CHARACTER_PREFIX) :], ident, "characters"))
+        names.append((ident, ident, "characters"))
     prompt = fields.get("prompt")
     if isinstance(prompt, str):
         names += [(m, f"@{m}", "prompt") for m in MENTION.findall(prompt)]
     found: dict[str, None] = {}
-    for name, shown, param in names:
+    for ref, shown, param in names:
         try:
-            cameo = store.get(name, verify_files=False) if NAME.fullmatch(name) else None
+            cameo = store.resolve(ref, user) if cameo_lib.REF_PATTERN.fullmatch(ref) else None
         except cameo_lib.CameoNotFoundError:
             cameo = None
+        except cameo_lib.CameoAmbiguousError as error:
+            raise APIError(400, f"{shown[:64]}: {error}", param=param, code="character_ambiguous") from None
         if cameo is None or (cameo.owner != user and cameo.permission == "only_me"):
             raise APIError(400, f"unknown character {shown[:64]!r}", param=param, code="character_not_found")
         allowed, reason, why = cameo.may_use(user)
         if not allowed:
             raise APIError(403, why, type="permission_error", param=param, code=f"cameo_{reason}")
-        found[name] = None
+        found[cameo_lib.character_id(cameo)] = None
     return tuple(found)
 
 
@@ -413,12 +413,12 @@ def get_character(
     request: Request,
     store: CameoStore = Depends(cameo_store),
 ) -> dict:
-    """A character you own or may use (OpenAI ``videos.get_character``)."""
+    """A character you own or may use (OpenAI ``videos.get_character``), by its id (``char_`` and the cameo's id)."""
     name = character_id[len(CHARACTER_PREFIX) :] if character_id.startswith(CHARACTER_PREFIX) else ""
     if not NAME.fullmatch(name):
         raise APIError(404, f"no character with id {character_id[:64]!r}", param="character_id", code="not_found")
     try:
-        cameo = visible(store, name, request.state.kinema_user)
+        cameo = visible(store, character_id, request.state.kinema_user)
     except APIError:
         raise APIError(
             404, f"no character with id {character_id[:64]!r}", param="character_id", code="not_found"

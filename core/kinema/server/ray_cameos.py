@@ -3,7 +3,7 @@
 The server keeps the cameo store. It checks consent when the job starts (``kinema.cameo.store.prepare``), and
 sends the worker only what generating needs from each cameo the requester may use: its name and its reference
 portraits. Never its face crops, identity embedding, voice file, owner's allow list, capture or verification
-report (every field but its name, owner, permission and dates is emptied); a speech line (a cameo's voice
+report (every field but its id, name, owner, permission and dates is emptied); a speech line (a cameo's voice
 included) goes as the samples the server loaded. Consent is asked again while the job runs
 and before the clip is kept, and the use is scored and logged on the server (``kinema.server.ray_pool``).
 """
@@ -29,7 +29,7 @@ def for_worker(conditioning: Conditioning) -> dict | None:
 
 
 # What a worker may know of a cameo besides its portraits; every other field is emptied, new ones included.
-_KEPT = frozenset({"name", "owner", "permission", "created_at", "expires_at", "revoked_at"})
+_KEPT = frozenset({"id", "name", "owner", "permission", "created_at", "expires_at", "revoked_at"})
 _EMPTY = {"allowed_users": (), "references": (), "faces": (), "voice": None, "embedding": None, "embedding_model": None}
 
 

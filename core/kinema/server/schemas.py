@@ -10,8 +10,16 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, WithJsonSchema
-from pydantic.json_schema import SkipJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    WithJsonSchema,
+    model_validator,
+)
 
 from kinema.cameo.store import MAX_CAMEOS_PER_REQUEST
 from kinema.request import MAX_FPS, MAX_GUIDANCE, MAX_PROMPT_CHARS, MAX_SECONDS, MAX_SEED, MAX_SIDE, MIN_SIDE
@@ -62,7 +70,9 @@ SIZE_PATTERN = f"^({_SIDE})[x\u00d7X]({_SIDE})$"  # 768x512: each side {MIN_SIDE
 _WHOLE_SECONDS = int_range_pattern(1, int(MAX_SECONDS) - 1)
 SECONDS_PATTERN = f"^(?:{_WHOLE_SECONDS}(?:\\.[0-9]+)?|0?\\.[0-9]*[1-9][0-9]*|{int(MAX_SECONDS)}(?:\\.0+)?)$"
 NAME_PATTERN = "^[a-z0-9][a-z0-9_-]{0,39}$"  # a cameo's name (kinema.cameo.store.NAME_PATTERN)
-_NAME = NAME_PATTERN[1:-1]
+# A cameo as a request names it: its name, or its id as char_ID (kinema.cameo.store.REF_PATTERN).
+CAMEO_REF_PATTERN = "^(?:char_)?[a-z0-9][a-z0-9_-]{0,39}$"
+_NAME = CAMEO_REF_PATTERN[1:-1]
 CAMEO_LIST_PATTERN = f"^ *{_NAME} *(?:, *{_NAME} *){{0,{MAX_CAMEOS_PER_REQUEST - 1}}}$"
 # At least one character that is not white space, as Python's str.strip() sees it (the server's check): spelled
 # out, because \S differs between regex dialects (ECMA's, which clients read the schema with, keeps U+0085).
@@ -101,7 +111,7 @@ Seed = Annotated[int, Field(ge=0, le=MAX_SEED), Number]
 Guidance = Annotated[float, Field(ge=0, le=MAX_GUIDANCE), Number]
 Fps = Annotated[float, Field(ge=1, le=MAX_FPS), Number]
 NegativePrompt = Annotated[str, Field(max_length=MAX_PROMPT_CHARS)]
-CameoName = Annotated[str, Field(pattern=NAME_PATTERN)]
+CameoName = Annotated[str, Field(pattern=CAMEO_REF_PATTERN)]
 
 
 def model_and_backend_agree(schema: dict[str, Any]) -> None:
@@ -209,16 +219,39 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
-class ImageReference(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+FILE_ID_PATTERN = "^file-[0-9a-f]{24}$"  # an upload of POST /v1/files (kinema.server.files)
 
+
+def _one_property(schema: dict[str, Any]) -> None:
+    """Exactly one of the object's properties, each a string when given (never null)."""
+    schema.update(minProperties=1, maxProperties=1)
+    for field in schema.get("properties", {}).values():
+        field.pop("default", None)
+
+
+class ImageReference(BaseModel):
+    """An image by value (a data URL) or by an earlier upload (``POST /v1/files``): one of the two."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=lambda schema: _one_property(schema))
+
+    # Absent, never null: exactly one of the two is given (_one_of_them), so neither field is Optional.
     image_url: str = Field(
+        None,  # type: ignore[assignment]
         pattern="^data:image/(?:png|jpeg|webp);base64,",
         json_schema_extra={"format": "data-url"},
         description="A data URL of a PNG, JPEG or WebP image: data:image/png;base64,... (no remote URLs).",
     )
-    # Not in the schema: kinema has no files API, and says so when a client sends one.
-    file_id: SkipJsonSchema[str | None] = None
+    file_id: str = Field(
+        None,  # type: ignore[assignment]
+        pattern=FILE_ID_PATTERN,
+        description="An image you uploaded with POST /v1/files (purpose vision or user_data).",
+    )
+
+    @model_validator(mode="after")
+    def _one_of_them(self) -> ImageReference:
+        if len(self.model_fields_set) != 1:
+            raise ValueError("give either image_url or file_id, not both")
+        return self
 
 
 class VideoCreateParams(BaseModel):
@@ -261,7 +294,8 @@ class VideoCreateParams(BaseModel):
     ) = Field(
         None,
         description="Cameos (people) to put in the clip, used only with their owners' consent for your API"
-        " key's user; multipart: comma-separated.",
+        " key's user; multipart: comma-separated. A name means your own cameo of that name first, else the one"
+        " others share with you; char_ID names any by its id.",
     )
     speech: CameoName | None = Field(
         None, description="A cameo whose recorded voice drives the clip (ltx2); it joins the clip's cameos."

@@ -20,6 +20,7 @@ from kinema.media.files import MAX_UPLOAD_IMAGE_BYTES as MAX_IMAGE_BYTES  # an u
 from kinema.media.files import MAX_UPLOAD_IMAGE_SIDE as MAX_IMAGE_SIDE  # noqa: F401 (the server re-exports it)
 from kinema.media.files import MediaReadError, data_url_bytes, decode_image_bytes
 from kinema.server.errors import APIError, BodyTooLarge
+from kinema.server.files import file_bytes
 from kinema.server.hosted import Fitted, fit_request, hosted_model
 from kinema.server.jobs import JobManager
 from kinema.server.schemas import SIZE_PATTERN, FollowUpParams, ImageReference, to_video
@@ -80,18 +81,18 @@ async def read_create_body(
     return fields, None
 
 
-async def read_image(upload: UploadFile | None, reference: ImageReference | None) -> Any:
-    """An uploaded first frame as uint8 [H, W, 3], or None. Only PNG, JPEG, WebP up to the size limits."""
+async def read_image(upload: UploadFile | None, reference: ImageReference | None, user: str = "") -> Any:
+    """An uploaded first frame as uint8 [H, W, 3], or None. Only PNG, JPEG, WebP up to the size limits.
+    ``reference.file_id`` names one of ``user``'s files (``POST /v1/files``); another user's is 404."""
     if upload is not None:
         data = await upload.read(MAX_IMAGE_BYTES + 1)
     elif reference is not None:
         if reference.file_id:
-            raise APIError(
-                400,
-                "kinema has no files API: send input_reference as a file upload or a data URL",
-                param="input_reference",
-                code="unsupported_value",
-            )
+            try:
+                data = await run_in_threadpool(file_bytes, reference.file_id, user)
+            except APIError as error:
+                raise APIError(404, error.message, param="input_reference.file_id", code=error.code) from None
+            return await run_in_threadpool(decode_image, data)
         try:
             data = data_url_bytes(reference.image_url or "", what="input_reference.image_url")
         except MediaReadError as error:

@@ -125,7 +125,7 @@ async def create_video(
         return validation_response(error.errors(), prefix=())
     check_text(params)
     await run_in_threadpool(check_style, params.style)
-    image = await read_image(upload, params.input_reference)
+    image = await read_image(upload, params.input_reference, request.state.kinema_user)
     backend, model, display = await run_in_threadpool(resolve_model, params.model, params.backend, backend_default)
     width, height = parse_size(params.size)
     seconds, tier = parse_seconds(params.seconds), params.tier

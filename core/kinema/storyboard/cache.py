@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from kinema.cameo.store import RECORD_FILE, CameoStore
+from kinema.cameo.store import ID_PREFIX, RECORD_FILE, CameoError, CameoStore, requester
 from kinema.clip import Clip
 from kinema.errors import InvalidRequestError
 from kinema.home import kinema_home
@@ -27,7 +27,9 @@ def cache_key(request: Any, backend: Any) -> str:
     fields = {f.name: _fingerprint(getattr(effective, f.name)) for f in dataclasses.fields(effective)}
     if effective.cameos:  # a cameo re-recorded under the same name must not bring back the old likeness
         store = CameoStore()
-        fields["cameo_records"] = [_fingerprint(store.path(name) / RECORD_FILE) for name in effective.cameos]
+        fields["cameo_records"] = [
+            _fingerprint(store.path(_id(store, name, effective)) / RECORD_FILE) for name in effective.cameos
+        ]
     identity = {
         "request": fields,
         "backend": backend.name,
@@ -37,6 +39,14 @@ def cache_key(request: Any, backend: Any) -> str:
     }
     blob = json.dumps(identity, sort_keys=True, default=repr).encode()
     return hashlib.sha256(blob).hexdigest()
+
+
+def _id(store: CameoStore, ref: str, request: Any) -> str:
+    """The folder of the cameo ``ref`` means for the request's user (names are per user); unknown: ``ref``."""
+    try:
+        return store.resolve(ref, requester(request)).id
+    except CameoError:
+        return ref[len(ID_PREFIX) :] if ref.startswith(ID_PREFIX) else ref
 
 
 def _fingerprint(value: Any) -> Any:

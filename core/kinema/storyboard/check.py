@@ -500,7 +500,9 @@ def _check_names(check: _Checker, shots: list[Shot], world: World) -> None:
 
 
 def _known_cameos() -> set[str]:
-    """Names of the cameos on this machine (whether the person asking may use them is checked per shot)."""
+    """Names and ids of the cameos on this machine (whether the person asking may use them, and which of several
+    of one name they mean, is checked per shot)."""
     if not (kinema_home() / "cameos").is_dir():
         return set()
-    return set(CameoStore().names())
+    rows = [row for row in CameoStore().list() if "error" not in row]
+    return {*CameoStore().names(), *(row["name"] for row in rows), *(row["character_id"] for row in rows)}
