@@ -255,10 +255,57 @@ def test_corrupt_or_short_clips_are_refused(far_plugin, kinema_env, monkeypatch,
         honest.stop()
 
 
-def test_cameos_and_speech_are_never_sent(kinema_env, monkeypatch):
+def portrait_cameo(name="alice", owner="carol"):
+    """A cameo from a made-up capture (one grey-blue portrait), verified: what remote use needs besides its owner's yes."""
+    from cameo_helpers import mark_verified
+
+    from kinema.cameo.capture import CaptureResult
+    from kinema.cameo.store import CameoStore
+
+    portrait = np.zeros((64, 64, 3), np.uint8)
+    portrait[..., 2] = 180
+    portrait[16:48, 16:48] = 120
+    store = CameoStore()
+    store.create(name, owner, CaptureResult(references=[portrait], faces=[portrait[:56, :56]]))
+    mark_verified(name, store)
+    return store, portrait
+
+
+def test_voices_are_never_sent(kinema_env, monkeypatch):
     configure(kinema_env, monkeypatch, "http://127.0.0.1:9")
-    with pytest.raises(InvalidRequestError, match="never sends a cameo's likeness or voice"):
-        kinema.generate(kinema.GenerationRequest("alice waves", backend="remote:far", cameos=("alice",)))
+    portrait_cameo()
+    for fields in (dict(speech="alice"), dict(dialogue="Hello there.")):
+        request = kinema.GenerationRequest("alice waves", backend="remote:far", cameos=("alice",), **fields)
+        with pytest.raises(InvalidRequestError, match="never sends a voice"):
+            kinema.generate(request.with_(user="carol"))
+
+
+def test_a_cameo_is_sent_only_with_its_owners_remote_permission(far, kinema_env, monkeypatch, tmp_path):
+    from kinema.cameo.store import CameoNotAllowedError
+
+    configure(kinema_env, monkeypatch, far.url)
+    store, portrait = portrait_cameo()
+    request = kinema.GenerationRequest("alice waves", backend="remote:far", cameos=("alice",), user="carol", seed=3)
+    # A cameo from before the permission existed (no key in its record), its owner asking: not sent.
+    with pytest.raises(CameoNotAllowedError, match="kinema cameo allow alice --remote") as refused:
+        kinema.generate(request)
+    assert refused.value.reason == "remote_not_allowed" and FarBackend.seen == []
+
+    store.allow("alice", "carol", remote=True)
+    clip = kinema.generate(request)
+    sent = FarBackend.seen[-1].image  # what the far side got as its first frame: the portrait, as a lossless PNG
+    assert np.array_equal(sent, portrait)
+    assert clip.metadata["remote"]["cameos_sent"] == ["alice"] and clip.metadata["cameos"] == ["alice"]
+    from kinema.media.provenance import verify
+
+    report = verify(clip.save(tmp_path / "sent.mp4")).to_dict()
+    assert report["generation"]["remote"]["cameos_sent"] == ["alice"]
+
+    # Unverified again (re-captured without a challenge): never sent, whatever the record allows.
+    store._update("alice", "carol", "test", {"verification": {"status": "unverified", "why": "test"}})
+    with pytest.raises(CameoNotAllowedError, match="unverified") as refused:
+        kinema.generate(request)
+    assert refused.value.reason == "unverified"
 
 
 def test_config_is_checked(kinema_env, monkeypatch):

@@ -25,6 +25,7 @@ from kinema.errors import DownloadError, KinemaError
 from kinema.extend import ExtendRequest
 from kinema.extend import extend as extend_clip
 from kinema.home import kinema_home, models_dir
+from kinema.media import tts
 from kinema.media.provenance import verify as check
 from kinema.plugins import load_plugins, plugin_info
 from kinema.remix import RemixRequest
@@ -110,6 +111,12 @@ def cli(ctx: click.Context, debug: bool) -> None:
     "--speech", help="A recorded line the clip follows (ltx2): an audio file, or a --cameo name for its voice."
 )
 @click.option(
+    "--say",
+    "dialogue",
+    metavar="LINE",
+    help="A line spoken in the --cameo's voice (or --speech NAME's) by the voice model; it drives the clip (ltx2).",
+)
+@click.option(
     "--tier",
     type=click.Choice(tier_names()),
     default=DEFAULT_TIER,
@@ -145,6 +152,7 @@ def generate(
     model,
     cameo_names,
     speech,
+    dialogue,
     tier,
     two_stage,
     no_provenance,
@@ -174,8 +182,8 @@ def generate(
         tier=tier,
         two_stage=two_stage,
     )
-    if cameo_names or speech:
-        request = request.with_(cameos=tuple(cameo_names), speech=speech, user=local_user())
+    if cameo_names or speech or dialogue:
+        request = request.with_(cameos=tuple(cameo_names), speech=speech, dialogue=dialogue, user=local_user())
         authorize_request(request)  # before any model loads
     chosen = engine.resolve_backend(request)
     plan = chosen.plan(request)  # a request beyond the backend's limits (kinema.backends.limits) stops here
@@ -609,6 +617,8 @@ def doctor():
     line("hosts", ", ".join(h.name for h in hosts) or "none registered")
     ready, detail = cameo_verification.status()
     line("cameo verification", detail, ok=ready)
+    ready, detail = tts.status()
+    line("voice lines", detail, ok=ready)
 
 
 # --------------------------------------------------------------------------- install (register_hosts)

@@ -285,12 +285,14 @@ class Client:
         cameos: builtins.list[str] | None = None,
         speech: str | None = None,
         tier: str | None = None,
+        dialogue: str | None = None,
     ) -> dict:
         """Queue a job and return it (``job["id"]``, ``job["size"]``, ``job["seconds"]`` as will be made).
 
         ``image`` (a path or PNG/JPEG/WebP bytes) is the first frame; ``cameos`` names people to put in
-        the clip (see ``cameos()``), ``speech`` one of them whose voice drives it. Raises APIError for a
-        bad request (403 for a cameo this key's user may not use).
+        the clip (see ``cameos()``), ``speech`` one of them whose voice drives it; ``dialogue`` a line
+        spoken in that voice (or the only cameo's) by the server's voice model. Raises APIError for a
+        bad request (403 for a cameo this key's user may not use, or whose voice its owner keeps).
         """
         body: dict[str, Any] = {"prompt": prompt}
         if isinstance(size, (tuple, list)):
@@ -310,6 +312,7 @@ class Client:
             "cameos": list(cameos) if cameos else None,
             "speech": speech,
             "tier": tier,
+            "dialogue": dialogue,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         if image is not None:

@@ -78,7 +78,7 @@ def generate(
     # Consent is checked here, when the job actually starts: a cameo revoked while the job was queued stops it.
     given = conditioning is not None
     if conditioning is None:
-        conditioning = cameos.prepare(request)
+        conditioning = cameos.prepare(request, seconds=the_plan.seconds)  # a dialogue line lasts the clip
     cancel = cancel or CancelToken()
     hook = load_plugins().hook
 

@@ -14,6 +14,7 @@ import numpy as np
 from kinema.cameo.store import MAX_CAMEOS_PER_REQUEST, check_identity, check_ref
 from kinema.errors import InvalidRequestError
 from kinema.media.files import MediaError, read_image
+from kinema.media.tts import check_line
 from kinema.tiers import DEFAULT_TIER, MAX_STEPS, check_tier
 
 DEFAULT_BACKEND = "tiny"  # the backend a request, the CLI, the server and a storyboard use when none is named
@@ -66,6 +67,9 @@ class GenerationRequest:
     cameos: tuple[str, ...] = ()
     # A recorded line the clip's sound follows: audio file, (mono float32, rate), or one of ``cameos`` (its voice).
     speech: Any = field(default=None, repr=False)
+    # A line of dialogue to speak (kinema.media.tts): in the voice of the cameo ``speech`` names, or of the request's
+    # only cameo, or the voice model's own without one; the spoken line then drives the clip as a speech line does.
+    dialogue: str | None = None
     user: str | None = (
         None  # who is asking: the server passes the key's identity; None is kinema.cameo.store.local_user()
     )
@@ -255,6 +259,17 @@ def _check_cameo_fields(request: GenerationRequest) -> None:
     if request.user is not None:
         check_identity(request.user)
     speech = request.speech
+    if request.dialogue is not None:
+        object.__setattr__(request, "dialogue", check_line(request.dialogue))
+        if speech is not None and not (isinstance(speech, str) and speech in cameos):
+            raise InvalidRequestError(
+                "dialogue is spoken in a cameo's voice: speech must name one of the request's cameos (whose voice"
+                " speaks it) or be left out, not a recording"
+            )
+        if speech is None and len(cameos) > 1:
+            raise InvalidRequestError(
+                f"dialogue: say whose voice speaks it: set speech to one of the cameos ({', '.join(cameos)})"
+            )
     if speech is None or (isinstance(speech, str) and speech in cameos):
         return
     if isinstance(speech, tuple) and len(speech) == 2 and isinstance(speech[0], np.ndarray):

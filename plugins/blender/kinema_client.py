@@ -235,6 +235,20 @@ class Client:
         with self._open("POST", "/v1/cameos", form=form, timeout=timeout) as response:
             return json.loads(response.read())
 
+    def cameo_videos(self, name: str) -> list:
+        """Every video on the server made with your cameo ``name`` (its owner only), whoever made it: ``id``,
+        ``made_by``, ``prompt``, ``created_at``, ``status`` (``taken_down`` once taken down, with ``taken_down``:
+        when and why). ``name`` is your cameo's name, or its id (``char_...``)."""
+        return self._json("GET", f"/v1/cameos/{urllib.parse.quote(name, safe='')}/videos")["data"]
+
+    def take_down(self, name: str, video_id: str, *, reason: str | None = None) -> dict:
+        """Take down ``video_id``, a video made with your cameo ``name`` (see ``cameo_videos``): its maker gets
+        410 ``taken_down`` with ``reason``, everyone else 404, and it can no longer be downloaded, remixed,
+        extended or edited. Returns the takedown (``made_by``, ``reason``, ``shots_purged``). Raises APIError
+        ``not_made_with_cameo`` or ``already_taken_down`` (409), ``cameo_not_owner`` (403) for another's cameo."""
+        body = {"video": video_id} | ({"reason": reason} if reason else {})
+        return self._json("POST", f"/v1/cameos/{urllib.parse.quote(name, safe='')}/takedowns", body)
+
     def styles(self) -> list:
         """Style presets the server offers, its users' own included (``id``, ``description``, ``source``)."""
         return self._json("GET", "/v1/styles")["data"]
@@ -271,12 +285,14 @@ class Client:
         cameos: builtins.list[str] | None = None,
         speech: str | None = None,
         tier: str | None = None,
+        dialogue: str | None = None,
     ) -> dict:
         """Queue a job and return it (``job["id"]``, ``job["size"]``, ``job["seconds"]`` as will be made).
 
         ``image`` (a path or PNG/JPEG/WebP bytes) is the first frame; ``cameos`` names people to put in
-        the clip (see ``cameos()``), ``speech`` one of them whose voice drives it. Raises APIError for a
-        bad request (403 for a cameo this key's user may not use).
+        the clip (see ``cameos()``), ``speech`` one of them whose voice drives it; ``dialogue`` a line
+        spoken in that voice (or the only cameo's) by the server's voice model. Raises APIError for a
+        bad request (403 for a cameo this key's user may not use, or whose voice its owner keeps).
         """
         body: dict[str, Any] = {"prompt": prompt}
         if isinstance(size, (tuple, list)):
@@ -296,6 +312,7 @@ class Client:
             "cameos": list(cameos) if cameos else None,
             "speech": speech,
             "tier": tier,
+            "dialogue": dialogue,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         if image is not None:

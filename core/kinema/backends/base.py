@@ -17,6 +17,7 @@ from kinema.backends.limits import Limits, check_plan
 from kinema.backends.memory import current
 from kinema.backends.step_cache import CacheConfig, step_cache, supported
 from kinema.errors import InvalidRequestError
+from kinema.media import tts
 from kinema.progress import CancelToken, Progress
 from kinema.request import seconds_to_frames
 from kinema.tiers import DEFAULT_TIER, settings
@@ -176,6 +177,13 @@ class Backend:
             )
         if request.speech is not None and not self.supports_speech:
             raise InvalidRequestError(f"backend {self.name!r} cannot follow a speech line; use ltx2 (or tiny)")
+        if getattr(request, "dialogue", None) is not None and not self.supports_speech:
+            raise InvalidRequestError(
+                f"backend {self.name!r} cannot follow a speech line, so it cannot speak a dialogue line; use ltx2"
+                " (or tiny-ltx2)"
+            )
+        if getattr(request, "dialogue", None) is not None:
+            tts.require_model()  # no voice model: refused now (with the pull commands), not when the job starts
         if getattr(request, "two_stage", None) and not self.has_second_stage:
             raise InvalidRequestError(
                 f"two_stage: backend {self.name!r} has no second stage (the two-stage recipe is LTX-2.x's, with a"

@@ -132,6 +132,7 @@ class LTX2Backend(Backend):
                 ("a last frame", request.last_image is not None),
                 ("a cameo", bool(request.cameos)),
                 ("a speech line", request.speech is not None),
+                ("a dialogue line", request.dialogue is not None),
             )
             if present
         ]

@@ -11,8 +11,10 @@ refused. Each entry registers the backend ``remote:NAME``, so the CLI, the serve
 The job is created with ``POST /v1/videos``, followed by polling ``GET /v1/videos/{id}`` (its ``progress``, 0-100,
 becomes kinema's progress), fetched with ``GET /v1/videos/{id}/content`` and checked before kinema keeps it: it must
 decode, and last what was asked (within ``LENGTH_TOLERANCE``). A cancel sends ``DELETE /v1/videos/{id}`` (kinema and
-vLLM-Omni stop the job); where the far side cannot, the job is abandoned there and cancelled here. Cameos and speech
-lines are never sent: a cameo's owner has given no consent to remote use (kinema has no such permission yet).
+vLLM-Omni stop the job); where the far side cannot, the job is abandoned there and cancelled here. A cameo is sent
+only when its owner allowed remote use (``kinema cameo allow NAME --remote``) and it is verified: its portrait goes
+as the first frame (``input_reference``), as ltx2 takes a cameo here. Voices are never sent: /v1/videos has no field
+for a speech line, so speech and dialogue lines run only on this machine's backends.
 
 Only the standard library speaks HTTP here (urllib), so a remote needs no extra package.
 """
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from kinema.backends.base import Backend, BackendStatus, Defaults, Plan
+from kinema.cameo.store import CameoNotAllowedError, authorize_request, requester
 from kinema.clip import Clip
 from kinema.errors import GenerationCancelled, InvalidRequestError, KinemaError
 from kinema.home import kinema_home
@@ -243,7 +246,7 @@ class RemoteBackend(Backend):
     supports_image = True
     supports_remix = False
     max_start_frames = 0
-    max_cameos = 0
+    max_cameos = 1  # its portrait as the first frame, only with its owner's remote permission (plan checks it)
     supports_speech = False
     makes_audio = True  # when the far model makes sound; a silent clip stays silent
     remote: Remote
@@ -286,13 +289,24 @@ class RemoteBackend(Backend):
     def plan(self, request: GenerationRequest) -> Plan:
         if self.remote.problem:
             raise InvalidRequestError(self.remote.problem)
-        people = [*request.cameos, *(["a speech line"] if request.speech is not None else [])]
-        if people:
+        voices = [
+            what
+            for what, given in (("a speech line", request.speech is not None), ("a dialogue line", request.dialogue))
+            if given
+        ]
+        if voices:
             raise InvalidRequestError(
-                f"backend {self.name!r} is another server: kinema never sends a cameo's likeness or voice to one"
-                " (no owner has allowed remote use), so cameos and speech lines run only on this machine's backends;"
-                f" drop {', '.join(people)} or pick a local backend"
+                f"backend {self.name!r} is another server: kinema never sends a voice to one (/v1/videos has no"
+                f" field for it), so speech and dialogue lines run only on this machine's backends; drop"
+                f" {' and '.join(voices)} or pick a local backend"
             )
+        if request.cameos:
+            if request.image is not None:
+                raise InvalidRequestError(
+                    f"backend {self.name!r} sends a cameo as the clip's first frame, so it cannot also take an image;"
+                    " drop one of them"
+                )
+            require_remote(authorize_request(request), requester(request))
         if request.start_frames is not None:
             raise InvalidRequestError(f"backend {self.name!r} cannot extend a clip yet; pick a local backend")
         return super().plan(request)
@@ -304,16 +318,24 @@ class RemoteBackend(Backend):
         *,
         progress: Callable[[Progress], None],
         cancel: CancelToken,
+        conditioning: Any = None,
     ) -> Clip:
         client = _Client(self.remote)
         cancel.raise_if_cancelled()
-        video = client.create(self._fields(request, plan), image=request.image)
+        image = request.image
+        cameos = conditioning.cameos if conditioning else ()
+        if cameos:
+            require_remote(cameos, requester(request))  # consent as the job starts: allowed then, allowed still
+            image = cameos[0].reference_images()[0]
+        video = client.create(self._fields(request, plan), image=image)
         video_id = str(video.get("id") or "")
         if not video_id:
             raise RemoteError(f"remote {self.remote.name!r} answered the create without a video id: {video!r}")
         try:
             video = self._wait(client, video, progress, cancel)
             clip = self._fetch(client, video_id, request, plan)
+            if cameos:  # the clip's provenance says whose likeness left this machine, and to where
+                clip.metadata["remote"]["cameos_sent"] = [c.name for c in cameos]
         except GenerationCancelled:
             raise GenerationCancelled(f"generation cancelled; {client.cancel(video_id)}") from None
         if self.remote.delete_after:
@@ -409,6 +431,14 @@ class RemoteBackend(Backend):
             "notes": notes,
         }
         return Clip(frames, fps, audio, sample_rate, metadata)
+
+
+def require_remote(cameos: Any, user: str) -> None:
+    """Raises ``CameoNotAllowedError`` unless every one of ``cameos`` may go to another server for ``user``."""
+    for cameo in cameos:
+        allowed, reason, message = cameo.may_send_remote(user)
+        if not allowed:
+            raise CameoNotAllowedError(message, reason)
 
 
 def _failure(video: dict) -> str:

@@ -172,17 +172,28 @@ def cameo_show(name):
 @click.option("--everyone", is_flag=True, help="Every user of this kinema may use it.")
 @click.option("--only-me", is_flag=True, help="Only you may use it (keeps the list for later).")
 @click.option("--expires", help="Consent ends then: a date, a duration (30d) or 'never'.")
-def cameo_allow(name, users, everyone, only_me, expires):
-    """Let USERS (or --everyone) use your cameo NAME; also lifts a revoke.
+@click.option("--voice/--no-voice", default=None, help="Others may (not) make it speak: its voice, or new lines in it.")
+@click.option(
+    "--remote/--no-remote", default=None, help="It may (not) be sent to another server (a remote:NAME backend)."
+)
+def cameo_allow(name, users, everyone, only_me, expires, voice, remote):
+    """Let USERS (or --everyone) use your cameo NAME; also lifts a revoke. Its voice and remote use are
+    separate: --voice, --remote (each off until you say so).
 
-    Example: kinema cameo allow alice bob carol --expires 30d
+    Example: kinema cameo allow alice bob carol --expires 30d --voice
     """
     if everyone and only_me:
         raise click.UsageError("choose one of --everyone and --only-me")
     permission = "everyone" if everyone else ("only_me" if only_me else ("listed" if users else None))
     options = {} if expires is None else {"expires": None if expires.lower() == "never" else expires}
-    made = _store().allow(name, _me(), permission=permission, add_users=tuple(users), **options)
+    made = _store().allow(
+        name, _me(), permission=permission, add_users=tuple(users), voice=voice, remote=remote, **options
+    )
     click.echo(f"{made.name}: may use it: {_who(made.public())}; expires {_when(made.expires_at)}")
+    click.echo(
+        f"  voice: {'others may use it' if made.voice_allowed else 'yours only'};"
+        f" remote engines: {'allowed' if made.remote_allowed else 'never'}"
+    )
 
 
 @cameo.command("revoke")

@@ -70,6 +70,10 @@ REF_PATTERN = re.compile(r"^(?:char_)?[a-z0-9][a-z0-9_-]{0,39}$")
 SUFFIXED_ID_STEM = 30  # a new id that needs a suffix: 30 characters of the name, '-', 4 hex digits (<= 40 in all)
 USER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}$")
 PERMISSIONS = ("only_me", "listed", "everyone")
+# What a cameo's owner allows besides the face, each a separate yes in the signed record; a record without the key
+# (every cameo made before these existed) says no, and the owner says yes with `kinema cameo allow NAME --voice`.
+VOICE_PERMISSION = "allow_voice"  # others may make it speak: its recorded voice, or new lines in that voice
+REMOTE_PERMISSION = "allow_remote"  # its likeness may be sent to another server (a remote:NAME backend)
 RECORD_FILE = "cameo.json"
 USES_FILE = "uses.jsonl"
 USES_HEAD_FILE = "uses.head"  # the signed count and last link of the use log: a log cut short is caught
@@ -203,6 +207,8 @@ class Cameo:
     embedding: tuple[float, ...] | None
     embedding_model: str | None
     capture: dict = field(default_factory=dict, compare=False)
+    voice_allowed: bool = False  # VOICE_PERMISSION: others may use its voice (its owner always may)
+    remote_allowed: bool = False  # REMOTE_PERMISSION: it may be sent to a remote engine, by anyone (owner too)
     directory: Path = field(default=Path("."), compare=False)
     # How the person was verified at capture (kinema.cameo.verify); a record from before verification has none.
     verification: dict = field(default_factory=dict, compare=False)
@@ -247,6 +253,45 @@ class Cameo:
             f"{user!r} may not use cameo {self.name!r}: ask its owner ({self.owner}) to allow you",
         )
 
+    def may_use_voice(self, user: str, now: float | None = None) -> tuple[bool, str, str]:
+        """(allowed, reason code, sentence): may ``user`` make this cameo speak (its voice, or lines in it)?"""
+        allowed, reason, message = self.may_use(user, now)
+        if not allowed or user == self.owner or self.voice_allowed:
+            return allowed, reason, message
+        return (
+            False,
+            "voice_not_allowed",
+            f"cameo {self.name!r}'s owner ({self.owner}) allows its face but not its voice: it cannot speak for"
+            f" {user!r}; its owner can allow it with `kinema cameo allow {self.name} --voice`",
+        )
+
+    def require_voice(self, user: str) -> None:
+        """Raises ``CameoNotAllowedError`` (``voice_not_allowed``, or the face's own reason) unless ``user`` may
+        make this cameo speak: its recorded voice or new lines in it (kinema.cameo.voice_lines)."""
+        allowed, reason, message = self.may_use_voice(user)
+        if not allowed:
+            raise CameoNotAllowedError(message, reason)
+
+    def may_send_remote(self, user: str, now: float | None = None) -> tuple[bool, str, str]:
+        """(allowed, reason code, sentence): may ``user`` send this cameo to another server (a remote engine)?"""
+        allowed, reason, message = self.may_use(user, now)
+        if not allowed:
+            return allowed, reason, message
+        if not self.verified:
+            return (
+                False,
+                "unverified",
+                f"cameo {self.name!r} is unverified: it is never sent to another server; {VERIFY_HINT}",
+            )
+        if self.remote_allowed:
+            return True, "allowed", ""
+        return (
+            False,
+            "remote_not_allowed",
+            f"cameo {self.name!r} may not be sent to another server: its owner ({self.owner}) has not allowed"
+            f" remote use (`kinema cameo allow {self.name} --remote`); use a local backend",
+        )
+
     def reference_images(self) -> list[np.ndarray]:
         """The reference portraits, best first, as uint8 RGB arrays."""
         return [read_image(self.directory / name) for name in self.references]
@@ -271,6 +316,8 @@ class Cameo:
             "revoked": self.revoked_at is not None,
             "references": len(self.references),
             "has_voice": self.voice is not None,
+            "voice_allowed": self.voice_allowed,
+            "remote_allowed": self.remote_allowed,
             "voice_seconds": self.capture.get("voice_seconds"),
             "has_embedding": self.embedding is not None,
             "embedding_model": self.embedding_model,
@@ -645,11 +692,14 @@ class CameoStore:
         add_users: tuple[str, ...] = (),
         remove_users: tuple[str, ...] = (),
         expires: Any = ...,
+        voice: bool | None = None,
+        remote: bool | None = None,
     ) -> Cameo:
         """Change who may use the cameo (owner only). Allowing again lifts a revocation.
 
         ``add_users`` implies the 'listed' permission unless ``permission`` says otherwise;
-        ``expires=None`` removes an expiry, leaving it out keeps the current one.
+        ``expires=None`` removes an expiry, leaving it out keeps the current one. ``voice`` and ``remote`` set
+        whether others may use its voice and whether it may go to a remote engine (None keeps each as it is).
         """
         name = self._owned_id(name, user)
         current = self._require_owner(name, user, action="change")
@@ -666,6 +716,9 @@ class CameoStore:
         }
         if expires is not ...:
             change["expires_at"] = parse_expiry(expires)
+        for key, value in ((VOICE_PERMISSION, voice), (REMOTE_PERMISSION, remote)):
+            if value is not None:
+                change[key] = bool(value)
         return self._update(name, user, "change", change)
 
     def revoke(self, name: str, user: str, *, users: tuple[str, ...] = ()) -> Cameo:
@@ -931,6 +984,8 @@ def _from_record(record: dict, directory: Path) -> Cameo:
         embedding=None if embedding is None else tuple(embedding),
         embedding_model=record.get("embedding_model"),
         capture=record.get("capture", {}),
+        voice_allowed=record.get(VOICE_PERMISSION) is True,
+        remote_allowed=record.get(REMOTE_PERMISSION) is True,
         directory=directory,
         verification=record.get("verification") or {"status": "unverified", "why": UNVERIFIED_BEFORE},
         id=record.get("id") or record["name"],
@@ -947,6 +1002,7 @@ class Conditioning:
     cameos: tuple[Cameo, ...] = ()
     speech: tuple[np.ndarray, int] | None = None  # mono float32, sample rate
     speech_source: str | None = None
+    voice_line: dict[str, Any] | None = None  # a dialogue line spoken by a voice model (kinema.cameo.voice_lines)
 
     def __bool__(self) -> bool:
         return bool(self.cameos) or self.speech is not None
@@ -959,7 +1015,17 @@ def requester(request: GenerationRequest) -> str:
 def authorize_request(request: GenerationRequest, store: CameoStore | None = None) -> tuple[Cameo, ...]:
     """Fail fast (at submit time) when the requester may not use one of the request's cameos."""
     named = _authorized(request, store)
+    _authorize_voice(request, named)
     return tuple({c.id: c for c in named.values()}.values())  # a name and its id: once
+
+
+def _authorize_voice(request: GenerationRequest, named: dict[str, Cameo]) -> None:
+    """The cameo that speaks (its recorded voice, or a dialogue line in its voice) needs its voice permission."""
+    speaker = request.speech if isinstance(request.speech, str) and request.speech in named else None
+    if speaker is None and request.dialogue is not None and len(named) == 1:
+        speaker = next(iter(named))
+    if speaker is not None:
+        named[speaker].require_voice(requester(request))
 
 
 def _authorized(request: GenerationRequest, store: CameoStore | None = None) -> dict[str, Cameo]:
@@ -971,16 +1037,26 @@ def _authorized(request: GenerationRequest, store: CameoStore | None = None) -> 
     return {ref: store.authorize(ref, user) for ref in request.cameos}
 
 
-def prepare(request: GenerationRequest, store: CameoStore | None = None) -> Conditioning:
-    """Check consent for every cameo of ``request`` and load what the backend needs; raises if any is refused."""
-    if not request.cameos and request.speech is None:
+def prepare(
+    request: GenerationRequest, store: CameoStore | None = None, *, seconds: float | None = None
+) -> Conditioning:
+    """Check consent for every cameo of ``request`` and load what the backend needs; raises if any is refused.
+
+    A dialogue line is spoken here, at most ``seconds`` long (the clip's length)."""
+    if not request.cameos and request.speech is None and request.dialogue is None:
         return Conditioning()
     named = _authorized(request, store)
     cameos = tuple({c.id: c for c in named.values()}.values())
     speech = source = None
+    if request.dialogue is not None:
+        from kinema.cameo import voice_lines
+
+        speech, source, line = voice_lines.speak_line(request, named, requester(request), seconds)
+        return Conditioning(cameos, speech, source, line)
     if request.speech is not None:
         if isinstance(request.speech, str) and request.speech in named:
             cameo = named[request.speech]
+            cameo.require_voice(requester(request))
             if cameo.voice_path is None:
                 raise InvalidRequestError(f"cameo {cameo.name!r} has no voice sample; re-create it with --audio")
             speech, source = load_speech(cameo.voice_path), f"cameo:{cameo.name}"
@@ -1004,6 +1080,8 @@ def recheck(request: GenerationRequest, conditioning: Conditioning, store: Cameo
 
 def finish(request: GenerationRequest, clip: Clip, conditioning: Conditioning, store: CameoStore | None = None) -> None:
     """Score identity, note the cameos in the clip's metadata, and log the use with each cameo."""
+    if conditioning.voice_line:
+        clip.metadata["voice_line"] = conditioning.voice_line  # provenance: a synthetic voice, and whose
     if not conditioning.cameos:
         if conditioning.speech_source:
             clip.metadata["speech"] = conditioning.speech_source

@@ -53,6 +53,12 @@ class CameoPermissions(BaseModel):
     expires: Expiry | None = Field(
         None, description="A date, a Unix time, a duration like '30d', null for never; omit to keep the current one."
     )
+    voice: bool | None = Field(
+        None, description="Whether others may make it speak (its voice, or new lines in it); omit to keep it."
+    )
+    remote: bool | None = Field(
+        None, description="Whether it may be sent to another server (a remote:NAME backend); omit to keep it."
+    )
 
 
 class CameoRevoke(BaseModel):
@@ -280,6 +286,8 @@ def set_permissions(name: Name, body: CameoPermissions, user: str = User, store:
         permission=body.permission,
         add_users=tuple(body.add_users),
         remove_users=tuple(body.remove_users),
+        voice=body.voice,
+        remote=body.remote,
         **options,
     )
     return row(made, user)

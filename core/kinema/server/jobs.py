@@ -100,6 +100,7 @@ REQUEST_FIELDS = (
     "model",
     "cameos",
     "speech",
+    "dialogue",
     "user",
 )
 

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from kinema.cameo.store import MAX_CAMEOS_PER_REQUEST
+from kinema.media.tts import MAX_LINE_CHARS
 from kinema.request import MAX_FPS, MAX_GUIDANCE, MAX_PROMPT_CHARS, MAX_SECONDS, MAX_SEED, MAX_SIDE, MIN_SIDE
 from kinema.storyboard.model import MAX_SHOTS
 from kinema.tiers import DEFAULT_TIER, MAX_STEPS, tier_names
@@ -299,6 +300,12 @@ class VideoCreateParams(BaseModel):
     )
     speech: CameoName | None = Field(
         None, description="A cameo whose recorded voice drives the clip (ltx2); it joins the clip's cameos."
+    )
+    dialogue: Annotated[str, Field(min_length=1, max_length=MAX_LINE_CHARS, pattern=TEXT)] | None = Field(
+        None,
+        description="A line to speak, in the voice of the cameo `speech` names (or of the only cameo), by the"
+        " installed voice model; the spoken line drives the clip (ltx2) and is its sound. Others' cameos need"
+        " their owner's voice permission.",
     )
 
 

@@ -239,7 +239,8 @@ def cameo_fields(params: Any, characters: tuple[str, ...] = ()) -> dict:
     names = tuple(dict.fromkeys((*names, *characters)))
     if params.speech is not None and params.speech not in names:
         names = (*names, params.speech)
-    return {"cameos": names, "speech": params.speech}
+    spoken = {"dialogue": params.dialogue} if getattr(params, "dialogue", None) is not None else {}
+    return {"cameos": names, "speech": params.speech, **spoken}
 
 
 def check_style(name: str | None) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 from kinema.backends.limits import check_frames_fit
 from kinema.engine import get_backend
 from kinema.errors import InvalidRequestError
+from kinema.media import tts
 from kinema.request import MAX_SEED, GenerationRequest, seconds_to_frames
 from kinema.storyboard.model import Shot, Storyboard, StoryboardError
 from kinema.styles import apply_style
@@ -124,8 +125,37 @@ def plan_storyboard(board: Storyboard, backend: Any = None) -> list[ShotPlan]:
         )
     if problems:
         raise StoryboardError(board.source, problems)
+    _check_voice_lines(board, plans, backend)
     _check_limits(board, plans, backend)
     return plans
+
+
+def voice_line(shot: Shot, backend: Any) -> dict[str, Any]:
+    """The shot's first line said by one of its cameos, as request fields: spoken in that cameo's voice by the
+    voice model (kinema.media.tts), where the backend follows a speech line (ltx2); else nothing, and the line
+    stays in the prompt only. One line a shot: a clip follows one speech track."""
+    if not getattr(backend, "supports_speech", False):
+        return {}
+    for line in shot.dialogue:
+        if line.speaker.strip().lower() in shot.cameos:
+            return {"dialogue": line.text, "speech": line.speaker.strip().lower()}
+    return {}
+
+
+def _check_voice_lines(board: Storyboard, plans: list[ShotPlan], backend: Any) -> None:
+    """Lines in a cameo's voice need the voice model: say so before the first shot, not at the shot that speaks."""
+    speaking = [plan for plan in plans if voice_line(plan.shot, backend)]
+    if not speaking or tts.status()[0]:
+        return
+    problems: list[tuple[int | None, str]] = [
+        (
+            plan.shot.line,
+            f"shot {plan.index + 1}: {voice_line(plan.shot, backend)['speech']}'s line is spoken in that cameo's"
+            f" voice, which needs a voice model: {tts.status()[1].removeprefix('off: ')}",
+        )
+        for plan in speaking
+    ]
+    raise StoryboardError(board.source, problems)
 
 
 def _check_limits(board: Storyboard, plans: list[ShotPlan], backend: Any) -> None:
@@ -161,6 +191,8 @@ def shot_request(board: Storyboard, plan: ShotPlan, image: np.ndarray | None, us
     shot = plan.shot
     negative = ", ".join(p for p in (board.negative_prompt, shot.negative_prompt) if p)
     fields: dict[str, Any] = {"cameos": tuple(shot.cameos)} if shot.cameos else {}
+    if shot.cameos:
+        fields.update(voice_line(shot, get_backend(board.backend)))
     if user is not None:
         fields["user"] = user
     try:
