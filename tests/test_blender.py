@@ -507,6 +507,31 @@ def test_the_panel_puts_a_cameo_in_the_clip(blender, server, tiny_home):
     assert Clip.load(job["path"]).metadata["cameos"] == ["astro"]
 
 
+def test_the_panel_gives_the_cameo_a_line_in_its_voice(blender, tmp_path):
+    """The panel's Says field: the line is spoken in the cameo's voice by the server's voice model (a tiny random
+    Dia, tests/tiny_dia.py) and drives the clip (tests/test_voice_lines.py checks the sound sample for sample)."""
+    import numpy as np
+    from tiny_dia import build_tiny_dia
+
+    from kinema import Clip
+    from kinema.cameo.capture import CaptureResult
+    from kinema.cameo.store import CameoStore, local_user
+
+    portrait = np.zeros((512, 512, 3), np.uint8)
+    portrait[128:384, 160:352] = 200
+    voice = (0.3 * np.sin(np.arange(24000) * 2 * np.pi * 150 / 24000)).astype(np.float32)
+    captured = CaptureResult(references=[portrait], faces=[portrait[:112, :112].copy()], voice=voice)
+    home = tmp_path / "home"  # a server of its own: the module's server holds tiny_home's job queue
+    CameoStore(home / "cameos").create("speaker", local_user(), captured)
+    env = dict(_server_env(home), KINEMA_VOICE_MODEL=str(build_tiny_dia(tmp_path / "tiny-dia")))
+    with kinema_serve(env) as url:
+        outcome = scenario(blender, "cameo", url=url, cameo="speaker", dialogue="Welcome aboard.", seconds=0.3)
+    (job,) = outcome["jobs"]
+    assert job["status"] == "done", job
+    line = Clip.load(job["path"]).metadata["voice_line"]
+    assert line["synthetic"] is True and line["voice_of"] == "speaker" and line["text"] == "Welcome aboard."
+
+
 @pytest.fixture(scope="module")
 def cameo_media(tmp_path_factory):
     """A recording of a person talking, made here: scikit-image's astronaut filmed by a moving crop (tests/test_cameos.py)."""

@@ -186,6 +186,8 @@ def submit(
     }
     if options.cameo.strip() and board is None:
         fields["cameos"] = [options.cameo.strip()]
+        if options.dialogue.strip():
+            fields["dialogue"] = options.dialogue.strip()  # said in the cameo's voice (the server's voice model)
     frame = scene.frame_current
     if board is not None:
         fields.pop("seconds")  # the markers say how long each shot is

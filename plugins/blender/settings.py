@@ -100,6 +100,11 @@ class KINEMA_PG_settings(bpy.types.PropertyGroup):
         search=_suggest(_cameo_names),
         search_options={"SUGGESTION", "SORT"},
     )
+    dialogue: StringProperty(
+        name="Says",
+        description="A line the cameo says in its own voice, spoken by the server's voice model from its recorded"
+        " sample (backend ltx2); another user's cameo needs its owner's voice permission. Empty: nothing",
+    )
     tier: EnumProperty(
         name="Tier",
         default=_TIER_NUMBERS.get(DEFAULT_TIER, 1),  # a menu filled by a function takes its default by number

@@ -77,6 +77,8 @@ class KINEMA_PT_generate(bpy.types.Panel):
         _prop(column, options, "backend", placeholder=preferences.get(context).default_backend or "server default")
         column.row().prop(options, "tier", expand=True)  # Draft | Standard | Final, one click apart
         _prop(column, options, "cameo", placeholder="nobody")
+        if options.cameo.strip():  # a line only a cameo says
+            _prop(column, options, "dialogue", placeholder="nothing")
         column.prop(options, "show_advanced", text="More Options", toggle=False)
         if options.show_advanced:
             column.prop(options, "steps")

@@ -222,6 +222,12 @@ def script_properties():
         "Blank: nobody; else a person (a kinema cameo whose owner lets you use it) to put in the clip"
         " (backends ltx2 and wan-vace)",
     )
+    line = obs.obs_properties_add_text(clip, "dialogue", "Cameo says", obs.OBS_TEXT_DEFAULT)
+    obs.obs_property_set_long_description(
+        line,
+        "Blank: nothing; else a line the cameo says in its own voice, spoken by the server's voice model from its"
+        " recorded sample (backend ltx2). Another user's cameo needs its owner's voice permission.",
+    )
     _combo(clip, "size", "Size", SIZES, "WIDTHxHEIGHT; blank: the model's default")
     tier = obs.obs_properties_add_list(clip, "tier", "Quality", obs.OBS_COMBO_TYPE_LIST, obs.OBS_COMBO_FORMAT_STRING)
     for value in state.tiers:
@@ -310,6 +316,7 @@ def script_update(settings):
         "style": obs.obs_data_get_string(settings, "style").strip(),
         "backend": obs.obs_data_get_string(settings, "backend").strip(),
         "cameo": obs.obs_data_get_string(settings, "cameo").strip(),
+        "dialogue": obs.obs_data_get_string(settings, "dialogue").strip(),
         "size": obs.obs_data_get_string(settings, "size").strip().lower().replace(" ", ""),
         "steps": obs.obs_data_get_int(settings, "steps"),
         "tier": obs.obs_data_get_string(settings, "tier").strip() or state.default_tier,
@@ -755,6 +762,8 @@ def _run_job(key, config):
             tier=config.get("tier") or None,
             image=picture,
             cameos=[config["cameo"]] if config.get("cameo") else None,
+            # The line goes with the cameo only: said by nobody, it is not asked for.
+            **({"dialogue": config["dialogue"]} if config.get("cameo") and config.get("dialogue") else {}),
         )
         job_id = job["id"]
         update(state="queued", job_id=job_id, client=client)

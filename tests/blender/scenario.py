@@ -385,6 +385,7 @@ def cameo(args):
     addon = enable()
     scene = configure(addon, args)
     scene.kinema.cameo = args["cameo"]
+    scene.kinema.dialogue = args.get("dialogue", "")
     bpy.ops.kinema.generate()
     run_until(addon, lambda: all(not job.active for job in addon.session.jobs))
     return {"jobs": [job_info(job) for job in addon.session.jobs], "listed": list(addon.session.server.cameos)}
