@@ -88,10 +88,16 @@ def test_the_owner_always_may_and_a_withdrawn_voice_is_refused_again(astro):
     store = CameoStore()
     store.allow("astro", "alice", voice=True)
     assert store.get("astro").public()["voice_allowed"] is True
-    store.allow("astro", "alice", voice=False)
+    # Withdrawn while bob's clip is being made: the clip is not handed over.
+    withdraw = lambda event: event.step == 1 and store.allow("astro", "alice", voice=False)  # noqa: E731
+    with pytest.raises(CameoNotAllowedError) as refused:
+        kinema.generate(owner.with_(user="bob"), progress=withdraw)
+    assert refused.value.reason == "voice_not_allowed"
     with pytest.raises(CameoNotAllowedError) as refused:
         kinema.generate(owner.with_(user="bob"))
     assert refused.value.reason == "voice_not_allowed"
+    # Its owner's use log says which uses made it speak.
+    assert [use.get("voice") for use in store.uses("astro", "alice")] == ["line"]
 
 
 def test_dialogue_requests_are_checked_before_anything_loads(astro, monkeypatch, tmp_path):

@@ -1003,6 +1003,7 @@ class Conditioning:
     speech: tuple[np.ndarray, int] | None = None  # mono float32, sample rate
     speech_source: str | None = None
     voice_line: dict[str, Any] | None = None  # a dialogue line spoken by a voice model (kinema.cameo.voice_lines)
+    speaker: str | None = None  # the id of the cameo whose voice is heard (recorded, or a line spoken in it)
 
     def __bool__(self) -> bool:
         return bool(self.cameos) or self.speech is not None
@@ -1047,16 +1048,18 @@ def prepare(
         return Conditioning()
     named = _authorized(request, store)
     cameos = tuple({c.id: c for c in named.values()}.values())
-    speech = source = None
+    speech = source = speaker = None
     if request.dialogue is not None:
         from kinema.cameo import voice_lines
 
         speech, source, line = voice_lines.speak_line(request, named, requester(request), seconds)
-        return Conditioning(cameos, speech, source, line)
+        ref = voice_lines.voice_ref(request)
+        return Conditioning(cameos, speech, source, line, named[ref].id if ref in named else None)
     if request.speech is not None:
         if isinstance(request.speech, str) and request.speech in named:
             cameo = named[request.speech]
             cameo.require_voice(requester(request))
+            speaker = cameo.id
             if cameo.voice_path is None:
                 raise InvalidRequestError(f"cameo {cameo.name!r} has no voice sample; re-create it with --audio")
             speech, source = load_speech(cameo.voice_path), f"cameo:{cameo.name}"
@@ -1066,7 +1069,7 @@ def prepare(
             except AudioReadError as error:
                 raise InvalidRequestError(f"speech: {error}") from None
             source = Path(request.speech).name if not isinstance(request.speech, tuple) else "audio"
-    return Conditioning(cameos, speech, source)
+    return Conditioning(cameos, speech, source, speaker=speaker)
 
 
 def recheck(request: GenerationRequest, conditioning: Conditioning, store: CameoStore | None = None) -> None:
@@ -1075,7 +1078,9 @@ def recheck(request: GenerationRequest, conditioning: Conditioning, store: Cameo
         store = store or CameoStore()
         user = requester(request)
         for cameo in conditioning.cameos:
-            store.authorize(character_id(cameo), user)
+            fresh = store.authorize(character_id(cameo), user)
+            if cameo.id == conditioning.speaker:
+                fresh.require_voice(user)  # its voice's consent, withdrawn during generation, counts too
 
 
 def finish(request: GenerationRequest, clip: Clip, conditioning: Conditioning, store: CameoStore | None = None) -> None:
@@ -1107,6 +1112,12 @@ def finish(request: GenerationRequest, clip: Clip, conditioning: Conditioning, s
                 "backend": clip.metadata.get("backend") or request.backend,
                 "seed": clip.metadata.get("seed"),
                 "identity": clip.metadata["cameo_identity"].get(cameo.id, {}).get("score"),
+                # Its owner sees which uses made it speak: its recording, or a line a voice model said in its voice.
+                **(
+                    {"voice": "line" if conditioning.voice_line else "recorded"}
+                    if cameo.id == conditioning.speaker
+                    else {}
+                ),
             },
         )
 
