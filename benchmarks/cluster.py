@@ -9,7 +9,15 @@ Printed: seconds per job in-process, wall time of the jobs on 1 and 2 nodes and 
 of the Ray path against the in-process worker (1 node, same jobs one after another), time from submit to the
 first progress event both ways, the machine's cores and load (this machine is shared: the load is what else ran).
 
-    python benchmarks/cluster.py [--jobs 8] [--steps 60]
+Every part runs in a process of its own session (``_alone``), and ``--rounds N`` runs them all N times in turn:
+on a shared machine the load drifts within minutes, so ratios are taken within a round and their medians shown.
+
+And the machine's own ceiling for two workers: the same jobs split over two plain in-process servers at once, in
+one session as Ray's workers are (with the kernel's autogroup scheduling a session is one share of the CPU), against
+one such server. Two workers cannot go faster than the CPU they get: on 2 cores with a training run holding one,
+that ceiling is what the 2-node ratio is to be read against (Ray's share of it: ratio / ceiling).
+
+    python benchmarks/cluster.py [--jobs 8] [--steps 60] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -65,7 +73,8 @@ def first_progress(manager, steps: int) -> float:
     return elapsed
 
 
-def in_process(home: Path, steps: int, count: int) -> dict:
+def in_process(home: Path, steps: int, count: int, barrier: Path | None = None, party: int = 1) -> dict:
+    """``barrier``: a folder where ``party`` such servers meet after their warm-up, so their jobs run at once."""
     from kinema.plugins import load_plugins
     from kinema.server.jobs import JobManager
 
@@ -73,11 +82,34 @@ def in_process(home: Path, steps: int, count: int) -> dict:
     manager = JobManager(home).start()
     try:
         run_jobs(manager, steps, 1)  # warm-up: builds and loads the tiny model
-        first = first_progress(manager, steps)
+        first = first_progress(manager, steps) if barrier is None else 0.0
+        if barrier is not None:
+            (barrier / f"ready-{os.getpid()}").touch()
+            while len(list(barrier.glob("ready-*"))) < party:
+                time.sleep(0.01)
         wall = run_jobs(manager, steps, count)
     finally:
         manager.stop()
     return {"wall": wall, "job": wall / count, "first": first}
+
+
+def ceiling(tmp: Path, steps: int, count: int) -> float:
+    """Wall seconds for ``count`` jobs split over two in-process servers at once, both in one new session."""
+    barrier = tmp / "barrier"
+    barrier.mkdir()
+    command = [sys.executable, __file__, "--steps", str(steps), "--barrier", str(barrier), "--in-process"]
+    halves = [count // 2, count - count // 2]
+    launch = " & ".join(
+        " ".join([*command, str(tmp / f"half{n}"), "--jobs", str(jobs)]) + f" > {tmp / f'half{n}.json'}"
+        for n, jobs in enumerate(halves)
+    )
+    subprocess.run(
+        ["sh", "-c", f"{launch} & wait"],
+        check=True,
+        start_new_session=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    return max(json.loads((tmp / f"half{n}.json").read_text())["wall"] for n in range(2))
 
 
 def on_ray(home: Path, steps: int, count: int, nodes: int) -> dict:
@@ -109,72 +141,118 @@ def on_ray(home: Path, steps: int, count: int, nodes: int) -> dict:
     return {"wall": wall, "first": first}
 
 
+def _alone(*options: str) -> dict:
+    """This script in a process of its own session (its ``--in-process`` or ``--ray-nodes`` part), for its JSON.
+
+    Every part runs in a session of its own, Ray's too: with the kernel's autogroup scheduling (Linux desktops and
+    this machine) CPU time is shared out per session first, and Ray's driver, server and workers are all in the
+    session that started them (measured: a Ray actor's /proc/self/autogroup is its driver's). So each part gets one
+    share of a busy machine, as the others do.
+    """
+    return json.loads(
+        subprocess.run(
+            [sys.executable, __file__, *options],
+            check=True,
+            capture_output=True,
+            text=True,
+            start_new_session=True,
+            # One torch thread in the worker thread too: torch.set_num_threads holds for the calling thread
+            # only, and Ray gives each 1-CPU actor OMP_NUM_THREADS=1.
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        ).stdout
+    )
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=8)
     parser.add_argument("--steps", type=int, default=60, help="steps a job (sets its length; aim for >= 2 s)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="times to run every part, in turn (a shared machine's load drifts within minutes: ratios are taken"
+        " within a round, and the medians printed)",
+    )
     parser.add_argument("--in-process", type=Path, help=argparse.SUPPRESS)  # the baseline's own process
+    parser.add_argument("--barrier", type=Path, help=argparse.SUPPRESS)  # the ceiling's two servers meet here
+    parser.add_argument("--ray-nodes", type=int, help=argparse.SUPPRESS)  # a Ray part's own process
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(1)  # the in-process worker, like each Ray worker: one torch thread
+    if args.in_process and args.ray_nodes:
+        print(json.dumps(on_ray(args.in_process, steps=args.steps, count=args.jobs, nodes=args.ray_nodes)))
+        return
     if args.in_process:
-        print(json.dumps(in_process(args.in_process, steps=args.steps, count=args.jobs)))
+        party = 2 if args.barrier else 1
+        print(json.dumps(in_process(args.in_process, args.steps, args.jobs, barrier=args.barrier, party=party)))
         return
     load = os.getloadavg()
+    rounds: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="kinema-cluster-bench-") as tmp:
+        # One KINEMA_HOME for the models (the tiny model is built once: a shared model path); each part's jobs in
+        # a folder of their own.
         os.environ["KINEMA_HOME"], os.environ["KINEMA_DEVICE"] = tmp, "cpu"
-        # One KINEMA_HOME for the models (the tiny model is built once: a shared model path); each run's jobs in
-        # their own folder.
-        # In a process of its own session, as Ray starts its workers: with the kernel's autogroup scheduling (Linux
-        # desktops and this machine), CPU time is shared out per session first, so on a busy machine a worker in
-        # this benchmark's own session would get less of it than a Ray worker and look slower for that alone.
-        local = json.loads(
-            subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--in-process",
-                    str(Path(tmp) / "local"),
-                    "--jobs",
-                    str(args.jobs),
-                    "--steps",
-                    str(args.steps),
-                ],
-                check=True,
-                capture_output=True,
-                text=True,
-                start_new_session=True,
-                # One torch thread in the worker thread too: torch.set_num_threads holds for the calling thread
-                # only, and Ray gives each 1-CPU actor OMP_NUM_THREADS=1.
-                env={**os.environ, "OMP_NUM_THREADS": "1"},
-            ).stdout
-        )
-        print(f"in-process: {local['job']:.2f} s a job, {local['wall']:.1f} s for {args.jobs}", file=sys.stderr)
-        results = {}
-        for nodes in (1, 2):
-            results[nodes] = on_ray(Path(tmp) / f"ray{nodes}", steps=args.steps, count=args.jobs, nodes=nodes)
-            print(f"ray, {nodes} node(s): {results[nodes]['wall']:.1f} s for {args.jobs}", file=sys.stderr)
+        common = ["--jobs", str(args.jobs), "--steps", str(args.steps)]
+        for n in range(args.rounds):
+            folder = Path(tmp) / f"round{n}"
+            folder.mkdir()
+            local = _alone("--in-process", str(folder / "local"), *common)
+            print(f"in-process: {local['job']:.2f} s a job, {local['wall']:.1f} s for {args.jobs}", file=sys.stderr)
+            two_local = ceiling(folder, args.steps, args.jobs)
+            print(f"two in-process servers at once: {two_local:.1f} s for {args.jobs}", file=sys.stderr)
+            ray = {}
+            for nodes in (1, 2):
+                ray[nodes] = _alone("--in-process", str(folder / f"ray{nodes}"), "--ray-nodes", str(nodes), *common)
+                print(f"ray, {nodes} node(s): {ray[nodes]['wall']:.1f} s for {args.jobs}", file=sys.stderr)
+            rounds.append({"local": local, "two_local": two_local, "one": ray[1], "two": ray[2]})
     load_after = os.getloadavg()
-    one, two = results[1], results[2]
-    overhead = (one["wall"] - local["wall"]) / args.jobs
     autogroup = Path("/proc/sys/kernel/sched_autogroup_enabled")
     grouped = autogroup.is_file() and autogroup.read_text().strip() == "1"
+
+    def median(figure) -> float:
+        return _median([figure(r) for r in rounds])
+
+    def each(figure, form: str) -> str:
+        values = [figure(r) for r in rounds]
+        spread = f" (rounds: {', '.join(format(v, form) for v in values)})" if len(values) > 1 else ""
+        return f"{format(_median(values), form)}{spread}"
+
+    jobs = args.jobs
     print(
         f"| machine | {os.cpu_count()} cores; load average {load[0]:.1f} before, {load_after[0]:.1f} after;"
-        f" autogroup scheduling {'on' if grouped else 'off'} |"
+        f" autogroup scheduling {'on' if grouped else 'off'}; {len(rounds)} round(s), medians |"
     )
     print("|---|---|")
-    print(f"| one job in-process ({args.jobs} in a row, mean) | {local['job']:.2f} s |")
-    print(f"| {args.jobs} jobs in-process | {local['wall']:.1f} s |")
-    print(f"| {args.jobs} jobs, Ray, 1 worker node | {one['wall']:.1f} s |")
-    print(f"| {args.jobs} jobs, Ray, 2 worker nodes | {two['wall']:.1f} s |")
-    print(f"| throughput, 2 nodes vs 1 | {one['wall'] / two['wall']:.2f}x |")
+    print(f"| one job in-process ({jobs} in a row, mean) | {each(lambda r: r['local']['job'], '.2f')} s |")
+    print(f"| {jobs} jobs in-process | {each(lambda r: r['local']['wall'], '.1f')} s |")
+    print(f"| {jobs} jobs, Ray, 1 worker node | {each(lambda r: r['one']['wall'], '.1f')} s |")
+    print(f"| {jobs} jobs, Ray, 2 worker nodes | {each(lambda r: r['two']['wall'], '.1f')} s |")
+    print(f"| throughput, 2 nodes vs 1 | {each(lambda r: r['one']['wall'] / r['two']['wall'], '.2f')}x |")
     print(
-        f"| Ray overhead a job (1 node vs in-process) | {overhead:+.2f} s ({100 * overhead / local['job']:+.1f} % of a job) |"
+        f"| {jobs} jobs on two in-process servers at once (one session) | {each(lambda r: r['two_local'], '.1f')} s |"
     )
-    print(f"| first progress event, in-process | {local['first']:.2f} s |")
-    print(f"| first progress event, Ray | {one['first']:.2f} s (1 node), {two['first']:.2f} s (2 nodes) |")
+    print(
+        "| this machine's ceiling for two workers (2 servers vs 1) |"
+        f" {each(lambda r: r['local']['wall'] / r['two_local'], '.2f')}x |"
+    )
+    share = median(lambda r: (r["one"]["wall"] / r["two"]["wall"]) / (r["local"]["wall"] / r["two_local"]))
+    print(f"| Ray's 2-node ratio as a share of that ceiling | {100 * share:.0f} % |")
+    overhead = median(lambda r: (r["one"]["wall"] - r["local"]["wall"]) / jobs)
+    job = median(lambda r: r["local"]["job"])
+    print(f"| Ray overhead a job (1 node vs in-process) | {overhead:+.2f} s ({100 * overhead / job:+.1f} % of a job) |")
+    print(f"| first progress event, in-process | {each(lambda r: r['local']['first'], '.2f')} s |")
+    print(
+        f"| first progress event, Ray | {each(lambda r: r['one']['first'], '.2f')} s (1 node),"
+        f" {each(lambda r: r['two']['first'], '.2f')} s (2 nodes) |"
+    )
 
 
 if __name__ == "__main__":
