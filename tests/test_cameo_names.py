@@ -140,3 +140,20 @@ def test_the_server_resolves_names_per_user(kinema_env, media):
         assert sdk["carol"].videos.get_character(bobs.id).model_extra["kinema"]["owner"] == "bob"
         assert c.get("/v1/cameos/astro", headers=heads["carol"]).status_code == 400
         assert c.get(f"/v1/cameos/{bobs.id}", headers=heads["carol"]).json()["owner"] == "bob"
+
+
+def test_the_cli_says_the_id_when_it_is_not_the_name(kinema_env, captured, media, monkeypatch):
+    from click.testing import CliRunner
+
+    from kinema.cli import cli
+
+    CameoStore().create("astro", "alice", captured, verification=VERIFIED)
+    monkeypatch.setenv("KINEMA_USER", "bob")
+    made = CliRunner().invoke(cli, ["cameo", "create", "astro", "--video", str(media["person"])])
+    assert made.exit_code == 0, made.output
+    bobs = CameoStore().own("astro", "bob")
+    assert bobs is not None and f"cameo astro (id char_{bobs.id}: another user has one called so):" in made.output
+    listed = CliRunner().invoke(cli, ["cameo", "list"]).output
+    assert f"astro (owner bob, id char_{bobs.id}," in listed
+    shown = CliRunner().invoke(cli, ["cameo", "show", "astro"])
+    assert json.loads(shown.output)["character_id"] == f"char_{bobs.id}"

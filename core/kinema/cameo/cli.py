@@ -114,7 +114,8 @@ def cameo_create(name, video, audio, allowed, everyone, expires, replace, challe
     )
     report = captured.report
     click.echo(
-        f"cameo {made.name}: {len(made.references)} reference pictures (face {report['face_px']} px, seen in"
+        f"cameo {made.name}{'' if made.id == made.name else f' (id char_{made.id}: another user has one called so)'}:"
+        f" {len(made.references)} reference pictures (face {report['face_px']} px, seen in"
         f" {report['frames_with_face']}/{report['frames_sampled']} frames, {report['detector']})"
     )
     click.echo(
