@@ -25,13 +25,16 @@ NO_CAMEO = "(pick a cameo)"
 
 @dataclass(frozen=True)
 class CameoHandle:
-    """What flows from Kinema Cameo to Kinema Generate: a cameo name, and whether its voice drives the clip."""
+    """What flows from Kinema Cameo to Kinema Generate: a cameo name, whether its voice drives the clip, and a
+    line it says in that voice (spoken by the voice model)."""
 
     name: str
     speak: bool = False
+    dialogue: str | None = None
 
     def __repr__(self) -> str:
-        return f"<kinema cameo {self.name}{' (speaking)' if self.speak else ''}>"
+        saying = f" saying {self.dialogue!r}" if self.dialogue else " (speaking)" if self.speak else ""
+        return f"<kinema cameo {self.name}{saying}>"
 
 
 def cameo_choices() -> list[str]:
@@ -119,9 +122,12 @@ def consent_state(name: str) -> str:
     return f"{name}:{stat.st_mtime_ns}:{stat.st_size}:{local_user()}:{int(time.time() // 3600)}"
 
 
-def use_cameo(name: str, speak: bool = False) -> tuple[CameoHandle, torch.Tensor]:
-    """Kinema Cameo: the picked cameo for Generate (consent is checked here and again when Generate runs)."""
+def use_cameo(name: str, speak: bool = False, dialogue: str = "") -> tuple[CameoHandle, torch.Tensor]:
+    """Kinema Cameo: the picked cameo for Generate (consent is checked here and again when Generate runs).
+
+    ``dialogue``: a line the cameo says in its voice; its voice's consent is checked here too."""
     from kinema.cameo.store import CameoStore, local_user
+    from kinema.media.tts import check_line
 
     if name == NO_CAMEO:
         raise InvalidRequestError(
@@ -129,10 +135,15 @@ def use_cameo(name: str, speak: bool = False) -> tuple[CameoHandle, torch.Tensor
             " then press R to refresh the list)"
         )
     cameo = CameoStore().authorize(name, local_user())
-    if speak and cameo.voice is None:
-        raise InvalidRequestError(f"cameo {name!r} has no voice sample; turn speak off or capture it with audio")
+    line = check_line(dialogue) if dialogue.strip() else None
+    if (speak or line) and cameo.voice is None:
+        raise InvalidRequestError(
+            f"cameo {name!r} has no voice sample; turn speak off, clear the dialogue, or capture it with audio"
+        )
+    if speak or line:
+        cameo.require_voice(local_user())
     portrait = torch.from_numpy(cameo.reference_images()[0][None].copy()).to(torch.float32).div_(255.0)
-    return CameoHandle(cameo.name, bool(speak)), portrait
+    return CameoHandle(cameo.name, bool(speak), line), portrait
 
 
 def request_fields(cameo: Any) -> dict[str, Any]:
@@ -143,4 +154,5 @@ def request_fields(cameo: Any) -> dict[str, Any]:
         raise InvalidRequestError("cameo must come from a Kinema Cameo or Kinema Cameo Capture node")
     from kinema.cameo.store import local_user
 
-    return {"cameos": (cameo.name,), "speech": cameo.name if cameo.speak else None, "user": local_user()}
+    fields = {"cameos": (cameo.name,), "speech": cameo.name if cameo.speak or cameo.dialogue else None}
+    return {**fields, "dialogue": cameo.dialogue, "user": local_user()}

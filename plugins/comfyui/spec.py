@@ -467,6 +467,15 @@ CAMEO = Node(
         Input(
             "speak", "BOOLEAN", "Let the cameo's recorded voice drive the clip (ltx2 and tiny backends).", default=False
         ),
+        Input(
+            "dialogue",
+            "STRING",
+            "A line the cameo says in its own voice, spoken by the voice model from its recorded sample; the line"
+            " drives the clip and is its sound (ltx2). Others' cameos need their owner's voice permission.",
+            default="",
+            multiline=True,
+            optional=True,
+        ),
     ),
     outputs=(
         Output("cameo", "KINEMA_CAMEO", "The cameo, for Kinema Generate."),

@@ -260,13 +260,13 @@ class KinemaCameo(io.ComfyNode):
         return schema(spec.CAMEO)
 
     @classmethod
-    def fingerprint_inputs(cls, name: str, speak: bool) -> str:
+    def fingerprint_inputs(cls, name: str, speak: bool, dialogue: str = "") -> str:
         # Consent can change between runs with the same inputs (a revoke, an expiry): look again every time.
-        return cameo_logic.consent_state(name)
+        return f"{cameo_logic.consent_state(name)}:{speak}:{dialogue}"
 
     @classmethod
-    def execute(cls, name: str, speak: bool) -> io.NodeOutput:
-        cameo, portrait = _run(cameo_logic.use_cameo, name, speak)
+    def execute(cls, name: str, speak: bool, dialogue: str = "") -> io.NodeOutput:
+        cameo, portrait = _run(cameo_logic.use_cameo, name, speak, dialogue)
         return io.NodeOutput(cameo, portrait)
 
 
