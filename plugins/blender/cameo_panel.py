@@ -116,7 +116,12 @@ class KINEMA_OT_cameo_create(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return state.phrase_live()
+        if state.phrase_live():
+            return True
+        cls.poll_message_set(
+            "Checking the recording…" if state.busy else "Get a phrase first, then record yourself saying it"
+        )
+        return False
 
     def execute(self, context):
         fields = context.window_manager.kinema_cameo
