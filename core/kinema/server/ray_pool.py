@@ -832,7 +832,7 @@ class RayJobManager(JobManager):
 
             def borrow() -> None:
                 with lock:
-                    wanted = len(pending) - 1  # the own worker takes one of them
+                    wanted = len(pending)  # the chains left once the own worker has taken its next one
                 for n in range(wanted):
                     slot = None if waiting() else self.pool.pick(f"{job_id}-lent-{n}", key)
                     if slot is None:
@@ -853,7 +853,7 @@ class RayJobManager(JobManager):
             backend,
             parent_video=lambda parent: None,
             progress=lambda event: self._on_progress(job_id, event),
-            cancel=token,
+            cancel=stop,  # between shots too: a chain stops when the job is cancelled or another chain failed
             run_chains=run_chains,
         )
 
