@@ -258,6 +258,9 @@ def test_the_loader_lists_text_encoders_and_vaes_kinema_can_use(nodes, tmp_path)
         "umt5-tiny.safetensors": str(encoders / "umt5-tiny.safetensors"),
     }
     assert list(nodes.single_files.part_choices("vae", [vaes])) == ["wan2.2-vae-tiny.safetensors"]
+    # The loader's lists: outside ComfyUI there are no ComfyUI folders, so each holds its default alone.
+    widgets = {field.id: field for field in nodes.spec.MODEL_LOADER.inputs}
+    assert widgets["text_encoder"].choices() == widgets["vae"].choices() == [nodes.single_files.MODELS_OWN]
 
 
 def test_text_encoder_and_vae_picks_are_for_single_files_only(nodes):

@@ -482,6 +482,55 @@ def test_a_single_file_checkpoint_in_models_checkpoints_is_listed_and_renders(co
     assert clip.frames.shape == (9, 32, 32, 3) and clip.audio is not None
 
 
+def test_text_encoders_and_vaes_from_comfyuis_folders_are_listed_and_render(comfy):
+    """A Wan single file in models/diffusion_models with its UMT5 text encoder (fp8, Comfy-Org's scaled layout,
+    tokenizer inside) from models/text_encoders and its VAE from models/vae, each picked from the loader's lists;
+    and an LTX-2 file with its Gemma 3 text encoder."""
+    from single_files import write_ltx2, write_text_encoder, write_wan, write_wan_vae
+
+    from kinema.backends.tiny import tiny_model_path
+
+    models = comfy.base / "models"
+    write_wan(tiny_model_path("wan"), models / "diffusion_models" / "wan-tiny.safetensors")
+    write_text_encoder(tiny_model_path("wan"), models / "text_encoders" / "umt5-tiny-fp8.safetensors", fp8="scaled_fp8")
+    write_wan_vae(tiny_model_path("wan"), models / "vae" / "wan2.2-vae-tiny.safetensors")
+    write_ltx2(tiny_model_path("ltx2"), models / "checkpoints" / "ltx-2-tiny-te.safetensors")
+    write_text_encoder(tiny_model_path("ltx2"), models / "text_encoders" / "gemma-3-tiny.safetensors")
+    optional = comfy.get("/object_info")["KinemaModelLoader"]["input"]["optional"]
+    encoders, vaes = optional["text_encoder"][1]["options"], optional["vae"][1]["options"]
+    assert {"umt5-tiny-fp8.safetensors", "gemma-3-tiny.safetensors"} <= set(encoders)
+    assert "wan2.2-vae-tiny.safetensors" in vaes and "gemma-3-tiny.safetensors" not in vaes
+
+    def loader(backend, model, **parts):
+        inputs = {"backend": backend, "model": model, "precision": "auto", "memory": "auto", "accept_license": True}
+        return {"class_type": "KinemaModelLoader", "inputs": {**inputs, **parts}}
+
+    prompt = {
+        "1": loader(
+            "wan",
+            "diffusion_models/wan-tiny.safetensors",
+            text_encoder="umt5-tiny-fp8.safetensors",
+            vae="wan2.2-vae-tiny.safetensors",
+        ),
+        "2": generate_node(["1", 0], "a ball drops", 43, audio=False),
+        "3": {"class_type": "KinemaSaveClip", "inputs": {"clip": ["2", 3], "filename_prefix": "kinema/wan-parts"}},
+        "4": loader("ltx2", "checkpoints/ltx-2-tiny-te.safetensors", text_encoder="gemma-3-tiny.safetensors"),
+        "5": generate_node(["4", 0], "a ball drops", 44),
+        "6": {"class_type": "KinemaSaveClip", "inputs": {"clip": ["5", 3], "filename_prefix": "kinema/ltx2-parts"}},
+    }
+    # wan's loader wants its sound model present; these clips are silent, so the tiny one stands in, unread.
+    sound = tiny_model_path("wan").parent / "stabilityai--stable-audio-open-1.0"
+    sound.symlink_to(tiny_model_path("stable-audio"), target_is_directory=True)
+    try:
+        entry = comfy.run(prompt)
+    finally:
+        sound.unlink()
+    assert entry["status"]["status_str"] == "success", comfy.errors(entry)
+    wan, ltx2 = saved_clip(comfy, entry, "3"), saved_clip(comfy, entry, "6")
+    assert wan.metadata["backend"] == "wan" and wan.metadata["model"].endswith(".json") and wan.audio is None
+    assert ltx2.metadata["backend"] == "ltx2" and ltx2.frames.shape == (9, 32, 32, 3) and ltx2.audio is not None
+
+
 def test_every_example_opens_in_the_frontend_and_renders_when_queued_from_it(comfy, tmp_path):
     """ComfyUI's own frontend (the comfyui-frontend-package it serves) in Chromium, driven by Playwright.
 

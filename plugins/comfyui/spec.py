@@ -15,6 +15,8 @@ from kinema.backends.base import DEFAULT_STRENGTH as DEFAULT_REMIX_STRENGTH
 from kinema.request import DEFAULT_BACKEND, MAX_FPS, MAX_GUIDANCE, MAX_SECONDS, MAX_SIDE, MAX_STEPS
 from kinema.tiers import DEFAULT_TIER, TIERS
 
+from .single_files import MODELS_OWN
+
 # Widget types and the socket types ComfyUI passes between nodes.
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 SOCKET_TYPES = {"IMAGE", "AUDIO", "VIDEO", "KINEMA_MODEL", "KINEMA_CLIP", "KINEMA_CAMEO"}
@@ -85,6 +87,18 @@ def _models() -> list[str]:
     from .logic import model_choices
 
     return [DEFAULT_MODEL, *model_choices()]
+
+
+def _text_encoders() -> list[str]:
+    from .single_files import part_choices
+
+    return [MODELS_OWN, *part_choices("text_encoder")]
+
+
+def _vaes() -> list[str]:
+    from .single_files import part_choices
+
+    return [MODELS_OWN, *part_choices("vae")]
 
 
 def _memory_policies() -> list[str]:
@@ -169,6 +183,25 @@ MODEL_LOADER = Node(
             " revenue; Stable Audio, wan's sound: above $1M). Off, such a model is refused with its licence's terms;"
             " one pulled with `kinema models pull --accept-license` is already accepted.",
             default=False,
+            optional=True,
+        ),
+        Input(
+            "text_encoder",
+            "COMBO",
+            "For a single-file checkpoint: its text encoder from models/text_encoders (UMT5-XXL for Wan, e.g."
+            " umt5_xxl_fp8_e4m3fn_scaled.safetensors; Gemma 3 12B for LTX-2, e.g. gemma_3_12B_it.safetensors). The"
+            " tokenizer comes from the same file. Left as the model's own, it comes from the model's base folder.",
+            default=MODELS_OWN,
+            options=_text_encoders,
+            optional=True,
+        ),
+        Input(
+            "vae",
+            "COMBO",
+            "For a Wan single-file checkpoint: its VAE from models/vae (wan2.2_vae.safetensors for Wan 2.2 TI2V"
+            " 5B). LTX-2 checkpoints carry their own. Left as the model's own, it comes from the model's base folder.",
+            default=MODELS_OWN,
+            options=_vaes,
             optional=True,
         ),
     ),

@@ -104,7 +104,15 @@ class KinemaModelLoader(io.ComfyNode):
 
     @classmethod
     def execute(
-        cls, backend: str, model: str, precision: str, memory: str, model_id: str = "", accept_license: bool = False
+        cls,
+        backend: str,
+        model: str,
+        precision: str,
+        memory: str,
+        model_id: str = "",
+        accept_license: bool = False,
+        text_encoder: str = spec.MODELS_OWN,
+        vae: str = spec.MODELS_OWN,
     ) -> io.NodeOutput:
         handle = _run(
             logic.load_model,
@@ -115,6 +123,8 @@ class KinemaModelLoader(io.ComfyNode):
             model_id,
             device=comfy_host.comfy_device(),
             accept_license=accept_license,
+            text_encoder=text_encoder,
+            vae=vae,
         )
         return io.NodeOutput(handle, ui=ui.PreviewText("Licence: " + "\n".join(handle.licences)))
 
