@@ -235,6 +235,51 @@ def test_a_node_lost_mid_job_runs_it_once_more_elsewhere(cluster, kinema_env):
                     time.sleep(0.5)
 
 
+def test_a_node_lost_under_a_lent_worker_runs_the_film_once_more(cluster, kinema_env):
+    """Kill the node of the worker lent to a film's second shot: the film stops, runs again (its second attempt)
+    on the worker left, and completes with both shots; the job's own worker is not taken for lost."""
+    from kinema import Clip
+
+    made, nodes, _ = cluster
+    board = "Shot 1 (0.25s): a door\nShot 2 (0.25s): a window\n"
+    body = {"storyboard": board, "model": "tiny-ltx2", "size": "32x32", "steps": 150}
+    with server(cluster, kinema_env) as client:
+        pool = client.app.state.manager.pool
+        film = client.post("/v1/storyboards", json=body).json()["id"]
+        deadline = time.monotonic() + 300
+        while not any(slot.job and slot.job.startswith(f"{film}-lent-") for slot in pool.slots):
+            assert time.monotonic() < deadline, "no worker was lent to the film's second shot"
+            time.sleep(0.05)
+        _wait_step(client, film, timeout=300)
+        lent = next(s for s in pool.slots if s.job and s.job.startswith(f"{film}-lent-"))
+        own = next(s for s in pool.slots if s.job == film)
+        node = next(n for n in nodes if n.node_id == lent.info["node"])
+        done: list = []
+        threading.Thread(target=lambda: done.append(wait_final(client, film, timeout=300))).start()
+        made.remove_node(node, allow_graceful=False)
+        try:
+            deadline = time.monotonic() + 330
+            while not done:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            assert done[0]["status"] == "completed", done[0]
+            assert client.app.state.manager.get(film)["attempts"] == 2
+            assert own.info is not None  # the job's own worker stayed in the pool
+            clip = Clip.load(client.app.state.manager.artifact(film, "video.mp4"))
+            assert [shot["shot"] for shot in clip.metadata["shots"]] == [1, 2]
+        finally:  # the cluster as it was for the module's other tests
+            nodes[nodes.index(node)] = made.add_node(num_cpus=1, object_store_memory=STORE)
+            made.wait_for_nodes()
+            deadline = time.monotonic() + 180
+            while True:
+                try:
+                    _infos(client)
+                    break
+                except Exception:
+                    assert time.monotonic() < deadline, "the lost worker did not start again"
+                    time.sleep(0.5)
+
+
 def test_ray_is_never_imported_without_the_flag():
     code = "import sys, kinema.cli, kinema.server.app, kinema.server.jobs; print('ray' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
