@@ -24,8 +24,13 @@ LINE = "Welcome aboard, everyone."
 
 
 @pytest.fixture(scope="module")
-def captured(tmp_path_factory):
-    return capture_person(make_media(tmp_path_factory.mktemp("voice-media")))
+def media(tmp_path_factory):
+    return make_media(tmp_path_factory.mktemp("voice-media"))
+
+
+@pytest.fixture(scope="module")
+def captured(media):
+    return capture_person(media)
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +183,38 @@ def test_a_storyboard_shot_speaks_its_cameos_line_in_its_voice(astro, monkeypatc
     monkeypatch.delenv(tts.VOICE_MODEL_ENV)
     with pytest.raises(StoryboardError, match="shot 1: astro's line is spoken in that cameo's voice, which needs"):
         run_storyboard(board, user="alice", cache=False)
+
+
+def test_a_cameo_captured_with_a_recogniser_keeps_what_its_voice_says_for_its_lines(media, voice_model, monkeypatch):
+    """Dia continues a voice best when it reads what the sample says: make_cameo transcribes the voice sample's first
+    seconds (here a known transcript stands in for the recogniser) and signs it into the record; lines read it."""
+    from kinema.cameo.face import HaarDetector
+    from kinema.cameo.make import make_cameo
+
+    monkeypatch.setenv(tts.VOICE_MODEL_ENV, str(voice_model))
+    monkeypatch.setattr(tts, "MAX_PROMPT_SECONDS", 1.0)
+    heard = []
+
+    def transcriber(sound, rate):
+        heard.append(sound.shape[0] / rate)
+        return "my kinema code is four seven"
+
+    made, _ = make_cameo(
+        "speaker",
+        "alice",
+        media["person"],
+        media["voice"],
+        detector=HaarDetector(),
+        embedder=None,
+        transcriber=transcriber,
+    )
+    assert made.capture["voice_transcript"] == "my kinema code is four seven" and heard[-1] == pytest.approx(1.0)
+    clip = kinema.generate(
+        GenerationRequest("x", cameos=("speaker",), dialogue=LINE, user="alice", backend="tiny-ltx2", **SMALL)
+    )
+    assert clip.metadata["voice_line"]["voice_transcript"] is True
+    voice = speech.read_wav(made.voice_path)
+    line = tts.speak(
+        LINE, voice=voice, transcript="my kinema code is four seven", seconds=SMALL["seconds"], seed=SMALL["seed"]
+    )
+    assert np.array_equal(clip.audio[0], speech.resample(line.audio, line.rate, clip.sample_rate))

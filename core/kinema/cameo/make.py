@@ -11,6 +11,7 @@ from kinema.cameo import challenge as challenges
 from kinema.cameo import verify as verification
 from kinema.cameo.capture import CaptureResult, capture
 from kinema.cameo.store import Cameo, CameoError, CameoStore, _widen_unverified, check_identity, check_name
+from kinema.media import tts
 
 
 def make_cameo(
@@ -48,6 +49,11 @@ def make_cameo(
         raise _widen_unverified(name)  # before the slow part: it could only end unverified
     captured = capture(video, audio, detector=detector, embedder=embedder)
     checked = verification.verify(Path(video), captured, issued, transcriber=transcriber)
+    if captured.voice is not None and can_verify:
+        # What the voice sample's first seconds say, signed with the record: a voice model continues the voice best
+        # when it also reads what the sample says (kinema.cameo.voice_lines).
+        start = captured.voice[: int(tts.MAX_PROMPT_SECONDS * captured.voice_rate)]
+        captured.report["voice_transcript"] = (transcriber or verification.transcribe)(start, captured.voice_rate)
     made = store.create(
         name,
         owner,

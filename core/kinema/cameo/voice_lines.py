@@ -41,6 +41,7 @@ def speak_line(
     ref = voice_ref(request)
     cameo = named.get(ref) if ref is not None else None
     voice = None
+    transcript = None
     if cameo is not None:
         cameo.require_voice(user)
         if cameo.voice_path is None:
@@ -49,10 +50,10 @@ def speak_line(
                 " with a recording of them talking (--audio)"
             )
         voice = load_speech(cameo.voice_path)
-        # Dia continues a voice best when it also reads what the sample says; kinema has no transcript of the
-        # sample itself yet (a capture's verification transcript is of the recording, which may not be the voice
-        # file), so the model continues the voice from its sound alone.
-    line = tts.speak(request.dialogue, voice=voice, seconds=seconds, seed=_seed(request))
+        # What the sample says, transcribed when it was captured with a speech recogniser installed
+        # (kinema.cameo.make); a cameo without one is continued from the sound of its voice alone.
+        transcript = str(cameo.capture.get("voice_transcript") or "").strip() or None
+    line = tts.speak(request.dialogue, voice=voice, transcript=transcript, seconds=seconds, seed=_seed(request))
     record = {
         "synthetic": True,  # not a recording: a text-to-speech model said it
         "text": request.dialogue,
@@ -61,6 +62,7 @@ def speak_line(
         "model": line.model,
         "sample_rate": line.rate,
         "voice_prompt_seconds": round(line.prompt_seconds, 2),
+        "voice_transcript": transcript is not None,  # the model read what the voice sample says
     }
     source = f"voice line: {'the model' if cameo is None else 'cameo:' + cameo.name}"
     return (line.audio, line.rate), source, record
