@@ -185,3 +185,33 @@ def test_doctor_prints_each_backends_limits():
     shown = CliRunner().invoke(cli, ["doctor"]).output
     assert "limits tiny-ltx2: 481 frames, 20 s, 1,048,576 pixels a frame, 500 steps" in shown
     assert "limits ltx2: 497 frames, 20 s, 8,355,840 pixels a frame, 100 steps (LTX-2" in shown
+
+
+def test_a_films_shots_are_checked_not_its_unused_base_length(kinema_env, monkeypatch, tmp_path):
+    """A backend that makes at most 6 frames takes a film of 0.25 s shots (3 frames made each): the film's own
+    request (1 s by default, 8 frames) is never generated, so it is not what is checked; a shot too long still is."""
+    import ray_backends
+    from polling import wait_final
+
+    from kinema.media.files import probe
+    from kinema.plugins import pm
+
+    monkeypatch.setenv("KINEMA_TEST_WORKER_FRAMES", "6")
+    pm.register(ray_backends, name="test-small-limits")
+    try:
+        with TestClient(create_app(api_key=None), base_url="http://127.0.0.1") as client:
+            one = client.post("/v1/videos", json={"prompt": "a door", "model": "slow", "seconds": "1"})
+            assert one.status_code == 400 and "limit of 6 frames" in one.json()["error"]["message"], one.text
+            board = "Shot 1 (0.25s): a door\nShot 2 (0.25s, continue): it opens\n"
+            film = client.post("/v1/storyboards", json={"storyboard": board, "model": "slow", "steps": 2})
+            assert film.status_code == 200, film.text
+            done = wait_final(client, film.json()["id"])
+            assert done["status"] == "completed", done["error"]
+            made = tmp_path / "film.mp4"
+            made.write_bytes(client.get(f"/v1/videos/{done['id']}/content").content)
+            assert probe(made).frame_count == 4  # 2 frames a shot at the backend's 8 fps
+            long = client.post("/v1/storyboards", json={"storyboard": board + "Shot 3 (1s): a hall\n", "model": "slow"})
+            assert long.status_code == 400, long.text
+            assert "line 3: shot 3: frames" in long.json()["error"]["message"], long.text
+    finally:
+        pm.unregister(name="test-small-limits")

@@ -111,6 +111,22 @@ def checked_elsewhere(reports: Mapping[str, tuple[Limits, Sequence[MemoryBound]]
         _ELSEWHERE.reset(token)
 
 
+# Set while a plan that is not itself generated is made: a task's base request (kinema.server.tasks).
+_UNCHECKED: ContextVar[bool] = ContextVar("kinema_limits_unchecked", default=False)
+
+
+@contextlib.contextmanager
+def checked_per_generation() -> Iterator[None]:
+    """Within this block, ``check_plan`` checks nothing: what is planned here is never generated as it stands (a
+    storyboard's, remix's or extend's base request, whose length is not the film's or the clip's), and the caller
+    checks each generation it will run instead. A film of 0.25 s shots is not refused for its unused 1 s default."""
+    token = _UNCHECKED.set(True)
+    try:
+        yield
+    finally:
+        _UNCHECKED.reset(token)
+
+
 def _elsewhere(backend: Backend) -> tuple[Limits, Sequence[MemoryBound]] | None:
     reports = _ELSEWHERE.get()
     return None if reports is None else reports.get(backend.name)
@@ -140,6 +156,8 @@ def check_plan(plan: Plan, backend: Backend, *, bounds: Sequence[MemoryBound] | 
 
     ``bounds`` defaults to the memory of the device the backend runs on.
     """
+    if _UNCHECKED.get():
+        return
     limits = job_limits(backend)
     name = backend.name
     if plan.steps > limits.steps:

@@ -83,13 +83,17 @@ def quiet_libraries() -> None:
         logging.set_verbosity_error()
 
 
-def release_all() -> None:
-    """Forget every loaded pipeline and hand the memory back (ComfyUI calls this when it frees models)."""
+def release_all(device: str | None = None) -> None:
+    """Forget every loaded pipeline, or only those on ``device``, and hand the memory back (ComfyUI calls this when
+    it frees models; a job server's worker when it switches models, for its own device only: another device's
+    worker keeps its model)."""
     with _lock:
-        devices: set[str | None] = {key[2] for key in _loaded}
-        _loaded.clear()
-    for device in devices or {None}:
-        release(device)
+        dropped = [key for key in _loaded if device is None or key[2] == device]
+        for key in dropped:
+            del _loaded[key]
+    devices: set[str | None] = {key[2] for key in dropped}
+    for each in devices or {device}:
+        release(each)
 
 
 def loaded() -> list[str]:

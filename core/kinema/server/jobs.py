@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from kinema import engine
+from kinema.backends.limits import checked_per_generation
 from kinema.cameo.store import SERVER_OWNER, CameoNotAllowedError, CameoTamperedError, authorize_request
 from kinema.errors import (
     GenerationCancelled,
@@ -64,6 +65,7 @@ from kinema.home import kinema_home
 from kinema.media.files import encode_jpeg, encode_png
 from kinema.progress import CancelToken, Progress
 from kinema.request import GenerationRequest
+from kinema.server.resident import Resident
 from kinema.server.tasks import UPLOADED
 from kinema.server.tasks import prepare as prepare_task
 from kinema.server.tasks import run as run_task
@@ -547,11 +549,12 @@ class JobManager:
             raise InvalidRequestError(f"unknown request fields: {sorted(unknown)}")
         request = GenerationRequest(**{**fields, "user": owner}, image=image)
         backend = engine.resolve_backend(request)
-        plan = backend.plan(apply_style(request))
+        if task is None:
+            plan = backend.plan(apply_style(request))
+        else:  # the task's own generations (a film's shots) are what must fit: prepare_task checks each of them
+            with checked_per_generation():
+                plan = backend.plan(apply_style(request))
         authorize_request(request)  # refused now; checked again when the job starts (a revoke in between counts)
-        status = self._backend_status(backend, request)
-        if not status.ready:
-            raise MissingWeightsError(f"backend {backend.name!r} cannot run yet: {status.detail}")
         task_plan: dict = {}
         if task is not None:
             task, task_plan = prepare_task(
@@ -561,6 +564,9 @@ class JobManager:
                 lambda parent: source_video if parent == UPLOADED else self.artifact(parent, VIDEO_FILE),
             )
             task_plan["task"] = task
+        status = self._backend_status(backend, request)  # after every limit, as for a single generation
+        if not status.ready:
+            raise MissingWeightsError(f"backend {backend.name!r} cannot run yet: {status.detail}")
         stored = {name: getattr(request, name) for name in REQUEST_FIELDS}
         stored["seed"] = plan.seed  # fixed now: a re-run after a crash makes the same clip
         job_id = new_id()
@@ -832,7 +838,7 @@ class JobManager:
         folder = self.directory / job_id
         try:
             request = GenerationRequest(**record["request"], image=folder / INPUT_FILE if record["has_image"] else None)
-            backend = worker.backend_for(request)
+            backend = worker.resident.backend_for(request)
             token.raise_if_cancelled()
             task = record["plan"].get("task")
             if task:
@@ -920,26 +926,15 @@ def _describe_failure(error: Exception) -> tuple[str, str]:
 
 
 class _Worker(threading.Thread):
-    """Runs one device's jobs one at a time, oldest first, keeping the last backend (and its weights) loaded."""
+    """Runs one device's jobs one at a time, oldest first, keeping the last backend (and its weights) loaded: only
+    that one, so a job for another model frees it first (``Resident``)."""
 
     def __init__(self, manager: JobManager, device: str):
         super().__init__(name=f"kinema-worker-{device}", daemon=True)
         self.manager = manager
         self.device = device
         self.wake = threading.Event()
-        self._backend_key: tuple | None = None
-        self._backend: Any = None
-
-    def backend_for(self, request: Any) -> Any:
-        key = (request.backend, request.model)
-        if key != self._backend_key:
-            if self._backend is not None:
-                with contextlib.suppress(Exception):
-                    self._backend.unload()
-            self._backend, self._backend_key = None, None
-            self._backend = engine.resolve_backend(request)
-            self._backend_key = key
-        return self._backend
+        self.resident = Resident(device)
 
     def run(self) -> None:
         manager = self.manager

@@ -28,12 +28,13 @@ from typing import Any
 
 from kinema import engine
 from kinema.backends.limits import device_of, job_limits, memory_bounds
-from kinema.backends.loading import loaded_pipelines, release_all
+from kinema.backends.loading import loaded_pipelines
 from kinema.errors import KinemaError
 from kinema.plugins import get_backends, load_plugins, pm
 from kinema.progress import CancelToken, Progress
 from kinema.request import GenerationRequest
 from kinema.server.ray_cameos import on_worker
+from kinema.server.resident import Resident
 from kinema.server.tasks import run as run_task
 from kinema.version import __version__
 
@@ -69,9 +70,7 @@ class Worker:
                 pm.register(module, name=name)
         self._lock = threading.Lock()
         self._runs: dict[str, _Run] = {}
-        self._backend_key: tuple | None = None
-        self._backend: Any = None
-        self.loads = 0  # how many times a model was loaded (a job for the resident model loads nothing)
+        self.resident = Resident()  # the only model in this process: a switch drops every cached pipeline
         self.resident_bytes = 0  # what the resident model's weights take in memory, measured after each job
         self.started = 0  # generations started (a job joined after a server restart starts none)
         self.started_at = time.time()
@@ -155,9 +154,9 @@ class Worker:
     def held(self) -> dict:
         """The model it holds, what its weights take (what unloading it would throw away) and how many loads so far."""
         return {
-            "resident": [list(self._backend_key)] if self._backend_key else [],
+            "resident": [list(self.resident.key)] if self.resident.key else [],
             "resident_bytes": self.resident_bytes,
-            "loads": self.loads,
+            "loads": self.resident.loads,  # a job for the resident model loads nothing
         }
 
     def forget(self, job_id: str) -> None:
@@ -230,33 +229,26 @@ class Worker:
             )
 
     def _backend_for(self, request: GenerationRequest) -> Any:
-        key = (request.backend, request.model)
-        if key != self._backend_key:
-            if self._backend is not None:
-                with contextlib.suppress(Exception):
-                    self._backend.unload()
-                # Backends leave their pipelines in kinema's load cache (kinema.backends.loading) for the next job;
-                # a worker keeps one model, so switching really frees the old one's memory.
-                release_all()
-            self._backend, self._backend_key, self.resident_bytes = None, None, 0
-            backend = engine.resolve_backend(request)
-            status = backend.status()
-            if not status.ready:
-                raise KinemaError(f"this worker cannot run {backend.name!r}: {status.detail}")
-            self._backend, self._backend_key = backend, key
-            self.loads += 1
-        return self._backend
+        if (request.backend, request.model) != self.resident.key:
+            self.resident_bytes = 0  # the old model is about to go
+        return self.resident.backend_for(request, check=_can_run)
 
     def _measure(self) -> None:
-        if self._backend is not None:
+        if self.resident.backend is not None:
             with contextlib.suppress(Exception):  # a figure for routing: never a reason to fail a job
-                self.resident_bytes = weights_bytes(self._backend)
+                self.resident_bytes = weights_bytes(self.resident.backend)
 
     def _forget_old(self) -> None:
         now = time.time()
         for job_id, run in list(self._runs.items()):
             if run.finished_at is not None and now - run.finished_at > KEEP_FINISHED_S:
                 del self._runs[job_id]
+
+
+def _can_run(backend: Any) -> None:
+    status = backend.status()
+    if not status.ready:
+        raise KinemaError(f"this worker cannot run {backend.name!r}: {status.detail}")
 
 
 def weights_bytes(backend: Any) -> int:
