@@ -538,6 +538,13 @@ def test_request_limits_come_from_the_workers_reports(cluster, kinema_env):
         reported = [b for info in _infos(client).values() for b in info["backends"]["slow"]["memory"]]
         assert limits.frames == 6 and {b.where for b in memory} == {"RAM"}
         assert memory[0].total == min(b["total"] for b in reported if b["where"] == "RAM")
+        # A film is checked shot by shot (3 frames made for a 0.25 s shot), not by its unused 1 s base request.
+        board = "Shot 1 (0.25s): a door\nShot 2 (0.25s): a window\n"
+        film = client.post("/v1/storyboards", json={"storyboard": board, "model": "slow", "steps": 2})
+        assert film.status_code == 200, film.text
+        assert wait_final(client, film.json()["id"], timeout=300)["status"] == "completed"
+        longer = client.post("/v1/storyboards", json={"storyboard": board + "Shot 3 (1s): a hall\n", "model": "slow"})
+        assert longer.status_code == 400 and "line 3: shot 3: frames" in longer.json()["error"]["message"]
 
 
 def test_the_overhead_benchmark_measures_both_paths(cluster, kinema_env, tmp_path):
