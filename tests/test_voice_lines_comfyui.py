@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("cv2")
 pytest.importorskip("skimage.data")
 
-from test_voice_lines import LINE, SMALL, astro, captured, voice_model  # noqa: E402,F401  (fixtures)
+from test_voice_lines import LINE, SMALL, astro, captured, media, voice_model  # noqa: E402,F401  (fixtures)
 
 from kinema.cameo.store import CameoNotAllowedError  # noqa: E402
 
