@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conditioning", type=int, default=20, help="seen cases for i2v, extend and storyboard")
     parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, of {', '.join(ROWS)}")
     parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the backend's)")
+    parser.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the backend's)")
     parser.add_argument("--threads", type=int, default=max(1, min(2, os.cpu_count() or 1)))
     parser.add_argument("--model", type=Path, default=None, help="an assembled pipeline folder for the trained row")
     parser.add_argument("--json", type=Path, default=None, help="write every clip's record here")
@@ -104,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
             source = E.RenderSource()
         else:
             backend = _backend(row, args.model)
-            source = E.KinemaSource("trained" if row == "trained" else "random weights", backend, steps=args.steps)
+            source = E.KinemaSource(
+                "trained" if row == "trained" else "random weights", backend, steps=args.steps, guidance=args.guidance
+            )
             speeds[source.name] = speed(backend, args.threads)
         results.append(E.evaluate(source, chosen, conditioning=args.conditioning, say=say))
         say(f"{row}: {time.perf_counter() - started:.0f} s")

@@ -124,11 +124,13 @@ def _made(clip: Any, started: float) -> Made:
 class KinemaSource:
     """Clips through kinema's own paths (``kinema.generate``, ``kinema.extend``, storyboards) on one backend."""
 
-    def __init__(self, name: str, backend: Any, steps: int | None = None):
-        self.name, self.backend, self.steps = name, backend, steps
+    def __init__(self, name: str, backend: Any, steps: int | None = None, guidance: float | None = None):
+        self.name, self.backend, self.steps, self.guidance = name, backend, steps, guidance
 
     def _generate(self, case: Case, **extra: Any) -> Made:
-        request = GenerationRequest(case.prompt, seed=case.seed, steps=self.steps, backend=self.backend.name, **extra)
+        request = GenerationRequest(
+            case.prompt, seed=case.seed, steps=self.steps, guidance=self.guidance, backend=self.backend.name, **extra
+        )
         started = time.perf_counter()
         return _made(generate(request, backend=self.backend), started)
 
@@ -143,14 +145,17 @@ class KinemaSource:
         source.metadata.update({"prompt": case.prompt, "backend": self.backend.name})
         started = time.perf_counter()
         longer = extend(
-            ExtendRequest(source, CLIP_SECONDS, seed=case.seed + 1, steps=self.steps), backend_obj=self.backend
+            ExtendRequest(source, CLIP_SECONDS, seed=case.seed + 1, steps=self.steps, guidance=self.guidance),
+            backend_obj=self.backend,
         )
         return _made(longer, started), len(made.frames)
 
     def storyboard(self, case: Case) -> tuple[Made, Made]:
         text = f"Shot 1 ({CLIP_SECONDS:.3f}s): {case.prompt}\nShot 2 ({CLIP_SECONDS:.3f}s, continue): {case.prompt}\n"
         board = parse_storyboard(text)
-        board = dataclasses.replace(board, seed=case.seed, steps=self.steps, backend=self.backend.name)
+        board = dataclasses.replace(
+            board, seed=case.seed, steps=self.steps, guidance=self.guidance, backend=self.backend.name
+        )
         result = run_storyboard(board, cache=False, backend=self.backend)
         first, second = (r.clip for r in result.shots)
         return _made(first, time.perf_counter()), _made(second, time.perf_counter())
