@@ -13,7 +13,7 @@ import click
 
 from kinema import engine, licences
 from kinema import models as model_store
-from kinema.backends import limits
+from kinema.backends import limits, single_file
 from kinema.backends.device import free_memory_bytes, pick_device, pick_dtype
 from kinema.backends.memory import policy_report
 from kinema.cameo import verify as cameo_verification
@@ -80,6 +80,53 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.ensure_object(dict)["debug"] = debug
 
 
+def _single_file_parts(function):
+    """--text-encoder and --vae: files that supply what a single-file --model lacks (ComfyUI's text_encoders, vae)."""
+    for decorator in reversed(
+        [
+            click.option(
+                "--text-encoder",
+                type=click.Path(path_type=Path),
+                help="With a single-file --model: its text encoder (and tokenizer) from this .safetensors file,"
+                " e.g. umt5_xxl_fp16.safetensors for Wan, gemma_3_12B_it.safetensors for LTX-2.",
+            ),
+            click.option(
+                "--vae",
+                type=click.Path(path_type=Path),
+                help="With a single-file Wan --model: its VAE from this .safetensors file, e.g. wan2.2_vae.safetensors.",
+            ),
+        ]
+    ):
+        function = decorator(function)
+    return function
+
+
+def _model_with_parts(model: str | None, text_encoder: Path | None, vae: Path | None) -> str | None:
+    """The model to run: ``model`` itself, or a recipe naming it with the part files (``single_file.with_parts``)."""
+    if text_encoder is None and vae is None:
+        return model
+    flag = "--text-encoder" if text_encoder is not None else "--vae"
+    if not model or Path(model).expanduser().suffix.lower() not in single_file.SUFFIXES:
+        raise click.BadParameter(
+            f"{flag} goes with a single-file checkpoint: add --model PATH.safetensors"
+            " (a model folder or id already holds its text encoder and VAE)",
+            param_hint=f"'{flag}'",
+        )
+    if not Path(model).expanduser().is_file():
+        raise click.BadParameter(f"{model} does not exist: give the checkpoint's path", param_hint="'--model'")
+    for path, name in ((text_encoder, "--text-encoder"), (vae, "--vae")):
+        if path is None:
+            continue
+        if path.suffix.lower() not in single_file.SUFFIXES:
+            raise click.BadParameter(
+                f"{path.name} is not a .safetensors file: kinema loads no pickled weights", param_hint=f"'{name}'"
+            )
+        if not path.expanduser().is_file():
+            raise click.BadParameter(f"{path} does not exist: give a file that does", param_hint=f"'{name}'")
+    # Whether the parts fit the checkpoint (family, sizes) is checked from their headers before anything loads.
+    return single_file.with_parts(model, text_encoder=text_encoder, vae=vae)
+
+
 @cli.command()
 @click.argument("prompt")
 @click.option(
@@ -100,7 +147,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--image", type=click.Path(path_type=Path), help="Start from this picture (first frame).")
 @click.option("--no-audio", is_flag=True, help="Picture only.")
 @click.option("--backend", default=DEFAULT_BACKEND, show_default=True, help="Backend (see `kinema backends`).")
-@click.option("--model", help="A model id or folder for the backend.")
+@click.option("--model", help="A model id or folder for the backend, or a single-file .safetensors checkpoint.")
+@_single_file_parts
 @click.option(
     "--cameo",
     "cameo_names",
@@ -150,6 +198,8 @@ def generate(
     no_audio,
     backend,
     model,
+    text_encoder,
+    vae,
     cameo_names,
     speech,
     dialogue,
@@ -163,6 +213,7 @@ def generate(
     Example: kinema generate "waves at dawn, gulls crying" --seconds 2 -o waves.mp4
     """
     output = check_output(output or Path(time.strftime("kinema-%Y%m%d-%H%M%S.mp4")))
+    model = _model_with_parts(model, text_encoder, vae)
     width, height = size or (None, None)
     request = GenerationRequest(
         prompt=prompt,
