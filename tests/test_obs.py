@@ -374,7 +374,8 @@ def test_quality_picture_and_cameo_pickers(rig, live, probe, tmp_path):
     assert image["type"] == "path" and image["file"] and image["label"] == "Start from picture"
     assert all(f"*.{ext}" in image["filter"] for ext in ("png", "jpg", "jpeg", "webp")) and image["value"] == ""
     # The server's cameos this user may use, as listed at load (cameos API, "usable").
-    assert CAMEO in [value for _, value in shown["cameo"]["items"]]
+    # By its id, which names it for everyone (names are only unique per user).
+    assert f"char_{CAMEO}" in [value for _, value in shown["cameo"]["items"]]
     line = probe.properties("dialogue")["dialogue"]  # what the cameo says, in its voice (tests/test_voice_lines.py)
     assert line["type"] == "text" and line["label"] == "Cameo says" and "voice permission" in line["long_description"]
 

@@ -151,7 +151,7 @@ class CaptureWork:
                 self._failed(error, settings, keep_phrase=False)
                 return
             try:
-                usable = [row["id"] for row in client.cameos() if row.get("usable")]
+                usable = [row.get("character_id") or row["id"] for row in client.cameos() if row.get("usable")]
             except api.ClientError:
                 usable = None
             level, sentence = outcome_text(made)

@@ -201,7 +201,8 @@ class Connection:
                 catalogue = []  # only suggestions for the panel, and the preferences' model list
             models = [row["id"] for row in catalogue if row.get("role") != "component"]
             try:
-                cameos = [row["id"] for row in client.cameos() if row.get("usable")]
+                # The id names one cameo for everyone (names are only unique per user); older servers lack it.
+                cameos = [row.get("character_id") or row["id"] for row in client.cameos() if row.get("usable")]
             except api.ClientError:
                 cameos = []  # a server from before cameos
             tiers, default_tier = client.tiers()  # the copied client's own if the server cannot say

@@ -154,7 +154,7 @@ class _State:
         self.default_tier = DEFAULT_TIER
         self.status_text = ""  # what the timer last wrote to the status text source
         self.ticks = 0
-        self.cameos = []  # cameo names this server's user may use, for the Cameo list
+        self.cameos = []  # the ids (char_...) of the cameos this server's user may use, for the Cameo list
         # Make a cameo: state idle, asking, ready (phrase shown), uploading, verified, unverified or refused
         self.cameo = {"state": "idle", "challenge": "", "phrase": "", "digits": "", "deadline": 0.0, "until": 0.0}
         self.cameo_message = ""
@@ -657,7 +657,7 @@ def _send_cameo(config, challenge):
     else:
         message = f"Cameo “{name}” is unverified, so only you may use it: {made.get('verification') or 'unverified'}"
     with contextlib.suppress(client_module.ClientError):  # the Cameo list offers it at once
-        state.cameos = [row["id"] for row in client.cameos() if row.get("usable")]
+        state.cameos = _cameo_ids(client)
     _cameo_update(message, state="verified" if made.get("verified") else "unverified", challenge="")
     _log(message)
 
@@ -843,7 +843,7 @@ def _check_server(config, started=False):
         # A "component" (wan's sound model) is downloaded for a backend, never named in a job.
         state.backends = [row["id"] for row in client.models() if row.get("id") and row.get("role") != "component"]
         try:
-            state.cameos = [row["id"] for row in client.cameos() if row.get("usable")]
+            state.cameos = _cameo_ids(client)
         except client_module.APIError:
             state.cameos = []  # a server from before cameos
         try:
@@ -1387,6 +1387,11 @@ def _combo(props, name, label, values, hint):
         obs.obs_property_list_add_string(prop, value, value)
     obs.obs_property_set_long_description(prop, hint)
     return prop
+
+
+def _cameo_ids(client):
+    # The id (char_...) names one cameo for everyone, as names are only unique per user; older servers lack it.
+    return [row.get("character_id") or row["id"] for row in client.cameos() if row.get("usable")]
 
 
 def _backend_choices():
