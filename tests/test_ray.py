@@ -474,22 +474,10 @@ def test_cancelling_a_film_stops_every_worker_making_its_shots(cluster, kinema_e
 def test_cameos_run_on_the_workers_with_consent_kept_on_the_server(cluster, kinema_env):
     """A worker gets a consented cameo's portraits and nothing else of it; a revoke mid-job stops the worker and
     fails the job; the use is scored and logged in the server's cameo store."""
-    import numpy as np
-
     from kinema import Clip
-    from kinema.cameo.capture import CaptureResult
-    from kinema.cameo.store import SERVER_OWNER, CameoStore
+    from kinema.cameo.store import SERVER_OWNER
 
-    store = CameoStore()  # the server's: KINEMA_HOME is the server's data directory
-    for name, grey in (("alice", 200), ("bob", 90)):
-        captured = CaptureResult(
-            references=[np.full((64, 64, 3), grey, np.uint8)],
-            faces=[np.full((112, 112, 3), 7, np.uint8)],
-            embedding=np.ones(4, np.float32) / 2,
-            embedding_model="test",
-            voice=np.zeros(16000, np.float32),
-        )
-        store.create(name, SERVER_OWNER, captured)
+    store = _cameos(alice=200, bob=90)
 
     def post(cameo: str, steps: int) -> str:
         body = {"prompt": "p", "model": "slow-cameo", "steps": steps, "seconds": 0.5, "cameos": [cameo]}
@@ -524,6 +512,73 @@ def test_cameos_run_on_the_workers_with_consent_kept_on_the_server(cluster, kine
         assert clip.metadata["cameos"] == ["bob"] and "bob" in clip.metadata["cameo_identity"]
         uses = store.uses("bob", SERVER_OWNER)
         assert [u["use"] for u in uses] == [clip.metadata["cameo_use"]] and uses[0]["saved_to"]
+
+
+def _cameos(**greys: int):
+    """The server's cameo store (KINEMA_HOME is the server's data directory) with a cameo of each name, its one
+    portrait all of its grey."""
+    import numpy as np
+
+    from kinema.cameo.capture import CaptureResult
+    from kinema.cameo.store import SERVER_OWNER, CameoStore
+
+    store = CameoStore()
+    for name, grey in greys.items():
+        captured = CaptureResult(
+            references=[np.full((64, 64, 3), grey, np.uint8)],
+            faces=[np.full((112, 112, 3), 7, np.uint8)],
+            embedding=np.ones(4, np.float32) / 2,
+            embedding_model="test",
+            voice=np.zeros(16000, np.float32),
+        )
+        store.create(name, SERVER_OWNER, captured)
+    return store
+
+
+def test_a_films_cameo_shots_run_on_the_workers_as_cameo_jobs_do(cluster, kinema_env):
+    """A storyboard whose shots name cameos runs on the workers: each shot is made from its own cameo's portrait,
+    sent by the server, and each shot's use is logged once in the server's cameo store (the film made again from
+    the shot cache logs no new use); a revoke while a shot runs stops its worker and fails the film."""
+    from kinema import Clip
+    from kinema.cameo.store import SERVER_OWNER
+
+    store = _cameos(alice=200, bob=90, carol=40)
+
+    def post(*names: str, steps: int = 3) -> str:
+        board = {"shots": [{"prompt": f"{name} waves", "seconds": 0.25, "cameos": [name]} for name in names]}
+        response = client.post("/v1/storyboards", json={"storyboard": board, "model": "slow-cameo", "steps": steps})
+        assert response.status_code == 200, response.text
+        return response.json()["id"]
+
+    with server(cluster, kinema_env) as client:
+        manager = client.app.state.manager
+        film = post("bob", "carol")
+        done = wait_final(client, film, timeout=120)
+        assert done["status"] == "completed", done["error"]
+        made = Clip.load(manager.artifact(film, "video.mp4"))
+        shots = made.metadata["shots"]
+        for shot, (name, grey) in zip(shots, (("bob", 90), ("carol", 40)), strict=True):
+            first = round(shot["start"] * float(made.fps))
+            assert abs(int(made.frames[first].mean()) - grey) <= 2, name  # its own cameo's portrait
+            assert shot["cameos"] == [name]
+            uses = store.uses(name, SERVER_OWNER)
+            assert [u["use"] for u in uses] == [shot["cameo_use"]] and uses[0]["saved_to"], name
+
+        again = post("bob", "carol")
+        assert wait_final(client, again, timeout=120)["status"] == "completed"
+        cached = Clip.load(manager.artifact(again, "video.mp4"))
+        assert all(shot["cached"] for shot in cached.metadata["shots"])
+        uses = store.uses("bob", SERVER_OWNER)
+        assert [u["use"] for u in uses] == [shots[0]["cameo_use"]] and len(uses[0]["saved_to"]) == 2  # both films
+
+        revoked = post("alice", steps=100)
+        _wait_step(client, revoked)
+        store.revoke("alice", SERVER_OWNER)
+        video = wait_final(client, revoked, timeout=60)
+        assert video["error"]["code"] == "cameo_revoked", video["error"]
+        assert manager.artifact(revoked, "video.mp4") is None
+        assert all(not info["running"] for info in _infos(client).values())  # the worker stopped too
+        assert store.uses("alice", SERVER_OWNER) == []
 
 
 def test_request_limits_come_from_the_workers_reports(cluster, kinema_env):

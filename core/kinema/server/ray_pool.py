@@ -56,7 +56,6 @@ from kinema.server.jobs import (
 )
 from kinema.server.ray_cameos import for_worker
 from kinema.server.ray_worker import Worker
-from kinema.server.tasks import cameos_in as task_cameos
 from kinema.server.tasks import run as run_task
 from kinema.storyboard.cache import cache_key
 from kinema.storyboard.run import Chain, ShotMaker
@@ -376,6 +375,19 @@ class Pool:
             return [{"name": s.name, "job": s.job, **(s.info or {"starting": True})} for s in self.slots]
 
 
+def _consented(
+    request: GenerationRequest, fields: dict, *, seconds: float | None = None
+) -> tuple[cameo_store.Conditioning, dict | None]:
+    """Consent for ``request``'s cameos, checked here (the server keeps the cameo store), and what its worker gets
+    of them (``kinema.server.ray_cameos``); a speech line goes into ``fields`` as the samples loaded here (the
+    server's file stays here). ``seconds``: how long a dialogue line may last (the clip's length)."""
+    conditioning = cameo_store.prepare(request, seconds=seconds)
+    share = for_worker(conditioning)  # only what generating needs of the cameos the requester may use
+    if share is not None and request.speech is not None:
+        fields["speech"] = conditioning.speech
+    return conditioning, share
+
+
 class _Detached(Exception):
     """The server is stopping: the job goes back to the queue and its worker keeps generating."""
 
@@ -624,15 +636,8 @@ class RayJobManager(JobManager):
             task = record["plan"].get("task")
             image = read_image(folder / INPUT_FILE) if record["has_image"] else None
             request = GenerationRequest(**record["request"], image=image)
-            if task and task_cameos(task, request):
-                raise InvalidRequestError(
-                    "storyboards with cameos do not run on Ray workers yet; use a server without --ray for this film"
-                )
-            conditioning = cameo_store.prepare(request)  # consent when the job starts; the speech line loaded here
-            share = for_worker(conditioning)  # only what generating needs of the cameos the requester may use
             fields = dict(record["request"])
-            if share is not None and request.speech is not None:
-                fields["speech"] = conditioning.speech  # the samples: the server's file stays here
+            conditioning, share = _consented(request, fields)  # a film's shots: each as it starts (_film)
             source = self._task_source(job_id, task)
             token.raise_if_cancelled()
             if task and task["kind"] == "storyboard":
@@ -788,14 +793,31 @@ class RayJobManager(JobManager):
             def make(shot: GenerationRequest, on_progress: Callable[[Progress], None]) -> Any:
                 fields = {f.name: getattr(shot, f.name) for f in dataclasses.fields(shot) if f.name != "image"}
                 run_id = f"{job_id}-{cache_key(shot, backend)[:16]}"  # the same shot gets the same id
+                # A shot naming cameos is one use of them, as engine.generate makes it in-process: consent when
+                # it starts, while it runs and before it is kept; its use logged once, here (a cached shot is
+                # not made again, so a film run again logs nothing twice).
+                conditioning, share = _consented(shot, fields, seconds=backend.plan(shot).seconds)
+                consent = (shot, conditioning) if conditioning.cameos else None
                 try:
-                    return self._generate_remote(
-                        ray, slot, run_id, fields, shot.image, stop, on_progress=on_progress, detach=False
+                    clip = self._generate_remote(
+                        ray,
+                        slot,
+                        run_id,
+                        fields,
+                        shot.image,
+                        stop,
+                        share=share,
+                        consent=consent,
+                        on_progress=on_progress,
+                        detach=False,
                     )
                 except ray.exceptions.RayTaskError as error:  # the worker's own error, as in-process
                     if isinstance(error.cause, KinemaError):
                         raise error.cause from None
                     raise
+                cameo_store.recheck(shot, conditioning)
+                cameo_store.finish(shot, clip, conditioning)
+                return clip
 
             return make
 
