@@ -637,7 +637,8 @@ class RayJobManager(JobManager):
             image = read_image(folder / INPUT_FILE) if record["has_image"] else None
             request = GenerationRequest(**record["request"], image=image)
             fields = dict(record["request"])
-            conditioning, share = _consented(request, fields)  # a film's shots: each as it starts (_film)
+            # A film's shots are checked each as it starts (_film); a dialogue line lasts the clip, as in-process.
+            conditioning, share = _consented(request, fields, seconds=record["plan"].get("seconds"))
             source = self._task_source(job_id, task)
             token.raise_if_cancelled()
             if task and task["kind"] == "storyboard":

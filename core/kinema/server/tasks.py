@@ -140,13 +140,6 @@ def _board(task: dict, request: Any) -> Any:
     return board.with_(**overrides)
 
 
-def cameos_in(task: dict, request: Any) -> tuple[str, ...]:
-    """The cameos a task's shots name (a storyboard's; a remix or extend names none of its own)."""
-    if task.get("kind") != "storyboard":
-        return ()
-    return tuple(name for shot in _board(task, request).shots for name in shot.cameos)
-
-
 def run(
     task: dict,
     request: Any,
