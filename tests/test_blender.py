@@ -588,7 +588,7 @@ def test_make_a_cameo_shows_the_phrase_and_sends_the_recording_with_its_challeng
     assert outcome["made"] == ["FINISHED"] and result["state"] == "unverified", result
     assert result["cameo"]["owner"] and result["cameo"]["verified"] is False and result["challenge_left"] == ""
     assert result["message"].startswith("Cameo 'selfie' is unverified, so only you may use it: ")
-    assert "no speech-recognition model" in result["message"] and "selfie" in result["listed"]
+    assert "no speech-recognition model" in result["message"] and "char_selfie" in result["listed"]
     assert "Kinema: Cameo 'selfie' is unverified" in outcome["log"]  # Blender's report (printed when headless)
     reused = outcome["reused"]
     assert reused["state"] == "refused" and reused["code"] == "challenge_used"

@@ -252,15 +252,18 @@ def test_the_loader_lists_text_encoders_and_vaes_kinema_can_use(nodes, tmp_path)
     header_only_file(encoders / "clip_l.safetensors", {"text_model.encoder.layers.0.mlp.fc1.weight": (2, 2)})
     header_only_file(vaes / "ae.safetensors", {"decoder.conv_in.weight": (2, 2)})
     (encoders / "umt5.bin").write_bytes(b"not read")
-    listed = nodes.single_files.part_choices("text_encoder", [encoders])
+    # The submodule by name: a package imported again (as each test's fixture does) finds its submodules cached
+    # in sys.modules and is not given them as attributes.
+    single_files = importlib.import_module(f"{nodes.__name__}.single_files")
+    listed = single_files.part_choices("text_encoder", [encoders])
     assert listed == {
         "gemma/gemma-3-tiny.safetensors": str(encoders / "gemma" / "gemma-3-tiny.safetensors"),
         "umt5-tiny.safetensors": str(encoders / "umt5-tiny.safetensors"),
     }
-    assert list(nodes.single_files.part_choices("vae", [vaes])) == ["wan2.2-vae-tiny.safetensors"]
+    assert list(single_files.part_choices("vae", [vaes])) == ["wan2.2-vae-tiny.safetensors"]
     # The loader's lists: outside ComfyUI there are no ComfyUI folders, so each holds its default alone.
     widgets = {field.id: field for field in nodes.spec.MODEL_LOADER.inputs}
-    assert widgets["text_encoder"].choices() == widgets["vae"].choices() == [nodes.single_files.MODELS_OWN]
+    assert widgets["text_encoder"].choices() == widgets["vae"].choices() == [single_files.MODELS_OWN]
 
 
 def test_text_encoder_and_vae_picks_are_for_single_files_only(nodes):

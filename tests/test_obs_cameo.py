@@ -89,7 +89,7 @@ def test_make_a_cameo_shows_the_phrase_and_sends_the_recording_with_its_challeng
     assert made.startswith("unverified, so only you may use it: ") and "no speech-recognition model" in made
     shown = info(probe)
     assert shown["info_type"] == "warning" and "Cameo “obs-selfie” is unverified" in shown["value"]
-    assert "obs-selfie" in [value for _, value in probe.properties("cameo")["cameo"]["items"]]  # pick it at once
+    assert "char_obs-selfie" in [value for _, value in probe.properties("cameo")["cameo"]["items"]]  # pick it at once
     from kinema.cameo.store import CameoStore
 
     assert CameoStore(tiny_home / "cameos").get("obs-selfie").verification["challenge"]["phrase"] == phrase
