@@ -30,6 +30,29 @@ def local_dir_for(hub_id: str) -> Path:
     return models_dir() / hub_id.replace("/", "--")
 
 
+def pulled_transformers(hub_id: str) -> bool:
+    """A transformers model (config.json, not a diffusers model_index.json) pulled into kinema's model folder."""
+    return (local_dir_for(hub_id) / "config.json").is_file()
+
+
+def transformers_folder(env: str, default: str, what: str, error: type[Exception] = MissingWeightsError) -> Path | None:
+    """The folder of a helper model loaded through transformers (a voice, a speech recogniser): the folder or
+    pulled hub id in ``env``, else the pulled ``default``, else None. A bad ``env`` raises ``error``, naming
+    ``what`` the folder should hold."""
+    chosen = os.environ.get(env, "").strip()
+    if chosen:
+        path = Path(chosen).expanduser()
+        if path.is_dir():
+            return path
+        if is_hub_id(chosen) and pulled_transformers(chosen):
+            return local_dir_for(chosen)
+        raise error(
+            f"{env}={chosen!r} is neither a folder nor a pulled model; `kinema models pull {chosen}`"
+            f" or point it at a {what} folder"
+        )
+    return local_dir_for(default) if pulled_transformers(default) else None
+
+
 def resolve(model: str) -> Path:
     """A local folder as given, else the pulled copy of a hub id; never downloads."""
     path = Path(model).expanduser()

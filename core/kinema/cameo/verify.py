@@ -7,7 +7,6 @@ is stored *unverified* (only its owner may use it) and the record says why.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import time
 from collections.abc import Callable
@@ -47,25 +46,7 @@ class VerificationError(InvalidRequestError):
 
 def recognizer_folder() -> Path | None:
     """The installed speech-recognition model's folder: ``KINEMA_SPEECH_RECOGNIZER``, else the pulled default."""
-    chosen = os.environ.get(RECOGNIZER_ENV, "").strip()
-    if chosen:
-        path = Path(chosen).expanduser()
-        if path.is_dir():
-            return path
-        if model_store.is_hub_id(chosen) and _pulled(chosen):
-            return model_store.local_dir_for(chosen)
-        raise InvalidRequestError(
-            f"{RECOGNIZER_ENV}={chosen!r} is neither a folder nor a pulled model; `kinema models pull {chosen}`"
-            f" or point it at a Whisper folder"
-        )
-    if _pulled(DEFAULT_RECOGNIZER):
-        return model_store.local_dir_for(DEFAULT_RECOGNIZER)
-    return None
-
-
-def _pulled(hub_id: str) -> bool:
-    """A transformers model (config.json, not a diffusers model_index.json) pulled into kinema's model folder."""
-    return (model_store.local_dir_for(hub_id) / "config.json").is_file()
+    return model_store.transformers_folder(RECOGNIZER_ENV, DEFAULT_RECOGNIZER, "Whisper", InvalidRequestError)
 
 
 def status() -> tuple[bool, str]:

@@ -13,7 +13,6 @@ The line comes back as mono float32 at the codec's rate (44.1 kHz for DAC 44 kHz
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,20 +51,7 @@ class SpokenLine:
 
 def voice_model_folder() -> Path | None:
     """The installed voice model's folder: ``KINEMA_VOICE_MODEL``, else the pulled default, else None."""
-    chosen = os.environ.get(VOICE_MODEL_ENV, "").strip()
-    if chosen:
-        path = Path(chosen).expanduser()
-        if path.is_dir():
-            return path
-        if model_store.is_hub_id(chosen) and _pulled(chosen):
-            return model_store.local_dir_for(chosen)
-        raise MissingWeightsError(
-            f"{VOICE_MODEL_ENV}={chosen!r} is neither a folder nor a pulled model; `kinema models pull {chosen}`"
-            " or point it at a Dia model folder"
-        )
-    if _pulled(DEFAULT_VOICE_MODEL):
-        return model_store.local_dir_for(DEFAULT_VOICE_MODEL)
-    return None
+    return model_store.transformers_folder(VOICE_MODEL_ENV, DEFAULT_VOICE_MODEL, "Dia model")
 
 
 def codec_folder(model: Path) -> Path:
@@ -73,16 +59,12 @@ def codec_folder(model: Path) -> Path:
     inside = model / CODEC_FOLDER
     if (inside / "config.json").is_file():
         return inside
-    if _pulled(DEFAULT_CODEC):
+    if model_store.pulled_transformers(DEFAULT_CODEC):
         return model_store.local_dir_for(DEFAULT_CODEC)
     raise MissingWeightsError(
         f"the voice model {model.name} needs its audio codec: `kinema models pull {DEFAULT_CODEC}` (MIT), or put a"
         f" DAC model folder at {inside}"
     )
-
-
-def _pulled(hub_id: str) -> bool:
-    return (model_store.local_dir_for(hub_id) / "config.json").is_file()
 
 
 def status() -> tuple[bool, str]:
