@@ -539,14 +539,8 @@ def _part_family_of(path: Path, stamp: tuple[float, int], part: str) -> str | No
 def part_family_of(path: str | Path, part: str) -> str | None:
     """The family ("ltx2", "wan") whose ``part`` ("text_encoder" or "vae") a .safetensors file holds, else None
     (header only, cached): what a host lists beside single files."""
-    path = Path(path)
-    if path.suffix.lower() not in SUFFIXES:
-        return None
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return _part_family_of(path, (stat.st_mtime, stat.st_size), part)
+    stamped = _stamped(path)
+    return None if stamped is None else _part_family_of(*stamped, part)
 
 
 @functools.lru_cache(maxsize=256)
@@ -559,6 +553,12 @@ def _family_of(path: Path, stamp: tuple[float, int]) -> str | None:
 
 def family_of(path: str | Path) -> str | None:
     """ "ltx2" or "wan" for a .safetensors file holding such a transformer, else None (header only, cached)."""
+    stamped = _stamped(path)
+    return None if stamped is None else _family_of(*stamped)
+
+
+def _stamped(path: str | Path) -> tuple[Path, tuple[float, int]] | None:
+    """A .safetensors path with its (mtime, size), the header caches' key (a rewritten file is read again)."""
     path = Path(path)
     if path.suffix.lower() not in SUFFIXES:
         return None
@@ -566,4 +566,4 @@ def family_of(path: str | Path) -> str | None:
         stat = path.stat()
     except OSError:
         return None
-    return _family_of(path, (stat.st_mtime, stat.st_size))
+    return path, (stat.st_mtime, stat.st_size)
